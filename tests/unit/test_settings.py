@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import pytest
+
+from runbook_lib.errors import ConfigError
+from runbook_lib.settings import Settings
+
+
+def test_token_read_from_named_variable_only():
+    s = Settings.from_env({"ATLAS_TOKEN": "abc.atlasv1.secret", "TFE_ADDRESS": "https://tfe.example.com/"})
+    assert s.token("legacy") == "abc.atlasv1.secret"
+    assert s.address("tfe") == "https://tfe.example.com"
+    assert "abc.atlasv1.secret" not in repr(s)
+
+
+def test_missing_token_names_variable_not_value():
+    s = Settings.from_env({}, tfe_token_var="MY_TFE_TOKEN")
+    with pytest.raises(ConfigError, match=r"MY_TFE_TOKEN"):
+        s.token("tfe")
+
+
+@pytest.mark.parametrize("bad", ["abc.atlasv1.secretvalue", "", "has space"])
+def test_token_var_must_be_a_name(bad):
+    with pytest.raises(ConfigError, match="NAME of an environment variable"):
+        Settings(tfe_token_var=bad)
+
+
+def test_overrides_ignore_empty_parameters():
+    s = Settings.from_env({"ATLAS_ADDRESS": "https://legacy.example.com"}, legacy_address="", ca_bundle=None)
+    assert s.address("legacy") == "https://legacy.example.com"
+
+
+@pytest.mark.parametrize("value", ["", "tfe.example.com", "https://tfe.example.com/api/v2", "ftp://x"])
+def test_bad_address_is_a_clear_error(value):
+    with pytest.raises(ConfigError):
+        Settings(tfe_address=value).address("tfe")
