@@ -1,0 +1,165 @@
+"""Confirmation gates: one mechanism for every destructive or irreversible action.
+
+The same notebook works two ways:
+
+- In a batch (papermill, `interactive = False`), a gate passes only when the `confirm` parameter
+  names this action and this environment exactly, e.g. ``confirm = "delete acme-legacy/web-prod"``;
+  otherwise it raises GateError, and the executed notebook shows why and which text would confirm.
+- Interactively (JupyterLab), a gate shows what will happen and a button; the action runs when the
+  operator clicks it. (An exact `confirm` parameter also passes interactively: the operator typed it.)
+
+Either way the decision (who, when, what, how) is printed into the notebook's output and recorded in
+the ledger before the action runs, so the evidence exists even if the action then fails.
+"""
+
+from __future__ import annotations
+
+import getpass
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Sequence
+
+from runbook_lib.errors import GateError
+
+ACTIONS = ("delete", "unlink", "force")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A recorded confirmation."""
+
+    action: str
+    target: str
+    operator: str
+    decided_at: str
+    via: str  # "parameter" or "button"
+
+    def as_evidence(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def phrase(action: str, target: str) -> str:
+    """The exact text that confirms `action` on `target` (e.g. "delete acme-legacy/web-prod")."""
+    return f"{action} {target}"
+
+
+def check(action: str, target: str, confirm: str | None, *, operator: str | None = None) -> Decision:
+    """Pass a gate from a parameter, or refuse.
+
+    Args:
+        action: one of ACTIONS.
+        target: what it acts on, e.g. "acme-legacy/web-prod".
+        confirm: the operator's confirmation text (the notebook's `confirm` parameter).
+        operator: who confirms (default: the OS user running the kernel).
+
+    Returns:
+        The Decision.
+
+    Raises:
+        GateError: `confirm` is empty or does not name exactly this action and target.
+    """
+    if action not in ACTIONS:
+        raise GateError(f"unknown gated action {action!r}; gated actions are {', '.join(ACTIONS)}.")
+    expected = phrase(action, target)
+    given = (confirm or "").strip()
+    if not given:
+        raise GateError(f"not confirmed: this step will {expected}; to allow it in a batch, set the parameter "
+                        f"confirm = {expected!r} (or put that line in the batch's confirm file).")
+    if given != expected:
+        raise GateError(f"wrong confirmation {given!r}: this step will {expected}; the confirmation must be "
+                        f"exactly {expected!r}.")
+    return Decision(action, target, operator or getpass.getuser(),
+                    datetime.now(timezone.utc).isoformat(timespec="seconds"), "parameter")
+
+
+def _record(decision: Decision, ledger: Any, environment: str | None, step: str | None, mode: str) -> None:
+    print(f"CONFIRMED: {decision.operator} confirmed '{phrase(decision.action, decision.target)}' "
+          f"via {decision.via} at {decision.decided_at}")
+    if ledger is not None and environment and step:
+        ledger.record(environment, f"{step}/confirm", mode, "passed", evidence=decision.as_evidence())
+
+
+class PendingGate:
+    """An interactive gate waiting for the operator's click; `outcome` holds the action's result after it.
+
+    Attributes:
+        decision: set when the button was clicked.
+        outcome: what `run` returned.
+        error: the exception `run` raised, if any.
+    """
+
+    def __init__(self, action: str, target: str, summary: Any, run: Callable[..., Any], args: Sequence[Any],
+                 ledger: Any, environment: str | None, step: str | None, mode: str,
+                 operator: str | None) -> None:
+        self.action, self.target, self.summary = action, target, summary
+        self._run, self._args = run, tuple(args)
+        self._ledger, self._environment, self._step, self._mode = ledger, environment, step, mode
+        self._operator = operator
+        self.decision: Decision | None = None
+        self.outcome: Any = None
+        self.error: BaseException | None = None
+        self.widget = self._build()
+
+    @property
+    def confirmed(self) -> bool:
+        return self.decision is not None
+
+    def _build(self):
+        import ipywidgets as widgets
+
+        text = phrase(self.action, self.target)
+        self.button = widgets.Button(description=f"Confirm: {text}", button_style="danger",
+                                     layout=widgets.Layout(width="auto"), tooltip=text)
+        self.output = widgets.Output()
+        self.button.on_click(self.click)
+        header = widgets.HTML(f"<b>This will {text}.</b> Read the table above, then click to proceed. "
+                              f"Nothing happens until you click.")
+        return widgets.VBox([header, self.button, self.output])
+
+    def click(self, _button: Any = None) -> None:
+        """What the button does: record the decision, then run the action once."""
+        if self.decision is not None:
+            return
+        self.button.disabled = True
+        self.decision = Decision(self.action, self.target, self._operator or getpass.getuser(),
+                                 datetime.now(timezone.utc).isoformat(timespec="seconds"), "button")
+        with self.output:
+            _record(self.decision, self._ledger, self._environment, self._step, self._mode)
+            try:
+                self.outcome = self._run(*self._args)
+                print(f"DONE: {phrase(self.action, self.target)}")
+            except Exception as exc:  # shown to the operator in the widget, and kept for the verify cell
+                self.error = exc
+                print(f"FAILED: {type(exc).__name__}: {exc}")
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+
+def guard(action: str, target: str, *, confirm: str | None, interactive: bool, run: Callable[..., Any],
+          args: Sequence[Any] = (), summary: Any = None, ledger: Any = None, environment: str | None = None,
+          step: str | None = None, mode: str = "apply", operator: str | None = None) -> Any:
+    """Run `run(*args)` only once the action is confirmed.
+
+    Args:
+        action, target: what is gated (see `phrase`).
+        confirm: the `confirm` parameter; an exact phrase passes at once, in batch and interactively.
+        interactive: True in JupyterLab (show a button), False in a batch (refuse without `confirm`).
+        run, args: the action.
+        summary: shown above the button (a DataFrame of what will happen).
+        ledger, environment, step, mode: where the decision is recorded.
+        operator: who decides (default: the OS user).
+
+    Returns:
+        `run`'s result when confirmed by parameter; a PendingGate (displayed as the button) interactively.
+
+    Raises:
+        GateError: in batch, when not confirmed (nothing ran).
+    """
+    if confirm or not interactive:
+        decision = check(action, target, confirm, operator=operator)
+        _record(decision, ledger, environment, step, mode)
+        return run(*args)
+    return PendingGate(action, target, summary, run, args, ledger, environment, step, mode, operator)

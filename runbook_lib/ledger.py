@@ -1,0 +1,212 @@
+"""The ledger: a SQLite record of every step run, per environment.
+
+It is what makes a batch resumable (a step already verified is skipped, a failed one is retried) and
+what gates the irreversible step (step 6 deletes a legacy environment only when the ledger holds
+step 5's PASS for it). Rows never hold a secret: evidence is checked with the secret scanner before
+it is written, and a row that would carry a token is refused.
+
+Several processes (papermill kernels of a parallel batch) write to one ledger; SQLite's WAL mode and
+a busy timeout make that safe, and each write is one short transaction.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from runbook_lib.errors import LedgerError
+from runbook_lib.secrets import scan_bytes, tokens_in_use
+
+STATUSES = ("running", "passed", "failed", "refused", "skipped")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS step_runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    batch_id TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    step TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    duration_s REAL,
+    evidence TEXT NOT NULL DEFAULT '{}',
+    error TEXT,
+    notebook_path TEXT,
+    notebook_sha256 TEXT,
+    operator TEXT NOT NULL,
+    host TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS step_runs_env_step ON step_runs (environment, step, id);
+"""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class StepRun:
+    """One ledger row."""
+
+    id: int
+    batch_id: str
+    environment: str
+    step: str
+    mode: str
+    status: str
+    started_at: str
+    finished_at: str | None
+    duration_s: float | None
+    evidence: dict[str, Any]
+    error: str | None
+    notebook_path: str | None
+    notebook_sha256: str | None
+    operator: str
+    host: str
+
+
+class Ledger:
+    """SQLite ledger at `path` (created with its schema on first use).
+
+    Args:
+        path: the database file, usually `runs/<batch>/ledger.sqlite`.
+        batch_id: the batch this process records for ("interactive" when run by hand).
+    """
+
+    def __init__(self, path: str | Path, batch_id: str = "interactive") -> None:
+        self.path = Path(path)
+        self.batch_id = batch_id
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = self._connect()
+            try:
+                db.executescript(_SCHEMA)
+            finally:
+                db.close()  # never leave a connection open across a fork (kernels, batch workers)
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"the ledger {self.path} cannot be opened ({exc}); "
+                              f"move it aside and resume from the audit trail.") from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA busy_timeout=30000")
+        db.row_factory = sqlite3.Row
+        return db
+
+    def _write(self, sql: str, params: tuple) -> int:
+        try:
+            db = self._connect()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                cursor = db.execute(sql, params)
+                db.execute("COMMIT")
+                return int(cursor.lastrowid or 0)
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot write to the ledger {self.path}: {exc}") from exc
+
+    @staticmethod
+    def _checked_json(evidence: dict[str, Any] | None) -> str:
+        text = json.dumps(evidence or {}, sort_keys=True, default=str)
+        if scan_bytes(text.encode(), "evidence", tokens_in_use()):
+            raise LedgerError("refusing to record evidence that contains a token; "
+                              "record the name of its environment variable instead.")
+        return text
+
+    def start(self, environment: str, step: str, mode: str) -> int:
+        """Record that a step starts; returns the row id to pass to `finish`."""
+        return self._write(
+            "INSERT INTO step_runs (batch_id, environment, step, mode, status, started_at, operator, host) "
+            "VALUES (?, ?, ?, ?, 'running', ?, ?, ?)",
+            (self.batch_id, environment, step, mode, _now(), getpass.getuser(), socket.gethostname()))
+
+    def finish(self, row_id: int, status: str, *, evidence: dict[str, Any] | None = None,
+               error: str | None = None, notebook_path: str | None = None,
+               notebook_sha256: str | None = None) -> None:
+        """Record how a started step ended.
+
+        Raises:
+            LedgerError: unknown status, unknown row, or evidence/error containing a token.
+        """
+        if status not in STATUSES or status == "running":
+            raise LedgerError(f"unknown final status {status!r}; use one of passed, failed, refused, skipped.")
+        if error and scan_bytes(error.encode(), "error", tokens_in_use()):
+            raise LedgerError("refusing to record an error text that contains a token.")
+        row = self.get(row_id)
+        duration = (datetime.now(timezone.utc) - datetime.fromisoformat(row.started_at)).total_seconds()
+        self._write(
+            "UPDATE step_runs SET status=?, finished_at=?, duration_s=?, evidence=?, error=?, notebook_path="
+            "COALESCE(?, notebook_path), notebook_sha256=COALESCE(?, notebook_sha256) WHERE id=?",
+            (status, _now(), duration, self._checked_json(evidence), error, notebook_path, notebook_sha256, row_id))
+
+    def record(self, environment: str, step: str, mode: str, status: str, **kwargs: Any) -> int:
+        """Start and finish in one call (for outcomes known at once, like a refusal)."""
+        row_id = self.start(environment, step, mode)
+        self.finish(row_id, status, **kwargs)
+        return row_id
+
+    def attach_notebook(self, row_id: int, notebook_path: str, notebook_sha256: str) -> None:
+        """Point a row at its executed notebook (written after the kernel recorded the outcome)."""
+        self._write("UPDATE step_runs SET notebook_path=?, notebook_sha256=? WHERE id=?",
+                    (notebook_path, notebook_sha256, row_id))
+
+    def get(self, row_id: int) -> StepRun:
+        """The row with this id.
+
+        Raises:
+            LedgerError: no such row.
+        """
+        rows = list(self._select("WHERE id=?", (row_id,)))
+        if not rows:
+            raise LedgerError(f"the ledger {self.path} has no step run {row_id}.")
+        return rows[0]
+
+    def _select(self, where: str, params: tuple) -> Iterator[StepRun]:
+        try:
+            db = self._connect()
+            try:
+                for row in db.execute(f"SELECT * FROM step_runs {where}", params):
+                    data = dict(row)
+                    data["evidence"] = json.loads(data["evidence"] or "{}")
+                    yield StepRun(**data)
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot read the ledger {self.path}: {exc}") from exc
+
+    def history(self, environment: str | None = None) -> list[StepRun]:
+        """Every row, oldest first, optionally for one environment."""
+        if environment is None:
+            return list(self._select("ORDER BY id", ()))
+        return list(self._select("WHERE environment=? ORDER BY id", (environment,)))
+
+    def latest(self, environment: str, step: str, mode: str | None = None) -> StepRun | None:
+        """The most recent finished-or-running row of this environment and step (and mode)."""
+        if mode is None:
+            rows = list(self._select("WHERE environment=? AND step=? ORDER BY id DESC LIMIT 1", (environment, step)))
+        else:
+            rows = list(self._select("WHERE environment=? AND step=? AND mode=? ORDER BY id DESC LIMIT 1",
+                                     (environment, step, mode)))
+        return rows[0] if rows else None
+
+    def passed(self, environment: str, step: str, mode: str = "apply") -> StepRun | None:
+        """The latest row of this step if it passed in `mode`, else None (a later failure revokes a pass)."""
+        row = self.latest(environment, step, mode)
+        return row if row is not None and row.status == "passed" else None
+
+    def frame(self, environment: str | None = None):
+        """The history as a pandas DataFrame (evidence as JSON text), for notebooks and summaries."""
+        import pandas as pd
+
+        rows = [dict(r.__dict__, evidence=json.dumps(r.evidence, sort_keys=True)) for r in self.history(environment)]
+        columns = list(StepRun.__dataclass_fields__)
+        return pd.DataFrame(rows, columns=columns)
+

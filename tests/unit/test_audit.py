@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+
+import nbformat
+import pytest
+
+from runbook_lib import audit
+from runbook_lib.errors import AuditError
+
+TOKEN = "AbCdEf123456.atlasv1.ZyXwVuTsRqPoNmLkJiHgFeDcBa0987654321"
+
+
+@pytest.fixture()
+def batch(tmp_path):
+    root = tmp_path / "runs" / "b-1"
+    env = root / audit.env_dirname("acme-legacy/web")
+    (env / "state").mkdir(parents=True)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Step"), nbformat.v4.new_code_cell("1+1")])
+    nbformat.write(nb, env / "00_preflight_inventory.ipynb")
+    audit.notebook_to_html(env / "00_preflight_inventory.ipynb")
+    state = env / "state" / "legacy-serial-3.tfstate"
+    state.write_bytes(b'{"version": 3, "serial": 3, "lineage": "x", "modules": []}')
+    os.chmod(state, 0o600)
+    audit.write_summary_html(root, {"acme-legacy/web": {"00": "passed", "01": "failed"}}, ["00", "01"])
+    audit.write_manifest(root, parameters={"mode": "apply", "tfe_token_var": "TFE_TOKEN"},
+                         outcomes={"acme-legacy/web": {"00": "passed"}}, started_at="s", finished_at="f")
+    return root
+
+
+def test_layout_and_manifest(batch):
+    assert env_dir_name() == "acme-legacy__web"
+    manifest = json.loads((batch / "manifest.json").read_text())
+    files = manifest["files"]
+    assert "acme-legacy__web/00_preflight_inventory.ipynb" in files
+    assert "acme-legacy__web/00_preflight_inventory.html" in files
+    assert files["acme-legacy__web/state/legacy-serial-3.tfstate"]["state_backup"] is True
+    assert files["summary.html"]["sha256"] == audit.sha256_file(batch / "summary.html")
+    assert manifest["runbook"]["version"] and manifest["parameters"]["tfe_token_var"] == "TFE_TOKEN"
+    assert "background:#ffcdd2" in (batch / "summary.html").read_text()
+
+
+def env_dir_name():
+    return audit.env_dirname("acme-legacy/web")
+
+
+def test_archive_excludes_state_and_verifies(batch):
+    result = audit.archive(batch)
+    assert result.excluded_state_backups == 1
+    with tarfile.open(result.path) as tar:
+        names = tar.getnames()
+    assert not any("/state/" in n for n in names)
+    assert audit.verify_archive(result.path) == []
+
+
+def test_archive_with_state_on_request(batch):
+    result = audit.archive(batch, include_state=True)
+    with tarfile.open(result.path) as tar:
+        assert any("/state/" in n for n in tar.getnames())
+    assert audit.verify_archive(result.path) == []
+
+
+def test_archive_refuses_planted_token_and_writes_nothing(batch, monkeypatch):
+    monkeypatch.setenv("ATLAS_TOKEN", TOKEN)
+    html = batch / "acme-legacy__web" / "00_preflight_inventory.html"
+    html.write_text(html.read_text() + f"<pre>{TOKEN}</pre>")
+    with pytest.raises(AuditError, match="00_preflight_inventory.html") as info:
+        audit.archive(batch)
+    assert TOKEN not in str(info.value)
+    assert not (batch.parent / "b-1.tar.gz").exists()
+
+
+def test_manifest_refuses_token_in_parameters(batch, monkeypatch):
+    monkeypatch.setenv("TFE_TOKEN", TOKEN)
+    with pytest.raises(AuditError, match="NAME"):
+        audit.write_manifest(batch, parameters={"token": TOKEN}, outcomes={}, started_at="", finished_at="")
+
+
+def _rewrite_member(archive_path, member_suffix, mutate):
+    with tarfile.open(archive_path) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers() if m.isfile()]
+    with tarfile.open(archive_path, "w:gz") as tar:
+        for info, data in members:
+            if info.name.endswith(member_suffix):
+                data = mutate(data)
+                info.size = len(data)
+            import io
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_verify_catches_one_changed_byte(batch):
+    result = audit.archive(batch)
+    _rewrite_member(result.path, "00_preflight_inventory.ipynb", lambda d: d[:10] + bytes([d[10] ^ 1]) + d[11:])
+    problems = audit.verify_archive(result.path)
+    kinds = {(p.path, p.problem) for p in problems}
+    assert ("acme-legacy__web/00_preflight_inventory.ipynb", "changed") in kinds
+    assert any(p.problem == "archive checksum" for p in problems)
+
+
+def test_verify_rejects_non_archive(tmp_path):
+    bogus = tmp_path / "x.tar.gz"
+    bogus.write_bytes(b"nope")
+    with pytest.raises(AuditError, match="not a readable archive"):
+        audit.verify_archive(bogus)
