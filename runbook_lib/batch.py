@@ -1,0 +1,293 @@
+"""Batch runs: the runbook's notebooks through papermill, per environment, resumable.
+
+For each environment of the mapping, the step notebooks run in order, each only after its
+predecessor passed; environments run in parallel (`jobs`). Every executed notebook lands in the audit
+trail (`runs/<batch>/<org>__<env>/NN_<step>.ipynb` plus an HTML copy); an earlier attempt of the
+same step is kept beside it with its attempt number, so a retry never erases evidence.
+
+Resuming: the ledger (`runs/<batch>/ledger.sqlite`) says which steps already passed in apply mode;
+running the same command again skips them and retries the rest, so nothing is done twice. A step left
+"running" by a killed batch counts as not passed, and the steps themselves are idempotent (they adopt
+what the earlier attempt created).
+
+Exclusion: a file lock per environment (under `<out>/.locks/`) refuses a second batch that would work
+on an environment another batch holds; the workspace lock taken in step 2 guards the server side.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from runbook_lib import audit
+from runbook_lib.errors import LedgerError, RunbookError
+from runbook_lib.ledger import Ledger
+from runbook_lib.mapping import MappingRow
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+STEPS: tuple[str, ...] = (
+    "00_preflight_inventory",
+    "01_create_organization",
+    "02_create_workspaces",
+    "03_migrate_state",
+    "04_disable_legacy_vcs",
+    "05_commit_and_verify",
+    "06_delete_legacy_environment",
+)
+# The action each gated step asks to confirm (see runbook_lib.gates).
+GATED_ACTIONS = {"04_disable_legacy_vcs": "unlink", "06_delete_legacy_environment": "delete"}
+
+
+def select_steps(spec: str, steps: Sequence[str] = STEPS) -> list[str]:
+    """Steps named by a spec like "0-6", "3", "0,1,2" or "2-"; in runbook order.
+
+    Raises:
+        RunbookError: a number outside the runbook's steps or a malformed spec.
+    """
+    chosen: set[int] = set()
+    last = len(steps) - 1
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        try:
+            if "-" in part:
+                lo, hi = part.split("-", 1)
+                chosen.update(range(int(lo or 0), int(hi or last) + 1))
+            else:
+                chosen.add(int(part))
+        except ValueError as exc:
+            raise RunbookError(f"--steps {spec!r} is not a step list like 0-6 or 3,4.") from exc
+    if not chosen or min(chosen) < 0 or max(chosen) > last:
+        raise RunbookError(f"--steps {spec!r} must name steps between 0 and {last}.")
+    return [steps[i] for i in sorted(chosen)]
+
+
+def read_confirm_file(path: str | Path | None) -> list[str]:
+    """Confirmation lines (like "delete acme-legacy/web-prod"); blank lines and # comments ignored."""
+    if not path:
+        return []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise RunbookError(f"cannot read the confirm file {path}: {exc.strerror}.") from exc
+    return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+
+
+def confirmation_for(step: str, row: MappingRow, lines: Iterable[str]) -> str:
+    """The confirm-file line for this step's gated action on this environment, or ""."""
+    action = GATED_ACTIONS.get(step)
+    wanted = f"{action} {row.legacy_slug}" if action else None
+    return wanted if wanted and wanted in set(lines) else ""
+
+
+@dataclass
+class StepOutcome:
+    """What happened to one step of one environment in this batch run."""
+
+    environment: str
+    step: str
+    status: str  # passed, failed, skipped (already verified), blocked (predecessor failed)
+    seconds: float = 0.0
+    notebook: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class BatchResult:
+    batch_dir: Path
+    outcomes: list[StepOutcome] = field(default_factory=list)
+    started_at: str = ""
+    finished_at: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return all(o.status in ("passed", "skipped") for o in self.outcomes)
+
+    def frame(self):
+        import pandas as pd
+
+        return pd.DataFrame([o.__dict__ for o in self.outcomes],
+                            columns=["environment", "step", "status", "seconds", "notebook", "error"])
+
+    def matrix(self) -> dict[str, dict[str, str]]:
+        table: dict[str, dict[str, str]] = {}
+        for o in self.outcomes:
+            table.setdefault(o.environment, {})[o.step] = o.status
+        return table
+
+
+def _attempt_path(target: Path) -> None:
+    """Move an earlier attempt aside (`NN_step.attempt-K.ipynb`) so its evidence is kept."""
+    if not target.exists():
+        return
+    k = 1
+    while (aside := target.with_name(f"{target.stem}.attempt-{k}{target.suffix}")).exists():
+        k += 1
+    target.rename(aside)
+    html = target.with_suffix(".html")
+    if html.exists():
+        html.rename(aside.with_suffix(".html"))
+
+
+def _error_text(exc: BaseException) -> str:
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(exc, PapermillExecutionError):
+        return f"cell {exc.cell_index}: {exc.ename}: {exc.evalue}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class BatchRunner:
+    """Runs steps for environments into `out/<batch_id>`.
+
+    Args:
+        rows: the environments (mapping rows) to migrate.
+        steps: step notebook names, in order (see `select_steps`).
+        mode: "plan" or "apply".
+        out: the runs folder; the batch writes to `out/<batch_id>`.
+        batch_id: the batch's name; the same name resumes the same batch.
+        jobs: environments run in parallel.
+        parameters: extra notebook parameters for every step (token variable NAMES, migration path, ...).
+        confirm_lines: confirmations from the confirm file.
+        notebooks_dir: where the step notebooks are.
+        execution_timeout: seconds a single cell may run.
+        on_step: called with each StepOutcome as it finishes (progress display).
+    """
+
+    def __init__(self, rows: Sequence[MappingRow], steps: Sequence[str], *, mode: str, out: str | Path,
+                 batch_id: str, jobs: int = 1, parameters: Mapping[str, Any] | None = None,
+                 confirm_lines: Sequence[str] = (), notebooks_dir: str | Path = NOTEBOOKS_DIR,
+                 execution_timeout: int = 1800, on_step: Callable[[StepOutcome], None] | None = None) -> None:
+        if mode not in ("plan", "apply"):
+            raise RunbookError(f"--mode must be plan or apply, not {mode!r}.")
+        self.rows, self.steps, self.mode = list(rows), list(steps), mode
+        self.out = Path(out)
+        self.batch_dir = self.out / batch_id
+        self.batch_id, self.jobs = batch_id, max(1, int(jobs))
+        self.parameters = dict(parameters or {})
+        self.confirm_lines = list(confirm_lines)
+        self.notebooks_dir = Path(notebooks_dir)
+        self.execution_timeout = execution_timeout
+        self.on_step = on_step
+        self._lock = threading.Lock()
+        missing = [s for s in self.steps if not (self.notebooks_dir / f"{s}.ipynb").is_file()]
+        if missing:
+            raise RunbookError(f"notebooks not found in {self.notebooks_dir}: {', '.join(missing)}.")
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.batch_dir / "ledger.sqlite"
+
+    def run(self) -> BatchResult:
+        """Run the batch; returns every step's outcome. Writes manifest.json and summary.html at the end."""
+        from filelock import FileLock, Timeout
+
+        self.batch_dir.mkdir(parents=True, exist_ok=True)
+        ledger = Ledger(self.ledger_path, batch_id=self.batch_id)
+        result = BatchResult(self.batch_dir, started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        lock_dir = self.out / ".locks"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        locks = []
+        try:
+            for row in self.rows:
+                lock = FileLock(str(lock_dir / f"{audit.env_dirname(row.legacy_slug)}.lock"))
+                try:
+                    lock.acquire(timeout=0)
+                except Timeout as exc:
+                    raise LedgerError(f"another batch is working on {row.legacy_slug} (lock {lock.lock_file}); "
+                                      f"wait for it to finish or leave this environment out with --env.") from exc
+                locks.append(lock)
+            with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+                for outcomes in pool.map(lambda r: self._run_environment(r, ledger), self.rows):
+                    result.outcomes.extend(outcomes)
+        finally:
+            for lock in locks:
+                lock.release()
+        result.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self._write_evidence(result, ledger)
+        return result
+
+    def _run_environment(self, row: MappingRow, ledger: Ledger) -> list[StepOutcome]:
+        outcomes: list[StepOutcome] = []
+        blocked = False
+        for step in self.steps:
+            if blocked:
+                outcome = StepOutcome(row.legacy_slug, step, "blocked", error="an earlier step did not pass")
+            elif self.mode == "apply" and ledger.passed(row.legacy_slug, step, "apply"):
+                outcome = StepOutcome(row.legacy_slug, step, "skipped")
+            else:
+                outcome = self._run_step(row, step, ledger)
+                blocked = outcome.status != "passed"
+            outcomes.append(outcome)
+            if self.on_step:
+                with self._lock:
+                    self.on_step(outcome)
+        return outcomes
+
+    def _parameters(self, row: MappingRow, step: str) -> dict[str, Any]:
+        return {
+            **self.parameters,
+            "legacy_org": row.legacy_org, "legacy_env": row.legacy_env,
+            "new_org": row.new_org, "workspace": row.workspace,
+            "mode": self.mode, "audit_root": str(self.batch_dir.resolve()),
+            "ledger_path": str(self.ledger_path.resolve()), "batch_id": self.batch_id,
+            "interactive": False, "confirm": confirmation_for(step, row, self.confirm_lines),
+        }
+
+    def _run_step(self, row: MappingRow, step: str, ledger: Ledger) -> StepOutcome:
+        import papermill
+        from papermill.exceptions import PapermillExecutionError
+
+        env_dir = self.batch_dir / audit.env_dirname(row.legacy_slug)
+        env_dir.mkdir(parents=True, exist_ok=True)
+        target = env_dir / f"{step}.ipynb"
+        _attempt_path(target)
+        before = ledger.latest(row.legacy_slug, step, self.mode)
+        started = time.monotonic()
+        error = None
+        try:
+            papermill.execute_notebook(str(self.notebooks_dir / f"{step}.ipynb"), str(target),
+                                       parameters=self._parameters(row, step), progress_bar=False,
+                                       kernel_name="python3", execution_timeout=self.execution_timeout)
+        except PapermillExecutionError as exc:
+            error = _error_text(exc)
+        except (RuntimeError, OSError) as exc:  # kernel died or could not start: still a failed step
+            error = _error_text(exc)
+        seconds = time.monotonic() - started
+        notebook = target if target.exists() else None
+        sha = audit.sha256_file(notebook) if notebook else None
+        if notebook:
+            audit.notebook_to_html(notebook)
+        row_after = ledger.latest(row.legacy_slug, step, self.mode)
+        fresh = row_after if row_after and (before is None or row_after.id != before.id) else None
+        if fresh and fresh.status == "running":
+            # The notebook failed before its final cell: close its ledger row with papermill's error.
+            ledger.finish(fresh.id, "failed", error=error or "the notebook stopped before its verdict")
+            fresh = ledger.get(fresh.id)
+        if fresh and notebook:
+            ledger.attach_notebook(fresh.id, str(notebook.relative_to(self.batch_dir)), sha)
+        if fresh is None and error is None:
+            error = "the notebook recorded no outcome in the ledger"
+        if fresh is None:
+            ledger.record(row.legacy_slug, step, self.mode, "failed", error=error,
+                          notebook_path=str(notebook.relative_to(self.batch_dir)) if notebook else None,
+                          notebook_sha256=sha)
+        status = "passed" if fresh is not None and fresh.status == "passed" and error is None else "failed"
+        return StepOutcome(row.legacy_slug, step, status, round(seconds, 2),
+                           str(notebook) if notebook else None, error if status == "failed" else None)
+
+    def _write_evidence(self, result: BatchResult, ledger: Ledger) -> None:
+        matrix: dict[str, dict[str, str]] = {}
+        for run in ledger.history():
+            if run.step.endswith("/confirm"):
+                continue
+            matrix.setdefault(run.environment, {})[run.step] = run.status
+        audit.write_summary_html(self.batch_dir, matrix, STEPS, title=f"Migration batch ({self.mode})")
+        parameters = {**self.parameters, "mode": self.mode, "steps": self.steps,
+                      "environments": [r.legacy_slug for r in self.rows], "jobs": self.jobs}
+        audit.write_manifest(self.batch_dir, parameters=parameters, outcomes=matrix,
+                             started_at=result.started_at, finished_at=result.finished_at)
+

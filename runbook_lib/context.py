@@ -1,0 +1,166 @@
+"""What a runbook step works with: one environment's mapping row, settings, clients, ledger, audit dir.
+
+A notebook builds it from its parameters (`StepContext.create(step=..., **parameters)`), passes it to
+the step's `plan`, `apply` and `verify`, and ends with `ctx.conclude(result)`, which prints the PASS or
+FAIL line, records the outcome in the ledger, and raises on FAIL so a batch sees the failure.
+
+In plan mode the clients are read-only: any write raises before a request is sent.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from runbook_lib.audit import env_dirname
+from runbook_lib.errors import ConfigError, StepError
+from runbook_lib.ledger import Ledger
+from runbook_lib.mapping import MappingRow, workspace_name_for, workspace_name_problem
+from runbook_lib.settings import Settings
+
+MODES = ("plan", "apply")
+
+
+@dataclass
+class StepResult:
+    """What a step's `verify` (or a refusal) concluded.
+
+    Attributes:
+        passed: the step's goal is proven from the servers' own answers.
+        summary: one sentence for the PASS/FAIL line.
+        evidence: facts for the ledger (ids, serials, checksums, counts); never a secret.
+        table: an optional DataFrame to show.
+    """
+
+    passed: bool
+    summary: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    table: Any = None
+
+
+@dataclass
+class StepContext:
+    """Everything a step needs for one environment.
+
+    Attributes:
+        step: the step's name, e.g. "03_migrate_state".
+        row: the mapping row (legacy environment -> workspace).
+        mode: "plan" (reads only) or "apply".
+        settings: hosts, token variable names, CA bundle.
+        audit_dir: this environment's folder of the audit trail.
+        ledger: where outcomes are recorded.
+        options: step-specific parameters (migration path, backend target, timeouts, ...).
+        confirm: the confirmation text for gated actions ("" when none).
+        interactive: True in JupyterLab (gates show a button), False in a batch.
+        operator: who runs the step.
+    """
+
+    step: str
+    row: MappingRow
+    mode: str
+    settings: Settings
+    audit_dir: Path
+    ledger: Ledger
+    options: dict[str, Any] = field(default_factory=dict)
+    confirm: str = ""
+    interactive: bool = True
+    operator: str = field(default_factory=getpass.getuser)
+    _row_id: int | None = None
+
+    @classmethod
+    def create(cls, *, step: str, legacy_org: str, legacy_env: str, new_org: str, workspace: str = "",
+               mode: str = "plan", audit_root: str = "runs/interactive", ledger_path: str = "",
+               batch_id: str = "interactive", legacy_token_var: str = "ATLAS_TOKEN", tfe_token_var: str = "TFE_TOKEN",
+               legacy_address: str = "", tfe_address: str = "", ca_bundle: str = "", confirm: str = "",
+               interactive: bool = True, operator: str = "", **options: Any) -> "StepContext":
+        """Build a context from notebook parameters and record that the step started.
+
+        Args:
+            step: the step's name.
+            legacy_org, legacy_env: the legacy environment.
+            new_org: the new organization.
+            workspace: the workspace name ("" applies the mapping rule to `legacy_env`).
+            mode: "plan" or "apply".
+            audit_root: the batch folder (`runs/<batch>`); this environment's files go below it.
+            ledger_path: the ledger ("" -> `<audit_root>/ledger.sqlite`).
+            legacy_token_var, tfe_token_var: NAMES of the variables holding the tokens.
+            legacy_address, tfe_address, ca_bundle: override ATLAS_ADDRESS, TFE_ADDRESS, REQUESTS_CA_BUNDLE.
+            confirm, interactive, operator: see the class.
+            options: step-specific parameters.
+
+        Raises:
+            ConfigError: bad mode, missing names, a workspace name the new API refuses.
+        """
+        if mode not in MODES:
+            raise ConfigError(f"mode must be 'plan' or 'apply', not {mode!r}.")
+        if not (legacy_org and legacy_env and new_org):
+            raise ConfigError("set the parameters legacy_org, legacy_env and new_org (the environment to migrate "
+                              "and the new organization).")
+        workspace = workspace or workspace_name_for(legacy_env)
+        problem = workspace_name_problem(workspace)
+        if problem:
+            raise ConfigError(f"{problem}; set the workspace parameter (or the mapping CSV) to a valid name.")
+        settings = Settings.from_env(legacy_token_var=legacy_token_var, tfe_token_var=tfe_token_var,
+                                     legacy_address=legacy_address, tfe_address=tfe_address, ca_bundle=ca_bundle)
+        row = MappingRow(legacy_org, legacy_env, new_org, workspace)
+        root = Path(audit_root)
+        audit_dir = root / env_dirname(row.legacy_slug)
+        audit_dir.mkdir(parents=True, exist_ok=True)
+        ledger = Ledger(ledger_path or root / "ledger.sqlite", batch_id=batch_id)
+        ctx = cls(step=step, row=row, mode=mode, settings=settings, audit_dir=audit_dir, ledger=ledger,
+                  options=options, confirm=confirm or "", interactive=bool(interactive),
+                  operator=operator or getpass.getuser())
+        ctx._row_id = ledger.start(row.legacy_slug, step, mode)
+        print(f"{step} for {row.legacy_slug} -> {row.workspace_slug} in {mode} mode"
+              f"{' (reads only: nothing will be changed)' if mode == 'plan' else ''}")
+        return ctx
+
+    @property
+    def applying(self) -> bool:
+        return self.mode == "apply"
+
+    @cached_property
+    def legacy(self):
+        """The legacy API client (read-only in plan mode)."""
+        from runbook_lib.legacy import LegacyClient
+
+        return LegacyClient(self.settings, read_only=not self.applying)
+
+    @cached_property
+    def tfe(self):
+        """The new TFE API client (read-only in plan mode)."""
+        from runbook_lib.tfe import TfeClient
+
+        return TfeClient(self.settings, read_only=not self.applying)
+
+    @property
+    def state_dir(self) -> Path:
+        """Where legacy state backups go (mode 0700 folder, 0600 files)."""
+        path = self.audit_dir / "state"
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(path, 0o700)
+        return path
+
+    def conclude(self, result: StepResult) -> StepResult:
+        """Print the PASS/FAIL line, record it in the ledger, and raise StepError on FAIL.
+
+        Returns:
+            The result (for display) when it passed.
+
+        Raises:
+            StepError: the step failed; the ledger already holds the failure.
+        """
+        status = "passed" if result.passed else "failed"
+        verdict = "PASS" if result.passed else "FAIL"
+        if self._row_id is not None:
+            self.ledger.finish(self._row_id, status, evidence=result.evidence,
+                               error=None if result.passed else result.summary)
+            self._row_id = None
+        print(f"{verdict}: {self.step} {self.row.legacy_slug} ({self.mode}): {result.summary}")
+        if not result.passed:
+            raise StepError(f"{self.step} failed for {self.row.legacy_slug}: {result.summary}")
+        return result
