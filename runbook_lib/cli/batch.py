@@ -1,0 +1,100 @@
+"""`tfe-runbook run`, `archive` and `verify`: batches of notebooks and their evidence."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from runbook_lib import audit, batch, mapping
+from runbook_lib.errors import AuditError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    run = subparsers.add_parser("run", help="run the runbook's notebooks per environment (papermill), resumable")
+    run.add_argument("--mapping", required=True, help="mapping CSV (legacy_org,legacy_env,new_org,workspace)")
+    run.add_argument("--env", action="append", default=[], metavar="NAME",
+                     help="only this legacy environment (name or org/name); repeatable")
+    run.add_argument("--steps", default="0-6", help="steps to run, like 0-6, 3 or 0,1,2 (default 0-6)")
+    run.add_argument("--mode", choices=("plan", "apply"), default="plan",
+                     help="plan reads only (default); apply changes the servers")
+    run.add_argument("--jobs", type=int, default=1, help="environments in parallel (default 1)")
+    run.add_argument("--out", default="runs", help="folder for batches (default runs/)")
+    run.add_argument("--batch", default="", help="batch name (default: the mapping file's name and the mode); "
+                                                 "the same name resumes the same batch")
+    run.add_argument("--confirm-file", default="", help="file of confirmations, one per line, "
+                                                        "like 'delete acme-legacy/web-prod'")
+    run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                     help="extra notebook parameter for every step (e.g. migration_path=cli); repeatable")
+    run.set_defaults(func=_run)
+
+    arc = subparsers.add_parser("archive", help="scan a batch for secrets, then pack it as <batch>.tar.gz + sha256")
+    arc.add_argument("batch_dir")
+    arc.add_argument("--include-state", action="store_true", help="also pack the legacy state backups")
+    arc.set_defaults(func=_archive)
+
+    ver = subparsers.add_parser("verify", help="recompute every checksum of an archive against its manifest")
+    ver.add_argument("archive")
+    ver.set_defaults(func=_verify)
+
+
+def _parse_params(items: list[str]) -> dict[str, str]:
+    params = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise SystemExit(f"tfe-runbook: error: --param {item!r} must look like name=value")
+        params[name] = value
+    return params
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    rows = mapping.read_csv(Path(args.mapping))
+    if args.env:
+        wanted = set(args.env)
+        rows = [r for r in rows if r.legacy_env in wanted or r.legacy_slug in wanted]
+        unknown = wanted - {r.legacy_env for r in rows} - {r.legacy_slug for r in rows}
+        if unknown:
+            print(f"tfe-runbook: error: not in the mapping: {', '.join(sorted(unknown))}; "
+                  f"check the name or add a row to {args.mapping}", file=sys.stderr)
+            return 2
+    steps = batch.select_steps(args.steps)
+    batch_id = args.batch or f"{Path(args.mapping).stem}-{args.mode}"
+    bar = tqdm(total=len(rows) * len(steps), unit="step", desc=batch_id, file=sys.stderr)
+
+    def progress(outcome: batch.StepOutcome) -> None:
+        bar.update(1)
+        line = f"{outcome.status.upper():8} {outcome.environment} {outcome.step} ({outcome.seconds:.1f}s)"
+        if outcome.error and outcome.status == "failed":
+            line += f"\n         {outcome.error}\n         executed notebook: {outcome.notebook}"
+        tqdm.write(line, file=sys.stderr)
+
+    runner = batch.BatchRunner(rows, steps, mode=args.mode, out=args.out, batch_id=batch_id, jobs=args.jobs,
+                               parameters=_parse_params(args.param),
+                               confirm_lines=batch.read_confirm_file(args.confirm_file), on_step=progress)
+    result = runner.run()
+    bar.close()
+    frame = result.frame()
+    print(frame.pivot(index="environment", columns="step", values="status").fillna("-").to_string())
+    print(f"\nbatch {result.batch_dir}: summary {result.batch_dir / 'summary.html'}")
+    return 0 if result.ok else 1
+
+
+def _archive(args: argparse.Namespace) -> int:
+    result = audit.archive(args.batch_dir, include_state=args.include_state)
+    print(f"archive {result.path} ({result.files} files, sha256 {result.sha256})")
+    if result.excluded_state_backups:
+        print(f"left out {result.excluded_state_backups} state backup(s); --include-state packs them")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    problems = audit.verify_archive(args.archive)
+    if not problems:
+        print(f"{args.archive}: every checksum matches its manifest")
+        return 0
+    for problem in problems:
+        print(f"{problem.problem:16} {problem.path}")
+    raise AuditError(f"{args.archive} does not match its manifest: {len(problems)} problem(s) listed above.")
