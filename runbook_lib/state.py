@@ -388,12 +388,14 @@ def _parse_v3(doc: dict) -> tuple[dict, list, list]:
             raise StateError(f"module #{position} of the state is not an object; the file is not a valid state.")
         prefix = _v3_module(module.get("path"), position)
         if not prefix:
-            module_outputs = module.get("outputs") or {}
+            module_outputs = module.get("outputs")
+            module_outputs = {} if module_outputs is None else module_outputs
             if not isinstance(module_outputs, dict):
                 raise StateError("the root module's 'outputs' is not an object; the file is not a valid state.")
             for name, output in module_outputs.items():
                 outputs[name] = output.get("value") if isinstance(output, dict) else output
-        entries = module.get("resources") or {}
+        entries = module.get("resources")
+        entries = {} if entries is None else entries
         if not isinstance(entries, dict):
             raise StateError(f"module #{position} of the state has 'resources' that is not an object; "
                              "the file is not a valid version 3 state.")
@@ -427,7 +429,8 @@ def _parse_v3(doc: dict) -> tuple[dict, list, list]:
 
 
 def _parse_v4(doc: dict) -> tuple[dict, list, list]:
-    raw_outputs = doc.get("outputs") or {}
+    raw_outputs = doc.get("outputs")
+    raw_outputs = {} if raw_outputs is None else raw_outputs
     if not isinstance(raw_outputs, dict):
         raise StateError("the state's 'outputs' is not an object; the file is not a valid version 4 state.")
     outputs = {name: (o.get("value") if isinstance(o, dict) else o) for name, o in raw_outputs.items()}
@@ -454,7 +457,8 @@ def _parse_v4(doc: dict) -> tuple[dict, list, list]:
                              "the file is not a valid version 4 state.")
         local = f"{'data.' if mode == 'data' else ''}{type_}.{name}"
         address = f"{module}.{local}" if module else local
-        items = entry.get("instances") or []
+        items = entry.get("instances")
+        items = [] if items is None else items
         if not isinstance(items, list):
             raise StateError(f"the state's resource {address!r} has 'instances' that is not a list; "
                              "the file is not a valid version 4 state.")
