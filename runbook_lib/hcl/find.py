@@ -282,7 +282,7 @@ def find_backends(path: str | os.PathLike) -> "pandas.DataFrame":  # noqa: F821
     base = _directory(path)
     rows = [block.row() for root in iter_root_dirs(base) for config in root_files(root, base)
             for block in backend_blocks(config)]
-    return pd.DataFrame(rows, columns=FIND_COLUMNS)
+    return _frame(pd.DataFrame(rows, columns=FIND_COLUMNS))
 
 
 def _directory(path: str | os.PathLike) -> Path:
@@ -357,4 +357,13 @@ def find_remote_state_refs(path: str | os.PathLike) -> "pandas.DataFrame":  # no
     base = _directory(path)
     rows = [ref.row() for root in iter_root_dirs(base) for config in root_files(root, base)
             for ref in remote_state_refs(config)]
-    return pd.DataFrame(rows, columns=REMOTE_STATE_COLUMNS)
+    return _frame(pd.DataFrame(rows, columns=REMOTE_STATE_COLUMNS))
+
+
+def _frame(frame: "pandas.DataFrame") -> "pandas.DataFrame":  # noqa: F821
+    """Absent settings shown as None, not NaN: pandas turns None into NaN in text columns."""
+    for column in frame.columns:
+        if frame[column].dtype.kind not in "iubf":
+            values = frame[column].astype(object)
+            frame[column] = values.where(values.notna(), None)
+    return frame

@@ -399,8 +399,9 @@ def _replace_block(block: BackendBlock, target: str, to: str, hostname: str | No
                     f"{label} {to} on {host}")
     if block.file.format == "json":
         if own_line:
-            parent_indent = text[line_start(text, block.terraform_start):block.terraform_start]
-            parent_indent = parent_indent if not parent_indent.strip() else ""
+            # The indent step is the member's indent minus that of the line opening the terraform object.
+            parent_line = text[line_start(text, block.terraform_start):block.terraform_start]
+            parent_indent = parent_line[:len(parent_line) - len(parent_line.lstrip(" \t"))]
             unit = prefix[len(parent_indent):] if prefix.startswith(parent_indent) and len(prefix) > len(parent_indent) \
                 else "  "
             replacement = _render_json(kind, host, org, workspace, prefix, unit, newline)

@@ -1,0 +1,6 @@
+terraform {
+  backend "atlas" {
+    name    = "legacy/app"
+    address = "https://tfe.example.com"
+  }
+}

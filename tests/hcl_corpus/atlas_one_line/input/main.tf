@@ -1,0 +1,7 @@
+terraform { backend "atlas" { name = "legacy/app" } }
+
+resource "null_resource" "app" {
+  triggers = {
+    version = "1"
+  }
+}

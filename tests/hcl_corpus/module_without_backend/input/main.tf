@@ -1,0 +1,7 @@
+variable "name" {}
+
+resource "null_resource" "app" {
+  triggers = {
+    version = "1"
+  }
+}

@@ -1,0 +1,9 @@
+terraform {
+  backend "atlas" {
+    name = "acme/app-staging"
+  }
+}
+
+module "network" {
+  source = "../../modules/network"
+}

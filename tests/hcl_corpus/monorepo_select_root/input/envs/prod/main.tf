@@ -1,0 +1,9 @@
+terraform {
+  backend "atlas" {
+    name = "legacy/app-prod"
+  }
+}
+
+module "network" {
+  source = "../../modules/network"
+}

@@ -1,0 +1,9 @@
+terraform {
+  backend "atlas" {
+    name = "legacy/app-staging"
+  }
+}
+
+module "network" {
+  source = "../../modules/network"
+}

@@ -1,0 +1,5 @@
+terraform {
+  backend "atlas" {
+    name = "legacy/app"
+  }
+}

@@ -1,0 +1,8 @@
+terraform {
+  backend "atlas" {
+    name = "legacy/app"
+  }
+  backend "atlas" {
+    name = "legacy/app2"
+  }
+}

@@ -1,0 +1,5 @@
+resource "null_resource" "app" {
+  triggers = {
+    version = "1"
+  }
+}

@@ -1,0 +1,14 @@
+terraform {
+  required_version = ">= 1.1.0"
+
+  required_providers {
+    null = {
+      source  = "hashicorp/null"
+      version = "2.1.2"
+    }
+  }
+
+  backend "atlas" {
+    name = "legacy/app"
+  }
+}

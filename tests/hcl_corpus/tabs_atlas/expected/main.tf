@@ -1,0 +1,5 @@
+terraform {
+	backend "atlas" {
+		name	= "acme/app-prod"
+	}
+}
