@@ -1,0 +1,524 @@
+"""The one HTTP transport both API clients use.
+
+Each client owns one `ApiSession`: one `requests.Session` whose adapter carries a urllib3 `Retry`, a
+client-side token bucket, the configured timeouts and TLS verification (never turned off; a private CA
+comes from the ``ca_bundle`` setting). Every error answer is turned into a `runbook_lib.errors.ApiError`
+subclass by exactly one function, `error_from_response`; every transport failure by
+`error_from_exception`. Neither ever sees a header, so no exception can carry a token.
+
+Retry policy (see `RetryPolicy`):
+
+* GET, HEAD, OPTIONS, PUT and DELETE are retried on 429, 502, 503, 504, on connection failures and on
+  connections dropped after sending. PUT is included because every PUT the runbook sends is idempotent: a
+  legacy state PUT of identical bytes, a hosted state/configuration upload to a signed URL.
+* POST and PATCH are retried only where the server provably did not act: a connection that could not be
+  opened (nothing was sent), and 429 (the rate limiter refuses before the request is handled). A 5xx or a
+  dropped connection after a POST is *not* retried; the clients resolve it by reading back and adopting
+  what exists (see `tfe.TfeClient.create_workspace`).
+* TLS and other non-transient errors are never retried.
+* Waits: ``Retry-After`` when present (seconds, decimals accepted, or an HTTP date); otherwise on 429
+  ``X-RateLimit-Reset`` seconds (TFE's header, a float) plus jitter; otherwise exponential backoff with
+  jitter, capped.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from runbook_lib.errors import (
+    ApiError,
+    AuthError,
+    ConflictError,
+    NotFoundError,
+    RateLimitedError,
+    RunbookError,
+    ServerError,
+    TransportError,
+    ValidationError,
+)
+from runbook_lib.jsonapi import error_summary, parse_errors
+from runbook_lib.settings import Settings
+
+T = TypeVar("T")
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+RETRY_STATUSES = (429, 502, 503, 504)
+#: go-tfe limits itself to this fraction of the server's X-RateLimit-Limit, leaving room for the operator's
+#: own terraform runs with the same token; the runbook does the same.
+RATE_LIMIT_FRACTION = 0.66
+#: TFE's documented per-user limit, assumed until a response says otherwise (legacy hosts never say).
+DEFAULT_RATE_LIMIT = 30.0
+
+_REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+            409: "Conflict", 412: "Precondition Failed", 422: "Unprocessable Entity", 429: "Too Many Requests",
+            500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+
+
+class ReadOnlyError(RunbookError):
+    """A write was attempted through a client opened read-only (plan mode); nothing was sent."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard the transport tries before an error reaches the caller.
+
+    Attributes:
+        total: most retries of one request, all causes together.
+        connect: retries after a connection could not be opened.
+        read: retries after a connection dropped or timed out once the request was sent (idempotent only).
+        status: retries after 429/502/503/504 answers.
+        backoff_factor: first backoff step in seconds; doubles per consecutive failure.
+        backoff_max: cap of one backoff wait, in seconds.
+        backoff_jitter: up to this many random seconds added to every wait, so parallel batches spread out.
+        retry_after_max: cap of a server-requested wait (Retry-After / X-RateLimit-Reset), in seconds.
+    """
+
+    total: int = 10
+    connect: int = 4
+    read: int = 4
+    status: int = 8
+    backoff_factor: float = 0.5
+    backoff_max: float = 30.0
+    backoff_jitter: float = 0.5
+    retry_after_max: int = 120
+
+    def build(self) -> "RateLimitAwareRetry":
+        """Return the urllib3 `Retry` that implements this policy.
+
+        Returns:
+            A `RateLimitAwareRetry` for an `HTTPAdapter`.
+        """
+        return RateLimitAwareRetry(
+            total=self.total, connect=self.connect, read=self.read, status=self.status,
+            # TLS failures and other odd errors are not transient: fail at once with the fix in the message.
+            other=0,
+            redirect=False,  # requests follows redirects itself
+            allowed_methods=IDEMPOTENT_METHODS,
+            status_forcelist=RETRY_STATUSES,
+            backoff_factor=self.backoff_factor, backoff_max=self.backoff_max,
+            backoff_jitter=self.backoff_jitter, retry_after_max=self.retry_after_max,
+            respect_retry_after_header=True,
+            # The final error answer reaches error_from_response, which keeps the API's error objects.
+            raise_on_status=False,
+        )
+
+
+class RateLimitAwareRetry(Retry):
+    """urllib3 `Retry` that also waits out TFE's ``X-RateLimit-Reset`` and retries any method on 429.
+
+    Only the waiting and the 429 rule differ from urllib3; counting, backoff and exhaustion are urllib3's.
+    """
+
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        # A 429 comes from the rate limiter in front of the API: the request was refused before it was
+        # handled, so even a POST can be sent again without risking a duplicate.
+        if status_code == 429 and self.total:
+            return True
+        return super().is_retry(method, status_code, has_retry_after)
+
+    def parse_retry_after(self, retry_after: str) -> float:
+        # RFC 9110 says integer seconds, but fractional values occur (and keep tests fast); accept both.
+        if re.match(r"^\s*[0-9]+(\.[0-9]+)?\s*$", retry_after):
+            return min(max(float(retry_after), 0.0), float(self.retry_after_max))
+        return super().parse_retry_after(retry_after)
+
+    def get_retry_after(self, response: Any) -> float | None:
+        retry_after = super().get_retry_after(response)
+        if retry_after is not None:
+            return retry_after
+        reset = response.headers.get("X-RateLimit-Reset")
+        if response.status == 429 and reset:
+            try:
+                seconds = float(reset)
+            except ValueError:
+                return None  # unreadable header: fall back to exponential backoff
+            # Jitter so that parallel batch workers do not all come back in the same instant (as go-tfe).
+            seconds = max(seconds, 0.0) + random.random() * self.backoff_jitter
+            return min(seconds, float(self.retry_after_max))
+        return None
+
+    def sleep_for_retry(self, response: Any) -> bool:
+        retry_after = self.get_retry_after(response)
+        if retry_after is None:
+            return False
+        if retry_after > 0:
+            time.sleep(retry_after)
+        return True
+
+
+class TokenBucket:
+    """Thread-safe client-side rate limit shared by every request of one client.
+
+    The rate follows the server's ``X-RateLimit-Limit`` (times `RATE_LIMIT_FRACTION`) as soon as a response
+    carries it; the bucket holds one second's worth of requests, so short bursts go out at once.
+    """
+
+    def __init__(self, rate: float = DEFAULT_RATE_LIMIT * RATE_LIMIT_FRACTION, *,
+                 clock=time.monotonic, sleep=time.sleep) -> None:
+        """Args:
+            rate: requests per second allowed until a server says otherwise.
+            clock, sleep: injectable for tests.
+        """
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._sleep = sleep
+        self.rate = float(rate)
+        self._tokens = max(self.rate, 1.0)
+        self._stamp = clock()
+
+    @property
+    def capacity(self) -> float:
+        return max(self.rate, 1.0)
+
+    def acquire(self) -> float:
+        """Take one token, waiting for it if the bucket is empty.
+
+        Returns:
+            The seconds waited.
+        """
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            self._tokens -= 1.0
+            # Reserve the token under the lock, sleep outside it: waiters queue up in order.
+            wait = 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        """Adjust the rate to the ``X-RateLimit-Limit`` header of a response, if it has one.
+
+        Args:
+            headers: response headers.
+        """
+        value = headers.get("X-RateLimit-Limit")
+        if not value:
+            return
+        try:
+            limit = float(value)
+        except ValueError:
+            return  # a header we cannot read must not break the request that carried it
+        if limit > 0:
+            with self._lock:
+                self.rate = limit * RATE_LIMIT_FRACTION
+                self._tokens = min(self._tokens, self.capacity)
+
+
+class _LimitedAdapter(HTTPAdapter):
+    """HTTPAdapter that takes a token from the bucket before each send and learns the limit after."""
+
+    def __init__(self, bucket: TokenBucket, **kwargs: Any) -> None:
+        self.bucket = bucket
+        super().__init__(**kwargs)
+
+    def send(self, request, **kwargs):  # type: ignore[override]
+        self.bucket.acquire()
+        response = super().send(request, **kwargs)
+        self.bucket.observe(response.headers)
+        return response
+
+
+class _TokenAuth(requests.auth.AuthBase):
+    """Adds the API token header, read from its environment variable at the moment of sending.
+
+    The token is only sent to the configured API host: hosted upload/download URLs on another host
+    (signed object-store links) never see it.
+    """
+
+    def __init__(self, settings: Settings, which: str, header: str, prefix: str, host: str) -> None:
+        self._settings = settings
+        self._which = which
+        self._header = header
+        self._prefix = prefix
+        self._host = host
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        if urlsplit(r.url or "").netloc.lower() == self._host:
+            r.headers[self._header] = self._prefix + self._settings.token(self._which)
+        return r
+
+    def __repr__(self) -> str:
+        return f"_TokenAuth(header={self._header!r}, token_var=<{self._which}>)"
+
+
+class _NoAuth(requests.auth.AuthBase):
+    """Explicitly no token (hosted upload URLs are signed; Terraform sends them no Authorization)."""
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        return r
+
+
+def redact_url(url: str, *, signed: bool = False) -> str:
+    """Return a URL safe to keep in an exception or a log line.
+
+    Args:
+        url: any URL.
+        signed: the path itself may carry a signature (hosted upload/download links); keep only its
+            first segment.
+
+    Returns:
+        ``scheme://host[:port]/path`` without user info, query or fragment.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    path = parts.path
+    if signed:
+        first = path.strip("/").split("/", 1)[0]
+        path = f"/{first}/..." if first else "/"
+    return urlunsplit((parts.scheme, netloc, path, "", ""))
+
+
+def error_from_response(response: requests.Response, *, method: str | None = None, url: str | None = None,
+                        token_var: str = "", signed: bool = False) -> ApiError | None:
+    """Map an HTTP answer to the runbook's exception for it: the one place that knows status codes.
+
+    Args:
+        response: the final answer (after the transport's retries).
+        method, url: of the request; taken from ``response.request`` when omitted.
+        token_var: name of the environment variable that holds the token, for the 401/403 hint.
+        signed: the URL is a signed hosted link (see `redact_url`).
+
+    Returns:
+        None for 1xx-3xx; otherwise an `ApiError` subclass carrying method, redacted URL, status and the
+        API's error objects.
+    """
+    status = response.status_code
+    if status < 400:
+        return None
+    method = (method or getattr(response.request, "method", "") or "").upper()
+    safe_url = redact_url(url or response.url or "", signed=signed)
+    errors = parse_errors(response.content, response.headers.get("Content-Type", ""))
+    path = urlsplit(safe_url).path or "/"
+    host = urlsplit(safe_url).netloc
+    summary = error_summary(errors)
+    said = f"{method} {path} answered {status} {_REASONS.get(status, response.reason or '')}".rstrip()
+    said += f": {summary}" if summary else ""
+    token = f"the token in ${token_var}" if token_var else "the token"
+    if status == 401:
+        cls, hint = AuthError, f"check that {token} is valid for {host}"
+    elif status == 403:
+        cls, hint = AuthError, f"check that {token} has permission for this on {host}"
+    elif status == 404:
+        cls, hint = NotFoundError, f"it does not exist, or {token} cannot see it"
+    elif status in (409, 412):
+        cls, hint = ConflictError, "it exists, is locked, or conflicts with what the server has"
+    elif status in (400, 422):
+        cls, hint = ValidationError, "the server refused the request as invalid"
+    elif status == 429:
+        cls, hint = RateLimitedError, "still rate limited after the retries; wait a minute and run again"
+    elif status >= 500:
+        cls, hint = ServerError, "the server failed after the retries; run the step again later"
+    else:
+        cls, hint = ApiError, ""
+    message = f"{said} ({hint})." if hint else f"{said}."
+    return cls(message, method=method, url=safe_url, status=status, errors=errors)
+
+
+def error_from_exception(exc: requests.RequestException, *, method: str, url: str,
+                         signed: bool = False) -> TransportError:
+    """Map a requests exception (after the transport's retries) to a `TransportError` naming the fix.
+
+    Args:
+        exc: what requests raised.
+        method, url: of the request.
+        signed: the URL is a signed hosted link (see `redact_url`).
+
+    Returns:
+        The `TransportError` to raise (``from exc`` unless the URL is signed; see `ApiSession.request`).
+    """
+    safe_url = redact_url(url, signed=signed)
+    host = urlsplit(safe_url).netloc
+    path = urlsplit(safe_url).path or "/"
+    if isinstance(exc, requests.exceptions.SSLError):
+        message = (f"TLS verification failed for {host}: set the CA bundle (the ca_bundle setting, or "
+                   f"REQUESTS_CA_BUNDLE) to the PEM file of your private CA; verification is never turned off.")
+    elif isinstance(exc, requests.exceptions.ConnectTimeout):
+        message = f"{method} {path} could not connect to {host} in time: check the address and the network."
+    elif isinstance(exc, requests.exceptions.Timeout):
+        message = (f"{method} {path} got no answer from {host} in time; raise read_timeout or try again"
+                   f"{' (not retried: it may have been applied; read back before repeating)' if method not in IDEMPOTENT_METHODS else ''}.")
+    elif isinstance(exc, requests.exceptions.ConnectionError):
+        message = (f"{method} {path} lost the connection to {host} ({_root_reason(exc)}): check the address "
+                   f"and that the host is up"
+                   f"{'; not retried because it may have been applied' if method not in IDEMPOTENT_METHODS else ''}.")
+    else:
+        message = f"{method} {path} to {host} failed in transport ({type(exc).__name__})."
+    return TransportError(message, method=method, url=safe_url, status=None)
+
+
+def _root_reason(exc: BaseException) -> str:
+    """Name the innermost cause of a requests error, without its text (which may hold a URL)."""
+    seen = exc
+    while True:
+        nxt = getattr(seen, "reason", None) or (seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None)
+        if not isinstance(nxt, BaseException) or nxt is seen:
+            break
+        seen = nxt
+    return type(seen).__name__
+
+
+class ApiSession:
+    """One client's connection to one API host.
+
+    Attributes:
+        base_url: ``scheme://host[:port]`` of the API host.
+        read_only: when true, every non-read method raises `ReadOnlyError` before anything is sent.
+        request_count: requests handed to the transport (retries inside urllib3 not counted).
+    """
+
+    def __init__(self, settings: Settings, which: str, *, auth_header: str, auth_prefix: str = "",
+                 default_headers: Mapping[str, str] | None = None, read_only: bool = False,
+                 retry: RetryPolicy | None = None, rate_limiter: TokenBucket | None = None) -> None:
+        """Args:
+            settings: addresses, token variable names, CA bundle, timeouts.
+            which: ``"legacy"`` or ``"tfe"``.
+            auth_header / auth_prefix: how the token is sent (``X-Atlas-Token``; ``Authorization: Bearer ``).
+            default_headers: sent with every request (Accept, ...).
+            read_only: refuse every write (plan mode).
+            retry: retry policy; `RetryPolicy()` by default.
+            rate_limiter: shared token bucket; a fresh one by default.
+
+        Raises:
+            ConfigError: the address is missing or malformed.
+        """
+        self.settings = settings
+        self.which = which
+        self.base_url = settings.address(which)
+        self.host = urlsplit(self.base_url).netloc.lower()
+        self.token_var = settings.legacy_token_var if which == "legacy" else settings.tfe_token_var
+        self.read_only = read_only
+        self.retry_policy = retry or RetryPolicy()
+        self.rate_limiter = rate_limiter or TokenBucket()
+        self.request_count = 0
+        self.timeout = (settings.connect_timeout, settings.read_timeout)
+        # TLS is always verified: the system store, or the private CA's bundle when one is configured.
+        self.verify: str | bool = settings.ca_bundle or True
+        self._session = requests.Session()
+        adapter = _LimitedAdapter(self.rate_limiter, max_retries=self.retry_policy.build())
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
+        self._session.auth = _TokenAuth(settings, which, auth_header, auth_prefix, self.host)
+        self._session.headers.update({"User-Agent": "tfe-runbook"})
+        self._session.headers.update(dict(default_headers or {}))
+
+    def __repr__(self) -> str:
+        return (f"ApiSession({self.which!r}, base_url={self.base_url!r}, token_var={self.token_var!r}, "
+                f"read_only={self.read_only!r})")
+
+    def url(self, path_or_url: str) -> str:
+        """Return an absolute URL: absolute URLs as given, paths relative to the API host."""
+        if re.match(r"^https?://", path_or_url):
+            return path_or_url
+        return self.base_url + ("" if path_or_url.startswith("/") else "/") + path_or_url
+
+    def request(self, method: str, path_or_url: str, *, params: Mapping[str, Any] | None = None,
+                json: Any = None, data: bytes | str | None = None, headers: Mapping[str, str] | None = None,
+                auth: bool = True, signed: bool = False, allow_redirects: bool = True,
+                ok: Iterable[int] = ()) -> requests.Response:
+        """Send one request through the retrying, rate-limited transport and check its answer.
+
+        Args:
+            method: HTTP method.
+            path_or_url: a path on the API host (``/api/v2/...``) or an absolute URL (hosted links).
+            params: query parameters.
+            json / data: body (JSON-encoded / raw).
+            headers: extra headers.
+            auth: send the token (only ever to the API host); False for signed upload links.
+            signed: the URL is a signed hosted link: never quoted whole in an error.
+            allow_redirects: follow 3xx (requests drops the token when the host changes).
+            ok: error statuses the caller handles itself (returned, not raised), like 404 for "absent".
+
+        Returns:
+            The response (status < 400, or listed in ``ok``).
+
+        Raises:
+            ReadOnlyError: a write on a read-only client; nothing was sent.
+            ApiError: its subclass for the answer's status (see `error_from_response`).
+            TransportError: connection, timeout or TLS failure after the retries.
+            ConfigError: the token variable is unset.
+        """
+        method = method.upper()
+        url = self.url(path_or_url)
+        if self.read_only and method not in READ_METHODS:
+            raise ReadOnlyError(f"{method} {redact_url(url, signed=signed)} refused: the {self.which} client is "
+                                f"read-only (plan mode); run in apply mode to change anything.")
+        kwargs: dict[str, Any] = dict(params=params, data=data, headers=dict(headers or {}),
+                                      timeout=self.timeout, verify=self.verify, allow_redirects=allow_redirects)
+        if json is not None:
+            kwargs["json"] = json
+        if not auth:
+            kwargs["auth"] = _NoAuth()
+        self.request_count += 1
+        try:
+            response = self._session.request(method, url, **kwargs)
+        except requests.RequestException as exc:
+            # A redirect to another host (a 307 to a short-lived download link) is treated as signed too.
+            failed_url = getattr(exc.request, "url", None) or url
+            signed = signed or not self._on_api_host(failed_url)
+            error = error_from_exception(exc, method=method, url=failed_url, signed=signed)
+            if signed:
+                # requests' own message quotes the full URL, signature included: do not chain it.
+                raise error from None
+            raise error from exc
+        if response.status_code in set(ok):
+            return response
+        final_url = response.url or url
+        error = error_from_response(response, method=method, url=final_url, token_var=self.token_var,
+                                    signed=signed or not self._on_api_host(final_url))
+        if error is not None:
+            raise error
+        return response
+
+    def _on_api_host(self, url: str) -> bool:
+        return urlsplit(url).netloc.lower() == self.host
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._session.close()
+
+
+
+def create_or_adopt(create: Callable[[], T], read_back: Callable[[], T | None]) -> T:
+    """Send a create (a POST, never retried by the transport) and resolve an ambiguous outcome by reading back.
+
+    A 5xx answer or a connection lost after sending leaves it unknown whether the server created the
+    object. Instead of sending the POST again blindly, read back: if the object exists it is adopted
+    (its ``adopted`` attribute, where it has one, is set to True), otherwise the original error is raised
+    and nothing was created.
+
+    Args:
+        create: sends the POST and returns the created object.
+        read_back: returns the object if it exists now, else None.
+
+    Returns:
+        What ``create`` returned, or the adopted object.
+
+    Raises:
+        ServerError, TransportError: the outcome was ambiguous and the object does not exist.
+        ApiError: any other answer of ``create`` or ``read_back``.
+    """
+    try:
+        return create()
+    except (ServerError, TransportError) as ambiguous:
+        existing = read_back()
+        if existing is None:
+            raise ambiguous
+        if hasattr(existing, "adopted"):
+            existing.adopted = True
+        return existing
