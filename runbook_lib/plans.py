@@ -189,12 +189,15 @@ def parse_plan_json(data: str | bytes) -> Plan:
     if doc.get("errored") is True:
         raise PlanError("terraform reports that this plan errored, so its list of changes is incomplete; "
                         "fix the error shown by `terraform plan` and plan again.")
-    entries = doc.get("resource_changes") or []
+    # Terraform omits resource_changes when the configuration has no resources at all.
+    entries = doc.get("resource_changes")
+    entries = [] if entries is None else entries
     if not isinstance(entries, list):
         raise PlanError("the plan's 'resource_changes' is not a list; the JSON is not a valid plan.")
     rows = [_json_row(position, entry) for position, entry in enumerate(entries)]
     frame = _frame(rows)
-    outputs = doc.get("output_changes") or {}
+    outputs = doc.get("output_changes")
+    outputs = {} if outputs is None else outputs
     if not isinstance(outputs, dict):
         raise PlanError("the plan's 'output_changes' is not an object; the JSON is not a valid plan.")
     output_changes = tuple(sorted(name for name, change in outputs.items()
@@ -260,7 +263,8 @@ def parse_plan_text(text: str | bytes) -> Plan:
     The per-resource lines (`+`, `-`, `~`, `-/+`, `<=`, with `(new resource required)`, `(tainted)`,
     `(deposed)`) become the table; their counts must agree with the `Plan: X to add, Y to change,
     Z to destroy.` line, or there must be none and the text must say `No changes. Infrastructure is
-    up-to-date.`
+    up-to-date.` (Terraform 1.x's `No changes. Your infrastructure matches the configuration.` is accepted
+    too; any other 1.x plan text is refused, as its resource lines differ: use `parse_plan_json`).
 
     Args:
         text: the plan output (str, or bytes in UTF-8); ANSI color codes are removed first.
@@ -291,8 +295,9 @@ def parse_plan_text(text: str | bytes) -> Plan:
     derived = _counts(frame)
     if no_changes:
         if derived != (0, 0, 0):
-            raise PlanError(f"the text says 'No changes.' but lists {len(frame)} resource changes; "
-                            "it is not the output of one `terraform plan`.")
+            count = len(frame)
+            raise PlanError(f"the text says 'No changes.' but lists {count} resource "
+                            f"change{'' if count == 1 else 's'}; it is not the output of one `terraform plan`.")
         return Plan(changes=frame, source="text", additions=0, changes_count=0, destructions=0)
     stated = tuple(int(n) for n in summaries[0])
     if stated != derived:

@@ -104,7 +104,7 @@ class TerraformState:
                              "read the file in binary mode so its md5 is of the exact bytes.")
         data = bytes(data)
         if not data.strip():
-            raise StateError("the state is empty (0 bytes of JSON); fetch or back up the state again.")
+            raise StateError("the state is empty (it holds no JSON at all); fetch or back up the state again.")
         try:
             doc = json.loads(data)
         except json.JSONDecodeError as exc:
@@ -421,7 +421,11 @@ def _parse_v3(doc: dict) -> tuple[dict, list, list]:
                 raise StateError(f"the state's resource {key!r} has a 'primary' that is not an object; "
                                  "the file is not a valid version 3 state.")
             row[5] += 1
-            attributes = primary.get("attributes") or {}
+            attributes = primary.get("attributes")
+            attributes = {} if attributes is None else attributes
+            if not isinstance(attributes, dict):
+                raise StateError(f"the state's resource {key!r} has 'attributes' that are not an object; "
+                                 "the file is not a valid version 3 state.")
             index = match.group("index")
             instances.append(_Instance(address, int(index) if index is not None else None,
                                        primary.get("id"), bool(primary.get("tainted")), "flat", attributes))
@@ -475,7 +479,8 @@ def _parse_v4(doc: dict) -> tuple[dict, list, list]:
             if attributes is None:
                 # A v3 state upgraded without the provider's schema (e.g. by `terraform state
                 # replace-provider`) keeps the 0.11 flatmap until the next refresh or apply.
-                attributes, attribute_format = item.get("attributes_flat") or {}, "flat"
+                attributes, attribute_format = item.get("attributes_flat"), "flat"
+                attributes = {} if attributes is None else attributes
             if not isinstance(attributes, dict):
                 raise StateError(f"an instance of the state's resource {address!r} has attributes that are not an "
                                  "object; the file is not a valid version 4 state.")
