@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import random
 import re
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from runbook_lib.errors import (
@@ -310,7 +312,9 @@ def error_from_response(response: requests.Response, *, method: str | None = Non
     said = f"{method} {path} answered {status} {_REASONS.get(status, response.reason or '')}".rstrip()
     said += f": {summary}" if summary else ""
     token = f"the token in ${token_var}" if token_var else "the token"
-    if status == 401:
+    if status in (401, 403) and signed:
+        cls, hint = AuthError, "the signed link was refused, perhaps expired; run the step again for a fresh one"
+    elif status == 401:
         cls, hint = AuthError, f"check that {token} is valid for {host}"
     elif status == 403:
         cls, hint = AuthError, f"check that {token} has permission for this on {host}"
@@ -345,32 +349,39 @@ def error_from_exception(exc: requests.RequestException, *, method: str, url: st
     safe_url = redact_url(url, signed=signed)
     host = urlsplit(safe_url).netloc
     path = urlsplit(safe_url).path or "/"
-    if isinstance(exc, requests.exceptions.SSLError):
+    root = _root_cause(exc)
+    maybe_applied = method not in IDEMPOTENT_METHODS
+    if isinstance(exc, requests.exceptions.SSLError) or isinstance(root, ssl.SSLError):
         message = (f"TLS verification failed for {host}: set the CA bundle (the ca_bundle setting, or "
                    f"REQUESTS_CA_BUNDLE) to the PEM file of your private CA; verification is never turned off.")
-    elif isinstance(exc, requests.exceptions.ConnectTimeout):
+    elif isinstance(exc, requests.exceptions.ConnectTimeout) or isinstance(root, ConnectTimeoutError) \
+            and not isinstance(root, NewConnectionError):
         message = f"{method} {path} could not connect to {host} in time: check the address and the network."
-    elif isinstance(exc, requests.exceptions.Timeout):
-        message = (f"{method} {path} got no answer from {host} in time; raise read_timeout or try again"
-                   f"{' (not retried: it may have been applied; read back before repeating)' if method not in IDEMPOTENT_METHODS else ''}.")
+    elif isinstance(exc, requests.exceptions.Timeout) or isinstance(root, (ReadTimeoutError, TimeoutError)):
+        message = (f"{method} {path} got no answer from {host} in time: raise read_timeout or try again"
+                   f"{' (not retried: it may have been applied; read back before repeating)' if maybe_applied else ''}.")
     elif isinstance(exc, requests.exceptions.ConnectionError):
-        message = (f"{method} {path} lost the connection to {host} ({_root_reason(exc)}): check the address "
+        message = (f"{method} {path} lost the connection to {host} ({type(root).__name__}): check the address "
                    f"and that the host is up"
-                   f"{'; not retried because it may have been applied' if method not in IDEMPOTENT_METHODS else ''}.")
+                   f"{'; not retried because it may have been applied' if maybe_applied else ''}.")
     else:
-        message = f"{method} {path} to {host} failed in transport ({type(exc).__name__})."
+        message = f"{method} {path} to {host} failed in transport ({type(root).__name__})."
     return TransportError(message, method=method, url=safe_url, status=None)
 
 
-def _root_reason(exc: BaseException) -> str:
-    """Name the innermost cause of a requests error, without its text (which may hold a URL)."""
-    seen = exc
-    while True:
-        nxt = getattr(seen, "reason", None) or (seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None)
-        if not isinstance(nxt, BaseException) or nxt is seen:
+def _root_cause(exc: BaseException) -> BaseException:
+    """Return the innermost cause of a requests error (requests and urllib3 nest them several deep)."""
+    seen: set[int] = set()
+    current = exc
+    while id(current) not in seen:
+        seen.add(id(current))
+        inner = getattr(current, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = next((a for a in current.args if isinstance(a, BaseException)), None)
+        if not isinstance(inner, BaseException):
             break
-        seen = nxt
-    return type(seen).__name__
+        current = inner
+    return current
 
 
 class ApiSession:
