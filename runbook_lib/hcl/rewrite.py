@@ -624,8 +624,10 @@ def _backup_path(path: Path, content: str) -> Path:
     return candidate
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
+def _write_atomic(path: Path, text: str, mode_from: Path | None = None) -> None:
+    # Keep the file's permissions (a backup takes the original's): a rewrite must not widen access.
+    source = mode_from or path
+    mode = source.stat().st_mode & 0o7777 if source.exists() else 0o644
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -668,7 +670,7 @@ def apply_rewrite(plan: RewritePlan, *, backup: bool = True) -> ApplyResult:
         for rewrite in existing:
             target = _backup_path(rewrite.path, rewrite.old_text or "")
             if not target.exists():
-                _write_atomic(target, rewrite.old_text or "")
+                _write_atomic(target, rewrite.old_text or "", mode_from=rewrite.path)
             backups.append(str(target))
         safety = f"backup beside each file: {', '.join(backups)}" if backups else "new file only, nothing to back up"
     else:
