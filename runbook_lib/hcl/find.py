@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from runbook_lib.errors import HclError
-from runbook_lib.hcl._syntax import Block, Value, json_objects, line_of, parse_hcl, parse_json
+from runbook_lib.hcl._syntax import Block, Value, json_objects, json_plain, line_of, parse_hcl, parse_json
 
 SKIP_DIRS = {".git", ".terraform"}
 FIND_COLUMNS = ["root", "file", "start_line", "end_line", "kind", "type", "name", "address", "organization",
@@ -214,16 +214,11 @@ def _members(value: Value) -> dict[str, Value]:
     return {key: members[0].value for key, members in value.value.items()} if isinstance(value.value, dict) else {}
 
 
-def _plain_json(value: Value) -> Any:
-    from runbook_lib.hcl._syntax import json_plain
-    return json_plain(value)
-
-
 def _json_settings(value: Value) -> dict[str, Value]:
     settings = {}
     for key, member in _members(value).items():
         if isinstance(member.value, (dict, list)):
-            settings[key] = Value(_plain_json(member), True, member.start, member.end)
+            settings[key] = Value(json_plain(member), True, member.start, member.end)
         else:
             settings[key] = member
     return settings

@@ -68,7 +68,7 @@ def test_rewrite(name, tmp_path):
     after = corpus.snapshot(work)
     expected = corpus.expected_files(name)
     assert expected, "an edit case needs expected/ files"
-    changed = {rel for rel, data in after.items() if before.get(rel) != data and not ".bak" in rel}
+    changed = {rel for rel, data in after.items() if before.get(rel) != data and ".bak" not in rel}
     assert changed == set(expected)
     for rel, data in expected.items():
         assert after[rel] == data, f"{rel} differs from expected/{rel}"
