@@ -181,6 +181,7 @@ class TokenBucket:
 
     @property
     def capacity(self) -> float:
+        """Most requests that may go out at once: one second's worth, at least one."""
         return max(self.rate, 1.0)
 
     def acquire(self) -> float:
@@ -220,7 +221,11 @@ class TokenBucket:
 
 
 class _LimitedAdapter(HTTPAdapter):
-    """HTTPAdapter that takes a token from the bucket before each send and learns the limit after."""
+    """HTTPAdapter that takes a token from the bucket before each send and learns the limit after.
+
+    Retries happen inside urllib3, below this adapter, so they take no token: they are already spaced by
+    Retry-After, X-RateLimit-Reset or the backoff.
+    """
 
     def __init__(self, bucket: TokenBucket, **kwargs: Any) -> None:
         self.bucket = bucket
@@ -417,6 +422,7 @@ class ApiSession:
         self.retry_policy = retry or RetryPolicy()
         self.rate_limiter = rate_limiter or TokenBucket()
         self.request_count = 0
+        self._count_lock = threading.Lock()
         self.timeout = (settings.connect_timeout, settings.read_timeout)
         # TLS is always verified: the system store, or the private CA's bundle when one is configured.
         self.verify: str | bool = settings.ca_bundle or True
@@ -475,13 +481,14 @@ class ApiSession:
             kwargs["json"] = json
         if not auth:
             kwargs["auth"] = _NoAuth()
-        self.request_count += 1
+        with self._count_lock:
+            self.request_count += 1
         try:
             response = self._session.request(method, url, **kwargs)
         except requests.RequestException as exc:
-            # A redirect to another host (a 307 to a short-lived download link) is treated as signed too.
+            # A redirect (a 307 to a short-lived download link) leads to a capability URL: treat it as signed.
             failed_url = getattr(exc.request, "url", None) or url
-            signed = signed or not self._on_api_host(failed_url)
+            signed = signed or failed_url != requests.Request("GET", url, params=params).prepare().url
             error = error_from_exception(exc, method=method, url=failed_url, signed=signed)
             if signed:
                 # requests' own message quotes the full URL, signature included: do not chain it.
@@ -491,7 +498,7 @@ class ApiSession:
             return response
         final_url = response.url or url
         error = error_from_response(response, method=method, url=final_url, token_var=self.token_var,
-                                    signed=signed or not self._on_api_host(final_url))
+                                    signed=signed or bool(response.history) or not self._on_api_host(final_url))
         if error is not None:
             raise error
         return response

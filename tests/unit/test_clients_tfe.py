@@ -276,6 +276,10 @@ def test_plan_json_follows_the_redirect_and_204_is_none():
         assert tfe.plan_json(run_id="run-2") is None
         with pytest.raises(errors.NotFoundError):
             tfe.plan_json("plan-9")
+        srv.then(Reply(307, headers={"Location": "/_archivist/v1/object/CAPABILITY"}), Reply(404))
+        with pytest.raises(errors.NotFoundError) as info:  # an expired link is not quoted whole
+            tfe.plan_json("plan-1")
+        assert "CAPABILITY" not in str(info.value) and info.value.url.endswith("/_archivist/...")
 
 
 def test_configuration_upload_is_sent_without_token():
