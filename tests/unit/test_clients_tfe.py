@@ -143,7 +143,7 @@ def test_ping_reads_the_headers(tfe_server):
     tfe = client(tfe_server)
     assert tfe.ping() == {"api_version": "2.5", "app_name": "Terraform Enterprise", "tfe_version": "v202401-1",
                           "rate_limit": 30.0}
-    assert tfe.session.rate_limiter.rate == pytest.approx(19.8)
+    assert tfe.session.rate_limiter.rate == pytest.approx(27.0)
     sent = tfe_server.received[-1].headers
     assert sent["Authorization"] == f"Bearer {TOKEN}" and sent["Accept"] == "application/vnd.api+json"
 
