@@ -1,0 +1,90 @@
+"""Git, for the steps that work in a checkout (3 on the CLI path, 5): the one place git is started.
+
+Repositories are addressed by the identifier the APIs use (`<org>/<repo>`); the clone URL is
+`<git base>/<org>/<repo>.git`, where the base comes from the `git_base_url` parameter or the
+environment variable TFE_RUNBOOK_GIT_BASE (an SSH/HTTPS prefix, or a local folder / file:// URL of
+bare repositories, as the rehearsal sandbox has). Credentials are git's business (SSH agent,
+credential helper), never the runbook's.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Sequence
+
+from runbook_lib.errors import ConfigError, RunbookError
+
+GIT_BASE_VAR = "TFE_RUNBOOK_GIT_BASE"
+AUTHOR = ("tfe-runbook", "tfe-runbook@localhost")
+
+
+class GitError(RunbookError):
+    """A git command failed; the message carries its stderr tail."""
+
+
+def repo_url(identifier: str, base: str = "") -> str:
+    """The clone URL of a repository identifier (`org/repo`).
+
+    Raises:
+        ConfigError: no git base configured.
+    """
+    base = (base or os.environ.get(GIT_BASE_VAR, "")).rstrip("/")
+    if not base:
+        raise ConfigError(f"no git base URL: set the git_base_url parameter or ${GIT_BASE_VAR} "
+                          f"(like git@github.com: or https://git.example.com) so {identifier} can be cloned.")
+    return f"{base}/{identifier}.git"
+
+
+def run(args: Sequence[str], cwd: str | Path | None = None, *, timeout: float = 300) -> str:
+    """Run `git args...`; returns stdout.
+
+    Raises:
+        GitError: non-zero exit or timeout.
+    """
+    env = dict(os.environ)
+    env.setdefault("GIT_AUTHOR_NAME", AUTHOR[0])
+    env.setdefault("GIT_AUTHOR_EMAIL", AUTHOR[1])
+    env.setdefault("GIT_COMMITTER_NAME", env["GIT_AUTHOR_NAME"])
+    env.setdefault("GIT_COMMITTER_EMAIL", env["GIT_AUTHOR_EMAIL"])
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    try:
+        proc = subprocess.run(["git", *args], cwd=str(cwd) if cwd else None, env=env, capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise GitError(f"git {args[0]} did not finish within {timeout:.0f}s") from exc
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+        raise GitError(f"git {' '.join(args[:2])} failed (exit {proc.returncode}): {tail}")
+    return proc.stdout
+
+
+def clone(url: str, dest: str | Path, branch: str = "") -> Path:
+    """Clone `url` into `dest` (a fresh folder), on `branch` when given."""
+    args = ["clone", "--quiet"] + (["--branch", branch] if branch else []) + [url, str(dest)]
+    run(args)
+    return Path(dest)
+
+
+def head(cwd: str | Path) -> str:
+    """The commit sha of HEAD."""
+    return run(["rev-parse", "HEAD"], cwd).strip()
+
+
+def current_branch(cwd: str | Path) -> str:
+    return run(["rev-parse", "--abbrev-ref", "HEAD"], cwd).strip()
+
+
+def commit_all(cwd: str | Path, message: str) -> str | None:
+    """Commit every change in the work tree; returns the new sha, or None when nothing changed."""
+    run(["add", "--all"], cwd)
+    if not run(["status", "--porcelain"], cwd).strip():
+        return None
+    run(["commit", "--quiet", "-m", message], cwd)
+    return head(cwd)
+
+
+def push(cwd: str | Path, branch: str, remote: str = "origin") -> None:
+    """Push HEAD to `remote`'s `branch`."""
+    run(["push", "--quiet", remote, f"HEAD:refs/heads/{branch}"], cwd)

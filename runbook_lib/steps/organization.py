@@ -1,0 +1,119 @@
+"""Step 1: create (or adopt) the new organization and its VCS connection.
+
+Organization names are globally unique: a name that exists but the token cannot see is someone
+else's, and the step stops with that sentence. One the token can see is adopted. VCS access is an
+OAuth client of the new organization for the provider the legacy environments use; its OAuth token
+id is what step 2 links workspaces with. The provider's personal access token comes from the
+environment variable named by the `vcs_token_var` parameter, never from the notebook.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pandas as pd
+
+from runbook_lib.context import StepContext, StepResult
+from runbook_lib.errors import ConfigError, StepError, ValidationError
+from runbook_lib.jsonapi import Resource
+from runbook_lib.steps import plan_frame, refusals
+
+DEFAULTS = {"organization_email": "", "vcs_service_provider": "github", "vcs_http_url": "https://github.com",
+            "vcs_api_url": "https://api.github.com", "vcs_token_var": "VCS_OAUTH_TOKEN",
+            "vcs_client_name": "tfe-runbook migration"}
+
+
+def _opt(ctx: StepContext, name: str) -> Any:
+    value = ctx.options.get(name)
+    return DEFAULTS[name] if value in (None, "") else value
+
+
+def find_vcs_client(ctx: StepContext) -> Resource | None:
+    """The organization's OAuth client for the configured provider and URL, if there is one."""
+    for client in ctx.tfe.list_oauth_clients(ctx.row.new_org):
+        if (client.get("service-provider") == _opt(ctx, "vcs_service_provider")
+                and client.get("http-url") == _opt(ctx, "vcs_http_url")):
+            return client
+    return None
+
+
+def vcs_token_id(ctx: StepContext) -> str:
+    """The OAuth token id that workspaces link their repository with.
+
+    Raises:
+        StepError: no VCS connection yet (step 1 not applied) or it has no token.
+    """
+    client = find_vcs_client(ctx)
+    if client is None:
+        raise StepError(f"{ctx.row.new_org} has no VCS connection to {_opt(ctx, 'vcs_http_url')}; "
+                        f"run step 01_create_organization in apply mode first.")
+    token = next(iter(ctx.tfe.list_oauth_tokens(client.id)), None)
+    if token is None:
+        raise StepError(f"the VCS connection {client.id} of {ctx.row.new_org} has no OAuth token; "
+                        f"reconnect it (step 01) with a valid ${_opt(ctx, 'vcs_token_var')}.")
+    return token.id
+
+
+def plan(ctx: StepContext) -> pd.DataFrame:
+    """What apply would do: create or adopt the organization and its VCS connection."""
+    org = ctx.tfe.find_organization(ctx.row.new_org)
+    rows = [{"object": "organization", "name": ctx.row.new_org, "action": "adopt" if org else "create",
+             "detail": "visible to the token: adopt it" if org else "does not exist (or is someone else's)"}]
+    client = find_vcs_client(ctx) if org else None
+    rows.append({"object": "vcs connection", "name": _opt(ctx, "vcs_http_url"),
+                 "action": "adopt" if client else "create",
+                 "detail": f"OAuth client {client.id}" if client else
+                 f"{_opt(ctx, 'vcs_service_provider')} with the token in ${_opt(ctx, 'vcs_token_var')}"})
+    if not (client or os.environ.get(_opt(ctx, "vcs_token_var"))):
+        rows[-1].update(action="refuse", detail=f"${_opt(ctx, 'vcs_token_var')} is not set: it must hold the VCS "
+                                                f"provider's access token")
+    if not org and not _opt(ctx, "organization_email"):
+        rows[0].update(action="refuse", detail="set the organization_email parameter (the new owner's email)")
+    return plan_frame(rows)
+
+
+def apply(ctx: StepContext) -> pd.DataFrame:
+    """Create or adopt the organization and the VCS connection.
+
+    Raises:
+        StepError: the name is taken by someone else's organization, or the plan refuses.
+    """
+    planned = plan(ctx)
+    refused = refusals(planned)
+    if refused:
+        raise StepError("step 1 refused, nothing changed: " + "; ".join(refused))
+    try:
+        org = ctx.tfe.create_organization(ctx.row.new_org, _opt(ctx, "organization_email"), adopt_existing=True)
+    except ValidationError as exc:
+        raise StepError(f"the organization name {ctx.row.new_org!r} is not available ({exc}); organization names "
+                        f"are globally unique: choose another new_org.") from exc
+    client = find_vcs_client(ctx)
+    if client is None:
+        token = os.environ.get(_opt(ctx, "vcs_token_var"), "")
+        if not token:
+            raise ConfigError(f"set ${_opt(ctx, 'vcs_token_var')} to the VCS provider's access token.")
+        client = ctx.tfe.create_oauth_client(ctx.row.new_org, service_provider=_opt(ctx, "vcs_service_provider"),
+                                             http_url=_opt(ctx, "vcs_http_url"), api_url=_opt(ctx, "vcs_api_url"),
+                                             oauth_token_string=token, name=_opt(ctx, "vcs_client_name"))
+        client_action = "adopted" if client.adopted else "created"
+    else:
+        client_action = "adopted"
+    return pd.DataFrame([
+        {"object": "organization", "name": org.id, "result": "adopted" if org.adopted else "created"},
+        {"object": "vcs connection", "name": client.id, "result": client_action}])
+
+
+def verify(ctx: StepContext) -> StepResult:
+    """The organization answers (with its entitlements) and has a VCS connection with a token."""
+    org = ctx.tfe.find_organization(ctx.row.new_org)
+    if org is None:
+        return StepResult(False, f"organization {ctx.row.new_org} does not exist or the token cannot see it")
+    entitlements = ctx.tfe.entitlements(ctx.row.new_org)
+    try:
+        token_id = vcs_token_id(ctx)
+    except StepError as exc:
+        return StepResult(False, str(exc))
+    return StepResult(True, f"organization {org.id} with VCS token {token_id}",
+                      {"organization": org.id, "oauth_token_id": token_id,
+                       "operations": entitlements.get("operations")})

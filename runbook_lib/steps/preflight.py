@@ -1,0 +1,132 @@
+"""Step 0: the preflight inventory, for one environment (in a batch) or the whole legacy organization.
+
+With `legacy_env` set it checks that this environment is ready to migrate (tokens, hosts, TLS, its
+state, locks, runs, the target workspace) and passes only if it is. With `legacy_env` empty it
+surveys the whole legacy organization, proposes the mapping by the naming rule, writes it as an
+editable CSV, and passes when the hosts answered (not-ready environments are listed with reasons).
+It reads only, in either mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from runbook_lib import inventory, mapping
+from runbook_lib.context import StepContext, StepResult
+from runbook_lib.errors import ConfigError, StepError
+from runbook_lib.ledger import Ledger
+from runbook_lib.legacy import LegacyClient
+from runbook_lib.settings import Settings
+from runbook_lib.tfe import TfeClient
+
+STEP = "00_preflight_inventory"
+
+
+@dataclass
+class PreflightReport:
+    """The three inventory tables and the verdict."""
+
+    checks: pd.DataFrame
+    environments: pd.DataFrame
+    mapping: pd.DataFrame
+    result: StepResult
+    mapping_csv: str | None = None
+    _ctx: Any = field(default=None, repr=False)
+    _ledger: Any = field(default=None, repr=False)
+    _row_id: int | None = None
+    _label: str = ""
+
+    def conclude(self) -> StepResult:
+        """Print PASS/FAIL, record it, raise StepError on FAIL (as every step's last cell does)."""
+        if self._ctx is not None:
+            return self._ctx.conclude(self.result)
+        status = "passed" if self.result.passed else "failed"
+        self._ledger.finish(self._row_id, status, evidence=self.result.evidence,
+                            error=None if self.result.passed else self.result.summary)
+        print(f"{'PASS' if self.result.passed else 'FAIL'}: {STEP} {self._label}: {self.result.summary}")
+        if not self.result.passed:
+            raise StepError(f"{STEP} failed for {self._label}: {self.result.summary}")
+        return self.result
+
+
+def survey(*, legacy_org: str, legacy_env: str = "", new_org: str, workspace: str = "", mode: str = "plan",
+           audit_root: str = "runs/interactive", ledger_path: str = "", batch_id: str = "interactive",
+           legacy_token_var: str = "ATLAS_TOKEN", tfe_token_var: str = "TFE_TOKEN", ca_bundle: str = "",
+           mapping_csv: str = "", **_ignored: Any) -> PreflightReport:
+    """Run the preflight for one environment, or for the whole organization when `legacy_env` is "".
+
+    Args:
+        legacy_org, legacy_env, new_org, workspace: what to check ("" legacy_env: every environment).
+        mode: ignored beyond being recorded: the preflight only reads.
+        audit_root, ledger_path, batch_id: where the outcome is recorded.
+        legacy_token_var, tfe_token_var, ca_bundle: settings (token variable NAMES).
+        mapping_csv: where the organization-wide survey writes the proposed mapping
+            (default `<audit_root>/mapping.csv`).
+
+    Returns:
+        The report; call `.conclude()` last.
+    """
+    if not legacy_org or not new_org:
+        raise ConfigError("set the parameters legacy_org and new_org.")
+    if legacy_env:
+        ctx = StepContext.create(step=STEP, legacy_org=legacy_org, legacy_env=legacy_env, new_org=new_org,
+                                 workspace=workspace, mode=mode, audit_root=audit_root, ledger_path=ledger_path,
+                                 batch_id=batch_id, legacy_token_var=legacy_token_var, tfe_token_var=tfe_token_var,
+                                 ca_bundle=ca_bundle)
+        settings, legacy, tfe = ctx.settings, ctx.legacy, ctx.tfe
+        rows = [ctx.row]
+    else:
+        ctx = None
+        settings = Settings.from_env(legacy_token_var=legacy_token_var, tfe_token_var=tfe_token_var,
+                                     ca_bundle=ca_bundle)
+        legacy, tfe = LegacyClient(settings, read_only=True), TfeClient(settings, read_only=True)
+        rows = []
+    root = Path(audit_root)
+    ledger = None if ctx else Ledger(ledger_path or root / "ledger.sqlite", batch_id=batch_id)
+    label = f"{legacy_org}/{legacy_env or '*'}"
+    row_id = None if ctx else ledger.start(label, STEP, mode)
+
+    checks = inventory.preflight_checks(settings, legacy_org, legacy=legacy, tfe=tfe)
+    failed_checks = checks[~checks["ok"]]
+    # Plain HTTP is acceptable only for a local rehearsal; it is shown, and fails only the TLS rows.
+    blocking = failed_checks[~failed_checks["check"].str.endswith("TLS")
+                             | ~failed_checks["detail"].str.contains("plain HTTP")]
+    environments = pd.DataFrame(columns=inventory.ENVIRONMENT_COLUMNS)
+    table = pd.DataFrame()
+    csv_path = None
+    if blocking.empty:
+        environments = inventory.legacy_environments(legacy, legacy_org, [legacy_env] if legacy_env else None)
+        if not legacy_env:
+            names = [e.split("/", 1)[1] for e in environments["environment"]]
+            rows = mapping.propose(legacy_org, names, new_org)
+            csv_path = mapping_csv or str(root / "mapping.csv")
+            Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
+            mapping.write_csv(rows, csv_path)
+        table = inventory.mapping_frame(rows, environments, tfe)
+    if not blocking.empty:
+        result = StepResult(False, "preflight checks failed: " + "; ".join(blocking["detail"]),
+                            {"checks_failed": list(blocking["check"])})
+    elif legacy_env:
+        verdict = table.iloc[0]
+        env_row = environments.iloc[0].to_dict()
+        evidence = {"state_serial": _plain(env_row["state_serial"]), "lineage": env_row["lineage"],
+                    "resources": _plain(env_row["resources"]), "vcs_repo": env_row["vcs_repo"],
+                    "workspace": verdict["workspace"], "ready": bool(verdict["ready"])}
+        result = StepResult(bool(verdict["ready"]), verdict["reason"], evidence)
+    else:
+        ready = int(table["ready"].sum())
+        result = StepResult(True, f"{len(table)} environments, {ready} ready; mapping written to {csv_path}",
+                            {"environments": len(table), "ready": ready, "mapping_csv": csv_path})
+    return PreflightReport(checks, environments, table, result, csv_path, ctx, ledger, row_id, label)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python (for JSON evidence)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+

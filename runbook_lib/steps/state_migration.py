@@ -1,0 +1,308 @@
+"""Step 3: back up the legacy state, move it into the workspace, prove it arrived.
+
+1. Backup: the legacy state's bytes go to the audit trail (`<env>/state/`, mode 0600) with serial,
+   lineage, md5 and sha256 recorded beside them, before anything else changes.
+2. Move, by the `migration_path` parameter:
+   - ``api`` (default): lock held since step 2, create the state version with serial, lineage and md5,
+     upload the bytes, read them back. The workspace then holds exactly the legacy bytes.
+   - ``cli``: the seed's own procedure in a scratch checkout, with a real terraform. Terraform 0.11
+     (`cli_target = "atlas"`): add the atlas block if missing (3.b), `terraform init` (3.c), change
+     `name` to the workspace (3.d), `terraform init -force-copy` (3.e, the scripted "yes").
+     Terraform 1.x (`cli_target = "remote"` or `"cloud"`): 1.x has no atlas backend, so the legacy
+     state (downloaded with its md5 checked) is upgraded locally (`state replace-provider` for the
+     0.11 provider addresses, which keeps lineage and raises the serial), then `terraform init`
+     migrates it into the workspace through a `remote` backend or `cloud` block. Terraform's output
+     is kept in the audit trail. `ATLAS_TOKEN` reaches terraform through the environment only.
+3. Verify: the workspace's current state has the same lineage, a serial not lower, and the same
+   resources (`runbook_lib.state.compare_states` is empty); on the API path the bytes are identical.
+
+Refusals, with nothing changed: the workspace already holds a state of another lineage (or a newer
+one it did not get from this environment), the legacy state moved between backup and upload, a
+legacy run is in progress, the legacy environment is locked by someone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from runbook_lib import git, hcl, terraform
+from runbook_lib.audit import sha256_file
+from runbook_lib.context import StepContext, StepResult
+from runbook_lib.errors import ConfigError, StepError
+from runbook_lib.legacy import LegacyState
+from runbook_lib.state import TerraformState, compare_states
+from runbook_lib.steps import plan_frame, refusals
+
+DEFAULTS = {"migration_path": "api", "cli_target": "atlas", "terraform_bin": "", "git_base_url": "",
+            "plugin_dir": "", "tfe_hostname": ""}
+PATHS = ("api", "cli")
+
+
+def _opt(ctx: StepContext, name: str) -> Any:
+    value = ctx.options.get(name)
+    return DEFAULTS[name] if value in (None, "") else value
+
+
+def _legacy_preconditions(ctx: StepContext) -> list[dict[str, Any]]:
+    env = ctx.legacy.get_environment(ctx.row.legacy_org, ctx.row.legacy_env)
+    rows = []
+    run = env.get("current_run") or {}
+    if run:
+        rows.append({"object": "legacy run", "name": run.get("id"), "action": "refuse",
+                     "detail": f"a legacy run is in progress ({run.get('status')}); wait for it to finish"})
+    if env.get("locked"):
+        rows.append({"object": "legacy lock", "name": ctx.row.legacy_slug, "action": "refuse",
+                     "detail": f"locked by {env.get('locked_by') or 'someone'}"
+                               f"{': ' + env['lock_reason'] if env.get('lock_reason') else ''}; ask them to unlock"})
+    return rows
+
+
+def _workspace_state(ctx: StepContext):
+    ws = ctx.tfe.find_workspace(ctx.row.new_org, ctx.row.workspace)
+    if ws is None:
+        raise StepError(f"workspace {ctx.row.workspace_slug} does not exist; run step 02_create_workspaces first.")
+    return ws, ctx.tfe.current_state_version(ws.id)
+
+
+def _decide(legacy: TerraformState, current) -> tuple[str, str]:
+    """What to do given the legacy state and the workspace's current state version: (action, detail)."""
+    if current is None:
+        return "create", f"upload serial {legacy.serial}, lineage {legacy.lineage}, md5 {legacy.md5}"
+    lineage, serial, md5 = current.get("lineage"), current.get("serial"), current.get("md5")
+    if lineage and lineage != legacy.lineage:
+        return "refuse", (f"the workspace already holds a state of another lineage ({lineage}, serial {serial}); "
+                          f"map this environment to another workspace or clear that one by hand")
+    if serial == legacy.serial and md5 == legacy.md5:
+        return "adopt", f"the workspace already holds exactly this state (serial {serial})"
+    if serial is not None and serial >= legacy.serial:
+        return "adopt", (f"the workspace holds this lineage at serial {serial} (legacy {legacy.serial}): migrated "
+                         f"earlier; verification compares the resources")
+    return "create", f"upload serial {legacy.serial} over the workspace's serial {serial} (same lineage)"
+
+
+def plan(ctx: StepContext) -> pd.DataFrame:
+    """What apply would do: back up, then create a state version (or adopt, or refuse)."""
+    if _opt(ctx, "migration_path") not in PATHS:
+        raise ConfigError(f"migration_path must be 'api' or 'cli', not {_opt(ctx, 'migration_path')!r}.")
+    rows = _legacy_preconditions(ctx)
+    state = ctx.legacy.get_state(ctx.row.legacy_org, ctx.row.legacy_env)
+    if state is None:
+        rows.append({"object": "legacy state", "name": ctx.row.legacy_slug, "action": "refuse",
+                     "detail": "the legacy environment has no state: nothing to migrate"})
+        return plan_frame(rows)
+    legacy = TerraformState.from_bytes(state.data)
+    rows.append({"object": "backup", "name": ctx.row.legacy_slug, "action": "create",
+                 "detail": f"{legacy.size} bytes, serial {legacy.serial}, sha256 {legacy.sha256[:16]}..."})
+    ws, current = _workspace_state(ctx)
+    action, detail = _decide(legacy, current)
+    rows.append({"object": "state version", "name": ctx.row.workspace_slug, "action": action,
+                 "detail": f"{detail} via the {_opt(ctx, 'migration_path')} path"})
+    if not ws.get("locked") and action == "create":
+        rows.append({"object": "workspace lock", "name": ws.id, "action": "create",
+                     "detail": "not locked (step 2 locks it): lock before uploading"})
+    return plan_frame(rows)
+
+
+def backup(ctx: StepContext, state: LegacyState, label: str = "backup") -> dict[str, Any]:
+    """Write the legacy state's bytes into the audit trail (0600) with a JSON record beside them.
+
+    Returns:
+        The record: file, size, serial, lineage, md5, sha256, taken_at.
+    """
+    parsed = TerraformState.from_bytes(state.data)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    target = ctx.state_dir / f"{label}-serial{parsed.serial}-{parsed.md5[:12]}.tfstate"
+    if not target.exists():
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(state.data)
+    os.chmod(target, 0o600)
+    if sha256_file(target) != parsed.sha256:
+        raise StepError(f"the backup {target} does not match the downloaded state; free disk space and run again.")
+    record = {"file": str(target.relative_to(ctx.audit_dir.parent)), "size": parsed.size, "serial": parsed.serial,
+              "lineage": parsed.lineage, "md5": parsed.md5, "sha256": parsed.sha256, "taken_at": stamp}
+    sidecar = target.with_suffix(".json")
+    sidecar.write_text(json.dumps(record, indent=2) + "\n")
+    os.chmod(sidecar, 0o600)
+    print(f"backed up {ctx.row.legacy_slug}: serial {parsed.serial}, lineage {parsed.lineage}, "
+          f"sha256 {parsed.sha256} -> {target}")
+    return record
+
+
+def apply(ctx: StepContext) -> pd.DataFrame:
+    """Back up the legacy state, then move it by the configured path.
+
+    Raises:
+        StepError: a refusal (nothing uploaded), or the legacy state changed since the backup.
+    """
+    refused = refusals(plan_frame(_legacy_preconditions(ctx)))
+    if refused:
+        raise StepError("step 3 refused, nothing changed: " + "; ".join(refused))
+    state = ctx.legacy.get_state(ctx.row.legacy_org, ctx.row.legacy_env)
+    if state is None:
+        raise StepError(f"{ctx.row.legacy_slug} has no state: nothing to migrate.")
+    record = backup(ctx, state)
+    legacy = TerraformState.from_bytes(state.data)
+    ws, current = _workspace_state(ctx)
+    action, detail = _decide(legacy, current)
+    if action == "refuse":
+        raise StepError(f"step 3 refused, nothing changed: {detail}.")
+    result = {"backup": record["file"], "serial": legacy.serial, "lineage": legacy.lineage, "action": action}
+    if action == "adopt":
+        return pd.DataFrame([{**result, "detail": detail}])
+    if _opt(ctx, "migration_path") == "api":
+        result.update(_move_by_api(ctx, ws, state))
+    else:
+        result.update(_move_by_cli(ctx, state))
+    return pd.DataFrame([result])
+
+
+def _recheck_legacy(ctx: StepContext, backed_up: LegacyState) -> None:
+    """Refuse when the legacy state moved since the backup (someone applied in between)."""
+    again = ctx.legacy.get_state(ctx.row.legacy_org, ctx.row.legacy_env)
+    if again is None or again.md5 != backed_up.md5 or again.serial != backed_up.serial:
+        moved = "is gone" if again is None else f"moved to serial {again.serial} (md5 {again.md5})"
+        raise StepError(f"the legacy state changed between backup (serial {backed_up.serial}, md5 {backed_up.md5}) "
+                        f"and upload: it {moved}; nothing was uploaded, run the step again.")
+
+
+def _move_by_api(ctx: StepContext, ws, state: LegacyState) -> dict[str, Any]:
+    if not ws.get("locked"):
+        ws = ctx.tfe.lock_workspace(ws.id, f"tfe-runbook: migrating {ctx.row.legacy_slug}")
+    _recheck_legacy(ctx, state)
+    sv = ctx.tfe.push_state(ws.id, state.data)
+    stored = ctx.tfe.download_state(sv)
+    if stored != state.data:
+        raise StepError(f"state version {sv.id} does not hold the uploaded bytes; do not continue, compare "
+                        f"the backup with the workspace's state by hand.")
+    return {"state_version": sv.id, "detail": "uploaded and read back byte for byte"}
+
+
+def _terraform_for(ctx: StepContext) -> str:
+    chosen = _opt(ctx, "terraform_bin") or ctx.settings.terraform_bin
+    if chosen:
+        return chosen
+    return terraform.terraform_011() if _opt(ctx, "cli_target") == "atlas" else terraform.terraform_1x()
+
+
+def _checkout(ctx: StepContext, scratch: Path) -> Path:
+    env = ctx.legacy.get_environment(ctx.row.legacy_org, ctx.row.legacy_env)
+    vcs = env.get("vcs") or {}
+    if not vcs.get("repo"):
+        raise StepError(f"{ctx.row.legacy_slug} has no VCS link, so the CLI path has no configuration to "
+                        f"work in; use migration_path = 'api'.")
+    checkout = git.clone(git.repo_url(vcs["repo"], _opt(ctx, "git_base_url")), scratch / "repo", vcs.get("branch") or "")
+    root = checkout / (vcs.get("working_directory") or "")
+    if not root.is_dir():
+        raise StepError(f"the working directory {vcs.get('working_directory')!r} is not in {vcs['repo']}.")
+    return root
+
+
+def _log(ctx: StepContext, name: str, result: terraform.TerraformResult) -> None:
+    path = ctx.audit_dir / "03_terraform.log"
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(f"$ terraform {' '.join(result.args)}   # {name}, exit {result.returncode}\n{result.output}\n")
+
+
+def _move_by_cli(ctx: StepContext, state: LegacyState) -> dict[str, Any]:
+    binary = _terraform_for(ctx)
+    target = _opt(ctx, "cli_target")
+    scratch = Path(tempfile.mkdtemp(prefix="tfe-runbook-03-"))
+    try:
+        root = _checkout(ctx, scratch)
+        env = {"ATLAS_TOKEN": ctx.settings.token("legacy"), "ATLAS_ADDRESS": ctx.settings.address("legacy")}
+        if ctx.settings.ca_bundle:
+            env["ATLAS_CAFILE"] = ctx.settings.ca_bundle
+        if target == "atlas":
+            _cli_atlas(ctx, binary, root, env, state)
+        else:
+            _cli_tfe(ctx, binary, root, env, state, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return {"detail": f"terraform init migrated the state ({target} backend)", "terraform": binary}
+
+
+def _init_args(ctx: StepContext, binary: str, *extra: str) -> list[str]:
+    args = ["init", "-input=false", *extra]
+    plugin_dir = _opt(ctx, "plugin_dir")
+    if plugin_dir:
+        args.append(f"-plugin-dir={plugin_dir}")
+    return args
+
+
+def _cli_atlas(ctx: StepContext, binary: str, root: Path, env: dict[str, str], state: LegacyState) -> None:
+    legacy_ref, new_ref = ctx.row.legacy_slug, ctx.row.workspace_slug
+    backends = hcl.find_backends(root)
+    if not len(backends):
+        hcl.apply_rewrite(hcl.plan_add_legacy_backend(root, from_=legacy_ref), backup=False)  # 3.b (scratch copy)
+    _log(ctx, "3.c", terraform.run(binary, _init_args(ctx, binary), cwd=root, env=env))
+    _recheck_legacy(ctx, state)
+    hcl.apply_rewrite(hcl.plan_rewrite(root, from_=legacy_ref, to=new_ref, target="atlas"), backup=False)  # 3.d
+    _log(ctx, "3.e", terraform.run(binary, _init_args(ctx, binary, "-force-copy"), cwd=root, env=env))
+
+
+def _cli_tfe(ctx: StepContext, binary: str, root: Path, env: dict[str, str], state: LegacyState,
+             target: str) -> None:
+    legacy_ref, new_ref = ctx.row.legacy_slug, ctx.row.workspace_slug
+    hostname = _opt(ctx, "tfe_hostname") or ctx.settings.address("tfe").split("://", 1)[1]
+    # 1.x cannot read the atlas backend: upgrade the legacy state locally in an empty folder first.
+    upgrade = root.parent / ".tfe-runbook-state-upgrade"
+    upgrade.mkdir()
+    (upgrade / "terraform.tfstate").write_bytes(state.data)
+    legacy = TerraformState.from_bytes(state.data)
+    for provider in sorted(set(legacy.resources_frame()["provider"].dropna())):
+        short = provider.split(".")[0]
+        result = terraform.run(binary, ["state", "replace-provider", "-auto-approve",
+                                        f"registry.terraform.io/-/{short}", f"registry.terraform.io/hashicorp/{short}"],
+                               cwd=upgrade, env=env)
+        _log(ctx, "upgrade provider address", result)
+    if not len(hcl.find_backends(root)):
+        hcl.apply_rewrite(hcl.plan_add_legacy_backend(root, from_=legacy_ref), backup=False)
+    hcl.apply_rewrite(hcl.plan_rewrite(root, from_=legacy_ref, to=new_ref, target=target, hostname=hostname),
+                      backup=False)
+    shutil.copyfile(upgrade / "terraform.tfstate", root / "terraform.tfstate")
+    _recheck_legacy(ctx, state)
+    if target == "cloud":  # the cloud block refuses -force-copy; answer the migration prompt instead
+        result = terraform.run(binary, ["init"], cwd=root, env=env, input_text="yes\n")
+    else:
+        result = terraform.run(binary, ["init", "-input=false", "-migrate-state", "-force-copy"], cwd=root, env=env)
+    _log(ctx, f"init into the {target} backend", result)
+
+
+def verify(ctx: StepContext) -> StepResult:
+    """The workspace's current state has the legacy lineage, a serial not lower, the same resources."""
+    state = ctx.legacy.get_state(ctx.row.legacy_org, ctx.row.legacy_env)
+    if state is None:
+        return StepResult(False, f"{ctx.row.legacy_slug} has no state to compare with")
+    legacy = TerraformState.from_bytes(state.data)
+    ws, current = _workspace_state(ctx)
+    if current is None:
+        return StepResult(False, f"workspace {ws.id} has no state")
+    stored = ctx.tfe.download_state(current)
+    migrated = TerraformState.from_bytes(stored)
+    differences = compare_states(legacy, migrated)
+    evidence = {"workspace_id": ws.id, "state_version": current.id, "lineage": migrated.lineage,
+                "legacy_serial": legacy.serial, "workspace_serial": migrated.serial,
+                "legacy_sha256": legacy.sha256, "workspace_sha256": migrated.sha256,
+                "identical_bytes": stored == state.data, "resources": legacy.resource_count}
+    if migrated.lineage != legacy.lineage:
+        return StepResult(False, f"lineage differs: workspace {migrated.lineage}, legacy {legacy.lineage}", evidence)
+    if migrated.serial < legacy.serial:
+        return StepResult(False, f"the workspace's serial {migrated.serial} is lower than legacy {legacy.serial}",
+                          evidence)
+    if len(differences):
+        return StepResult(False, f"{len(differences)} resource difference(s) between legacy and workspace state",
+                          evidence, table=differences)
+    if _opt(ctx, "migration_path") == "api" and migrated.serial == legacy.serial and stored != state.data:
+        return StepResult(False, "same serial but different bytes on the API path", evidence)
+    how = "byte for byte" if evidence["identical_bytes"] else "same lineage and resources"
+    return StepResult(True, f"workspace {ws.id} holds the legacy state ({how}, serial {migrated.serial})",
+                      evidence, table=differences)

@@ -1,0 +1,232 @@
+"""Step 2: one workspace per legacy environment, linked like it, held back until the state is there.
+
+The workspace gets the mapped name, the environment's repository, branch and working directory, its
+Terraform version, auto-apply off, and a lock whose reason names the migration, so no run plans
+before step 3 has moved the state (the seed's advice). To leave no window in which a push could start
+a run, the workspace is created without its repository, locked, and only then linked.
+
+Variables are carried over (terraform and env categories, the HCL flag). Sensitive values cannot be
+read from the legacy host: each is created with the value from the environment variable
+`<sensitive_var_prefix><KEY>` when the operator set one, otherwise empty, marked in its description,
+and listed for the operator. Verification refuses while any is still marked empty, unless
+`accept_empty_sensitive` is set. (An operator who types a value in the UI also removes the marker
+from the description.)
+
+An existing workspace that matches is adopted; one that differs is shown as a diff and refused.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pandas as pd
+
+from runbook_lib.context import StepContext, StepResult
+from runbook_lib.errors import StepError
+from runbook_lib.jsonapi import Resource
+from runbook_lib.steps import plan_frame, refusals
+from runbook_lib.steps.organization import vcs_token_id
+
+EMPTY_SENSITIVE_MARK = "[tfe-runbook: sensitive value not carried over - enter it]"
+COMPARED = ("terraform-version", "working-directory", "auto-apply", "execution-mode")
+DEFAULTS = {"sensitive_var_prefix": "TFE_RUNBOOK_VAR_", "accept_empty_sensitive": False,
+            "execution_mode": "remote", "terraform_version": ""}
+
+
+def _opt(ctx: StepContext, name: str) -> Any:
+    value = ctx.options.get(name)
+    return DEFAULTS[name] if value in (None, "") else value
+
+
+def lock_reason(ctx: StepContext) -> str:
+    """The lock reason that marks a workspace as held by this migration."""
+    return f"tfe-runbook: migrating {ctx.row.legacy_slug}; unlocked by step 05 after the state moved"
+
+
+def desired(ctx: StepContext, env: dict[str, Any]) -> dict[str, Any]:
+    """The workspace attributes that mirror the legacy environment."""
+    vcs = env.get("vcs") or {}
+    attrs: dict[str, Any] = {
+        "terraform-version": _opt(ctx, "terraform_version") or env.get("terraform_version"),
+        "working-directory": vcs.get("working_directory") or "",
+        "auto-apply": False,
+        "execution-mode": _opt(ctx, "execution_mode"),
+        "description": f"Migrated from legacy Terraform Enterprise environment {ctx.row.legacy_slug}",
+    }
+    return attrs
+
+
+def _vcs_differences(ws: Resource, env: dict[str, Any]) -> list[dict[str, Any]]:
+    vcs = env.get("vcs") or {}
+    have = ws.get("vcs-repo") or {}
+    if have and not vcs:
+        return [{"attribute": "vcs-repo", "workspace": have.get("identifier"), "legacy": None}]
+    if not (vcs and have):
+        return []  # not linked yet: apply links it once the workspace is locked
+    rows = []
+    for key, legacy_key in (("identifier", "repo"), ("branch", "branch")):
+        want = vcs.get(legacy_key) or ""
+        if (have.get(key) or "") != want and not (key == "branch" and not want):
+            rows.append({"attribute": f"vcs-repo.{key}", "workspace": have.get(key), "legacy": want})
+    return rows
+
+
+def workspace_diff(ws: Resource, ctx: StepContext, env: dict[str, Any]) -> pd.DataFrame:
+    """Attributes where an existing workspace differs from what step 2 would create (empty: adoptable)."""
+    want = desired(ctx, env)
+    rows = [{"attribute": key, "workspace": ws.get(key), "legacy": want[key]}
+            for key in COMPARED if ws.get(key) != want[key] and not (key == "working-directory" and
+                                                                    (ws.get(key) or "") == want[key])]
+    rows += _vcs_differences(ws, env)
+    return pd.DataFrame(rows, columns=["attribute", "workspace", "legacy"])
+
+
+def _variable_plan(ctx: StepContext, legacy_vars: list[dict[str, Any]], ws_vars: list[Resource]) -> list[dict]:
+    existing = {(v.get("key"), v.get("category")): v for v in ws_vars}
+    rows = []
+    for var in legacy_vars:
+        key, category = var["key"], var.get("category") or "terraform"
+        have = existing.get((key, category))
+        name = f"{category}:{key}"
+        if have is None:
+            source = ("from $" + _opt(ctx, "sensitive_var_prefix") + key
+                      if var.get("sensitive") and os.environ.get(_opt(ctx, "sensitive_var_prefix") + key)
+                      else "empty, for the operator to fill in" if var.get("sensitive") else "copied")
+            rows.append({"object": "variable", "name": name, "action": "create",
+                         "detail": f"sensitive, value {source}" if var.get("sensitive") else "copied"})
+            continue
+        problems = []
+        if bool(have.get("sensitive")) != bool(var.get("sensitive")):
+            problems.append("sensitive flag differs")
+        if bool(have.get("hcl")) != bool(var.get("hcl")):
+            problems.append("hcl flag differs")
+        if not var.get("sensitive") and have.get("value") != var.get("value"):
+            problems.append("value differs")
+        rows.append({"object": "variable", "name": name, "action": "refuse" if problems else "adopt",
+                     "detail": "; ".join(problems) + " (fix one side by hand)" if problems else "already there"})
+    return rows
+
+
+def plan(ctx: StepContext) -> pd.DataFrame:
+    """What apply would do for the workspace, its lock, its VCS link and its variables."""
+    env = ctx.legacy.get_environment(ctx.row.legacy_org, ctx.row.legacy_env)
+    ws = ctx.tfe.find_workspace(ctx.row.new_org, ctx.row.workspace)
+    rows: list[dict[str, Any]] = []
+    if ws is None:
+        want = desired(ctx, env)
+        rows.append({"object": "workspace", "name": ctx.row.workspace_slug, "action": "create",
+                     "detail": ", ".join(f"{k}={want[k]!r}" for k in COMPARED)})
+        rows.append({"object": "lock", "name": ctx.row.workspace_slug, "action": "create", "detail": lock_reason(ctx)})
+        ws_vars: list[Resource] = []
+    else:
+        diff = workspace_diff(ws, ctx, env)
+        if len(diff):
+            changes = "; ".join(f"{r['attribute']}: workspace {r['workspace']!r}, legacy {r['legacy']!r}"
+                                for r in diff.to_dict("records"))
+            rows.append({"object": "workspace", "name": ctx.row.workspace_slug, "action": "refuse",
+                         "detail": f"exists and differs ({changes}); fix it by hand or map another name"})
+        else:
+            rows.append({"object": "workspace", "name": ctx.row.workspace_slug, "action": "adopt",
+                         "detail": f"{ws.id} matches"})
+        rows.append({"object": "lock", "name": ctx.row.workspace_slug,
+                     "action": "adopt" if ws.get("locked") else "create",
+                     "detail": "already locked" if ws.get("locked") else lock_reason(ctx)})
+        ws_vars = list(ctx.tfe.list_variables(ws.id))
+    vcs = env.get("vcs") or {}
+    if vcs:
+        linked = ws is not None and (ws.get("vcs-repo") or {}).get("identifier") == vcs.get("repo")
+        rows.append({"object": "vcs link", "name": vcs.get("repo"), "action": "adopt" if linked else "create",
+                     "detail": f"branch {vcs.get('branch') or '(default)'}, working directory "
+                               f"{vcs.get('working_directory') or '(root)'}"})
+    else:
+        rows.append({"object": "vcs link", "name": "-", "action": "none",
+                     "detail": "the legacy environment has no VCS link; the workspace gets none"})
+    rows += _variable_plan(ctx, ctx.legacy.get_variables(ctx.row.legacy_org, ctx.row.legacy_env), ws_vars)
+    return plan_frame(rows)
+
+
+def apply(ctx: StepContext) -> pd.DataFrame:
+    """Create or adopt the workspace, lock it, link it, carry the variables over.
+
+    Raises:
+        StepError: the plan refuses (an existing workspace or variable differs); nothing was changed.
+    """
+    planned = plan(ctx)
+    refused = refusals(planned)
+    if refused:
+        raise StepError("step 2 refused, nothing changed: " + "; ".join(refused))
+    env = ctx.legacy.get_environment(ctx.row.legacy_org, ctx.row.legacy_env)
+    done = []
+    ws = ctx.tfe.create_workspace(ctx.row.new_org, ctx.row.workspace, desired(ctx, env), adopt_existing=True)
+    done.append({"object": "workspace", "name": ws.id, "result": "adopted" if ws.adopted else "created"})
+    if ws.adopted and len(workspace_diff(ws, ctx, env)):
+        raise StepError(f"workspace {ctx.row.workspace_slug} appeared while planning and differs; "
+                        f"nothing else was changed: inspect it and run the step again.")
+    if not ws.get("locked"):
+        ws = ctx.tfe.lock_workspace(ws.id, lock_reason(ctx))
+        done.append({"object": "lock", "name": ws.id, "result": "locked"})
+    vcs = env.get("vcs") or {}
+    if vcs and (ws.get("vcs-repo") or {}).get("identifier") != vcs.get("repo"):
+        repo = {"identifier": vcs["repo"], "oauth-token-id": vcs_token_id(ctx)}
+        if vcs.get("branch"):
+            repo["branch"] = vcs["branch"]
+        ws = ctx.tfe.update_workspace(ws.id, {"vcs-repo": repo})
+        done.append({"object": "vcs link", "name": vcs["repo"], "result": "linked"})
+    existing = {(v.get("key"), v.get("category")) for v in ctx.tfe.list_variables(ws.id)}
+    prefix = _opt(ctx, "sensitive_var_prefix")
+    for var in ctx.legacy.get_variables(ctx.row.legacy_org, ctx.row.legacy_env):
+        category = var.get("category") or "terraform"
+        if (var["key"], category) in existing:
+            continue
+        if var.get("sensitive"):
+            value = os.environ.get(prefix + var["key"], "")
+            description = None if value else EMPTY_SENSITIVE_MARK
+        else:
+            value, description = var.get("value") or "", None
+        ctx.tfe.create_variable(ws.id, var["key"], value, category=category, hcl=bool(var.get("hcl")),
+                                sensitive=bool(var.get("sensitive")), description=description)
+        done.append({"object": "variable", "name": f"{category}:{var['key']}",
+                     "result": "created" + (" (sensitive, EMPTY)" if description else "")})
+    return pd.DataFrame(done, columns=["object", "name", "result"])
+
+
+def sensitive_to_fill(ctx: StepContext) -> pd.DataFrame:
+    """Sensitive variables of the workspace still marked empty: the operator's to-do list."""
+    ws = ctx.tfe.find_workspace(ctx.row.new_org, ctx.row.workspace)
+    rows = [] if ws is None else [
+        {"key": v.get("key"), "category": v.get("category"), "workspace": ctx.row.workspace_slug}
+        for v in ctx.tfe.list_variables(ws.id) if EMPTY_SENSITIVE_MARK in (v.get("description") or "")]
+    return pd.DataFrame(rows, columns=["key", "category", "workspace"])
+
+
+def verify(ctx: StepContext) -> StepResult:
+    """The workspace exists as desired, is locked, linked, and holds every legacy variable."""
+    env = ctx.legacy.get_environment(ctx.row.legacy_org, ctx.row.legacy_env)
+    ws = ctx.tfe.find_workspace(ctx.row.new_org, ctx.row.workspace)
+    if ws is None:
+        return StepResult(False, f"workspace {ctx.row.workspace_slug} does not exist")
+    diff = workspace_diff(ws, ctx, env)
+    if len(diff):
+        return StepResult(False, f"workspace differs from the legacy environment: {diff.to_dict('records')}",
+                          table=diff)
+    if not ws.get("locked"):
+        return StepResult(False, f"workspace {ws.id} is not locked: a run could plan before the state is there")
+    vcs = env.get("vcs") or {}
+    if vcs and (ws.get("vcs-repo") or {}).get("identifier") != vcs.get("repo"):
+        return StepResult(False, f"workspace {ws.id} is not linked to {vcs.get('repo')}")
+    have = {(v.get("key"), v.get("category")) for v in ctx.tfe.list_variables(ws.id)}
+    legacy_vars = ctx.legacy.get_variables(ctx.row.legacy_org, ctx.row.legacy_env)
+    missing = [f"{v.get('category')}:{v['key']}" for v in legacy_vars
+               if (v["key"], v.get("category") or "terraform") not in have]
+    if missing:
+        return StepResult(False, f"variables missing in the workspace: {', '.join(missing)}")
+    empty = sensitive_to_fill(ctx)
+    evidence = {"workspace_id": ws.id, "variables": len(legacy_vars), "locked": True,
+                "vcs_repo": vcs.get("repo"), "empty_sensitive": sorted(empty["key"])}
+    if len(empty) and not ctx.options.get("accept_empty_sensitive"):
+        return StepResult(False, f"sensitive variables still empty: {', '.join(empty['key'])}; enter their values "
+                                 f"(or set ${_opt(ctx, 'sensitive_var_prefix')}<KEY> and run again), or set "
+                                 f"accept_empty_sensitive = True", evidence, table=empty)
+    accepted = " (operator accepted empty sensitive values)" if len(empty) else ""
+    return StepResult(True, f"workspace {ws.id} locked, linked, {len(legacy_vars)} variables{accepted}", evidence)

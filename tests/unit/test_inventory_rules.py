@@ -1,0 +1,62 @@
+"""Pure rules of the inventory and of step 3's decision, without servers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from runbook_lib.inventory import readiness, remote_state_reads
+from runbook_lib.jsonapi import Resource
+from runbook_lib.state import TerraformState
+from runbook_lib.steps.state_migration import _decide
+
+READY_ROW = {"state_serial": 4, "lineage": "L1", "run_in_progress": None, "locked": False, "locked_by": None}
+
+
+@pytest.mark.parametrize("row, issues, exists, lineage, ready, reason", [
+    (READY_ROW, [], False, None, True, "ready"),
+    (READY_ROW, ["collides with x"], False, None, False, "collides with x"),
+    ({**READY_ROW, "state_serial": None}, [], False, None, False, "no state"),
+    ({**READY_ROW, "run_in_progress": "run-1"}, [], False, None, False, "run is in progress (run-1)"),
+    ({**READY_ROW, "locked": True, "locked_by": "alice"}, [], False, None, False, "locked by alice"),
+    (READY_ROW, [], True, "L2", False, "another lineage (L2)"),
+    (READY_ROW, [], True, "L1", True, "already holds this lineage"),
+    (READY_ROW, [], True, None, True, "exists without state"),
+])
+def test_readiness(row, issues, exists, lineage, ready, reason):
+    got_ready, got_reason = readiness(row, issues, exists, lineage)
+    assert got_ready is ready and reason in got_reason
+
+
+def test_remote_state_reads_v3_and_v4():
+    v3 = {"version": 3, "serial": 1, "lineage": "x", "modules": [{"path": ["root"], "resources": {
+        "data.terraform_remote_state.net": {"type": "terraform_remote_state", "primary": {"attributes": {
+            "backend": "atlas", "config.%": "1", "config.name": "acme-legacy/network-prod"}}},
+        "data.terraform_remote_state.s3": {"type": "terraform_remote_state", "primary": {"attributes": {
+            "backend": "s3", "config.name": "ignored"}}}}}]}
+    v4 = {"version": 4, "serial": 1, "lineage": "x", "resources": [{
+        "mode": "data", "type": "terraform_remote_state", "name": "net", "instances": [{"attributes": {
+            "backend": "atlas", "config": {"value": {"name": "acme-legacy/db"}, "type": ["object", {}]}}}]}]}
+    assert remote_state_reads(json.dumps(v3).encode()) == ["acme-legacy/network-prod"]
+    assert remote_state_reads(json.dumps(v4).encode()) == ["acme-legacy/db"]
+    assert remote_state_reads(b"") == [] and remote_state_reads(b"{not json") == []
+
+
+@pytest.fixture()
+def legacy_state(fixtures_dir):
+    return TerraformState.from_bytes((fixtures_dir / "states" / "v3.tfstate").read_bytes())
+
+
+def _sv(**attrs):
+    return Resource(id="sv-1", type="state-versions", attributes=attrs)
+
+
+def test_decide_create_adopt_refuse(legacy_state):
+    s = legacy_state
+    assert _decide(s, None)[0] == "create"
+    assert _decide(s, _sv(lineage=s.lineage, serial=s.serial, md5=s.md5))[0] == "adopt"
+    assert _decide(s, _sv(lineage=s.lineage, serial=s.serial + 3, md5="other"))[0] == "adopt"
+    assert _decide(s, _sv(lineage=s.lineage, serial=s.serial - 1, md5="other"))[0] == "create"
+    action, detail = _decide(s, _sv(lineage="someone-else", serial=1, md5="x"))
+    assert action == "refuse" and "another lineage" in detail
