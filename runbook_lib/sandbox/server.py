@@ -1,0 +1,348 @@
+"""The sandbox's HTTP(S) server: one process, both APIs, on loopback by default.
+
+Per request, in this order: read the body; fault injection (latency, dropped connection, 5xx, 429
+bursts) for `/api/` paths when switched on; route; authenticate (legacy `X-Atlas-Token`, bearer, admin
+secret, or a capability URL); per-token rate limit (429 with `X-RateLimit-Limit`, `X-RateLimit-Reset`,
+`Retry-After`); the handler inside one store transaction (so a refused request writes nothing); the
+answer; one request-log row (method, path, status, token name, user, rows written; never a token).
+
+`ThreadingHTTPServer`, HTTP/1.1 keep-alive, TCP_NODELAY; TLS handshakes happen in the connection's
+own thread, so a slow client cannot stall `accept()`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+import socket
+import ssl
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from runbook_lib.sandbox import errors, routes
+from runbook_lib.sandbox.faults import FaultInjector, RateLimiter
+from runbook_lib.sandbox.store import Store
+from runbook_lib.sandbox.tfe_api import API_VERSION, APP_NAME, TFE_VERSION
+from runbook_lib.sandbox.wire import Request, Response
+
+log = logging.getLogger("runbook_lib.sandbox")
+
+ADMIN_HEADER = "X-Sandbox-Admin"
+ADMIN_SECRET_FILE = "admin.secret"
+DB_FILE = "sandbox.sqlite"
+MAX_BODY = 64 * 1024 * 1024
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file readable by its owner only (it holds a secret)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)
+
+
+def load_or_create_admin_secret(data_dir: Path) -> str:
+    """The admin secret of a data directory, created (mode 0600) on first use."""
+    path = data_dir / ADMIN_SECRET_FILE
+    if path.exists():
+        return path.read_text().strip()
+    value = secrets.token_urlsafe(32)
+    _write_private(path, value + "\n")
+    return value
+
+
+def tls_context(data_dir: Path) -> tuple[ssl.SSLContext, Path]:
+    """Server TLS context from a CA made with `trustme`, kept under `<data>/tls/` so restarts reuse it.
+
+    Returns:
+        (server context, path of the CA certificate PEM that clients must trust).
+    """
+    tls_dir = data_dir / "tls"
+    ca_pem, cert_pem, key_pem = tls_dir / "ca.pem", tls_dir / "server-chain.pem", tls_dir / "server-key.pem"
+    if not (ca_pem.exists() and cert_pem.exists() and key_pem.exists()):
+        import trustme  # imported here: only --tls needs it
+
+        ca = trustme.CA(organization_name="tfe-runbook sandbox")
+        cert = ca.issue_cert("localhost", "127.0.0.1", "::1")
+        tls_dir.mkdir(parents=True, exist_ok=True)
+        ca_pem.write_bytes(ca.cert_pem.bytes())
+        cert_pem.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+        _write_private(key_pem, cert.private_key_pem.bytes().decode())
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert_pem), str(key_pem))
+    return ctx, ca_pem
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 256
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], app: "SandboxServer") -> None:
+        self.app = app
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        try:
+            if self.app.ssl_context is not None:
+                request.settimeout(30)
+                try:
+                    request = self.app.ssl_context.wrap_socket(request, server_side=True)
+                except (ssl.SSLError, OSError) as exc:
+                    # A client that does not trust the CA (or probes with plain HTTP) ends here.
+                    log.debug("TLS handshake with %s failed: %s", client_address, exc)
+                    return
+            super().finish_request(request, client_address)
+        finally:
+            with self._open_lock:
+                self._open.discard(request)
+
+    def close_open_connections(self) -> None:
+        """Shut keep-alive connections down, as a restarted server would (clients see a reset)."""
+        with self._open_lock:
+            conns = list(self._open)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by its client: nothing to shut down
+
+
+class SandboxServer:
+    """The server object: store, faults, rate limit, admin secret, and the listening socket.
+
+    Args:
+        data_dir: where the SQLite store, admin secret and TLS material live.
+        host: address to listen on (loopback by default).
+        port: port (0: any free one).
+        tls: serve HTTPS with a trustme CA.
+        rate_limit: requests per second per token (None: off).
+        public_host: the host name clients use in URLs (certificate covers localhost and 127.0.0.1).
+    """
+
+    def __init__(self, data_dir: str | Path, *, host: str = "127.0.0.1", port: int = 0, tls: bool = False,
+                 rate_limit: float | None = 30.0, public_host: str = "localhost") -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.host, self.port, self.tls, self.public_host = host, port, tls, public_host
+        self.store = Store(self.data_dir / DB_FILE)
+        self.admin_secret = load_or_create_admin_secret(self.data_dir)
+        self.faults = FaultInjector()
+        self.limiter = RateLimiter(rate_limit)
+        self.ssl_context: ssl.SSLContext | None = None
+        self.ca_file: Path | None = None
+        if tls:
+            self.ssl_context, self.ca_file = tls_context(self.data_dir)
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def address(self) -> str:
+        """Base URL clients use, like `https://localhost:8443`."""
+        return f"{'https' if self.tls else 'http'}://{self.public_host}:{self.port}"
+
+    @property
+    def hostname(self) -> str:
+        """`host:port` as Terraform's cloud block and CLI credentials name it."""
+        return f"{self.public_host}:{self.port}"
+
+    def set_rate_limit(self, limit: float | None) -> None:
+        """Change the per-token rate limit (None: off)."""
+        self.limiter.limit = limit
+
+    def start(self) -> None:
+        """Bind and serve in a background thread."""
+        self._httpd = _HTTPServer((self.host, self.port), self)
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name=f"sandbox-{self.port}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving, drop open connections, close the store."""
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd.close_open_connections()
+            self._httpd = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self.store.close()
+
+    def serve_forever(self) -> None:
+        """Block until `stop()` is called from another thread (or the process is interrupted)."""
+        assert self._thread is not None
+        while self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout=0.5)
+
+    def check_admin(self, headers: Any) -> None:
+        """Raise 401 unless the admin secret is presented."""
+        given = headers.get(ADMIN_HEADER) or ""
+        if not given or not hmac.compare_digest(given.encode(), self.admin_secret.encode()):
+            raise errors.UnauthorizedError("the admin surface needs the X-Sandbox-Admin secret")
+
+
+def _log_path(path: str) -> str:
+    # Archivist URLs are capabilities: whoever has the path can read or write the object.
+    if path.startswith("/_archivist/"):
+        return "/_archivist/v1/object/[redacted]"
+    return path
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "tfe-runbook-sandbox"
+    sys_version = ""
+    disable_nagle_algorithm = True
+    timeout = 120  # an idle keep-alive connection is closed after this many seconds
+    server: _HTTPServer
+
+    # BaseHTTPRequestHandler logs every request line to stderr; the request log replaces that.
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        self._handle()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_GET
+
+    def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            raise errors.BadRequestError("request body too large")
+        return self.rfile.read(length) if length else b""
+
+    def _handle(self) -> None:
+        app = self.server.app
+        started = time.perf_counter()
+        split = urlsplit(self.path)
+        path = unquote(split.path)
+        query = dict(parse_qsl(split.query, keep_blank_values=True))
+        method = self.command
+        user: dict[str, Any] | None = None
+        fault: str | None = None
+        changes = 0
+        flavour = routes.flavour_for_path(path)
+        try:
+            body = self._read_body()
+        except (ValueError, errors.BadRequestError) as exc:
+            self.close_connection = True
+            self._send(*errors.BadRequestError(str(exc)).wire(flavour), method=method)
+            return
+        if not path.startswith("/_sandbox/"):
+            decision = app.faults.decide(method, path)
+            if decision.latency_s:
+                time.sleep(decision.latency_s)
+            if decision.action == "drop":
+                self._drop()
+                app.store.log_request(method=method, path=_log_path(path), status=0, token_name=None,
+                                      username=None, changes=0, fault="drop",
+                                      duration_ms=(time.perf_counter() - started) * 1000)
+                return
+            if decision.action:
+                fault = decision.action
+            elif decision.latency_s:
+                fault = "latency"
+        route, params, _known = routes.match(method, path)
+        token_name: str | None = None
+        try:
+            if route is not None:
+                flavour = route.flavour
+            if fault == "5xx":
+                raise errors.InjectedServerError(decision.status)
+            if fault == "429":
+                raise errors.RateLimitedError(headers=app.limiter.headers(1.0))
+            if route is None:
+                raise errors.NotFoundError()
+            user = self._authenticate(route)
+            if user is not None:
+                token_name = user["token_name"]
+                wait = app.limiter.check(user["token_id"])
+                if wait is not None:
+                    raise errors.RateLimitedError(headers=app.limiter.headers(wait))
+            base_url = f"{'https' if app.tls else 'http'}://{self.headers.get('Host') or app.hostname}"
+            req = Request(method=method, path=path, query=query, headers=self.headers, body=body,
+                          store=app.store, base_url=base_url, user=user, app=app)
+            before = app.store.total_changes()
+            with app.store.tx():
+                response = route.handler(req, **params, **route.extra)
+            changes = app.store.total_changes() - before
+            status, headers, payload = response.status, response.headers, response.body
+        except errors.SandboxError as exc:
+            status, headers, payload = exc.wire(flavour)
+        except Exception:  # noqa: BLE001 - the per-request guard: answer 500 and log the traceback
+            log.exception("sandbox: unexpected error in %s %s", method, _log_path(path))
+            status, headers, payload = errors.SandboxError("unexpected sandbox error").wire(flavour)
+        try:
+            self._send(status, headers, payload, method=method)
+        except OSError as exc:
+            log.debug("client went away before the answer to %s %s: %s", method, _log_path(path), exc)
+            self.close_connection = True
+        app.store.log_request(method=method, path=_log_path(path), status=status, token_name=token_name,
+                              username=user["username"] if user else None, changes=changes, fault=fault,
+                              duration_ms=(time.perf_counter() - started) * 1000)
+
+    def _authenticate(self, route: routes.Route) -> dict[str, Any] | None:
+        app = self.server.app
+        if route.auth in ("none", "capability"):
+            return None
+        if route.auth == "admin":
+            app.check_admin(self.headers)
+            return None
+        if route.auth == "legacy":
+            token = (self.headers.get("X-Atlas-Token") or "").strip()
+        else:
+            auth = self.headers.get("Authorization") or ""
+            token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+        user = app.store.authenticate(token) if token else None
+        if user is None:
+            raise errors.UnauthorizedError()
+        return user
+
+    def _send(self, status: int, headers: dict[str, str], payload: bytes, *, method: str) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        # What Terraform and go-tfe read from every answer (ping in particular).
+        self.send_header("TFP-API-Version", API_VERSION)
+        self.send_header("TFP-AppName", APP_NAME)
+        self.send_header("X-TFE-Version", TFE_VERSION)
+        if self.server.app.limiter.limit and "X-RateLimit-Limit" not in headers:
+            self.send_header("X-RateLimit-Limit", f"{self.server.app.limiter.limit:g}")
+        self.send_header("Content-Length", str(len(payload)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if payload and method != "HEAD":
+            self.wfile.write(payload)
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # the peer may already be gone; the point is that it gets no answer
