@@ -145,6 +145,14 @@ class StepContext:
         os.chmod(path, 0o700)
         return path
 
+    def verdict(self, plan: Any, verify: Any) -> StepResult:
+        """The step's result: `verify(self)` after an apply; in plan mode, whether apply would refuse anything."""
+        if self.applying:
+            return verify(self)
+        from runbook_lib.steps import plan_verdict
+
+        return plan_verdict(plan)
+
     def conclude(self, result: StepResult) -> StepResult:
         """Print the PASS/FAIL line, record it in the ledger, and raise StepError on FAIL.
 

@@ -31,6 +31,18 @@ def plan_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=PLAN_COLUMNS)
 
 
+def plan_verdict(frame: pd.DataFrame) -> "StepResult":
+    """The verdict of a step run in plan mode: PASS when apply would refuse nothing; nothing was changed."""
+    from runbook_lib.context import StepResult
+
+    refused = refusals(frame)
+    counts = frame["action"].value_counts().to_dict() if len(frame) else {}
+    summary = ", ".join(f"{n} {action}" for action, n in sorted(counts.items())) or "nothing to do"
+    if refused:
+        return StepResult(False, "apply would refuse: " + "; ".join(refused), {"plan": counts})
+    return StepResult(True, f"plan: {summary}; nothing was changed (plan mode)", {"plan": counts})
+
+
 def refusals(frame: pd.DataFrame) -> list[str]:
     """The details of the plan rows whose action is "refuse"."""
     return [f"{r['object']} {r['name']}: {r['detail']}" for r in frame.to_dict("records") if r["action"] == "refuse"]
