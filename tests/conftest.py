@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["sandbox_fixtures"]
+
 TIERS = {"unit", "terraform", "sandbox", "notebooks", "browser"}
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,0 +1,75 @@
+"""Sandbox fixtures shared by every tier that talks to a running sandbox (loaded from tests/conftest.py).
+
+- `seeded_sandbox` (session): one HTTPS sandbox (trustme CA) seeded with 10 legacy environments
+  (see `runbook_lib.sandbox.seed` for names and special cases), started once per test session.
+  Treat its seeded objects as read-only: a test that changes things uses its own new organization
+  (`new_org`) or a `fresh_sandbox`.
+- `sandbox_env` (session): a copy of the seeded sandbox's `sandbox.env` values (ATLAS_ADDRESS,
+  ATLAS_TOKEN, TFE_ADDRESS, TFE_TOKEN, SANDBOX_LEGACY_ORG, SANDBOX_GIT_ROOT, TF_CLI_CONFIG_FILE,
+  SSL_CERT_FILE, REQUESTS_CA_BUNDLE, SANDBOX_OUTSIDER_TOKEN, ...).
+- `sandbox_environ` (function): those values set in `os.environ` for one test (monkeypatched), so
+  `Settings.from_env()` and real terraform find the sandbox.
+- `new_org` (function): the name of a new organization, owned by the operator, in the seeded sandbox.
+- `fresh_sandbox` (function): an unseeded plain-HTTP sandbox of its own (bootstrap users and orgs
+  only), for tests that mutate legacy objects, restart, reset or switch faults.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Iterator
+
+import pytest
+import requests
+
+from runbook_lib.sandbox import Sandbox
+
+SEEDED_ENVIRONMENTS = 10
+
+
+@pytest.fixture(scope="session")
+def seeded_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """One seeded HTTPS sandbox for the whole session."""
+    data = tmp_path_factory.mktemp("sandbox-seeded")
+    with Sandbox(data, seed=SEEDED_ENVIRONMENTS, tls=True) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture(scope="session")
+def sandbox_env(seeded_sandbox: Sandbox) -> dict[str, str]:
+    """The seeded sandbox's `sandbox.env` values (a copy)."""
+    return dict(seeded_sandbox.env)
+
+
+@pytest.fixture
+def sandbox_environ(sandbox_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The seeded sandbox's variables set in os.environ for one test."""
+    for name, value in sandbox_env.items():
+        monkeypatch.setenv(name, value)
+    return sandbox_env
+
+
+def create_organization(sandbox: Sandbox, name: str | None = None, token: str | None = None) -> str:
+    """Create a new organization through /api/v2 and return its name."""
+    name = name or f"rehearsal-{uuid.uuid4().hex[:10]}"
+    response = requests.post(
+        f"{sandbox.address}/api/v2/organizations",
+        headers={"Authorization": f"Bearer {token or sandbox.operator_token}",
+                 "Content-Type": "application/vnd.api+json"},
+        json={"data": {"type": "organizations", "attributes": {"name": name, "email": "operator@acme.example"}}},
+        verify=sandbox.ca_file or True, timeout=30)
+    assert response.status_code == 201, response.text
+    return name
+
+
+@pytest.fixture
+def new_org(seeded_sandbox: Sandbox) -> str:
+    """A new organization of the operator in the seeded sandbox (unique per test)."""
+    return create_organization(seeded_sandbox)
+
+
+@pytest.fixture
+def fresh_sandbox(tmp_path) -> Iterator[Sandbox]:  # noqa: ANN001 - pytest's tmp_path
+    """An unseeded sandbox of this test's own (plain HTTP, in-process)."""
+    with Sandbox(tmp_path / "sandbox") as sandbox:
+        yield sandbox
