@@ -163,8 +163,14 @@ def _workspace_state(tfe: TfeClient, new_org: str, workspace: str) -> tuple[bool
     return True, (sv.get("lineage") if sv else None)
 
 
+def _present(value: Any) -> bool:
+    """True for a real value; False for None, "" and the NaN pandas puts in empty cells."""
+    return value is not None and value == value and value != ""
+
+
 def readiness(row: dict[str, Any], issues: list[str], exists: bool, ws_lineage: str | None) -> tuple[bool, str]:
     """The verdict for one environment: (ready, reason). Pure, so every rule is unit-tested."""
+    row = {k: v for k, v in row.items() if _present(v)}
     if issues:
         return False, "; ".join(issues)
     if row.get("state_serial") is None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 
 from runbook_lib import __version__, terraform
 from runbook_lib.errors import TerraformError

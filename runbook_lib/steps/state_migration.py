@@ -5,14 +5,18 @@
 2. Move, by the `migration_path` parameter:
    - ``api`` (default): lock held since step 2, create the state version with serial, lineage and md5,
      upload the bytes, read them back. The workspace then holds exactly the legacy bytes.
-   - ``cli``: the seed's own procedure in a scratch checkout, with a real terraform. Terraform 0.11
-     (`cli_target = "atlas"`): add the atlas block if missing (3.b), `terraform init` (3.c), change
-     `name` to the workspace (3.d), `terraform init -force-copy` (3.e, the scripted "yes").
-     Terraform 1.x (`cli_target = "remote"` or `"cloud"`): 1.x has no atlas backend, so the legacy
-     state (downloaded with its md5 checked) is upgraded locally (`state replace-provider` for the
-     0.11 provider addresses, which keeps lineage and raises the serial), then `terraform init`
-     migrates it into the workspace through a `remote` backend or `cloud` block. Terraform's output
-     is kept in the audit trail. `ATLAS_TOKEN` reaches terraform through the environment only.
+   - ``cli``: the seed's own procedure in a scratch checkout, with a real Terraform 0.11 (the bundled
+     0.11.11, or the operator's `terraform_bin`): add the atlas block if missing (3.b), `terraform
+     init` (3.c), change `name` to the workspace (3.d), `terraform init -force-copy` (3.e, the scripted
+     "yes"). Terraform's output is kept in the audit trail; `ATLAS_TOKEN` reaches terraform through
+     the environment only.
+
+   Terraform 1.x as the mover (`cli_target = "remote"` or `"cloud"`) is refused on purpose: 1.x has no
+   atlas backend, and when it writes a state into an empty workspace (`init` migration or `state push`,
+   with a `remote` backend or a `cloud` block) it gives the state a new lineage (reproduced with
+   Terraform 1.15.5 against the sandbox), which would break the lineage proof below and every later
+   lineage check. Move the state with the `api` path instead; step 5 then switches the configuration
+   to a `remote` backend or `cloud` block for Terraform 1.x.
 3. Verify: the workspace's current state has the same lineage, a serial not lower, and the same
    resources (`runbook_lib.state.compare_states` is empty); on the API path the bytes are identical.
 
@@ -88,10 +92,18 @@ def _decide(legacy: TerraformState, current) -> tuple[str, str]:
     return "create", f"upload serial {legacy.serial} over the workspace's serial {serial} (same lineage)"
 
 
-def plan(ctx: StepContext) -> pd.DataFrame:
-    """What apply would do: back up, then create a state version (or adopt, or refuse)."""
+def _check_options(ctx: StepContext) -> None:
     if _opt(ctx, "migration_path") not in PATHS:
         raise ConfigError(f"migration_path must be 'api' or 'cli', not {_opt(ctx, 'migration_path')!r}.")
+    if _opt(ctx, "migration_path") == "cli" and _opt(ctx, "cli_target") != "atlas":
+        raise ConfigError(f"cli_target {_opt(ctx, 'cli_target')!r} is refused for migration_path 'cli': Terraform 1.x "
+                          f"gives a state written into an empty workspace a new lineage; use migration_path = 'api' "
+                          f"(step 5 then switches the backend to remote or cloud).")
+
+
+def plan(ctx: StepContext) -> pd.DataFrame:
+    """What apply would do: back up, then create a state version (or adopt, or refuse)."""
+    _check_options(ctx)
     rows = _legacy_preconditions(ctx)
     state = ctx.legacy.get_state(ctx.row.legacy_org, ctx.row.legacy_env)
     if state is None:
@@ -143,6 +155,7 @@ def apply(ctx: StepContext) -> pd.DataFrame:
     Raises:
         StepError: a refusal (nothing uploaded), or the legacy state changed since the backup.
     """
+    _check_options(ctx)
     refused = refusals(plan_frame(_legacy_preconditions(ctx)))
     if refused:
         raise StepError("step 3 refused, nothing changed: " + "; ".join(refused))
@@ -187,10 +200,7 @@ def _move_by_api(ctx: StepContext, ws, state: LegacyState) -> dict[str, Any]:
 
 
 def _terraform_for(ctx: StepContext) -> str:
-    chosen = _opt(ctx, "terraform_bin") or ctx.settings.terraform_bin
-    if chosen:
-        return chosen
-    return terraform.terraform_011() if _opt(ctx, "cli_target") == "atlas" else terraform.terraform_1x()
+    return _opt(ctx, "terraform_bin") or ctx.settings.terraform_bin or terraform.terraform_011()
 
 
 def _checkout(ctx: StepContext, scratch: Path) -> Path:
@@ -214,20 +224,16 @@ def _log(ctx: StepContext, name: str, result: terraform.TerraformResult) -> None
 
 def _move_by_cli(ctx: StepContext, state: LegacyState) -> dict[str, Any]:
     binary = _terraform_for(ctx)
-    target = _opt(ctx, "cli_target")
     scratch = Path(tempfile.mkdtemp(prefix="tfe-runbook-03-"))
     try:
         root = _checkout(ctx, scratch)
         env = {"ATLAS_TOKEN": ctx.settings.token("legacy"), "ATLAS_ADDRESS": ctx.settings.address("legacy")}
         if ctx.settings.ca_bundle:
             env["ATLAS_CAFILE"] = ctx.settings.ca_bundle
-        if target == "atlas":
-            _cli_atlas(ctx, binary, root, env, state)
-        else:
-            _cli_tfe(ctx, binary, root, env, state, target)
+        _cli_atlas(ctx, binary, root, env, state)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return {"detail": f"terraform init migrated the state ({target} backend)", "terraform": binary}
+    return {"detail": "terraform init -force-copy migrated the state (atlas backend)", "terraform": binary}
 
 
 def _init_args(ctx: StepContext, binary: str, *extra: str) -> list[str]:
@@ -242,39 +248,11 @@ def _cli_atlas(ctx: StepContext, binary: str, root: Path, env: dict[str, str], s
     legacy_ref, new_ref = ctx.row.legacy_slug, ctx.row.workspace_slug
     backends = hcl.find_backends(root)
     if not len(backends):
-        hcl.apply_rewrite(hcl.plan_add_legacy_backend(root, from_=legacy_ref), backup=False)  # 3.b (scratch copy)
+        hcl.apply_rewrite(hcl.plan_add_legacy_backend(root, from_=legacy_ref), backup=True)  # 3.b; backups land in the scratch copy
     _log(ctx, "3.c", terraform.run(binary, _init_args(ctx, binary), cwd=root, env=env))
     _recheck_legacy(ctx, state)
-    hcl.apply_rewrite(hcl.plan_rewrite(root, from_=legacy_ref, to=new_ref, target="atlas"), backup=False)  # 3.d
+    hcl.apply_rewrite(hcl.plan_rewrite(root, from_=legacy_ref, to=new_ref, target="atlas"), backup=True)  # 3.d
     _log(ctx, "3.e", terraform.run(binary, _init_args(ctx, binary, "-force-copy"), cwd=root, env=env))
-
-
-def _cli_tfe(ctx: StepContext, binary: str, root: Path, env: dict[str, str], state: LegacyState,
-             target: str) -> None:
-    legacy_ref, new_ref = ctx.row.legacy_slug, ctx.row.workspace_slug
-    hostname = _opt(ctx, "tfe_hostname") or ctx.settings.address("tfe").split("://", 1)[1]
-    # 1.x cannot read the atlas backend: upgrade the legacy state locally in an empty folder first.
-    upgrade = root.parent / ".tfe-runbook-state-upgrade"
-    upgrade.mkdir()
-    (upgrade / "terraform.tfstate").write_bytes(state.data)
-    legacy = TerraformState.from_bytes(state.data)
-    for provider in sorted(set(legacy.resources_frame()["provider"].dropna())):
-        short = provider.split(".")[0]
-        result = terraform.run(binary, ["state", "replace-provider", "-auto-approve",
-                                        f"registry.terraform.io/-/{short}", f"registry.terraform.io/hashicorp/{short}"],
-                               cwd=upgrade, env=env)
-        _log(ctx, "upgrade provider address", result)
-    if not len(hcl.find_backends(root)):
-        hcl.apply_rewrite(hcl.plan_add_legacy_backend(root, from_=legacy_ref), backup=False)
-    hcl.apply_rewrite(hcl.plan_rewrite(root, from_=legacy_ref, to=new_ref, target=target, hostname=hostname),
-                      backup=False)
-    shutil.copyfile(upgrade / "terraform.tfstate", root / "terraform.tfstate")
-    _recheck_legacy(ctx, state)
-    if target == "cloud":  # the cloud block refuses -force-copy; answer the migration prompt instead
-        result = terraform.run(binary, ["init"], cwd=root, env=env, input_text="yes\n")
-    else:
-        result = terraform.run(binary, ["init", "-input=false", "-migrate-state", "-force-copy"], cwd=root, env=env)
-    _log(ctx, f"init into the {target} backend", result)
 
 
 def verify(ctx: StepContext) -> StepResult:

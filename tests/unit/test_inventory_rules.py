@@ -60,3 +60,8 @@ def test_decide_create_adopt_refuse(legacy_state):
     assert _decide(s, _sv(lineage=s.lineage, serial=s.serial - 1, md5="other"))[0] == "create"
     action, detail = _decide(s, _sv(lineage="someone-else", serial=1, md5="x"))
     assert action == "refuse" and "another lineage" in detail
+
+
+def test_readiness_treats_empty_table_cells_as_absent():
+    row = {**READY_ROW, "run_in_progress": float("nan"), "locked_by": float("nan")}
+    assert readiness(row, [], False, None) == (True, "ready")
