@@ -258,10 +258,10 @@ class _Handler(BaseHTTPRequestHandler):
             if decision.latency_s:
                 time.sleep(decision.latency_s)
             if decision.action == "drop":
-                self._drop()
                 app.store.log_request(method=method, path=_log_path(path), status=0, token_name=None,
                                       username=None, changes=0, fault="drop",
                                       duration_ms=(time.perf_counter() - started) * 1000)
+                self._drop()
                 return
             if decision.action:
                 fault = decision.action
@@ -297,16 +297,17 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:  # noqa: BLE001 - the per-request guard: answer 500 and log the traceback
             log.exception("sandbox: unexpected error in %s %s", method, _log_path(path))
             status, headers, payload = errors.SandboxError("unexpected sandbox error").wire(flavour)
+        if not path.startswith("/_sandbox/"):
+            # Logged before answering, so a client that has its answer can already find the row.
+            # The admin surface is test machinery; logging it would make a log query show up in itself.
+            app.store.log_request(method=method, path=_log_path(path), status=status, token_name=token_name,
+                                  username=user["username"] if user else None, changes=changes, fault=fault,
+                                  duration_ms=(time.perf_counter() - started) * 1000)
         try:
             self._send(status, headers, payload, method=method)
         except OSError as exc:
             log.debug("client went away before the answer to %s %s: %s", method, _log_path(path), exc)
             self.close_connection = True
-        if not path.startswith("/_sandbox/"):
-            # The admin surface is test machinery; logging it would make a log query show up in itself.
-            app.store.log_request(method=method, path=_log_path(path), status=status, token_name=token_name,
-                                  username=user["username"] if user else None, changes=changes, fault=fault,
-                                  duration_ms=(time.perf_counter() - started) * 1000)
 
     def _authenticate(self, route: routes.Route) -> dict[str, Any] | None:
         app = self.server.app
