@@ -1,0 +1,123 @@
+"""The runbook's clients and inventory against a running sandbox, with and without faults (issue 5)."""
+
+from __future__ import annotations
+
+import pytest
+from pytfe import TFEClient, TFEConfig
+from pytfe.errors import NotFound
+
+from runbook_lib import inventory, mapping
+from runbook_lib.errors import NotFoundError, ServerError
+from runbook_lib.http import RetryPolicy
+from runbook_lib.legacy import LegacyClient
+from runbook_lib.sandbox import Sandbox
+from runbook_lib.settings import Settings
+from runbook_lib.tfe import TfeClient
+
+FAST = RetryPolicy(backoff_factor=0.01, backoff_max=0.05, backoff_jitter=0.01)
+
+
+def _settings(sb: Sandbox) -> Settings:
+    return Settings.from_env(sb.env)
+
+
+def test_both_clients_read_the_seeded_estate(seeded_sandbox: Sandbox):
+    s = _settings(seeded_sandbox)
+    legacy, tfe = LegacyClient(s, read_only=True), TfeClient(s, read_only=True)
+    names = {e["name"] for e in legacy.list_environments("acme-legacy")}
+    assert {"network-prod", "web.prod", "app-staging", "db-prod"} <= names
+    state = legacy.get_state("acme-legacy", "network-prod")
+    assert state.serial >= 1 and state.lineage and len(state.md5) == 32
+    assert tfe.ping()["api_version"] >= "2.5"
+    with pytest.raises(NotFoundError):
+        tfe.get_organization("outsider-corp")  # another user's organization answers 404
+    with pytest.raises(NotFoundError):
+        legacy.get_environment("outsider-legacy", "private-env")
+
+
+@pytest.fixture
+def faulty(fresh_sandbox: Sandbox):
+    """A fresh sandbox with an organization of 30 workspaces, made before the faults are switched on."""
+    fresh_sandbox.set_rate_limit(None)
+    tfe = TfeClient(_settings(fresh_sandbox), retry=FAST)
+    tfe.create_organization("faulty", "ops@acme.example")
+    for i in range(30):
+        tfe.create_workspace("faulty", f"ws-{i:02d}")
+    return fresh_sandbox
+
+
+def test_reads_survive_5xx_429_bursts_and_dropped_connections(faulty: Sandbox):
+    faulty.set_faults(error_rate=0.15, burst_rate=0.05, burst_length=2, drop_rate=0.05, seed=11)
+    tfe = TfeClient(_settings(faulty), read_only=True, retry=FAST)
+    mark = faulty.log_mark()
+    for _ in range(5):
+        assert len(list(tfe.list_workspaces("faulty"))) == 30
+        assert tfe.get_workspace("faulty", "ws-07").get("name") == "ws-07"
+        assert tfe.get_organization("faulty").id == "faulty"
+    rows = faulty.request_log(since=mark)
+    faulted = [r for r in rows if r["fault"]]
+    assert faulted, "the fault settings must have hit some requests"
+    assert {r["method"] for r in rows} == {"GET"}
+    assert sum(r["changes"] for r in rows) == 0
+
+
+def test_a_post_answered_5xx_is_not_sent_twice(faulty: Sandbox):
+    faulty.set_faults(error_rate=1.0, error_statuses=[503], methods=["POST"], seed=3)
+    tfe = TfeClient(_settings(faulty), retry=FAST)
+    mark = faulty.log_mark()
+    with pytest.raises(ServerError):
+        tfe.create_workspace("faulty", "never-made")
+    posts = faulty.request_log(since=mark, method="POST")
+    assert len(posts) == 1 and posts[0]["status"] == 503
+    # the ambiguity was resolved by reading back, which found nothing
+    assert tfe.find_workspace("faulty", "never-made") is None
+
+
+def test_listing_2000_workspaces_takes_20_requests(fresh_sandbox: Sandbox):
+    store = fresh_sandbox.store
+    owner = store.get_user("operator")
+    store.create_organization("big", "ops@acme.example", owner)
+    for i in range(2000):
+        store.create_workspace("big", {"name": f"service-{i:04d}"}, owner)
+    tfe = TfeClient(_settings(fresh_sandbox), read_only=True)
+    mark = fresh_sandbox.log_mark()
+    names = [ws.get("name") for ws in tfe.list_workspaces("big")]
+    assert len(names) == 2000 and len(set(names)) == 2000
+    listed = fresh_sandbox.request_log(since=mark, path_prefix="/api/v2/organizations/big/workspaces")
+    assert len(listed) == 20
+
+
+def test_inventory_agrees_with_pytfe(seeded_sandbox: Sandbox, new_org: str):
+    s = _settings(seeded_sandbox)
+    legacy, tfe = LegacyClient(s), TfeClient(s)
+    # one workspace that exists without state, one with this environment's state, one with another lineage
+    tfe.create_workspace(new_org, "network-prod")
+    holder = tfe.create_workspace(new_org, "app-prod")
+    tfe.lock_workspace(holder.id)
+    tfe.push_state(holder.id, legacy.get_state("acme-legacy", "app-prod").data)
+    other = tfe.create_workspace(new_org, "dns-prod")
+    tfe.lock_workspace(other.id)
+    tfe.push_state(other.id, legacy.get_state("acme-legacy", "web.prod").data)
+
+    envs = ["network-prod", "app-prod", "dns-prod", "web.prod", "monitoring-prod"]
+    rows = mapping.propose("acme-legacy", envs, new_org)
+    frame = inventory.mapping_frame(rows, inventory.legacy_environments(legacy, "acme-legacy", envs), tfe)
+
+    config = TFEConfig(address=seeded_sandbox.tfe_address, token=seeded_sandbox.operator_token,
+                       ca_bundle=seeded_sandbox.ca_file)
+    with TFEClient(config) as sdk:
+        by_name = {ws.name: ws for ws in sdk.workspaces.list(new_org)}
+        has_state = {}
+        for name, ws in by_name.items():
+            try:
+                has_state[name] = sdk.state_versions.read_current(ws.id).serial is not None
+            except NotFound:
+                has_state[name] = False
+    for row in frame.to_dict("records"):
+        name = row["workspace"].split("/", 1)[1]
+        assert row["workspace_exists"] == (name in by_name), row
+        assert row["workspace_has_state"] == has_state.get(name, False), row
+    verdicts = dict(zip(frame["environment"], frame["ready"]))
+    assert verdicts["acme-legacy/network-prod"] and verdicts["acme-legacy/app-prod"]
+    assert not verdicts["acme-legacy/dns-prod"]  # holds another environment's lineage
+    assert frame.set_index("environment").loc["acme-legacy/web.prod", "workspace"] == f"{new_org}/web-prod"
