@@ -21,6 +21,8 @@ from typing import Iterator
 
 import pytest
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from runbook_lib.sandbox import Sandbox
 
@@ -52,7 +54,14 @@ def sandbox_environ(sandbox_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 def create_organization(sandbox: Sandbox, name: str | None = None, token: str | None = None) -> str:
     """Create a new organization through /api/v2 and return its name."""
     name = name or f"rehearsal-{uuid.uuid4().hex[:10]}"
-    response = requests.post(
+    session = requests.Session()
+    # The sandbox limits each token to 30 requests/s like real TFE; a 429 never reached a handler,
+    # so retrying it (after Retry-After) is safe even for a POST.
+    retry = Retry(total=10, connect=0, read=0, other=0, status=10, status_forcelist=[429], allowed_methods=None,
+                  respect_retry_after_header=True, raise_on_status=False)
+    session.mount("https://", HTTPAdapter(max_retries=retry))
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    response = session.post(
         f"{sandbox.address}/api/v2/organizations",
         headers={"Authorization": f"Bearer {token or sandbox.operator_token}",
                  "Content-Type": "application/vnd.api+json"},
