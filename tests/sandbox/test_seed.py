@@ -1,0 +1,86 @@
+"""The seeded legacy estate is realistic: real 0.11 states, git repositories, special cases."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from sandbox_helpers import Api
+
+from runbook_lib.sandbox import Sandbox
+from runbook_lib.sandbox.seed import ENVIRONMENTS, environment_specs
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "--git-dir", str(repo), *args], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_seed_timing_and_names(seeded_sandbox: Sandbox):
+    seconds = float(seeded_sandbox.store.get_meta("seed_seconds"))
+    assert seconds < 60, seconds
+    assert [s.name for s in seeded_sandbox.seeded_environments()] == [s.name for s in ENVIRONMENTS[:10]]
+    assert [s.name for s in environment_specs(12)][10:] == ["service-10-prod", "service-11-prod"]
+
+
+def test_every_state_is_real_terraform_011(seeded_sandbox: Sandbox, legacy: Api):
+    outputs = {}
+    for spec in seeded_sandbox.seeded_environments():
+        state = json.loads(legacy.get(f"/api/v1/terraform/state/acme-legacy/{spec.name}").content)
+        assert state["version"] == 3 and state["terraform_version"] == "0.11.11" and state["lineage"]
+        resources = state["modules"][0]["resources"]
+        assert any(key.startswith("null_resource.") for key in resources), spec.name
+        assert all(r["provider"] == "provider.null" for k, r in resources.items() if k.startswith("null_resource"))
+        outputs[spec.name] = state["modules"][0]["outputs"]
+    # app-prod read network-prod's output through terraform_remote_state with the atlas backend
+    app = json.loads(legacy.get("/api/v1/terraform/state/acme-legacy/app-prod").content)["modules"][0]["resources"]
+    remote = app["data.terraform_remote_state.network"]["primary"]["attributes"]
+    assert remote["backend"] == "atlas" and remote["vpc_id"] == outputs["network-prod"]["vpc_id"]["value"]
+    # the sensitive value never reached the state in clear
+    db = legacy.get("/api/v1/terraform/state/acme-legacy/db-prod").text
+    assert "s3cr3t-db-pass" not in db
+
+
+def test_git_repositories_match_the_vcs_links(seeded_sandbox: Sandbox, legacy: Api):
+    root = Path(seeded_sandbox.env["SANDBOX_GIT_ROOT"])
+    for spec in seeded_sandbox.seeded_environments():
+        env = legacy.get(f"/api/v1/environments/acme-legacy/{spec.name}").json()["environment"]
+        org, repo = env["vcs"]["repo"].split("/")
+        bare = root / org / f"{repo}.git"
+        assert _git(bare, "rev-parse", "--is-bare-repository") == "true"
+        workdir = env["vcs"]["working_directory"]
+        prefix = f"{workdir}/" if workdir else ""
+        files = _git(bare, "ls-tree", "-r", "--name-only", env["vcs"]["branch"]).splitlines()
+        assert f"{prefix}main.tf" in files, (spec.name, files)
+        backend = f"{prefix}backend.tf"
+        assert (backend in files) == spec.backend_in_git, spec.name
+        if spec.backend_in_git:
+            text = _git(bare, "show", f"{env['vcs']['branch']}:{backend}")
+            assert f'name = "acme-legacy/{spec.name}"' in text and "address" not in text
+        latest = legacy.get(f"/api/v1/terraform/configurations/acme-legacy/{spec.name}/versions/latest").json()
+        assert latest["version"]["metadata"]["commit_sha"] == _git(bare, "rev-parse", env["vcs"]["branch"])
+    monorepo = _git(root / "acme-legacy" / "infrastructure.git", "ls-tree", "-r", "--name-only", "master")
+    assert {"network/prod/main.tf", "database/prod/main.tf"} <= set(monorepo.splitlines())
+    assert set(_git(root / "acme-legacy" / "app.git", "branch", "--format=%(refname:short)").split()) == {"master", "staging"}
+
+
+def test_special_cases_exist(seeded_sandbox: Sandbox, legacy: Api):
+    envs = {e["name"]: e for e in legacy.get("/api/v1/environments/acme-legacy").json()["environments"]}
+    assert any("." in name for name in envs)
+    assert any(e["current_run"] and e["current_run"]["status"] == "planning" for e in envs.values())
+    assert any(e["locked"] for e in envs.values())
+    assert len({e["vcs"]["repo"] for e in envs.values() if e["vcs"]["working_directory"]}) == 1
+    sensitive = [v for v in legacy.get("/api/v1/environments/acme-legacy/dns-prod/variables").json()["variables"]
+                 if v["sensitive"]]
+    assert len(sensitive) == 2 and all(v["value"] is None for v in sensitive)
+
+
+def test_bootstrap_objects_for_the_outsider(seeded_sandbox: Sandbox):
+    outsider = Api(seeded_sandbox, seeded_sandbox.outsider_token)
+    ws = outsider.get("/api/v2/organizations/outsider-corp/workspaces/payments-prod")
+    assert ws.status_code == 200 and ws.json()["data"]["relationships"]["current-state-version"]["data"]
+    legacy = Api(seeded_sandbox, seeded_sandbox.outsider_token, legacy=True)
+    assert legacy.get("/api/v1/environments/outsider-legacy/private-env").status_code == 200
+    assert [o["id"] for o in Api(seeded_sandbox).get("/api/v2/organizations").json()["data"]
+            if o["id"] == "outsider-corp"] == []
