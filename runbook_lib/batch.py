@@ -140,6 +140,17 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def declared_parameters(notebook: str | Path) -> set[str]:
+    """The names a notebook's `parameters` cell declares (as papermill reads them)."""
+    import logging
+
+    import papermill
+
+    # papermill logs a warning per line it cannot parse; the shape test keeps every line parseable.
+    logging.getLogger("papermill.translators").setLevel(logging.ERROR)
+    return set(papermill.inspect_notebook(str(notebook)))
+
+
 class BatchRunner:
     """Runs steps for environments into `out/<batch_id>`.
 
@@ -176,6 +187,12 @@ class BatchRunner:
         missing = [s for s in self.steps if not (self.notebooks_dir / f"{s}.ipynb").is_file()]
         if missing:
             raise RunbookError(f"notebooks not found in {self.notebooks_dir}: {', '.join(missing)}.")
+        self.declared = {step: declared_parameters(self.notebooks_dir / f"{step}.ipynb") for step in self.steps}
+        known = set().union(*self.declared.values())
+        unknown = sorted(set(self.parameters) - known)
+        if unknown:
+            raise RunbookError(f"unknown notebook parameter(s) {', '.join(unknown)}: no selected step declares them "
+                               f"(check the spelling; the notebooks' parameters are {', '.join(sorted(known))}).")
 
     @property
     def ledger_path(self) -> Path:
@@ -228,8 +245,9 @@ class BatchRunner:
         return outcomes
 
     def _parameters(self, row: MappingRow, step: str) -> dict[str, Any]:
+        # Each notebook gets only the parameters it declares (papermill would warn about the others).
         return {
-            **self.parameters,
+            **{k: v for k, v in self.parameters.items() if k in self.declared[step]},
             "legacy_org": row.legacy_org, "legacy_env": row.legacy_env,
             "new_org": row.new_org, "workspace": row.workspace,
             "mode": self.mode, "audit_root": str(self.batch_dir.resolve()),

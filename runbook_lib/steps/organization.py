@@ -39,15 +39,25 @@ def find_vcs_client(ctx: StepContext) -> Resource | None:
 
 
 def vcs_token_id(ctx: StepContext) -> str:
-    """The OAuth token id that workspaces link their repository with.
+    """The OAuth token id that workspaces link their repository with (used by step 2).
+
+    The organization's VCS connection for `vcs_http_url` when that parameter is given, otherwise its
+    only VCS connection.
 
     Raises:
-        StepError: no VCS connection yet (step 1 not applied) or it has no token.
+        StepError: no VCS connection yet (step 1 not applied), several and none chosen, or no token.
     """
-    client = find_vcs_client(ctx)
-    if client is None:
-        raise StepError(f"{ctx.row.new_org} has no VCS connection to {_opt(ctx, 'vcs_http_url')}; "
+    clients = list(ctx.tfe.list_oauth_clients(ctx.row.new_org))
+    if ctx.options.get("vcs_http_url"):
+        clients = [c for c in clients if c.get("http-url") == ctx.options["vcs_http_url"]]
+    if not clients:
+        raise StepError(f"{ctx.row.new_org} has no VCS connection{' to ' + ctx.options['vcs_http_url'] if ctx.options.get('vcs_http_url') else ''}; "
                         f"run step 01_create_organization in apply mode first.")
+    if len(clients) > 1:
+        raise StepError(f"{ctx.row.new_org} has {len(clients)} VCS connections "
+                        f"({', '.join(str(c.get('http-url')) for c in clients)}); set the vcs_http_url parameter "
+                        f"to the one its repositories live on.")
+    client = clients[0]
     token = next(iter(ctx.tfe.list_oauth_tokens(client.id)), None)
     if token is None:
         raise StepError(f"the VCS connection {client.id} of {ctx.row.new_org} has no OAuth token; "
@@ -84,7 +94,11 @@ def apply(ctx: StepContext) -> pd.DataFrame:
     if refused:
         raise StepError("step 1 refused, nothing changed: " + "; ".join(refused))
     try:
-        org = ctx.tfe.create_organization(ctx.row.new_org, _opt(ctx, "organization_email"), adopt_existing=True)
+        org = ctx.tfe.find_organization(ctx.row.new_org)
+        if org is not None:
+            org.adopted = True
+        else:
+            org = ctx.tfe.create_organization(ctx.row.new_org, _opt(ctx, "organization_email"), adopt_existing=True)
     except ValidationError as exc:
         raise StepError(f"the organization name {ctx.row.new_org!r} is not available ({exc}); organization names "
                         f"are globally unique: choose another new_org.") from exc

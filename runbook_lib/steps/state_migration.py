@@ -113,7 +113,16 @@ def plan(ctx: StepContext) -> pd.DataFrame:
     legacy = TerraformState.from_bytes(state.data)
     rows.append({"object": "backup", "name": ctx.row.legacy_slug, "action": "create",
                  "detail": f"{legacy.size} bytes, serial {legacy.serial}, sha256 {legacy.sha256[:16]}..."})
-    ws, current = _workspace_state(ctx)
+    ws = ctx.tfe.find_workspace(ctx.row.new_org, ctx.row.workspace)
+    if ws is None:
+        # Plan mode may run before step 2 has created the workspace: show what would happen after it.
+        rows.append({"object": "workspace", "name": ctx.row.workspace_slug, "action": "none",
+                     "detail": "does not exist yet: step 02_create_workspaces creates it, locked"})
+        rows.append({"object": "state version", "name": ctx.row.workspace_slug, "action": "create",
+                     "detail": f"upload serial {legacy.serial} via the {_opt(ctx, 'migration_path')} path "
+                               f"once the workspace exists"})
+        return plan_frame(rows)
+    current = ctx.tfe.current_state_version(ws.id)
     action, detail = _decide(legacy, current)
     rows.append({"object": "state version", "name": ctx.row.workspace_slug, "action": action,
                  "detail": f"{detail} via the {_opt(ctx, 'migration_path')} path"})

@@ -158,7 +158,11 @@ def apply(ctx: StepContext) -> pd.DataFrame:
         raise StepError("step 2 refused, nothing changed: " + "; ".join(refused))
     env = ctx.legacy.get_environment(ctx.row.legacy_org, ctx.row.legacy_env)
     done = []
-    ws = ctx.tfe.create_workspace(ctx.row.new_org, ctx.row.workspace, desired(ctx, env), adopt_existing=True)
+    ws = ctx.tfe.find_workspace(ctx.row.new_org, ctx.row.workspace)
+    if ws is not None:
+        ws.adopted = True
+    else:
+        ws = ctx.tfe.create_workspace(ctx.row.new_org, ctx.row.workspace, desired(ctx, env), adopt_existing=True)
     done.append({"object": "workspace", "name": ws.id, "result": "adopted" if ws.adopted else "created"})
     if ws.adopted and len(workspace_diff(ws, ctx, env)):
         raise StepError(f"workspace {ctx.row.workspace_slug} appeared while planning and differs; "

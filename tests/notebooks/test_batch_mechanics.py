@@ -143,3 +143,8 @@ def test_step_selection():
     for bad in ("9", "x", "", "3-1"):
         with pytest.raises(RunbookError):
             select_steps(bad, steps)
+
+
+def test_unknown_parameter_is_refused(setup):
+    with pytest.raises(RunbookError, match="unknown notebook parameter.*migraton_path"):
+        _runner(setup, parameters={"control_dir": "x", "migraton_path": "cli"})

@@ -64,3 +64,13 @@ def test_ends_with_the_verdict(nb):
 def test_committed_clean(nb):
     for cell in _code(nb):
         assert cell.outputs == [] and cell.execution_count is None
+
+
+def test_papermill_reads_every_parameter(nb, tmp_path):
+    from runbook_lib.batch import declared_parameters
+
+    tagged = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    names = {node.targets[0].id for node in ast.parse(tagged.source).body}
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    assert declared_parameters(path) == names
