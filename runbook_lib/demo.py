@@ -1,0 +1,139 @@
+"""The rehearsal demo: the whole runbook, in apply mode, against a freshly seeded sandbox.
+
+What `make demo` (`tfe-runbook demo`) does, printing each part as it goes:
+
+1. starts a sandbox seeded with a legacy organization (HTTPS with its own test CA);
+2. runs the preflight inventory for the whole organization and writes the mapping CSV;
+3. clears the blockers the inventory reports, as an operator would after talking to the owners
+   (lifts the legacy lock, waits for the legacy run in progress), and sets the sensitive variables'
+   values in `$TFE_RUNBOOK_VAR_<KEY>` (rehearsal values; the legacy host never reveals them);
+4. writes the confirmation file for the destructive steps and shows it;
+5. runs notebooks 00-06 for every environment through papermill (`tfe-runbook run`'s engine);
+6. archives the audit trail (after the secret scan) and verifies the archive's checksums.
+
+It ends with every environment migrated and verified, the legacy estate deleted, and the archive
+verified; or it says which environment and step did not pass and where its notebook is.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from runbook_lib import audit, mapping
+from runbook_lib.batch import GATED_ACTIONS, STEPS, BatchResult, BatchRunner, StepOutcome
+from runbook_lib.legacy import LegacyClient
+from runbook_lib.sandbox import Sandbox
+from runbook_lib.sandbox.rehearsal import NEW_ORG, batch_environ, batch_parameters
+from runbook_lib.settings import Settings
+from runbook_lib.steps import preflight
+
+
+@dataclass
+class DemoResult:
+    batch: BatchResult
+    archive: audit.ArchiveResult | None
+    problems: list[audit.VerifyProblem]
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.batch.ok and self.archive is not None and not self.problems
+
+
+def _say(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+
+
+def _clear_blockers(legacy: LegacyClient, org: str, environments, timeout: float = 120) -> None:
+    """Lift what keeps environments from migrating, as the operator would after asking their owners."""
+    for row in environments.to_dict("records"):
+        name = row["environment"].split("/", 1)[1]
+        if row["locked"]:
+            print(f"{row['environment']}: locked by {row['locked_by']}; the demo lifts the lock")
+            legacy.unlock(org, name)
+        if isinstance(row["run_in_progress"], str) and row["run_in_progress"]:
+            print(f"{row['environment']}: run {row['run_in_progress']} in progress; waiting for it to finish")
+            deadline = time.monotonic() + timeout
+            while legacy.get_environment(org, name).get("current_run"):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{row['environment']}'s legacy run did not finish in {timeout:.0f}s")
+                time.sleep(1)
+
+
+def run_demo(out: str | Path = "runs", environments: int = 8, jobs: int = 2) -> DemoResult:
+    """Run the demo (see the module docstring).
+
+    Args:
+        out: folder for the sandbox's data and the batch's audit trail.
+        environments: how many legacy environments the sandbox is seeded with (6 or more shows every
+            special case: a period in a name, a lock, a run in progress, a remote-state reader, ...).
+        jobs: environments migrated in parallel.
+    """
+    started = time.monotonic()
+    out = Path(out).resolve()
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    batch_id = f"demo-{stamp}"
+    _say(f"1. Starting a rehearsal sandbox seeded with {environments} legacy environments")
+    with Sandbox(out / f"sandbox-{stamp}", seed=environments, tls=True) as sandbox:
+        os.environ.update(batch_environ(sandbox.env))
+        print(f"sandbox at {sandbox.address} (variables in {sandbox.env_file}, mode 0600)")
+        org = sandbox.legacy_org
+
+        _say("2. Preflight inventory of the legacy organization")
+        report = preflight.survey(legacy_org=org, new_org=NEW_ORG, audit_root=str(out / batch_id / "_survey"),
+                                  mapping_csv=str(out / f"{batch_id}-mapping.csv"))
+        print(report.checks.to_string(index=False))
+        print(report.mapping.to_string(index=False))
+        report.conclude()
+
+        _say("3. Clearing the blockers the inventory found; sensitive values for the rehearsal")
+        legacy = LegacyClient(Settings.from_env())
+        _clear_blockers(legacy, org, report.environments)
+        for env in report.environments["environment"]:
+            for var in legacy.get_variables(org, env.split("/", 1)[1]):
+                if var.get("sensitive"):
+                    os.environ[f"TFE_RUNBOOK_VAR_{var['key']}"] = f"rehearsal-{var['key'].lower()}"
+                    print(f"{env}: sensitive {var['category']} variable {var['key']} from $TFE_RUNBOOK_VAR_{var['key']}")
+
+        _say("4. Confirmations for the destructive steps")
+        rows = mapping.read_csv(Path(report.mapping_csv))
+        confirm_file = out / f"{batch_id}-confirm.txt"
+        lines = [f"{action} {row.legacy_slug}" for row in rows for action in GATED_ACTIONS.values()]
+        confirm_file.write_text("# given by the demo; an operator writes these by hand\n" + "\n".join(lines) + "\n")
+        print(f"{confirm_file}:\n  " + "\n  ".join(lines))
+
+        _say(f"5. Running notebooks 00-06 for {len(rows)} environments, {jobs} at a time (apply mode)")
+
+        def progress(outcome: StepOutcome) -> None:
+            line = f"{outcome.status.upper():8} {outcome.environment:32} {outcome.step} ({outcome.seconds:.1f}s)"
+            if outcome.error:
+                line += f"\n         {outcome.error}\n         executed notebook: {outcome.notebook}"
+            print(line, flush=True)
+
+        runner = BatchRunner(rows, STEPS, mode="apply", out=out, batch_id=batch_id, jobs=jobs,
+                             parameters=batch_parameters(sandbox.env), confirm_lines=lines, on_step=progress)
+        result = runner.run()
+        frame = result.frame()
+        print(frame.pivot(index="environment", columns="step", values="status").fillna("-").to_string())
+
+    _say("6. Archiving the audit trail and verifying it")
+    archived, problems = None, []
+    if result.ok:
+        archived = audit.archive(result.batch_dir)
+        problems = audit.verify_archive(archived.path)
+        print(f"archive {archived.path} ({archived.files} files; state backups left out: "
+              f"{archived.excluded_state_backups}); verify: {'OK' if not problems else problems}")
+    seconds = time.monotonic() - started
+    print(f"\nsummary: {result.batch_dir / 'summary.html'}\nwall time: {seconds:.0f}s", flush=True)
+    return DemoResult(result, archived, problems, seconds)
+
+
+def main_exit_code(result: DemoResult) -> int:
+    if not result.ok:
+        print("demo did not complete: see the failed steps above", file=sys.stderr)
+    return 0 if result.ok else 1
