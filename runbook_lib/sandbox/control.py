@@ -105,6 +105,7 @@ def environment_for(server: SandboxServer, tokens: dict[str, str]) -> dict[str, 
         "TFE_HOSTNAME": server.hostname,
         "SANDBOX_LEGACY_ORG": seed_mod.LEGACY_ORG,
         "SANDBOX_GIT_ROOT": str(data / "git"),
+        "TFE_RUNBOOK_GIT_BASE": str(data / "git"),  # runbook_lib.git.repo_url("org/repo") -> the bare repo
         "SANDBOX_OUTSIDER_TOKEN": tokens["outsider"],
         "SANDBOX_DATA_DIR": str(data),
         "SANDBOX_ADMIN_SECRET_FILE": str(data / ADMIN_SECRET_FILE),
@@ -142,6 +143,8 @@ def start_server(data_dir: Path, *, host: str, port: int, tls: bool, seed: int,
             log.info("seeded %d environments in %.1fs", len(result.environments), result.seconds)
         elif seed and already != seed:
             log.warning("data directory already seeded with %d environments; --seed %d ignored", already, seed)
+        if server.runner is not None:
+            server.runner.install_hooks()  # the seed made the repositories after the runner started
         values = environment_for(server, tokens)
         write_env_file(data_dir, values)
     except BaseException:
@@ -368,6 +371,50 @@ class Sandbox:
         """Id of the newest logged request: pass it as `since` to see only what follows."""
         rows = self.request_log()
         return rows[-1]["id"] if rows else 0
+
+    # --- VCS and runs (issue 4; see docs/sandbox-vcs-runs.md) --------------------------------------------
+
+    def create_repository(self, identifier: str, default_branch: str = "master") -> Path:
+        """Create an empty bare repository `<data>/git/<org>/<repo>.git` with the push hook; returns its path.
+
+        Raises:
+            GitError: git failed.
+        """
+        from runbook_lib.sandbox import vcs  # noqa: PLC0415 - only this method needs it
+
+        return vcs.create_repository(self.data_dir, identifier, default_branch)
+
+    def run_settings(self, *, paused: bool | None = None, timeout: float | None = None) -> dict[str, Any]:
+        """Read or change the run worker: `paused` (queued runs stay pending), `timeout` (seconds per run).
+
+        Returns:
+            {"paused", "timeout", "workers", "idle"}; `idle` is True when no run is queued or running.
+        """
+        body = {k: v for k, v in (("paused", paused), ("timeout", timeout)) if v is not None}
+        if self._server is not None and self._server.runner is not None:
+            runner = self._server.runner
+            if timeout is not None:
+                runner.timeout_s = float(timeout)
+            if paused is not None:
+                runner.pause() if paused else runner.resume()
+            return {"paused": runner.paused, "timeout": runner.timeout_s, "workers": runner.workers,
+                    "idle": runner.idle()}
+        return self._admin("PUT" if body else "GET", "/_sandbox/runs", body if body else None)
+
+    def wait_for_runs(self, timeout: float = 120.0) -> None:
+        """Block until the run worker is idle: nothing queued, confirmed or running.
+
+        A run `planned` and awaiting confirmation does not count; a run held `pending` by a workspace
+        lock does (it keeps this waiting until `timeout`).
+
+        Raises:
+            TimeoutError: still busy after `timeout` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while not self.run_settings()["idle"]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"sandbox runs still busy after {timeout:.0f}s")
+            time.sleep(0.1)
 
     def reset(self) -> None:
         """Remove every object of both APIs and bootstrap again (same users and tokens; no seed)."""

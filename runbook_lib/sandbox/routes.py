@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from runbook_lib.sandbox import admin_api, legacy_api, tfe_api
+from runbook_lib.sandbox import admin_api, legacy_api, runs_api, tfe_api, vcs
 from runbook_lib.sandbox.errors import JSONAPI, LEGACY
 
 
@@ -117,6 +117,11 @@ ROUTES: list[Route] = [
     _r("GET", f"{_V2}/runs/<run_id>/plan/json-output", tfe_api.plan_json_output, B),
     _r("GET", f"{_V2}/plans/<plan_id>", tfe_api.show_plan, B),
     _r("GET", f"{_V2}/plans/<plan_id>/json-output", tfe_api.plan_json_output, B),
+    # --- runs after creation, VCS ingress (issue 4; see runs_api) ---
+    _r("POST", f"{_V2}/runs/<run_id>/actions/apply", runs_api.apply_run, B),
+    _r("POST", f"{_V2}/runs/<run_id>/actions/discard", runs_api.discard_run, B),
+    _r("POST", f"{_V2}/runs/<run_id>/actions/cancel", runs_api.cancel_run, B),
+    _r("GET", f"{_V2}/configuration-versions/<cv_id>/ingress-attributes", runs_api.ingress_attributes, B),
     # --- archivist-style hosted objects ---
     _r("PUT", "/_archivist/v1/object/<token>", tfe_api.archivist_put, "capability"),
     _r("GET", "/_archivist/v1/object/<token>", tfe_api.archivist_get, "capability"),
@@ -127,6 +132,10 @@ ROUTES: list[Route] = [
     _r("DELETE", "/_sandbox/faults", admin_api.delete_faults, "admin"),
     _r("PUT", "/_sandbox/rate-limit", admin_api.put_rate_limit, "admin"),
     _r("POST", "/_sandbox/reset", admin_api.reset, "admin"),
+    _r("GET", "/_sandbox/runs", runs_api.show_settings, "admin"),
+    _r("PUT", "/_sandbox/runs", runs_api.put_settings, "admin"),
+    # the git hook's webhook: no token; the handler checks the per-sandbox hook secret (see vcs)
+    _r("POST", vcs.WEBHOOK_PATH, vcs.push_webhook, "none"),
 ]
 
 # Index by first path segment after the API prefix keeps matching cheap (the GET benchmark cares).

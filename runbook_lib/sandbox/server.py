@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from runbook_lib.sandbox import errors, routes
 from runbook_lib.sandbox.faults import FaultInjector, RateLimiter
+from runbook_lib.sandbox.runner import Runner
 from runbook_lib.sandbox.store import Store
 from runbook_lib.sandbox.tfe_api import API_VERSION, APP_NAME, TFE_VERSION
 from runbook_lib.sandbox.wire import Request, Response
@@ -147,6 +148,7 @@ class SandboxServer:
             self.ssl_context, self.ca_file = tls_context(self.data_dir)
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.runner: Runner | None = None  # the run worker pool (issue 4), started with the server
 
     @property
     def address(self) -> str:
@@ -169,9 +171,12 @@ class SandboxServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                         name=f"sandbox-{self.port}", daemon=True)
         self._thread.start()
+        self.runner = Runner(self.store, self.data_dir, address=self.address,
+                             ca_file=str(self.ca_file) if self.ca_file else None)
+        self.runner.start()
 
     def stop(self) -> None:
-        """Stop serving, drop open connections, close the store."""
+        """Stop serving, drop open connections, stop the run worker, close the store."""
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -180,6 +185,9 @@ class SandboxServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        if self.runner is not None:
+            self.runner.stop()  # before the store closes: running terraform commands record their result
+            self.runner = None
         self.store.close()
 
     def serve_forever(self) -> None:

@@ -111,6 +111,10 @@ CREATE TABLE IF NOT EXISTS plans (
 -- archivist-style capability URLs: the token in the URL is the authorisation (no bearer needed)
 CREATE TABLE IF NOT EXISTS blobs (
     token TEXT PRIMARY KEY, kind TEXT NOT NULL, owner_id TEXT NOT NULL, direction TEXT NOT NULL);
+-- the run worker (issue 4): the runs the sandbox executes (seeded history is never executed)
+CREATE TABLE IF NOT EXISTS run_jobs (
+    run_id TEXT PRIMARY KEY, kind TEXT NOT NULL, state TEXT NOT NULL, apply_log TEXT,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS request_log (
     id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL,
     status INTEGER NOT NULL, token_name TEXT, username TEXT, changes INTEGER NOT NULL, fault TEXT,
@@ -121,7 +125,7 @@ CREATE TABLE IF NOT EXISTS request_log (
 _DATA_TABLES = ("legacy_orgs", "legacy_members", "environments", "legacy_states", "legacy_vars",
                 "legacy_config_versions", "legacy_runs", "organizations", "org_members", "oauth_clients",
                 "oauth_tokens", "workspaces", "state_versions", "vars", "configuration_versions", "runs",
-                "plans", "blobs", "request_log")
+                "plans", "blobs", "request_log", "run_jobs")
 
 
 def now_iso() -> str:
@@ -1191,6 +1195,44 @@ class Store:
         """The uploaded tarball of a configuration version (run worker), or None."""
         row = self._one("SELECT tarball FROM configuration_versions WHERE id = ?", (cv_id,))
         return row["tarball"] if row else None
+
+    # --- run worker (issue 4): look-ups without access checks, and the job table ------------------------
+
+    def workspace_by_id(self, ws_id: str) -> dict[str, Any] | None:
+        """A workspace without access checks (run worker, webhook), or None."""
+        return self._one("SELECT * FROM workspaces WHERE id = ?", (ws_id,))
+
+    def environment_by_id(self, env_id: str) -> dict[str, Any] | None:
+        """A legacy environment without access checks (run worker), or None."""
+        return self._one("SELECT * FROM environments WHERE id = ?", (env_id,))
+
+    def workspaces_linked_to(self, identifier: str) -> list[dict[str, Any]]:
+        """Workspaces (of any organization) whose VCS repository is `identifier`, oldest first."""
+        return self._q("SELECT * FROM workspaces WHERE vcs_identifier = ? ORDER BY created_at, id", (identifier,))
+
+    def environments_linked_to(self, repo: str) -> list[dict[str, Any]]:
+        """Legacy environments whose VCS link is `repo` (`org/repo`), by name; unlinked ones are not."""
+        return self._q("SELECT * FROM environments WHERE vcs_repo = ? ORDER BY org, name", (repo,))
+
+    def add_run_job(self, kind: str, run_id: str) -> None:
+        """Mark a run as one the run worker executes (`kind`: "legacy" or "tfe"); idempotent."""
+        stamp = now_iso()
+        self._x("INSERT OR IGNORE INTO run_jobs (run_id, kind, state, apply_log, created_at, updated_at) "
+                "VALUES (?, ?, 'queued', NULL, ?, ?)", (run_id, kind, stamp, stamp))
+
+    def run_job(self, run_id: str) -> dict[str, Any] | None:
+        """The run worker's job row of a run, or None (a run the sandbox does not execute)."""
+        return self._one("SELECT * FROM run_jobs WHERE run_id = ?", (run_id,))
+
+    def run_jobs(self, states: tuple[str, ...]) -> list[dict[str, Any]]:
+        """Job rows in the given states, oldest first."""
+        marks = ",".join("?" for _ in states)
+        return self._q(f"SELECT * FROM run_jobs WHERE state IN ({marks}) ORDER BY created_at, rowid", states)
+
+    def set_run_job(self, run_id: str, **fields: Any) -> None:
+        """Change a job row (state, apply_log)."""
+        fields["updated_at"] = now_iso()
+        self._update("run_jobs", "run_id", run_id, fields)
 
     # --- request log --------------------------------------------------------------------------------
 

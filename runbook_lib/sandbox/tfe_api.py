@@ -585,7 +585,9 @@ def _cv_doc(req: Request, cv: dict[str, Any]) -> dict[str, Any]:
         "source": cv["source"], "speculative": bool(cv["speculative"]), "status": cv["status"],
         "status-timestamps": {}, "changed-files": [], "provisional": False,
         "upload-url": _archivist(req, cv["upload_token"]) if cv["status"] == "pending" else None},
-        "relationships": {"ingress-attributes": {"data": None}},
+        "relationships": {"ingress-attributes": {
+            "data": {"id": "ia-" + cv["id"].removeprefix("cv-"), "type": "ingress-attributes"} if cv["ingress"] else None,
+            "links": {"related": f"/api/v2/configuration-versions/{cv['id']}/ingress-attributes"}}},
         "links": {"self": f"/api/v2/configuration-versions/{cv['id']}",
                   "download": f"/api/v2/configuration-versions/{cv['id']}/download"}}
 

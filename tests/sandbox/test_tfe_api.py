@@ -275,6 +275,7 @@ def test_variables_sensitive_values_are_write_only(seeded_sandbox: Sandbox, new_
 
 def test_runs_plans_and_configuration_versions(fresh_sandbox: Sandbox):
     sandbox = fresh_sandbox
+    sandbox.run_settings(paused=True)  # this test plays the run worker itself (tests/sandbox/test_vcs_runs.py: the real one)
     announced: list[tuple[str, str]] = []
     sandbox.store.run_listeners.append(lambda kind, run_id: announced.append((kind, run_id)))
     api = Api(sandbox)

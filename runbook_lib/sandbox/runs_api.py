@@ -1,0 +1,143 @@
+"""Handlers for what a run does after it was created: confirm, discard, cancel; ingress attributes; run settings.
+
+New API (`/api/v2`, bearer token), as TFE answers them:
+- `POST /runs/:id/actions/apply` {"comment"}: 202; only a `planned` run (409 "transition not allowed"
+  otherwise). The run goes `confirmed`, then the run worker applies it (`applying` -> `applied`).
+- `POST /runs/:id/actions/discard`: 202; `pending` or `planned` runs -> `discarded`.
+- `POST /runs/:id/actions/cancel`: 202; `pending`, `planning`, `confirmed` or `applying` -> `canceled`
+  (a terraform command already running finishes; its result is dropped).
+- `GET /configuration-versions/:id/ingress-attributes`: the commit a VCS configuration version holds;
+  404 for versions uploaded through the API.
+
+Admin surface (SANDBOX-DEFINED, `X-Sandbox-Admin` secret): `GET /_sandbox/runs` and `PUT /_sandbox/runs`
+`{"paused": bool, "timeout": seconds}` -> `{"paused", "timeout", "workers", "idle"}`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from runbook_lib.sandbox import errors
+from runbook_lib.sandbox.wire import Request, Response, json_response, jsonapi_response
+
+
+def _runner(req: Request) -> Any:
+    return getattr(req.app, "runner", None)
+
+
+def _user(req: Request) -> dict[str, Any]:
+    assert req.user is not None  # bearer routes are authenticated by the server
+    return req.user
+
+
+def _comment(req: Request) -> None:
+    """Validate the optional body `{"comment": "..."}` (TFE records it; the sandbox has nowhere to show it)."""
+    if req.body.strip():
+        doc = req.json()
+        if not isinstance(doc, dict) or not isinstance(doc.get("comment", ""), (str, type(None))):
+            raise errors.UnprocessableError("comment must be a string", pointer="/comment")
+
+
+def _not_allowed(status: str, action: str) -> errors.ConflictError:
+    return errors.ConflictError(f"transition not allowed: a {status} run cannot be {action}")
+
+
+def apply_run(req: Request, run_id: str) -> Response:
+    """`POST /api/v2/runs/:id/actions/apply`: confirm a `planned` run; 202."""
+    run = req.store.get_run(run_id, _user(req))
+    _comment(req)
+    if run["status"] != "planned" or req.store.run_job(run_id) is None:
+        raise _not_allowed(run["status"], "applied")
+    req.store.update_run(run_id, "confirmed")
+    req.store.set_run_job(run_id, state="apply")
+    runner = _runner(req)
+    if runner is not None:
+        runner.wake()  # it waits for this transaction's commit (the store lock) before it looks
+    return Response(202)
+
+
+def discard_run(req: Request, run_id: str) -> Response:
+    """`POST /api/v2/runs/:id/actions/discard`: a `pending` or `planned` run becomes `discarded`; 202."""
+    return _stop(req, run_id, ("pending", "planned"), "discarded", "discarded")
+
+
+def cancel_run(req: Request, run_id: str) -> Response:
+    """`POST /api/v2/runs/:id/actions/cancel`: a queued or running run becomes `canceled`; 202."""
+    return _stop(req, run_id, ("pending", "planning", "confirmed", "applying"), "canceled", "canceled")
+
+
+def _stop(req: Request, run_id: str, allowed: tuple[str, ...], status: str, verb: str) -> Response:
+    run = req.store.get_run(run_id, _user(req))
+    _comment(req)
+    if run["status"] not in allowed:
+        raise _not_allowed(run["status"], verb)
+    req.store.update_run(run_id, status)
+    plan = req.store.plan_for_run(run_id)
+    if plan and plan["status"] in ("pending", "running"):
+        req.store.update_plan(plan["id"], "unreachable" if plan["status"] == "pending" else "canceled")
+    job = req.store.run_job(run_id)
+    if job is not None:
+        running = job["state"] == "running"
+        req.store.set_run_job(run_id, state="running" if running else "done")
+        runner = _runner(req)
+        if runner is not None and not running:
+            runner.discard_workdir(run_id)
+    return Response(202)
+
+
+def ingress_attributes(req: Request, cv_id: str) -> Response:
+    """`GET /api/v2/configuration-versions/:id/ingress-attributes`: the commit of a VCS configuration version."""
+    cv = req.store.get_configuration_version(cv_id, _user(req))
+    if not cv["ingress"]:
+        raise errors.NotFoundError()
+    return jsonapi_response({"data": ingress_doc(cv)})
+
+
+def ingress_doc(cv: dict[str, Any]) -> dict[str, Any]:
+    """The `ingress-attributes` resource of a configuration version that has them."""
+    attrs = json.loads(cv["ingress"])
+    return {"id": ingress_id(cv["id"]), "type": "ingress-attributes", "attributes": attrs,
+            "relationships": {"created-by": {"data": None}},
+            "links": {"self": f"/api/v2/configuration-versions/{cv['id']}/ingress-attributes"}}
+
+
+def ingress_id(cv_id: str) -> str:
+    """A stable id for a configuration version's ingress attributes (`cv-X` -> `ia-X`)."""
+    return "ia-" + cv_id.removeprefix("cv-")
+
+
+def _settings(req: Request) -> dict[str, Any]:
+    runner = _runner(req)
+    if runner is None:
+        raise errors.NotFoundError("this sandbox has no run worker")
+    return {"paused": runner.paused, "timeout": runner.timeout_s, "workers": runner.workers,
+            "idle": runner.idle()}
+
+
+def show_settings(req: Request) -> Response:
+    """`GET /_sandbox/runs` (admin): the run worker's settings and whether it is idle."""
+    return json_response(_settings(req))
+
+
+def put_settings(req: Request) -> Response:
+    """`PUT /_sandbox/runs` (admin) `{"paused": bool, "timeout": seconds}`: change the run worker's settings."""
+    runner = _runner(req)
+    doc = req.json()
+    if runner is None:
+        raise errors.NotFoundError("this sandbox has no run worker")
+    if not isinstance(doc, dict):
+        raise errors.UnprocessableError("a JSON object is expected", pointer="/")
+    if "timeout" in doc:
+        timeout = doc["timeout"]
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise errors.UnprocessableError("timeout must be a positive number of seconds", pointer="/timeout")
+        runner.timeout_s = float(timeout)
+    if "paused" in doc:
+        if not isinstance(doc["paused"], bool):
+            raise errors.UnprocessableError("paused must be true or false", pointer="/paused")
+        if doc["paused"]:
+            runner.pause()
+        else:
+            runner.resume()
+    return json_response(_settings(req))
