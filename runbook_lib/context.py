@@ -156,6 +156,10 @@ class StepContext:
     def conclude(self, result: StepResult) -> StepResult:
         """Print the PASS/FAIL line, record it in the ledger, and raise StepError on FAIL.
 
+        Each call records one outcome: the first finishes the row `create` started; a later call (the
+        verdict cell run again, e.g. after the operator clicked a gate's button) records a new row, so
+        the ledger's latest row for the step is the latest verdict.
+
         Returns:
             The result (for display) when it passed.
 
@@ -164,6 +168,9 @@ class StepContext:
         """
         status = "passed" if result.passed else "failed"
         verdict = "PASS" if result.passed else "FAIL"
+        if self._row_id is None:
+            # A verdict cell run again (after a gate's button was clicked) is a new outcome: record it too.
+            self._row_id = self.ledger.start(self.row.legacy_slug, self.step, self.mode)
         if self._row_id is not None:
             self.ledger.finish(self._row_id, status, evidence=result.evidence,
                                error=None if result.passed else result.summary)

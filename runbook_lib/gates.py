@@ -112,9 +112,18 @@ class PendingGate:
                                      layout=widgets.Layout(width="auto"), tooltip=text)
         self.output = widgets.Output()
         self.button.on_click(self.click)
-        header = widgets.HTML(f"<b>This will {text}.</b> Read the table above, then click to proceed. "
+        header = widgets.HTML(f"<b>This will {text}.</b> Read what will happen, then click to proceed. "
                               f"Nothing happens until you click.")
-        return widgets.VBox([header, self.button, self.output])
+        parts = [header]
+        if self.summary is not None:
+            # What will happen, beside the button that does it (the operator may have scrolled past the plan).
+            shown = widgets.Output()
+            with shown:
+                from IPython.display import display
+
+                display(self.summary)
+            parts.append(shown)
+        return widgets.VBox([*parts, self.button, self.output])
 
     def click(self, _button: Any = None) -> None:
         """What the button does: record the decision, then run the action once."""
@@ -136,6 +145,18 @@ class PendingGate:
         from IPython.display import display
 
         display(self.widget)
+
+
+def recorded_decision(ledger: Any, environment: str, step: str) -> dict[str, Any] | None:
+    """The latest confirmation recorded for `step` on `environment` (who, when, what, how), or None.
+
+    A verify cell run after the button was clicked uses it to put the decision into the notebook's
+    output (what a widget printed is not cell output).
+    """
+    if ledger is None:
+        return None
+    row = ledger.latest(environment, f"{step}/confirm")
+    return dict(row.evidence) if row is not None and row.status == "passed" else None
 
 
 def guard(action: str, target: str, *, confirm: str | None, interactive: bool, run: Callable[..., Any],

@@ -560,6 +560,31 @@ class TfeClient:
                                                   if configuration_version_id else None)})
         return self._send("POST", "/runs", doc)  # type: ignore[return-value]
 
+    def discard_run(self, run_id: str, comment: str = "") -> None:
+        """Discard a run that waits for confirmation (``planned``) or is queued, so it can never apply.
+
+        Raises:
+            ConflictError: the run cannot be discarded any more (applied, or already final).
+        """
+        self._send("POST", f"/runs/{_seg(run_id)}/actions/discard", {"comment": comment} if comment else None)
+
+    def plan_log(self, plan: Resource) -> str:
+        """The plan's log (plain text, as terraform printed it) from its signed ``log-read-url``.
+
+        Raises:
+            ApiError: the plan has no log URL yet, or the download failed.
+        """
+        url = plan.get("log-read-url")
+        if not url:
+            raise ApiError(f"plan {plan.id} has no log-read-url yet (status {plan.get('status')!r}).")
+        response = self.session.request("GET", url, signed=True, headers={"Accept": "text/plain"})
+        return response.content.decode("utf-8", errors="replace")
+
+    def ingress_attributes(self, configuration_version_id: str) -> Resource | None:
+        """The VCS facts of a configuration version (``commit-sha``, ``branch``, ``identifier``,
+        ``commit-message``), or None when it came from an upload rather than a VCS push."""
+        return self._find(f"/configuration-versions/{_seg(configuration_version_id)}/ingress-attributes")
+
     def get_plan(self, plan_id: str) -> Resource:
         """GET a plan (has-changes, resource-additions/changes/destructions, status, log-read-url)."""
         return self._get(f"/plans/{_seg(plan_id)}")

@@ -1,0 +1,690 @@
+"""Step 5: commit the backend change, push, unlock, and prove the workspace plans no changes.
+
+The seed: "Commit and push the changes to VCS. [...] The legacy environment will **not** trigger a new
+run [...] The new workspace will trigger a new run [...] If you locked the workspace while performing
+the migration, unlock it to enable runs. The plan logs should show **no changes**."
+
+Apply, in a scratch checkout of the repository the workspace is linked to:
+
+1. rewrite the root module's backend (`runbook_lib.hcl`) to the workspace, by `backend_target`:
+   ``atlas`` (the seed's 3.d: `name` changes; Terraform 0.11 workspaces), ``remote`` (Terraform >=
+   0.11.13) or ``cloud`` (Terraform >= 1.1). A root without a backend block (step 3's API path never
+   needed one) first gets the legacy atlas block (seed 3.b), which is then rewritten, so the commit
+   holds exactly the target block. `diff` shows the change before anything is pushed;
+2. commit with a message naming the migration, on the tracked branch (`commit_branch = ""`) or on the
+   branch the parameter names, and push; the commit, the push time and the legacy runs that existed
+   before it are written to the audit trail (`05_push.json`);
+3. unlock the workspace (step 2 locked it), so the run the push queued starts;
+4. wait for that run with `wait_for_run`: the workspace's run whose configuration version's ingress
+   attributes carry the pushed commit; polling backs off exponentially up to `wait_timeout` seconds,
+   with a progress line per status change.
+
+Verify, from the servers' answers: the run belongs to the pushed commit; its plan has no changes (a
+Terraform 0.11 workspace's plan log is parsed with `plans.parse_plan_text`, a 1.x workspace's JSON
+plan with `plans.parse_plan_json`; the plan's own has-changes flag must agree); and the legacy
+environment started no run after the push (no new run id, none created after the push, none for the
+pushed commit). The evidence (run id, commit, plan counts) is what step 6 requires in the ledger.
+
+When the plan shows changes, the step fails and the legacy environment stays as it is. `recovery_plan`
+shows the way back and `recover` takes it: discard the waiting run (it must never apply), re-lock the
+workspace, revert the commit (pushed: the workspace queues the revert behind its lock, and the still
+unlinked legacy environment does not run), then re-link the legacy environment's VCS as it was.
+
+Re-running apply adopts an earlier push (the audit trail's record, or a branch whose backend already
+points at the workspace) instead of committing again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+from urllib.parse import urlsplit
+
+import pandas as pd
+
+from runbook_lib import git, hcl
+from runbook_lib.context import StepContext, StepResult
+from runbook_lib.errors import ConfigError, ConflictError, HclError, PlanError, StepError
+from runbook_lib.jsonapi import Resource
+from runbook_lib.plans import Plan, parse_plan_json, parse_plan_text
+from runbook_lib.steps import plan_frame, refusals
+from runbook_lib.steps.legacy_vcs import previous_link
+from runbook_lib.steps.workspaces import lock_reason
+from runbook_lib.tfe import FINAL_RUN_STATUSES
+
+DEFAULTS = {"backend_target": "atlas", "commit_branch": "", "wait_timeout": 900, "git_base_url": "",
+            "tfe_hostname": "", "poll_interval": 1.0, "poll_max_interval": 15.0}
+TARGETS = ("atlas", "remote", "cloud")
+PUSH_RECORD = "05_push.json"
+#: Run statuses at which the run waits for a person (auto-apply is off): its plan is final.
+WAITING_STATUSES = frozenset({"planned", "cost_estimated", "policy_checked", "policy_override"})
+DONE_STATUSES = FINAL_RUN_STATUSES | WAITING_STATUSES
+#: Run statuses that can still apply: recovery discards them.
+DISCARDABLE_STATUSES = WAITING_STATUSES | frozenset({"pending", "plan_queued", "planning", "planned"})
+
+
+def _opt(ctx: StepContext, name: str) -> Any:
+    value = ctx.options.get(name)
+    return DEFAULTS[name] if value in (None, "") else value
+
+
+def _check_options(ctx: StepContext) -> None:
+    if _opt(ctx, "backend_target") not in TARGETS:
+        raise ConfigError(f"backend_target must be one of {', '.join(TARGETS)}, not {_opt(ctx, 'backend_target')!r}.")
+    try:
+        if float(_opt(ctx, "wait_timeout")) <= 0:
+            raise ValueError
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"wait_timeout must be a positive number of seconds, not {_opt(ctx, 'wait_timeout')!r}.") from exc
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in (version or "0").split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def _target_problem(target: str, terraform_version: str) -> str | None:
+    """Why `target` cannot work with the workspace's Terraform version, or None."""
+    v = _version_tuple(terraform_version)
+    if target == "atlas" and v >= (0, 12):
+        return (f"the workspace runs Terraform {terraform_version}, which has no atlas backend; set backend_target "
+                f"to 'remote' or 'cloud' (and make the configuration valid for Terraform 1.x)")
+    if target == "remote" and v < (0, 11, 13):
+        return (f"the remote backend needs Terraform >= 0.11.13, the workspace runs {terraform_version}; use "
+                f"backend_target 'atlas', or set the workspace's terraform version (step 2's terraform_version)")
+    if target == "cloud" and v < (1, 1):
+        return (f"the cloud block needs Terraform >= 1.1, the workspace runs {terraform_version}; use "
+                f"backend_target 'atlas', or set the workspace's terraform version (step 2's terraform_version)")
+    return None
+
+
+# --- the repository and the rewrite ------------------------------------------------------------------------
+
+@dataclass
+class Source:
+    """Where the configuration lives: repository identifier, tracked branch ("" = default), working dir."""
+
+    repo: str
+    branch: str
+    working_directory: str
+
+
+def repository(ctx: StepContext, ws: Resource | None = None, env: dict[str, Any] | None = None) -> Source | None:
+    """The repository the migration commits to: the workspace's VCS link (step 2 copied it from the
+    environment), else the legacy environment's link; None when neither is linked."""
+    if ws is not None and (ws.get("vcs-repo") or {}).get("identifier"):
+        repo = ws.get("vcs-repo")
+        return Source(repo["identifier"], repo.get("branch") or "", ws.get("working-directory") or "")
+    vcs = (env or {}).get("vcs") or {}
+    if vcs.get("repo"):
+        return Source(vcs["repo"], vcs.get("branch") or "", vcs.get("working_directory") or "")
+    return None
+
+
+class DiffText(str):
+    """A unified diff that a notebook shows as a highlighted block."""
+
+    def _repr_markdown_(self) -> str:
+        return f"```diff\n{self}\n```" if self else "*(no change)*"
+
+
+@dataclass
+class Checkout:
+    """A scratch clone with the backend rewrite applied (not committed).
+
+    Attributes:
+        path: the clone; root: the root module in it; branch: the branch checked out (tracked branch).
+        message: what the rewrite did ("already points at ..." when nothing).
+        changed: files were rewritten.
+        diff: `git diff` of the rewrite (new files included).
+    """
+
+    path: Path
+    root: Path
+    branch: str
+    message: str
+    changed: bool
+    diff: DiffText = field(default_factory=lambda: DiffText(""))
+
+
+def _hostname(ctx: StepContext) -> str:
+    return _opt(ctx, "tfe_hostname") or urlsplit(ctx.settings.address("tfe")).netloc
+
+
+@contextmanager
+def checkout(ctx: StepContext, source: Source) -> Iterator[Checkout]:
+    """Clone `source` into a scratch folder and apply the backend rewrite there (removed on exit).
+
+    Yields:
+        The Checkout.
+
+    Raises:
+        StepError: the working directory is not in the repository.
+        HclError: the rewrite is refused (a backend pointing elsewhere, ...), with the fix named.
+        GitError: the clone failed.
+    """
+    scratch = Path(tempfile.mkdtemp(prefix="tfe-runbook-05-"))
+    try:
+        path = git.clone(git.repo_url(source.repo, _opt(ctx, "git_base_url")), scratch / "repo", source.branch)
+        root = path / source.working_directory
+        if not root.is_dir():
+            raise StepError(f"the working directory {source.working_directory!r} is not in {source.repo}.")
+        legacy_ref, new_ref = ctx.row.legacy_slug, ctx.row.workspace_slug
+        target = _opt(ctx, "backend_target")
+        messages, backups = [], []
+        if not len(hcl.find_backends(root)):
+            # No backend in git (step 3's API path never needed one): add the legacy block first (seed 3.b),
+            # so the one rewrite below decides what the commit holds.
+            added = hcl.plan_add_legacy_backend(root, from_=legacy_ref)
+            backups += hcl.apply_rewrite(added, backup=True).backups
+            messages.append(added.message)
+        rewrite = hcl.plan_rewrite(root, from_=legacy_ref, to=new_ref, target=target,
+                                   hostname=None if target == "atlas" else _hostname(ctx))
+        backups += hcl.apply_rewrite(rewrite, backup=True).backups
+        messages.append(rewrite.message)
+        for backup in backups:
+            Path(backup).unlink()  # git is the backup here; a .bak must not be committed
+        git.run(["add", "--intent-to-add", "--all"], path)
+        diff = git.run(["diff", "--no-color"], path)
+        yield Checkout(path, root, git.current_branch(path), " ".join(messages), bool(diff.strip()),
+                       DiffText(diff.rstrip("\n")))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def diff(ctx: StepContext) -> DiffText:
+    """The backend change step 5 commits, as a unified diff (empty when the branch already has it).
+
+    Raises:
+        StepError: nothing is linked to a repository; HclError: the rewrite is refused.
+    """
+    env = ctx.legacy.find_environment(ctx.row.legacy_org, ctx.row.legacy_env)
+    ws = ctx.tfe.find_workspace(ctx.row.new_org, ctx.row.workspace)
+    source = repository(ctx, ws, env)
+    if source is None:
+        raise StepError(f"neither {ctx.row.workspace_slug} nor {ctx.row.legacy_slug} is linked to a repository: "
+                        f"there is no configuration to commit to.")
+    with checkout(ctx, source) as co:
+        return co.diff
+
+
+# --- plan ------------------------------------------------------------------------------------------------
+
+def push_record(ctx: StepContext) -> dict[str, Any] | None:
+    """The push this step made (or adopted) for this environment, from the audit trail, or None."""
+    path = ctx.audit_dir / PUSH_RECORD
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _write_push_record(ctx: StepContext, record: dict[str, Any]) -> None:
+    path = ctx.audit_dir / PUSH_RECORD
+    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def _prerequisites(ctx: StepContext, ws: Resource | None, env: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Rows for what earlier steps must have done; action "none" (waits) or "adopt" (done), or "refuse"."""
+    rows = []
+    if ws is None:
+        rows.append({"object": "workspace", "name": ctx.row.workspace_slug, "action": "none",
+                     "detail": "does not exist yet: steps 02-04 first (apply refuses until then)"})
+        return rows
+    current = ctx.tfe.current_state_version(ws.id)
+    if current is None:
+        rows.append({"object": "workspace", "name": ws.id, "action": "none",
+                     "detail": "holds no state yet: step 03 first (apply refuses until then)"})
+    else:
+        rows.append({"object": "workspace", "name": ws.id, "action": "adopt",
+                     "detail": f"holds the migrated state (serial {current.get('serial')}), Terraform "
+                               f"{ws.get('terraform-version')}"})
+    problem = _target_problem(_opt(ctx, "backend_target"), ws.get("terraform-version") or "")
+    if problem:
+        rows.append({"object": "backend target", "name": _opt(ctx, "backend_target"), "action": "refuse",
+                     "detail": problem})
+    if env is not None and env.get("vcs"):
+        rows.append({"object": "legacy vcs link", "name": ctx.row.legacy_slug, "action": "none",
+                     "detail": f"still linked to {env['vcs'].get('repo')}: step 04 first, or the push would run "
+                               f"there too (apply refuses until then)"})
+    if env is not None and env.get("current_run"):
+        rows.append({"object": "legacy run", "name": env["current_run"].get("id"), "action": "refuse",
+                     "detail": f"a legacy run is in progress ({env['current_run'].get('status')}); wait for it"})
+    if not (ws.get("vcs-repo") or {}).get("identifier"):
+        rows.append({"object": "workspace vcs link", "name": ws.id, "action": "refuse",
+                     "detail": "the workspace is linked to no repository, so a push cannot start its run"})
+    return rows
+
+
+def plan(ctx: StepContext) -> pd.DataFrame:
+    """What apply would do: rewrite and commit the backend, push, unlock, wait for the run, check it."""
+    _check_options(ctx)
+    env = ctx.legacy.find_environment(ctx.row.legacy_org, ctx.row.legacy_env)
+    ws = ctx.tfe.find_workspace(ctx.row.new_org, ctx.row.workspace)
+    rows = _prerequisites(ctx, ws, env)
+    source = repository(ctx, ws, env)
+    if source is None:
+        rows.append({"object": "repository", "name": "-", "action": "refuse",
+                     "detail": "neither the workspace nor the legacy environment is linked to a repository"})
+        return plan_frame(rows)
+    record = push_record(ctx)
+    try:
+        with checkout(ctx, source) as co:
+            branch = _opt(ctx, "commit_branch") or co.branch
+            if record:
+                rows.append({"object": "commit", "name": record["commit"][:12], "action": "adopt",
+                             "detail": f"pushed to {record['branch']} at {record['pushed_at']} (audit trail)"})
+            elif co.changed:
+                rows.append({"object": "backend", "name": str(co.root.relative_to(co.path)) or ".", "action": "update",
+                             "detail": co.message})
+                rows.append({"object": "commit", "name": branch, "action": "create",
+                             "detail": f"{commit_message(ctx)!r}, pushed to {source.repo} {branch}"})
+            else:
+                rows.append({"object": "commit", "name": branch, "action": "adopt",
+                             "detail": f"{co.message} The branch head is taken as the migration commit."})
+    except HclError as exc:
+        rows.append({"object": "backend", "name": source.repo, "action": "refuse", "detail": str(exc)})
+    if ws is not None:
+        rows.append({"object": "workspace lock", "name": ws.id, "action": "update" if ws.get("locked") else "none",
+                     "detail": "unlock, so the run the push queues starts" if ws.get("locked") else "not locked"})
+    rows.append({"object": "run", "name": ctx.row.workspace_slug, "action": "create",
+                 "detail": f"the push starts it; wait up to {_opt(ctx, 'wait_timeout')} s; PASS only when its plan has "
+                           f"no changes and the legacy environment did not run"})
+    return plan_frame(rows)
+
+
+def commit_message(ctx: StepContext) -> str:
+    """The migration commit's message (names the legacy environment and the workspace)."""
+    return (f"Migrate {ctx.row.legacy_slug} to Terraform Enterprise workspace {ctx.row.workspace_slug}\n\n"
+            f"tfe-runbook step 05_commit_and_verify: backend {_opt(ctx, 'backend_target')} -> "
+            f"{ctx.row.workspace_slug}. The legacy environment's VCS link was removed in step 04.")
+
+
+# --- apply -----------------------------------------------------------------------------------------------
+
+def _legacy_run_ids(ctx: StepContext) -> list[str]:
+    if ctx.legacy.find_environment(ctx.row.legacy_org, ctx.row.legacy_env) is None:
+        return []
+    return [run["id"] for run in ctx.legacy.list_runs(ctx.row.legacy_org, ctx.row.legacy_env)]
+
+
+def _commit_and_push(ctx: StepContext, source: Source) -> dict[str, Any]:
+    """Commit the rewrite and push it (or adopt the branch head that already has it); returns the record."""
+    with checkout(ctx, source) as co:
+        branch = _opt(ctx, "commit_branch") or co.branch
+        record: dict[str, Any] = {"repo": source.repo, "branch": branch, "tracked_branch": co.branch,
+                                  "working_directory": source.working_directory,
+                                  "backend_target": _opt(ctx, "backend_target")}
+        if not co.changed:
+            # Pushed by an earlier attempt whose record is gone (or by hand): the head is the migration commit.
+            sha = git.head(co.path)
+            record.update(commit=sha, adopted=True, legacy_runs_before=[], diff="",
+                          pushed_at=git.run(["log", "-1", "--format=%cI", sha], co.path).strip())
+            return record
+        before = _legacy_run_ids(ctx)
+        if branch != co.branch:
+            git.run(["checkout", "--quiet", "-B", branch], co.path)
+        sha = git.commit_all(co.path, commit_message(ctx))
+        record.update(commit=sha, adopted=False, legacy_runs_before=before, diff=str(co.diff), pushed_at=_now())
+        git.push(co.path, branch)
+        print(f"pushed {sha[:12]} to {source.repo} {branch}")
+        return record
+
+
+def apply(ctx: StepContext) -> pd.DataFrame:
+    """Commit and push the backend change, unlock the workspace, wait for the run the push started.
+
+    Returns:
+        A table of what was done (commit, push, unlock, the run and its status).
+
+    Raises:
+        ConfigError: bad parameters.
+        StepError: a refusal (nothing pushed), or the run did not finish within `wait_timeout` (run the
+            step again to keep waiting: the push is adopted, not repeated).
+        HclError: the rewrite is refused; nothing pushed.
+    """
+    _check_options(ctx)
+    env = ctx.legacy.find_environment(ctx.row.legacy_org, ctx.row.legacy_env)
+    ws = ctx.tfe.find_workspace(ctx.row.new_org, ctx.row.workspace)
+    prereq = [dict(r, action="refuse") if r["action"] == "none" else r for r in _prerequisites(ctx, ws, env)]
+    refused = refusals(plan_frame(prereq))
+    if refused:
+        raise StepError("step 5 refused, nothing pushed: " + "; ".join(refused))
+    assert ws is not None
+    source = repository(ctx, ws, env)
+    assert source is not None
+    done = []
+    record = push_record(ctx)
+    if record is None:
+        record = _commit_and_push(ctx, source)
+        _write_push_record(ctx, record)
+        done.append({"object": "commit", "name": record["commit"][:12],
+                     "result": ("adopted: the branch already points at the workspace" if record["adopted"]
+                                else f"pushed to {record['repo']} {record['branch']}")})
+    else:
+        done.append({"object": "commit", "name": record["commit"][:12], "result": "adopted from the audit trail"})
+    ws = ctx.tfe.get_workspace_by_id(ws.id)
+    if ws.get("locked"):
+        try:
+            ctx.tfe.unlock_workspace(ws.id)
+        except ConflictError as exc:
+            raise StepError(f"workspace {ws.id} is locked by someone else ({exc}); the commit is pushed and its run "
+                            f"waits: ask them to unlock, then run this step again.") from exc
+        done.append({"object": "workspace lock", "name": ws.id, "result": "unlocked"})
+    run = wait_for_run(ctx.tfe, ws.id, record["commit"], timeout=float(_opt(ctx, "wait_timeout")),
+                       interval=float(_opt(ctx, "poll_interval")), max_interval=float(_opt(ctx, "poll_max_interval")))
+    done.append({"object": "run", "name": run.id, "result": run.get("status")})
+    return pd.DataFrame(done, columns=["object", "name", "result"])
+
+
+# --- waiting for the run ---------------------------------------------------------------------------------
+
+def run_commit(tfe: Any, run: Resource, cache: dict[str, str | None] | None = None) -> str | None:
+    """The commit a run plans: its configuration version's ingress `commit-sha` (None for uploads)."""
+    cv_id = run.rel("configuration-version")
+    if not cv_id:
+        return None
+    if cache is not None and cv_id in cache:
+        return cache[cv_id]
+    ingress = tfe.ingress_attributes(cv_id)
+    sha = ingress.get("commit-sha") if ingress is not None else None
+    if cache is not None:
+        cache[cv_id] = sha
+    return sha
+
+
+def find_run(tfe: Any, workspace_id: str, commit: str, cache: dict[str, str | None] | None = None,
+             scan: int = 20) -> Resource | None:
+    """The workspace's newest run of `commit` among its `scan` newest runs, or None."""
+    for i, run in enumerate(tfe.list_runs(workspace_id)):
+        if i >= scan:
+            break
+        if run_commit(tfe, run, cache) == commit:
+            return run
+    return None
+
+
+def wait_for_run(tfe: Any, workspace_id: str, commit: str, *, timeout: float, interval: float = 1.0,
+                 max_interval: float = 15.0, progress: Callable[[str], None] = print,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> Resource:
+    """Wait until the workspace's run of `commit` exists and its plan is done.
+
+    Polls with exponential backoff (x1.6 from `interval` up to `max_interval`; back to `interval` when
+    the status changes), sleeping between polls (no busy loop), and prints a progress line per change.
+
+    Args:
+        tfe: the TfeClient.
+        workspace_id: ``ws-...``.
+        commit: the pushed commit sha.
+        timeout: seconds before giving up.
+        interval, max_interval: first and longest pause between polls.
+        progress: where progress lines go.
+        clock, sleep: time sources (tests pass fakes).
+
+    Returns:
+        The run, in a status in `DONE_STATUSES` (final, or waiting for a person to apply).
+
+    Raises:
+        StepError: no run for the commit, or the run still not done, after `timeout` seconds.
+    """
+    start = clock()
+    deadline = start + timeout
+    cache: dict[str, str | None] = {}
+    pause, seen, run = interval, None, None
+    progress(f"waiting for the run of commit {commit[:12]} in {workspace_id} (up to {timeout:.0f} s)")
+    while True:
+        run = tfe.get_run(run.id) if run is not None else find_run(tfe, workspace_id, commit, cache)
+        status = run.get("status") if run is not None else "no run yet"
+        if status != seen:
+            progress(f"[{clock() - start:5.0f} s] {run.id if run is not None else workspace_id}: {status}")
+            seen, pause = status, interval
+        if run is not None and status in DONE_STATUSES:
+            return run
+        now = clock()
+        if now >= deadline:
+            what = (f"run {run.id} is still {status}" if run is not None
+                    else f"no run of commit {commit[:12]} appeared (check the workspace's VCS connection and trigger settings)")
+            raise StepError(f"{what} after {timeout:.0f} s; run the step again to keep waiting "
+                            f"(the push is adopted, not repeated), or raise wait_timeout.")
+        sleep(min(pause, max(deadline - now, 0.05)))
+        pause = min(pause * 1.6, max_interval)
+
+
+# --- reading the plan ------------------------------------------------------------------------------------
+
+def read_plan(ctx: StepContext, run: Resource, terraform_version: str) -> tuple[Plan, Resource]:
+    """The run's plan as a `Plan`: 0.11 workspaces from the plan log, 1.x from the JSON plan.
+
+    Returns:
+        (parsed plan, the plan resource).
+
+    Raises:
+        PlanError: no plan, an unreadable plan, or one whose has-changes flag disagrees with its content.
+    """
+    plan_id = run.rel("plan")
+    if not plan_id:
+        raise PlanError(f"run {run.id} has no plan.")
+    plan_res = ctx.tfe.get_plan(plan_id)
+    if _version_tuple(terraform_version) < (0, 12):
+        parsed = parse_plan_text(ctx.tfe.plan_log(plan_res))
+    else:
+        doc = ctx.tfe.plan_json(plan_id)
+        if doc is None:
+            raise PlanError(f"plan {plan_id} has no JSON output yet (status {plan_res.get('status')!r}).")
+        parsed = parse_plan_json(json.dumps(doc))
+    flag = plan_res.get("has-changes")
+    if flag is not None and bool(flag) != parsed.has_changes:
+        raise PlanError(f"plan {plan_id} says has-changes={flag} but its content shows "
+                        f"{'changes' if parsed.has_changes else 'none'}; treat the plan as not proven.")
+    return parsed, plan_res
+
+
+def legacy_runs_after_push(ctx: StepContext, record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Legacy runs started by or after the push: a new id, created after the push, or of the pushed commit."""
+    if ctx.legacy.find_environment(ctx.row.legacy_org, ctx.row.legacy_env) is None:
+        return []  # deleted by step 6 after an earlier PASS: it can start nothing
+    before = set(record.get("legacy_runs_before") or [])
+    pushed_at = datetime.fromisoformat(record["pushed_at"].replace("Z", "+00:00"))
+    found = []
+    for run in ctx.legacy.list_runs(ctx.row.legacy_org, ctx.row.legacy_env):
+        created = run.get("created_at")
+        after = False
+        if created:
+            after = datetime.fromisoformat(created.replace("Z", "+00:00")) >= pushed_at
+        if run.get("commit_sha") == record["commit"] or after or (before and run["id"] not in before
+                                                                 and not record.get("adopted")):
+            found.append({k: run.get(k) for k in ("id", "status", "commit_sha", "created_at")})
+    return found
+
+
+# --- verify ----------------------------------------------------------------------------------------------
+
+def verify(ctx: StepContext) -> StepResult:
+    """PASS only when the run of the pushed commit planned no changes and the legacy environment did not run."""
+    record = push_record(ctx)
+    if record is None:
+        return StepResult(False, "nothing pushed yet for this environment (no 05_push.json in the audit trail); "
+                                 "run the step in apply mode")
+    ws = ctx.tfe.get_workspace(ctx.row.new_org, ctx.row.workspace)
+    version = ws.get("terraform-version") or ""
+    evidence: dict[str, Any] = {"workspace_id": ws.id, "commit": record["commit"], "branch": record["branch"],
+                                "repo": record["repo"], "backend_target": record["backend_target"],
+                                "pushed_at": record["pushed_at"], "terraform_version": version}
+    run = find_run(ctx.tfe, ws.id, record["commit"])
+    if run is None:
+        return StepResult(False, f"the workspace has no run of the pushed commit {record['commit'][:12]}", evidence)
+    evidence.update(run_id=run.id, run_status=run.get("status"), run_commit=run_commit(ctx.tfe, run))
+    legacy_runs = legacy_runs_after_push(ctx, record)
+    evidence["legacy_runs_after_push"] = legacy_runs
+    if run.get("status") not in DONE_STATUSES:
+        return StepResult(False, f"run {run.id} is still {run.get('status')}: run the step again to keep waiting",
+                          evidence)
+    if run.get("status") == "errored":
+        return StepResult(False, f"run {run.id} errored: read its plan log in the workspace; the legacy environment "
+                                 f"is intact (see the recovery path)", evidence)
+    try:
+        parsed, plan_res = read_plan(ctx, run, version)
+    except PlanError as exc:
+        return StepResult(False, f"the plan of run {run.id} cannot be proven: {exc}", evidence)
+    evidence.update(plan_id=plan_res.id, plan_source=parsed.source, has_changes=parsed.has_changes,
+                    plan={"add": parsed.additions, "change": parsed.changes_count, "destroy": parsed.destructions})
+    if evidence["run_commit"] != record["commit"]:
+        return StepResult(False, f"run {run.id} plans commit {evidence['run_commit']}, not the pushed "
+                                 f"{record['commit']}", evidence, table=parsed.changes)
+    if parsed.has_changes:
+        return StepResult(False, f"the plan of run {run.id} shows changes ({parsed.summary}); the legacy environment "
+                                 f"is kept intact: take the recovery path below", evidence, table=parsed.pending)
+    if legacy_runs:
+        return StepResult(False, f"the legacy environment started {len(legacy_runs)} run(s) after the push "
+                                 f"({', '.join(r['id'] for r in legacy_runs)}): its VCS link was not disabled",
+                          evidence, table=parsed.changes)
+    return StepResult(True, f"run {run.id} of commit {record['commit'][:12]} planned no changes ({parsed.summary}, "
+                            f"{parsed.source} plan); the legacy environment did not run", evidence,
+                      table=parsed.changes)
+
+
+# --- recovery --------------------------------------------------------------------------------------------
+
+def recovery_plan(ctx: StepContext) -> pd.DataFrame:
+    """The way back after a failed step 5, as a plan table (reads only).
+
+    Rows: discard the run that waits to apply, re-lock the workspace, revert the migration commit,
+    re-link the legacy environment's VCS as it was before step 4.
+    """
+    rows: list[dict[str, Any]] = []
+    record = push_record(ctx)
+    ws = ctx.tfe.find_workspace(ctx.row.new_org, ctx.row.workspace)
+    if ws is not None and record is not None:
+        run = find_run(ctx.tfe, ws.id, record["commit"])
+        if run is not None and run.get("status") in DISCARDABLE_STATUSES:
+            rows.append({"object": "run", "name": run.id, "action": "update",
+                         "detail": f"discard ({run.get('status')}): it must never apply"})
+        else:
+            rows.append({"object": "run", "name": run.id if run else "-", "action": "none",
+                         "detail": f"nothing to discard ({run.get('status') if run else 'no run'})"})
+    if ws is not None:
+        rows.append({"object": "workspace lock", "name": ws.id, "action": "none" if ws.get("locked") else "update",
+                     "detail": "already locked" if ws.get("locked") else f"lock again: {lock_reason(ctx)}"})
+    if record is not None and not record.get("adopted"):
+        rows.append({"object": "commit", "name": record["commit"][:12], "action": "update",
+                     "detail": f"revert on {record['repo']} {record['branch']} and push (the workspace queues it "
+                               f"behind its lock; the unlinked legacy environment does not run)"})
+    else:
+        rows.append({"object": "commit", "name": (record or {}).get("commit", "-")[:12], "action": "none",
+                     "detail": "no migration commit of this runbook to revert" if record is None
+                     else "adopted, not made by this runbook: revert it by hand if it must go"})
+    env = ctx.legacy.find_environment(ctx.row.legacy_org, ctx.row.legacy_env)
+    link = previous_link(ctx)
+    if env is None:
+        rows.append({"object": "legacy vcs link", "name": ctx.row.legacy_slug, "action": "refuse",
+                     "detail": "the legacy environment no longer exists"})
+    elif env.get("vcs"):
+        rows.append({"object": "legacy vcs link", "name": ctx.row.legacy_slug, "action": "none",
+                     "detail": f"linked to {env['vcs'].get('repo')}"})
+    elif link is None:
+        rows.append({"object": "legacy vcs link", "name": ctx.row.legacy_slug, "action": "refuse",
+                     "detail": "the link before step 4 is not known (no record, no workspace link): re-link by hand"})
+    else:
+        rows.append({"object": "legacy vcs link", "name": ctx.row.legacy_slug, "action": "update",
+                     "detail": f"re-link {link['repo']} (branch {link.get('branch')}, working directory "
+                               f"{link.get('working_directory') or '(root)'})"})
+    return plan_frame(rows)
+
+
+def _revert(ctx: StepContext, record: dict[str, Any]) -> str:
+    """Revert the migration commit on its branch and push; returns what happened."""
+    scratch = Path(tempfile.mkdtemp(prefix="tfe-runbook-05-recover-"))
+    try:
+        path = git.clone(git.repo_url(record["repo"], _opt(ctx, "git_base_url")), scratch / "repo", record["branch"])
+        sha = record["commit"]
+        try:
+            git.run(["merge-base", "--is-ancestor", sha, "HEAD"], path)
+        except git.GitError:
+            return f"{sha[:12]} is not on {record['branch']}: nothing to revert"
+        if git.run(["log", "--format=%H", f"--grep=This reverts commit {sha}", f"{sha}..HEAD"], path).strip():
+            return f"{sha[:12]} is already reverted on {record['branch']}"
+        git.run(["revert", "--no-edit", "--no-commit", sha], path)
+        git.run(["commit", "--quiet", "-m",
+                 f"Revert the migration of {ctx.row.legacy_slug} to {ctx.row.workspace_slug}\n\n"
+                 f"tfe-runbook step 05 recovery: the workspace's plan showed changes.\n\nThis reverts commit {sha}."],
+                path)
+        git.push(path, record["branch"])
+        return f"reverted by {git.head(path)[:12]}, pushed to {record['branch']}"
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def recover(ctx: StepContext) -> pd.DataFrame:
+    """Take the way back after a failed step 5 (idempotent; see `recovery_plan`).
+
+    In order: discard the workspace's waiting run of the migration commit; lock the workspace again;
+    revert the migration commit and push (before re-linking, so the legacy environment does not run
+    the revert); re-link the legacy environment's VCS as it was before step 4. The push record is
+    moved aside, so a later step 5 commits afresh. The outcome is recorded in the ledger.
+
+    Returns:
+        A table of what was done.
+
+    Raises:
+        StepError: in plan mode, or the legacy link cannot be restored (nothing further changed).
+    """
+    if not ctx.applying:
+        raise StepError("recovery changes the servers: run it in apply mode (recovery_plan shows what it would do).")
+    done = []
+    record = push_record(ctx)
+    ws = ctx.tfe.get_workspace(ctx.row.new_org, ctx.row.workspace)
+    if record is not None:
+        run = find_run(ctx.tfe, ws.id, record["commit"])
+        if run is not None and run.get("status") in DISCARDABLE_STATUSES:
+            ctx.tfe.discard_run(run.id, f"tfe-runbook: step 5 of {ctx.row.legacy_slug} failed; recovering")
+            done.append({"object": "run", "name": run.id, "result": "discarded"})
+    ws = ctx.tfe.get_workspace_by_id(ws.id)
+    if not ws.get("locked"):
+        ctx.tfe.lock_workspace(ws.id, lock_reason(ctx))
+        done.append({"object": "workspace lock", "name": ws.id, "result": "locked"})
+    if record is not None and not record.get("adopted"):
+        done.append({"object": "commit", "name": record["commit"][:12], "result": _revert(ctx, record)})
+    env = ctx.legacy.get_environment(ctx.row.legacy_org, ctx.row.legacy_env)
+    if not env.get("vcs"):
+        link = previous_link(ctx)
+        if link is None:
+            raise StepError(f"the VCS link {ctx.row.legacy_slug} had before step 4 is not known; re-link it by hand "
+                            f"(legacy UI: Environment settings > Integrations).")
+        ctx.legacy.link_vcs(ctx.row.legacy_org, ctx.row.legacy_env, link["repo"], branch=link.get("branch") or "master",
+                            working_directory=link.get("working_directory") or "")
+        done.append({"object": "legacy vcs link", "name": ctx.row.legacy_slug, "result": f"re-linked {link['repo']}"})
+    if record is not None:
+        aside = ctx.audit_dir / f"05_push.reverted-{record['commit'][:12]}.json"
+        os.replace(ctx.audit_dir / PUSH_RECORD, aside)
+    table = pd.DataFrame(done, columns=["object", "name", "result"])
+    ctx.ledger.record(ctx.row.legacy_slug, f"{ctx.step}/recover", ctx.mode, "passed",
+                      evidence={"done": table.to_dict("records"), "commit": (record or {}).get("commit")})
+    return table
+
+
+def recovery(ctx: StepContext, result: StepResult, *, run: bool = False) -> pd.DataFrame | None:
+    """For the notebook after verify: nothing when the step passed; else the recovery table, executed
+    first when `run` is set (the `recover` parameter) and the step runs in apply mode.
+
+    Returns:
+        None (passed), the recovery plan, or what `recover` did.
+    """
+    if result.passed:
+        return None
+    if run and ctx.applying:
+        print("recovering: the plan did not prove the migration, so the way back is taken now")
+        return recover(ctx)
+    print("The way back (recover = True runs it, in apply mode): the legacy environment is intact until then.")
+    return recovery_plan(ctx)
