@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 import pandas as pd
+from filelock import FileLock
 
 from runbook_lib.context import StepContext, StepResult
 from runbook_lib.errors import ConfigError, StepError, ValidationError
@@ -102,6 +103,18 @@ def apply(ctx: StepContext) -> pd.DataFrame:
     except ValidationError as exc:
         raise StepError(f"the organization name {ctx.row.new_org!r} is not available ({exc}); organization names "
                         f"are globally unique: choose another new_org.") from exc
+    # Environments of one batch run this step in parallel kernels; an OAuth client has no unique name the
+    # server would enforce, so creation is serialised with a lock beside the batch's ledger.
+    lock_dir = ctx.ledger.path.parent / ".locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock_dir / f"vcs-connection-{ctx.row.new_org}.lock"), timeout=120):
+        client, client_action = _vcs_client_or_create(ctx)
+    return pd.DataFrame([
+        {"object": "organization", "name": org.id, "result": "adopted" if org.adopted else "created"},
+        {"object": "vcs connection", "name": client.id, "result": client_action}])
+
+
+def _vcs_client_or_create(ctx: StepContext) -> tuple[Resource, str]:
     client = find_vcs_client(ctx)
     if client is None:
         token = os.environ.get(_opt(ctx, "vcs_token_var"), "")
@@ -110,12 +123,8 @@ def apply(ctx: StepContext) -> pd.DataFrame:
         client = ctx.tfe.create_oauth_client(ctx.row.new_org, service_provider=_opt(ctx, "vcs_service_provider"),
                                              http_url=_opt(ctx, "vcs_http_url"), api_url=_opt(ctx, "vcs_api_url"),
                                              oauth_token_string=token, name=_opt(ctx, "vcs_client_name"))
-        client_action = "adopted" if client.adopted else "created"
-    else:
-        client_action = "adopted"
-    return pd.DataFrame([
-        {"object": "organization", "name": org.id, "result": "adopted" if org.adopted else "created"},
-        {"object": "vcs connection", "name": client.id, "result": client_action}])
+        return client, "adopted" if client.adopted else "created"
+    return client, "adopted"
 
 
 def verify(ctx: StepContext) -> StepResult:

@@ -1,0 +1,44 @@
+"""Parallel environments of one batch must not create an organization's VCS connection twice."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import uuid
+
+from runbook_lib.sandbox.rehearsal import batch_environ, batch_parameters
+from runbook_lib.settings import Settings
+from runbook_lib.tfe import TfeClient
+
+
+def _step_1(env_values: dict, params: dict, org: str, legacy_env: str, audit_root: str, start) -> None:
+    os.environ.update(env_values)
+    from runbook_lib.context import StepContext
+    from runbook_lib.steps import organization
+
+    ctx = StepContext.create(step="01_create_organization", legacy_org="acme-legacy", legacy_env=legacy_env,
+                             new_org=org, mode="apply", audit_root=audit_root, interactive=False, **params)
+    start.wait(30)
+    organization.apply(ctx)
+
+
+def test_parallel_step_1_creates_one_vcs_connection(tmp_path, seeded_sandbox):
+    env_values = batch_environ(seeded_sandbox.env)
+    params = batch_parameters(seeded_sandbox.env)
+    org = f"race-{uuid.uuid4().hex[:8]}"
+    # Slow down this organization's OAuth-client listing so the three processes' read-then-create overlap.
+    seeded_sandbox.set_faults(latency_ms=400, path_prefix=f"/api/v2/organizations/{org}/oauth-clients")
+    start = multiprocessing.Event()
+    procs = [multiprocessing.Process(target=_step_1, args=(env_values, params, org, env, str(tmp_path / "runs"), start))
+             for env in ("network-prod", "web.prod", "dns-prod")]
+    for p in procs:
+        p.start()
+    start.set()
+    try:
+        for p in procs:
+            p.join(120)
+            assert p.exitcode == 0
+    finally:
+        seeded_sandbox.clear_faults()
+    tfe = TfeClient(Settings.from_env(seeded_sandbox.env), read_only=True)
+    assert len(list(tfe.list_oauth_clients(org))) == 1
