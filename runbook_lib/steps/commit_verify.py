@@ -219,8 +219,12 @@ def diff(ctx: StepContext) -> DiffText:
     if source is None:
         raise StepError(f"neither {ctx.row.workspace_slug} nor {ctx.row.legacy_slug} is linked to a repository: "
                         f"there is no configuration to commit to.")
-    with checkout(ctx, source) as co:
-        return co.diff
+    try:
+        with checkout(ctx, source) as co:
+            return co.diff
+    except HclError as exc:
+        # The plan table shows the refusal too; here it replaces the diff instead of stopping the notebook.
+        return DiffText(f"# no diff: the backend rewrite is refused: {exc}")
 
 
 # --- plan ------------------------------------------------------------------------------------------------
@@ -485,7 +489,10 @@ def read_plan(ctx: StepContext, run: Resource, terraform_version: str) -> tuple[
             raise PlanError(f"plan {plan_id} has no JSON output yet (status {plan_res.get('status')!r}).")
         parsed = parse_plan_json(json.dumps(doc))
     flag = plan_res.get("has-changes")
-    if flag is not None and bool(flag) != parsed.has_changes:
+    # Terraform 1.x counts root output changes as changes (the run then waits to save them), while the
+    # plans model does not: the infrastructure is unchanged. Only that one disagreement is explained.
+    output_only = bool(flag) and not parsed.has_changes and bool(parsed.output_changes)
+    if flag is not None and bool(flag) != parsed.has_changes and not output_only:
         raise PlanError(f"plan {plan_id} says has-changes={flag} but its content shows "
                         f"{'changes' if parsed.has_changes else 'none'}; treat the plan as not proven.")
     return parsed, plan_res
@@ -539,7 +546,8 @@ def verify(ctx: StepContext) -> StepResult:
     except PlanError as exc:
         return StepResult(False, f"the plan of run {run.id} cannot be proven: {exc}", evidence)
     evidence.update(plan_id=plan_res.id, plan_source=parsed.source, has_changes=parsed.has_changes,
-                    plan={"add": parsed.additions, "change": parsed.changes_count, "destroy": parsed.destructions})
+                    plan={"add": parsed.additions, "change": parsed.changes_count, "destroy": parsed.destructions},
+                    output_changes=list(parsed.output_changes))
     if evidence["run_commit"] != record["commit"]:
         return StepResult(False, f"run {run.id} plans commit {evidence['run_commit']}, not the pushed "
                                  f"{record['commit']}", evidence, table=parsed.changes)
@@ -550,8 +558,12 @@ def verify(ctx: StepContext) -> StepResult:
         return StepResult(False, f"the legacy environment started {len(legacy_runs)} run(s) after the push "
                                  f"({', '.join(r['id'] for r in legacy_runs)}): its VCS link was not disabled",
                           evidence, table=parsed.changes)
+    outputs = ""
+    if parsed.output_changes:
+        outputs = (f"; only output values change ({', '.join(parsed.output_changes)}): the run waits in "
+                   f"{run.get('status')}; apply it to save them (no infrastructure changes) or discard it")
     return StepResult(True, f"run {run.id} of commit {record['commit'][:12]} planned no changes ({parsed.summary}, "
-                            f"{parsed.source} plan); the legacy environment did not run", evidence,
+                            f"{parsed.source} plan); the legacy environment did not run{outputs}", evidence,
                       table=parsed.changes)
 
 

@@ -72,11 +72,14 @@ def _step3_sha256(ctx: StepContext) -> str | None:
     return run.evidence.get("legacy_sha256") if run is not None else None
 
 
-def check_ready(ctx: StepContext) -> None:
+def check_ready(ctx: StepContext) -> str:
     """Refuse, naming everything missing, before the gate asks anything.
 
     Checks step 5's evidence in the ledger, a legacy run in progress, and, in a batch, the confirmation
     parameter (interactively the button asks for it next).
+
+    Returns:
+        One line saying what the deletion rests on.
 
     Raises:
         StepError: something is missing; the message lists all of it. Nothing was changed.
@@ -96,6 +99,11 @@ def check_ready(ctx: StepContext) -> None:
     if missing:
         raise StepError(f"step 6 refused, nothing changed ({ctx.row.legacy_slug} is not deleted); missing "
                         + "; ".join(missing) + ".")
+    run = step5_evidence(ctx)
+    assert run is not None
+    how = "the confirm parameter" if (ctx.confirm or "").strip() == wanted else "the button below, once you click it"
+    return (f"ready: step 5 passed at {run.finished_at} (run {run.evidence.get('run_id')}, no changes); "
+            f"confirmation by {how}")
 
 
 def plan(ctx: StepContext) -> pd.DataFrame:

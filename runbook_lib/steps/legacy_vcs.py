@@ -53,16 +53,26 @@ def _check_options(ctx: StepContext) -> None:
         raise ConfigError(f"unlink_via must be 'api' or 'ui', not {_opt(ctx, 'unlink_via')!r}.")
 
 
-def ui_instructions(ctx: StepContext) -> str:
+class Instructions(str):
+    """Markdown text that a notebook renders as such."""
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
+
+
+def ui_instructions(ctx: StepContext) -> Instructions:
     """What the operator does by hand when the legacy host offers no unlink API (markdown).
 
     Returns:
         The seed's UI path for this environment, and what to do afterwards.
     """
-    return (f"**Unlink {ctx.row.legacy_slug} by hand.** Sign in to the legacy host ({ctx.settings.address('legacy')}), "
-            f"open the environment **{ctx.row.legacy_slug}**. {UI_PATH}\n\n"
-            f"Then confirm below (batch: `confirm = \"unlink {ctx.row.legacy_slug}\"`); the step checks that "
-            f"the legacy host reports no VCS link any more.")
+    how = ("This step unlinks through the API (`unlink_via = 'api'`); if the legacy host does not offer that, "
+           "it stops and you unlink by hand:\n\n" if _opt(ctx, "unlink_via") == "api" else "")
+    return Instructions(
+        how + f"**Unlink {ctx.row.legacy_slug} by hand.** Sign in to the legacy host ({ctx.settings.address('legacy')}), "
+        f"open the environment **{ctx.row.legacy_slug}**. {UI_PATH}\n\n"
+        f"Then confirm below (batch: `confirm = \"unlink {ctx.row.legacy_slug}\"`); the step checks that "
+        f"the legacy host reports no VCS link any more.")
 
 
 def _describe(vcs: dict[str, Any]) -> str:
