@@ -127,6 +127,7 @@ def test_read_only_member_gets_403_on_writes(fresh_sandbox: Sandbox):
 
 def test_lock_vcs_variables_plan_delete(fresh_sandbox: Sandbox):
     sandbox = fresh_sandbox
+    sandbox.run_settings(paused=True)  # queued runs stay pending: this test checks the queueing, not the worker
     legacy = Api(sandbox, legacy=True)
     legacy.put("/api/v1/terraform/state/acme-legacy/web.prod", data=_state(1))
     base = "/api/v1/environments/acme-legacy/web.prod"
