@@ -167,7 +167,7 @@ class RateLimiter:
                 return None
             return (1.0 - bucket.tokens) / limit
 
-    def headers(self, reset_s: float) -> dict[str, str]:
+    def headers(self, reset_s: float, *, limit: float | None = None) -> dict[str, str]:
         """The 429 headers: `X-RateLimit-Limit`, `X-RateLimit-Reset` (float seconds), `Retry-After` (int)."""
-        return {"X-RateLimit-Limit": f"{self.limit or 0:g}", "X-RateLimit-Reset": f"{reset_s:.3f}",
+        return {"X-RateLimit-Limit": f"{limit or self.limit or 0:g}", "X-RateLimit-Reset": f"{reset_s:.3f}",
                 "Retry-After": str(max(1, math.ceil(reset_s)))}

@@ -283,7 +283,8 @@ class _Handler(BaseHTTPRequestHandler):
             if fault == "5xx":
                 raise errors.InjectedServerError(decision.status)
             if fault == "429":
-                raise errors.RateLimitedError(headers=app.limiter.headers(1.0))
+                # An injected burst looks like the real limit: same headers, one second to wait.
+                raise errors.RateLimitedError(headers=app.limiter.headers(1.0, limit=app.limiter.limit or 30))
             if route is None:
                 raise errors.NotFoundError()
             user = self._authenticate(route)
