@@ -1,0 +1,77 @@
+"""A batch killed with SIGKILL mid-way, then resumed: it completes, with nothing lost or done twice (issue 9)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+
+from runbook_lib.ledger import Ledger
+from runbook_lib.mapping import propose, write_csv
+from runbook_lib.settings import Settings
+from runbook_lib.tfe import TfeClient
+
+ENVS = ["network-prod", "web.prod", "dns-prod"]
+
+
+def _run_cli(tmp_path, mapping_csv, params, steps="0-3"):
+    args = [sys.executable, "-m", "runbook_lib.cli", "run", "--mapping", str(mapping_csv), "--mode", "apply",
+            "--steps", steps, "--jobs", "2", "--out", str(tmp_path / "runs"), "--batch", "b"]
+    for name, value in params.items():
+        args += ["--param", f"{name}={value}"]
+    return subprocess.Popen(args, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def _running_step(ledger_path, step):
+    if not ledger_path.exists():
+        return False
+    try:
+        db = sqlite3.connect(ledger_path, timeout=1)
+        try:
+            return bool(db.execute("SELECT 1 FROM step_runs WHERE step=? AND status='running'", (step,)).fetchone())
+        finally:
+            db.close()
+    except sqlite3.OperationalError:
+        return False
+
+
+def test_sigkill_mid_batch_then_resume(tmp_path, rehearsal, seeded_sandbox):
+    org = f"crash-{uuid.uuid4().hex[:8]}"
+    mapping_csv = tmp_path / "mapping.csv"
+    write_csv(propose("acme-legacy", ENVS, org), mapping_csv)
+    params = {**rehearsal, "accept_empty_sensitive": "True"}
+    ledger_path = tmp_path / "runs" / "b" / "ledger.sqlite"
+
+    proc = _run_cli(tmp_path, mapping_csv, params)
+    deadline = time.monotonic() + 240
+    while not _running_step(ledger_path, "03_migrate_state"):
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, "the batch never reached step 3"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the runner and its kernels, mid-step
+    proc.wait(30)
+
+    resumed = _run_cli(tmp_path, mapping_csv, params)
+    output, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, output
+
+    tfe = TfeClient(Settings.from_env(), read_only=True)
+    names = sorted(ws.get("name") for ws in tfe.list_workspaces(org))
+    assert names == sorted(e.replace(".", "-") for e in ENVS)  # no duplicate workspace
+    ledger = Ledger(ledger_path)
+    for env in ENVS:
+        ws = tfe.get_workspace(org, env.replace(".", "-"))
+        versions = list(tfe.list_state_versions(org, ws.get("name")))
+        assert len(versions) == 1, f"{env}: {len(versions)} state versions"
+        keys = [(v.get("key"), v.get("category")) for v in tfe.list_variables(ws.id)]
+        assert len(keys) == len(set(keys)), f"{env}: duplicated variables {keys}"
+        for step in ("00_preflight_inventory", "01_create_organization", "02_create_workspaces", "03_migrate_state"):
+            assert ledger.passed(f"acme-legacy/{env}", step), (env, step)
+    # every step that passed before the kill was skipped on resume, not run again
+    passes = [(r.environment, r.step) for r in ledger.history() if r.status == "passed"]
+    assert len(passes) == len(set(passes))
