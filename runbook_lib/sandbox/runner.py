@@ -604,6 +604,10 @@ class Runner:
                     parsed = parse_plan_json(shown.stdout)
                 except PlanError as exc:
                     raise RunFailed(f"the plan JSON could not be read: {exc}") from exc
+                # Not the exit code: 1.x answers 2 for a plan that only rewrites the state, e.g. a 0.11
+                # output list becoming a tuple of the same values. What counts is what terraform shows as
+                # changes: resource changes, and outputs whose value differs.
+                outcome.has_changes = parsed.has_changes or _outputs_differ(shown.stdout)
             outcome.additions, outcome.changes = parsed.additions, parsed.changes_count
             outcome.destructions = parsed.destructions
             return outcome
@@ -676,6 +680,13 @@ class Runner:
                 raise RunTimedOut(f"the run timed out after {self.timeout_s:g} s (terraform {args[0]} was "
                                   f"stopped)\n{exc.output}") from exc
             raise RunFailed(str(exc)) from exc
+
+
+def _outputs_differ(plan_json: str) -> bool:
+    """Whether any root output of a `show -json` plan gets a different (or unknown) value."""
+    changes = json.loads(plan_json).get("output_changes") or {}
+    return any(c.get("after_unknown") or c.get("before") != c.get("after") for c in changes.values()
+               if (c.get("actions") or ["no-op"]) != ["no-op"])
 
 
 def _unpack(tarball: bytes, dest: Path) -> None:
