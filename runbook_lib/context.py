@@ -70,6 +70,7 @@ class StepContext:
     interactive: bool = True
     operator: str = field(default_factory=getpass.getuser)
     _row_id: int | None = None
+    started_row_id: int | None = None  # the ledger row `create` opened (gates' decisions after it are this run's)
 
     @classmethod
     def create(cls, *, step: str, legacy_org: str, legacy_env: str, new_org: str, workspace: str = "",
@@ -114,7 +115,7 @@ class StepContext:
         ctx = cls(step=step, row=row, mode=mode, settings=settings, audit_dir=audit_dir, ledger=ledger,
                   options=options, confirm=confirm or "", interactive=bool(interactive),
                   operator=operator or getpass.getuser())
-        ctx._row_id = ledger.start(row.legacy_slug, step, mode)
+        ctx._row_id = ctx.started_row_id = ledger.start(row.legacy_slug, step, mode)
         print(f"{step} for {row.legacy_slug} -> {row.workspace_slug} in {mode} mode"
               f"{' (reads only: nothing will be changed)' if mode == 'plan' else ''}")
         return ctx

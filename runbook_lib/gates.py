@@ -147,16 +147,22 @@ class PendingGate:
         display(self.widget)
 
 
-def recorded_decision(ledger: Any, environment: str, step: str) -> dict[str, Any] | None:
+def recorded_decision(ledger: Any, environment: str, step: str, *, after_row: int | None = None) -> dict[str, Any] | None:
     """The latest confirmation recorded for `step` on `environment` (who, when, what, how), or None.
 
     A verify cell run after the button was clicked uses it to put the decision into the notebook's
     output (what a widget printed is not cell output).
+
+    Args:
+        after_row: count only decisions recorded after this ledger row (the step run's own start), so
+            an earlier run's confirmation is not taken for this one's.
     """
     if ledger is None:
         return None
     row = ledger.latest(environment, f"{step}/confirm")
-    return dict(row.evidence) if row is not None and row.status == "passed" else None
+    if row is None or row.status != "passed" or (after_row is not None and row.id < after_row):
+        return None
+    return dict(row.evidence)
 
 
 def guard(action: str, target: str, *, confirm: str | None, interactive: bool, run: Callable[..., Any],

@@ -52,7 +52,7 @@ import pandas as pd
 
 from runbook_lib import git, hcl
 from runbook_lib.context import StepContext, StepResult
-from runbook_lib.errors import ConfigError, ConflictError, HclError, PlanError, StepError
+from runbook_lib.errors import ApiError, ConfigError, ConflictError, HclError, PlanError, StepError
 from runbook_lib.jsonapi import Resource
 from runbook_lib.plans import Plan, parse_plan_json, parse_plan_text
 from runbook_lib.steps import plan_frame, refusals
@@ -498,6 +498,17 @@ def read_plan(ctx: StepContext, run: Resource, terraform_version: str) -> tuple[
     return parsed, plan_res
 
 
+def _log_tail(ctx: StepContext, run: Resource) -> str:
+    """The last error line of a run's plan log, for the FAIL line (the whole log is in the workspace)."""
+    try:
+        log = ctx.tfe.plan_log(ctx.tfe.get_plan(run.rel("plan"))) if run.rel("plan") else ""
+    except ApiError as exc:
+        return f"its plan log cannot be read: {exc}"
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("Error")]
+    return (errors or lines or ["no plan log"])[-1][:300]
+
+
 def legacy_runs_after_push(ctx: StepContext, record: dict[str, Any]) -> list[dict[str, Any]]:
     """Legacy runs started by or after the push: a new id, created after the push, or of the pushed commit."""
     if ctx.legacy.find_environment(ctx.row.legacy_org, ctx.row.legacy_env) is None:
@@ -539,8 +550,8 @@ def verify(ctx: StepContext) -> StepResult:
         return StepResult(False, f"run {run.id} is still {run.get('status')}: run the step again to keep waiting",
                           evidence)
     if run.get("status") == "errored":
-        return StepResult(False, f"run {run.id} errored: read its plan log in the workspace; the legacy environment "
-                                 f"is intact (see the recovery path)", evidence)
+        return StepResult(False, f"run {run.id} errored ({_log_tail(ctx, run)}); the legacy environment is intact "
+                                 f"(see the way back)", evidence)
     try:
         parsed, plan_res = read_plan(ctx, run, version)
     except PlanError as exc:

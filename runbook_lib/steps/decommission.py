@@ -206,7 +206,7 @@ def verify(ctx: StepContext) -> StepResult:
     Interactively, before the button was clicked, this fails with "waiting for your confirmation".
     """
     env = ctx.legacy.find_environment(ctx.row.legacy_org, ctx.row.legacy_env)
-    decision = recorded_decision(ctx.ledger, ctx.row.legacy_slug, ctx.step)
+    decision = recorded_decision(ctx.ledger, ctx.row.legacy_slug, ctx.step, after_row=ctx.started_row_id)
     run = step5_evidence(ctx)
     record = final_backup(ctx)
     evidence: dict[str, Any] = {

@@ -193,7 +193,7 @@ def verify(ctx: StepContext) -> StepResult:
     Interactively, before the button was clicked, this fails with "waiting for your confirmation".
     """
     env = ctx.legacy.get_environment(ctx.row.legacy_org, ctx.row.legacy_env)
-    decision = recorded_decision(ctx.ledger, ctx.row.legacy_slug, ctx.step)
+    decision = recorded_decision(ctx.ledger, ctx.row.legacy_slug, ctx.step, after_row=ctx.started_row_id)
     evidence: dict[str, Any] = {"vcs": env.get("vcs"), "previous_vcs": previous_link(ctx),
                                 "unlink_via": _opt(ctx, "unlink_via"), "confirmation": decision}
     vcs = env.get("vcs") or {}

@@ -1,0 +1,256 @@
+"""Steps 4-6 as library calls against a sandbox of their own (they unlink, push and delete legacy objects).
+
+Each environment goes through steps 1-3 first (the API path), then:
+- a Terraform 0.11 workspace with the atlas target, an environment without a backend block in git;
+- a Terraform 1.x workspace with the cloud target (its configuration made 1.x-ready first);
+- a drifted environment (the workspace's variable differs): step 5 fails, the legacy environment stays,
+  step 6 refuses without sending a DELETE, and `commit_verify.recover` takes the way back;
+- the refusals: step 4 before the state moved, step 5 while the legacy link exists, step 6 without
+  evidence or confirmation.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from runbook_lib import gates, git
+from runbook_lib.context import StepContext
+from runbook_lib.errors import GateError, StepError
+from runbook_lib.legacy import LegacyClient
+from runbook_lib.sandbox import Sandbox
+from runbook_lib.sandbox.rehearsal import batch_environ, batch_parameters
+from runbook_lib.settings import Settings
+from runbook_lib.steps import commit_verify, decommission, legacy_vcs, organization, state_migration, workspaces
+from runbook_lib.tfe import TfeClient
+
+LEGACY_ORG = "acme-legacy"
+NEW_ORG = "acme"
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """A seeded sandbox of this module's own, its variables in os.environ for the module."""
+    with Sandbox(tmp_path_factory.mktemp("sandbox-4-6"), seed=6, tls=True) as sb:
+        with pytest.MonkeyPatch.context() as mp:
+            for name, value in batch_environ(sb.env).items():
+                mp.setenv(name, value)
+            yield sb
+
+
+@pytest.fixture(scope="module")
+def audit(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("runs")
+
+
+def _ctx(sandbox: Sandbox, audit: Path, step: str, env: str, **options) -> StepContext:
+    base = dict(legacy_org=LEGACY_ORG, legacy_env=env, new_org=NEW_ORG, mode="apply", audit_root=str(audit),
+                interactive=False)
+    base.update(options)
+    return StepContext.create(step=step, **base)
+
+
+def _migrate(sandbox: Sandbox, audit: Path, env: str, *, terraform_version: str = "") -> None:
+    """Steps 1-3 for one environment (API path), each verified."""
+    params = batch_parameters(sandbox.env)
+    for step, module, extra in [
+            ("01_create_organization", organization, params),
+            ("02_create_workspaces", workspaces, dict(params, accept_empty_sensitive=True,
+                                                      terraform_version=terraform_version)),
+            ("03_migrate_state", state_migration, {})]:
+        ctx = _ctx(sandbox, audit, step, env, **extra)
+        module.apply(ctx)
+        ctx.conclude(module.verify(ctx))
+
+
+def _gated(ctx: StepContext, action: str, module) -> object:
+    return gates.guard(action, ctx.row.legacy_slug, confirm=ctx.confirm, interactive=ctx.interactive, run=module.apply,
+                       args=(ctx,), summary=module.plan(ctx), ledger=ctx.ledger, environment=ctx.row.legacy_slug,
+                       step=ctx.step)
+
+
+def _step4(sandbox, audit, env):
+    ctx = _ctx(sandbox, audit, "04_disable_legacy_vcs", env, confirm=f"unlink {LEGACY_ORG}/{env}")
+    _gated(ctx, "unlink", legacy_vcs)
+    return ctx.conclude(legacy_vcs.verify(ctx))
+
+
+def _step5(sandbox, audit, env, **options):
+    ctx = _ctx(sandbox, audit, "05_commit_and_verify", env, wait_timeout=120, **options)
+    commit_verify.apply(ctx)
+    return ctx, commit_verify.verify(ctx)
+
+
+def _legacy() -> LegacyClient:
+    return LegacyClient(Settings.from_env(), read_only=True)
+
+
+def _tfe() -> TfeClient:
+    return TfeClient(Settings.from_env(), read_only=True)
+
+
+def _make_1x_ready(env: str) -> None:
+    """Commit the configuration's 1.x syntax (legacy still linked: its run must end before step 3)."""
+    legacy = _legacy()
+    vcs = legacy.get_environment(LEGACY_ORG, env)["vcs"]
+    with tempfile.TemporaryDirectory() as scratch:
+        path = git.clone(git.repo_url(vcs["repo"]), Path(scratch) / "r", vcs["branch"])
+        main = path / vcs["working_directory"] / "main.tf"
+        main.write_text(main.read_text().replace("triggers {", "triggers = {"))
+        git.commit_all(path, "Terraform 1.x syntax: triggers is an argument")
+        git.push(path, vcs["branch"])
+    deadline = time.monotonic() + 120
+    while legacy.get_environment(LEGACY_ORG, env).get("current_run"):
+        assert time.monotonic() < deadline, "the legacy run of the 1.x-syntax commit did not finish"
+        time.sleep(0.5)
+
+
+def test_steps_4_6_terraform_011_atlas_without_backend_in_git(sandbox, audit):
+    env = "web.prod"  # no backend block in git; a period in the name
+    _migrate(sandbox, audit, env)
+    four = _step4(sandbox, audit, env)
+    assert four.evidence["previous_vcs"]["repo"] == "acme-legacy/web"
+    assert _legacy().get_environment(LEGACY_ORG, env)["vcs"] is None
+
+    ctx, five = _step5(sandbox, audit, env, backend_target="atlas")
+    assert five.passed, five.summary
+    ev = five.evidence
+    assert ev["plan"] == {"add": 0, "change": 0, "destroy": 0} and ev["plan_source"] == "text"
+    assert ev["run_commit"] == ev["commit"] and ev["legacy_runs_after_push"] == []
+    assert not _tfe().get_workspace(NEW_ORG, "web-prod").get("locked")
+    ctx.conclude(five)
+    assert five.table.empty  # 0.11 prints "No changes" and no resource lines
+    # What was pushed: a new file with the atlas block naming the workspace, and nothing else.
+    with tempfile.TemporaryDirectory() as scratch:
+        path = git.clone(git.repo_url("acme-legacy/web"), Path(scratch) / "r")
+        assert git.head(path) == ev["commit"]
+        assert 'name = "acme/web-prod"' in (path / "legacy_backend.tf").read_text()
+        assert "Migrate acme-legacy/web.prod" in git.run(["log", "-1", "--format=%B"], path)
+        assert not list(path.rglob("*.bak*"))
+
+    again = _ctx(sandbox, audit, "05_commit_and_verify", env)  # a second apply adopts the push
+    mark = sandbox.log_mark()
+    assert "adopted" in commit_verify.apply(again).iloc[0]["result"]
+    assert [r for r in sandbox.request_log(since=mark) if r["method"] in WRITES] == []
+    assert again.conclude(commit_verify.verify(again)).evidence["run_id"] == ev["run_id"]
+
+    six = _ctx(sandbox, audit, "06_delete_legacy_environment", env, confirm=f"delete {LEGACY_ORG}/{env}")
+    decommission.check_ready(six)
+    _gated(six, "delete", decommission)
+    result = six.conclude(decommission.verify(six))
+    assert _legacy().find_environment(LEGACY_ORG, env) is None
+    backup = result.evidence["final_backup"]
+    assert backup["matches_step3"] is True
+    assert oct((audit / backup["file"]).stat().st_mode & 0o777) == "0o600"
+    assert result.evidence["confirmation"]["via"] == "parameter"
+
+
+def test_steps_4_6_terraform_1x_cloud_block(sandbox, audit):
+    env = "network-prod"
+    _make_1x_ready(env)
+    _migrate(sandbox, audit, env, terraform_version="1.15.5")
+    _step4(sandbox, audit, env)
+    ctx, five = _step5(sandbox, audit, env, backend_target="cloud")
+    assert five.passed, five.summary
+    assert five.evidence["plan_source"] == "json" and five.evidence["plan"] == {"add": 0, "change": 0, "destroy": 0}
+    ctx.conclude(five)
+    with tempfile.TemporaryDirectory() as scratch:
+        path = git.clone(git.repo_url("acme-legacy/infrastructure"), Path(scratch) / "r")
+        text = (path / "network" / "prod" / "backend.tf").read_text()
+        assert "cloud {" in text and 'organization = "acme"' in text and "atlas" not in text
+
+    six = _ctx(sandbox, audit, "06_delete_legacy_environment", env, confirm=f"delete {LEGACY_ORG}/{env}")
+    _gated(six, "delete", decommission)
+    assert six.conclude(decommission.verify(six)).evidence["deleted"] is True
+
+
+def test_steps_4_6_drift_fails_step6_refuses_and_recovery_restores(sandbox, audit):
+    env = "dns-prod"
+    _migrate(sandbox, audit, env)
+    # Drift: the workspace's variable differs from the legacy one, so the plan replaces resources.
+    tfe = TfeClient(Settings.from_env())
+    ws = tfe.get_workspace(NEW_ORG, env)
+    var = next(v for v in tfe.list_variables(ws.id) if v.get("key") == "zone")
+    tfe.update_variable(ws.id, var.id, {"value": "drifted.example"})
+    legacy_before = _legacy().get_state(LEGACY_ORG, env)
+    _step4(sandbox, audit, env)
+
+    ctx, five = _step5(sandbox, audit, env)
+    assert not five.passed and "shows changes" in five.summary
+    assert five.evidence["has_changes"] is True and five.evidence["plan"]["change"] + five.evidence["plan"]["add"] > 0
+    assert "replace" in set(five.table["action"]) or "update" in set(five.table["action"])
+    with pytest.raises(StepError, match="shows changes"):
+        ctx.conclude(five)
+    # The legacy environment is intact: still there, same state.
+    assert _legacy().get_state(LEGACY_ORG, env).md5 == legacy_before.md5
+
+    # Step 6 refuses, with and without confirmation, and sends no DELETE.
+    mark = sandbox.log_mark()
+    six = _ctx(sandbox, audit, "06_delete_legacy_environment", env, confirm=f"delete {LEGACY_ORG}/{env}")
+    assert "refuse" not in set(decommission.plan(six)["action"])  # waits for step 5 rather than conflicts
+    with pytest.raises(StepError, match="no PASS of step 05_commit_and_verify.*latest run there failed"):
+        decommission.check_ready(six)
+    with pytest.raises(StepError, match="nothing changed"):
+        _gated(six, "delete", decommission)
+    unconfirmed = _ctx(sandbox, audit, "06_delete_legacy_environment", env)
+    with pytest.raises(StepError, match="evidence: .*confirmation: set confirm = 'delete acme-legacy/dns-prod'"):
+        decommission.check_ready(unconfirmed)
+    with pytest.raises(GateError, match="not confirmed"):
+        _gated(unconfirmed, "delete", decommission)
+    assert [r for r in sandbox.request_log(since=mark) if r["method"] == "DELETE"] == []
+    assert _legacy().find_environment(LEGACY_ORG, env) is not None
+
+    # The way back, planned then taken (and taken again: nothing more to do).
+    planned = commit_verify.recovery(ctx, five)
+    assert list(planned["action"]) == ["update", "update", "update", "update"]
+    done = commit_verify.recover(ctx)
+    assert list(done["object"]) == ["run", "workspace lock", "commit", "legacy vcs link"]
+    env_after = _legacy().get_environment(LEGACY_ORG, env)
+    assert env_after["vcs"] == {"repo": "acme-legacy/dns", "branch": "master", "working_directory": ""}
+    ws_after = _tfe().get_workspace_by_id(ws.id)
+    assert ws_after.get("locked") is True
+    assert _tfe().get_run(five.evidence["run_id"]).get("status") == "discarded"
+    with tempfile.TemporaryDirectory() as scratch:
+        path = git.clone(git.repo_url("acme-legacy/dns"), Path(scratch) / "r")
+        assert f"This reverts commit {five.evidence['commit']}" in git.run(["log", "-1", "--format=%B"], path)
+        assert not (path / "legacy_backend.tf").exists()  # dns has no backend block in git: back to that
+    assert [r for r in _legacy().list_runs(LEGACY_ORG, env) if r["commit_sha"] == five.evidence["commit"]] == []
+    assert ctx.ledger.latest(f"{LEGACY_ORG}/{env}", "05_commit_and_verify/recover").status == "passed"
+    assert commit_verify.recover(ctx).empty
+
+
+def test_steps_4_6_refusals_change_nothing(sandbox, audit):
+    env = "app-prod"
+    mark = sandbox.log_mark()
+    four = _ctx(sandbox, audit, "04_disable_legacy_vcs", env, confirm=f"unlink {LEGACY_ORG}/{env}")
+    with pytest.raises(StepError, match="step 4 refused, nothing changed"):
+        legacy_vcs.apply(four)   # before steps 2-3 the workspace holds no state
+    five = _ctx(sandbox, audit, "05_commit_and_verify", env)
+    with pytest.raises(StepError, match="step 5 refused, nothing pushed"):
+        commit_verify.apply(five)
+    assert [r for r in sandbox.request_log(since=mark) if r["method"] in WRITES] == []
+    assert _legacy().get_environment(LEGACY_ORG, env)["vcs"] is not None
+
+    _migrate(sandbox, audit, env)
+    with pytest.raises(StepError, match="still linked .*step 04 first"):
+        commit_verify.apply(_ctx(sandbox, audit, "05_commit_and_verify", env))
+    wrong = _ctx(sandbox, audit, "04_disable_legacy_vcs", env, confirm=f"unlink {LEGACY_ORG}/web.prod")
+    with pytest.raises(GateError, match="wrong confirmation"):
+        _gated(wrong, "unlink", legacy_vcs)
+    ui = _ctx(sandbox, audit, "04_disable_legacy_vcs", env, unlink_via="ui", confirm=f"unlink {LEGACY_ORG}/{env}")
+    with pytest.raises(StepError, match="still linked .*Integrations"):
+        _gated(ui, "unlink", legacy_vcs)   # the operator confirmed but did not unlink in the UI
+    assert _legacy().get_environment(LEGACY_ORG, env)["vcs"] is not None
+    assert "Version Control Integration" in legacy_vcs.ui_instructions(ui)
+    # Interactively, the verdict does not claim PASS before the click.
+    waiting = _ctx(sandbox, audit, "04_disable_legacy_vcs", env, interactive=True)
+    pending = _gated(waiting, "unlink", legacy_vcs)
+    assert isinstance(pending, gates.PendingGate)
+    assert "waiting for your confirmation" in legacy_vcs.verify(waiting).summary
+    pending.click()
+    assert pending.error is None and legacy_vcs.verify(waiting).passed
