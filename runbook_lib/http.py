@@ -23,6 +23,7 @@ Retry policy (see `RetryPolicy`):
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import ssl
@@ -39,6 +40,7 @@ from urllib3.util.retry import Retry
 
 from runbook_lib.errors import (
     ApiError,
+    ConfigError,
     AuthError,
     ConflictError,
     NotFoundError,
@@ -358,8 +360,12 @@ def error_from_exception(exc: requests.RequestException, *, method: str, url: st
     root = _root_cause(exc)
     maybe_applied = method not in IDEMPOTENT_METHODS
     if isinstance(exc, requests.exceptions.SSLError) or isinstance(root, ssl.SSLError):
-        message = (f"TLS verification failed for {host}: set the CA bundle (the ca_bundle setting, or "
-                   f"REQUESTS_CA_BUNDLE) to the PEM file of your private CA; verification is never turned off.")
+        # The verifier's own reason ("certificate has expired", "unable to get local issuer certificate")
+        # tells an expired CA from a wrong one; it never holds a secret.
+        reason = getattr(root, "verify_message", None) or getattr(root, "reason", None)
+        message = (f"TLS verification failed for {host}{f' ({reason})' if reason else ''}: set the CA bundle (the "
+                   f"ca_bundle setting, or REQUESTS_CA_BUNDLE) to the PEM file of your private CA, renewed if it "
+                   f"expired; verification is never turned off.")
     elif isinstance(exc, requests.exceptions.ConnectTimeout) or isinstance(root, ConnectTimeoutError) \
             and not isinstance(root, NewConnectionError):
         message = f"{method} {path} could not connect to {host} in time: check the address and the network."
@@ -426,6 +432,9 @@ class ApiSession:
         self._count_lock = threading.Lock()
         self.timeout = (settings.connect_timeout, settings.read_timeout)
         # TLS is always verified: the system store, or the private CA's bundle when one is configured.
+        if settings.ca_bundle and not os.path.isfile(settings.ca_bundle):
+            raise ConfigError(f"the CA bundle {settings.ca_bundle} does not exist; point REQUESTS_CA_BUNDLE (or the "
+                              f"ca_bundle parameter) at the PEM file of the CA that signed {self.host}'s certificate.")
         self.verify: str | bool = settings.ca_bundle or True
         self._session = requests.Session()
         adapter = _LimitedAdapter(self.rate_limiter, max_retries=self.retry_policy.build())
