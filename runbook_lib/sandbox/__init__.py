@@ -10,6 +10,10 @@ for every new `pending` run (`("legacy"|"tfe", run_id)`); runs and plans are sto
 fields (`Store.update_run`, `Store.update_plan`, `Store.update_legacy_run`); configuration tarballs are
 in `Store.configuration_tarball`; git repositories live under `<data>/git/<org>/<repo>.git`; each
 workspace's webhook URL is `<address>/webhooks/vcs/<workspace id>` (not served yet).
+
+Issue 4 built on them: `vcs` (push hooks, the `/_sandbox/vcs/push` webhook, what a push starts),
+`runner` (the run worker pool: real terraform plan/apply), `runs_api` (apply/discard/cancel, ingress
+attributes, run settings). Contract: docs/sandbox-vcs-runs.md.
 """
 
 from runbook_lib.sandbox.control import Sandbox, read_env_file

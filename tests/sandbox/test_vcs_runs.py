@@ -326,8 +326,16 @@ def test_a_run_that_exceeds_the_timeout_ends_errored(fresh_sandbox: Sandbox, tmp
     assert _plan(api, retried)["attributes"]["resource-additions"] == 1
 
 
-def test_runs_survive_a_restart(fresh_sandbox: Sandbox, tmp_path: Path):
-    sandbox = fresh_sandbox
+def test_runs_survive_a_restart_and_seeded_history_is_never_executed(tmp_path: Path):
+    with Sandbox(tmp_path / "sandbox", seed=3) as sandbox:
+        _restart_requeues(sandbox, tmp_path)
+        # app-staging's seeded run "in progress" is history, not a job: still planning after the restart
+        legacy = Api(sandbox, legacy=True)
+        in_progress = [r for r in legacy_runs(legacy, "app-staging") if r["status"] == "planning"]
+        assert len(in_progress) == 1 and sandbox.store.run_job(in_progress[0]["id"]) is None
+
+
+def _restart_requeues(sandbox: Sandbox, tmp_path: Path) -> None:
     api = Api(sandbox)
     sandbox.create_repository("platform/tiny")
     org, token_id = new_org_with_vcs(api)
