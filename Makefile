@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m runbook_lib.cli doctor
+	$(PY) -m runbook_lib.cli demo
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -16,6 +16,9 @@ on an environment another batch holds; the workspace lock taken in step 2 guards
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -130,6 +133,23 @@ def _attempt_path(target: Path) -> None:
     html = target.with_suffix(".html")
     if html.exists():
         html.rename(aside.with_suffix(".html"))
+
+
+def _private_kernel_manager(socket_dir: str) -> type:
+    """A kernel manager whose kernel talks over unix sockets in `socket_dir` (mode 0700) instead of TCP.
+
+    Over TCP, another local user could connect to or listen on a kernel's loopback ports (ipykernel
+    warns about it); the batch's kernels see tokens in their environment and state in their outputs.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class PrivateKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.transport = "ipc"
+            self.ip = os.path.join(socket_dir, "kernel")
+
+    return PrivateKernelManager
 
 
 def _error_text(exc: BaseException) -> str:
@@ -266,14 +286,18 @@ class BatchRunner:
         before = ledger.latest(row.legacy_slug, step, self.mode)
         started = time.monotonic()
         error = None
+        socket_dir = tempfile.mkdtemp(prefix="tfe-runbook-kernel-")  # short path: unix sockets allow ~100 chars
         try:
             papermill.execute_notebook(str(self.notebooks_dir / f"{step}.ipynb"), str(target),
                                        parameters=self._parameters(row, step), progress_bar=False,
-                                       kernel_name="python3", execution_timeout=self.execution_timeout)
+                                       kernel_name="python3", execution_timeout=self.execution_timeout,
+                                       kernel_manager_class=_private_kernel_manager(socket_dir))
         except PapermillExecutionError as exc:
             error = _error_text(exc)
         except (RuntimeError, OSError) as exc:  # kernel died or could not start: still a failed step
             error = _error_text(exc)
+        finally:
+            shutil.rmtree(socket_dir, ignore_errors=True)
         seconds = time.monotonic() - started
         notebook = target if target.exists() else None
         sha = audit.sha256_file(notebook) if notebook else None

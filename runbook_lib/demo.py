@@ -49,20 +49,22 @@ def _say(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
 
-def _clear_blockers(legacy: LegacyClient, org: str, environments, timeout: float = 120) -> None:
-    """Lift what keeps environments from migrating, as the operator would after asking their owners."""
+def _clear_blockers(sandbox: Sandbox, legacy: LegacyClient, org: str, environments) -> None:
+    """Lift what keeps environments from migrating, as the operator would after asking their owners.
+
+    The seeded "run in progress" never ends by itself; where a real operator waits for the legacy run
+    to finish (or discards it in the legacy UI), the demo has the sandbox finish it.
+    """
     for row in environments.to_dict("records"):
         name = row["environment"].split("/", 1)[1]
         if row["locked"]:
             print(f"{row['environment']}: locked by {row['locked_by']}; the demo lifts the lock")
             legacy.unlock(org, name)
-        if isinstance(row["run_in_progress"], str) and row["run_in_progress"]:
-            print(f"{row['environment']}: run {row['run_in_progress']} in progress; waiting for it to finish")
-            deadline = time.monotonic() + timeout
-            while legacy.get_environment(org, name).get("current_run"):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{row['environment']}'s legacy run did not finish in {timeout:.0f}s")
-                time.sleep(1)
+        run_id = row["run_in_progress"]
+        if isinstance(run_id, str) and run_id:
+            print(f"{row['environment']}: legacy run {run_id} in progress; the sandbox finishes it "
+                  f"(on a real host: wait for it, or discard it in the legacy UI)")
+            sandbox.store.update_legacy_run(run_id, status="planned_and_finished")
 
 
 def run_demo(out: str | Path = "runs", environments: int = 8, jobs: int = 2) -> DemoResult:
@@ -93,12 +95,13 @@ def run_demo(out: str | Path = "runs", environments: int = 8, jobs: int = 2) -> 
 
         _say("3. Clearing the blockers the inventory found; sensitive values for the rehearsal")
         legacy = LegacyClient(Settings.from_env())
-        _clear_blockers(legacy, org, report.environments)
-        for env in report.environments["environment"]:
-            for var in legacy.get_variables(org, env.split("/", 1)[1]):
-                if var.get("sensitive"):
-                    os.environ[f"TFE_RUNBOOK_VAR_{var['key']}"] = f"rehearsal-{var['key'].lower()}"
-                    print(f"{env}: sensitive {var['category']} variable {var['key']} from $TFE_RUNBOOK_VAR_{var['key']}")
+        _clear_blockers(sandbox, legacy, org, report.environments)
+        # An operator takes sensitive values from their own secret store; the sandbox's is its seed.
+        for spec in sandbox.seeded_environments():
+            for var in spec.variables:
+                if var.sensitive:
+                    os.environ[f"TFE_RUNBOOK_VAR_{var.key}"] = var.value
+                    print(f"{org}/{spec.name}: sensitive variable {var.key} from $TFE_RUNBOOK_VAR_{var.key}")
 
         _say("4. Confirmations for the destructive steps")
         rows = mapping.read_csv(Path(report.mapping_csv))

@@ -15,6 +15,7 @@ from runbook_lib.errors import RunbookError
 
 # Sub-command modules, in the order `--help` lists them.
 COMMAND_MODULES = [
+    "runbook_lib.cli.demo",
     "runbook_lib.cli.info",
     "runbook_lib.cli.batch",
     "runbook_lib.cli.backend",
