@@ -46,7 +46,7 @@ import tarfile
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +118,6 @@ class PlanOutcome:
     json_output: bytes | None = None
     cwd: Path | None = None
     binary: str = ""
-    env: dict[str, str] = field(default_factory=dict)
 
 
 class Runner:
@@ -587,7 +586,7 @@ class Runner:
             if plan.returncode not in (0, 2):
                 raise RunFailed(f"terraform plan failed with exit code {plan.returncode}")
             outcome = PlanOutcome(ok=True, log="".join(log_parts), has_changes=plan.returncode == 2, cwd=cwd,
-                                  binary=binary, env=env)
+                                  binary=binary)
             if legacy:
                 try:
                     parsed = parse_plan_text(plan.stdout)
@@ -611,11 +610,7 @@ class Runner:
             outcome.additions, outcome.changes = parsed.additions, parsed.changes_count
             outcome.destructions = parsed.destructions
             return outcome
-        except RunTimedOut as exc:
-            return PlanOutcome(ok=False, log="".join(log_parts) + f"\nError: {exc}\n")
-        except RunFailed as exc:
-            return PlanOutcome(ok=False, log="".join(log_parts) + f"\nError: {exc}\n")
-        except TerraformError as exc:  # a missing binary
+        except (RunFailed, TerraformError) as exc:  # TerraformError here: a bundled binary is missing
             return PlanOutcome(ok=False, log="".join(log_parts) + f"\nError: {exc}\n")
 
     def _state_for_1x(self, state: bytes, run_dir: Path, binary: str, env: dict[str, str], deadline: float) -> bytes:

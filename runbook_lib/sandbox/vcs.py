@@ -23,6 +23,7 @@ import hmac
 import json
 import os
 import secrets
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,8 +212,7 @@ def archive(bare: Path, sha: str) -> bytes:
     Raises:
         GitError: unknown commit.
     """
-    import subprocess  # a binary stdout: runbook_lib.git.run decodes text
-
+    # Not runbook_lib.git.run: the archive is binary, and that helper decodes text.
     proc = subprocess.run(["git", "archive", "--format=tar.gz", sha], cwd=str(bare), capture_output=True,
                           timeout=120, check=False)
     if proc.returncode != 0:
