@@ -291,7 +291,10 @@ class BatchRunner:
             papermill.execute_notebook(str(self.notebooks_dir / f"{step}.ipynb"), str(target),
                                        parameters=self._parameters(row, step), progress_bar=False,
                                        kernel_name="python3", execution_timeout=self.execution_timeout,
-                                       kernel_manager_class=_private_kernel_manager(socket_dir))
+                                       kernel_manager_class=_private_kernel_manager(socket_dir),
+                                       # jupyter_client interrupts every kernel it shuts down, and ipykernel
+                                       # logs that as an ERROR line; cell errors reach the notebook anyway.
+                                       extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
         except PapermillExecutionError as exc:
             error = _error_text(exc)
         except (RuntimeError, OSError) as exc:  # kernel died or could not start: still a failed step
