@@ -44,6 +44,9 @@ STEPS: tuple[str, ...] = (
 )
 # The action each gated step asks to confirm (see runbook_lib.gates).
 GATED_ACTIONS = {"04_disable_legacy_vcs": "unlink", "06_delete_legacy_environment": "delete"}
+# Errors a step may meet when a host is briefly unwell (after the transport's own retries); the step is
+# idempotent, so running it again is safe. Refusals, conflicts and failed verifications are never retried.
+TRANSIENT_ERRORS = ("ServerError", "TransportError", "RateLimitedError")
 
 
 def select_steps(spec: str, steps: Sequence[str] = STEPS) -> list[str]:
@@ -96,6 +99,7 @@ class StepOutcome:
     seconds: float = 0.0
     notebook: str | None = None
     error: str | None = None
+    error_type: str | None = None
 
 
 @dataclass
@@ -152,6 +156,13 @@ def _private_kernel_manager(socket_dir: str) -> type:
     return PrivateKernelManager
 
 
+def _error_type(exc: BaseException) -> str:
+    """The exception class name: raised in the kernel (papermill reports it) or in the runner."""
+    from papermill.exceptions import PapermillExecutionError
+
+    return exc.ename if isinstance(exc, PapermillExecutionError) else type(exc).__name__
+
+
 def _error_text(exc: BaseException) -> str:
     from papermill.exceptions import PapermillExecutionError
 
@@ -185,13 +196,17 @@ class BatchRunner:
         confirm_lines: confirmations from the confirm file.
         notebooks_dir: where the step notebooks are.
         execution_timeout: seconds a single cell may run.
-        on_step: called with each StepOutcome as it finishes (progress display).
+        on_step: called with each StepOutcome as it finishes (progress display), and with a
+            "retrying" outcome before a transient failure is run again.
+        transient_retries: how often a step that failed on a transient API error (TRANSIENT_ERRORS)
+            is run again at once; its earlier attempt's notebook is kept.
     """
 
     def __init__(self, rows: Sequence[MappingRow], steps: Sequence[str], *, mode: str, out: str | Path,
                  batch_id: str, jobs: int = 1, parameters: Mapping[str, Any] | None = None,
                  confirm_lines: Sequence[str] = (), notebooks_dir: str | Path = NOTEBOOKS_DIR,
-                 execution_timeout: int = 1800, on_step: Callable[[StepOutcome], None] | None = None) -> None:
+                 execution_timeout: int = 1800, on_step: Callable[[StepOutcome], None] | None = None,
+                 transient_retries: int = 2) -> None:
         if mode not in ("plan", "apply"):
             raise RunbookError(f"--mode must be plan or apply, not {mode!r}.")
         self.rows, self.steps, self.mode = list(rows), list(steps), mode
@@ -203,6 +218,7 @@ class BatchRunner:
         self.notebooks_dir = Path(notebooks_dir)
         self.execution_timeout = execution_timeout
         self.on_step = on_step
+        self.transient_retries = max(0, int(transient_retries))
         self._lock = threading.Lock()
         missing = [s for s in self.steps if not (self.notebooks_dir / f"{s}.ipynb").is_file()]
         if missing:
@@ -257,6 +273,14 @@ class BatchRunner:
                 outcome = StepOutcome(row.legacy_slug, step, "skipped")
             else:
                 outcome = self._run_step(row, step, ledger)
+                for _ in range(self.transient_retries):
+                    if outcome.status == "passed" or outcome.error_type not in TRANSIENT_ERRORS:
+                        break
+                    if self.on_step:
+                        with self._lock:
+                            self.on_step(StepOutcome(row.legacy_slug, step, "retrying", outcome.seconds,
+                                                     outcome.notebook, outcome.error, outcome.error_type))
+                    outcome = self._run_step(row, step, ledger)
                 blocked = outcome.status != "passed"
             outcomes.append(outcome)
             if self.on_step:
@@ -285,7 +309,7 @@ class BatchRunner:
         _attempt_path(target)
         before = ledger.latest(row.legacy_slug, step, self.mode)
         started = time.monotonic()
-        error = None
+        error = error_type = None
         socket_dir = tempfile.mkdtemp(prefix="tfe-runbook-kernel-")  # short path: unix sockets allow ~100 chars
         try:
             papermill.execute_notebook(str(self.notebooks_dir / f"{step}.ipynb"), str(target),
@@ -295,10 +319,8 @@ class BatchRunner:
                                        # jupyter_client interrupts every kernel it shuts down, and ipykernel
                                        # logs that as an ERROR line; cell errors reach the notebook anyway.
                                        extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
-        except PapermillExecutionError as exc:
-            error = _error_text(exc)
-        except (RuntimeError, OSError) as exc:  # kernel died or could not start: still a failed step
-            error = _error_text(exc)
+        except (PapermillExecutionError, RuntimeError, OSError) as exc:  # RuntimeError/OSError: the kernel died
+            error, error_type = _error_text(exc), _error_type(exc)
         finally:
             shutil.rmtree(socket_dir, ignore_errors=True)
         seconds = time.monotonic() - started
@@ -322,7 +344,8 @@ class BatchRunner:
                           notebook_sha256=sha)
         status = "passed" if fresh is not None and fresh.status == "passed" and error is None else "failed"
         return StepOutcome(row.legacy_slug, step, status, round(seconds, 2),
-                           str(notebook) if notebook else None, error if status == "failed" else None)
+                           str(notebook) if notebook else None, error if status == "failed" else None,
+                           error_type if status == "failed" else None)
 
     def _write_evidence(self, result: BatchResult, ledger: Ledger) -> None:
         matrix: dict[str, dict[str, str]] = {}

@@ -65,9 +65,10 @@ def _run(args: argparse.Namespace) -> int:
     bar = tqdm(total=len(rows) * len(steps), unit="step", desc=batch_id, file=sys.stderr)
 
     def progress(outcome: batch.StepOutcome) -> None:
-        bar.update(1)
+        if outcome.status != "retrying":
+            bar.update(1)
         line = f"{outcome.status.upper():8} {outcome.environment} {outcome.step} ({outcome.seconds:.1f}s)"
-        if outcome.error and outcome.status == "failed":
+        if outcome.error and outcome.status in ("failed", "retrying"):
             line += f"\n         {outcome.error}\n         executed notebook: {outcome.notebook}"
         tqdm.write(line, file=sys.stderr)
 

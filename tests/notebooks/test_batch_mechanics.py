@@ -32,6 +32,11 @@ marker = control / f"{legacy_env}-{STEP}.fail"
 (control / f"{legacy_env}-{STEP}.ran").open("a").write("x")
 if (control / f"{legacy_env}-{STEP}.crash").exists():
     raise RuntimeError("simulated crash before the verdict")
+transient = control / f"{legacy_env}-{STEP}.transient"
+if transient.exists():
+    transient.unlink()
+    from runbook_lib.errors import ServerError
+    raise ServerError("GET /api/v2/x answered 503 Service Unavailable")
 ctx.conclude(StepResult(not marker.exists(), "simulated step", {"confirm": confirm}))
 """
 
@@ -148,3 +153,19 @@ def test_step_selection():
 def test_unknown_parameter_is_refused(setup):
     with pytest.raises(RunbookError, match="unknown notebook parameter.*migraton_path"):
         _runner(setup, parameters={"control_dir": "x", "migraton_path": "cli"})
+
+
+def test_transient_api_error_is_retried_and_other_failures_are_not(setup):
+    notebooks, control, rows, out = setup
+    (control / "a-01_beta.transient").touch()
+    (control / "b.x-01_beta.fail").touch()
+    seen = []
+    result = _runner(setup, on_step=seen.append).run()
+    statuses = {(o.environment, o.step): o.status for o in result.outcomes}
+    assert statuses[("acme-legacy/a", "01_beta")] == "passed"
+    assert statuses[("acme-legacy/a", "02_gamma")] == "passed"
+    assert statuses[("acme-legacy/b.x", "01_beta")] == "failed"  # a verification failure: not retried
+    retries = [(o.environment, o.step, o.error_type) for o in seen if o.status == "retrying"]
+    assert retries == [("acme-legacy/a", "01_beta", "ServerError")]
+    assert (control / "b.x-01_beta.ran").read_text() == "x"
+    assert (out / "b1" / "acme-legacy__a" / "01_beta.attempt-1.ipynb").is_file()
