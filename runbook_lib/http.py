@@ -57,7 +57,9 @@ T = TypeVar("T")
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-RETRY_STATUSES = (429, 502, 503, 504)
+# 500 is retried too, for idempotent methods only: a read or a same-bytes PUT cannot do harm twice, and
+# load balancers in front of TFE answer 500 for passing trouble as well.
+RETRY_STATUSES = (429, 500, 502, 503, 504)
 #: The share of the server's X-RateLimit-Limit the client allows itself. go-tfe uses 0.66; during a migration
 #: window the runbook is the token's main user and a batch of hundreds of environments is bound by this rate,
 #: so it keeps 10% headroom for the operator's own terraform runs (30/s -> 27/s) instead of a third.
@@ -522,31 +524,37 @@ class ApiSession:
 
 
 
-def create_or_adopt(create: Callable[[], T], read_back: Callable[[], T | None]) -> T:
+def create_or_adopt(create: Callable[[], T], read_back: Callable[[], T | None], *, attempts: int = 3) -> T:
     """Send a create (a POST, never retried by the transport) and resolve an ambiguous outcome by reading back.
 
     A 5xx answer or a connection lost after sending leaves it unknown whether the server created the
     object. Instead of sending the POST again blindly, read back: if the object exists it is adopted
-    (its ``adopted`` attribute, where it has one, is set to True), otherwise the original error is raised
+    (its ``adopted`` attribute, where it has one, is set to True). If it does not, the server provably did
+    not act, so the create is sent again, up to ``attempts`` times in all; then the last error is raised
     and nothing was created.
 
     Args:
         create: sends the POST and returns the created object.
         read_back: returns the object if it exists now, else None.
+        attempts: how many times the create may be sent, each after a read-back proved it absent.
 
     Returns:
         What ``create`` returned, or the adopted object.
 
     Raises:
-        ServerError, TransportError: the outcome was ambiguous and the object does not exist.
+        ServerError, TransportError: every attempt was ambiguous and the object does not exist.
         ApiError: any other answer of ``create`` or ``read_back``.
     """
-    try:
-        return create()
-    except (ServerError, TransportError) as ambiguous:
-        existing = read_back()
-        if existing is None:
-            raise ambiguous
-        if hasattr(existing, "adopted"):
-            existing.adopted = True
-        return existing
+    for attempt in range(1, max(1, attempts) + 1):
+        try:
+            return create()
+        except (ServerError, TransportError) as ambiguous:
+            existing = read_back()
+            if existing is not None:
+                if hasattr(existing, "adopted"):
+                    existing.adopted = True
+                return existing
+            if attempt >= attempts:
+                raise ambiguous
+            time.sleep(min(2.0, 0.2 * 2 ** (attempt - 1)) * (0.5 + random.random()))
+    raise AssertionError("unreachable")  # the loop returns or raises

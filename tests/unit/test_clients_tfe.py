@@ -178,11 +178,19 @@ def test_create_that_may_have_happened_is_read_back_and_adopted(tfe_server, faul
     assert tfe_server.count("POST") == 1  # read back, never posted twice
 
 
-def test_create_that_did_not_happen_raises_the_original_error(tfe_server):
+def test_create_that_did_not_happen_is_sent_again_after_the_read_back(tfe_server):
     tfe_server.then(Reply(503, {"errors": [{"title": "maintenance"}]}))
+    ws = client(tfe_server).create_workspace("acme", "web")
+    assert not ws.adopted and ws["name"] == "web"
+    assert tfe_server.count("POST") == 2  # the second only after a read-back proved the first did nothing
+
+
+def test_create_that_never_happens_raises_after_three_proven_failures(tfe_server):
+    app = tfe_server.tfe
+    tfe_server.app = lambda req: Reply(503, {"errors": [{"title": "maintenance"}]}) if req.method == "POST" else app(req)
     with pytest.raises(errors.ServerError, match="maintenance"):
         client(tfe_server).create_workspace("acme", "web")
-    assert tfe_server.count("POST") == 1 and "web" not in tfe_server.tfe.workspaces
+    assert tfe_server.count("POST") == 3 and "web" not in tfe_server.tfe.workspaces
 
 
 def test_create_organization_adopts_visible_existing(tfe_server):
