@@ -1,7 +1,8 @@
 """Batch runs: the runbook's notebooks through papermill, per environment, resumable.
 
 For each environment of the mapping, the step notebooks run in order, each only after its
-predecessor passed; environments run in parallel (`jobs`). Every executed notebook lands in the audit
+predecessor passed; environments run in parallel (`jobs`), phase by phase (see PHASE_ENDS): 0-3 for every
+environment, then 4-5, then 6. Every executed notebook lands in the audit
 trail (`runs/<batch>/<org>__<env>/NN_<step>.ipynb` plus an HTML copy); an earlier attempt of the
 same step is kept beside it with its attempt number, so a retry never erases evidence.
 
@@ -44,6 +45,17 @@ STEPS: tuple[str, ...] = (
 )
 # The action each gated step asks to confirm (see runbook_lib.gates).
 GATED_ACTIONS = {"04_disable_legacy_vcs": "unlink", "06_delete_legacy_environment": "delete"}
+# Steps run in phases (PHASE_ENDS): every environment finishes a phase before any starts the next. Workspaces get their
+# state (0-3) before any configuration is cut over (4-5), so a cut-over can repoint `terraform_remote_state`
+# sources to workspaces that already hold the state they read; and no legacy environment is deleted (6)
+# before every cut-over of the batch has run, since others may still read its state.
+PHASE_ENDS = (3, 5, 6)  # by step number: 00-03, 04-05, 06
+
+
+def phase_of(step: str) -> int:
+    """The phase of a step notebook, from its number prefix (`03_migrate_state` -> 0)."""
+    number = int(step.split("_", 1)[0]) if step[:2].isdigit() else 0
+    return next((i for i, end in enumerate(PHASE_ENDS) if number <= end), len(PHASE_ENDS) - 1)
 # Errors a step may meet when a host is briefly unwell (after the transport's own retries); the step is
 # idempotent, so running it again is safe. Refusals, conflicts and failed verifications are never retried.
 TRANSIENT_ERRORS = ("ServerError", "TransportError", "RateLimitedError")
@@ -253,9 +265,20 @@ class BatchRunner:
                     raise LedgerError(f"another batch is working on {row.legacy_slug} (lock {lock.lock_file}); "
                                       f"wait for it to finish or leave this environment out with --env.") from exc
                 locks.append(lock)
+            stopped: set[str] = set()  # environments with a step that did not pass: later phases are blocked
+            outcomes_by_env: dict[str, list[StepOutcome]] = {row.legacy_slug: [] for row in self.rows}
             with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-                for outcomes in pool.map(lambda r: self._run_environment(r, ledger), self.rows):
-                    result.outcomes.extend(outcomes)
+                for phase in range(len(PHASE_ENDS)):
+                    steps = [step for step in self.steps if phase_of(step) == phase]
+                    if not steps:
+                        continue
+                    for row, outcomes in zip(self.rows, pool.map(
+                            lambda r: self._run_environment(r, ledger, steps, r.legacy_slug in stopped), self.rows)):
+                        outcomes_by_env[row.legacy_slug].extend(outcomes)
+                        if any(o.status not in ("passed", "skipped") for o in outcomes):
+                            stopped.add(row.legacy_slug)
+            for row in self.rows:
+                result.outcomes.extend(outcomes_by_env[row.legacy_slug])
         finally:
             for lock in locks:
                 lock.release()
@@ -263,10 +286,10 @@ class BatchRunner:
         self._write_evidence(result, ledger)
         return result
 
-    def _run_environment(self, row: MappingRow, ledger: Ledger) -> list[StepOutcome]:
+    def _run_environment(self, row: MappingRow, ledger: Ledger, steps: Sequence[str],
+                         blocked: bool) -> list[StepOutcome]:
         outcomes: list[StepOutcome] = []
-        blocked = False
-        for step in self.steps:
+        for step in steps:
             if blocked:
                 outcome = StepOutcome(row.legacy_slug, step, "blocked", error="an earlier step did not pass")
             elif self.mode == "apply" and ledger.passed(row.legacy_slug, step, "apply"):

@@ -57,6 +57,7 @@ from runbook_lib.jsonapi import Resource
 from runbook_lib.plans import Plan, parse_plan_json, parse_plan_text
 from runbook_lib.steps import plan_frame, refusals
 from runbook_lib.steps.legacy_vcs import previous_link
+from runbook_lib.mapping import workspace_name_for
 from runbook_lib.steps.workspaces import lock_reason
 from runbook_lib.tfe import FINAL_RUN_STATUSES
 
@@ -152,6 +153,8 @@ class Checkout:
         message: what the rewrite did ("already points at ..." when nothing).
         changed: files were rewritten.
         diff: `git diff` of the rewrite (new files included).
+        remote_state: atlas `terraform_remote_state` sources repointed to migrated workspaces, and the
+            legacy environments the configuration still reads.
     """
 
     path: Path
@@ -160,6 +163,7 @@ class Checkout:
     message: str
     changed: bool
     diff: DiffText = field(default_factory=lambda: DiffText(""))
+    remote_state: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _hostname(ctx: StepContext) -> str:
@@ -197,14 +201,48 @@ def checkout(ctx: StepContext, source: Source) -> Iterator[Checkout]:
                                    hostname=None if target == "atlas" else _hostname(ctx))
         backups += hcl.apply_rewrite(rewrite, backup=True).backups
         messages.append(rewrite.message)
+        repointed = migrated_remote_state_sources(ctx, root)
+        for legacy_source, new_source in repointed:
+            moved = hcl.plan_remote_state_rewrite(root, from_=legacy_source, to=new_source)
+            backups += hcl.apply_rewrite(moved, backup=True).backups
+            messages.append(moved.message)
+        remaining = hcl.find_remote_state_refs(root)
+        remote_state = {"repointed": [f"{a} -> {b}" for a, b in repointed],
+                        "still_reads_legacy": sorted({n for n in (remaining["name"].dropna() if len(remaining) else [])
+                                                      if n.partition("/")[0] == ctx.row.legacy_org})}
         for backup in backups:
             Path(backup).unlink()  # git is the backup here; a .bak must not be committed
         git.run(["add", "--intent-to-add", "--all"], path)
         diff = git.run(["diff", "--no-color"], path)
         yield Checkout(path, root, git.current_branch(path), " ".join(messages), bool(diff.strip()),
-                       DiffText(diff.rstrip("\n")))
+                       DiffText(diff.rstrip("\n")), remote_state)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def migrated_remote_state_sources(ctx: StepContext, root: Path) -> list[tuple[str, str]]:
+    """`terraform_remote_state` sources of this root that read a legacy environment already migrated.
+
+    Each legacy environment read through the `atlas` backend is mapped by the naming rule to a workspace
+    of the same new organization; when that workspace holds a state, the source is repointed to it in
+    the same commit, so this configuration keeps working once the legacy environment is deleted (step 6
+    refuses to delete an environment that others still read). A source whose environment is not migrated
+    yet is left alone and reported by `verify`.
+
+    Returns:
+        (legacy `<org>/<env>`, new `<org>/<workspace>`) pairs to rewrite.
+    """
+    refs = hcl.find_remote_state_refs(root)
+    pairs = []
+    for name in sorted(set(refs["name"].dropna())) if len(refs) else []:
+        org, _, env = name.partition("/")
+        if org != ctx.row.legacy_org or not env:
+            continue
+        workspace = workspace_name_for(env)
+        ws = ctx.tfe.find_workspace(ctx.row.new_org, workspace)
+        if ws is not None and ctx.tfe.current_state_version(ws.id) is not None:
+            pairs.append((name, f"{ctx.row.new_org}/{workspace}"))
+    return pairs
 
 
 def diff(ctx: StepContext) -> DiffText:
@@ -330,7 +368,7 @@ def _commit_and_push(ctx: StepContext, source: Source) -> dict[str, Any]:
         branch = _opt(ctx, "commit_branch") or co.branch
         record: dict[str, Any] = {"repo": source.repo, "branch": branch, "tracked_branch": co.branch,
                                   "working_directory": source.working_directory,
-                                  "backend_target": _opt(ctx, "backend_target")}
+                                  "backend_target": _opt(ctx, "backend_target"), "remote_state": co.remote_state}
         if not co.changed:
             # Pushed by an earlier attempt whose record is gone (or by hand): the head is the migration commit.
             sha = git.head(co.path)
@@ -539,7 +577,8 @@ def verify(ctx: StepContext) -> StepResult:
     version = ws.get("terraform-version") or ""
     evidence: dict[str, Any] = {"workspace_id": ws.id, "commit": record["commit"], "branch": record["branch"],
                                 "repo": record["repo"], "backend_target": record["backend_target"],
-                                "pushed_at": record["pushed_at"], "terraform_version": version}
+                                "pushed_at": record["pushed_at"], "terraform_version": version,
+                                "still_reads_legacy": (record.get("remote_state") or {}).get("still_reads_legacy", [])}
     run = find_run(ctx.tfe, ws.id, record["commit"])
     if run is None:
         return StepResult(False, f"the workspace has no run of the pushed commit {record['commit'][:12]}", evidence)

@@ -60,6 +60,31 @@ def _evidence_problem(ctx: StepContext) -> str | None:
     return None
 
 
+def readers_problem(ctx: StepContext) -> str | None:
+    """Environments (known to this batch's ledger) whose configuration still reads this one's legacy state.
+
+    Their `terraform_remote_state` sources read this environment through the atlas backend (step 0's
+    evidence). Deleting it would break their plans, until their step 5 has repointed the source to the
+    migrated workspace (step 5's evidence lists what each still reads) or they are gone themselves.
+    """
+    readers = []
+    for env in sorted({run.environment for run in ctx.ledger.history()} - {ctx.row.legacy_slug}):
+        inventory = ctx.ledger.latest(env, "00_preflight_inventory")
+        if inventory is None or ctx.row.legacy_slug not in (inventory.evidence.get("reads_state_of") or []):
+            continue
+        cut_over = ctx.ledger.passed(env, VERIFY_STEP, "apply")
+        if cut_over is not None and ctx.row.legacy_slug not in (cut_over.evidence.get("still_reads_legacy") or []):
+            continue
+        org, _, name = env.partition("/")
+        if ctx.legacy.find_environment(org, name) is None:
+            continue
+        readers.append(env)
+    if not readers:
+        return None
+    return (f"readers: {', '.join(readers)} still read this environment's state through terraform_remote_state; "
+            f"their step 5 repoints that source to the migrated workspace, run it first")
+
+
 def _legacy_problems(env: dict[str, Any]) -> list[str]:
     run = env.get("current_run") or {}
     if run:
@@ -84,10 +109,7 @@ def check_ready(ctx: StepContext) -> str:
     Raises:
         StepError: something is missing; the message lists all of it. Nothing was changed.
     """
-    missing = []
-    problem = _evidence_problem(ctx)
-    if problem:
-        missing.append(problem)
+    missing = [problem for problem in (_evidence_problem(ctx), readers_problem(ctx)) if problem]
     env = ctx.legacy.find_environment(ctx.row.legacy_org, ctx.row.legacy_env)
     if env is not None:
         missing += _legacy_problems(env)

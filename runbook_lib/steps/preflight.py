@@ -115,7 +115,8 @@ def survey(*, legacy_org: str, legacy_env: str = "", new_org: str, workspace: st
         env_row = environments.iloc[0].to_dict()
         evidence = {"state_serial": _plain(env_row["state_serial"]), "lineage": env_row["lineage"],
                     "resources": _plain(env_row["resources"]), "vcs_repo": env_row["vcs_repo"],
-                    "workspace": verdict["workspace"], "ready": bool(verdict["ready"])}
+                    "workspace": verdict["workspace"], "ready": bool(verdict["ready"]),
+                    "reads_state_of": [n for n in (env_row["reads_state_of"] or "").split(", ") if n]}
         result = StepResult(bool(verdict["ready"]), verdict["reason"], evidence)
     else:
         ready = int(table["ready"].sum())

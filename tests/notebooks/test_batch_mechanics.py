@@ -169,3 +169,9 @@ def test_transient_api_error_is_retried_and_other_failures_are_not(setup):
     assert retries == [("acme-legacy/a", "01_beta", "ServerError")]
     assert (control / "b.x-01_beta.ran").read_text() == "x"
     assert (out / "b1" / "acme-legacy__a" / "01_beta.attempt-1.ipynb").is_file()
+
+
+def test_phases_keep_cut_over_and_deletion_behind_every_migration():
+    from runbook_lib.batch import STEPS, phase_of
+
+    assert [phase_of(s) for s in STEPS] == [0, 0, 0, 0, 1, 1, 2]
