@@ -26,10 +26,8 @@ from pathlib import Path
 
 from runbook_lib import audit, mapping
 from runbook_lib.batch import GATED_ACTIONS, STEPS, BatchResult, BatchRunner, StepOutcome
-from runbook_lib.legacy import LegacyClient
 from runbook_lib.sandbox import Sandbox
-from runbook_lib.sandbox.rehearsal import NEW_ORG, batch_environ, batch_parameters
-from runbook_lib.settings import Settings
+from runbook_lib.sandbox.rehearsal import NEW_ORG, batch_environ, batch_parameters, prepare_environments
 from runbook_lib.steps import preflight
 
 
@@ -47,24 +45,6 @@ class DemoResult:
 
 def _say(text: str) -> None:
     print(f"\n== {text}", flush=True)
-
-
-def _clear_blockers(sandbox: Sandbox, legacy: LegacyClient, org: str, environments) -> None:
-    """Lift what keeps environments from migrating, as the operator would after asking their owners.
-
-    The seeded "run in progress" never ends by itself; where a real operator waits for the legacy run
-    to finish (or discards it in the legacy UI), the demo has the sandbox finish it.
-    """
-    for row in environments.to_dict("records"):
-        name = row["environment"].split("/", 1)[1]
-        if row["locked"]:
-            print(f"{row['environment']}: locked by {row['locked_by']}; the demo lifts the lock")
-            legacy.unlock(org, name)
-        run_id = row["run_in_progress"]
-        if isinstance(run_id, str) and run_id:
-            print(f"{row['environment']}: legacy run {run_id} in progress; the sandbox finishes it "
-                  f"(on a real host: wait for it, or discard it in the legacy UI)")
-            sandbox.store.update_legacy_run(run_id, status="planned_and_finished")
 
 
 def run_demo(out: str | Path = "runs", environments: int = 8, jobs: int = 2) -> DemoResult:
@@ -94,14 +74,8 @@ def run_demo(out: str | Path = "runs", environments: int = 8, jobs: int = 2) -> 
         report.conclude()
 
         _say("3. Clearing the blockers the inventory found; sensitive values for the rehearsal")
-        legacy = LegacyClient(Settings.from_env())
-        _clear_blockers(sandbox, legacy, org, report.environments)
-        # An operator takes sensitive values from their own secret store; the sandbox's is its seed.
-        for spec in sandbox.seeded_environments():
-            for var in spec.variables:
-                if var.sensitive:
-                    os.environ[f"TFE_RUNBOOK_VAR_{var.key}"] = var.value
-                    print(f"{org}/{spec.name}: sensitive variable {var.key} from $TFE_RUNBOOK_VAR_{var.key}")
+        for line in prepare_environments(sandbox, report.environments):
+            print(line)
 
         _say("4. Confirmations for the destructive steps")
         rows = mapping.read_csv(Path(report.mapping_csv))
