@@ -82,3 +82,31 @@ def fresh_sandbox(tmp_path) -> Iterator[Sandbox]:  # noqa: ANN001 - pytest's tmp
     """An unseeded sandbox of this test's own (plain HTTP, in-process)."""
     with Sandbox(tmp_path / "sandbox") as sandbox:
         yield sandbox
+
+
+def make_1x_ready(env: str, legacy_org: str = "acme-legacy") -> None:
+    """Commit Terraform 1.x syntax to a seeded environment's configuration, then wait for its legacy run.
+
+    The seeded configurations use 0.11's `triggers { }` block; 1.x wants the argument `triggers = { }`.
+    The environment is still linked, so the push starts a legacy run; it must end before step 3.
+    """
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from runbook_lib import git
+    from runbook_lib.legacy import LegacyClient
+    from runbook_lib.settings import Settings
+
+    legacy = LegacyClient(Settings.from_env(), read_only=True)
+    vcs = legacy.get_environment(legacy_org, env)["vcs"]
+    with tempfile.TemporaryDirectory() as scratch:
+        path = git.clone(git.repo_url(vcs["repo"]), Path(scratch) / "r", vcs["branch"])
+        main = path / vcs["working_directory"] / "main.tf"
+        main.write_text(main.read_text().replace("triggers {", "triggers = {"))
+        git.commit_all(path, "Terraform 1.x syntax: triggers is an argument")
+        git.push(path, vcs["branch"])
+    deadline = time.monotonic() + 120
+    while legacy.get_environment(legacy_org, env).get("current_run"):
+        assert time.monotonic() < deadline, "the legacy run of the 1.x-syntax commit did not finish"
+        time.sleep(0.5)

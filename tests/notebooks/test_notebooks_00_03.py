@@ -1,4 +1,5 @@
-"""Notebooks 00-03 against the seeded sandbox: nbval with their defaults, papermill batches in apply mode.
+"""Notebooks against the seeded sandbox: all of them under nbval with their defaults (plan mode: no write);
+00-03 as papermill batches in apply mode (04-06: test_runbook_04_06.py).
 
 The seeded sandbox is shared by the session, so each batch migrates into an organization of its own.
 """
@@ -26,7 +27,7 @@ WRITES = ("POST", "PUT", "PATCH", "DELETE")
 
 def test_nbval_default_parameters_change_nothing(notebooks_copy, rehearsal, seeded_sandbox):
     mark = seeded_sandbox.log_mark()
-    paths = [str(notebooks_copy / f"{step}.ipynb") for step in STEPS[:4]]
+    paths = [str(notebooks_copy / f"{step}.ipynb") for step in STEPS]  # every notebook, 00-06
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
                            "--nbval-current-env", *paths], cwd=notebooks_copy, env=dict(os.environ),
                           capture_output=True, text=True, timeout=600)

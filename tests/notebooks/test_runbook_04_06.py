@@ -7,18 +7,12 @@ module's own; the nbval check reads the shared session sandbox only.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Iterator
 
 import nbformat
 import pytest
 
-from runbook_lib import git
 from runbook_lib.batch import STEPS, BatchRunner
 from runbook_lib.ledger import Ledger
 from runbook_lib.legacy import LegacyClient
@@ -26,21 +20,9 @@ from runbook_lib.mapping import propose
 from runbook_lib.sandbox import Sandbox
 from runbook_lib.sandbox.rehearsal import batch_environ, batch_parameters
 from runbook_lib.settings import Settings
+from sandbox_fixtures import make_1x_ready
 
-WRITES = ("POST", "PUT", "PATCH", "DELETE")
 LEGACY_ORG = "acme-legacy"
-
-
-def test_nbval_04_06_default_parameters_change_nothing(notebooks_copy, rehearsal, seeded_sandbox):
-    mark = seeded_sandbox.log_mark()
-    paths = [str(notebooks_copy / f"{step}.ipynb") for step in STEPS[4:]]
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
-                           "--nbval-current-env", *paths], cwd=notebooks_copy, env=dict(os.environ),
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert " passed" in proc.stdout
-    writes = [r for r in seeded_sandbox.request_log(since=mark) if r["method"] in WRITES or r["changes"]]
-    assert writes == [], "plan mode must not write"
 
 
 @pytest.fixture(scope="module")
@@ -79,22 +61,6 @@ def _legacy() -> LegacyClient:
     return LegacyClient(Settings.from_env(), read_only=True)
 
 
-def _make_1x_ready(env: str) -> None:
-    """Commit the configuration's 1.x syntax while the legacy environment is linked; wait for its run."""
-    legacy = _legacy()
-    vcs = legacy.get_environment(LEGACY_ORG, env)["vcs"]
-    with tempfile.TemporaryDirectory() as scratch:
-        path = git.clone(git.repo_url(vcs["repo"]), Path(scratch) / "r", vcs["branch"])
-        main = path / vcs["working_directory"] / "main.tf"
-        main.write_text(main.read_text().replace("triggers {", "triggers = {"))
-        git.commit_all(path, "Terraform 1.x syntax: triggers is an argument")
-        git.push(path, vcs["branch"])
-    deadline = time.monotonic() + 120
-    while legacy.get_environment(LEGACY_ORG, env).get("current_run"):
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
-
-
 def test_batch_00_06_both_terraform_generations(tmp_path, own_sandbox):
     # Terraform 0.11 workspaces, atlas target: one without a backend in git, one reading another's state.
     envs = ["web.prod", "app-prod"]
@@ -113,7 +79,7 @@ def test_batch_00_06_both_terraform_generations(tmp_path, own_sandbox):
         assert "```diff" in _outputs(executed / "05_commit_and_verify.ipynb")
 
     # Terraform 1.x workspace, cloud block (the configuration made 1.x-ready first).
-    _make_1x_ready("network-prod")
+    make_1x_ready("network-prod")
     result = _batch(tmp_path, own_sandbox, ["network-prod"], "gen1x", backend_target="cloud",
                     terraform_version="1.15.5",
                     confirm=[f"unlink {LEGACY_ORG}/network-prod", f"delete {LEGACY_ORG}/network-prod"])

@@ -12,7 +12,6 @@ Each environment goes through steps 1-3 first (the API path), then:
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -25,6 +24,7 @@ from runbook_lib.legacy import LegacyClient
 from runbook_lib.sandbox import Sandbox
 from runbook_lib.sandbox.rehearsal import batch_environ, batch_parameters
 from runbook_lib.settings import Settings
+from sandbox_fixtures import make_1x_ready
 from runbook_lib.steps import commit_verify, decommission, legacy_vcs, organization, state_migration, workspaces
 from runbook_lib.tfe import TfeClient
 
@@ -94,22 +94,6 @@ def _tfe() -> TfeClient:
     return TfeClient(Settings.from_env(), read_only=True)
 
 
-def _make_1x_ready(env: str) -> None:
-    """Commit the configuration's 1.x syntax (legacy still linked: its run must end before step 3)."""
-    legacy = _legacy()
-    vcs = legacy.get_environment(LEGACY_ORG, env)["vcs"]
-    with tempfile.TemporaryDirectory() as scratch:
-        path = git.clone(git.repo_url(vcs["repo"]), Path(scratch) / "r", vcs["branch"])
-        main = path / vcs["working_directory"] / "main.tf"
-        main.write_text(main.read_text().replace("triggers {", "triggers = {"))
-        git.commit_all(path, "Terraform 1.x syntax: triggers is an argument")
-        git.push(path, vcs["branch"])
-    deadline = time.monotonic() + 120
-    while legacy.get_environment(LEGACY_ORG, env).get("current_run"):
-        assert time.monotonic() < deadline, "the legacy run of the 1.x-syntax commit did not finish"
-        time.sleep(0.5)
-
-
 def test_steps_4_6_terraform_011_atlas_without_backend_in_git(sandbox, audit):
     env = "web.prod"  # no backend block in git; a period in the name
     _migrate(sandbox, audit, env)
@@ -152,7 +136,7 @@ def test_steps_4_6_terraform_011_atlas_without_backend_in_git(sandbox, audit):
 
 def test_steps_4_6_terraform_1x_cloud_block(sandbox, audit):
     env = "network-prod"
-    _make_1x_ready(env)
+    make_1x_ready(env)
     _migrate(sandbox, audit, env, terraform_version="1.15.5")
     _step4(sandbox, audit, env)
     ctx, five = _step5(sandbox, audit, env, backend_target="cloud")
