@@ -108,17 +108,27 @@ def _variable_plan(ctx: StepContext, legacy_vars: list[dict[str, Any]], ws_vars:
     return rows
 
 
-def plan(ctx: StepContext) -> pd.DataFrame:
-    """What apply would do for the workspace, its lock, its VCS link and its variables."""
+def _read(ctx: StepContext) -> tuple[dict[str, Any], Resource | None, list[Resource], list[dict[str, Any]]]:
+    """One read of what the step compares: legacy environment, workspace, its variables, legacy variables."""
     env = ctx.legacy.get_environment(ctx.row.legacy_org, ctx.row.legacy_env)
     ws = ctx.tfe.find_workspace(ctx.row.new_org, ctx.row.workspace)
+    ws_vars = list(ctx.tfe.list_variables(ws.id)) if ws is not None else []
+    return env, ws, ws_vars, ctx.legacy.get_variables(ctx.row.legacy_org, ctx.row.legacy_env)
+
+
+def plan(ctx: StepContext) -> pd.DataFrame:
+    """What apply would do for the workspace, its lock, its VCS link and its variables."""
+    return _plan_rows(ctx, *_read(ctx))
+
+
+def _plan_rows(ctx: StepContext, env: dict[str, Any], ws: Resource | None, ws_vars: list[Resource],
+               legacy_vars: list[dict[str, Any]]) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     if ws is None:
         want = desired(ctx, env)
         rows.append({"object": "workspace", "name": ctx.row.workspace_slug, "action": "create",
                      "detail": ", ".join(f"{k}={want[k]!r}" for k in COMPARED)})
         rows.append({"object": "lock", "name": ctx.row.workspace_slug, "action": "create", "detail": lock_reason(ctx)})
-        ws_vars: list[Resource] = []
     else:
         diff = workspace_diff(ws, ctx, env)
         if len(diff):
@@ -132,7 +142,6 @@ def plan(ctx: StepContext) -> pd.DataFrame:
         rows.append({"object": "lock", "name": ctx.row.workspace_slug,
                      "action": "adopt" if ws.get("locked") else "create",
                      "detail": "already locked" if ws.get("locked") else lock_reason(ctx)})
-        ws_vars = list(ctx.tfe.list_variables(ws.id))
     vcs = env.get("vcs") or {}
     if vcs:
         linked = ws is not None and (ws.get("vcs-repo") or {}).get("identifier") == vcs.get("repo")
@@ -142,7 +151,7 @@ def plan(ctx: StepContext) -> pd.DataFrame:
     else:
         rows.append({"object": "vcs link", "name": "-", "action": "none",
                      "detail": "the legacy environment has no VCS link; the workspace gets none"})
-    rows += _variable_plan(ctx, ctx.legacy.get_variables(ctx.row.legacy_org, ctx.row.legacy_env), ws_vars)
+    rows += _variable_plan(ctx, legacy_vars, ws_vars)
     return plan_frame(rows)
 
 
@@ -152,17 +161,18 @@ def apply(ctx: StepContext) -> pd.DataFrame:
     Raises:
         StepError: the plan refuses (an existing workspace or variable differs); nothing was changed.
     """
-    planned = plan(ctx)
-    refused = refusals(planned)
+    # The plan's one read is what apply acts on (it used to read everything a second time right after).
+    env, ws, ws_vars, legacy_vars = _read(ctx)
+    refused = refusals(_plan_rows(ctx, env, ws, ws_vars, legacy_vars))
     if refused:
         raise StepError("step 2 refused, nothing changed: " + "; ".join(refused))
-    env = ctx.legacy.get_environment(ctx.row.legacy_org, ctx.row.legacy_env)
     done = []
-    ws = ctx.tfe.find_workspace(ctx.row.new_org, ctx.row.workspace)
     if ws is not None:
         ws.adopted = True
     else:
         ws = ctx.tfe.create_workspace(ctx.row.new_org, ctx.row.workspace, desired(ctx, env), adopt_existing=True)
+        # Created just now it has no variables; adopted after a race it may have some: read them.
+        ws_vars = list(ctx.tfe.list_variables(ws.id)) if ws.adopted else []
     done.append({"object": "workspace", "name": ws.id, "result": "adopted" if ws.adopted else "created"})
     if ws.adopted and len(workspace_diff(ws, ctx, env)):
         raise StepError(f"workspace {ctx.row.workspace_slug} appeared while planning and differs; "
@@ -177,9 +187,9 @@ def apply(ctx: StepContext) -> pd.DataFrame:
             repo["branch"] = vcs["branch"]
         ws = ctx.tfe.update_workspace(ws.id, {"vcs-repo": repo})
         done.append({"object": "vcs link", "name": vcs["repo"], "result": "linked"})
-    existing = {(v.get("key"), v.get("category")) for v in ctx.tfe.list_variables(ws.id)}
+    existing = {(v.get("key"), v.get("category")) for v in ws_vars}
     prefix = _opt(ctx, "sensitive_var_prefix")
-    for var in ctx.legacy.get_variables(ctx.row.legacy_org, ctx.row.legacy_env):
+    for var in legacy_vars:
         category = var.get("category") or "terraform"
         if (var["key"], category) in existing:
             continue
@@ -195,12 +205,17 @@ def apply(ctx: StepContext) -> pd.DataFrame:
     return pd.DataFrame(done, columns=["object", "name", "result"])
 
 
-def sensitive_to_fill(ctx: StepContext) -> pd.DataFrame:
-    """Sensitive variables of the workspace still marked empty: the operator's to-do list."""
-    ws = ctx.tfe.find_workspace(ctx.row.new_org, ctx.row.workspace)
-    rows = [] if ws is None else [
-        {"key": v.get("key"), "category": v.get("category"), "workspace": ctx.row.workspace_slug}
-        for v in ctx.tfe.list_variables(ws.id) if EMPTY_SENSITIVE_MARK in (v.get("description") or "")]
+def sensitive_to_fill(ctx: StepContext, variables: list[Resource] | None = None) -> pd.DataFrame:
+    """Sensitive variables of the workspace still marked empty: the operator's to-do list.
+
+    Args:
+        variables: the workspace's variables when the caller has just read them (else they are read).
+    """
+    if variables is None:
+        ws = ctx.tfe.find_workspace(ctx.row.new_org, ctx.row.workspace)
+        variables = [] if ws is None else list(ctx.tfe.list_variables(ws.id))
+    rows = [{"key": v.get("key"), "category": v.get("category"), "workspace": ctx.row.workspace_slug}
+            for v in variables if EMPTY_SENSITIVE_MARK in (v.get("description") or "")]
     return pd.DataFrame(rows, columns=["key", "category", "workspace"])
 
 
@@ -219,13 +234,14 @@ def verify(ctx: StepContext) -> StepResult:
     vcs = env.get("vcs") or {}
     if vcs and (ws.get("vcs-repo") or {}).get("identifier") != vcs.get("repo"):
         return StepResult(False, f"workspace {ws.id} is not linked to {vcs.get('repo')}")
-    have = {(v.get("key"), v.get("category")) for v in ctx.tfe.list_variables(ws.id)}
+    variables = list(ctx.tfe.list_variables(ws.id))
+    have = {(v.get("key"), v.get("category")) for v in variables}
     legacy_vars = ctx.legacy.get_variables(ctx.row.legacy_org, ctx.row.legacy_env)
     missing = [f"{v.get('category')}:{v['key']}" for v in legacy_vars
                if (v["key"], v.get("category") or "terraform") not in have]
     if missing:
         return StepResult(False, f"variables missing in the workspace: {', '.join(missing)}")
-    empty = sensitive_to_fill(ctx)
+    empty = sensitive_to_fill(ctx, variables)  # the list just read, not a second read of the same workspace
     evidence = {"workspace_id": ws.id, "variables": len(legacy_vars), "locked": True,
                 "vcs_repo": vcs.get("repo"), "empty_sensitive": sorted(empty["key"])}
     if len(empty) and not ctx.options.get("accept_empty_sensitive"):
