@@ -27,7 +27,7 @@ from pathlib import Path
 from runbook_lib import audit, mapping
 from runbook_lib.batch import GATED_ACTIONS, STEPS, BatchResult, BatchRunner, StepOutcome
 from runbook_lib.sandbox import Sandbox
-from runbook_lib.sandbox.rehearsal import NEW_ORG, batch_environ, batch_parameters, prepare_environments
+from runbook_lib.sandbox.rehearsal import NEW_ORG, batch_environ, batch_parameters, clear_blockers, sensitive_values
 from runbook_lib.steps import preflight
 
 
@@ -74,8 +74,11 @@ def run_demo(out: str | Path = "runs", environments: int = 8, jobs: int = 2) -> 
         report.conclude()
 
         _say("3. Clearing the blockers the inventory found; sensitive values for the rehearsal")
-        for line in prepare_environments(sandbox, report.environments):
+        for line in clear_blockers(sandbox, report.environments):
             print(line)
+        secrets = sensitive_values(sandbox)
+        os.environ.update(secrets)
+        print("sensitive variables from " + ", ".join(f"${name}" for name in sorted(secrets)))
 
         _say("4. Confirmations for the destructive steps")
         rows = mapping.read_csv(Path(report.mapping_csv))

@@ -8,8 +8,7 @@ demo, the tests and an operator rehearsing by hand use the same ones.
 
 from __future__ import annotations
 
-import os
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 NEW_ORG = "acme"
 OPERATOR_EMAIL = "operator@acme.example"
@@ -39,14 +38,12 @@ def batch_environ(env: Mapping[str, str]) -> dict[str, str]:
     return values
 
 
-def prepare_environments(sandbox: Any, environments: Any) -> Iterable[str]:
-    """Clear what keeps seeded environments from migrating, as an operator would; yields what it did.
+def clear_blockers(sandbox: Any, environments: Any) -> list[str]:
+    """Clear what keeps seeded environments from migrating, as an operator would; returns what it did.
 
     - A legacy lock is lifted (an operator asks its owner first).
     - The seeded legacy run "in progress" never ends by itself: where a real operator waits for it or
       discards it in the legacy UI, the sandbox is told to finish it.
-    - Sensitive variables' values go into `$TFE_RUNBOOK_VAR_<KEY>` for step 2: an operator takes them
-      from their own secret store; the sandbox's store is its seed.
 
     Args:
         sandbox: a running in-process `Sandbox`.
@@ -57,18 +54,25 @@ def prepare_environments(sandbox: Any, environments: Any) -> Iterable[str]:
 
     legacy = LegacyClient(Settings.from_env(sandbox.env))
     org = sandbox.legacy_org
+    done = []
     for row in environments.to_dict("records"):
         name = row["environment"].split("/", 1)[1]
         if row["locked"]:
             legacy.unlock(org, name)
-            yield f"{row['environment']}: locked by {row['locked_by']}; lock lifted"
+            done.append(f"{row['environment']}: locked by {row['locked_by']}; lock lifted")
         run_id = row["run_in_progress"]
         if isinstance(run_id, str) and run_id:
             sandbox.store.update_legacy_run(run_id, status="planned_and_finished")
-            yield (f"{row['environment']}: legacy run {run_id} in progress; the sandbox finished it "
-                   f"(on a real host: wait for it, or discard it in the legacy UI)")
-    for spec in sandbox.seeded_environments():
-        for var in spec.variables:
-            if var.sensitive:
-                os.environ[f"TFE_RUNBOOK_VAR_{var.key}"] = var.value
-                yield f"{org}/{spec.name}: sensitive variable {var.key} from $TFE_RUNBOOK_VAR_{var.key}"
+            done.append(f"{row['environment']}: legacy run {run_id} in progress; the sandbox finished it "
+                        f"(on a real host: wait for it, or discard it in the legacy UI)")
+    return done
+
+
+def sensitive_values(sandbox: Any) -> dict[str, str]:
+    """`TFE_RUNBOOK_VAR_<KEY>` values for the seeded sensitive variables (step 2 reads them).
+
+    An operator takes sensitive values from their own secret store; the sandbox's store is its seed.
+    The caller puts them into the environment of the batch (never into a notebook parameter).
+    """
+    return {f"TFE_RUNBOOK_VAR_{var.key}": var.value
+            for spec in sandbox.seeded_environments() for var in spec.variables if var.sensitive}

@@ -296,10 +296,12 @@ class _Handler(BaseHTTPRequestHandler):
             base_url = f"{'https' if app.tls else 'http'}://{self.headers.get('Host') or app.hostname}"
             req = Request(method=method, path=path, query=query, headers=self.headers, body=body,
                           store=app.store, base_url=base_url, user=user, app=app)
-            before = app.store.total_changes()
+            # Counted inside the transaction, which holds the store's lock: rows written meanwhile by other
+            # threads (parallel requests, the run worker) are not charged to this request.
             with app.store.tx():
+                before = app.store.total_changes()
                 response = route.handler(req, **params, **route.extra)
-            changes = app.store.total_changes() - before
+                changes = app.store.total_changes() - before
             status, headers, payload = response.status, response.headers, response.body
         except errors.SandboxError as exc:
             status, headers, payload = exc.wire(flavour)

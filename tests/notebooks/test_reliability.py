@@ -25,7 +25,7 @@ from runbook_lib.inventory import legacy_environments
 from runbook_lib.legacy import LegacyClient
 from runbook_lib.mapping import MappingRow, propose, write_csv
 from runbook_lib.sandbox import Sandbox
-from runbook_lib.sandbox.rehearsal import batch_environ, batch_parameters, prepare_environments
+from runbook_lib.sandbox.rehearsal import batch_environ, batch_parameters, clear_blockers, sensitive_values
 from runbook_lib.settings import Settings
 from runbook_lib.tfe import TfeClient
 
@@ -35,8 +35,10 @@ def _start(tmp_path: Path, seed: int, monkeypatch) -> Sandbox:
     for name, value in batch_environ(sandbox.env).items():
         monkeypatch.setenv(name, value)
     envs = legacy_environments(LegacyClient(Settings.from_env()), sandbox.legacy_org)
-    for line in prepare_environments(sandbox, envs):
+    for line in clear_blockers(sandbox, envs):
         print(line)
+    for name, value in sensitive_values(sandbox).items():
+        monkeypatch.setenv(name, value)
     return sandbox
 
 
