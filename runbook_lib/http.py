@@ -225,6 +225,26 @@ class TokenBucket:
                 self._tokens = min(self._tokens, self.capacity)
 
 
+_SHARED_BUCKETS: dict[str, TokenBucket] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_bucket(host: str) -> TokenBucket:
+    """The one token bucket of every client in this process that talks to `host` (``host[:port]``).
+
+    The host enforces its limit per token, not per client object: a step's legacy and TFE clients on
+    one host (the sandbox; a proxy in front of both), or the clients of consecutive steps run in one
+    process, each with a full bucket of their own, together sent up to twice the allowed rate and were
+    answered 429 (each costing the server's Retry-After, a whole second). Sharing errs on the safe side
+    when two tokens talk to one host: they then stay within one token's allowance together.
+    """
+    with _SHARED_LOCK:
+        bucket = _SHARED_BUCKETS.get(host)
+        if bucket is None:
+            bucket = _SHARED_BUCKETS[host] = TokenBucket()
+        return bucket
+
+
 class _LimitedAdapter(HTTPAdapter):
     """HTTPAdapter that takes a token from the bucket before each send and learns the limit after.
 
@@ -417,7 +437,7 @@ class ApiSession:
             default_headers: sent with every request (Accept, ...).
             read_only: refuse every write (plan mode).
             retry: retry policy; `RetryPolicy()` by default.
-            rate_limiter: shared token bucket; a fresh one by default.
+            rate_limiter: token bucket; by default the one this process shares for the host (`shared_bucket`).
 
         Raises:
             ConfigError: the address is missing or malformed.
@@ -429,7 +449,7 @@ class ApiSession:
         self.token_var = settings.legacy_token_var if which == "legacy" else settings.tfe_token_var
         self.read_only = read_only
         self.retry_policy = retry or RetryPolicy()
-        self.rate_limiter = rate_limiter or TokenBucket()
+        self.rate_limiter = rate_limiter or shared_bucket(self.host)
         self.request_count = 0
         self._count_lock = threading.Lock()
         self.timeout = (settings.connect_timeout, settings.read_timeout)
