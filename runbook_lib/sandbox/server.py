@@ -30,7 +30,7 @@ from runbook_lib.sandbox.faults import FaultInjector, RateLimiter
 from runbook_lib.sandbox.runner import Runner
 from runbook_lib.sandbox.store import Store
 from runbook_lib.sandbox.tfe_api import API_VERSION, APP_NAME, TFE_VERSION
-from runbook_lib.sandbox.wire import Request, Response
+from runbook_lib.sandbox.wire import Request
 
 log = logging.getLogger("runbook_lib.sandbox")
 

@@ -8,7 +8,6 @@ that its message names the fix, and that no request after the mark wrote a datab
 from __future__ import annotations
 
 import datetime
-import hashlib
 import http.server
 import json
 import ssl
