@@ -120,6 +120,11 @@ class StepContext:
               f"{' (reads only: nothing will be changed)' if mode == 'plan' else ''}")
         return ctx
 
+    def option(self, name: str, defaults: dict[str, Any]) -> Any:
+        """A step parameter, or the step's default when it was not given (None or "")."""
+        value = self.options.get(name)
+        return defaults[name] if value in (None, "") else value
+
     @property
     def applying(self) -> bool:
         return self.mode == "apply"

@@ -73,8 +73,7 @@ DISCARDABLE_STATUSES = WAITING_STATUSES | frozenset({"pending", "plan_queued", "
 
 
 def _opt(ctx: StepContext, name: str) -> Any:
-    value = ctx.options.get(name)
-    return DEFAULTS[name] if value in (None, "") else value
+    return ctx.option(name, DEFAULTS)
 
 
 def _check_options(ctx: StepContext) -> None:

@@ -44,8 +44,7 @@ LINK_RECORD = "04_legacy_vcs_link.json"
 
 
 def _opt(ctx: StepContext, name: str) -> Any:
-    value = ctx.options.get(name)
-    return DEFAULTS[name] if value in (None, "") else value
+    return ctx.option(name, DEFAULTS)
 
 
 def _check_options(ctx: StepContext) -> None:

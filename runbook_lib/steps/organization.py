@@ -26,8 +26,7 @@ DEFAULTS = {"organization_email": "", "vcs_service_provider": "github", "vcs_htt
 
 
 def _opt(ctx: StepContext, name: str) -> Any:
-    value = ctx.options.get(name)
-    return DEFAULTS[name] if value in (None, "") else value
+    return ctx.option(name, DEFAULTS)
 
 
 def find_vcs_client(ctx: StepContext) -> Resource | None:

@@ -51,8 +51,7 @@ PATHS = ("api", "cli")
 
 
 def _opt(ctx: StepContext, name: str) -> Any:
-    value = ctx.options.get(name)
-    return DEFAULTS[name] if value in (None, "") else value
+    return ctx.option(name, DEFAULTS)
 
 
 def _legacy_preconditions(ctx: StepContext) -> list[dict[str, Any]]:

@@ -35,8 +35,7 @@ DEFAULTS = {"sensitive_var_prefix": "TFE_RUNBOOK_VAR_", "accept_empty_sensitive"
 
 
 def _opt(ctx: StepContext, name: str) -> Any:
-    value = ctx.options.get(name)
-    return DEFAULTS[name] if value in (None, "") else value
+    return ctx.option(name, DEFAULTS)
 
 
 def lock_reason(ctx: StepContext) -> str:
