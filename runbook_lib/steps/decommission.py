@@ -189,7 +189,7 @@ def apply(ctx: StepContext) -> pd.DataFrame:
     if env is None:
         return pd.DataFrame([{"object": "legacy environment", "name": ctx.row.legacy_slug,
                               "result": "already deleted"}], columns=columns)
-    problems = [p for p in [_evidence_problem(ctx)] if p] + _legacy_problems(env)
+    problems = [p for p in (_evidence_problem(ctx), readers_problem(ctx)) if p] + _legacy_problems(env)
     if problems:
         raise StepError(f"step 6 refused, nothing changed ({ctx.row.legacy_slug} is not deleted); missing "
                         + "; ".join(problems) + ".")
