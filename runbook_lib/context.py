@@ -172,16 +172,25 @@ class StepContext:
         Raises:
             StepError: the step failed; the ledger already holds the failure.
         """
-        status = "passed" if result.passed else "failed"
-        verdict = "PASS" if result.passed else "FAIL"
-        if self._row_id is None:
-            # A verdict cell run again (after a gate's button was clicked) is a new outcome: record it too.
-            self._row_id = self.ledger.start(self.row.legacy_slug, self.step, self.mode)
-        if self._row_id is not None:
-            self.ledger.finish(self._row_id, status, evidence=result.evidence,
-                               error=None if result.passed else result.summary)
-            self._row_id = None
-        print(f"{verdict}: {self.step} {self.row.legacy_slug} ({self.mode}): {result.summary}")
-        if not result.passed:
-            raise StepError(f"{self.step} failed for {self.row.legacy_slug}: {result.summary}")
-        return result
+        # A verdict cell run again (after a gate's button was clicked) is a new outcome: record it too.
+        row_id = self._row_id if self._row_id is not None else self.ledger.start(self.row.legacy_slug, self.step,
+                                                                                    self.mode)
+        self._row_id = None
+        return record_verdict(self.ledger, row_id, self.step, self.row.legacy_slug, self.mode, result)
+
+
+def record_verdict(ledger: Ledger, row_id: int, step: str, label: str, mode: str, result: StepResult) -> StepResult:
+    """Finish a step's ledger row with its verdict, print the PASS/FAIL line, raise StepError on FAIL.
+
+    Returns:
+        The result when it passed.
+
+    Raises:
+        StepError: the step failed; the ledger already holds the failure.
+    """
+    ledger.finish(row_id, "passed" if result.passed else "failed", evidence=result.evidence,
+                  error=None if result.passed else result.summary)
+    print(f"{'PASS' if result.passed else 'FAIL'}: {step} {label} ({mode}): {result.summary}")
+    if not result.passed:
+        raise StepError(f"{step} failed for {label}: {result.summary}")
+    return result

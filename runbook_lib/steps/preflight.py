@@ -16,8 +16,8 @@ from typing import Any
 import pandas as pd
 
 from runbook_lib import inventory, mapping
-from runbook_lib.context import StepContext, StepResult
-from runbook_lib.errors import ConfigError, StepError
+from runbook_lib.context import StepContext, StepResult, record_verdict
+from runbook_lib.errors import ConfigError
 from runbook_lib.ledger import Ledger
 from runbook_lib.legacy import LegacyClient
 from runbook_lib.settings import Settings
@@ -39,18 +39,13 @@ class PreflightReport:
     _ledger: Any = field(default=None, repr=False)
     _row_id: int | None = None
     _label: str = ""
+    _mode: str = "plan"
 
     def conclude(self) -> StepResult:
         """Print PASS/FAIL, record it, raise StepError on FAIL (as every step's last cell does)."""
         if self._ctx is not None:
             return self._ctx.conclude(self.result)
-        status = "passed" if self.result.passed else "failed"
-        self._ledger.finish(self._row_id, status, evidence=self.result.evidence,
-                            error=None if self.result.passed else self.result.summary)
-        print(f"{'PASS' if self.result.passed else 'FAIL'}: {STEP} {self._label}: {self.result.summary}")
-        if not self.result.passed:
-            raise StepError(f"{STEP} failed for {self._label}: {self.result.summary}")
-        return self.result
+        return record_verdict(self._ledger, self._row_id, STEP, self._label, self._mode, self.result)
 
 
 def survey(*, legacy_org: str, legacy_env: str = "", new_org: str, workspace: str = "", mode: str = "plan",
@@ -122,7 +117,7 @@ def survey(*, legacy_org: str, legacy_env: str = "", new_org: str, workspace: st
         ready = int(table["ready"].sum())
         result = StepResult(True, f"{len(table)} environments, {ready} ready; mapping written to {csv_path}",
                             {"environments": len(table), "ready": ready, "mapping_csv": csv_path})
-    return PreflightReport(checks, environments, table, result, csv_path, ctx, ledger, row_id, label)
+    return PreflightReport(checks, environments, table, result, csv_path, ctx, ledger, row_id, label, mode)
 
 
 def _plain(value: Any) -> Any:
