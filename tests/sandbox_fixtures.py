@@ -110,3 +110,38 @@ def make_1x_ready(env: str, legacy_org: str = "acme-legacy") -> None:
     while legacy.get_environment(legacy_org, env).get("current_run"):
         assert time.monotonic() < deadline, "the legacy run of the 1.x-syntax commit did not finish"
         time.sleep(0.5)
+
+
+def start_batch_cli(out, mapping_csv, params: dict, *, batch: str, jobs: int = 1, steps: str = "0-6",
+                    confirm_file=None):
+    """`tfe-runbook run --mode apply` in a child process (its own session, so a test can SIGKILL it whole)."""
+    import os
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "runbook_lib.cli", "run", "--mapping", str(mapping_csv), "--mode", "apply",
+            "--steps", steps, "--jobs", str(jobs), "--out", str(out), "--batch", batch]
+    if confirm_file is not None:
+        args += ["--confirm-file", str(confirm_file)]
+    for name, value in params.items():
+        args += ["--param", f"{name}={value}"]
+    return subprocess.Popen(args, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def step_running(batch_dir, step: str) -> bool:
+    """Whether the batch's ledger shows `step` running for some environment (False while it cannot be read)."""
+    import sqlite3
+    from pathlib import Path
+
+    path = Path(batch_dir) / "ledger.sqlite"
+    if not path.exists():
+        return False
+    try:
+        db = sqlite3.connect(path, timeout=1)
+        try:
+            return bool(db.execute("SELECT 1 FROM step_runs WHERE step = ? AND status = 'running'", (step,)).fetchone())
+        finally:
+            db.close()
+    except sqlite3.OperationalError:
+        return False

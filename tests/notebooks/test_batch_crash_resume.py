@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
-import subprocess
-import sys
 import time
 import uuid
 
@@ -14,30 +11,9 @@ from runbook_lib.ledger import Ledger
 from runbook_lib.mapping import propose, write_csv
 from runbook_lib.settings import Settings
 from runbook_lib.tfe import TfeClient
+from sandbox_fixtures import start_batch_cli, step_running
 
 ENVS = ["network-prod", "web.prod", "dns-prod"]
-
-
-def _run_cli(tmp_path, mapping_csv, params, steps="0-3"):
-    args = [sys.executable, "-m", "runbook_lib.cli", "run", "--mapping", str(mapping_csv), "--mode", "apply",
-            "--steps", steps, "--jobs", "2", "--out", str(tmp_path / "runs"), "--batch", "b"]
-    for name, value in params.items():
-        args += ["--param", f"{name}={value}"]
-    return subprocess.Popen(args, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-
-
-def _running_step(ledger_path, step):
-    if not ledger_path.exists():
-        return False
-    try:
-        db = sqlite3.connect(ledger_path, timeout=1)
-        try:
-            return bool(db.execute("SELECT 1 FROM step_runs WHERE step=? AND status='running'", (step,)).fetchone())
-        finally:
-            db.close()
-    except sqlite3.OperationalError:
-        return False
 
 
 def test_sigkill_mid_batch_then_resume(tmp_path, rehearsal, seeded_sandbox):
@@ -47,16 +23,16 @@ def test_sigkill_mid_batch_then_resume(tmp_path, rehearsal, seeded_sandbox):
     params = {**rehearsal, "accept_empty_sensitive": "True"}
     ledger_path = tmp_path / "runs" / "b" / "ledger.sqlite"
 
-    proc = _run_cli(tmp_path, mapping_csv, params)
+    proc = start_batch_cli(tmp_path / "runs", mapping_csv, params, batch="b", jobs=2, steps="0-3")
     deadline = time.monotonic() + 240
-    while not _running_step(ledger_path, "03_migrate_state"):
+    while not step_running(ledger_path.parent, "03_migrate_state"):
         assert proc.poll() is None, proc.stdout.read()
         assert time.monotonic() < deadline, "the batch never reached step 3"
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # the runner and its kernels, mid-step
     proc.wait(30)
 
-    resumed = _run_cli(tmp_path, mapping_csv, params)
+    resumed = start_batch_cli(tmp_path / "runs", mapping_csv, params, batch="b", jobs=2, steps="0-3")
     output, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, output
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -28,6 +26,7 @@ from runbook_lib.sandbox import Sandbox
 from runbook_lib.sandbox.rehearsal import batch_environ, batch_parameters, clear_blockers, sensitive_values
 from runbook_lib.settings import Settings
 from runbook_lib.tfe import TfeClient
+from sandbox_fixtures import start_batch_cli, step_running
 
 
 def _start(tmp_path: Path, seed: int, monkeypatch) -> Sandbox:
@@ -111,29 +110,8 @@ KILL_POINTS = [
 ]
 
 
-def _cli(tmp_path: Path, csv: Path, confirm: Path, params: dict[str, str]) -> subprocess.Popen:
-    args = [sys.executable, "-m", "runbook_lib.cli", "run", "--mapping", str(csv), "--mode", "apply", "--jobs", "1",
-            "--out", str(tmp_path / "runs"), "--batch", "crash", "--confirm-file", str(confirm)]
-    for name, value in params.items():
-        args += ["--param", f"{name}={value}"]
-    return subprocess.Popen(args, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-
-
-def _ledger_running(batch_dir: Path, step: str) -> bool:
-    import sqlite3
-
-    path = batch_dir / "ledger.sqlite"
-    if not path.exists():
-        return False
-    try:
-        db = sqlite3.connect(path, timeout=1)
-        try:
-            return bool(db.execute("SELECT 1 FROM step_runs WHERE step = ? AND status = 'running'", (step,)).fetchone())
-        finally:
-            db.close()
-    except sqlite3.OperationalError:
-        return False
+def _cli(tmp_path: Path, csv: Path, confirm: Path, params: dict[str, str]):
+    return start_batch_cli(tmp_path / "runs", csv, params, batch="crash", confirm_file=confirm)
 
 
 def test_sigkill_at_ten_points_then_resume(tmp_path, monkeypatch):
@@ -153,7 +131,7 @@ def test_sigkill_at_ten_points_then_resume(tmp_path, monkeypatch):
             proc = _cli(tmp_path, csv, confirm, params)
             deadline = time.monotonic() + 180
             while True:
-                if _ledger_running(batch_dir, step):
+                if step_running(batch_dir, step):
                     rows_seen = sandbox.request_log(since=mark)
                     if any(hit(r) for r in rows_seen):
                         break
