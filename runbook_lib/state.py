@@ -19,11 +19,14 @@ import os
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import IO, Any, Iterable, Mapping
-
-import pandas as pd
+from typing import IO, TYPE_CHECKING, Any, Iterable, Mapping
 
 from runbook_lib.errors import StateError
+
+if TYPE_CHECKING:
+    import pandas as pd
+# pandas is imported where a table is built: the API clients read state headers through this module
+# and stay light to import.
 
 SUPPORTED_VERSIONS = (3, 4)
 RESOURCE_COLUMNS = ["address", "module", "mode", "type", "name", "instances", "provider", "provider_address"]
@@ -103,19 +106,7 @@ class TerraformState:
             raise StateError(f"a state must be given as bytes, not {type(data).__name__}; "
                              "read the file in binary mode so its md5 is of the exact bytes.")
         data = bytes(data)
-        if not data.strip():
-            raise StateError("the state is empty (it holds no JSON at all); fetch or back up the state again.")
-        try:
-            doc = json.loads(data)
-        except json.JSONDecodeError as exc:
-            # exc.msg and the position never quote the document, so no secret can leak from here.
-            raise StateError(f"the state is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
-                             "it is probably truncated or corrupt: fetch it again.") from exc
-        except UnicodeDecodeError as exc:
-            raise StateError(f"the state is not UTF-8 text (undecodable byte at offset {exc.start}); "
-                             "it is not a Terraform state file.") from exc
-        if not isinstance(doc, dict):
-            raise StateError(f"the state is a JSON {_json_kind(doc)}, not an object; it is not a Terraform state file.")
+        doc = _whole_document(data)
         version = _header(doc)
         serial, lineage = doc["serial"], doc["lineage"]
         tf_version = doc.get("terraform_version")
@@ -142,6 +133,8 @@ class TerraformState:
 
     @cached_property
     def _frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         frame = pd.DataFrame.from_records(list(self._resources), columns=RESOURCE_COLUMNS)
         frame["instances"] = frame["instances"].astype("int64")
         return frame.sort_values("address", kind="stable").reset_index(drop=True)
@@ -168,6 +161,8 @@ class TerraformState:
         Returns:
             A new DataFrame, sorted by address.
         """
+        import pandas as pd
+
         frame = pd.DataFrame({
             "address": [i.address for i in self._instances],
             "resource": [i.resource for i in self._instances],
@@ -212,6 +207,98 @@ def read_state(path: str | os.PathLike) -> TerraformState:
     except OSError as exc:
         raise StateError(f"cannot read the state file {os.fspath(path)!r}: {exc.strerror}.") from exc
     return TerraformState.from_bytes(data)
+
+
+@dataclass(frozen=True)
+class StateHeader:
+    """A state's identity, read without parsing its resources.
+
+    Attributes:
+        version, terraform_version, serial, lineage: as in `TerraformState`.
+    """
+
+    version: int
+    terraform_version: str | None
+    serial: int
+    lineage: str
+
+
+_HEADER_BYTES = 64 * 1024
+_HEADER_KEYS = ("version", "terraform_version", "serial", "lineage")
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+
+def read_header(data: bytes) -> StateHeader:
+    """version, terraform_version, serial and lineage of a state, without parsing all of it.
+
+    Terraform writes these four members first (before `modules`, `outputs`, `resources`), so they are
+    read from the leading scalar members of the first 64 KiB: a 50 MB state costs no full parse and no
+    second copy. A file that does not start that way (written by hand, members in another order) is
+    parsed whole instead, so the answer is the same either way. This reads the header only: whether the
+    rest of the file is a valid state is `TerraformState.from_bytes`'s question.
+
+    Raises:
+        StateError: not a state (not JSON, no version/serial/lineage, unsupported version): the
+            messages of `TerraformState.from_bytes`.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise StateError(f"a state must be given as bytes, not {type(data).__name__}; "
+                         "read the file in binary mode so its md5 is of the exact bytes.")
+    members = _leading_members(bytes(data[:_HEADER_BYTES]).decode("utf-8", errors="replace"))
+    if members is None or not all(key in members for key in _HEADER_KEYS):
+        members = _whole_document(bytes(data))
+    version = _header(members)
+    tf_version = members.get("terraform_version")
+    if tf_version is not None and not isinstance(tf_version, str):
+        raise StateError("the state's 'terraform_version' is not a string; the file is not a valid state.")
+    return StateHeader(version, tf_version, members["serial"], members["lineage"])
+
+
+def _leading_members(text: str) -> dict[str, Any] | None:
+    """The top-level members with scalar values before the first object or array value (None: not an object)."""
+    decoder = json.JSONDecoder()
+    position = _WHITESPACE.match(text, 0).end()  # type: ignore[union-attr]
+    if not text.startswith("{", position):
+        return None
+    position += 1
+    members: dict[str, Any] = {}
+    while True:
+        position = _WHITESPACE.match(text, position).end()  # type: ignore[union-attr]
+        try:
+            key, position = decoder.raw_decode(text, position)
+        except ValueError:
+            return members
+        position = _WHITESPACE.match(text, position).end()  # type: ignore[union-attr]
+        if not isinstance(key, str) or not text.startswith(":", position):
+            return members
+        position = _WHITESPACE.match(text, position + 1).end()  # type: ignore[union-attr]
+        if text[position:position + 1] in ("{", "["):
+            return members
+        try:
+            value, position = decoder.raw_decode(text, position)
+        except ValueError:
+            return members
+        members.setdefault(key, value)
+        position = _WHITESPACE.match(text, position).end()  # type: ignore[union-attr]
+        if not text.startswith(",", position):
+            return members
+        position += 1
+
+
+def _whole_document(data: bytes) -> dict[str, Any]:
+    if not data.strip():
+        raise StateError("the state is empty (it holds no JSON at all); fetch or back up the state again.")
+    try:
+        doc = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise StateError(f"the state is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+                         "it is probably truncated or corrupt: fetch it again.") from exc
+    except UnicodeDecodeError as exc:
+        raise StateError(f"the state is not UTF-8 text (undecodable byte at offset {exc.start}); "
+                         "it is not a Terraform state file.") from exc
+    if not isinstance(doc, dict):
+        raise StateError(f"the state is a JSON {_json_kind(doc)}, not an object; it is not a Terraform state file.")
+    return doc
 
 
 def file_digests(stream: IO[bytes], chunk_size: int = _CHUNK) -> tuple[str, str, int]:
@@ -316,6 +403,8 @@ def compare_states(a: TerraformState, b: TerraformState) -> pd.DataFrame:
             rows.append((address, "extra", "output not in the reference"))
         elif same_version and a.outputs[name] != b.outputs[name]:
             rows.append((address, "changed", "output value differs"))
+    import pandas as pd
+
     return pd.DataFrame.from_records(rows, columns=DIFF_COLUMNS)
 
 

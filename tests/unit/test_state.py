@@ -359,3 +359,61 @@ def test_unreadable_file_raises_state_error(tmp_path):
 def test_unknown_version_names_the_fix():
     with pytest.raises(StateError, match="running Terraform 0.11 once"):
         TerraformState.from_bytes(_v4(version=1))
+
+
+# -- the header alone ---------------------------------------------------------------------------------------
+
+def test_read_header_agrees_with_the_full_parse_on_every_fixture(states, fixtures_dir: Path):
+    from runbook_lib.state import read_header
+
+    for path in sorted((fixtures_dir / "states").glob("*.tfstate")):
+        header, full = read_header(path.read_bytes()), states[path.stem]
+        assert (header.version, header.terraform_version, header.serial, header.lineage) == (
+            full.version, full.terraform_version, full.serial, full.lineage), path.name
+
+
+def test_read_header_reads_only_the_head_of_a_state_terraform_wrote():
+    from runbook_lib.state import read_header
+
+    head = b'{\n    "version": 3,\n    "terraform_version": "0.11.11",\n    "serial": 9,\n    "lineage": "abc",\n'
+    # The rest is cut off: a full parse would refuse it, the header is complete.
+    header = read_header(head + b'    "modules": [ {"path": ["root"], "resources": {')
+    assert (header.version, header.terraform_version, header.serial, header.lineage) == (3, "0.11.11", 9, "abc")
+    with pytest.raises(StateError, match="not valid JSON"):
+        TerraformState.from_bytes(head + b'    "modules": [')
+
+
+def test_read_header_falls_back_to_the_whole_document_when_the_members_come_later():
+    from runbook_lib.state import read_header
+
+    data = json.dumps({"modules": [], "outputs": {}, "lineage": "l-1", "serial": 4, "version": 3}).encode()
+    header = read_header(data)
+    assert (header.version, header.serial, header.lineage, header.terraform_version) == (3, 4, "l-1", None)
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "empty"),
+    (b"[1, 2]", "not an object"),
+    (b'{"serial": 1, "lineage": "x", "terraform_version": "1.0.0"}', "no 'version'"),
+    (b'{"version": 2, "serial": 1, "lineage": "x", "terraform_version": "0.8.0"}', "not supported"),
+    (b'{"version": 4, "terraform_version": "1.0.0", "serial": -1, "lineage": "x"}', "negative"),
+    (b'{"version": 4, "terraform_version": "1.0.0", "serial": 1, "lineage": ""}', "no 'lineage'"),
+    (b'{"version": 4, "terraform_version": "1.0.0", "serial": 1', "not valid JSON"),
+])
+def test_read_header_refuses_what_from_bytes_refuses(data, message):
+    from runbook_lib.state import read_header
+
+    with pytest.raises(StateError, match=message):
+        read_header(data)
+
+
+def test_read_header_of_50_mb_costs_no_full_parse():
+    from runbook_lib.state import read_header
+
+    body = b'{"version": 4, "terraform_version": "1.9.0", "serial": 3, "lineage": "big", "resources": ['
+    data = body + b",".join([b'{"mode": "managed", "type": "null_resource", "name": "n", "instances": []}'] *
+                            700_000) + b"]}"
+    assert len(data) > 50_000_000
+    started = time.perf_counter()
+    assert read_header(data).serial == 3
+    assert time.perf_counter() - started < 0.05  # a full json.loads of this takes seconds
