@@ -5,6 +5,14 @@ the step's `plan`, `apply` and `verify`, and ends with `ctx.conclude(result)`, w
 FAIL line, records the outcome in the ledger, and raises on FAIL so a batch sees the failure.
 
 In plan mode the clients are read-only: any write raises before a request is sent.
+
+In a batch (``interactive=False``), reads are reused within a step (see `runbook_lib.http.ReadMemo`):
+what the plan looked up (the environment, the workspace, its state version, variables) serves the
+apply and the verify for up to `READ_REUSE_SECONDS`, until the step writes anything (every write
+forgets them all) or changes something outside the clients (terraform, a git push: the step calls
+`forget_reads`). Checks that must see the present (the legacy state just before it is uploaded, the
+environment before it is deleted) read it again regardless. In JupyterLab every cell reads afresh: the
+operator may have changed something by hand between two cells.
 """
 
 from __future__ import annotations
@@ -23,6 +31,9 @@ from runbook_lib.mapping import MappingRow, workspace_name_for, workspace_name_p
 from runbook_lib.settings import Settings
 
 MODES = ("plan", "apply")
+#: How long a step may act on what it read instead of reading it again (a plan reviewed for longer is
+#: read again by the apply). Writes and outside changes end the reuse at once.
+READ_REUSE_SECONDS = 60.0
 
 
 @dataclass
@@ -134,14 +145,33 @@ class StepContext:
         """The legacy API client (read-only in plan mode)."""
         from runbook_lib.legacy import LegacyClient
 
-        return LegacyClient(self.settings, read_only=not self.applying)
+        return self._with_memo(LegacyClient(self.settings, read_only=not self.applying))
 
     @cached_property
     def tfe(self):
         """The new TFE API client (read-only in plan mode)."""
         from runbook_lib.tfe import TfeClient
 
-        return TfeClient(self.settings, read_only=not self.applying)
+        return self._with_memo(TfeClient(self.settings, read_only=not self.applying))
+
+    def _with_memo(self, client: Any) -> Any:
+        """Give a batch's client a read memo (cells run back to back, nobody acts in between)."""
+        from runbook_lib.http import ReadMemo
+
+        if not self.interactive:
+            client.session.memo = ReadMemo(READ_REUSE_SECONDS)
+        return client
+
+    def forget_reads(self, *which: str) -> None:
+        """Read again from here on: something changed outside the clients (terraform ran, a push).
+
+        Args:
+            which: the hosts concerned, "legacy" and/or "tfe" (none given: both).
+        """
+        for name in which or ("legacy", "tfe"):
+            client = self.__dict__.get(name)  # only clients already made (cached_property stores them here)
+            if client is not None and client.session.memo is not None:
+                client.session.memo.clear()
 
     @property
     def state_dir(self) -> Path:

@@ -19,6 +19,11 @@ Retry policy (see `RetryPolicy`):
 * Waits: ``Retry-After`` when present (seconds, decimals accepted, or an HTTP date); otherwise on 429
   ``X-RateLimit-Reset`` seconds (TFE's header, a float) plus jitter; otherwise exponential backoff with
   jitter, capped.
+
+Read reuse (see `ReadMemo`): a runbook step looks at the same objects in its plan, its apply and its
+verify. A session given a memo answers a repeated *lookup* (the clients mark which reads are lookups;
+polls never are) from the answer it got at most `ReadMemo.max_age` seconds ago, and forgets every
+answer the moment it sends a write, so whatever is read after a change is read from the server.
 """
 
 from __future__ import annotations
@@ -418,13 +423,63 @@ def _root_cause(exc: BaseException) -> BaseException:
     return current
 
 
+class ReadMemo:
+    """Answers to lookups a step has just made, reused instead of asking the server again.
+
+    Rules, which keep every refusal as strict as a fresh read would:
+
+    * only reads a client marks as lookups (``reuse=True``: a workspace, a state version, an environment,
+      variables) are kept; polls (runs, plans) always go to the server;
+    * an answer is reused for at most `max_age` seconds;
+    * any write through the session forgets every answer before it is sent (so a read after a change is
+      fresh), and `clear` does the same after a change made outside the session (terraform, a git push);
+    * a caller that must see the present passes ``fresh=True`` (and the answer it gets replaces the kept one).
+
+    One memo belongs to one step run (one `runbook_lib.context.StepContext`) and one thread.
+
+    Attributes:
+        max_age: seconds an answer may be reused.
+        hits: lookups answered from the memo (requests not sent).
+    """
+
+    def __init__(self, max_age: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_age = max_age
+        self.hits = 0
+        self._clock = clock
+        self._answers: dict[tuple, tuple[float, requests.Response]] = {}
+
+    @staticmethod
+    def key(url: str, params: Mapping[str, Any] | None, headers: Mapping[str, str] | None) -> tuple:
+        return (url, tuple(sorted((str(k), str(v)) for k, v in (params or {}).items())),
+                tuple(sorted((headers or {}).items())))
+
+    def get(self, key: tuple) -> requests.Response | None:
+        kept = self._answers.get(key)
+        if kept is None or self._clock() - kept[0] > self.max_age:
+            return None
+        self.hits += 1
+        return kept[1]
+
+    def put(self, key: tuple, response: requests.Response) -> None:
+        self._answers[key] = (self._clock(), response)
+
+    def clear(self) -> None:
+        """Forget every answer (after a write, or a change made outside the session)."""
+        self._answers.clear()
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+
 class ApiSession:
     """One client's connection to one API host.
 
     Attributes:
         base_url: ``scheme://host[:port]`` of the API host.
         read_only: when true, every non-read method raises `ReadOnlyError` before anything is sent.
-        request_count: requests handed to the transport (retries inside urllib3 not counted).
+        request_count: requests handed to the transport (retries inside urllib3 not counted; lookups
+            answered by the memo not counted).
+        memo: a `ReadMemo` reusing lookups, or None (every read goes to the server).
     """
 
     def __init__(self, settings: Settings, which: str, *, auth_header: str, auth_prefix: str = "",
@@ -451,6 +506,7 @@ class ApiSession:
         self.retry_policy = retry or RetryPolicy()
         self.rate_limiter = rate_limiter or shared_bucket(self.host)
         self.request_count = 0
+        self.memo: ReadMemo | None = None
         self._count_lock = threading.Lock()
         self.timeout = (settings.connect_timeout, settings.read_timeout)
         # TLS is always verified: the system store, or the private CA's bundle when one is configured.
@@ -479,7 +535,7 @@ class ApiSession:
     def request(self, method: str, path_or_url: str, *, params: Mapping[str, Any] | None = None,
                 json: Any = None, data: bytes | str | None = None, headers: Mapping[str, str] | None = None,
                 auth: bool = True, signed: bool = False, allow_redirects: bool = True,
-                ok: Iterable[int] = ()) -> requests.Response:
+                ok: Iterable[int] = (), reuse: bool = False, fresh: bool = False) -> requests.Response:
         """Send one request through the retrying, rate-limited transport and check its answer.
 
         Args:
@@ -492,6 +548,8 @@ class ApiSession:
             signed: the URL is a signed hosted link: never quoted whole in an error.
             allow_redirects: follow 3xx (requests drops the token when the host changes).
             ok: error statuses the caller handles itself (returned, not raised), like 404 for "absent".
+            reuse: a lookup (GET) the session's memo may answer and keep (see `ReadMemo`).
+            fresh: a lookup that must come from the server now; its answer replaces the kept one.
 
         Returns:
             The response (status < 400, or listed in ``ok``).
@@ -507,6 +565,16 @@ class ApiSession:
         if self.read_only and method not in READ_METHODS:
             raise ReadOnlyError(f"{method} {redact_url(url, signed=signed)} refused: the {self.which} client is "
                                 f"read-only (plan mode); run in apply mode to change anything.")
+        ok = set(ok)
+        memo_key = None
+        if self.memo is not None:
+            if method not in READ_METHODS:
+                self.memo.clear()  # before sending: even a write that fails may have changed something
+            elif reuse and method == "GET":
+                memo_key = ReadMemo.key(url, params, headers)
+                kept = None if fresh else self.memo.get(memo_key)
+                if kept is not None and (kept.status_code < 400 or kept.status_code in ok):
+                    return kept
         kwargs: dict[str, Any] = dict(params=params, data=data, headers=dict(headers or {}),
                                       timeout=self.timeout, verify=self.verify, allow_redirects=allow_redirects)
         if json is not None:
@@ -526,13 +594,17 @@ class ApiSession:
                 # requests' own message quotes the full URL, signature included: do not chain it.
                 raise error from None
             raise error from exc
-        if response.status_code in set(ok):
+        if response.status_code in ok:
+            if memo_key is not None:
+                self.memo.put(memo_key, response)  # type: ignore[union-attr]
             return response
         final_url = response.url or url
         error = error_from_response(response, method=method, url=final_url, token_var=self.token_var,
                                     signed=signed or bool(response.history) or not self._on_api_host(final_url))
         if error is not None:
             raise error
+        if memo_key is not None:
+            self.memo.put(memo_key, response)  # type: ignore[union-attr]
         return response
 
     def _on_api_host(self, url: str) -> bool:

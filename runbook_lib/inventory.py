@@ -36,8 +36,15 @@ def _check(name: str, ok: bool, detail: str) -> dict[str, Any]:
 
 
 def preflight_checks(settings: Settings, legacy_org: str, *, legacy: LegacyClient | None = None,
-                     tfe: TfeClient | None = None) -> pd.DataFrame:
+                     tfe: TfeClient | None = None, legacy_env: str = "",
+                     workspace: tuple[str, str] | None = None) -> pd.DataFrame:
     """Check tokens, reachability, TLS and the rate limit; never raises for a failed check.
+
+    Args:
+        legacy_env: for one environment's survey: the legacy API is checked by reading that environment
+            (which the survey reads next anyway, from the read memo) instead of the organization's state list.
+        workspace: (new organization, workspace) for one environment's survey: the new API's token is
+            checked by looking that workspace up (read next anyway) instead of listing organizations.
 
     Returns:
         DataFrame[check, ok, detail]; every `ok` True means the runbook can talk to both hosts.
@@ -61,8 +68,15 @@ def preflight_checks(settings: Settings, legacy_org: str, *, legacy: LegacyClien
             rows.append(_check(f"{which} TLS", False, str(exc)))
     try:
         legacy = legacy or LegacyClient(settings, read_only=True)
-        next(iter(legacy.list_states(legacy_org)), None)
-        rows.append(_check("legacy API", True, f"state list of {legacy_org} readable with ${settings.legacy_token_var}"))
+        if legacy_env:
+            found = legacy.find_environment(legacy_org, legacy_env) is not None
+            rows.append(_check("legacy API", True, f"environment {legacy_org}/{legacy_env} "
+                                                   f"{'readable' if found else 'looked up (not found)'} with "
+                                                   f"${settings.legacy_token_var}"))
+        else:
+            next(iter(legacy.list_states(legacy_org)), None)
+            rows.append(_check("legacy API", True, f"state list of {legacy_org} readable with "
+                                                   f"${settings.legacy_token_var}"))
     except (ApiError, ConfigError) as exc:
         rows.append(_check("legacy API", False, str(exc)))
     try:
@@ -71,8 +85,13 @@ def preflight_checks(settings: Settings, legacy_org: str, *, legacy: LegacyClien
         version = tuple(int(p) for p in str(ping.get("api_version") or "0.0").split(".")[:2])
         rows.append(_check("new API", version >= MIN_API_VERSION,
                            f"{ping.get('app_name')} API {ping.get('api_version')} (needs >= 2.5)"))
-        next(iter(tfe.list_organizations()), None)
-        rows.append(_check("new API token", True, f"organizations readable with ${settings.tfe_token_var}"))
+        if workspace:
+            # Any answer but 401 proves the token (a 404 here is a workspace not created yet).
+            tfe.find_workspace(*workspace)
+            rows.append(_check("new API token", True, f"workspace lookup answered with ${settings.tfe_token_var}"))
+        else:
+            next(iter(tfe.list_organizations()), None)
+            rows.append(_check("new API token", True, f"organizations readable with ${settings.tfe_token_var}"))
         limit = ping.get("rate_limit")
         rows.append(_check("rate limit", limit is not None,
                            f"{limit:g} requests/s announced" if limit else "the host announced no rate limit"))
@@ -159,7 +178,7 @@ def _workspace_state(tfe: TfeClient, new_org: str, workspace: str) -> tuple[bool
     ws = tfe.find_workspace(new_org, workspace)
     if ws is None:
         return False, None
-    sv = tfe.current_state_version(ws.id)
+    sv = tfe.state_version_of(ws)
     return True, (sv.get("lineage") if sv else None)
 
 

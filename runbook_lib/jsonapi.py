@@ -24,6 +24,7 @@ class Resource:
         links: the resource's ``links``.
         raw: the resource object exactly as received.
         adopted: set by the clients' create calls when the object already existed and was adopted.
+        included: the document's ``included`` resources (asked for with ``?include=``), for a single resource.
     """
 
     id: str
@@ -33,6 +34,7 @@ class Resource:
     links: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
     adopted: bool = False
+    included: list["Resource"] = field(default_factory=list, repr=False)
 
     def __getitem__(self, key: str) -> Any:
         return self.attributes[key]
@@ -44,6 +46,11 @@ class Resource:
     def rel(self, name: str) -> Any:
         """Return the id (or ids) of relationship ``name``, or None."""
         return self.relationships.get(name)
+
+    def related(self, name: str) -> "Resource | None":
+        """The included resource that to-one relationship ``name`` points at, or None when it was not included."""
+        target = self.rel(name)
+        return next((r for r in self.included if r.id == target), None) if isinstance(target, str) else None
 
 
 def relationship(type_: str, id_: str) -> dict[str, Any]:
@@ -127,7 +134,9 @@ def parse_document(doc: Mapping[str, Any]) -> Resource | list[Resource]:
     data = doc["data"]
     if isinstance(data, list):
         return [parse_resource(item) for item in data]
-    return parse_resource(data)
+    resource = parse_resource(data)
+    resource.included = [parse_resource(item) for item in doc.get("included") or [] if isinstance(item, Mapping)]
+    return resource
 
 
 def next_page(doc: Mapping[str, Any]) -> int | None:
@@ -138,7 +147,7 @@ def next_page(doc: Mapping[str, Any]) -> int | None:
 
 
 def paginate(session: Any, path: str, params: Mapping[str, Any] | None = None, *,
-             page_size: int = PAGE_SIZE) -> Iterator[Resource]:
+             page_size: int = PAGE_SIZE, reuse: bool = False, fresh: bool = False) -> Iterator[Resource]:
     """Yield every resource of a paged collection, following ``meta.pagination.next-page``.
 
     Args:
@@ -146,6 +155,8 @@ def paginate(session: Any, path: str, params: Mapping[str, Any] | None = None, *
         path: collection path (``/api/v2/organizations/acme/workspaces``).
         params: extra query parameters (filters, search).
         page_size: ``page[size]``; 100 (the maximum) by default.
+        reuse: the pages are a lookup the session's read memo may answer (see `runbook_lib.http.ReadMemo`).
+        fresh: with ``reuse``, read the pages now and keep the new answers.
 
     Returns:
         An iterator of `Resource`; one request per page, made as the caller consumes.
@@ -157,7 +168,8 @@ def paginate(session: Any, path: str, params: Mapping[str, Any] | None = None, *
     while number is not None:
         query = dict(params or {})
         query.update({"page[number]": number, "page[size]": page_size})
-        doc = session.request("GET", path, params=query).json()
+        doc = (session.request("GET", path, params=query, reuse=True, fresh=fresh) if reuse
+               else session.request("GET", path, params=query)).json()
         for item in doc.get("data") or []:
             yield parse_resource(item)
         following = next_page(doc)

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 from urllib.parse import quote
 
-from runbook_lib.errors import ConflictError, TransportError
+from runbook_lib.errors import ConflictError, StateError, TransportError
 from runbook_lib.http import ApiSession, RetryPolicy, TokenBucket, create_or_adopt, redact_url
 from runbook_lib.settings import Settings
+from runbook_lib.state import read_header
 
 API = "/api/v1"
 #: Page size of the documented state list; a shorter page is the last.
@@ -59,12 +60,13 @@ class LegacyState:
 
 
 def _identity(data: bytes) -> dict[str, Any]:
-    """Light read of serial/lineage/version; the full parse is `runbook_lib.state`'s job."""
+    """Light read of serial/lineage/version (the state's header only; the full parse is `runbook_lib.state`'s job)."""
     try:
-        parsed = json.loads(data.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
+        header = read_header(data)
+    except StateError:
         return {}
-    return parsed if isinstance(parsed, dict) else {}
+    return {"serial": header.serial, "lineage": header.lineage, "version": header.version,
+            "terraform_version": header.terraform_version}
 
 
 class LegacyClient:
@@ -113,18 +115,19 @@ class LegacyClient:
                 return
             page += 1
 
-    def get_environment(self, organization: str, environment: str) -> dict[str, Any]:
-        """GET one environment.  [sandbox-defined]
+    def get_environment(self, organization: str, environment: str, *, fresh: bool = False) -> dict[str, Any]:
+        """GET one environment (a lookup the read memo may answer unless ``fresh``).  [sandbox-defined]
 
         Raises:
             NotFoundError: unknown (or foreign) environment.
         """
-        return self._json("GET", f"/environments/{_slug(organization, environment)}")["environment"]
+        return self._json("GET", f"/environments/{_slug(organization, environment)}", reuse=True,
+                          fresh=fresh)["environment"]
 
-    def find_environment(self, organization: str, environment: str) -> dict[str, Any] | None:
+    def find_environment(self, organization: str, environment: str, *, fresh: bool = False) -> dict[str, Any] | None:
         """Return the environment, or None when it does not exist.  [sandbox-defined]"""
         response = self.session.request("GET", API + f"/environments/{_slug(organization, environment)}",
-                                        ok=(404,))
+                                        ok=(404,), reuse=True, fresh=fresh)
         return None if response.status_code == 404 else response.json()["environment"]
 
     def delete_environment(self, organization: str, environment: str) -> bool:
@@ -143,12 +146,14 @@ class LegacyClient:
     def _state_path(self, organization: str, environment: str) -> str:
         return API + f"/terraform/state/{_slug(organization, environment)}"
 
-    def get_state(self, organization: str, environment: str, *, atlas_run_id: str = "") -> LegacyState | None:
+    def get_state(self, organization: str, environment: str, *, atlas_run_id: str = "",
+                  fresh: bool = False) -> LegacyState | None:
         """Download the environment's state, checked against the server's Content-MD5.  [documented]
 
         Args:
             organization, environment: the legacy slug's two parts.
             atlas_run_id: sent as the atlas backend does (empty outside a run).
+            fresh: download now even when the read memo holds the state (see `runbook_lib.http.ReadMemo`).
 
         Returns:
             The state, or None when the environment has none (204 or empty body).
@@ -159,7 +164,7 @@ class LegacyClient:
         """
         path = self._state_path(organization, environment)
         response = self.session.request("GET", path, params={"atlas_run_id": atlas_run_id},
-                                        headers={"Accept": "*/*"})
+                                        headers={"Accept": "*/*"}, reuse=True, fresh=fresh)
         data = response.content
         if response.status_code == 204 or not data:
             return None
@@ -226,7 +231,8 @@ class LegacyClient:
         Returns:
             Dicts with key, value (None when sensitive), category (``terraform``/``env``), hcl, sensitive.
         """
-        return self._json("GET", f"/environments/{_slug(organization, environment)}/variables")["variables"]
+        return self._json("GET", f"/environments/{_slug(organization, environment)}/variables",
+                          reuse=True)["variables"]
 
     def put_variables(self, organization: str, environment: str, variables: Mapping[str, str]) -> None:
         """Set environment variables; an empty value removes one.  [documented]

@@ -20,6 +20,7 @@ from runbook_lib.errors import ApiError, ConflictError, StateError, TransportErr
 from runbook_lib.http import ApiSession, RetryPolicy, TokenBucket, create_or_adopt, redact_url
 from runbook_lib.jsonapi import Resource, document, paginate, parse_document
 from runbook_lib.settings import Settings
+from runbook_lib.state import read_header
 
 API = "/api/v2"
 JSONAPI = "application/vnd.api+json"
@@ -35,17 +36,21 @@ def _seg(value: str) -> str:
 
 
 def _state_identity(state: bytes) -> tuple[int, str | None]:
-    """Return (serial, lineage) of a state file by a light JSON read.
+    """Return (serial, lineage) of a state file from its header (no full parse of a big state).
 
     Raises:
         StateError: not a JSON state with a serial.
     """
     try:
-        parsed = json.loads(state.decode("utf-8"))
-        return int(parsed["serial"]), parsed.get("lineage")
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        header = read_header(state)
+    except StateError as e:
         raise StateError("the state to upload is not a Terraform state file (JSON with a serial); "
-                          "take it from the legacy backup, not another file.") from e
+                         "take it from the legacy backup, not another file.") from e
+    return header.serial, header.lineage
+
+
+#: Every workspace read asks for its current state version in the same answer (one request, not two).
+_WITH_STATE = {"include": "current_state_version"}
 
 
 class TfeClient:
@@ -75,11 +80,14 @@ class TfeClient:
 
     # -- plumbing ---------------------------------------------------------------------------------------------
 
-    def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Resource:
-        return parse_document(self.session.request("GET", API + path, params=params).json())  # type: ignore[return-value]
+    def _get(self, path: str, params: Mapping[str, Any] | None = None, *, reuse: bool = False,
+             fresh: bool = False) -> Resource:
+        response = self.session.request("GET", API + path, params=params, reuse=reuse, fresh=fresh)
+        return parse_document(response.json())  # type: ignore[return-value]
 
-    def _find(self, path: str) -> Resource | None:
-        response = self.session.request("GET", API + path, ok=(404,))
+    def _find(self, path: str, params: Mapping[str, Any] | None = None, *, reuse: bool = False,
+              fresh: bool = False) -> Resource | None:
+        response = self.session.request("GET", API + path, params=params, ok=(404,), reuse=reuse, fresh=fresh)
         return None if response.status_code == 404 else parse_document(response.json())  # type: ignore[return-value]
 
     def _send(self, method: str, path: str, doc: Mapping[str, Any] | None = None) -> Resource | None:
@@ -89,8 +97,9 @@ class TfeClient:
             return None
         return parse_document(response.json())  # type: ignore[return-value]
 
-    def _list(self, path: str, params: Mapping[str, Any] | None = None) -> Iterator[Resource]:
-        return paginate(self.session, API + path, params)
+    def _list(self, path: str, params: Mapping[str, Any] | None = None, *, reuse: bool = False,
+              fresh: bool = False) -> Iterator[Resource]:
+        return paginate(self.session, API + path, params, reuse=reuse, fresh=fresh)
 
     def _create_unique(self, post, read_back, *, adopt_existing: bool, what: str) -> Resource:
         """Create an object whose name is unique, adopting it on ambiguity; on "name taken" adopt or refuse."""
@@ -130,7 +139,7 @@ class TfeClient:
         Raises:
             NotFoundError: no such organization (or not visible to the token).
         """
-        return self._get(f"/organizations/{_seg(organization)}/entitlement-set")
+        return self._get(f"/organizations/{_seg(organization)}/entitlement-set", reuse=True)
 
     # -- organizations ------------------------------------------------------------------------------------------
 
@@ -138,17 +147,17 @@ class TfeClient:
         """Yield the organizations the token can see (paged)."""
         return self._list("/organizations")
 
-    def get_organization(self, name: str) -> Resource:
+    def get_organization(self, name: str, *, fresh: bool = False) -> Resource:
         """GET one organization.
 
         Raises:
             NotFoundError: it does not exist or the token cannot see it.
         """
-        return self._get(f"/organizations/{_seg(name)}")
+        return self._get(f"/organizations/{_seg(name)}", reuse=True, fresh=fresh)
 
-    def find_organization(self, name: str) -> Resource | None:
+    def find_organization(self, name: str, *, fresh: bool = False) -> Resource | None:
         """Return the organization, or None when it does not exist (or is not visible)."""
-        return self._find(f"/organizations/{_seg(name)}")
+        return self._find(f"/organizations/{_seg(name)}", reuse=True, fresh=fresh)
 
     def create_organization(self, name: str, email: str, *, adopt_existing: bool = True) -> Resource:
         """Create an organization, or adopt it if it already exists and the token can see it.
@@ -174,9 +183,9 @@ class TfeClient:
 
     # -- OAuth --------------------------------------------------------------------------------------------------
 
-    def list_oauth_clients(self, organization: str) -> Iterator[Resource]:
-        """Yield the organization's OAuth clients (VCS connections)."""
-        return self._list(f"/organizations/{_seg(organization)}/oauth-clients")
+    def list_oauth_clients(self, organization: str, *, fresh: bool = False) -> Iterator[Resource]:
+        """Yield the organization's OAuth clients (VCS connections); ``fresh``: not from the read memo."""
+        return self._list(f"/organizations/{_seg(organization)}/oauth-clients", reuse=True, fresh=fresh)
 
     def create_oauth_client(self, organization: str, *, service_provider: str, http_url: str, api_url: str,
                             oauth_token_string: str, name: str | None = None) -> Resource:
@@ -200,7 +209,7 @@ class TfeClient:
                                          "name": name})
 
         def read_back() -> Resource | None:
-            for client in self.list_oauth_clients(organization):
+            for client in self.list_oauth_clients(organization, fresh=True):
                 if (client.get("service-provider") == service_provider and client.get("http-url") == http_url
                         and (name is None or client.get("name") == name)):
                     return client
@@ -211,7 +220,7 @@ class TfeClient:
 
     def list_oauth_tokens(self, oauth_client_id: str) -> Iterator[Resource]:
         """Yield the OAuth tokens of an OAuth client (their ids go into a workspace's ``vcs-repo``)."""
-        return self._list(f"/oauth-clients/{_seg(oauth_client_id)}/oauth-tokens")
+        return self._list(f"/oauth-clients/{_seg(oauth_client_id)}/oauth-tokens", reuse=True)
 
     # -- workspaces ---------------------------------------------------------------------------------------------
 
@@ -225,25 +234,27 @@ class TfeClient:
         params = {"search[name]": search} if search else None
         return self._list(f"/organizations/{_seg(organization)}/workspaces", params)
 
-    def get_workspace(self, organization: str, name: str) -> Resource:
+    def get_workspace(self, organization: str, name: str, *, fresh: bool = False) -> Resource:
         """GET a workspace by organization and name.
 
         Raises:
             NotFoundError: no such workspace.
         """
-        return self._get(f"/organizations/{_seg(organization)}/workspaces/{_seg(name)}")
+        return self._get(f"/organizations/{_seg(organization)}/workspaces/{_seg(name)}", _WITH_STATE, reuse=True,
+                         fresh=fresh)
 
-    def find_workspace(self, organization: str, name: str) -> Resource | None:
+    def find_workspace(self, organization: str, name: str, *, fresh: bool = False) -> Resource | None:
         """Return the workspace, or None when there is none of that name."""
-        return self._find(f"/organizations/{_seg(organization)}/workspaces/{_seg(name)}")
+        return self._find(f"/organizations/{_seg(organization)}/workspaces/{_seg(name)}", _WITH_STATE, reuse=True,
+                          fresh=fresh)
 
-    def get_workspace_by_id(self, workspace_id: str) -> Resource:
+    def get_workspace_by_id(self, workspace_id: str, *, fresh: bool = False) -> Resource:
         """GET a workspace by id (``ws-...``).
 
         Raises:
             NotFoundError: no such workspace.
         """
-        return self._get(f"/workspaces/{_seg(workspace_id)}")
+        return self._get(f"/workspaces/{_seg(workspace_id)}", _WITH_STATE, reuse=True, fresh=fresh)
 
     def create_workspace(self, organization: str, name: str, attributes: Mapping[str, Any] | None = None, *,
                          adopt_existing: bool = False) -> Resource:
@@ -334,9 +345,24 @@ class TfeClient:
 
     # -- state versions -----------------------------------------------------------------------------------------
 
-    def current_state_version(self, workspace_id: str) -> Resource | None:
+    def state_version_of(self, workspace: Resource) -> Resource | None:
+        """The current state version of a workspace just read, without another request where possible.
+
+        Workspaces are read with ``include=current_state_version``: the relationship says whether there
+        is one (null: none) and the included resource is it, as of the same answer. A workspace read
+        some other way (a create's or PATCH's answer) falls back to `current_state_version`.
+        """
+        if "current-state-version" in workspace.relationships:
+            if workspace.rel("current-state-version") is None:
+                return None
+            included = workspace.related("current-state-version")
+            if included is not None:
+                return included
+        return self.current_state_version(workspace.id)
+
+    def current_state_version(self, workspace_id: str, *, fresh: bool = False) -> Resource | None:
         """Return the workspace's current state version, or None when it has none (404)."""
-        return self._find(f"/workspaces/{_seg(workspace_id)}/current-state-version")
+        return self._find(f"/workspaces/{_seg(workspace_id)}/current-state-version", reuse=True, fresh=fresh)
 
     def list_state_versions(self, organization: str, workspace: str) -> Iterator[Resource]:
         """Yield a workspace's state versions, newest first.
@@ -487,7 +513,7 @@ class TfeClient:
 
     def list_variables(self, workspace_id: str) -> Iterator[Resource]:
         """Yield the workspace's variables (sensitive values come back as None)."""
-        return self._list(f"/workspaces/{_seg(workspace_id)}/vars")
+        return self._list(f"/workspaces/{_seg(workspace_id)}/vars", reuse=True)
 
     def create_variable(self, workspace_id: str, key: str, value: str | None, *, category: str = "terraform",
                         hcl: bool = False, sensitive: bool = False, description: str | None = None) -> Resource:
@@ -583,7 +609,7 @@ class TfeClient:
     def ingress_attributes(self, configuration_version_id: str) -> Resource | None:
         """The VCS facts of a configuration version (``commit-sha``, ``branch``, ``identifier``,
         ``commit-message``), or None when it came from an upload rather than a VCS push."""
-        return self._find(f"/configuration-versions/{_seg(configuration_version_id)}/ingress-attributes")
+        return self._find(f"/configuration-versions/{_seg(configuration_version_id)}/ingress-attributes", reuse=True)
 
     def get_plan(self, plan_id: str) -> Resource:
         """GET a plan (has-changes, resource-additions/changes/destructions, status, log-read-url)."""

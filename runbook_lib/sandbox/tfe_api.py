@@ -328,10 +328,28 @@ def _ws(req: Request, org: str | None = None, name: str | None = None, ws_id: st
     return req.store.get_workspace_by_name(org or "", name or "", _user(req))
 
 
+#: `?include=` values the sandbox serves on a workspace (the real API accepts more; asking for one the
+#: sandbox lacks is a 400 rather than a silent omission).
+WORKSPACE_INCLUDES = ("current_state_version",)
+
+
 def show_workspace(req: Request, org: str | None = None, name: str | None = None,
                    ws_id: str | None = None) -> Response:
-    """`GET /api/v2/organizations/:org/workspaces/:name` and `GET /api/v2/workspaces/:id`."""
-    return jsonapi_response({"data": _workspace_doc(req, _ws(req, org, name, ws_id))})
+    """`GET /api/v2/organizations/:org/workspaces/:name` and `GET /api/v2/workspaces/:id`.
+
+    `?include=current_state_version` adds the current state version to `included` (as the real API does).
+    """
+    includes = [i for i in (req.query.get("include") or "").split(",") if i]
+    unknown = [i for i in includes if i not in WORKSPACE_INCLUDES]
+    if unknown:
+        raise errors.BadRequestError(f"Invalid include parameter: {', '.join(unknown)} (the sandbox serves "
+                                     f"{', '.join(WORKSPACE_INCLUDES)})")
+    ws = _ws(req, org, name, ws_id)
+    doc: dict[str, Any] = {"data": _workspace_doc(req, ws)}
+    if includes:
+        current = req.store.current_state_version(ws["id"])
+        doc["included"] = [_state_version_doc(req, current)] if current else []
+    return jsonapi_response(doc)
 
 
 def update_workspace(req: Request, org: str | None = None, name: str | None = None,

@@ -239,7 +239,7 @@ def migrated_remote_state_sources(ctx: StepContext, root: Path) -> list[tuple[st
             continue
         workspace = workspace_name_for(env)
         ws = ctx.tfe.find_workspace(ctx.row.new_org, workspace)
-        if ws is not None and ctx.tfe.current_state_version(ws.id) is not None:
+        if ws is not None and ctx.tfe.state_version_of(ws) is not None:
             pairs.append((name, f"{ctx.row.new_org}/{workspace}"))
     return pairs
 
@@ -284,7 +284,7 @@ def _prerequisites(ctx: StepContext, ws: Resource | None, env: dict[str, Any] | 
         rows.append({"object": "workspace", "name": ctx.row.workspace_slug, "action": "none",
                      "detail": "does not exist yet: steps 02-04 first (apply refuses until then)"})
         return rows
-    current = ctx.tfe.current_state_version(ws.id)
+    current = ctx.tfe.state_version_of(ws)
     if current is None:
         rows.append({"object": "workspace", "name": ws.id, "action": "none",
                      "detail": "holds no state yet: step 03 first (apply refuses until then)"})
@@ -380,6 +380,9 @@ def _commit_and_push(ctx: StepContext, source: Source) -> dict[str, Any]:
         sha = git.commit_all(co.path, commit_message(ctx))
         record.update(commit=sha, adopted=False, legacy_runs_before=before, diff=str(co.diff), pushed_at=_now())
         git.push(co.path, branch)
+        # The push starts the workspace's run: what was read of the new host is not the present any more. (The
+        # legacy environment was unlinked in step 4; whether it ran anyway is read from its run list, never reused.)
+        ctx.forget_reads("tfe")
         print(f"pushed {sha[:12]} to {source.repo} {branch}")
         return record
 
@@ -416,14 +419,15 @@ def apply(ctx: StepContext) -> pd.DataFrame:
                                 else f"pushed to {record['repo']} {record['branch']}")})
     else:
         done.append({"object": "commit", "name": record["commit"][:12], "result": "adopted from the audit trail"})
-    ws = ctx.tfe.get_workspace_by_id(ws.id)
-    if ws.get("locked"):
+    if ws.get("locked"):  # as read before the push (a push changes no lock)
         try:
             ctx.tfe.unlock_workspace(ws.id)
+            done.append({"object": "workspace lock", "name": ws.id, "result": "unlocked"})
         except ConflictError as exc:
-            raise StepError(f"workspace {ws.id} is locked by someone else ({exc}); the commit is pushed and its run "
-                            f"waits: ask them to unlock, then run this step again.") from exc
-        done.append({"object": "workspace lock", "name": ws.id, "result": "unlocked"})
+            if ctx.tfe.get_workspace_by_id(ws.id, fresh=True).get("locked"):
+                raise StepError(f"workspace {ws.id} is locked by someone else ({exc}); the commit is pushed and its "
+                                f"run waits: ask them to unlock, then run this step again.") from exc
+            done.append({"object": "workspace lock", "name": ws.id, "result": "already unlocked"})
     run = wait_for_run(ctx.tfe, ws.id, record["commit"], timeout=float(_opt(ctx, "wait_timeout")),
                        interval=float(_opt(ctx, "poll_interval")), max_interval=float(_opt(ctx, "poll_max_interval")))
     done.append({"object": "run", "name": run.id, "result": run.get("status")})

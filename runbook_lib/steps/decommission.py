@@ -185,6 +185,7 @@ def apply(ctx: StepContext) -> pd.DataFrame:
             unless the message says so.
     """
     columns = ["object", "name", "result"]
+    # The plan's answers, read a moment ago in a batch (in JupyterLab every cell reads afresh).
     env = ctx.legacy.find_environment(ctx.row.legacy_org, ctx.row.legacy_env)
     if env is None:
         return pd.DataFrame([{"object": "legacy environment", "name": ctx.row.legacy_slug,

@@ -85,7 +85,7 @@ def _workspace_ready(ctx: StepContext) -> tuple[str, str]:
     if ws is None:
         return "none", (f"{ctx.row.workspace_slug} does not exist yet: steps 02 and 03 first "
                         f"(apply refuses until the workspace holds the state)")
-    current = ctx.tfe.current_state_version(ws.id)
+    current = ctx.tfe.state_version_of(ws)
     if current is None:
         return "none", (f"{ws.id} holds no state yet: step 03_migrate_state first "
                         f"(apply refuses until the workspace holds the state)")

@@ -29,9 +29,13 @@ def _opt(ctx: StepContext, name: str) -> Any:
     return ctx.option(name, DEFAULTS)
 
 
-def find_vcs_client(ctx: StepContext) -> Resource | None:
-    """The organization's OAuth client for the configured provider and URL, if there is one."""
-    for client in ctx.tfe.list_oauth_clients(ctx.row.new_org):
+def find_vcs_client(ctx: StepContext, *, fresh: bool = False) -> Resource | None:
+    """The organization's OAuth client for the configured provider and URL, if there is one.
+
+    Args:
+        fresh: read the list now (under the creation lock: another kernel may just have created it).
+    """
+    for client in ctx.tfe.list_oauth_clients(ctx.row.new_org, fresh=fresh):
         if (client.get("service-provider") == _opt(ctx, "vcs_service_provider")
                 and client.get("http-url") == _opt(ctx, "vcs_http_url")):
             return client
@@ -58,6 +62,9 @@ def vcs_token_id(ctx: StepContext) -> str:
                         f"({', '.join(str(c.get('http-url')) for c in clients)}); set the vcs_http_url parameter "
                         f"to the one its repositories live on.")
     client = clients[0]
+    listed = client.rel("oauth-tokens")  # the client's answer names its tokens: no second request
+    if isinstance(listed, list) and listed and listed[0]:
+        return listed[0]
     token = next(iter(ctx.tfe.list_oauth_tokens(client.id)), None)
     if token is None:
         raise StepError(f"the VCS connection {client.id} of {ctx.row.new_org} has no OAuth token; "
@@ -114,7 +121,13 @@ def apply(ctx: StepContext) -> pd.DataFrame:
 
 
 def _vcs_client_or_create(ctx: StepContext) -> tuple[Resource, str]:
+    # One seen a moment ago is adopted; "none" seen a moment ago is checked again now, before creating one
+    # (another kernel of the batch may just have created it).
+    memo = ctx.tfe.session.memo
+    hits = memo.hits if memo is not None else 0
     client = find_vcs_client(ctx)
+    if client is None and memo is not None and memo.hits > hits:
+        client = find_vcs_client(ctx, fresh=True)
     if client is None:
         token = os.environ.get(_opt(ctx, "vcs_token_var"), "")
         if not token:

@@ -51,7 +51,7 @@ class PreflightReport:
 def survey(*, legacy_org: str, legacy_env: str = "", new_org: str, workspace: str = "", mode: str = "plan",
            audit_root: str = "runs/interactive", ledger_path: str = "", batch_id: str = "interactive",
            legacy_token_var: str = "ATLAS_TOKEN", tfe_token_var: str = "TFE_TOKEN", ca_bundle: str = "",
-           mapping_csv: str = "", **_ignored: Any) -> PreflightReport:
+           mapping_csv: str = "", interactive: bool = True, **_ignored: Any) -> PreflightReport:
     """Run the preflight for one environment, or for the whole organization when `legacy_env` is "".
 
     Args:
@@ -61,6 +61,7 @@ def survey(*, legacy_org: str, legacy_env: str = "", new_org: str, workspace: st
         legacy_token_var, tfe_token_var, ca_bundle: settings (token variable NAMES).
         mapping_csv: where the organization-wide survey writes the proposed mapping
             (default `<audit_root>/mapping.csv`).
+        interactive: False in a batch (the survey's reads are then reused within it, see `StepContext`).
 
     Returns:
         The report; call `.conclude()` last.
@@ -71,7 +72,7 @@ def survey(*, legacy_org: str, legacy_env: str = "", new_org: str, workspace: st
         ctx = StepContext.create(step=STEP, legacy_org=legacy_org, legacy_env=legacy_env, new_org=new_org,
                                  workspace=workspace, mode=mode, audit_root=audit_root, ledger_path=ledger_path,
                                  batch_id=batch_id, legacy_token_var=legacy_token_var, tfe_token_var=tfe_token_var,
-                                 ca_bundle=ca_bundle)
+                                 ca_bundle=ca_bundle, interactive=interactive)
         settings, legacy, tfe = ctx.settings, ctx.legacy, ctx.tfe
         rows = [ctx.row]
     else:
@@ -85,7 +86,8 @@ def survey(*, legacy_org: str, legacy_env: str = "", new_org: str, workspace: st
     label = f"{legacy_org}/{legacy_env or '*'}"
     row_id = None if ctx else ledger.start(label, STEP, mode)
 
-    checks = inventory.preflight_checks(settings, legacy_org, legacy=legacy, tfe=tfe)
+    checks = inventory.preflight_checks(settings, legacy_org, legacy=legacy, tfe=tfe, legacy_env=legacy_env,
+                                        workspace=(ctx.row.new_org, ctx.row.workspace) if ctx else None)
     failed_checks = checks[~checks["ok"]]
     # Plain HTTP is acceptable only for a local rehearsal; it is shown, and fails only the TLS rows.
     blocking = failed_checks[~failed_checks["check"].str.endswith("TLS")

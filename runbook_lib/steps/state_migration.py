@@ -4,7 +4,7 @@
    lineage, md5 and sha256 recorded beside them, before anything else changes.
 2. Move, by the `migration_path` parameter:
    - ``api`` (default): lock held since step 2, create the state version with serial, lineage and md5,
-     upload the bytes, read them back. The workspace then holds exactly the legacy bytes.
+     upload the bytes (verify downloads them and compares byte for byte): the workspace holds exactly the legacy bytes.
    - ``cli``: the seed's own procedure in a scratch checkout, with a real Terraform 0.11 (the bundled
      0.11.11, or the operator's `terraform_bin`): add the atlas block if missing (3.b), `terraform
      init` (3.c), change `name` to the workspace (3.d), `terraform init -force-copy` (3.e, the scripted
@@ -31,6 +31,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from runbook_lib.audit import sha256_file
 from runbook_lib.context import StepContext, StepResult
 from runbook_lib.errors import ConfigError, StepError
 from runbook_lib.legacy import LegacyState
-from runbook_lib.state import TerraformState, compare_states
+from runbook_lib.state import DIFF_COLUMNS, TerraformState, compare_states
 from runbook_lib.steps import plan_frame, refusals
 
 DEFAULTS = {"migration_path": "api", "cli_target": "atlas", "terraform_bin": "", "git_base_url": "",
@@ -72,10 +73,10 @@ def _workspace_state(ctx: StepContext):
     ws = ctx.tfe.find_workspace(ctx.row.new_org, ctx.row.workspace)
     if ws is None:
         raise StepError(f"workspace {ctx.row.workspace_slug} does not exist; run step 02_create_workspaces first.")
-    return ws, ctx.tfe.current_state_version(ws.id)
+    return ws, ctx.tfe.state_version_of(ws)
 
 
-def _decide(legacy: TerraformState, current) -> tuple[str, str]:
+def _decide(legacy: TerraformState | _Checked, current) -> tuple[str, str]:
     """What to do given the legacy state and the workspace's current state version: (action, detail)."""
     if current is None:
         return "create", f"upload serial {legacy.serial}, lineage {legacy.lineage}, md5 {legacy.md5}"
@@ -121,7 +122,7 @@ def plan(ctx: StepContext) -> pd.DataFrame:
                      "detail": f"upload serial {legacy.serial} via the {_opt(ctx, 'migration_path')} path "
                                f"once the workspace exists"})
         return plan_frame(rows)
-    current = ctx.tfe.current_state_version(ws.id)
+    current = ctx.tfe.state_version_of(ws)
     action, detail = _decide(legacy, current)
     rows.append({"object": "state version", "name": ctx.row.workspace_slug, "action": action,
                  "detail": f"{detail} via the {_opt(ctx, 'migration_path')} path"})
@@ -131,13 +132,40 @@ def plan(ctx: StepContext) -> pd.DataFrame:
     return plan_frame(rows)
 
 
-def backup(ctx: StepContext, state: LegacyState, label: str = "backup") -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Checked:
+    """What step 3 needs to know of a state after one full parse proved it whole (the parse itself is dropped)."""
+
+    serial: int
+    lineage: str
+    md5: str
+    sha256: str
+    size: int
+
+
+def _checked(state: LegacyState) -> _Checked:
+    """Parse the legacy state once, fully, so a truncated or malformed one is refused before anything is written.
+
+    Only the identity is kept: a big state's parse (several times its size) is released on return.
+
+    Raises:
+        StateError: not a valid version 3/4 state.
+    """
+    parsed = TerraformState.from_bytes(state.data)
+    return _Checked(parsed.serial, parsed.lineage, parsed.md5, parsed.sha256, parsed.size)
+
+
+def backup(ctx: StepContext, state: LegacyState, label: str = "backup",
+           checked: _Checked | None = None) -> dict[str, Any]:
     """Write the legacy state's bytes into the audit trail (0600) with a JSON record beside them.
+
+    Args:
+        checked: the state's identity when the caller has just parsed it (else it is parsed here).
 
     Returns:
         The record: file, size, serial, lineage, md5, sha256, taken_at.
     """
-    parsed = TerraformState.from_bytes(state.data)
+    parsed = checked or _checked(state)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     target = ctx.state_dir / f"{label}-serial{parsed.serial}-{parsed.md5[:12]}.tfstate"
     if not target.exists():
@@ -170,8 +198,8 @@ def apply(ctx: StepContext) -> pd.DataFrame:
     state = ctx.legacy.get_state(ctx.row.legacy_org, ctx.row.legacy_env)
     if state is None:
         raise StepError(f"{ctx.row.legacy_slug} has no state: nothing to migrate.")
-    record = backup(ctx, state)
-    legacy = TerraformState.from_bytes(state.data)
+    legacy = _checked(state)
+    record = backup(ctx, state, checked=legacy)
     ws, current = _workspace_state(ctx)
     action, detail = _decide(legacy, current)
     if action == "refuse":
@@ -187,8 +215,8 @@ def apply(ctx: StepContext) -> pd.DataFrame:
 
 
 def _recheck_legacy(ctx: StepContext, backed_up: LegacyState) -> None:
-    """Refuse when the legacy state moved since the backup (someone applied in between)."""
-    again = ctx.legacy.get_state(ctx.row.legacy_org, ctx.row.legacy_env)
+    """Refuse when the legacy state moved since the backup (someone applied in between): read now, not reused."""
+    again = ctx.legacy.get_state(ctx.row.legacy_org, ctx.row.legacy_env, fresh=True)
     if again is None or again.md5 != backed_up.md5 or again.serial != backed_up.serial:
         moved = "is gone" if again is None else f"moved to serial {again.serial} (md5 {again.md5})"
         raise StepError(f"the legacy state changed between backup (serial {backed_up.serial}, md5 {backed_up.md5}) "
@@ -200,11 +228,12 @@ def _move_by_api(ctx: StepContext, ws, state: LegacyState) -> dict[str, Any]:
         ws = ctx.tfe.lock_workspace(ws.id, f"tfe-runbook: migrating {ctx.row.legacy_slug}")
     _recheck_legacy(ctx, state)
     sv = ctx.tfe.push_state(ws.id, state.data)
-    stored = ctx.tfe.download_state(sv)
-    if stored != state.data:
-        raise StepError(f"state version {sv.id} does not hold the uploaded bytes; do not continue, compare "
-                        f"the backup with the workspace's state by hand.")
-    return {"state_version": sv.id, "detail": "uploaded and read back byte for byte"}
+    if sv.get("md5") not in (None, state.md5) or sv.get("serial") not in (None, state.serial):
+        raise StepError(f"state version {sv.id} reports serial {sv.get('serial')}, md5 {sv.get('md5')} after the "
+                        f"upload, not {state.serial}, {state.md5}; do not continue, compare the backup with the "
+                        f"workspace's state by hand.")
+    # `verify` downloads it and compares byte for byte (once, not here and there).
+    return {"state_version": sv.id, "detail": f"uploaded, {sv.get('status') or 'stored'}; verify reads it back"}
 
 
 def _terraform_for(ctx: StepContext) -> str:
@@ -240,6 +269,7 @@ def _move_by_cli(ctx: StepContext, state: LegacyState) -> dict[str, Any]:
             env["ATLAS_CAFILE"] = ctx.settings.ca_bundle
         _cli_atlas(ctx, binary, root, env, state)
     finally:
+        ctx.forget_reads()  # terraform wrote to the servers behind the clients' backs
         shutil.rmtree(scratch, ignore_errors=True)
     return {"detail": "terraform init -force-copy migrated the state (atlas backend)", "terraform": binary}
 
@@ -264,21 +294,31 @@ def _cli_atlas(ctx: StepContext, binary: str, root: Path, env: dict[str, str], s
 
 
 def verify(ctx: StepContext) -> StepResult:
-    """The workspace's current state has the legacy lineage, a serial not lower, the same resources."""
+    """The workspace's current state has the legacy lineage, a serial not lower, the same resources.
+
+    Identical bytes are parsed once (one state in memory, not two: a 50 MB state stays under 4x its
+    size); different bytes (the CLI path re-serializes) are parsed both and compared resource by resource.
+    """
     state = ctx.legacy.get_state(ctx.row.legacy_org, ctx.row.legacy_env)
     if state is None:
         return StepResult(False, f"{ctx.row.legacy_slug} has no state to compare with")
-    legacy = TerraformState.from_bytes(state.data)
     ws, current = _workspace_state(ctx)
     if current is None:
         return StepResult(False, f"workspace {ws.id} has no state")
     stored = ctx.tfe.download_state(current)
-    migrated = TerraformState.from_bytes(stored)
-    differences = compare_states(legacy, migrated)
+    identical = stored == state.data
+    if identical:
+        del stored  # the same bytes: keep one copy
+        legacy = migrated = TerraformState.from_bytes(state.data)
+        differences = pd.DataFrame(columns=DIFF_COLUMNS)  # identical bytes: nothing can differ
+    else:
+        legacy = TerraformState.from_bytes(state.data)
+        migrated = TerraformState.from_bytes(stored)
+        differences = compare_states(legacy, migrated)
     evidence = {"workspace_id": ws.id, "state_version": current.id, "lineage": migrated.lineage,
                 "legacy_serial": legacy.serial, "workspace_serial": migrated.serial,
                 "legacy_sha256": legacy.sha256, "workspace_sha256": migrated.sha256,
-                "identical_bytes": stored == state.data, "resources": legacy.resource_count}
+                "identical_bytes": identical, "resources": legacy.resource_count}
     if migrated.lineage != legacy.lineage:
         return StepResult(False, f"lineage differs: workspace {migrated.lineage}, legacy {legacy.lineage}", evidence)
     if migrated.serial < legacy.serial:
@@ -287,8 +327,8 @@ def verify(ctx: StepContext) -> StepResult:
     if len(differences):
         return StepResult(False, f"{len(differences)} resource difference(s) between legacy and workspace state",
                           evidence, table=differences)
-    if _opt(ctx, "migration_path") == "api" and migrated.serial == legacy.serial and stored != state.data:
+    if _opt(ctx, "migration_path") == "api" and migrated.serial == legacy.serial and not identical:
         return StepResult(False, "same serial but different bytes on the API path", evidence)
-    how = "byte for byte" if evidence["identical_bytes"] else "same lineage and resources"
+    how = "byte for byte" if identical else "same lineage and resources"
     return StepResult(True, f"workspace {ws.id} holds the legacy state ({how}, serial {migrated.serial})",
                       evidence, table=differences)

@@ -124,3 +124,28 @@ def test_inventory_agrees_with_pytfe(seeded_sandbox: Sandbox, new_org: str):
     assert verdicts["acme-legacy/network-prod"] and verdicts["acme-legacy/app-prod"]
     assert not verdicts["acme-legacy/dns-prod"]  # holds another environment's lineage
     assert frame.set_index("environment").loc["acme-legacy/web.prod", "workspace"] == f"{new_org}/web-prod"
+
+
+def test_a_workspace_read_carries_its_current_state_version(seeded_sandbox: Sandbox, new_org: str):
+    """`include=current_state_version`: one request answers "which workspace" and "which state" together."""
+    tfe = TfeClient(_settings(seeded_sandbox))
+    ws = tfe.create_workspace(new_org, "carries-state")
+    tfe.lock_workspace(ws.id)
+    mark = seeded_sandbox.log_mark()
+    empty = tfe.find_workspace(new_org, "carries-state")
+    assert tfe.state_version_of(empty) is None  # the relationship is null: no second request
+    assert len(seeded_sandbox.request_log(since=mark)) == 1
+    state = LegacyClient(_settings(seeded_sandbox)).get_state("acme-legacy", "network-prod")
+    pushed = tfe.push_state(ws.id, state.data)
+    mark = seeded_sandbox.log_mark()
+    found = tfe.find_workspace(new_org, "carries-state")
+    current = tfe.state_version_of(found)
+    assert current.id == pushed.id and current.get("md5") == state.md5 and current.get("serial") == state.serial
+    assert len(seeded_sandbox.request_log(since=mark)) == 1
+    assert tfe.download_state(current) == state.data
+    # A workspace answer without the include (a create's or PATCH's) falls back to the endpoint.
+    patched = tfe.update_workspace(ws.id, {"description": "x"})
+    mark = seeded_sandbox.log_mark()
+    assert tfe.state_version_of(patched).id == pushed.id
+    assert [r["path"] for r in seeded_sandbox.request_log(since=mark)] == [
+        f"/api/v2/workspaces/{ws.id}/current-state-version"]

@@ -55,9 +55,9 @@ def test_existing_workspace_that_differs_is_refused_with_a_diff(tmp_path, rehear
     ctx = _ctx(tmp_path, "01_create_organization", "network-prod", new_org, **rehearsal)
     organization.apply(ctx)
     ctx = _ctx(tmp_path, "02_create_workspaces", "network-prod", new_org)
+    mark = seeded_sandbox.log_mark()  # before the plan: in a batch the apply acts on the plan's reads
     frame = workspaces.plan(ctx)
     assert "terraform-version" in frame.loc[frame["object"] == "workspace", "detail"].iloc[0]
-    mark = seeded_sandbox.log_mark()
     with pytest.raises(StepError, match="exists and differs.*terraform-version.*'1.2.3'"):
         workspaces.apply(ctx)
     _no_writes(seeded_sandbox, mark)
@@ -85,8 +85,8 @@ def test_workspace_holding_another_lineage_is_refused(tmp_path, rehearsal, seede
                           "outputs": {}, "resources": []}).encode()
     tfe.push_state(ws.id, foreign)
     ctx = _ctx(tmp_path, "03_migrate_state", "network-prod", new_org)
+    mark = seeded_sandbox.log_mark()  # before the plan: in a batch the apply acts on the plan's reads
     assert "refuse" in set(state_migration.plan(ctx)["action"])
-    mark = seeded_sandbox.log_mark()
     with pytest.raises(StepError, match="another lineage \\(someone-else"):
         state_migration.apply(ctx)
     _no_writes(seeded_sandbox, mark)

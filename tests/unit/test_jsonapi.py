@@ -146,3 +146,15 @@ def test_paginate_is_lazy_and_stops_on_a_repeated_page():
     next(iterator)
     assert len(session.calls) == 1
     assert len(list(iterator)) == 249 and len(session.calls) == 3
+
+
+def test_included_resources_are_kept_and_found_through_their_relationship():
+    doc = {"data": {"id": "ws-1", "type": "workspaces", "attributes": {},
+                    "relationships": {"current-state-version": {"data": {"id": "sv-2", "type": "state-versions"}},
+                                      "latest-run": {"data": None}}},
+           "included": [{"id": "sv-1", "type": "state-versions", "attributes": {"serial": 1}},
+                        {"id": "sv-2", "type": "state-versions", "attributes": {"serial": 2}}]}
+    ws = parse_document(doc)
+    assert [r.id for r in ws.included] == ["sv-1", "sv-2"]
+    assert ws.related("current-state-version")["serial"] == 2
+    assert ws.related("latest-run") is None and ws.related("no-such") is None
