@@ -457,7 +457,6 @@ class ReadMemo:
         kept = self._answers.get(key)
         if kept is None or self._clock() - kept[0] > self.max_age:
             return None
-        self.hits += 1
         return kept[1]
 
     def put(self, key: tuple, response: requests.Response) -> None:
@@ -574,6 +573,7 @@ class ApiSession:
                 memo_key = ReadMemo.key(url, params, headers)
                 kept = None if fresh else self.memo.get(memo_key)
                 if kept is not None and (kept.status_code < 400 or kept.status_code in ok):
+                    self.memo.hits += 1  # counted only when the kept answer is the one returned
                     return kept
         kwargs: dict[str, Any] = dict(params=params, data=data, headers=dict(headers or {}),
                                       timeout=self.timeout, verify=self.verify, allow_redirects=allow_redirects)
