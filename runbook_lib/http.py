@@ -479,6 +479,8 @@ class ApiSession:
         request_count: requests handed to the transport (retries inside urllib3 not counted; lookups
             answered by the memo not counted).
         memo: a `ReadMemo` reusing lookups, or None (every read goes to the server).
+        last_headers: the headers of the last answer from the API host returned to a caller (None before
+            the first), for what a host says about itself on every answer (API version, rate limit).
     """
 
     def __init__(self, settings: Settings, which: str, *, auth_header: str, auth_prefix: str = "",
@@ -506,6 +508,7 @@ class ApiSession:
         self.rate_limiter = rate_limiter or shared_bucket(self.host)
         self.request_count = 0
         self.memo: ReadMemo | None = None
+        self.last_headers: Mapping[str, str] | None = None
         self._count_lock = threading.Lock()
         self.timeout = (settings.connect_timeout, settings.read_timeout)
         # TLS is always verified: the system store, or the private CA's bundle when one is configured.
@@ -574,6 +577,7 @@ class ApiSession:
                 kept = None if fresh else self.memo.get(memo_key)
                 if kept is not None and (kept.status_code < 400 or kept.status_code in ok):
                     self.memo.hits += 1  # counted only when the kept answer is the one returned
+                    self.last_headers = kept.headers
                     return kept
         kwargs: dict[str, Any] = dict(params=params, data=data, headers=dict(headers or {}),
                                       timeout=self.timeout, verify=self.verify, allow_redirects=allow_redirects)
@@ -597,6 +601,7 @@ class ApiSession:
         if response.status_code in ok:
             if memo_key is not None:
                 self.memo.put(memo_key, response)  # type: ignore[union-attr]
+            self._note_headers(response)
             return response
         final_url = response.url or url
         error = error_from_response(response, method=method, url=final_url, token_var=self.token_var,
@@ -605,7 +610,12 @@ class ApiSession:
             raise error
         if memo_key is not None:
             self.memo.put(memo_key, response)  # type: ignore[union-attr]
+        self._note_headers(response)
         return response
+
+    def _note_headers(self, response: requests.Response) -> None:
+        if self._on_api_host(response.url or self.base_url):
+            self.last_headers = response.headers
 
     def _on_api_host(self, url: str) -> bool:
         return urlsplit(url).netloc.lower() == self.host

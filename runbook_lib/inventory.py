@@ -81,17 +81,20 @@ def preflight_checks(settings: Settings, legacy_org: str, *, legacy: LegacyClien
         rows.append(_check("legacy API", False, str(exc)))
     try:
         tfe = tfe or TfeClient(settings, read_only=True)
-        ping = tfe.ping()
+        if workspace:
+            # Any answer but 401 proves the token (a 404 here is a workspace not created yet); a host that
+            # announces its API version and rate limit on every answer is not pinged as well.
+            tfe.find_workspace(*workspace)
+            token_row = _check("new API token", True, f"workspace lookup answered with ${settings.tfe_token_var}")
+            ping = tfe.about()
+        else:
+            ping = tfe.ping()
+            next(iter(tfe.list_organizations()), None)
+            token_row = _check("new API token", True, f"organizations readable with ${settings.tfe_token_var}")
         version = tuple(int(p) for p in str(ping.get("api_version") or "0.0").split(".")[:2])
         rows.append(_check("new API", version >= MIN_API_VERSION,
                            f"{ping.get('app_name')} API {ping.get('api_version')} (needs >= 2.5)"))
-        if workspace:
-            # Any answer but 401 proves the token (a 404 here is a workspace not created yet).
-            tfe.find_workspace(*workspace)
-            rows.append(_check("new API token", True, f"workspace lookup answered with ${settings.tfe_token_var}"))
-        else:
-            next(iter(tfe.list_organizations()), None)
-            rows.append(_check("new API token", True, f"organizations readable with ${settings.tfe_token_var}"))
+        rows.append(token_row)
         limit = ping.get("rate_limit")
         rows.append(_check("rate limit", limit is not None,
                            f"{limit:g} requests/s announced" if limit else "the host announced no rate limit"))

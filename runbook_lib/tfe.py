@@ -30,6 +30,17 @@ FINAL_RUN_STATUSES = frozenset({"planned_and_finished", "applied", "errored", "d
 _STATE_PARAM_MISSING = "param is missing or the value is empty: state"
 
 
+def _host_facts(headers: Mapping[str, str]) -> dict[str, Any]:
+    """The API version, application, release and rate limit a host's answer announces (None if absent)."""
+    limit = headers.get("X-RateLimit-Limit")
+    try:
+        rate = float(limit) if limit else None
+    except ValueError:
+        rate = None
+    return {"api_version": headers.get("TFP-API-Version"), "app_name": headers.get("TFP-AppName"),
+            "tfe_version": headers.get("X-TFE-Version"), "rate_limit": rate}
+
+
 def _seg(value: str) -> str:
     """Quote one path segment (names may hold characters that are special in URLs)."""
     return quote(str(value), safe="")
@@ -127,11 +138,18 @@ class TfeClient:
         Raises:
             ApiError: the host answered an error; TransportError: unreachable or TLS failure.
         """
-        response = self.session.request("GET", API + "/ping")
-        h = response.headers
-        limit = h.get("X-RateLimit-Limit")
-        return {"api_version": h.get("TFP-API-Version"), "app_name": h.get("TFP-AppName"),
-                "tfe_version": h.get("X-TFE-Version"), "rate_limit": float(limit) if limit else None}
+        return _host_facts(self.session.request("GET", API + "/ping").headers)
+
+    def about(self) -> dict[str, Any]:
+        """What the host says about itself (as `ping`), without a request when the last answer said it.
+
+        Terraform reads the API version and the rate limit from the ping; hosts that send both headers
+        on every answer (the sandbox, otf) have said it already in the last answer. Otherwise: a ping.
+        """
+        headers = self.session.last_headers
+        if headers is not None and headers.get("TFP-API-Version") and headers.get("X-RateLimit-Limit"):
+            return _host_facts(headers)
+        return self.ping()
 
     def entitlements(self, organization: str) -> Resource:
         """GET the organization's entitlement set (``operations``, ``state-storage``...).
@@ -446,11 +464,11 @@ class TfeClient:
                              headers={"Content-Type": "application/octet-stream"})
 
     def push_state(self, workspace_id: str, state: bytes, *, json_state: bytes | None = None,
-                   force: bool = False, inline: bool = False) -> Resource:
+                   force: bool = False, inline: bool = False, read_back: bool = True) -> Resource:
         """Store ``state`` as the workspace's new state version, the way Terraform's cloud backend does.
 
         POST the state version (serial, lineage, md5), PUT the bytes to the hosted upload URL, read the state
-        version back. When the host wants the state inline (its answer says
+        version back (unless ``read_back`` is False). When the host wants the state inline (its answer says
         ``param is missing or the value is empty: state``) or ``inline`` is set, the state goes in the POST.
         The workspace must be locked by this token.
 
@@ -460,9 +478,11 @@ class TfeClient:
             json_state: optional ``terraform show -json`` of the state.
             force: see `create_state_version`.
             inline: send the state in the POST body.
+            read_back: GET the state version after the upload (its status then says "finalized"); False for a
+                caller that proves the upload otherwise (step 3's verify downloads it and compares the bytes).
 
         Returns:
-            The state version as read back after the upload.
+            The state version as read back after the upload (as created when ``read_back`` is False).
 
         Raises:
             StateError: ``state`` is not a state file.
@@ -481,7 +501,7 @@ class TfeClient:
             return self.create_state_version(workspace_id, state=state, json_state=json_state, **common)
         if sv.get("hosted-state-upload-url"):
             self.upload_state(sv, state, json_state)
-            return self.get_state_version(sv.id)
+            return self.get_state_version(sv.id) if read_back else sv
         return sv
 
     def download_state(self, state_version: Resource) -> bytes:

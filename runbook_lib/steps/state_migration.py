@@ -227,13 +227,14 @@ def _move_by_api(ctx: StepContext, ws, state: LegacyState) -> dict[str, Any]:
     if not ws.get("locked"):
         ws = ctx.tfe.lock_workspace(ws.id, f"tfe-runbook: migrating {ctx.row.legacy_slug}")
     _recheck_legacy(ctx, state)
-    sv = ctx.tfe.push_state(ws.id, state.data)
+    # Not read back here: verify reads the workspace's current state version and compares its bytes.
+    sv = ctx.tfe.push_state(ws.id, state.data, read_back=False)
     if sv.get("md5") not in (None, state.md5) or sv.get("serial") not in (None, state.serial):
         raise StepError(f"state version {sv.id} reports serial {sv.get('serial')}, md5 {sv.get('md5')} after the "
                         f"upload, not {state.serial}, {state.md5}; do not continue, compare the backup with the "
                         f"workspace's state by hand.")
     # `verify` downloads it and compares byte for byte (once, not here and there).
-    return {"state_version": sv.id, "detail": f"uploaded, {sv.get('status') or 'stored'}; verify reads it back"}
+    return {"state_version": sv.id, "detail": "uploaded; verify downloads it and compares byte for byte"}
 
 
 def _terraform_for(ctx: StepContext) -> str:

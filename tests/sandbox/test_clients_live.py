@@ -149,3 +149,45 @@ def test_a_workspace_read_carries_its_current_state_version(seeded_sandbox: Sand
     assert tfe.state_version_of(patched).id == pushed.id
     assert [r["path"] for r in seeded_sandbox.request_log(since=mark)] == [
         f"/api/v2/workspaces/{ws.id}/current-state-version"]
+
+
+def test_one_environments_preflight_asks_the_new_host_once(seeded_sandbox: Sandbox, new_org: str):
+    """The workspace lookup proves the token and carries the API version and rate limit: no ping as well."""
+    s = _settings(seeded_sandbox)
+    legacy, tfe = LegacyClient(s, read_only=True), TfeClient(s, read_only=True)
+    mark = seeded_sandbox.log_mark()
+    checks = inventory.preflight_checks(s, "acme-legacy", legacy=legacy, tfe=tfe, legacy_env="web.prod",
+                                        workspace=(new_org, "web-prod")).set_index("check")
+    assert checks["ok"].all(), checks
+    assert "API 2." in checks.loc["new API", "detail"] and "requests/s" in checks.loc["rate limit", "detail"]
+    assert [r["path"] for r in seeded_sandbox.request_log(since=mark) if r["path"].startswith("/api/v2/")] == [
+        f"/api/v2/organizations/{new_org}/workspaces/web-prod"]
+
+
+def test_a_host_that_announces_its_limit_only_on_ping_is_pinged(fresh_sandbox: Sandbox):
+    tfe = TfeClient(_settings(fresh_sandbox), read_only=True)
+    tfe.session.last_headers = {"TFP-API-Version": "2.5"}  # an answer without X-RateLimit-Limit
+    mark = fresh_sandbox.log_mark()
+    facts = tfe.about()
+    assert [r["path"] for r in fresh_sandbox.request_log(since=mark)] == ["/api/v2/ping"]
+    assert facts["api_version"] >= "2.5" and facts["rate_limit"] > 0
+    fresh_sandbox.set_rate_limit(None)  # now no answer announces a limit: pinged, and the preflight says so
+    mark = fresh_sandbox.log_mark()
+    checks = inventory.preflight_checks(_settings(fresh_sandbox), "acme-legacy", legacy_env="web.prod",
+                                        workspace=("nobody", "web-prod")).set_index("check")
+    assert not checks.loc["rate limit", "ok"] and "no rate limit" in checks.loc["rate limit", "detail"]
+    assert checks.loc["new API token", "ok"]
+    assert [r["path"] for r in fresh_sandbox.request_log(since=mark) if r["path"].startswith("/api/v2/")] == [
+        "/api/v2/organizations/nobody/workspaces/web-prod", "/api/v2/ping"]
+
+
+def test_a_state_pushed_without_read_back_is_the_workspaces_current_one(seeded_sandbox: Sandbox, new_org: str):
+    tfe = TfeClient(_settings(seeded_sandbox))
+    ws = tfe.lock_workspace(tfe.create_workspace(new_org, "no-read-back").id)
+    state = LegacyClient(_settings(seeded_sandbox)).get_state("acme-legacy", "web.prod")
+    mark = seeded_sandbox.log_mark()
+    sv = tfe.push_state(ws.id, state.data, read_back=False)
+    assert [r["method"] for r in seeded_sandbox.request_log(since=mark)] == ["POST", "PUT"]
+    assert sv.get("md5") == state.md5 and sv.get("serial") == state.serial
+    current = tfe.state_version_of(tfe.find_workspace(new_org, "no-read-back"))
+    assert current.id == sv.id and tfe.download_state(current) == state.data
