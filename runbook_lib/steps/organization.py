@@ -100,34 +100,48 @@ def apply(ctx: StepContext) -> pd.DataFrame:
     refused = refusals(planned)
     if refused:
         raise StepError("step 1 refused, nothing changed: " + "; ".join(refused))
-    try:
-        org = ctx.tfe.find_organization(ctx.row.new_org)
-        if org is not None:
-            org.adopted = True
-        else:
-            org = ctx.tfe.create_organization(ctx.row.new_org, _opt(ctx, "organization_email"), adopt_existing=True)
-    except ValidationError as exc:
-        raise StepError(f"the organization name {ctx.row.new_org!r} is not available ({exc}); organization names "
-                        f"are globally unique: choose another new_org.") from exc
     # Environments of one batch run this step in parallel kernels; an OAuth client has no unique name the
-    # server would enforce, so creation is serialised with a lock beside the batch's ledger.
+    # server would enforce, so the organization and its VCS connection are made under a lock beside the
+    # batch's ledger.
     lock_dir = ctx.ledger.path.parent / ".locks"
     lock_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock_dir / f"vcs-connection-{ctx.row.new_org}.lock"), timeout=120):
-        client, client_action = _vcs_client_or_create(ctx)
+        org = _organization_or_create(ctx)
+        client, client_action = _vcs_client_or_create(ctx, new_org=not org.adopted)
     return pd.DataFrame([
         {"object": "organization", "name": org.id, "result": "adopted" if org.adopted else "created"},
         {"object": "vcs connection", "name": client.id, "result": client_action}])
 
 
-def _vcs_client_or_create(ctx: StepContext) -> tuple[Resource, str]:
+def _organization_or_create(ctx: StepContext) -> Resource:
+    try:
+        org = ctx.tfe.find_organization(ctx.row.new_org)
+        if org is not None:
+            org.adopted = True
+            return org
+        return ctx.tfe.create_organization(ctx.row.new_org, _opt(ctx, "organization_email"), adopt_existing=True)
+    except ValidationError as exc:
+        raise StepError(f"the organization name {ctx.row.new_org!r} is not available ({exc}); organization names "
+                        f"are globally unique: choose another new_org.") from exc
+
+
+def _vcs_client_or_create(ctx: StepContext, *, new_org: bool) -> tuple[Resource, str]:
+    """The VCS connection, adopted or created; called under the batch's lock for the organization.
+
+    Args:
+        new_org: the organization was created by this call's own POST a moment ago (not adopted after an
+            ambiguous answer): it has no VCS connection, and no other kernel of the batch can add one while
+            the lock is held, so the list is not read.
+    """
     # One seen a moment ago is adopted; "none" seen a moment ago is checked again now, before creating one
     # (another kernel of the batch may just have created it).
-    memo = ctx.tfe.session.memo
-    hits = memo.hits if memo is not None else 0
-    client = find_vcs_client(ctx)
-    if client is None and memo is not None and memo.hits > hits:
-        client = find_vcs_client(ctx, fresh=True)
+    client = None
+    if not new_org:
+        memo = ctx.tfe.session.memo
+        hits = memo.hits if memo is not None else 0
+        client = find_vcs_client(ctx)
+        if client is None and memo is not None and memo.hits > hits:
+            client = find_vcs_client(ctx, fresh=True)
     if client is None:
         token = os.environ.get(_opt(ctx, "vcs_token_var"), "")
         if not token:

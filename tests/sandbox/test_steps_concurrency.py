@@ -42,3 +42,27 @@ def test_parallel_step_1_creates_one_vcs_connection(tmp_path, seeded_sandbox):
         seeded_sandbox.clear_faults()
     tfe = TfeClient(Settings.from_env(seeded_sandbox.env), read_only=True)
     assert len(list(tfe.list_oauth_clients(org))) == 1
+
+
+def test_step_1_does_not_list_the_vcs_connections_of_an_organization_it_just_created(tmp_path, seeded_sandbox,
+                                                                                    monkeypatch):
+    """Created under the lock by its own POST, the organization has none: the list is read by verify only."""
+    for name, value in batch_environ(seeded_sandbox.env).items():
+        monkeypatch.setenv(name, value)
+    from runbook_lib.context import StepContext
+    from runbook_lib.steps import organization
+
+    org = f"fresh-{uuid.uuid4().hex[:8]}"
+    ctx = StepContext.create(step="01_create_organization", legacy_org="acme-legacy", legacy_env="web.prod",
+                             new_org=org, mode="apply", audit_root=str(tmp_path / "runs"), interactive=False,
+                             **batch_parameters(seeded_sandbox.env))
+    mark = seeded_sandbox.log_mark()
+    done = organization.apply(ctx).set_index("object")
+    assert list(done["result"]) == ["created", "created"]
+    assert [f"{r['method']} {r['path']}" for r in seeded_sandbox.request_log(since=mark)] == [
+        f"GET /api/v2/organizations/{org}", "POST /api/v2/organizations",
+        f"POST /api/v2/organizations/{org}/oauth-clients"]
+    assert organization.verify(ctx).passed
+    # Adopting it (a second environment of the batch) reads the list and creates nothing.
+    again = organization.apply(ctx).set_index("object")
+    assert list(again["result"]) == ["adopted", "adopted"]
