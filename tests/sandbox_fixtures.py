@@ -104,10 +104,13 @@ def make_1x_ready(env: str, legacy_org: str = "acme-legacy") -> None:
         path = git.clone(git.repo_url(vcs["repo"]), Path(scratch) / "r", vcs["branch"])
         main = path / vcs["working_directory"] / "main.tf"
         main.write_text(main.read_text().replace("triggers {", "triggers = {"))
-        git.commit_all(path, "Terraform 1.x syntax: triggers is an argument")
+        sha = git.commit_all(path, "Terraform 1.x syntax: triggers is an argument")
         git.push(path, vcs["branch"])
+    # The push reaches the legacy environment through the repository's hook, a moment later: wait until its
+    # run exists and has ended (not only "no current run", which is also true before the run starts).
     deadline = time.monotonic() + 120
-    while legacy.get_environment(legacy_org, env).get("current_run"):
+    while (legacy.get_environment(legacy_org, env).get("current_run")
+           or not any(r.get("commit_sha") == sha for r in legacy.list_runs(legacy_org, env))):
         assert time.monotonic() < deadline, "the legacy run of the 1.x-syntax commit did not finish"
         time.sleep(0.5)
 

@@ -86,10 +86,6 @@ def _check_options(ctx: StepContext) -> None:
         raise ConfigError(f"wait_timeout must be a positive number of seconds, not {_opt(ctx, 'wait_timeout')!r}.") from exc
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def _version_tuple(version: str) -> tuple[int, ...]:
     parts = []
     for piece in (version or "0").split("."):
@@ -378,7 +374,8 @@ def _commit_and_push(ctx: StepContext, source: Source) -> dict[str, Any]:
         if branch != co.branch:
             git.run(["checkout", "--quiet", "-B", branch], co.path)
         sha = git.commit_all(co.path, commit_message(ctx))
-        record.update(commit=sha, adopted=False, legacy_runs_before=before, diff=str(co.diff), pushed_at=_now())
+        record.update(commit=sha, adopted=False, legacy_runs_before=before, diff=str(co.diff),
+                      pushed_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
         git.push(co.path, branch)
         # The push starts the workspace's run: what was read of the new host is not the present any more. (The
         # legacy environment was unlinked in step 4; whether it ran anyway is read from its run list, never reused.)
@@ -551,13 +548,19 @@ def _log_tail(ctx: StepContext, run: Resource) -> str:
 
 
 def legacy_runs_after_push(ctx: StepContext, record: dict[str, Any]) -> list[dict[str, Any]]:
-    """Legacy runs started by or after the push: a new id, created after the push, or of the pushed commit."""
+    """Legacy runs started by or after the push: a new id, created after the push, or of the pushed commit.
+
+    A run listed before this step pushed is never one of them, whatever its timestamp (a run that started
+    in the same second as the push is not after it; the adopted push of an earlier attempt has no list).
+    """
     if ctx.legacy.find_environment(ctx.row.legacy_org, ctx.row.legacy_env) is None:
         return []  # deleted by step 6 after an earlier PASS: it can start nothing
     before = set(record.get("legacy_runs_before") or [])
     pushed_at = datetime.fromisoformat(record["pushed_at"].replace("Z", "+00:00"))
     found = []
     for run in ctx.legacy.list_runs(ctx.row.legacy_org, ctx.row.legacy_env):
+        if run["id"] in before and not record.get("adopted"):
+            continue
         created = run.get("created_at")
         after = False
         if created:
