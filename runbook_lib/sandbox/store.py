@@ -128,6 +128,21 @@ _DATA_TABLES = ("legacy_orgs", "legacy_members", "environments", "legacy_states"
                 "plans", "blobs", "request_log", "run_jobs")
 
 
+_VIA_WORKSPACE = "JOIN workspaces w ON w.id = x.workspace_id"
+# How a row of the new API reaches the organization whose members may see it:
+# table -> (joins from `x`, the owning organization's column, the key column).
+_OWNED_THROUGH = {
+    "organizations": ("", "x.name", "name"),
+    "oauth_clients": ("", "x.org", "id"),
+    "oauth_tokens": ("JOIN oauth_clients c ON c.id = x.client_id", "c.org", "id"),
+    "workspaces": ("", "x.org", "id"),
+    "state_versions": (_VIA_WORKSPACE, "w.org", "id"),
+    "configuration_versions": (_VIA_WORKSPACE, "w.org", "id"),
+    "runs": (_VIA_WORKSPACE, "w.org", "id"),
+    "plans": ("JOIN runs r ON r.id = x.run_id JOIN workspaces w ON w.id = r.workspace_id", "w.org", "id"),
+}
+
+
 def now_iso() -> str:
     """Current UTC time as ISO 8601 with milliseconds and `Z`, the way TFE writes timestamps."""
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
@@ -247,6 +262,19 @@ class Store:
         with self._lock:
             row = self._conn.execute(sql, params).fetchone()
         return dict(row) if row is not None else None
+
+    def _visible(self, table: str, key: str, user: dict[str, Any], *, columns: str = "x.*") -> dict[str, Any]:
+        """The row of `table` keyed `key` when `user` belongs to the organization that owns it.
+
+        Raises:
+            NotFoundError: missing or foreign (the API does not tell them apart).
+        """
+        joins, org, key_column = _OWNED_THROUGH[table]
+        row = self._one(f"SELECT {columns} FROM {table} x {joins} JOIN org_members m ON m.org = {org} "
+                        f"WHERE x.{key_column} = ? AND m.user_id = ?", (key, user["id"]))
+        if row is None:
+            raise errors.NotFoundError()
+        return row
 
     def _x(self, sql: str, params: tuple | list = ()) -> int:
         with self.tx():
@@ -596,11 +624,7 @@ class Store:
         Raises:
             NotFoundError: missing or foreign.
         """
-        row = self._one("SELECT o.* FROM organizations o JOIN org_members m ON m.org = o.name "
-                        "WHERE o.name = ? AND m.user_id = ?", (name, user["id"]))
-        if row is None:
-            raise errors.NotFoundError()
-        return row
+        return self._visible("organizations", name, user)
 
     def list_organizations(self, user: dict[str, Any]) -> list[dict[str, Any]]:
         """Organizations the user belongs to, by name."""
@@ -626,11 +650,7 @@ class Store:
         Raises:
             NotFoundError: missing or foreign.
         """
-        row = self._one("SELECT c.* FROM oauth_clients c JOIN org_members m ON m.org = c.org "
-                        "WHERE c.id = ? AND m.user_id = ?", (client_id, user["id"]))
-        if row is None:
-            raise errors.NotFoundError()
-        return row
+        return self._visible("oauth_clients", client_id, user)
 
     def list_oauth_clients(self, org: str) -> list[dict[str, Any]]:
         """The organization's OAuth clients, oldest first."""
@@ -646,12 +666,7 @@ class Store:
         Raises:
             NotFoundError: missing or foreign.
         """
-        row = self._one("SELECT t.*, c.org, c.service_provider FROM oauth_tokens t "
-                        "JOIN oauth_clients c ON c.id = t.client_id JOIN org_members m ON m.org = c.org "
-                        "WHERE t.id = ? AND m.user_id = ?", (token_id, user["id"]))
-        if row is None:
-            raise errors.NotFoundError()
-        return row
+        return self._visible("oauth_tokens", token_id, user, columns="x.*, c.org, c.service_provider")
 
     def oauth_token_client(self, token_id: str) -> dict[str, Any] | None:
         """The OAuth client (service_provider, http_url) behind an OAuth token, without access checks."""
@@ -714,11 +729,7 @@ class Store:
         Raises:
             NotFoundError: missing or foreign.
         """
-        row = self._one("SELECT w.* FROM workspaces w JOIN org_members m ON m.org = w.org "
-                        "WHERE w.id = ? AND m.user_id = ?", (ws_id, user["id"]))
-        if row is None:
-            raise errors.NotFoundError()
-        return row
+        return self._visible("workspaces", ws_id, user)
 
     def find_workspace(self, org: str, name: str) -> dict[str, Any] | None:
         """A workspace by organization and name, without access checks, or None."""
@@ -846,11 +857,7 @@ class Store:
         Raises:
             NotFoundError: missing or foreign.
         """
-        row = self._one("SELECT s.* FROM state_versions s JOIN workspaces w ON w.id = s.workspace_id "
-                        "JOIN org_members m ON m.org = w.org WHERE s.id = ? AND m.user_id = ?", (sv_id, user["id"]))
-        if row is None:
-            raise errors.NotFoundError()
-        return row
+        return self._visible("state_versions", sv_id, user)
 
     def create_state_version(self, ws: dict[str, Any], user: dict[str, Any], *, serial: int, md5: str,
                              lineage: str | None, state: bytes | None, json_state: bytes | None = None,
@@ -1079,11 +1086,7 @@ class Store:
         Raises:
             NotFoundError: missing or foreign.
         """
-        row = self._one("SELECT c.* FROM configuration_versions c JOIN workspaces w ON w.id = c.workspace_id "
-                        "JOIN org_members m ON m.org = w.org WHERE c.id = ? AND m.user_id = ?", (cv_id, user["id"]))
-        if row is None:
-            raise errors.NotFoundError()
-        return row
+        return self._visible("configuration_versions", cv_id, user)
 
     def list_configuration_versions(self, ws_id: str) -> list[dict[str, Any]]:
         """A workspace's configuration versions, newest first."""
@@ -1128,11 +1131,7 @@ class Store:
         Raises:
             NotFoundError: missing or foreign.
         """
-        row = self._one("SELECT r.* FROM runs r JOIN workspaces w ON w.id = r.workspace_id "
-                        "JOIN org_members m ON m.org = w.org WHERE r.id = ? AND m.user_id = ?", (run_id, user["id"]))
-        if row is None:
-            raise errors.NotFoundError()
-        return row
+        return self._visible("runs", run_id, user)
 
     def run_by_id(self, run_id: str) -> dict[str, Any] | None:
         """A run without access checks (run worker), or None."""
@@ -1168,12 +1167,7 @@ class Store:
         Raises:
             NotFoundError: missing or foreign.
         """
-        row = self._one("SELECT p.* FROM plans p JOIN runs r ON r.id = p.run_id JOIN workspaces w ON "
-                        "w.id = r.workspace_id JOIN org_members m ON m.org = w.org WHERE p.id = ? AND m.user_id = ?",
-                        (plan_id, user["id"]))
-        if row is None:
-            raise errors.NotFoundError()
-        return row
+        return self._visible("plans", plan_id, user)
 
     def plan_by_id(self, plan_id: str) -> dict[str, Any] | None:
         """A plan without access checks, or None."""
