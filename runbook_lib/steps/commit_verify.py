@@ -548,10 +548,11 @@ def _log_tail(ctx: StepContext, run: Resource) -> str:
 
 
 def legacy_runs_after_push(ctx: StepContext, record: dict[str, Any]) -> list[dict[str, Any]]:
-    """Legacy runs started by or after the push: a new id, created after the push, or of the pushed commit.
+    """Legacy runs started by or after the push.
 
-    A run listed before this step pushed is never one of them, whatever its timestamp (a run that started
-    in the same second as the push is not after it; the adopted push of an earlier attempt has no list).
+    For this step's own push, every run not in the list read just before it (whatever its timestamp: one
+    that started in the same second as the push is not after it). For a push adopted from an earlier
+    attempt there is no such list: runs of the pushed commit, or created at or after its commit time.
     """
     if ctx.legacy.find_environment(ctx.row.legacy_org, ctx.row.legacy_env) is None:
         return []  # deleted by step 6 after an earlier PASS: it can start nothing
@@ -559,14 +560,13 @@ def legacy_runs_after_push(ctx: StepContext, record: dict[str, Any]) -> list[dic
     pushed_at = datetime.fromisoformat(record["pushed_at"].replace("Z", "+00:00"))
     found = []
     for run in ctx.legacy.list_runs(ctx.row.legacy_org, ctx.row.legacy_env):
-        if run["id"] in before and not record.get("adopted"):
-            continue
-        created = run.get("created_at")
-        after = False
-        if created:
-            after = datetime.fromisoformat(created.replace("Z", "+00:00")) >= pushed_at
-        if run.get("commit_sha") == record["commit"] or after or (before and run["id"] not in before
-                                                                 and not record.get("adopted")):
+        if record.get("adopted"):
+            created = run.get("created_at")
+            started = run.get("commit_sha") == record["commit"] or bool(
+                created and datetime.fromisoformat(created.replace("Z", "+00:00")) >= pushed_at)
+        else:
+            started = run["id"] not in before
+        if started:
             found.append({k: run.get(k) for k in ("id", "status", "commit_sha", "created_at")})
     return found
 
