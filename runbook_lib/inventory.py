@@ -86,16 +86,16 @@ def preflight_checks(settings: Settings, legacy_org: str, *, legacy: LegacyClien
             # announces its API version and rate limit on every answer is not pinged as well.
             tfe.find_workspace(*workspace)
             token_row = _check("new API token", True, f"workspace lookup answered with ${settings.tfe_token_var}")
-            ping = tfe.about()
+            facts = tfe.about()
         else:
-            ping = tfe.ping()
+            facts = tfe.ping()
             next(iter(tfe.list_organizations()), None)
             token_row = _check("new API token", True, f"organizations readable with ${settings.tfe_token_var}")
-        version = tuple(int(p) for p in str(ping.get("api_version") or "0.0").split(".")[:2])
+        version = tuple(int(p) for p in str(facts.get("api_version") or "0.0").split(".")[:2])
         rows.append(_check("new API", version >= MIN_API_VERSION,
-                           f"{ping.get('app_name')} API {ping.get('api_version')} (needs >= 2.5)"))
+                           f"{facts.get('app_name')} API {facts.get('api_version')} (needs >= 2.5)"))
         rows.append(token_row)
-        limit = ping.get("rate_limit")
+        limit = facts.get("rate_limit")
         rows.append(_check("rate limit", limit is not None,
                            f"{limit:g} requests/s announced" if limit else "the host announced no rate limit"))
     except (ApiError, ConfigError) as exc:

@@ -133,15 +133,9 @@ def _vcs_client_or_create(ctx: StepContext, *, new_org: bool) -> tuple[Resource,
             ambiguous answer): it has no VCS connection, and no other kernel of the batch can add one while
             the lock is held, so the list is not read.
     """
-    # One seen a moment ago is adopted; "none" seen a moment ago is checked again now, before creating one
+    # One seen a moment ago is adopted; "none" is read again now, under the lock, before creating one
     # (another kernel of the batch may just have created it).
-    client = None
-    if not new_org:
-        memo = ctx.tfe.session.memo
-        hits = memo.hits if memo is not None else 0
-        client = find_vcs_client(ctx)
-        if client is None and memo is not None and memo.hits > hits:
-            client = find_vcs_client(ctx, fresh=True)
+    client = None if new_org else find_vcs_client(ctx) or find_vcs_client(ctx, fresh=True)
     if client is None:
         token = os.environ.get(_opt(ctx, "vcs_token_var"), "")
         if not token:
