@@ -92,6 +92,13 @@ def targets_table(targets: dict[str, dict[str, Any]]) -> None:
                 ("target", "measured", "limit", "result"))
 
 
+def report_targets(targets: dict[str, dict[str, Any]], path: Path) -> None:
+    """The closing lines every script prints: the targets table and where its JSON went."""
+    print()
+    targets_table(targets)
+    print(f"\nresults: {path}")
+
+
 @contextlib.contextmanager
 def rehearsal_sandbox(data_dir: Path, environments: int, *, subprocess: bool = False,
                       rate_limit: float | None = 30.0) -> Iterator[Any]:

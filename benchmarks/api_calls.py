@@ -33,7 +33,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from _common import (confirm_lines, mapping_rows, print_table, rehearsal_sandbox, target, targets_table,
+from _common import (confirm_lines, mapping_rows, print_table, rehearsal_sandbox, report_targets, target,
                      wait_for_quiet, write_results)
 
 CALLS_TARGET = 40
@@ -135,9 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                  for env, e in envs.items()],
                 ("environment", "total", *(s[:2] for s in STEPS), "run polls", "all polls", "hosted", "429s"))
     print(f"\nmean requests per environment: {mean_work}")
-    print()
-    targets_table(targets)
-    print(f"\nresults: {path}")
+    report_targets(targets, path)
     return 0 if not failures else 1
 
 

@@ -38,8 +38,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import (confirm_lines, mapping_rows, median, print_table, rehearsal_sandbox, target, targets_table,
-                     wait_for_quiet, write_results)
+from _common import (confirm_lines, mapping_rows, median, print_table, rehearsal_sandbox, report_targets,
+                     target, wait_for_quiet, write_results)
 
 OVERHEAD_TARGET_S = 2.0
 SPEEDUP_TARGET = 1.6
@@ -213,9 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("step (median s)", *runs))
     print()
     print_table([(k, v) for k, v in figures.items()], ("figure", "value"))
-    print()
-    targets_table(targets)
-    print(f"\nresults: {path}")
+    report_targets(targets, path)
     return 0 if all(not r["failures"] for r in runs.values()) else 1
 
 

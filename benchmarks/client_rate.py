@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 
-from _common import print_table, target, targets_table, wait_for_quiet, write_results
+from _common import print_table, report_targets, target, wait_for_quiet, write_results
 
 LATENCY_MS = 50
 LIMIT = 30.0
@@ -136,9 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table([(k, v["threads"], v["requests"], v["overall_rps"], v["sustained_rps"], v["answers_429"],
                   v["consecutive_429_pairs"]) for k, v in results.items()],
                 ("run", "threads", "requests", "overall req/s", "sustained req/s", "429s", "429 pairs"))
-    print()
-    targets_table(targets)
-    print(f"\nresults: {path}")
+    report_targets(targets, path)
     return 0
 
 

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from _common import ROOT, median, print_table, target, targets_table, wait_for_quiet, write_results
+from _common import ROOT, median, print_table, report_targets, target, wait_for_quiet, write_results
 
 TARGET_S = 0.5
 
@@ -68,9 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                                         "runbook_lib.steps.state_migration")}}
     path = write_results("import_time", results)
     print_table([(k, v) for k, v in figures.items()], ("figure (median)", "seconds"))
-    print()
-    targets_table(targets)
-    print(f"\nresults: {path}")
+    report_targets(targets, path)
     return 0
 
 

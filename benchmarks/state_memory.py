@@ -30,7 +30,7 @@ import time
 import uuid
 from pathlib import Path
 
-from _common import ROOT, print_table, target, targets_table, wait_for_quiet, write_results
+from _common import ROOT, print_table, report_targets, target, wait_for_quiet, write_results
 
 RATIO_TARGET = 4.0
 LEGACY_ENV = "big-state-prod"
@@ -149,9 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     path = write_results("state_memory", {"state": facts, "figures": figures, "targets": targets, "runs": runs,
                                           "load": quiet})
     print_table([(k, v) for k, v in figures.items()], ("figure", "value"))
-    print()
-    targets_table(targets)
-    print(f"\nresults: {path}")
+    report_targets(targets, path)
     return 0
 
 
