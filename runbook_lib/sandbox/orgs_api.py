@@ -1,0 +1,136 @@
+"""Handlers of the new API for organizations and their VCS connections (OAuth clients and tokens)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runbook_lib.sandbox import errors
+from runbook_lib.sandbox.tfe_api import OAUTH_PROVIDERS, _rel, _user
+from runbook_lib.sandbox.wire import Request, Response, check_str, jsonapi_response, paginate, parse_resource
+
+
+# --- organizations -------------------------------------------------------------------------------------
+
+def _org_doc(org: dict[str, Any]) -> dict[str, Any]:
+    return {"id": org["name"], "type": "organizations", "attributes": {
+        "name": org["name"], "email": org["email"], "external-id": org["external_id"],
+        "created-at": org["created_at"], "collaborator-auth-policy": "password", "cost-estimation-enabled": False,
+        "session-timeout": 20160, "session-remember": 20160, "saml-enabled": False, "two-factor-conformant": True,
+        "owners-team-saml-role-id": None, "default-execution-mode": "remote",
+        "permissions": {"can-update": True, "can-destroy": True, "can-access-via-teams": True,
+                        "can-create-module": True, "can-create-team": True, "can-create-workspace": True,
+                        "can-manage-users": True, "can-manage-subscription": True, "can-manage-sso": False,
+                        "can-update-oauth": True, "can-update-sentinel": False, "can-update-ssh-keys": True,
+                        "can-update-api-token": True, "can-traverse": True, "can-start-trial": False,
+                        "can-update-agent-pools": False, "can-manage-tags": True, "can-create-project": True}},
+        "relationships": {"oauth-tokens": {"links": {"related": f"/api/v2/organizations/{org['name']}/oauth-tokens"}},
+                          "authentication-token": {"links": {
+                              "related": f"/api/v2/organizations/{org['name']}/authentication-token"}}},
+        "links": {"self": f"/api/v2/organizations/{org['name']}"}}
+
+
+def list_organizations(req: Request) -> Response:
+    """`GET /api/v2/organizations`: the organizations the token's user belongs to (paged)."""
+    rows, meta, links = paginate(req, req.store.list_organizations(_user(req)))
+    return jsonapi_response({"data": [_org_doc(o) for o in rows], "links": links, "meta": meta})
+
+
+def create_organization(req: Request) -> Response:
+    """`POST /api/v2/organizations` {name, email}: 201; names are global (legacy ones included)."""
+    attrs, _ = parse_resource(req, "organizations")
+    check_str(attrs, "name", nullable=False)
+    check_str(attrs, "email", nullable=False)
+    if not attrs.get("name"):
+        raise errors.UnprocessableError("Name can't be blank", pointer="/data/attributes/name")
+    email = attrs.get("email") or ""
+    if "@" not in email:
+        raise errors.UnprocessableError("Email is invalid", pointer="/data/attributes/email")
+    org = req.store.create_organization(attrs["name"], email, _user(req))
+    return jsonapi_response({"data": _org_doc(org)}, 201)
+
+
+def show_organization(req: Request, org: str) -> Response:
+    """`GET /api/v2/organizations/:org`."""
+    return jsonapi_response({"data": _org_doc(req.store.get_organization(org, _user(req)))})
+
+
+def entitlement_set(req: Request, org: str) -> Response:
+    """`GET /api/v2/organizations/:org/entitlement-set`: what every Terraform command asks first."""
+    row = req.store.get_organization(org, _user(req))
+    return jsonapi_response({"data": {"id": row["external_id"], "type": "entitlement-sets", "attributes": {
+        "agents": False, "audit-logging": False, "configuration-designer": True, "cost-estimation": False,
+        "global-run-tasks": False, "module-tests-generation": False, "operations": True,
+        "private-module-registry": True, "private-run-tasks": False, "run-tasks": False, "sentinel": False,
+        "single-sign-on": False, "state-storage": True, "teams": True, "vcs-integrations": True,
+        "waypoint-actions": False, "waypoint-templates-and-addons": False},
+        "links": {"self": f"/api/v2/entitlement-sets/{row['external_id']}"}}})
+
+
+# --- OAuth clients and tokens (VCS access) ---------------------------------------------------------------
+
+def _oauth_client_doc(req: Request, client: dict[str, Any]) -> dict[str, Any]:
+    tokens = req.store.list_oauth_tokens(client["id"])
+    return {"id": client["id"], "type": "oauth-clients", "attributes": {
+        "created-at": client["created_at"], "callback-url": f"{req.base_url}/auth/{client['id']}/callback",
+        "connect-path": f"/auth/{client['id']}?organization_id={client['org']}",
+        "service-provider": client["service_provider"],
+        "service-provider-display-name": client["service_provider"].replace("_", " ").title(),
+        "name": client["name"], "http-url": client["http_url"], "api-url": client["api_url"], "key": None,
+        "rsa-public-key": None, "organization-scoped": True},
+        "relationships": {"organization": _rel("organizations", client["org"]),
+                          "oauth-tokens": {"data": [{"id": t["id"], "type": "oauth-tokens"} for t in tokens]}},
+        "links": {"self": f"/api/v2/oauth-clients/{client['id']}"}}
+
+
+def _oauth_token_doc(token: dict[str, Any]) -> dict[str, Any]:
+    return {"id": token["id"], "type": "oauth-tokens", "attributes": {
+        "uid": token["uid"], "created-at": token["created_at"], "has-ssh-key": bool(token["has_ssh_key"]),
+        "service-provider-user": token["service_provider_user"]},
+        "relationships": {"oauth-client": _rel("oauth-clients", token["client_id"])},
+        "links": {"self": f"/api/v2/oauth-tokens/{token['id']}"}}
+
+
+def create_oauth_client(req: Request, org: str) -> Response:
+    """`POST /api/v2/organizations/:org/oauth-clients`: 201, with an OAuth token when a token string is given."""
+    req.store.get_organization(org, _user(req))
+    attrs, _ = parse_resource(req, "oauth-clients")
+    for name in ("service-provider", "http-url", "api-url", "oauth-token-string", "name"):
+        check_str(attrs, name)
+    provider = attrs.get("service-provider")
+    if provider not in OAUTH_PROVIDERS:
+        raise errors.UnprocessableError("Service provider is not included in the list",
+                                        pointer="/data/attributes/service-provider")
+    for required in ("http-url", "api-url"):
+        if not attrs.get(required):
+            raise errors.UnprocessableError(f"{required.replace('-', ' ').capitalize()} can't be blank",
+                                            pointer=f"/data/attributes/{required}")
+    client = req.store.create_oauth_client(org, service_provider=provider, name=attrs.get("name"),
+                                           http_url=attrs["http-url"], api_url=attrs["api-url"],
+                                           token_string=attrs.get("oauth-token-string"))
+    return jsonapi_response({"data": _oauth_client_doc(req, client)}, 201)
+
+
+def list_oauth_clients(req: Request, org: str) -> Response:
+    """`GET /api/v2/organizations/:org/oauth-clients` (paged)."""
+    req.store.get_organization(org, _user(req))
+    rows, meta, links = paginate(req, req.store.list_oauth_clients(org))
+    return jsonapi_response({"data": [_oauth_client_doc(req, c) for c in rows], "links": links, "meta": meta})
+
+
+def show_oauth_client(req: Request, client_id: str) -> Response:
+    """`GET /api/v2/oauth-clients/:id`."""
+    return jsonapi_response({"data": _oauth_client_doc(req, req.store.get_oauth_client(client_id, _user(req)))})
+
+
+def list_oauth_tokens(req: Request, client_id: str) -> Response:
+    """`GET /api/v2/oauth-clients/:id/oauth-tokens` (paged)."""
+    req.store.get_oauth_client(client_id, _user(req))
+    rows, meta, links = paginate(req, req.store.list_oauth_tokens(client_id))
+    return jsonapi_response({"data": [_oauth_token_doc(t) for t in rows], "links": links, "meta": meta})
+
+
+def show_oauth_token(req: Request, token_id: str) -> Response:
+    """`GET /api/v2/oauth-tokens/:id`."""
+    return jsonapi_response({"data": _oauth_token_doc(req.store.get_oauth_token(token_id, _user(req)))})
+
+

@@ -1,0 +1,253 @@
+"""Workspaces, their locks and their variables."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from runbook_lib.sandbox import errors
+from runbook_lib.sandbox.store.base import (StoreBase, _b, _check_ws_name, new_id, now_iso)
+
+
+class WorkspaceStore(StoreBase):
+    """Workspaces, their locks and their variables."""
+
+    # --- workspaces -------------------------------------------------------------------------------
+
+    def create_workspace(self, org: str, attrs: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
+        """Create a workspace from parsed attributes (see `workspaces_api._workspace_attrs`).
+
+        Raises:
+            UnprocessableError: missing/invalid/taken name, or an OAuth token of another organization.
+        """
+        name = attrs.get("name")
+        _check_ws_name(name)
+        if self._one("SELECT 1 FROM workspaces WHERE org = ? AND name = ?", (org, name)):
+            raise errors.UnprocessableError("Name has already been taken", pointer="/data/attributes/name")
+        vcs = attrs.get("vcs-repo")
+        if vcs:
+            self._check_vcs(org, vcs, user)
+        stamp = now_iso()
+        row = {
+            "id": new_id("ws-"), "org": org, "name": name, "description": attrs.get("description"),
+            "execution_mode": attrs.get("execution-mode") or "remote",
+            "auto_apply": _b(attrs.get("auto-apply", False)),
+            "terraform_version": attrs.get("terraform-version") or "latest",
+            "working_directory": attrs.get("working-directory") or "",
+            "queue_all_runs": _b(attrs.get("queue-all-runs", False)),
+            "speculative_enabled": _b(attrs.get("speculative-enabled", True)),
+            "file_triggers_enabled": _b(attrs.get("file-triggers-enabled", True)),
+            "trigger_prefixes": json.dumps(attrs.get("trigger-prefixes") or []),
+            "source_name": attrs.get("source-name"), "source_url": attrs.get("source-url"),
+            "migration_environment": attrs.get("migration-environment"),
+            "vcs_identifier": vcs.get("identifier") if vcs else None,
+            "vcs_branch": (vcs.get("branch") or "") if vcs else None,
+            "vcs_oauth_token_id": vcs.get("oauth-token-id") if vcs else None,
+            "vcs_ingress_submodules": _b(vcs.get("ingress-submodules")) if vcs else None,
+            "locked": 0, "locked_by_user": None, "locked_by_run": None, "lock_reason": None,
+            "created_at": stamp, "updated_at": stamp}
+        return self._insert("workspaces", row)
+
+    def _check_vcs(self, org: str, vcs: dict[str, Any], user: dict[str, Any]) -> None:
+        if not vcs.get("identifier"):
+            raise errors.UnprocessableError("Identifier can't be blank", pointer="/data/attributes/vcs-repo/identifier")
+        token_id = vcs.get("oauth-token-id")
+        if not token_id:
+            raise errors.UnprocessableError("Oauth token can't be blank",
+                                            pointer="/data/attributes/vcs-repo/oauth-token-id")
+        try:
+            token = self.get_oauth_token(token_id, user)
+        except errors.NotFoundError:
+            token = None
+        if token is None or token["org"] != org:
+            raise errors.UnprocessableError("Oauth token not found", pointer="/data/attributes/vcs-repo/oauth-token-id")
+
+    def get_workspace(self, ws_id: str, user: dict[str, Any]) -> dict[str, Any]:
+        """A workspace by id, if the user belongs to its organization.
+
+        Raises:
+            NotFoundError: missing or foreign.
+        """
+        return self._visible("workspaces", ws_id, user)
+
+    def find_workspace(self, org: str, name: str) -> dict[str, Any] | None:
+        """A workspace by organization and name, without access checks, or None."""
+        return self._one("SELECT * FROM workspaces WHERE org = ? AND name = ?", (org, name))
+
+    def get_workspace_by_name(self, org: str, name: str, user: dict[str, Any]) -> dict[str, Any]:
+        """A workspace by organization and name.
+
+        Raises:
+            NotFoundError: missing or foreign.
+        """
+        self.get_organization(org, user)
+        row = self.find_workspace(org, name)
+        if row is None:
+            raise errors.NotFoundError()
+        return row
+
+    def list_workspaces(self, org: str, search: str | None = None) -> list[dict[str, Any]]:
+        """The organization's workspaces by name; `search` matches a substring of the name."""
+        if search:
+            return self._q("SELECT * FROM workspaces WHERE org = ? AND instr(lower(name), lower(?)) > 0 "
+                           "ORDER BY name", (org, search))
+        return self._q("SELECT * FROM workspaces WHERE org = ? ORDER BY name", (org,))
+
+    def update_workspace(self, ws: dict[str, Any], attrs: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
+        """Apply a PATCH's attributes; `vcs-repo: null` unlinks VCS.
+
+        Raises:
+            UnprocessableError: invalid or taken new name, or a bad VCS link.
+        """
+        fields: dict[str, Any] = {}
+        if "name" in attrs and attrs["name"] != ws["name"]:
+            _check_ws_name(attrs["name"])
+            if self.find_workspace(ws["org"], attrs["name"]):
+                raise errors.UnprocessableError("Name has already been taken", pointer="/data/attributes/name")
+            fields["name"] = attrs["name"]
+        simple = {"description": "description", "execution-mode": "execution_mode",
+                  "terraform-version": "terraform_version", "working-directory": "working_directory",
+                  "source-name": "source_name", "source-url": "source_url"}
+        for attr, col in simple.items():
+            if attr in attrs:
+                fields[col] = attrs[attr] if attrs[attr] is not None else ("" if col == "working_directory" else None)
+        for attr, col in {"auto-apply": "auto_apply", "queue-all-runs": "queue_all_runs",
+                          "speculative-enabled": "speculative_enabled",
+                          "file-triggers-enabled": "file_triggers_enabled"}.items():
+            if attr in attrs:
+                fields[col] = _b(attrs[attr])
+        if "trigger-prefixes" in attrs:
+            fields["trigger_prefixes"] = json.dumps(attrs["trigger-prefixes"] or [])
+        if "vcs-repo" in attrs:
+            vcs = attrs["vcs-repo"]
+            if vcs is None:
+                fields.update(vcs_identifier=None, vcs_branch=None, vcs_oauth_token_id=None,
+                              vcs_ingress_submodules=None)
+            else:
+                merged = {"identifier": ws["vcs_identifier"], "oauth-token-id": ws["vcs_oauth_token_id"],
+                          "branch": ws["vcs_branch"], "ingress-submodules": ws["vcs_ingress_submodules"]}
+                merged.update({k: v for k, v in vcs.items()})
+                self._check_vcs(ws["org"], merged, user)
+                fields.update(vcs_identifier=merged["identifier"], vcs_branch=merged.get("branch") or "",
+                              vcs_oauth_token_id=merged["oauth-token-id"],
+                              vcs_ingress_submodules=_b(merged.get("ingress-submodules")))
+        if fields:
+            fields["updated_at"] = now_iso()
+            self._update("workspaces", "id", ws["id"], fields)
+        return self._one("SELECT * FROM workspaces WHERE id = ?", (ws["id"],))  # type: ignore[return-value]
+
+    def delete_workspace(self, ws_id: str) -> None:
+        """Delete a workspace and everything that belongs to it."""
+        with self.tx():
+            run_ids = [r["id"] for r in self._q("SELECT id FROM runs WHERE workspace_id = ?", (ws_id,))]
+            for run_id in run_ids:
+                self._x("DELETE FROM plans WHERE run_id = ?", (run_id,))
+            for table in ("runs", "state_versions", "vars", "configuration_versions"):
+                self._x(f"DELETE FROM {table} WHERE workspace_id = ?", (ws_id,))
+            self._x("DELETE FROM workspaces WHERE id = ?", (ws_id,))
+
+    def lock_workspace(self, ws: dict[str, Any], user: dict[str, Any], reason: str) -> dict[str, Any]:
+        """Lock a workspace for a user.
+
+        Raises:
+            ConflictError: already locked (by anyone, the way real TFE answers).
+        """
+        if ws["locked"]:
+            raise errors.ConflictError("Unable to lock workspace. The workspace is already locked.")
+        self._update("workspaces", "id", ws["id"], {"locked": 1, "locked_by_user": user["id"],
+                                                    "lock_reason": reason or "", "updated_at": now_iso()})
+        return self._one("SELECT * FROM workspaces WHERE id = ?", (ws["id"],))  # type: ignore[return-value]
+
+    def unlock_workspace(self, ws: dict[str, Any], user: dict[str, Any], *, force: bool = False) -> dict[str, Any]:
+        """Unlock a workspace; `force` also releases another user's lock (force-unlock).
+
+        Raises:
+            ConflictError: not locked, or (without force) locked by another user or a run; the text
+                is what go-tfe matches ("is locked by User/Run").
+        """
+        if not ws["locked"]:
+            raise errors.ConflictError("Unable to unlock workspace. The workspace is not locked.")
+        if not force:
+            if ws["locked_by_run"]:
+                raise errors.ConflictError(f"Unable to unlock workspace. The workspace is locked by Run "
+                                           f"{ws['locked_by_run']}.")
+            if ws["locked_by_user"] != user["id"]:
+                holder = self.user_by_id(ws["locked_by_user"] or "")
+                raise errors.ConflictError("Unable to unlock workspace. The workspace is locked by User "
+                                           f"{holder['username'] if holder else 'unknown'}.")
+        self._update("workspaces", "id", ws["id"], {"locked": 0, "locked_by_user": None, "locked_by_run": None,
+                                                    "lock_reason": None, "updated_at": now_iso()})
+        return self._one("SELECT * FROM workspaces WHERE id = ?", (ws["id"],))  # type: ignore[return-value]
+
+
+    # --- variables ------------------------------------------------------------------------------
+
+    def list_vars(self, ws_id: str) -> list[dict[str, Any]]:
+        """A workspace's variables, oldest first."""
+        return self._q("SELECT * FROM vars WHERE workspace_id = ? ORDER BY created_at, id", (ws_id,))
+
+    def get_var(self, ws_id: str, var_id: str) -> dict[str, Any]:
+        """One variable of a workspace.
+
+        Raises:
+            NotFoundError: missing.
+        """
+        row = self._one("SELECT * FROM vars WHERE workspace_id = ? AND id = ?", (ws_id, var_id))
+        if row is None:
+            raise errors.NotFoundError()
+        return row
+
+    def create_var(self, ws_id: str, attrs: dict[str, Any]) -> dict[str, Any]:
+        """Create a variable.
+
+        Raises:
+            UnprocessableError: blank or invalid key, bad category, key taken in that category.
+        """
+        key = attrs.get("key")
+        if not key:
+            raise errors.UnprocessableError("Key can't be blank", pointer="/data/attributes/key")
+        category = attrs.get("category")
+        if category not in ("terraform", "env"):
+            raise errors.UnprocessableError("Category must be one of: terraform, env",
+                                            pointer="/data/attributes/category")
+        if self._one("SELECT 1 FROM vars WHERE workspace_id = ? AND key = ? AND category = ?", (ws_id, key, category)):
+            raise errors.UnprocessableError("Key has already been taken", pointer="/data/attributes/key")
+        return self._insert("vars", {"id": new_id("var-"), "workspace_id": ws_id, "key": key,
+                                     "value": "" if attrs.get("value") is None else str(attrs["value"]),
+                                     "description": attrs.get("description"), "category": category,
+                                     "hcl": _b(attrs.get("hcl")), "sensitive": _b(attrs.get("sensitive")),
+                                     "created_at": now_iso()})
+
+    def update_var(self, var: dict[str, Any], attrs: dict[str, Any]) -> dict[str, Any]:
+        """Update a variable; a sensitive variable cannot be made non-sensitive (as in real TFE).
+
+        Raises:
+            UnprocessableError: un-hiding a sensitive variable, or a key already taken.
+        """
+        fields: dict[str, Any] = {}
+        if "sensitive" in attrs:
+            if var["sensitive"] and not attrs["sensitive"]:
+                raise errors.UnprocessableError("Sensitive variables cannot be made non-sensitive",
+                                                pointer="/data/attributes/sensitive")
+            fields["sensitive"] = _b(attrs["sensitive"])
+        if "key" in attrs and attrs["key"] != var["key"]:
+            if not attrs["key"]:
+                raise errors.UnprocessableError("Key can't be blank", pointer="/data/attributes/key")
+            if self._one("SELECT 1 FROM vars WHERE workspace_id = ? AND key = ? AND category = ?",
+                         (var["workspace_id"], attrs["key"], var["category"])):
+                raise errors.UnprocessableError("Key has already been taken", pointer="/data/attributes/key")
+            fields["key"] = attrs["key"]
+        if "value" in attrs:
+            fields["value"] = "" if attrs["value"] is None else str(attrs["value"])
+        for attr in ("description",):
+            if attr in attrs:
+                fields[attr] = attrs[attr]
+        if "hcl" in attrs:
+            fields["hcl"] = _b(attrs["hcl"])
+        self._update("vars", "id", var["id"], fields)
+        return self.get_var(var["workspace_id"], var["id"])
+
+    def delete_var(self, var_id: str) -> None:
+        """Delete a variable."""
+        self._x("DELETE FROM vars WHERE id = ?", (var_id,))
+
