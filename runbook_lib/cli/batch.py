@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -39,13 +40,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _parse_params(items: list[str]) -> dict[str, str]:
+    """NAME=VALUE pairs as strings; the batch types and checks them against the notebooks (see
+    `batch.BatchRunner`). A malformed item is not echoed: it may be a pasted token."""
+    from runbook_lib.secrets import credential_shape
+
     params = {}
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name.isidentifier():
-            raise SystemExit(f"tfe-runbook: error: --param {item!r} must look like name=value")
+            shown = f" {name!r}" if name.isidentifier() and not credential_shape(name) else ""
+            raise SystemExit(f"tfe-runbook: error: --param{shown} must look like name=value "
+                             f"(the value of a token never goes here: pass the NAME of its variable)")
+        if name in params:
+            raise SystemExit(f"tfe-runbook: error: --param {name} is given twice; keep one")
         params[name] = value
     return params
+
+
+def _default_batch_name(mapping_path: str, mode: str) -> str:
+    """The mapping file's name and the mode, made into a valid batch name."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "-", Path(mapping_path).stem).lstrip(".-") or "mapping"
+    return f"{stem}-{mode}".replace("..", ".")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -61,8 +76,7 @@ def _run(args: argparse.Namespace) -> int:
                   f"check the name or add a row to {args.mapping}", file=sys.stderr)
             return 2
     steps = batch.select_steps(args.steps)
-    batch_id = args.batch or f"{Path(args.mapping).stem}-{args.mode}"
-    bar = tqdm(total=len(rows) * len(steps), unit="step", desc=batch_id, file=sys.stderr)
+    batch_id = batch.check_batch_name(args.batch) if args.batch else _default_batch_name(args.mapping, args.mode)
 
     def progress(outcome: batch.StepOutcome) -> None:
         if outcome.status != "retrying":
@@ -75,6 +89,8 @@ def _run(args: argparse.Namespace) -> int:
     runner = batch.BatchRunner(rows, steps, mode=args.mode, out=args.out, batch_id=batch_id, jobs=args.jobs,
                                parameters=_parse_params(args.param),
                                confirm_lines=batch.read_confirm_file(args.confirm_file), on_step=progress)
+    # The runner checked every parameter and name above, before anything was written.
+    bar = tqdm(total=len(rows) * len(steps), unit="step", desc=batch_id, file=sys.stderr)
     result = runner.run()
     bar.close()
     frame = result.frame()
