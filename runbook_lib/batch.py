@@ -11,8 +11,13 @@ running the same command again skips them and retries the rest, so nothing is do
 "running" by a killed batch counts as not passed, and the steps themselves are idempotent (they adopt
 what the earlier attempt created).
 
-Exclusion: a file lock per environment (under `<out>/.locks/`) refuses a second batch that would work
-on an environment another batch holds; the workspace lock taken in step 2 guards the server side.
+Exclusion: a file lock per environment, in one per-user folder (`lock_root`, whatever the batch's
+output folder), refuses a second batch that would work on an environment another batch holds; it is
+released only once no step of the batch runs any more, even after a second Ctrl-C. The workspace lock
+taken in step 2 guards the server side.
+
+Evidence is private: the batch folder and each environment's folder are created 0700 and every file the
+batch writes is readable by its owner only (the executed notebooks show state details).
 """
 
 from __future__ import annotations
@@ -51,6 +56,56 @@ GATED_ACTIONS = {"04_disable_legacy_vcs": "unlink", "06_delete_legacy_environmen
 # sources to workspaces that already hold the state they read; and no legacy environment is deleted (6)
 # before every cut-over of the batch has run, since others may still read its state.
 PHASE_ENDS = (3, 5, 6)  # by step number: 00-03, 04-05, 06
+
+
+def lock_root(environ: Mapping[str, str] | None = None) -> Path:
+    """The per-user folder of environment locks, shared by every batch whatever its --out.
+
+    ``$TFE_RUNBOOK_LOCK_DIR`` when set; else ``$XDG_RUNTIME_DIR/tfe-runbook/locks`` (a per-user tmpfs on
+    systemd hosts); else ``~/.cache/tfe-runbook/locks``. Created mode 0700.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("TFE_RUNBOOK_LOCK_DIR"):
+        root = Path(env["TFE_RUNBOOK_LOCK_DIR"])
+    elif env.get("XDG_RUNTIME_DIR") and Path(env["XDG_RUNTIME_DIR"]).is_dir():
+        root = Path(env["XDG_RUNTIME_DIR"]) / "tfe-runbook" / "locks"
+    else:
+        root = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tfe-runbook" / "locks"
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return root
+
+
+def lock_path(environment: str, environ: Mapping[str, str] | None = None) -> Path:
+    """The lock file of one legacy environment, keyed by the legacy host (``$ATLAS_ADDRESS``) and
+    ``<org>/<env>``: two batches on one environment meet here whatever their output folders."""
+    import hashlib
+
+    env = os.environ if environ is None else environ
+    host = (env.get("ATLAS_ADDRESS") or "").strip().rstrip("/").lower()
+    digest = hashlib.sha256(f"{host}|{environment}".encode()).hexdigest()[:16]
+    readable = re.sub(r"[^A-Za-z0-9_.-]", "_", audit.env_dirname(environment))[:80]
+    return lock_root(env) / f"{readable}-{digest}.lock"
+
+
+def _stop_workers(pool: ThreadPoolExecutor, futures: Sequence[Any]) -> None:
+    """Cancel steps not yet started and wait until the running ones have stopped.
+
+    A Ctrl-C also reaches the kernels (same process group), so running steps end soon; further Ctrl-Cs
+    while waiting are answered with a line, not obeyed: the environment locks must outlive the work.
+    """
+    import sys
+    from concurrent.futures import wait
+
+    for future in futures:
+        future.cancel()
+    while True:
+        try:
+            wait(futures)
+            pool.shutdown(wait=True, cancel_futures=True)
+            return
+        except KeyboardInterrupt:
+            print("tfe-runbook: still stopping: waiting for the running steps to end before the environment locks "
+                  "are released", file=sys.stderr, flush=True)
 
 
 def phase_of(step: str) -> int:
@@ -364,44 +419,77 @@ class BatchRunner:
         return self.batch_dir / "ledger.sqlite"
 
     def run(self) -> BatchResult:
-        """Run the batch; returns every step's outcome. Writes manifest.json and summary.html at the end."""
+        """Run the batch; returns every step's outcome. Writes manifest.json and summary.html at the end.
+
+        Raises:
+            LedgerError: another batch (any output folder) holds one of the environments.
+            AuditError: the output folder cannot be written (read-only, full); nothing half-written is left.
+            KeyboardInterrupt: after the running steps have stopped; the locks are released only then.
+        """
+        locks = self._acquire_locks()
+        old_umask = os.umask(0o077)  # notebooks, HTML, ledger, summary: readable by their owner only
+        pool = ThreadPoolExecutor(max_workers=self.jobs)
+        futures: list[Any] = []
+        try:
+            audit.private_dir(self.batch_dir)
+            for row in self.rows:
+                audit.private_dir(self.batch_dir / audit.env_dirname(row.legacy_slug))
+            audit.check_writable(self.batch_dir)
+            ledger = Ledger(self.ledger_path, batch_id=self.batch_id)
+            result = BatchResult(self.batch_dir, started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            stopped: set[str] = set()  # environments with a step that did not pass: later phases are blocked
+            outcomes_by_env: dict[str, list[StepOutcome]] = {row.legacy_slug: [] for row in self.rows}
+            for phase in range(len(PHASE_ENDS)):
+                steps = [step for step in self.steps if phase_of(step) == phase]
+                if not steps:
+                    continue
+                futures = [pool.submit(self._run_environment, row, ledger, steps, row.legacy_slug in stopped)
+                           for row in self.rows]
+                for row, future in zip(self.rows, futures):
+                    outcomes = future.result()
+                    outcomes_by_env[row.legacy_slug].extend(outcomes)
+                    if any(o.status not in ("passed", "skipped") for o in outcomes):
+                        stopped.add(row.legacy_slug)
+            for row in self.rows:
+                result.outcomes.extend(outcomes_by_env[row.legacy_slug])
+            result.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            self._write_evidence(result, ledger)
+            audit.restrict_tree(self.batch_dir)  # files an earlier version or a by-hand run left readable
+        except OSError as exc:
+            if not audit.is_folder_problem(exc):
+                raise
+            raise audit.folder_error(exc, self.batch_dir) from exc
+        finally:
+            _stop_workers(pool, futures)  # also after a second Ctrl-C: nothing is released while work runs
+            os.umask(old_umask)
+            for lock in locks:
+                lock.release()
+        return result
+
+    def _acquire_locks(self) -> list[Any]:
+        """Take every environment's lock (see `lock_path`) before anything is written.
+
+        Raises:
+            LedgerError: another batch holds one; the locks taken so far are released.
+        """
         from filelock import FileLock, Timeout
 
-        self.batch_dir.mkdir(parents=True, exist_ok=True)
-        ledger = Ledger(self.ledger_path, batch_id=self.batch_id)
-        result = BatchResult(self.batch_dir, started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        lock_dir = self.out / ".locks"
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        locks = []
+        locks: list[Any] = []
         try:
             for row in self.rows:
-                lock = FileLock(str(lock_dir / f"{audit.env_dirname(row.legacy_slug)}.lock"))
+                lock = FileLock(str(lock_path(row.legacy_slug)))
                 try:
                     lock.acquire(timeout=0)
                 except Timeout as exc:
-                    raise LedgerError(f"another batch is working on {row.legacy_slug} (lock {lock.lock_file}); "
-                                      f"wait for it to finish or leave this environment out with --env.") from exc
+                    raise LedgerError(f"another batch is working on {row.legacy_slug} (lock {lock.lock_file}, held "
+                                      f"whatever its --out); wait for it to finish or leave this environment out "
+                                      f"with --env.") from exc
                 locks.append(lock)
-            stopped: set[str] = set()  # environments with a step that did not pass: later phases are blocked
-            outcomes_by_env: dict[str, list[StepOutcome]] = {row.legacy_slug: [] for row in self.rows}
-            with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-                for phase in range(len(PHASE_ENDS)):
-                    steps = [step for step in self.steps if phase_of(step) == phase]
-                    if not steps:
-                        continue
-                    for row, outcomes in zip(self.rows, pool.map(
-                            lambda r: self._run_environment(r, ledger, steps, r.legacy_slug in stopped), self.rows)):
-                        outcomes_by_env[row.legacy_slug].extend(outcomes)
-                        if any(o.status not in ("passed", "skipped") for o in outcomes):
-                            stopped.add(row.legacy_slug)
-            for row in self.rows:
-                result.outcomes.extend(outcomes_by_env[row.legacy_slug])
-        finally:
+        except BaseException:
             for lock in locks:
                 lock.release()
-        result.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        self._write_evidence(result, ledger)
-        return result
+            raise
+        return locks
 
     def _run_environment(self, row: MappingRow, ledger: Ledger, steps: Sequence[str],
                          blocked: bool) -> list[StepOutcome]:

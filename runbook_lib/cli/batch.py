@@ -36,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     ver = subparsers.add_parser("verify", help="recompute every checksum of an archive against its manifest")
     ver.add_argument("archive")
+    ver.add_argument("--no-sidecar", action="store_true",
+                     help="verify without <archive>.sha256 (then the archive's own checksum is not checked)")
     ver.set_defaults(func=_verify)
 
 
@@ -101,17 +103,31 @@ def _run(args: argparse.Namespace) -> int:
 
 def _archive(args: argparse.Namespace) -> int:
     result = audit.archive(args.batch_dir, include_state=args.include_state)
-    print(f"archive {result.path} ({result.files} files, sha256 {result.sha256})")
+    if result.refreshed:
+        print(f"the manifest was older than the batch ({result.refreshed}); it was rewritten from the ledger "
+              f"first (recorded in its \"refreshed\" field)")
+    print(f"archive {result.path} ({result.files} files, sha256 {result.sha256}); verified")
     if result.excluded_state_backups:
         print(f"left out {result.excluded_state_backups} state backup(s); --include-state packs them")
     return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
-    problems = audit.verify_archive(args.archive)
+    archive = Path(args.archive)
+    if not archive.is_file():
+        raise AuditError(f"{archive} does not exist; give the .tar.gz that `tfe-runbook archive` wrote.")
+    sidecar = archive.with_name(archive.name + ".sha256")
+    problems = audit.verify_archive(archive, require_sidecar=not args.no_sidecar)
+    if problems == [audit.VerifyProblem(sidecar.name, "no sidecar")]:
+        raise AuditError(f"{sidecar} is missing, so the archive itself cannot be checked: put the .sha256 that "
+                         f"`tfe-runbook archive` wrote beside it, or run verify --no-sidecar to check only the "
+                         f"files against the manifest inside.")
     if not problems:
-        print(f"{args.archive}: every checksum matches its manifest")
+        print(f"{archive}: every checksum matches its manifest"
+              + ("" if sidecar.is_file() else
+                 f"; NOT checked: the archive's own checksum ({sidecar.name} missing), so a whole archive replaced "
+                 f"by another with a consistent manifest would pass"))
         return 0
     for problem in problems:
         print(f"{problem.problem:16} {problem.path}")
-    raise AuditError(f"{args.archive} does not match its manifest: {len(problems)} problem(s) listed above.")
+    raise AuditError(f"{archive} does not match its manifest: {len(problems)} problem(s) listed above.")
