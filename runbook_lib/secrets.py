@@ -28,15 +28,16 @@ REDACTED = "[REDACTED]"
 #: Shapes of other credentials, by their documented prefixes: GitHub (ghp_/gho_/ghu_/ghs_/ghr_, github_pat_),
 #: GitLab (glpat-, gloas-), Bitbucket app passwords (ATBB), Slack (xoxb-/xoxp-/...), AWS access key ids
 #: (AKIA/ASIA) and PEM private keys. Hashes and UUIDs (lineages, sha256 sums) match none of them.
-_CREDENTIAL_PATTERNS = (
+#: Each stands alone (no letter, digit, '/' or '+' right before it), so base64 blobs (fonts, images in HTML) do not
+#: match by chance.
+_CREDENTIAL_PATTERNS = tuple(r"(?<![A-Za-z0-9/+])" + p for p in (
     r"gh[pousr]_[A-Za-z0-9]{30,}",
     r"github_pat_[A-Za-z0-9_]{40,}",
     r"gl(?:pat|oas)-[A-Za-z0-9_\-]{20,}",
     r"ATBB[A-Za-z0-9]{24,}",
     r"xox[abposr]-[A-Za-z0-9\-]{10,}",
-    r"(?:AKIA|ASIA)[A-Z0-9]{16}",
-    r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----",
-)
+    r"(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])",
+)) + (r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----",)
 CREDENTIAL_SHAPE = re.compile("|".join(_CREDENTIAL_PATTERNS).encode())
 _CREDENTIAL_SHAPE_TEXT = re.compile("|".join(_CREDENTIAL_PATTERNS))
 

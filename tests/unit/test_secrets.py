@@ -59,3 +59,8 @@ def test_credential_shape_leaves_variable_names_alone(name):
     from runbook_lib.secrets import credential_shape
 
     assert credential_shape(name) is None
+
+
+def test_credential_shapes_inside_base64_are_not_findings():
+    blob = b"data:font/woff2;base64,QmFzZTY0ATBB" + b"Qx" * 20 + b"AKIAABCDEFGHIJKLMNOPQ" + b"ghp_" + b"a" * 40
+    assert scan_bytes(blob, "f") == []
