@@ -695,7 +695,7 @@ class ApiSession:
                     f"{said} answered {code} (the request would be resent as a GET, dropping it); nothing was "
                     f"resent: set {self._address_var()} to the address the API answers on.",
                     method=method, url=redact_url(here, signed=True), status=code)
-            hop_kwargs = dict(kwargs)
+            hop_kwargs = dict(kwargs)  # what the previous hop sent: once stripped for a signed link, stays so
             if not same_origin:
                 # The documented hop to a signed link: a plain GET, no token, no body, no caller headers
                 # beyond what it accepts.
@@ -707,6 +707,7 @@ class ApiSession:
                 hop_kwargs["params"] = None  # the Location carries its own query
             response.close()
             response = self._send(method, target, hop_kwargs, signed=True)
+            kwargs = hop_kwargs
         return response
 
     def _address_var(self) -> str:
