@@ -231,3 +231,20 @@ def test_malformed_archive_is_one_sentence(tmp_path, capsys, members, words):
     assert cli_main(["verify", str(archive), "--no-sidecar"]) == 1
     err = capsys.readouterr().err.strip()
     assert words in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("variable, parameters", [
+    ("GH_PAT", {"vcs_token_var": "GH_PAT"}),                    # named by a *_token_var parameter
+    ("TFE_RUNBOOK_VAR_db_password", {}),                        # a sensitive variable's value
+    ("MYPFX_api_key", {"sensitive_var_prefix": "MYPFX_"}),      # under the batch's own prefix
+])
+def test_archive_scan_knows_every_secret_the_batch_could_see(tmp_path, monkeypatch, variable, parameters):
+    secret = "s3cr3t-value-" + variable.lower()
+    monkeypatch.setenv(variable, secret)
+    batch = tmp_path / "runs" / "b"
+    (batch / "acme-legacy__web").mkdir(parents=True)
+    (batch / "acme-legacy__web" / "02_create_workspaces.html").write_text(f"<pre>value: {secret}</pre>")
+    audit.write_manifest(batch, parameters=parameters, outcomes={}, started_at="", finished_at="")
+    with pytest.raises(AuditError, match=r"secrets found in acme-legacy__web/02_create_workspaces.html \(token in use\)"):
+        audit.archive(batch)
+    assert not (tmp_path / "runs" / "b.tar.gz").exists()
