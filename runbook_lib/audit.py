@@ -9,9 +9,14 @@ Layout of one batch (see README "Audit trail"):
       <org>__<env>/NN_<step>.ipynb (+ .html)   the executed notebooks
       <org>__<env>/state/    legacy state backups (mode 0600; left out of archives unless asked)
 
-`archive` scans every file it would pack for the tokens in use and for token-shaped strings and
-refuses, writing nothing, if it finds one. `verify_archive` recomputes every checksum against the
-manifest inside the archive and reports each file that was changed, added or removed.
+`archive` scans every file it would pack for every token the batch could see and for token- and
+credential-shaped strings and refuses, writing nothing, if it finds one; a manifest older than the
+batch's files is rewritten from the ledger first, and the archive is verified before it is kept.
+`verify_archive` checks the archive against its `.sha256` sidecar and recomputes every checksum against
+the manifest inside, reporting each file that was changed, added or removed.
+
+Every file here is written whole or not at all (`atomic_write`: a temporary name, then a rename), owner-only;
+a read-only folder or a full disk is one sentence naming the folder (`folder_error`).
 """
 
 from __future__ import annotations
