@@ -285,11 +285,16 @@ def _checkpoint_ledger(batch_dir: Path) -> None:
     ledger = batch_dir / "ledger.sqlite"
     if not (ledger.is_file() and ledger.with_name(ledger.name + "-wal").exists()):
         return
-    db = sqlite3.connect(ledger, timeout=30)
     try:
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        db.close()
+        db = sqlite3.connect(ledger, timeout=30)
+        try:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise AuditError(f"cannot fold the ledger's journal into {ledger} ({exc}): the folder is read-only, full, "
+                         f"or a batch still writes to it; make it writable or wait for the batch, then archive "
+                         f"again.") from exc
 
 
 def stale_reasons(batch_dir: str | Path) -> list[str]:
