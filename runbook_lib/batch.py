@@ -377,6 +377,7 @@ class BatchRunner:
         self.declared = {step: declared_parameter_types(self.notebooks_dir / f"{step}.ipynb") for step in self.steps}
         self.parameters = self._checked_parameters(self.parameters)
         self._used: set[str] = set()  # parameters handed to a notebook that ran (for the manifest)
+        self._stopping = threading.Event()  # set on Ctrl-C: workers start no further step
 
     def _checked_parameters(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """The extra parameters, checked and typed, before anything is written.
@@ -456,9 +457,13 @@ class BatchRunner:
             self._write_evidence(result, ledger)
             audit.restrict_tree(self.batch_dir)  # files an earlier version or a by-hand run left readable
         except OSError as exc:
+            self._stopping.set()
             if not audit.is_folder_problem(exc):
                 raise
             raise audit.folder_error(exc, self.batch_dir) from exc
+        except BaseException:
+            self._stopping.set()  # Ctrl-C: steps running now end (their kernels got it too); no further step starts
+            raise
         finally:
             _stop_workers(pool, futures)  # also after a second Ctrl-C: nothing is released while work runs
             os.umask(old_umask)
@@ -495,7 +500,9 @@ class BatchRunner:
                          blocked: bool) -> list[StepOutcome]:
         outcomes: list[StepOutcome] = []
         for step in steps:
-            if blocked:
+            if self._stopping.is_set():
+                outcome = StepOutcome(row.legacy_slug, step, "blocked", error="the batch was interrupted")
+            elif blocked:
                 outcome = StepOutcome(row.legacy_slug, step, "blocked", error="an earlier step did not pass")
             elif self.mode == "apply" and ledger.passed(row.legacy_slug, step, "apply"):
                 outcome = StepOutcome(row.legacy_slug, step, "skipped")

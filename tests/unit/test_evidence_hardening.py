@@ -34,26 +34,26 @@ def own_locks(tmp_path, monkeypatch):
 
 
 class FakeStepRunner(BatchRunner):
-    """Runs no notebook: each step writes an 'executed notebook' as papermill would and a ledger row."""
+    """Runs no notebook: each step writes an 'executed notebook' as papermill would and a ledger row; with a
+    gate, each step first waits for it (a step that is running)."""
 
     gate: threading.Event | None = None
 
-    def _run_environment(self, row, ledger, steps, blocked):
-        out = []
-        for step in steps:
-            if self.gate is not None:
-                self.entered.set()
-                self.gate.wait(20)
-            target = self.batch_dir / audit.env_dirname(row.legacy_slug) / f"{step}.ipynb"
-            target.write_text("{}")  # the process umask decides its mode, as for papermill's write
-            ledger.record(row.legacy_slug, step, self.mode, "passed")
-            out.append(StepOutcome(row.legacy_slug, step, "passed"))
-        return out
+    def _run_step(self, row, step, ledger):
+        if self.gate is not None:
+            self.entered.set()
+            self.gate.wait(20)
+        self.ran.append(step)
+        target = self.batch_dir / audit.env_dirname(row.legacy_slug) / f"{step}.ipynb"
+        target.write_text("{}")  # the process umask decides its mode, as for papermill's write
+        ledger.record(row.legacy_slug, step, self.mode, "passed")
+        return StepOutcome(row.legacy_slug, step, "passed")
 
 
 def fake(tmp_path: Path, out: str = "runs", batch_id: str = "b", **kw) -> FakeStepRunner:
     runner = FakeStepRunner(ROWS, STEPS[:2], mode="apply", out=tmp_path / out, batch_id=batch_id, **kw)
     runner.entered = threading.Event()
+    runner.ran = []
     return runner
 
 
@@ -137,6 +137,7 @@ def test_lock_is_released_only_when_the_work_stopped_even_after_a_second_ctrl_c(
     helper.join(30)
     assert seen == [True, True]
     assert not _held(lock)
+    assert runner.ran == ["00_preflight_inventory"]  # the step after the interrupted one never started
     assert "waiting for the running steps to end" in capsys.readouterr().err
 
 
