@@ -9,13 +9,20 @@ Layout of one batch (see README "Audit trail"):
       <org>__<env>/NN_<step>.ipynb (+ .html)   the executed notebooks
       <org>__<env>/state/    legacy state backups (mode 0600; left out of archives unless asked)
 
-`archive` scans every file it would pack for the tokens in use and for token-shaped strings and
-refuses, writing nothing, if it finds one. `verify_archive` recomputes every checksum against the
-manifest inside the archive and reports each file that was changed, added or removed.
+`archive` scans every file it would pack for every token the batch could see and for token- and
+credential-shaped strings and refuses, writing nothing, if it finds one; a manifest older than the
+batch's files is rewritten from the ledger first, and the archive is verified before it is kept.
+`verify_archive` checks the archive against its `.sha256` sidecar and recomputes every checksum against
+the manifest inside, reporting each file that was changed, added or removed.
+
+Every file here is written whole or not at all (`atomic_write`: a temporary name, then a rename), owner-only;
+a read-only folder or a full disk is one sentence naming the folder (`folder_error`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import getpass
 import hashlib
 import html
@@ -26,6 +33,8 @@ import platform
 import socket
 import subprocess
 import tarfile
+import tempfile
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,12 +42,109 @@ from typing import Any, Iterable, Mapping
 
 from runbook_lib import __version__
 from runbook_lib.errors import AuditError
-from runbook_lib.secrets import scan_bytes, tokens_in_use
+from runbook_lib.secrets import all_tokens_in_use, scan_bytes
 
 MANIFEST = "manifest.json"
 STATE_DIR = "state"
 STEP_OUTCOME_COLOURS = {"passed": "#c8e6c9", "failed": "#ffcdd2", "refused": "#ffe0b2",
                         "skipped": "#e0e0e0", "running": "#fff9c4"}
+
+
+#: errno values that mean "this folder cannot take the write": read-only, no permission, full, over quota.
+_FOLDER_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def is_folder_problem(exc: BaseException) -> bool:
+    """Whether an error means the folder cannot be written (read-only, no permission, disk full)."""
+    return isinstance(exc, OSError) and exc.errno in _FOLDER_ERRNOS
+
+
+def folder_error(exc: OSError, folder: str | Path) -> AuditError:
+    """One sentence naming the folder and the fix, for an `is_folder_problem` error."""
+    full = exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+    why = "the disk is full (or over quota)" if full else "it is read-only or not writable by you"
+    fix = "free space there" if full else "make it writable"
+    return AuditError(f"cannot write to {folder}: {why}; {fix} or choose another folder (--out), then run the same "
+                      f"command again (nothing half-written was kept).")
+
+
+def private_dir(path: str | Path) -> Path:
+    """Create a folder (and its parents) and make it readable by its owner only (0700).
+
+    Raises:
+        AuditError: it cannot be created or changed (read-only, full, not yours).
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(path, 0o700)
+    except OSError as exc:
+        if not is_folder_problem(exc):
+            raise
+        raise folder_error(exc, path.parent if not path.exists() else path) from exc
+    return path
+
+
+def check_writable(folder: str | Path) -> None:
+    """Prove a folder takes a write (a small probe file, written, synced and removed) before any work.
+
+    Raises:
+        AuditError: read-only, not writable, or full.
+    """
+    folder = Path(folder)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=folder)
+        try:
+            os.write(fd, b"x" * 4096)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        if not is_folder_problem(exc):
+            raise
+        raise folder_error(exc, folder) from exc
+
+
+def atomic_write(path: str | Path, data: bytes | str, *, mode: int = 0o600) -> Path:
+    """Write a file whole or not at all: a temporary name in the same folder, synced, then renamed.
+
+    A crash, a full disk or a read-only folder never leaves a half-written file under the real name.
+
+    Raises:
+        AuditError: the folder is read-only or full (one sentence naming it); the temporary file is removed.
+    """
+    path = Path(path)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        if not is_folder_problem(exc):
+            raise
+        raise folder_error(exc, path.parent) from exc
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, mode)
+        os.replace(temp, path)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        if not is_folder_problem(exc):
+            raise
+        raise folder_error(exc, path.parent) from exc
+    return path
+
+
+def restrict_tree(folder: str | Path) -> None:
+    """Make every file under a folder owner-only (0600) and every folder 0700."""
+    folder = Path(folder)
+    for path in [folder, *folder.rglob("*")]:
+        if path.is_symlink():
+            continue
+        os.chmod(path, 0o700 if path.is_dir() else 0o600)
 
 
 def env_dirname(environment: str) -> str:
@@ -83,21 +189,24 @@ def notebook_to_html(notebook_path: str | Path) -> Path:
 
     notebook_path = Path(notebook_path)
     body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook_path, as_version=4))
-    target = notebook_path.with_suffix(".html")
-    target.write_text(body, encoding="utf-8")
-    return target
+    return atomic_write(notebook_path.with_suffix(".html"), body)
 
 
 def write_manifest(batch_dir: str | Path, *, parameters: Mapping[str, Any], outcomes: Mapping[str, Any],
-                   started_at: str, finished_at: str) -> Path:
+                   started_at: str, finished_at: str, refreshed: str | None = None) -> Path:
     """Write `manifest.json` for a batch: who, where, what version, parameters, outcomes, sha256 per file.
+
+    Written whole or not at all (`atomic_write`), readable by its owner only.
+
+    Args:
+        refreshed: why `archive` rewrote it after the batch (an interrupted batch), recorded as is.
 
     Raises:
         AuditError: the parameters contain a token (parameters must carry variable names, not values).
     """
     batch_dir = Path(batch_dir)
     params_text = json.dumps(parameters, sort_keys=True, default=str)
-    if scan_bytes(params_text.encode(), "parameters", tokens_in_use()):
+    if scan_bytes(params_text.encode(), "parameters", all_tokens_in_use(parameters)):
         raise AuditError("the batch parameters contain a token; pass the NAME of its environment variable.")
     files = {}
     for rel in _files(batch_dir):
@@ -114,10 +223,9 @@ def write_manifest(batch_dir: str | Path, *, parameters: Mapping[str, Any], outc
         "parameters": json.loads(params_text),
         "outcomes": outcomes,
         "files": files,
+        **({"refreshed": refreshed} if refreshed else {}),
     }
-    target = batch_dir / MANIFEST
-    target.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return target
+    return atomic_write(batch_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
 def write_summary_html(batch_dir: str | Path, matrix: Mapping[str, Mapping[str, str]], steps: Iterable[str],
@@ -155,89 +263,254 @@ class ArchiveResult:
     sha256: str
     files: int
     excluded_state_backups: int
+    refreshed: str | None = None  # why the manifest was rewritten from the ledger first, if it was
+
+
+def outcomes_from_ledger(ledger_path: str | Path) -> dict[str, dict[str, str]]:
+    """environment -> step -> latest status, from a batch's ledger (confirmations left out)."""
+    from runbook_lib.ledger import Ledger
+
+    matrix: dict[str, dict[str, str]] = {}
+    for run in Ledger(ledger_path).history():
+        if run.step.endswith("/confirm"):
+            continue
+        matrix.setdefault(run.environment, {})[run.step] = run.status
+    return matrix
+
+
+def _checkpoint_ledger(batch_dir: Path) -> None:
+    """Fold a ledger's write-ahead log into ledger.sqlite, so the file archived holds every row."""
+    import sqlite3
+
+    ledger = batch_dir / "ledger.sqlite"
+    if not (ledger.is_file() and ledger.with_name(ledger.name + "-wal").exists()):
+        return
+    try:
+        db = sqlite3.connect(ledger, timeout=30)
+        try:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise AuditError(f"cannot fold the ledger's journal into {ledger} ({exc}): the folder is read-only, full, "
+                         f"or a batch still writes to it; make it writable or wait for the batch, then archive "
+                         f"again.") from exc
+
+
+def stale_reasons(batch_dir: str | Path) -> list[str]:
+    """Why a batch's manifest no longer describes its files (empty: it does).
+
+    A batch interrupted or killed after its last manifest (or before its first) leaves files and ledger
+    rows the manifest does not list, or lists with other checksums.
+    """
+    batch_dir = Path(batch_dir)
+    try:
+        listed = json.loads((batch_dir / MANIFEST).read_text(encoding="utf-8")).get("files")
+    except FileNotFoundError:
+        return [f"there is no {MANIFEST}"]
+    except (ValueError, AttributeError):
+        return [f"its {MANIFEST} cannot be read"]
+    if not isinstance(listed, dict):
+        return [f"its {MANIFEST} lists no files"]
+    reasons = []
+    present = set(_files(batch_dir))
+    added, missing = sorted(present - set(listed)), sorted(set(listed) - present)
+    changed = sorted(rel for rel in present & set(listed)
+                     if not isinstance(listed[rel], dict) or listed[rel].get("sha256") != sha256_file(batch_dir / rel))
+    for label, names in (("not listed", added), ("changed since", changed), ("gone since", missing)):
+        if names:
+            more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+            reasons.append(f"{', '.join(names[:3])}{more} {label} the manifest was written")
+    return reasons
+
+
+def refresh_manifest(batch_dir: str | Path, reasons: list[str]) -> Path:
+    """Rewrite a stale manifest from the ledger and the files as they are now.
+
+    Parameters, start time and batch facts are kept from the old manifest when there is one; outcomes
+    come from the ledger; ``refreshed`` records why.
+
+    Raises:
+        AuditError: neither a manifest nor a ledger: not a batch folder.
+    """
+    batch_dir = Path(batch_dir)
+    ledger = batch_dir / "ledger.sqlite"
+    try:
+        old = json.loads((batch_dir / MANIFEST).read_text(encoding="utf-8"))
+        old = old if isinstance(old, dict) else {}
+    except (OSError, ValueError):
+        old = {}
+    if not ledger.is_file() and not old:
+        raise AuditError(f"{batch_dir} has no {MANIFEST} and no ledger.sqlite; archive a batch folder written by "
+                         f"`tfe-runbook run` (runs/<batch>).")
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    note = f"rewritten by `tfe-runbook archive` at {now} from the ledger: {'; '.join(reasons)}"
+    parameters = old.get("parameters") if isinstance(old.get("parameters"), dict) else {}
+    outcomes = outcomes_from_ledger(ledger) if ledger.is_file() else old.get("outcomes") or {}
+    return write_manifest(batch_dir, parameters=parameters, outcomes=outcomes,
+                          started_at=str(old.get("started_at") or ""), finished_at=str(old.get("finished_at") or ""),
+                          refreshed=note)
+
+
+def _manifest_parameters(batch_dir: Path) -> Mapping[str, Any]:
+    """The parameters an existing manifest recorded (token variable names among them), or {}."""
+    try:
+        manifest = json.loads((batch_dir / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    params = manifest.get("parameters") if isinstance(manifest, dict) else None
+    return params if isinstance(params, dict) else {}
 
 
 def archive(batch_dir: str | Path, *, include_state: bool = False, extra_tokens: Iterable[str] = ()) -> ArchiveResult:
     """Pack a batch into `<batch>.tar.gz` beside it, with `<batch>.tar.gz.sha256`.
 
-    Every file that goes in is first scanned for the tokens in use (ATLAS_TOKEN, TFE_TOKEN and
-    `extra_tokens`) and for token-shaped strings; one finding refuses the whole archive.
+    A manifest older than the batch's files or ledger (an interrupted or killed batch) is first rewritten
+    from the ledger (`refresh_manifest`); the reason is kept in it and in the result. Every file that goes
+    in is scanned, from the very bytes packed, for every token the batch could see (the token variables
+    its parameters name, ``TFE_RUNBOOK_VAR_*``, `extra_tokens`) and for token- and credential-shaped
+    strings; one finding refuses the whole archive. The archive is verified before it is kept.
 
     Args:
-        batch_dir: `runs/<batch-id>` holding a manifest.json.
+        batch_dir: `runs/<batch-id>` written by `tfe-runbook run`.
         include_state: also pack the legacy state backups (they may hold secrets of the infrastructure).
 
     Raises:
-        AuditError: no manifest, or a secret found (the message names file and offset, never the secret).
+        AuditError: not a batch folder, a secret found (the message names file and offset, never the
+            secret), files changing while packed (the batch still runs), or a folder that cannot be
+            written; nothing is left under the archive's name.
     """
     batch_dir = Path(batch_dir)
-    if not (batch_dir / MANIFEST).is_file():
-        raise AuditError(f"{batch_dir} has no {MANIFEST}; archive a batch directory written by `tfe-runbook run`.")
-    tokens = [*tokens_in_use(), *[t for t in extra_tokens if t]]
-    members = [MANIFEST, *_files(batch_dir)]
+    if not batch_dir.is_dir():
+        raise AuditError(f"{batch_dir} is not a folder; archive a batch folder written by `tfe-runbook run` "
+                         f"(runs/<batch>).")
+    if not (batch_dir / MANIFEST).is_file() and not (batch_dir / "ledger.sqlite").is_file():
+        raise AuditError(f"{batch_dir} has no {MANIFEST} and no ledger.sqlite; archive a batch folder written by "
+                         f"`tfe-runbook run` (runs/<batch>).")
+    _checkpoint_ledger(batch_dir)
+    tokens = [*all_tokens_in_use(_manifest_parameters(batch_dir)), *[t for t in extra_tokens if t]]
+    members = [*_files(batch_dir)]
     excluded = [m for m in members if _is_state_backup(m) and not include_state]
     members = [m for m in members if m not in excluded]
-    findings = []
-    for rel in members:
-        findings += scan_bytes((batch_dir / rel).read_bytes(), rel, tokens)
+    # Scanned before anything is written (a stale manifest is only rewritten for a clean batch).
+    findings = [f for rel in [MANIFEST, *members] if (batch_dir / rel).is_file()
+                for f in scan_bytes((batch_dir / rel).read_bytes(), rel, tokens)]
     if findings:
         where = ", ".join(sorted({f"{f.where} ({f.kind})" for f in findings}))
         raise AuditError(f"refusing to archive: secrets found in {where}; remove them and re-run the archive "
                          f"(nothing was written).")
+    reasons = stale_reasons(batch_dir)
+    refreshed = None
+    if reasons:
+        refresh_manifest(batch_dir, reasons)
+        refreshed = "; ".join(reasons)
+    manifest = json.loads((batch_dir / MANIFEST).read_text(encoding="utf-8"))
+    listed: Mapping[str, Any] = manifest.get("files", {})
+    members = [MANIFEST, *members]
+    unlisted = [m for m in members if m != MANIFEST and m not in listed]
+    if unlisted:
+        raise AuditError(f"{batch_dir} changed while it was archived ({unlisted[0]} appeared): a batch is still "
+                         f"writing to it; wait for it to end, then run `tfe-runbook archive {batch_dir}` again.")
     target = batch_dir.parent / f"{batch_dir.name}.tar.gz"
-    partial = target.with_name(target.name + ".partial")
-    with tarfile.open(partial, "w:gz") as tar:
-        for rel in members:
-            info = tar.gettarinfo(batch_dir / rel, arcname=f"{batch_dir.name}/{rel}")
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            with open(batch_dir / rel, "rb") as handle:
-                tar.addfile(info, handle)
-    os.replace(partial, target)
+    partial = target.with_name(f".{target.name}.partial")
+    findings: list[Any] = []
+    try:
+        with tarfile.open(partial, "w:gz") as tar:
+            for rel in members:
+                data = (batch_dir / rel).read_bytes()  # scanned, checked and packed: the same bytes
+                findings += scan_bytes(data, rel, tokens)
+                if rel != MANIFEST and hashlib.sha256(data).hexdigest() != listed[rel].get("sha256"):
+                    raise AuditError(f"{rel} changed while {batch_dir} was archived: a batch is still writing "
+                                     f"to it; wait for it to end, then run `tfe-runbook archive {batch_dir}` again.")
+                info = tar.gettarinfo(batch_dir / rel, arcname=f"{batch_dir.name}/{rel}")
+                info.size = len(data)
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                tar.addfile(info, io.BytesIO(data))
+        if findings:
+            where = ", ".join(sorted({f"{f.where} ({f.kind})" for f in findings}))
+            raise AuditError(f"refusing to archive: secrets found in {where}; remove them and re-run the archive "
+                             f"(nothing was written).")
+        problems = verify_archive(partial, require_sidecar=False)
+        if problems:
+            raise AuditError(f"the archive of {batch_dir} did not verify ({problems[0].path}: {problems[0].problem}); "
+                             f"nothing was kept: run `tfe-runbook archive {batch_dir}` again once no batch writes to it.")
+        os.chmod(partial, 0o600)
+        os.replace(partial, target)
+    except OSError as exc:
+        if not is_folder_problem(exc):
+            raise
+        raise folder_error(exc, batch_dir.parent) from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
     digest = sha256_file(target)
-    target.with_name(target.name + ".sha256").write_text(f"{digest}  {target.name}\n")
-    return ArchiveResult(target, digest, len(members), len(excluded))
+    atomic_write(target.with_name(target.name + ".sha256"), f"{digest}  {target.name}\n", mode=0o644)
+    return ArchiveResult(target, digest, len(members), len(excluded), refreshed)
 
 
 @dataclass(frozen=True)
 class VerifyProblem:
     path: str
-    problem: str  # "changed", "missing", "unexpected", "archive checksum"
+    problem: str  # "changed", "missing", "unexpected", "archive checksum", "no sidecar"
 
 
-def verify_archive(archive_path: str | Path) -> list[VerifyProblem]:
-    """Recompute every checksum in an archive against its manifest.
+def _malformed(archive_path: Path, why: str) -> AuditError:
+    return AuditError(f"{archive_path} is not an archive written by `tfe-runbook archive`: {why}.")
+
+
+def verify_archive(archive_path: str | Path, *, require_sidecar: bool = True) -> list[VerifyProblem]:
+    """Recompute every checksum in an archive against its manifest, and the archive's against its sidecar.
+
+    Args:
+        require_sidecar: a missing ``<archive>.sha256`` is a problem ("no sidecar"); when False it is
+            skipped, and only the files inside are checked against the manifest inside (which a replaced
+            archive with a consistent manifest would pass).
 
     Returns:
         The problems found, one per file; empty when the archive is intact. State backups that were
         left out on purpose are not problems.
 
     Raises:
-        AuditError: not a readable archive, or no manifest inside.
+        AuditError: not a readable archive, or not one `tfe-runbook archive` writes (no single top folder,
+            no manifest, a manifest of another shape); one sentence.
     """
     archive_path = Path(archive_path)
     problems: list[VerifyProblem] = []
     sidecar = archive_path.with_name(archive_path.name + ".sha256")
     if sidecar.is_file():
-        expected = sidecar.read_text().split()[0]
-        if sha256_file(archive_path) != expected:
-            problems.append(VerifyProblem(archive_path.name, "archive checksum"))
+        words = sidecar.read_text(encoding="utf-8", errors="replace").split()
+        if not words or sha256_file(archive_path) != words[0]:
+            problems.append(VerifyProblem(sidecar.name if not words else archive_path.name, "archive checksum"))
+    elif require_sidecar:
+        problems.append(VerifyProblem(sidecar.name, "no sidecar"))
     try:
         with tarfile.open(archive_path, "r:gz") as tar:
             contents: dict[str, bytes] = {}
+            tops: set[str] = set()
             for member in tar.getmembers():
-                if member.isfile():
+                top, sep, rel = member.name.partition("/")
+                tops.add(top)
+                if not sep and member.isfile():
+                    raise _malformed(archive_path, f"{member.name} is not inside the batch's folder")
+                if member.isfile() and rel:
                     handle = tar.extractfile(member)
-                    contents[member.name.split("/", 1)[1]] = handle.read() if handle else b""
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise AuditError(f"{archive_path} is not a readable archive ({exc}).") from exc
+                    contents[rel] = handle.read() if handle else b""
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise AuditError(f"{archive_path} is not a readable archive ({type(exc).__name__}: {exc}).") from None
+    if len(tops) != 1:
+        raise _malformed(archive_path, f"it holds {len(tops)} top folders, one batch folder was expected")
     if MANIFEST not in contents:
-        raise AuditError(f"{archive_path} holds no {MANIFEST}; it was not written by `tfe-runbook archive`.")
+        raise _malformed(archive_path, f"it holds no {next(iter(tops))}/{MANIFEST}")
     try:
         manifest = json.load(io.BytesIO(contents.pop(MANIFEST)))
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         return [*problems, VerifyProblem(MANIFEST, "changed")]
-    listed: Mapping[str, Any] = manifest.get("files", {})
+    listed = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(listed, dict) or not all(isinstance(m, dict) and isinstance(m.get("sha256"), str)
+                                               for m in listed.values()):
+        raise _malformed(archive_path, f"its {MANIFEST} is not a manifest (a \"files\" object of sha256 entries "
+                                       f"was expected)")
     for rel, meta in sorted(listed.items()):
         if rel not in contents:
             if not meta.get("state_backup"):

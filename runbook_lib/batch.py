@@ -11,13 +11,19 @@ running the same command again skips them and retries the rest, so nothing is do
 "running" by a killed batch counts as not passed, and the steps themselves are idempotent (they adopt
 what the earlier attempt created).
 
-Exclusion: a file lock per environment (under `<out>/.locks/`) refuses a second batch that would work
-on an environment another batch holds; the workspace lock taken in step 2 guards the server side.
+Exclusion: a file lock per environment, in one per-user folder (`lock_root`, whatever the batch's
+output folder), refuses a second batch that would work on an environment another batch holds; it is
+released only once no step of the batch runs any more, even after a second Ctrl-C. The workspace lock
+taken in step 2 guards the server side.
+
+Evidence is private: the batch folder and each environment's folder are created 0700 and every file the
+batch writes is readable by its owner only (the executed notebooks show state details).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -50,6 +56,56 @@ GATED_ACTIONS = {"04_disable_legacy_vcs": "unlink", "06_delete_legacy_environmen
 # sources to workspaces that already hold the state they read; and no legacy environment is deleted (6)
 # before every cut-over of the batch has run, since others may still read its state.
 PHASE_ENDS = (3, 5, 6)  # by step number: 00-03, 04-05, 06
+
+
+def lock_root(environ: Mapping[str, str] | None = None) -> Path:
+    """The per-user folder of environment locks, shared by every batch whatever its --out.
+
+    ``$TFE_RUNBOOK_LOCK_DIR`` when set; else ``$XDG_RUNTIME_DIR/tfe-runbook/locks`` (a per-user tmpfs on
+    systemd hosts); else ``~/.cache/tfe-runbook/locks``. Created mode 0700.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("TFE_RUNBOOK_LOCK_DIR"):
+        root = Path(env["TFE_RUNBOOK_LOCK_DIR"])
+    elif env.get("XDG_RUNTIME_DIR") and Path(env["XDG_RUNTIME_DIR"]).is_dir():
+        root = Path(env["XDG_RUNTIME_DIR"]) / "tfe-runbook" / "locks"
+    else:
+        root = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tfe-runbook" / "locks"
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return root
+
+
+def lock_path(environment: str, environ: Mapping[str, str] | None = None) -> Path:
+    """The lock file of one legacy environment, keyed by the legacy host (``$ATLAS_ADDRESS``) and
+    ``<org>/<env>``: two batches on one environment meet here whatever their output folders."""
+    import hashlib
+
+    env = os.environ if environ is None else environ
+    host = (env.get("ATLAS_ADDRESS") or "").strip().rstrip("/").lower()
+    digest = hashlib.sha256(f"{host}|{environment}".encode()).hexdigest()[:16]
+    readable = re.sub(r"[^A-Za-z0-9_.-]", "_", audit.env_dirname(environment))[:80]
+    return lock_root(env) / f"{readable}-{digest}.lock"
+
+
+def _stop_workers(pool: ThreadPoolExecutor, futures: Sequence[Any]) -> None:
+    """Cancel steps not yet started and wait until the running ones have stopped.
+
+    A Ctrl-C also reaches the kernels (same process group), so running steps end soon; further Ctrl-Cs
+    while waiting are answered with a line, not obeyed: the environment locks must outlive the work.
+    """
+    import sys
+    from concurrent.futures import wait
+
+    for future in futures:
+        future.cancel()
+    while True:
+        try:
+            wait(futures)
+            pool.shutdown(wait=True, cancel_futures=True)
+            return
+        except KeyboardInterrupt:
+            print("tfe-runbook: still stopping: waiting for the running steps to end before the environment locks "
+                  "are released", file=sys.stderr, flush=True)
 
 
 def phase_of(step: str) -> int:
@@ -185,13 +241,95 @@ def _error_text(exc: BaseException) -> str:
 
 def declared_parameters(notebook: str | Path) -> set[str]:
     """The names a notebook's `parameters` cell declares (as papermill reads them)."""
+    return set(declared_parameter_types(notebook))
+
+
+def declared_parameter_types(notebook: str | Path) -> dict[str, type | None]:
+    """Each parameter a notebook declares, with its type: papermill's ``inferred_type_name`` (from an
+    annotation) when it gives one, else the type of the literal default (``False`` -> bool, ``900`` -> int);
+    None when neither says (the value is then passed as the string given)."""
+    import ast
     import logging
 
     import papermill
 
     # papermill logs a warning per line it cannot parse; the shape test keeps every line parseable.
     logging.getLogger("papermill.translators").setLevel(logging.ERROR)
-    return set(papermill.inspect_notebook(str(notebook)))
+    types: dict[str, type | None] = {}
+    for name, info in papermill.inspect_notebook(str(notebook)).items():
+        named = _TYPE_NAMES.get(str(info.get("inferred_type_name") or "").strip())
+        if named is None:
+            try:
+                default = ast.literal_eval(str(info.get("default")))
+            except (ValueError, SyntaxError):
+                default = None
+            named = type(default) if isinstance(default, (bool, int, float, str)) else None
+        types[name] = named
+    return types
+
+
+_TYPE_NAMES: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str}
+_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+#: Parameters the batch sets itself for every notebook, and what sets them instead of --param.
+BATCH_SET_PARAMETERS = {
+    "legacy_org": "the mapping file (--mapping; its legacy_org column)",
+    "legacy_env": "the mapping file (--mapping; choose environments with --env)",
+    "new_org": "the mapping file (--mapping; its new_org column)",
+    "workspace": "the mapping file (--mapping; its workspace column)",
+    "mode": "--mode plan or --mode apply",
+    "audit_root": "--out and --batch (the batch writes under <out>/<batch>)",
+    "ledger_path": "--out and --batch (the ledger is <out>/<batch>/ledger.sqlite)",
+    "batch_id": "--batch",
+    "confirm": "--confirm-file",
+    "interactive": "nothing: a batch never waits for a button; confirmations come from --confirm-file",
+}
+_BATCH_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def names_a_variable(parameter: str) -> bool:
+    """Whether a parameter carries the NAME of an environment variable (``*_var``, ``sensitive_var_prefix``)."""
+    return parameter.endswith("_var") or parameter == "sensitive_var_prefix"
+
+
+def check_batch_name(name: str) -> str:
+    """A batch name, refused when it could be read as a path.
+
+    Raises:
+        RunbookError: separators, ``.``/``..``, a leading dot or dash, or other characters.
+    """
+    if not _BATCH_NAME.match(name or "") or name in (".", "..") or ".." in name:
+        raise RunbookError("--batch must be a name (letters, digits, '.', '-', '_'; no '/', no '..', not starting "
+                           "with '.' or '-'); the batch is written to <out>/<name>: choose the folder with --out.")
+    return name
+
+
+def coerce_parameter(name: str, value: Any, kind: type | None) -> Any:
+    """A ``--param`` value converted to the type its notebook declares.
+
+    Strings from the command line: a bool accepts true/false, 1/0, yes/no, on/off (any case); an int or
+    float what Python's int()/float() accept. Values that already have the type pass unchanged.
+
+    Raises:
+        RunbookError: the value does not fit the type; the message names the parameter and the type.
+    """
+    if kind is None or kind is str:
+        return value if kind is None or isinstance(value, str) else str(value)
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    text = str(value).strip()
+    if kind is bool:
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+    else:
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    spelled = {bool: "True or False (true/false, 1/0, yes/no)", int: "a whole number", float: "a number"}[kind]
+    raise RunbookError(f"--param {name} must be {spelled}, as its notebook declares; {text!r} is not.")
 
 
 class BatchRunner:
@@ -235,62 +373,136 @@ class BatchRunner:
         missing = [s for s in self.steps if not (self.notebooks_dir / f"{s}.ipynb").is_file()]
         if missing:
             raise RunbookError(f"notebooks not found in {self.notebooks_dir}: {', '.join(missing)}.")
-        self.declared = {step: declared_parameters(self.notebooks_dir / f"{step}.ipynb") for step in self.steps}
-        known = set().union(*self.declared.values())
-        unknown = sorted(set(self.parameters) - known)
+        check_batch_name(batch_id)
+        self.declared = {step: declared_parameter_types(self.notebooks_dir / f"{step}.ipynb") for step in self.steps}
+        self.parameters = self._checked_parameters(self.parameters)
+        self._used: set[str] = set()  # parameters handed to a notebook that ran (for the manifest)
+        self._stopping = threading.Event()  # set on Ctrl-C: workers start no further step
+
+    def _checked_parameters(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The extra parameters, checked and typed, before anything is written.
+
+        Raises:
+            RunbookError: a parameter the batch sets itself, one no selected step declares, a variable name
+                that is not one (or is a credential), any credential-shaped value, or a value of the wrong
+                type. Messages never repeat a value that looks like a credential.
+        """
+        from runbook_lib.secrets import credential_shape, scan_bytes
+
+        reserved = sorted(set(given) & set(BATCH_SET_PARAMETERS))
+        if reserved:
+            raise RunbookError("; ".join(f"--param {name} is set by the batch itself: use {BATCH_SET_PARAMETERS[name]}"
+                                         for name in reserved) + ".")
+        known = set().union(*(set(d) for d in self.declared.values())) - set(BATCH_SET_PARAMETERS)
+        unknown = sorted(set(given) - known)
         if unknown:
             raise RunbookError(f"unknown notebook parameter(s) {', '.join(unknown)}: no selected step declares them "
                                f"(check the spelling; the notebooks' parameters are {', '.join(sorted(known))}).")
+        typed: dict[str, Any] = {}
+        for name, value in given.items():
+            text = str(value)
+            shape = credential_shape(text) if names_a_variable(name) else None
+            if shape is None and scan_bytes(text.encode(), name):
+                shape = "a token or credential"
+            if shape:
+                raise RunbookError(f"--param {name} looks like {shape}, not a value a notebook may hold (its value "
+                                   f"is not repeated here): put the secret in an environment variable and pass "
+                                   f"that variable's NAME{' as ' + name if names_a_variable(name) else ''}.")
+            if names_a_variable(name) and not _VAR_NAME.match(text):
+                raise RunbookError(f"--param {name} must be the NAME of an environment variable (letters, digits and "
+                                   f"'_', not starting with a digit), like TFE_TOKEN.")
+            kind = next((d[name] for d in self.declared.values() if name in d), None)
+            typed[name] = coerce_parameter(name, value, kind)
+        return typed
 
     @property
     def ledger_path(self) -> Path:
         return self.batch_dir / "ledger.sqlite"
 
     def run(self) -> BatchResult:
-        """Run the batch; returns every step's outcome. Writes manifest.json and summary.html at the end."""
+        """Run the batch; returns every step's outcome. Writes manifest.json and summary.html at the end.
+
+        Raises:
+            LedgerError: another batch (any output folder) holds one of the environments.
+            AuditError: the output folder cannot be written (read-only, full); nothing half-written is left.
+            KeyboardInterrupt: after the running steps have stopped; the locks are released only then.
+        """
+        locks = self._acquire_locks()
+        old_umask = os.umask(0o077)  # notebooks, HTML, ledger, summary: readable by their owner only
+        pool = ThreadPoolExecutor(max_workers=self.jobs)
+        futures: list[Any] = []
+        try:
+            audit.private_dir(self.batch_dir)
+            for row in self.rows:
+                audit.private_dir(self.batch_dir / audit.env_dirname(row.legacy_slug))
+            audit.check_writable(self.batch_dir)
+            ledger = Ledger(self.ledger_path, batch_id=self.batch_id)
+            result = BatchResult(self.batch_dir, started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            stopped: set[str] = set()  # environments with a step that did not pass: later phases are blocked
+            outcomes_by_env: dict[str, list[StepOutcome]] = {row.legacy_slug: [] for row in self.rows}
+            for phase in range(len(PHASE_ENDS)):
+                steps = [step for step in self.steps if phase_of(step) == phase]
+                if not steps:
+                    continue
+                futures = [pool.submit(self._run_environment, row, ledger, steps, row.legacy_slug in stopped)
+                           for row in self.rows]
+                for row, future in zip(self.rows, futures):
+                    outcomes = future.result()
+                    outcomes_by_env[row.legacy_slug].extend(outcomes)
+                    if any(o.status not in ("passed", "skipped") for o in outcomes):
+                        stopped.add(row.legacy_slug)
+            for row in self.rows:
+                result.outcomes.extend(outcomes_by_env[row.legacy_slug])
+            result.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            self._write_evidence(result, ledger)
+            audit.restrict_tree(self.batch_dir)  # files an earlier version or a by-hand run left readable
+        except OSError as exc:
+            self._stopping.set()
+            if not audit.is_folder_problem(exc):
+                raise
+            raise audit.folder_error(exc, self.batch_dir) from exc
+        except BaseException:
+            self._stopping.set()  # Ctrl-C: steps running now end (their kernels got it too); no further step starts
+            raise
+        finally:
+            _stop_workers(pool, futures)  # also after a second Ctrl-C: nothing is released while work runs
+            os.umask(old_umask)
+            for lock in locks:
+                lock.release()
+        return result
+
+    def _acquire_locks(self) -> list[Any]:
+        """Take every environment's lock (see `lock_path`) before anything is written.
+
+        Raises:
+            LedgerError: another batch holds one; the locks taken so far are released.
+        """
         from filelock import FileLock, Timeout
 
-        self.batch_dir.mkdir(parents=True, exist_ok=True)
-        ledger = Ledger(self.ledger_path, batch_id=self.batch_id)
-        result = BatchResult(self.batch_dir, started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        lock_dir = self.out / ".locks"
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        locks = []
+        locks: list[Any] = []
         try:
             for row in self.rows:
-                lock = FileLock(str(lock_dir / f"{audit.env_dirname(row.legacy_slug)}.lock"))
+                lock = FileLock(str(lock_path(row.legacy_slug)))
                 try:
                     lock.acquire(timeout=0)
                 except Timeout as exc:
-                    raise LedgerError(f"another batch is working on {row.legacy_slug} (lock {lock.lock_file}); "
-                                      f"wait for it to finish or leave this environment out with --env.") from exc
+                    raise LedgerError(f"another batch is working on {row.legacy_slug} (lock {lock.lock_file}, held "
+                                      f"whatever its --out); wait for it to finish or leave this environment out "
+                                      f"with --env.") from exc
                 locks.append(lock)
-            stopped: set[str] = set()  # environments with a step that did not pass: later phases are blocked
-            outcomes_by_env: dict[str, list[StepOutcome]] = {row.legacy_slug: [] for row in self.rows}
-            with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-                for phase in range(len(PHASE_ENDS)):
-                    steps = [step for step in self.steps if phase_of(step) == phase]
-                    if not steps:
-                        continue
-                    for row, outcomes in zip(self.rows, pool.map(
-                            lambda r: self._run_environment(r, ledger, steps, r.legacy_slug in stopped), self.rows)):
-                        outcomes_by_env[row.legacy_slug].extend(outcomes)
-                        if any(o.status not in ("passed", "skipped") for o in outcomes):
-                            stopped.add(row.legacy_slug)
-            for row in self.rows:
-                result.outcomes.extend(outcomes_by_env[row.legacy_slug])
-        finally:
+        except BaseException:
             for lock in locks:
                 lock.release()
-        result.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        self._write_evidence(result, ledger)
-        return result
+            raise
+        return locks
 
     def _run_environment(self, row: MappingRow, ledger: Ledger, steps: Sequence[str],
                          blocked: bool) -> list[StepOutcome]:
         outcomes: list[StepOutcome] = []
         for step in steps:
-            if blocked:
+            if self._stopping.is_set():
+                outcome = StepOutcome(row.legacy_slug, step, "blocked", error="the batch was interrupted")
+            elif blocked:
                 outcome = StepOutcome(row.legacy_slug, step, "blocked", error="an earlier step did not pass")
             elif self.mode == "apply" and ledger.passed(row.legacy_slug, step, "apply"):
                 outcome = StepOutcome(row.legacy_slug, step, "skipped")
@@ -313,8 +525,11 @@ class BatchRunner:
 
     def _parameters(self, row: MappingRow, step: str) -> dict[str, Any]:
         # Each notebook gets only the parameters it declares (papermill would warn about the others).
+        extra = {k: v for k, v in self.parameters.items() if k in self.declared[step]}
+        with self._lock:
+            self._used.update(extra)
         return {
-            **{k: v for k, v in self.parameters.items() if k in self.declared[step]},
+            **extra,
             "legacy_org": row.legacy_org, "legacy_env": row.legacy_env,
             "new_org": row.new_org, "workspace": row.workspace,
             "mode": self.mode, "audit_root": str(self.batch_dir.resolve()),
@@ -377,7 +592,10 @@ class BatchRunner:
                 continue
             matrix.setdefault(run.environment, {})[run.step] = run.status
         audit.write_summary_html(self.batch_dir, matrix, STEPS, title=f"Migration batch ({self.mode})")
-        parameters = {**self.parameters, "mode": self.mode, "steps": self.steps,
+        # Only the parameters some notebook of this run was given: one for a step that was skipped or blocked
+        # throughout did nothing, and the manifest must not suggest otherwise.
+        used = {k: v for k, v in self.parameters.items() if k in self._used}
+        parameters = {**used, "mode": self.mode, "steps": self.steps,
                       "environments": [r.legacy_slug for r in self.rows], "jobs": self.jobs}
         audit.write_manifest(self.batch_dir, parameters=parameters, outcomes=matrix,
                              started_at=result.started_at, finished_at=result.finished_at)

@@ -20,6 +20,16 @@ Retry policy (see `RetryPolicy`):
   ``X-RateLimit-Reset`` seconds (TFE's header, a float) plus jitter; otherwise exponential backoff with
   jitter, capped.
 
+Redirects (see `ApiSession.request`): requests is never left to follow a redirect itself (it keeps custom
+headers such as ``X-Atlas-Token`` across hosts, and a 307 resends the body). The session follows a redirect
+only within the origin (scheme, host and port) of the request that got it, at most `MAX_REDIRECTS` times;
+the token is attached afresh to each hop and only when the hop is on the API host. A redirect to another
+origin is one `RedirectError` and nothing is sent there, with one documented exception a caller asks for by
+name (``signed_redirect``): a GET whose answer is a redirect to a short-lived signed link (a plan's JSON
+output, plans.mdx: "responds with a temporary redirect that should be followed"), followed as a plain GET
+with no token and no body. A 301/302/303 answer to a write is refused too: resending it as a GET would
+silently drop the write.
+
 Read reuse (see `ReadMemo`): a runbook step looks at the same objects in its plan, its apply and its
 verify. A session given a memo answers a repeated *lookup* (the clients mark which reads are lookups;
 polls never are) from the answer it got at most `ReadMemo.max_age` seconds ago, and forgets every
@@ -36,7 +46,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -77,8 +87,29 @@ _REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not
             500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
 
 
+#: Answers that redirect, and how many hops one request may take within its origin.
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5
+
+
 class ReadOnlyError(RunbookError):
     """A write was attempted through a client opened read-only (plan mode); nothing was sent."""
+
+
+class RedirectError(ApiError):
+    """A host answered a redirect the transport does not follow (another origin, a write turned into a GET,
+    too many hops); nothing was sent to the redirect's target."""
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """``(scheme, host, port)`` of a URL, lower-cased, with the scheme's default port filled in."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or {"https": 443, "http": 80}.get(scheme)
 
 
 @dataclass(frozen=True)
@@ -275,16 +306,19 @@ class _TokenAuth(requests.auth.AuthBase):
     (signed object-store links) never see it.
     """
 
-    def __init__(self, settings: Settings, which: str, header: str, prefix: str, host: str) -> None:
+    def __init__(self, settings: Settings, which: str, header: str, prefix: str, base_url: str) -> None:
         self._settings = settings
         self._which = which
         self._header = header
         self._prefix = prefix
-        self._host = host
+        # The whole origin: the same host over plain http (a downgrade) or on another port gets no token.
+        self._origin = origin(base_url)
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        if urlsplit(r.url or "").netloc.lower() == self._host:
+        if origin(r.url or "") == self._origin:
             r.headers[self._header] = self._prefix + self._settings.token(self._which)
+        else:
+            r.headers.pop(self._header, None)
         return r
 
     def __repr__(self) -> str:
@@ -520,7 +554,7 @@ class ApiSession:
         adapter = _LimitedAdapter(self.rate_limiter, max_retries=self.retry_policy.build())
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
-        self._session.auth = _TokenAuth(settings, which, auth_header, auth_prefix, self.host)
+        self._session.auth = _TokenAuth(settings, which, auth_header, auth_prefix, self.base_url)
         self._session.headers.update({"User-Agent": "tfe-runbook"})
         self._session.headers.update(dict(default_headers or {}))
 
@@ -537,7 +571,8 @@ class ApiSession:
     def request(self, method: str, path_or_url: str, *, params: Mapping[str, Any] | None = None,
                 json: Any = None, data: bytes | str | None = None, headers: Mapping[str, str] | None = None,
                 auth: bool = True, signed: bool = False, allow_redirects: bool = True,
-                ok: Iterable[int] = (), reuse: bool = False, fresh: bool = False) -> requests.Response:
+                signed_redirect: bool = False, ok: Iterable[int] = (), reuse: bool = False,
+                fresh: bool = False) -> requests.Response:
         """Send one request through the retrying, rate-limited transport and check its answer.
 
         Args:
@@ -548,7 +583,10 @@ class ApiSession:
             headers: extra headers.
             auth: send the token (only ever to the API host); False for signed upload links.
             signed: the URL is a signed hosted link: never quoted whole in an error.
-            allow_redirects: follow 3xx (requests drops the token when the host changes).
+            allow_redirects: follow a redirect within the request's origin (see the module docstring);
+                False returns the 3xx answer itself.
+            signed_redirect: a GET whose documented answer is a redirect to a signed link on another
+                origin (a plan's JSON output): that one hop is followed, with no token.
             ok: error statuses the caller handles itself (returned, not raised), like 404 for "absent".
             reuse: a lookup (GET) the session's memo may answer and keep (see `ReadMemo`).
             fresh: a lookup that must come from the server now; its answer replaces the kept one.
@@ -561,6 +599,8 @@ class ApiSession:
             ApiError: its subclass for the answer's status (see `error_from_response`).
             TransportError: connection, timeout or TLS failure after the retries.
             ConfigError: the token variable is unset.
+            RedirectError: a redirect to another origin (or a write redirected with 301/302/303, or more
+                than `MAX_REDIRECTS` hops); nothing was sent to its target.
         """
         method = method.upper()
         url = self.url(path_or_url)
@@ -579,25 +619,19 @@ class ApiSession:
                     self.memo.hits += 1  # counted only when the kept answer is the one returned
                     self.last_headers = kept.headers
                     return kept
+        # requests never follows a redirect itself: `_follow_redirects` decides, hop by hop.
         kwargs: dict[str, Any] = dict(params=params, data=data, headers=dict(headers or {}),
-                                      timeout=self.timeout, verify=self.verify, allow_redirects=allow_redirects)
+                                      timeout=self.timeout, verify=self.verify, allow_redirects=False)
         if json is not None:
             kwargs["json"] = json
         if not auth:
             kwargs["auth"] = _NoAuth()
         with self._count_lock:
             self.request_count += 1
-        try:
-            response = self._session.request(method, url, **kwargs)
-        except requests.RequestException as exc:
-            # A redirect (a 307 to a short-lived download link) leads to a capability URL: treat it as signed.
-            failed_url = getattr(exc.request, "url", None) or url
-            signed = signed or failed_url != requests.Request("GET", url, params=params).prepare().url
-            error = error_from_exception(exc, method=method, url=failed_url, signed=signed)
-            if signed:
-                # requests' own message quotes the full URL, signature included: do not chain it.
-                raise error from None
-            raise error from exc
+        response = self._send(method, url, kwargs, signed=signed)
+        if allow_redirects and response.status_code in REDIRECT_STATUSES and response.headers.get("Location"):
+            response = self._follow_redirects(method, response, kwargs, signed_redirect=signed_redirect)
+            signed = True  # a redirect's target is a capability URL as far as error messages go
         if response.status_code in ok:
             if memo_key is not None:
                 self.memo.put(memo_key, response)  # type: ignore[union-attr]
@@ -612,6 +646,72 @@ class ApiSession:
             self.memo.put(memo_key, response)  # type: ignore[union-attr]
         self._note_headers(response)
         return response
+
+    def _send(self, method: str, url: str, kwargs: Mapping[str, Any], *, signed: bool) -> requests.Response:
+        """One request through the transport; a requests exception becomes a `TransportError`."""
+        try:
+            return self._session.request(method, url, **kwargs)
+        except requests.RequestException as exc:
+            failed_url = getattr(exc.request, "url", None) or url
+            error = error_from_exception(exc, method=method, url=failed_url, signed=signed)
+            if signed:
+                # requests' own message quotes the full URL, signature included: do not chain it.
+                raise error from None
+            raise error from exc
+
+    def _follow_redirects(self, method: str, response: requests.Response, kwargs: Mapping[str, Any], *,
+                          signed_redirect: bool) -> requests.Response:
+        """Follow `response`'s redirect chain under the policy of the module docstring.
+
+        Raises:
+            RedirectError: another origin (outside the one ``signed_redirect`` hop), a write redirected by
+                301/302/303, or too many hops; nothing was sent to the target.
+        """
+        hops = 0
+        crossed = False
+        while response.status_code in REDIRECT_STATUSES and response.headers.get("Location"):
+            here = response.url or ""
+            target = urljoin(here, response.headers["Location"])
+            code = response.status_code
+            said = f"{method} {urlsplit(redact_url(here, signed=True)).path} on {urlsplit(here).netloc}"
+            to = urlunsplit((urlsplit(target).scheme, urlsplit(target).netloc, "", "", ""))
+            hops += 1
+            if hops > MAX_REDIRECTS:
+                raise RedirectError(f"{said} was redirected more than {MAX_REDIRECTS} times; the host is "
+                                    f"misconfigured (a redirect loop): check its address.",
+                                    method=method, url=redact_url(here, signed=True), status=code)
+            same_origin = origin(target) == origin(here)
+            downgrade = origin(here)[0] == "https" and origin(target)[0] != "https"
+            signed_hop = (signed_redirect and not crossed and not downgrade and method == "GET"
+                          and code in (302, 303, 307, 308))
+            if not same_origin and not signed_hop:
+                raise RedirectError(
+                    f"{said} answered {code} redirecting to another origin ({to}); the runbook does not follow "
+                    f"it, so no token or body was sent there: set {self._address_var()} to the API's own "
+                    f"address (scheme, host and port exactly as the host serves the API).",
+                    method=method, url=redact_url(here, signed=True), status=code)
+            if code in (301, 302, 303) and method not in ("GET", "HEAD"):
+                raise RedirectError(
+                    f"{said} answered {code} (the request would be resent as a GET, dropping it); nothing was "
+                    f"resent: set {self._address_var()} to the address the API answers on.",
+                    method=method, url=redact_url(here, signed=True), status=code)
+            hop_kwargs = dict(kwargs)  # what the previous hop sent: once stripped for a signed link, stays so
+            if not same_origin:
+                # The documented hop to a signed link: a plain GET, no token, no body, no caller headers
+                # beyond what it accepts.
+                crossed = True
+                hop_kwargs.update(auth=_NoAuth(), data=None, json=None, params=None,
+                                  headers={k: v for k, v in dict(kwargs.get("headers") or {}).items()
+                                           if k.lower() == "accept"})
+            else:
+                hop_kwargs["params"] = None  # the Location carries its own query
+            response.close()
+            response = self._send(method, target, hop_kwargs, signed=True)
+            kwargs = hop_kwargs
+        return response
+
+    def _address_var(self) -> str:
+        return "ATLAS_ADDRESS" if self.which == "legacy" else "TFE_ADDRESS"
 
     def _note_headers(self, response: requests.Response) -> None:
         if self._on_api_host(response.url or self.base_url):

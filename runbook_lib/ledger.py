@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import socket
 import sqlite3
 from dataclasses import dataclass
@@ -44,6 +45,13 @@ CREATE TABLE IF NOT EXISTS step_runs (
 );
 CREATE INDEX IF NOT EXISTS step_runs_env_step ON step_runs (environment, step, id);
 """
+
+
+def _is_folder_problem(exc: sqlite3.Error) -> bool:
+    """SQLite's words for a read-only folder or file, or a full disk."""
+    text = str(exc).lower()
+    return any(words in text for words in ("readonly", "read-only", "disk is full", "unable to open database file",
+                                            "disk i/o error"))
 
 
 def _now() -> str:
@@ -82,7 +90,14 @@ class Ledger:
     def __init__(self, path: str | Path, batch_id: str = "interactive") -> None:
         self.path = Path(path)
         self.batch_id = batch_id
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                # Created owner-only: the rows show environments, errors and evidence of state. SQLite gives
+                # its -wal and -shm files the database file's permissions.
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        except OSError as exc:
+            raise LedgerError(self._folder_problem(str(exc.strerror or exc))) from exc
         try:
             db = self._connect()
             try:
@@ -90,8 +105,14 @@ class Ledger:
             finally:
                 db.close()  # never leave a connection open across a fork (kernels, batch workers)
         except sqlite3.DatabaseError as exc:
+            if _is_folder_problem(exc):
+                raise LedgerError(self._folder_problem(str(exc))) from exc
             raise LedgerError(f"the ledger {self.path} cannot be opened ({exc}); "
                               f"move it aside and resume from the audit trail.") from exc
+
+    def _folder_problem(self, why: str) -> str:
+        return (f"cannot write the ledger in {self.path.parent} ({why}): the folder is read-only or the disk is "
+                f"full; make it writable, free space or choose another --out, then run the same command again.")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -111,6 +132,8 @@ class Ledger:
             finally:
                 db.close()
         except sqlite3.Error as exc:
+            if _is_folder_problem(exc):
+                raise LedgerError(self._folder_problem(str(exc))) from exc
             raise LedgerError(f"cannot write to the ledger {self.path}: {exc}") from exc
 
     @staticmethod

@@ -49,6 +49,20 @@ def workspace_name_problem(name: str) -> str | None:
     return None
 
 
+def path_segment_problem(name: str) -> str | None:
+    """Why a name cannot be one segment of an API path, or None.
+
+    ``.`` and ``..`` (and names of dots only, which some proxies fold the same way) are removed or climb a
+    level when a URL is normalised (RFC 3986, 5.2.4): ``/environments/acme/..`` would address another
+    resource than the one named. Checked when the mapping is read, before any request.
+    """
+    if not name.strip():
+        return "the name is empty"
+    if set(name) == {"."}:
+        return f"{name!r} is a path segment a URL would normalise away (use the real name)"
+    return None
+
+
 @dataclass(frozen=True)
 class MappingRow:
     """One legacy environment and the workspace it moves to."""
@@ -89,6 +103,9 @@ def problems(rows: Iterable[MappingRow]) -> dict[str, list[str]]:
         seen.add(row.legacy_slug)
         if not LEGACY_NAME.match(row.legacy_org) or not LEGACY_NAME.match(row.legacy_env):
             issues.append(f"{row.legacy_slug!r} is not a legacy <org>/<env> name")
+        elif path_segment_problem(row.legacy_org) or path_segment_problem(row.legacy_env):
+            issues.append(f"{row.legacy_slug!r} is not a legacy <org>/<env> name: "
+                          f"{path_segment_problem(row.legacy_org) or path_segment_problem(row.legacy_env)}")
         if not ORGANIZATION_NAME.match(row.new_org):
             issues.append(f"new organization {row.new_org!r} is not a valid name (letters, digits, '-', '_')")
         problem = workspace_name_problem(row.workspace)
@@ -130,6 +147,9 @@ def read_csv(path_or_text: str | Path) -> list[MappingRow]:
             text = path.read_text(encoding="utf-8-sig")
         except OSError as exc:
             raise MappingError(f"cannot read the mapping file {path}: {exc.strerror}.") from exc
+        except UnicodeDecodeError as exc:
+            raise MappingError(f"the mapping file {path} is not UTF-8 text (byte {exc.start} cannot be read): save "
+                               f"it as UTF-8 (CSV UTF-8 in a spreadsheet) and run again.") from None
     else:
         text = str(path_or_text)
     try:
@@ -140,14 +160,23 @@ def read_csv(path_or_text: str | Path) -> list[MappingRow]:
             raise MappingError(f"the mapping CSV lacks the column(s) {', '.join(missing)}; "
                                f"its header must be: {','.join(CSV_COLUMNS)}.")
         rows, errors, line_of = [], [], {}
-        for line_number, record in enumerate(reader, start=2):
+        for record in reader:
+            line_number = reader.line_num  # physical line (a quoted cell may span lines)
             values = {k.strip(): (v or "").strip() for k, v in record.items() if k is not None}
+            if [values.get(c, "") for c in CSV_COLUMNS] == list(CSV_COLUMNS):
+                errors.append(f"line {line_number} repeats the header (two files pasted together?); remove it")
+                continue
             empty = [c for c in CSV_COLUMNS if not values.get(c)]
             if empty:
                 errors.append(f"line {line_number}: empty {', '.join(empty)}")
                 continue
             row = MappingRow(**{f.name: values[f.name] for f in fields(MappingRow)})
-            line_of.setdefault(row.legacy_slug, line_number)
+            if row.legacy_slug in line_of:
+                same = "" if row in rows else " with other values"
+                errors.append(f"line {line_number} ({row.legacy_slug}) repeats line {line_of[row.legacy_slug]}{same}; "
+                              f"keep one row per environment")
+                continue
+            line_of[row.legacy_slug] = line_number
             rows.append(row)
     except csv.Error as exc:
         raise MappingError(f"the mapping CSV is malformed: {exc}.") from exc

@@ -1,22 +1,45 @@
 """Finding tokens where they must not be: one scanner for evidence, ledger rows and archives.
 
-Two kinds of finding: the exact values of the tokens in use (read from the environment variables
-whose names the settings hold) and anything shaped like a Terraform Enterprise API token
-(`<id>.atlasv1.<secret>`), so a token from another shell or an old run is caught as well.
+Three kinds of finding: the exact values of the tokens in use (read from the environment variables
+whose names the settings and the batch's parameters hold, and the sensitive-variable values under
+`TFE_RUNBOOK_VAR_*`), anything shaped like a Terraform Enterprise API token (`<id>.atlasv1.<secret>`),
+and other well-known credential shapes (VCS provider tokens, cloud access keys, private keys), so a token
+from another shell or an old run is caught as well.
+
+`credential_shape` tells whether a string where a variable *name* belongs is a credential instead
+(those prefixes, or a long high-entropy string).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 _TOKEN_PATTERN = r"[A-Za-z0-9]{6,}\.atlasv1\.[A-Za-z0-9_\-]{16,}"
 TOKEN_SHAPE = re.compile(_TOKEN_PATTERN.encode())
 _TOKEN_SHAPE_TEXT = re.compile(_TOKEN_PATTERN)
-DEFAULT_TOKEN_VARS = ("ATLAS_TOKEN", "TFE_TOKEN")
+DEFAULT_TOKEN_VARS = ("ATLAS_TOKEN", "TFE_TOKEN", "VCS_OAUTH_TOKEN")
+DEFAULT_SENSITIVE_PREFIX = "TFE_RUNBOOK_VAR_"
 REDACTED = "[REDACTED]"
+#: Shapes of other credentials, by their documented prefixes: GitHub (ghp_/gho_/ghu_/ghs_/ghr_, github_pat_),
+#: GitLab (glpat-, gloas-), Bitbucket app passwords (ATBB), Slack (xoxb-/xoxp-/...), AWS access key ids
+#: (AKIA/ASIA) and PEM private keys. Hashes and UUIDs (lineages, sha256 sums) match none of them.
+#: Each stands alone (no letter, digit, '/' or '+' right before it), so base64 blobs (fonts, images in HTML) do not
+#: match by chance.
+_CREDENTIAL_PATTERNS = tuple(r"(?<![A-Za-z0-9/+])" + p for p in (
+    r"gh[pousr]_[A-Za-z0-9]{30,}",
+    r"github_pat_[A-Za-z0-9_]{40,}",
+    r"gl(?:pat|oas)-[A-Za-z0-9_\-]{20,}",
+    r"ATBB[A-Za-z0-9]{24,}",
+    r"xox[abposr]-[A-Za-z0-9\-]{10,}",
+    r"(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])",
+)) + (r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----",)
+CREDENTIAL_SHAPE = re.compile("|".join(_CREDENTIAL_PATTERNS).encode())
+_CREDENTIAL_SHAPE_TEXT = re.compile("|".join(_CREDENTIAL_PATTERNS))
 
 
 @dataclass(frozen=True)
@@ -33,6 +56,59 @@ def tokens_in_use(var_names: Iterable[str] = DEFAULT_TOKEN_VARS,
     """Values of the named token variables that are set (empty and very short values are ignored)."""
     env = os.environ if environ is None else environ
     return [env[name].strip() for name in var_names if len(env.get(name, "").strip()) >= 8]
+
+
+def token_var_names(parameters: Mapping[str, object] | None = None,
+                    environ: Mapping[str, str] | None = None) -> list[str]:
+    """Every environment variable whose value a batch could have seen as a secret.
+
+    The defaults (`DEFAULT_TOKEN_VARS`), the value of every ``*_token_var`` parameter, and every variable
+    starting with the sensitive-variable prefix (``TFE_RUNBOOK_VAR_``, or the ``sensitive_var_prefix``
+    parameter).
+
+    Args:
+        parameters: the batch's notebook parameters (names of variables, never values).
+        environ: the environment (os.environ by default).
+    """
+    env = os.environ if environ is None else environ
+    params = dict(parameters or {})
+    names = list(DEFAULT_TOKEN_VARS)
+    names += [str(v) for k, v in params.items() if k.endswith("_token_var") and isinstance(v, str) and v]
+    prefixes = {DEFAULT_SENSITIVE_PREFIX, str(params.get("sensitive_var_prefix") or DEFAULT_SENSITIVE_PREFIX)}
+    names += sorted(n for n in env if any(n.startswith(p) for p in prefixes))
+    return list(dict.fromkeys(names))
+
+
+def all_tokens_in_use(parameters: Mapping[str, object] | None = None,
+                      environ: Mapping[str, str] | None = None) -> list[str]:
+    """The values of every variable `token_var_names` lists (8 characters or more)."""
+    return tokens_in_use(token_var_names(parameters, environ), environ)
+
+
+def _entropy(value: str) -> float:
+    """Shannon entropy in bits per character."""
+    counts = Counter(value)
+    return -sum(n / len(value) * math.log2(n / len(value)) for n in counts.values())
+
+
+def credential_shape(value: str) -> str | None:
+    """What kind of credential `value` looks like, or None; never returns the value itself.
+
+    Used where a variable *name* belongs: a TFE/Atlas token (``atlasv1``), a known provider token prefix,
+    or a long high-entropy string (20+ characters mixing cases and digits, or 32+ hex digits), which no
+    environment variable is named like.
+    """
+    value = value.strip()
+    if _TOKEN_SHAPE_TEXT.search(value) or ".atlasv1." in value:
+        return "a Terraform Enterprise token"
+    if _CREDENTIAL_SHAPE_TEXT.search(value):
+        return "a VCS or cloud credential"
+    if re.fullmatch(r"[0-9a-fA-F]{32,}", value):
+        return "a long hexadecimal secret"
+    mixed = re.search(r"[a-z]", value) and re.search(r"[A-Z]", value) and re.search(r"[0-9]", value)
+    if len(value) >= 20 and mixed and _entropy(value) >= 3.5:
+        return "a long random string"
+    return None
 
 
 def scan_bytes(data: bytes, where: str, tokens: Iterable[str] = ()) -> list[SecretFinding]:
@@ -57,6 +133,10 @@ def scan_bytes(data: bytes, where: str, tokens: Iterable[str] = ()) -> list[Secr
     for match in TOKEN_SHAPE.finditer(data):
         if match.start() not in seen:
             findings.append(SecretFinding(where, match.start(), "token-shaped string"))
+            seen.add(match.start())
+    for match in CREDENTIAL_SHAPE.finditer(data):
+        if match.start() not in seen:
+            findings.append(SecretFinding(where, match.start(), "credential-shaped string"))
     return sorted(findings, key=lambda f: f.offset)
 
 
@@ -65,4 +145,4 @@ def redact(text: str, tokens: Iterable[str] = ()) -> str:
     for token in tokens:
         if token:
             text = text.replace(token, REDACTED)
-    return _TOKEN_SHAPE_TEXT.sub(REDACTED, text)
+    return _CREDENTIAL_SHAPE_TEXT.sub(REDACTED, _TOKEN_SHAPE_TEXT.sub(REDACTED, text))

@@ -13,12 +13,15 @@ from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 from runbook_lib.errors import ConfigError
+from runbook_lib.secrets import credential_shape
 
 DEFAULT_LEGACY_TOKEN_VAR = "ATLAS_TOKEN"
 DEFAULT_TFE_TOKEN_VAR = "TFE_TOKEN"
 DEFAULT_LEGACY_ADDRESS_VAR = "ATLAS_ADDRESS"
 DEFAULT_TFE_ADDRESS_VAR = "TFE_ADDRESS"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# C0 controls, DEL and C1 controls: never part of a token, and fatal (or worse, header-splitting) in a header.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class Settings:
     def __post_init__(self) -> None:
         for attr in ("legacy_token_var", "tfe_token_var"):
             name = getattr(self, attr)
-            if not _ENV_NAME.match(name or ""):
+            if not _ENV_NAME.match(name or "") or credential_shape(name):
                 raise ConfigError(
                     f"{attr} must be the NAME of an environment variable (like ATLAS_TOKEN), "
                     f"not {'a value' if name else 'empty'}; put the token in that variable instead.")
@@ -85,7 +88,15 @@ class Settings:
             raise ConfigError(
                 f"the {which} API token is missing: set the environment variable {var} "
                 f"(User Settings > Tokens) before starting JupyterLab or the batch.")
-        return value.strip()
+        value = value.strip()
+        # A pasted newline or other control character inside the token would split or corrupt the header
+        # (requests refuses it with a message quoting the whole header, token included): refuse it here,
+        # before any header is built, naming only the variable.
+        if _CONTROL.search(value):
+            raise ConfigError(
+                f"the {which} API token in {var} contains a control character (a pasted newline or tab?): "
+                f"set {var} again to the token alone, on one line.")
+        return value
 
     def address(self, which: str) -> str:
         """Return the base URL for ``"legacy"`` or ``"tfe"``, without a trailing slash.

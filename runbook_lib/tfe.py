@@ -649,7 +649,9 @@ class TfeClient:
             NotFoundError: no such plan; ApiError: the download failed.
         """
         path = f"/plans/{_seg(plan_id)}/json-output" if plan_id else f"/runs/{_seg(run_id or '')}/plan/json-output"
-        response = self.session.request("GET", API + path, headers={"Accept": "application/json"})
+        # plans.mdx: the answer is a temporary redirect to a signed link (another host on HCP Terraform).
+        response = self.session.request("GET", API + path, headers={"Accept": "application/json"},
+                                        signed_redirect=True)
         if response.status_code == 204 or not response.content:
             return None
         return response.json()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -35,17 +36,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     ver = subparsers.add_parser("verify", help="recompute every checksum of an archive against its manifest")
     ver.add_argument("archive")
+    ver.add_argument("--no-sidecar", action="store_true",
+                     help="verify without <archive>.sha256 (then the archive's own checksum is not checked)")
     ver.set_defaults(func=_verify)
 
 
 def _parse_params(items: list[str]) -> dict[str, str]:
+    """NAME=VALUE pairs as strings; the batch types and checks them against the notebooks (see
+    `batch.BatchRunner`). A malformed item is not echoed: it may be a pasted token."""
+    from runbook_lib.secrets import credential_shape
+
     params = {}
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name.isidentifier():
-            raise SystemExit(f"tfe-runbook: error: --param {item!r} must look like name=value")
+            shown = f" {name!r}" if name.isidentifier() and not credential_shape(name) else ""
+            raise SystemExit(f"tfe-runbook: error: --param{shown} must look like name=value "
+                             f"(the value of a token never goes here: pass the NAME of its variable)")
+        if name in params:
+            raise SystemExit(f"tfe-runbook: error: --param {name} is given twice; keep one")
         params[name] = value
     return params
+
+
+def _default_batch_name(mapping_path: str, mode: str) -> str:
+    """The mapping file's name and the mode, made into a valid batch name."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "-", Path(mapping_path).stem).lstrip(".-") or "mapping"
+    return f"{stem}-{mode}".replace("..", ".")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -61,8 +78,7 @@ def _run(args: argparse.Namespace) -> int:
                   f"check the name or add a row to {args.mapping}", file=sys.stderr)
             return 2
     steps = batch.select_steps(args.steps)
-    batch_id = args.batch or f"{Path(args.mapping).stem}-{args.mode}"
-    bar = tqdm(total=len(rows) * len(steps), unit="step", desc=batch_id, file=sys.stderr)
+    batch_id = batch.check_batch_name(args.batch) if args.batch else _default_batch_name(args.mapping, args.mode)
 
     def progress(outcome: batch.StepOutcome) -> None:
         if outcome.status != "retrying":
@@ -75,6 +91,8 @@ def _run(args: argparse.Namespace) -> int:
     runner = batch.BatchRunner(rows, steps, mode=args.mode, out=args.out, batch_id=batch_id, jobs=args.jobs,
                                parameters=_parse_params(args.param),
                                confirm_lines=batch.read_confirm_file(args.confirm_file), on_step=progress)
+    # The runner checked every parameter and name above, before anything was written.
+    bar = tqdm(total=len(rows) * len(steps), unit="step", desc=batch_id, file=sys.stderr)
     result = runner.run()
     bar.close()
     frame = result.frame()
@@ -85,17 +103,31 @@ def _run(args: argparse.Namespace) -> int:
 
 def _archive(args: argparse.Namespace) -> int:
     result = audit.archive(args.batch_dir, include_state=args.include_state)
-    print(f"archive {result.path} ({result.files} files, sha256 {result.sha256})")
+    if result.refreshed:
+        print(f"the manifest was older than the batch ({result.refreshed}); it was rewritten from the ledger "
+              f"first (recorded in its \"refreshed\" field)")
+    print(f"archive {result.path} ({result.files} files, sha256 {result.sha256}); verified")
     if result.excluded_state_backups:
         print(f"left out {result.excluded_state_backups} state backup(s); --include-state packs them")
     return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
-    problems = audit.verify_archive(args.archive)
+    archive = Path(args.archive)
+    if not archive.is_file():
+        raise AuditError(f"{archive} does not exist; give the .tar.gz that `tfe-runbook archive` wrote.")
+    sidecar = archive.with_name(archive.name + ".sha256")
+    problems = audit.verify_archive(archive, require_sidecar=not args.no_sidecar)
+    if problems == [audit.VerifyProblem(sidecar.name, "no sidecar")]:
+        raise AuditError(f"{sidecar} is missing, so the archive itself cannot be checked: put the .sha256 that "
+                         f"`tfe-runbook archive` wrote beside it, or run verify --no-sidecar to check only the "
+                         f"files against the manifest inside.")
     if not problems:
-        print(f"{args.archive}: every checksum matches its manifest")
+        print(f"{archive}: every checksum matches its manifest"
+              + ("" if sidecar.is_file() else
+                 f"; NOT checked: the archive's own checksum ({sidecar.name} missing), so a whole archive replaced "
+                 f"by another with a consistent manifest would pass"))
         return 0
     for problem in problems:
         print(f"{problem.problem:16} {problem.path}")
-    raise AuditError(f"{args.archive} does not match its manifest: {len(problems)} problem(s) listed above.")
+    raise AuditError(f"{archive} does not match its manifest: {len(problems)} problem(s) listed above.")

@@ -203,6 +203,15 @@ class SandboxServer:
             raise errors.UnauthorizedError("the admin surface needs the X-Sandbox-Admin secret")
 
 
+class _FramingError(errors.SandboxError):
+    """A request the server cannot read (framing, size, transfer coding): status given per instance."""
+
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+
+
 def _log_path(path: str) -> str:
     # Archivist URLs are capabilities: whoever has the path can read or write the object.
     if path.startswith("/_archivist/"):
@@ -228,21 +237,71 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_GET
 
     def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
+        """The request body, framed as RFC 9112 section 6 says, refused without reading what is too large.
+
+        Raises:
+            _FramingError: a malformed or negative Content-Length, both framings at once, a chunk size
+                that is not hex (400); a body over `MAX_BODY`, declared or chunked (413); a transfer
+                coding other than chunked (501). The connection is closed after any of them: where the
+                next request would start is unknown.
+        """
+        codings = [c.strip().lower() for c in (self.headers.get("Transfer-Encoding") or "").split(",") if c.strip()]
+        lengths = self.headers.get_all("Content-Length") or []
+        if codings and lengths:
+            raise _FramingError(400, "bad request", "Transfer-Encoding and Content-Length together")
+        if codings:
+            if codings != ["chunked"]:
+                raise _FramingError(501, "not implemented", f"transfer coding {','.join(codings)!r} is not supported; "
+                                                            f"send the body with Content-Length or chunked")
+            return self._read_chunked()
+        values = {v.strip() for v in lengths}
+        if len(values) > 1 or any(not v.isdigit() for v in values):
+            # A negative length used to read until the client closed the connection.
+            raise _FramingError(400, "bad request", "Content-Length must be one non-negative whole number")
+        # No framing header on a request means an empty body (RFC 9112, 6.3).
+        length = int(values.pop()) if values else 0
         if length > MAX_BODY:
-            raise errors.BadRequestError("request body too large")
+            raise _FramingError(413, "payload too large", f"the body may be at most {MAX_BODY} bytes")
         return self.rfile.read(length) if length else b""
+
+    def _read_chunked(self) -> bytes:
+        chunks, total = [], 0
+        while True:
+            line = self.rfile.readline(1025)
+            size_text = line.split(b";", 1)[0].strip()
+            if not line.endswith(b"\n") or not size_text or any(c not in b"0123456789abcdefABCDEF" for c in size_text):
+                raise _FramingError(400, "bad request", "malformed chunk size in the chunked body")
+            size = int(size_text, 16)
+            if size == 0:
+                for _ in range(100):  # trailer fields, bounded
+                    if self.rfile.readline(8193) in (b"\r\n", b"\n", b""):
+                        break
+                return b"".join(chunks)
+            total += size
+            if total > MAX_BODY:
+                raise _FramingError(413, "payload too large", f"the chunked body exceeds {MAX_BODY} bytes")
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline(3)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (garbage request line, unknown method, header limits) as API errors.
+
+        The base class answers them with an HTML page; clients of both APIs expect their JSON error shape.
+        """
+        path = self.path if isinstance(getattr(self, "path", None), str) else ""
+        flavour = routes.flavour_for_path(urlsplit(path).path) if path.startswith("/") else errors.JSONAPI
+        title = {400: "bad request", 414: "request-uri too long", 431: "request header fields too large",
+                 501: "not implemented"}.get(code, "error")
+        self.close_connection = True
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+            # Before a request line parses, http.server assumes HTTP/0.9 and would send the body without a
+            # status line; every client of the sandbox speaks HTTP/1.x.
+            self.request_version = "HTTP/1.1"
+        status, headers, payload = _FramingError(code, title, message or "").wire(flavour)
+        try:
+            self._send(status, headers, payload, method=getattr(self, "command", None) or "")
+        except OSError as exc:
+            log.debug("client went away before its %s: %s", code, exc)
 
     def _handle(self) -> None:
         app = self.server.app
@@ -257,9 +316,9 @@ class _Handler(BaseHTTPRequestHandler):
         flavour = routes.flavour_for_path(path)
         try:
             body = self._read_body()
-        except (ValueError, errors.BadRequestError) as exc:
+        except _FramingError as exc:
             self.close_connection = True
-            self._send(*errors.BadRequestError(str(exc)).wire(flavour), method=method)
+            self._send(*exc.wire(flavour), method=method)
             return
         if not path.startswith("/_sandbox/"):
             decision = app.faults.decide(method, path)

@@ -59,6 +59,9 @@ class Request:
             return json.loads(self.body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise errors.BadRequestError(f"the request body is not valid JSON: {exc.msg if hasattr(exc, 'msg') else exc}") from exc
+        except RecursionError:
+            # Deeply nested arrays/objects exhaust the parser's stack: a 400, not an unexpected 500.
+            raise errors.BadRequestError("the request body nests too deeply to be a JSON:API document") from None
 
 
 @dataclass

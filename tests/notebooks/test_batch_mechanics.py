@@ -15,7 +15,7 @@ import pytest
 from filelock import FileLock
 
 from runbook_lib import audit
-from runbook_lib.batch import BatchRunner, select_steps
+from runbook_lib.batch import BatchRunner, lock_path, select_steps
 from runbook_lib.errors import LedgerError, RunbookError
 from runbook_lib.ledger import Ledger
 from runbook_lib.mapping import MappingRow
@@ -55,7 +55,8 @@ def _make_notebooks(folder: Path) -> None:
 
 
 @pytest.fixture()
-def setup(tmp_path):
+def setup(tmp_path, monkeypatch):
+    monkeypatch.setenv("TFE_RUNBOOK_LOCK_DIR", str(tmp_path / "locks"))  # this test's own environment locks
     notebooks = tmp_path / "nb"
     control = tmp_path / "control"
     notebooks.mkdir()
@@ -129,8 +130,7 @@ def test_crash_before_verdict_is_recorded_as_failure(setup):
 
 def test_second_batch_on_same_environment_refused(setup):
     notebooks, control, rows, out = setup
-    (out / ".locks").mkdir(parents=True)
-    held = FileLock(str(out / ".locks" / "acme-legacy__a.lock"))
+    held = FileLock(str(lock_path("acme-legacy/a")))  # held by a batch with another --out
     held.acquire()
     try:
         with pytest.raises(LedgerError, match="another batch is working on acme-legacy/a"):

@@ -26,7 +26,7 @@ from runbook_lib.context import StepContext
 from runbook_lib.errors import (AuditError, AuthError, ConfigError, ConflictError, GateError, HclError, LedgerError,
                                 MappingError, NotFoundError, RunbookError, StateError, StepError, TransportError,
                                 ValidationError)
-from runbook_lib.http import RetryPolicy
+from runbook_lib.http import RedirectError, RetryPolicy
 from runbook_lib.ledger import Ledger
 from runbook_lib.legacy import LegacyClient
 from runbook_lib.sandbox.rehearsal import batch_environ, batch_parameters
@@ -335,6 +335,129 @@ def c_corrupt_ledger(k):
     return lambda: Ledger(path)
 
 
+def _recording_server(answer: Callable[[http.server.BaseHTTPRequestHandler], None]):
+    """A local HTTP server calling `answer` per request; returns (url, received header dicts, stop)."""
+    received: list[dict[str, str]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            received.append(dict(self.headers.items()))
+            answer(self)
+
+        do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+
+    def stop() -> None:
+        httpd.shutdown()
+        httpd.server_close()
+    return f"http://127.0.0.1:{httpd.server_address[1]}", received, stop
+
+
+def c_redirect_to_another_origin(k):
+    def ok(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Length", "2")
+        handler.end_headers()
+        handler.wfile.write(b"{}")
+    other_url, stolen, stop_other = _recording_server(ok)
+
+    def redirect(handler):
+        handler.send_response(307)
+        handler.send_header("Location", f"{other_url}/api/v1/environments/acme-legacy/network-prod")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+    legacy_url, _, stop_legacy = _recording_server(redirect)
+
+    def cleanup():
+        stop_legacy()
+        stop_other()
+        assert stolen == [], "the legacy token followed the redirect"
+    k.cleanup = cleanup
+    return lambda: k.legacy(ATLAS_ADDRESS=legacy_url).get_environment("acme-legacy", "network-prod")
+
+
+def c_token_with_newline(k):
+    pasted = k.env["TFE_TOKEN"][:14] + "\n" + k.env["TFE_TOKEN"][14:]  # a line break inside the token
+    return lambda: k.tfe(TFE_TOKEN=pasted).get_organization(k.org)
+
+
+def c_token_shaped_variable_name(k):
+    rows = mapping.propose("acme-legacy", ["network-prod"], k.org)
+    return lambda: BatchRunner(rows, STEPS, mode="plan", out=k.tmp / "r", batch_id="b",
+                               parameters={"vcs_token_var": "ghp_" + "Zq8aB" * 8})
+
+
+def c_parameter_the_batch_sets(k):
+    rows = mapping.propose("acme-legacy", ["network-prod"], k.org)
+    return lambda: BatchRunner(rows, STEPS, mode="plan", out=k.tmp / "r", batch_id="b", parameters={"mode": "apply"})
+
+
+def c_boolean_parameter_that_is_not(k):
+    rows = mapping.propose("acme-legacy", ["network-prod"], k.org)
+    return lambda: BatchRunner(rows, STEPS, mode="plan", out=k.tmp / "r", batch_id="b",
+                               parameters={"recover": "nope"})
+
+
+def c_batch_name_as_path(k):
+    rows = mapping.propose("acme-legacy", ["network-prod"], k.org)
+    return lambda: BatchRunner(rows, STEPS, mode="plan", out=k.tmp / "r", batch_id="../elsewhere")
+
+
+def c_mapping_dot_dot(k):
+    return lambda: mapping.read_csv("legacy_org,legacy_env,new_org,workspace\nacme-legacy,..,acme,up\n")
+
+
+def c_mapping_second_header(k):
+    header = "legacy_org,legacy_env,new_org,workspace\n"
+    return lambda: mapping.read_csv(f"{header}acme-legacy,network-prod,acme,network-prod\n{header}")
+
+
+def c_mapping_not_utf8(k):
+    path = k.tmp / "latin1.csv"
+    path.write_bytes("legacy_org,legacy_env,new_org,workspace\nacme-legacy,r\u00e9seau,acme,reseau\n".encode("latin-1"))
+    return lambda: mapping.read_csv(path)
+
+
+def c_lock_held_from_another_out(k):
+    from filelock import FileLock
+
+    from runbook_lib.batch import lock_path
+
+    held = FileLock(str(lock_path("acme-legacy/network-prod")))
+    held.acquire()
+    k.cleanup = held.release
+    rows = mapping.propose("acme-legacy", ["network-prod"], k.org)
+    return lambda: BatchRunner(rows, STEPS[:1], mode="plan", out=k.tmp / "another-out", batch_id="b").run()
+
+
+def c_verify_without_sidecar(k):
+    import argparse
+
+    from runbook_lib.cli.batch import _verify
+
+    batch = k.tmp / "runs" / "b"
+    batch.mkdir(parents=True)
+    audit.write_manifest(batch, parameters={}, outcomes={}, started_at="", finished_at="")
+    archived = audit.archive(batch)
+    archived.path.with_name(archived.path.name + ".sha256").unlink()
+    return lambda: _verify(argparse.Namespace(archive=str(archived.path), no_sidecar=False))
+
+
+def c_malformed_archive(k):
+    import tarfile
+
+    path = k.tmp / "flat.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        (k.tmp / "manifest.json").write_text("[]")
+        tar.add(k.tmp / "manifest.json", arcname="manifest.json")
+    return lambda: audit.verify_archive(path, require_sidecar=False)
+
+
 CASES = [
     ("unknown environment", c_unknown_environment, NotFoundError, r"404"),
     ("unknown environment on the CLI", c_unknown_environment_in_cli, MappingError, r"add a row"),
@@ -375,6 +498,19 @@ CASES = [
     ("backend in another organization", c_backend_in_other_org, HclError, r"check --from"),
     ("token planted in the audit trail", c_token_in_archive, AuditError, r"remove them and re-run the archive"),
     ("corrupt ledger", c_corrupt_ledger, LedgerError, r"move it aside"),
+    ("legacy host redirects to another origin", c_redirect_to_another_origin, RedirectError,
+     r"another origin .*no token or body was sent there: set ATLAS_ADDRESS"),
+    ("token with a pasted newline", c_token_with_newline, ConfigError, r"TFE_TOKEN contains a control character"),
+    ("credential as a variable name", c_token_shaped_variable_name, RunbookError, r"pass that variable's NAME"),
+    ("--param the batch sets itself", c_parameter_the_batch_sets, RunbookError, r"use --mode plan or --mode apply"),
+    ("boolean --param that is not one", c_boolean_parameter_that_is_not, RunbookError, r"must be True or False"),
+    ("--batch given a path", c_batch_name_as_path, RunbookError, r"--batch must be a name"),
+    ("mapping names '..'", c_mapping_dot_dot, MappingError, r"a URL would normalise away"),
+    ("mapping with a second header", c_mapping_second_header, MappingError, r"line 3 repeats the header"),
+    ("mapping not UTF-8", c_mapping_not_utf8, MappingError, r"not UTF-8 text.*save it as UTF-8"),
+    ("environment locked from another --out", c_lock_held_from_another_out, LedgerError, r"whatever its --out"),
+    ("verify without the sidecar", c_verify_without_sidecar, AuditError, r"--no-sidecar"),
+    ("archive without a batch folder", c_malformed_archive, AuditError, r"is not inside the batch's folder"),
 ]
 
 

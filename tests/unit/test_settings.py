@@ -34,3 +34,18 @@ def test_overrides_ignore_empty_parameters():
 def test_bad_address_is_a_clear_error(value):
     with pytest.raises(ConfigError):
         Settings(tfe_address=value).address("tfe")
+
+
+@pytest.mark.parametrize("bad", ["tok\nen-value-123", "token\tvalue", "token\x00value", "tok\x7fen"])
+def test_token_with_control_character_is_refused_naming_the_variable(bad):
+    s = Settings.from_env({"MY_TFE_TOKEN": bad}, tfe_token_var="MY_TFE_TOKEN")
+    with pytest.raises(ConfigError, match=r"MY_TFE_TOKEN contains a control character") as caught:
+        s.token("tfe")
+    assert bad not in str(caught.value) and bad.strip() not in str(caught.value)
+
+
+def test_token_var_that_is_a_valid_name_but_a_credential_is_refused():
+    github_token = "ghp_" + "a1B2c3D4e5" * 4
+    with pytest.raises(ConfigError, match="NAME of an environment variable") as caught:
+        Settings(legacy_token_var=github_token)
+    assert github_token not in str(caught.value)
