@@ -73,6 +73,11 @@ FINALIZE_TIMEOUT = 120.0
 _STILL_PENDING = "latest state version is still pending"
 
 
+class StateVersionPendingError(ApiError):
+    """The workspace stays locked: its latest state version was still pending when the unlock bound ran out
+    (not a lock held by someone else, so callers that handle ConflictError do not mistake it for one)."""
+
+
 @dataclass(frozen=True)
 class HeldState:
     """What a workspace holds, known only from its state bytes (a state-version answer has no lineage or md5)."""
@@ -379,8 +384,8 @@ class TfeClient:
         for up to ``pending_timeout`` seconds, with a progress line each time.
 
         Raises:
-            ConflictError: locked by someone else, or not locked; or still pending after the bound (its
-                text names the pending state version and what to do).
+            ConflictError: locked by someone else, or not locked.
+            StateVersionPendingError: still pending after the bound (its text says what to do).
         """
         deadline = time.monotonic() + pending_timeout
         delay = 0.5
@@ -392,11 +397,11 @@ class TfeClient:
                     raise
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise ConflictError(f"workspace {workspace_id} cannot be unlocked: its latest state version is "
-                                        f"still pending after {pending_timeout:.0f}s (the upload never completed "
-                                        f"or the host is slow to finalize it); check the workspace's state "
-                                        f"versions, then run the step again.", method=exc.method, url=exc.url,
-                                        status=exc.status, errors=exc.errors) from exc
+                    raise StateVersionPendingError(
+                        f"workspace {workspace_id} cannot be unlocked: its latest state version is still pending "
+                        f"after {pending_timeout:.0f}s (the upload never completed or the host is slow to finalize "
+                        f"it); check the workspace's state versions, then run the step again.", method=exc.method,
+                        url=exc.url, status=exc.status, errors=exc.errors) from exc
                 if progress:
                     progress(f"workspace {workspace_id}: latest state version still pending, unlock retried in "
                              f"{min(delay, left):.1f}s")

@@ -20,7 +20,7 @@ from runbook_lib.sandbox import Sandbox
 from runbook_lib.sandbox.store import Store
 from runbook_lib.sandbox.vcs import vcs_runs_queue
 from runbook_lib.settings import Settings
-from runbook_lib.tfe import TfeClient
+from runbook_lib.tfe import StateVersionPendingError, TfeClient
 from sandbox_fixtures import create_organization
 
 FINALIZE = 0.6
@@ -219,7 +219,7 @@ def test_client_unlock_retries_a_pending_refusal_then_names_it(slow_sandbox: San
     tfe.create_state_version(ws.id, serial=1, md5=hashlib.md5(body).hexdigest(), lineage="lin-a")
     notes: list[str] = []
     started = time.monotonic()
-    with pytest.raises(ConflictError, match="latest state version is still pending after 2s") as info:
+    with pytest.raises(StateVersionPendingError, match="latest state version is still pending after 2s") as info:
         tfe.unlock_workspace(ws.id, pending_timeout=2, progress=notes.append)
     assert 2 <= time.monotonic() - started < 10
     assert len(notes) >= 2 and all("still pending" in n for n in notes)
@@ -342,3 +342,39 @@ def test_a_terraform_version_that_is_no_version_is_refused(slow_sandbox: Sandbox
     refused = api.patch(f"/api/v2/workspaces/{ws['id']}", json=doc("workspaces", **{"terraform-version": "nonexisting"}))
     assert refused.status_code == 422
     assert api.get(f"/api/v2/workspaces/{ws['id']}").json()["data"]["attributes"]["terraform-version"] == "~> 1.0.0"
+
+
+# --- steps 2 and 3 against these rules ----------------------------------------------------------------------
+
+def test_step_2_sets_queue_all_runs_and_step_3_leaves_a_finalized_state(seeded_sandbox: Sandbox, sandbox_environ,
+                                                                         new_org: str, tmp_path, monkeypatch):
+    from runbook_lib.context import StepContext
+    from runbook_lib.rehearsal import batch_environ, batch_parameters
+    from runbook_lib.steps import organization, state_migration, workspaces
+
+    for name, value in batch_environ(seeded_sandbox.env).items():
+        monkeypatch.setenv(name, value)
+
+    def ctx(step: str, **options):
+        return StepContext.create(step=step, legacy_org="acme-legacy", legacy_env="network-prod", new_org=new_org,
+                                  mode="apply", audit_root=str(tmp_path / "runs"), interactive=False,
+                                  **batch_parameters(seeded_sandbox.env), accept_empty_sensitive=True, **options)
+
+    organization.apply(ctx("01_create_organization"))
+    workspaces.apply(ctx("02_create_workspaces"))
+    tfe = _tfe(seeded_sandbox)
+    ws = tfe.get_workspace(new_org, "network-prod", fresh=True)
+    assert ws.get("vcs-repo") and ws.get("queue-all-runs") is True
+    tfe.update_workspace(ws.id, {"queue-all-runs": False})  # as a workspace made by hand would be
+    step2 = ctx("02_create_workspaces")
+    verdict = workspaces.verify(step2)
+    assert not verdict.passed and "queue-all-runs" in verdict.summary
+    assert "queue-all-runs" in set(workspaces.plan(step2)["object"])
+    workspaces.apply(step2)
+    assert workspaces.verify(ctx("02_create_workspaces")).passed
+
+    step3 = ctx("03_migrate_state")
+    state_migration.apply(step3)
+    current = tfe.current_state_version(ws.id, fresh=True)  # no wait here: apply waited for it
+    assert current is not None and current.get("status") == "finalized"
+    assert state_migration.verify(ctx("03_migrate_state")).passed
