@@ -17,6 +17,7 @@ from runbook_lib.sandbox.wire import Request, Response, check_bool, check_str, j
 
 def _workspace_doc(req: Request, ws: dict[str, Any]) -> dict[str, Any]:
     store = req.store
+    settings = store.workspace_settings(ws["id"])
     current = store.current_state_version(ws["id"])
     runs = store.list_runs(ws["id"])
     latest_run = runs[0] if runs else None
@@ -43,19 +44,20 @@ def _workspace_doc(req: Request, ws: dict[str, Any]) -> dict[str, Any]:
     attributes = {
         "name": ws["name"], "description": ws["description"], "environment": "default",
         "execution-mode": ws["execution_mode"], "operations": ws["execution_mode"] == "remote",
-        "auto-apply": bool(ws["auto_apply"]), "auto-apply-run-trigger": False, "auto-destroy-at": None,
-        "allow-destroy-plan": True, "terraform-version": ws["terraform_version"],
+        "auto-apply": bool(ws["auto_apply"]), "auto-apply-run-trigger": False, "auto-destroy-at": settings["auto-destroy-at"],
+        "allow-destroy-plan": settings["allow-destroy-plan"], "terraform-version": ws["terraform_version"],
         "working-directory": ws["working_directory"] or "", "locked": bool(ws["locked"]),
         "locked-reason": ws["lock_reason"] if ws["locked"] else "",
         "queue-all-runs": bool(ws["queue_all_runs"]), "speculative-enabled": bool(ws["speculative_enabled"]),
         "file-triggers-enabled": bool(ws["file_triggers_enabled"]),
-        "trigger-prefixes": json.loads(ws["trigger_prefixes"]), "trigger-patterns": [],
+        "trigger-prefixes": json.loads(ws["trigger_prefixes"]), "trigger-patterns": settings["trigger-patterns"],
         "source": "tfe-api", "source-name": ws["source_name"], "source-url": ws["source_url"],
         "migration-environment": ws["migration_environment"],
         "vcs-repo": vcs, "vcs-repo-identifier": ws["vcs_identifier"],
         "created-at": ws["created_at"], "updated-at": ws["updated_at"], "latest-change-at": ws["updated_at"],
-        "resource-count": store.managed_resources(ws["id"]), "global-remote-state": False, "structured-run-output-enabled": True,
-        "assessments-enabled": False, "tag-names": [], "apply-duration-average": None,
+        "resource-count": store.managed_resources(ws["id"]), "global-remote-state": False,
+        "structured-run-output-enabled": settings["structured-run-output-enabled"],
+        "assessments-enabled": settings["assessments-enabled"], "tag-names": settings["tag-names"], "apply-duration-average": None,
         "plan-duration-average": None, "policy-check-failures": None, "run-failures": None,
         "workspace-kpis-runs-count": len(runs),
         "actions": {"is-destroyable": True},
@@ -102,10 +104,22 @@ def _workspace_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
         # Older clients send `operations` instead of `execution-mode`.
         check_bool(attrs, "operations")
         attrs["execution-mode"] = "remote" if attrs["operations"] else "local"
+    for name in ("allow-destroy-plan", "assessments-enabled", "structured-run-output-enabled"):
+        check_bool(attrs, name)
+    check_str(attrs, "auto-destroy-at")
+    patterns = attrs.get("trigger-patterns")
+    if patterns is not None and not (isinstance(patterns, list) and all(isinstance(p, str) for p in patterns)):
+        raise errors.UnprocessableError("trigger-patterns must be a list of strings",
+                                        pointer="/data/attributes/trigger-patterns")
     prefixes = attrs.get("trigger-prefixes")
     if prefixes is not None and not (isinstance(prefixes, list) and all(isinstance(p, str) for p in prefixes)):
         raise errors.UnprocessableError("trigger-prefixes must be a list of strings",
                                         pointer="/data/attributes/trigger-prefixes")
+    if patterns and prefixes:
+        # one or the other (go-tfe `workspace_integration_test.go` "both non-empty trigger-patterns and
+        # trigger-paths error is returned"; workspaces.mdx `trigger-patterns`)
+        raise errors.UnprocessableError("trigger-patterns and trigger-prefixes cannot both be set",
+                                        pointer="/data/attributes/trigger-patterns")
     vcs = attrs.get("vcs-repo")
     if vcs is not None:
         if not isinstance(vcs, dict):
@@ -117,11 +131,20 @@ def _workspace_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
     return attrs
 
 
+def _with_tags(attrs: dict[str, Any], rels: dict[str, Any]) -> dict[str, Any]:
+    """Tags sent as the `tags` relationship (go-tfe `WorkspaceCreateOptions.Tags`) become `tag-names`."""
+    data = (rels.get("tags") or {}).get("data") if isinstance(rels.get("tags"), dict) else None
+    if isinstance(data, list):
+        names = [(t.get("attributes") or {}).get("name") for t in data if isinstance(t, dict)]
+        attrs = {**attrs, "tag-names": [n for n in names if isinstance(n, str) and n]}
+    return attrs
+
+
 def create_workspace(req: Request, org: str) -> Response:
     """`POST /api/v2/organizations/:org/workspaces`: 201, or 422 for a blank/invalid/taken name."""
     req.store.get_organization(org, _user(req))
-    attrs, _ = parse_resource(req, "workspaces")
-    ws = req.store.create_workspace(org, _workspace_attrs(attrs), _user(req))
+    attrs, rels = parse_resource(req, "workspaces")
+    ws = req.store.create_workspace(org, _workspace_attrs(_with_tags(attrs, rels)), _user(req))
     return jsonapi_response({"data": _workspace_doc(req, ws)}, 201)
 
 
@@ -227,8 +250,8 @@ def update_workspace(req: Request, org: str | None = None, name: str | None = No
                      ws_id: str | None = None) -> Response:
     """`PATCH` a workspace by name or id."""
     ws = _ws(req, org, name, ws_id)
-    attrs, _ = parse_resource(req, "workspaces")
-    updated = req.store.update_workspace(ws, _workspace_attrs(attrs), _user(req))
+    attrs, rels = parse_resource(req, "workspaces")
+    updated = req.store.update_workspace(ws, _workspace_attrs(_with_tags(attrs, rels)), _user(req))
     return jsonapi_response({"data": _workspace_doc(req, updated)})
 
 

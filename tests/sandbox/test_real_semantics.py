@@ -378,3 +378,17 @@ def test_step_2_sets_queue_all_runs_and_step_3_leaves_a_finalized_state(seeded_s
     current = tfe.current_state_version(ws.id, fresh=True)  # no wait here: apply waited for it
     assert current is not None and current.get("status") == "finalized"
     assert state_migration.verify(ctx("03_migrate_state")).passed
+
+
+def test_workspace_settings_are_kept_and_trigger_patterns_exclude_prefixes(slow_sandbox: Sandbox, org: str):
+    api = Api(slow_sandbox)
+    ws = create_workspace(api, org, "settings", **{"allow-destroy-plan": False, "auto-destroy-at": "2025-01-01T00:00:00Z",
+                                                   "trigger-patterns": ["/modules/**/*"]})
+    shown = api.get(f"/api/v2/workspaces/{ws['id']}").json()["data"]["attributes"]
+    assert (shown["allow-destroy-plan"], shown["auto-destroy-at"], shown["trigger-patterns"]) == (
+        False, "2025-01-01T00:00:00Z", ["/modules/**/*"])
+    api.patch(f"/api/v2/workspaces/{ws['id']}", json=doc("workspaces", **{"allow-destroy-plan": True}))
+    assert api.get(f"/api/v2/workspaces/{ws['id']}").json()["data"]["attributes"]["allow-destroy-plan"] is True
+    both = api.post(f"/api/v2/organizations/{org}/workspaces", json=doc(
+        "workspaces", name="both", **{"trigger-patterns": ["/a/*"], "trigger-prefixes": ["/b"]}))
+    assert both.status_code == 422

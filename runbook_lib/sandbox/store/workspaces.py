@@ -27,8 +27,27 @@ def count_managed_resources(state: bytes | None) -> int:
     return count
 
 
+#: Workspace settings the sandbox keeps but does not act on, with their defaults (workspaces.mdx "Create a
+#: Workspace"; go-tfe `workspace_integration_test.go` Create/Update read them back). Kept as JSON in the
+#: bookkeeping table, one key per workspace.
+SETTINGS_DEFAULTS: dict[str, Any] = {"allow-destroy-plan": True, "auto-destroy-at": None,
+                                     "assessments-enabled": False, "structured-run-output-enabled": True,
+                                     "tag-names": [], "trigger-patterns": []}
+
+
 class WorkspaceStore(StoreBase):
     """Workspaces, their locks and their variables."""
+
+    def workspace_settings(self, ws_id: str) -> dict[str, Any]:
+        """The kept settings of a workspace (defaults where never set)."""
+        return {**SETTINGS_DEFAULTS, **json.loads(self.get_meta(f"ws-settings:{ws_id}", "{}") or "{}")}
+
+    def _store_settings(self, ws_id: str, attrs: dict[str, Any]) -> bool:
+        given = {k: attrs[k] for k in SETTINGS_DEFAULTS if k in attrs}
+        if not given:
+            return False
+        self.set_meta(f"ws-settings:{ws_id}", json.dumps({**self.workspace_settings(ws_id), **given}))
+        return True
 
     # --- workspaces -------------------------------------------------------------------------------
 
@@ -64,7 +83,10 @@ class WorkspaceStore(StoreBase):
             "vcs_ingress_submodules": _b(vcs.get("ingress-submodules")) if vcs else None,
             "locked": 0, "locked_by_user": None, "locked_by_run": None, "lock_reason": None,
             "created_at": stamp, "updated_at": stamp}
-        return self._insert("workspaces", row)
+        with self.tx():
+            created = self._insert("workspaces", row)
+            self._store_settings(row["id"], attrs)
+        return created
 
     def _check_vcs(self, org: str, vcs: dict[str, Any], user: dict[str, Any]) -> None:
         if not vcs.get("identifier"):
@@ -149,6 +171,8 @@ class WorkspaceStore(StoreBase):
                 fields.update(vcs_identifier=merged["identifier"], vcs_branch=merged.get("branch") or "",
                               vcs_oauth_token_id=merged["oauth-token-id"],
                               vcs_ingress_submodules=_b(merged.get("ingress-submodules")))
+        if self._store_settings(ws["id"], attrs):
+            fields.setdefault("updated_at", now_iso())
         if fields:
             fields["updated_at"] = now_iso()
             self._update("workspaces", "id", ws["id"], fields)
@@ -163,6 +187,7 @@ class WorkspaceStore(StoreBase):
             for table in ("runs", "state_versions", "vars", "configuration_versions"):
                 self._x(f"DELETE FROM {table} WHERE workspace_id = ?", (ws_id,))
             self._x("DELETE FROM workspaces WHERE id = ?", (ws_id,))
+            self._x("DELETE FROM meta WHERE key = ?", (f"ws-settings:{ws_id}",))
 
     def managed_resources(self, ws_id: str) -> int:
         """How many resources the workspace's current state manages (0 without state)."""
