@@ -48,10 +48,16 @@ class StateStore(StoreBase):
     # --- state versions -----------------------------------------------------------------------------
 
     def _finalize_due(self) -> None:
-        """Finalize every uploaded state version whose processing delay has passed."""
+        """Finalize every uploaded state version whose processing delay has passed.
+
+        Reads nothing once a sweep found no upload in processing and none was scheduled since (every
+        workspace answer asks for its current state version: listing thousands stays one query each).
+        """
         with self._finalize_guard:
             if not hasattr(self, "_finalize_at"):
-                self._finalize_at = {}
+                self._finalize_at = {}  # first sweep of this store: uploads left pending by a restart
+            elif not self._finalize_at:
+                return
             due = self._finalize_at
         rows = self._q("SELECT id FROM state_versions WHERE status = 'pending' AND state IS NOT NULL")
         now = time.monotonic()
