@@ -116,7 +116,7 @@ def rehearsal_sandbox(data_dir: Path, environments: int, *, subprocess: bool = F
     from runbook_lib.legacy import LegacyClient
     from runbook_lib.sandbox import Sandbox
     from runbook_lib.sandbox.control import free_port
-    from runbook_lib.sandbox.rehearsal import batch_environ
+    from runbook_lib.rehearsal import batch_environ
     from runbook_lib.settings import Settings
 
     port = free_port()

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet = wait_for_quiet()
 
     from runbook_lib.batch import STEPS, BatchRunner, StepOutcome
-    from runbook_lib.sandbox.rehearsal import batch_parameters
+    from runbook_lib.rehearsal import batch_parameters
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-calls-"))
     per: dict[str, dict[str, dict[str, Any]]] = {}

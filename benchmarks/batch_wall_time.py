@@ -118,7 +118,7 @@ def _cpu_seconds(who: int | None = None) -> float:
 def run_batch(label: str, jobs: int | None, environments: int, scratch: Path) -> dict[str, Any]:
     """One of the three runs on its own freshly seeded sandbox; `jobs` None is the in-process floor."""
     from runbook_lib.batch import STEPS, BatchRunner
-    from runbook_lib.sandbox.rehearsal import batch_parameters
+    from runbook_lib.rehearsal import batch_parameters
 
     load = wait_for_quiet()
     with rehearsal_sandbox(scratch / f"sandbox-{label}", environments, subprocess=True) as sandbox:

@@ -27,7 +27,7 @@ from pathlib import Path
 from runbook_lib import audit, mapping
 from runbook_lib.batch import GATED_ACTIONS, STEPS, BatchResult, BatchRunner, StepOutcome
 from runbook_lib.sandbox import Sandbox
-from runbook_lib.sandbox.rehearsal import NEW_ORG, batch_environ, batch_parameters, clear_blockers, sensitive_values
+from runbook_lib.rehearsal import NEW_ORG, batch_environ, batch_parameters, clear_blockers, sensitive_values
 from runbook_lib.steps import preflight
 
 

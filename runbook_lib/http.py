@@ -504,6 +504,10 @@ class ReadMemo:
         return len(self._answers)
 
 
+#: Methods that carry the API's content type even without a body (go-tfe commit d107af1c).
+WRITE_METHODS_WITH_TYPE = frozenset({"POST", "PATCH", "DELETE"})
+
+
 class ApiSession:
     """One client's connection to one API host.
 
@@ -519,7 +523,8 @@ class ApiSession:
 
     def __init__(self, settings: Settings, which: str, *, auth_header: str, auth_prefix: str = "",
                  default_headers: Mapping[str, str] | None = None, read_only: bool = False,
-                 retry: RetryPolicy | None = None, rate_limiter: TokenBucket | None = None) -> None:
+                 retry: RetryPolicy | None = None, rate_limiter: TokenBucket | None = None,
+                 write_content_type: str | None = None) -> None:
         """Args:
             settings: addresses, token variable names, CA bundle, timeouts.
             which: ``"legacy"`` or ``"tfe"``.
@@ -528,11 +533,15 @@ class ApiSession:
             read_only: refuse every write (plan mode).
             retry: retry policy; `RetryPolicy()` by default.
             rate_limiter: token bucket; by default the one this process shares for the host (`shared_bucket`).
+            write_content_type: the Content-Type of every POST, PATCH and DELETE to the API host that names
+                none itself, body or not (TFE answers 415 without ``application/vnd.api+json``: go-tfe commit
+                d107af1c). Signed upload links (``auth=False``) keep their own.
 
         Raises:
             ConfigError: the address is missing or malformed.
         """
         self.settings = settings
+        self.write_content_type = write_content_type
         self.which = which
         self.base_url = settings.address(which)
         self.host = urlsplit(self.base_url).netloc.lower()
@@ -619,8 +628,12 @@ class ApiSession:
                     self.memo.hits += 1  # counted only when the kept answer is the one returned
                     self.last_headers = kept.headers
                     return kept
+        sent_headers = dict(headers or {})
+        if (self.write_content_type and auth and method in WRITE_METHODS_WITH_TYPE
+                and not any(k.lower() == "content-type" for k in sent_headers)):
+            sent_headers["Content-Type"] = self.write_content_type
         # requests never follows a redirect itself: `_follow_redirects` decides, hop by hop.
-        kwargs: dict[str, Any] = dict(params=params, data=data, headers=dict(headers or {}),
+        kwargs: dict[str, Any] = dict(params=params, data=data, headers=sent_headers,
                                       timeout=self.timeout, verify=self.verify, allow_redirects=False)
         if json is not None:
             kwargs["json"] = json

@@ -177,12 +177,17 @@ def legacy_environments(legacy: LegacyClient, org: str, names: Iterable[str] | N
     return pd.DataFrame(rows, columns=ENVIRONMENT_COLUMNS)
 
 
-def _workspace_state(tfe: TfeClient, new_org: str, workspace: str) -> tuple[bool, str | None]:
+def _workspace_state(tfe: TfeClient, new_org: str, workspace: str) -> tuple[bool, bool, str | None]:
+    """(workspace exists, it holds a state, that state's lineage) read from the downloaded state bytes:
+    a state-version answer has no lineage (state-versions.mdx; go-tfe `StateVersion`)."""
     ws = tfe.find_workspace(new_org, workspace)
     if ws is None:
-        return False, None
-    sv = tfe.state_version_of(ws)
-    return True, (sv.get("lineage") if sv else None)
+        return False, False, None
+    held = tfe.held_state(ws)
+    if held is None:
+        return True, False, None
+    # A state without a lineage is still someone else's state: shown so, never adopted.
+    return True, True, held.lineage or "(no lineage)"
 
 
 def _present(value: Any) -> bool:
@@ -227,10 +232,11 @@ def mapping_frame(rows: list[MappingRow], environments: pd.DataFrame, tfe: TfeCl
         issues = list(found[row.legacy_slug])
         if not env:
             issues.append("not in the legacy inventory (unknown environment)")
-        exists, lineage = _workspace_state(tfe, row.new_org, row.workspace) if not issues else (False, None)
+        exists, has_state, lineage = (_workspace_state(tfe, row.new_org, row.workspace) if not issues
+                                      else (False, False, None))
         ready, reason = readiness(env, issues, exists, lineage)
         out.append({"environment": row.legacy_slug, "workspace": row.workspace_slug,
-                    "workspace_exists": exists, "workspace_has_state": lineage is not None,
+                    "workspace_exists": exists, "workspace_has_state": has_state,
                     "ready": ready, "reason": reason})
     return pd.DataFrame(out, columns=["environment", "workspace", "workspace_exists", "workspace_has_state",
                                       "ready", "reason"])

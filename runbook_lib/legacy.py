@@ -146,6 +146,25 @@ class LegacyClient:
     def _state_path(self, organization: str, environment: str) -> str:
         return API + f"/terraform/state/{_slug(organization, environment)}"
 
+    def serves_state_of(self, organization: str, name: str) -> tuple[bool, str]:
+        """Whether this host serves the state endpoint for ``organization/name`` (a new workspace, for the
+        CLI path: Terraform 0.11's atlas backend writes there).  [documented endpoint]
+
+        Only a GET, answered without reading the state into the memo.
+
+        Returns:
+            (True, "") on 200 or 204; (False, why) on 404, naming the path asked.
+
+        Raises:
+            AuthError: the token is refused; ApiError: any other answer.
+        """
+        path = self._state_path(organization, name)
+        response = self.session.request("GET", path, params={"atlas_run_id": ""}, headers={"Accept": "*/*"},
+                                        ok=(404,), fresh=True)
+        if response.status_code == 404:
+            return False, f"GET {path} answered 404 on {self.session.base_url}"
+        return True, ""
+
     def get_state(self, organization: str, environment: str, *, atlas_run_id: str = "",
                   fresh: bool = False) -> LegacyState | None:
         """Download the environment's state, checked against the server's Content-MD5.  [documented]
@@ -156,15 +175,21 @@ class LegacyClient:
             fresh: download now even when the read memo holds the state (see `runbook_lib.http.ReadMemo`).
 
         Returns:
-            The state, or None when the environment has none (204 or empty body).
+            The state, or None when the environment has none: 204, an empty body, or a 404 for an
+            environment that exists (Terraform 0.11's atlas backend reads all three as "no state":
+            `backend/atlas/state_client.go` Get, so a host may answer any of them).
 
         Raises:
-            NotFoundError: unknown environment.
+            NotFoundError: unknown environment (a 404 here and on the environment endpoint).
             TransportError: the body does not match its Content-MD5 (cut or corrupted transfer).
         """
         path = self._state_path(organization, environment)
         response = self.session.request("GET", path, params={"atlas_run_id": atlas_run_id},
-                                        headers={"Accept": "*/*"}, reuse=True, fresh=fresh)
+                                        headers={"Accept": "*/*"}, reuse=True, fresh=fresh, ok=(404,))
+        if response.status_code == 404:
+            # "No state" and "no such environment" look alike here; the environment endpoint tells them apart.
+            self.get_environment(organization, environment, fresh=fresh)
+            return None
         data = response.content
         if response.status_code == 204 or not data:
             return None

@@ -13,7 +13,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from typing import Any, Iterator, Mapping
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping
 from urllib.parse import quote
 
 from runbook_lib.errors import ApiError, ConflictError, StateError, TransportError, ValidationError
@@ -61,7 +63,30 @@ def _state_identity(state: bytes) -> tuple[int, str | None]:
 
 
 #: Every workspace read asks for its current state version in the same answer (one request, not two).
-_WITH_STATE = {"include": "current_state_version"}
+#: The dashed spelling is the one go-tfe sends (`workspace.go` WSCurrentStateVer) and real TFE accepts.
+_WITH_STATE = {"include": "current-state-version"}
+#: How long a new state version may stay `pending` after its upload, and an unlock be refused because of
+#: it, before the runbook gives up (real TFE finalizes asynchronously: state-versions.mdx, workspaces.mdx
+#: "Unlock a workspace" says to retry for a short period).
+FINALIZE_TIMEOUT = 120.0
+#: What TFE's unlock refusal says while the latest state version is pending (go-tfe `workspace.go`).
+_STILL_PENDING = "latest state version is still pending"
+
+
+class StateVersionPendingError(ApiError):
+    """The workspace stays locked: its latest state version was still pending when the unlock bound ran out
+    (not a lock held by someone else, so callers that handle ConflictError do not mistake it for one)."""
+
+
+@dataclass(frozen=True)
+class HeldState:
+    """What a workspace holds, known only from its state bytes (a state-version answer has no lineage or md5)."""
+
+    state_version_id: str
+    serial: int
+    lineage: str | None
+    md5: str
+    data: bytes
 
 
 class TfeClient:
@@ -84,7 +109,7 @@ class TfeClient:
         """
         self.session = ApiSession(settings, "tfe", auth_header="Authorization", auth_prefix="Bearer ",
                                   default_headers={"Accept": JSONAPI}, read_only=read_only, retry=retry,
-                                  rate_limiter=rate_limiter)
+                                  rate_limiter=rate_limiter, write_content_type=JSONAPI)
 
     def __repr__(self) -> str:
         return f"TfeClient({self.session!r})"
@@ -102,8 +127,7 @@ class TfeClient:
         return None if response.status_code == 404 else parse_document(response.json())  # type: ignore[return-value]
 
     def _send(self, method: str, path: str, doc: Mapping[str, Any] | None = None) -> Resource | None:
-        response = self.session.request(method, API + path, data=json.dumps(doc) if doc is not None else None,
-                                        headers={"Content-Type": JSONAPI})
+        response = self.session.request(method, API + path, data=json.dumps(doc) if doc is not None else None)
         if response.status_code == 204 or not response.content:
             return None
         return parse_document(response.json())  # type: ignore[return-value]
@@ -311,10 +335,24 @@ class TfeClient:
                           document("workspaces", attributes, id_=workspace_id))  # type: ignore[return-value]
 
     def delete_workspace(self, workspace_id: str) -> bool:
-        """DELETE a workspace.
+        """Safe-delete a workspace: the host refuses (409) while it still manages resources (workspaces.mdx
+        "Safe Delete a workspace"); use `force_delete_workspace` only for one you mean to lose with its state.
 
         Returns:
-            True if deleted now, False if it was already gone (a retried DELETE answers 404).
+            True if deleted now, False if it was already gone (a retried request answers 404).
+
+        Raises:
+            ConflictError: the workspace still manages resources; nothing was deleted.
+        """
+        response = self.session.request("POST", API + f"/workspaces/{_seg(workspace_id)}/actions/safe-delete",
+                                        ok=(404,))
+        return response.status_code != 404
+
+    def force_delete_workspace(self, workspace_id: str) -> bool:
+        """DELETE a workspace whatever it manages (workspaces.mdx "Force Delete a workspace").
+
+        Returns:
+            True if deleted now, False if it was already gone.
         """
         response = self.session.request("DELETE", API + f"/workspaces/{_seg(workspace_id)}", ok=(404,))
         return response.status_code != 404
@@ -337,13 +375,38 @@ class TfeClient:
         return create_or_adopt(lambda: self._send("POST", path, {"reason": reason}),
                                read_back)
 
-    def unlock_workspace(self, workspace_id: str) -> Resource:
+    def unlock_workspace(self, workspace_id: str, *, pending_timeout: float = FINALIZE_TIMEOUT,
+                         progress: Callable[[str], None] | None = print) -> Resource:
         """Unlock a workspace this token locked (an ambiguous outcome is resolved by reading back).
+
+        While the workspace's latest state version is still pending the host refuses (409, or 503 on
+        HCP; workspaces.mdx "Unlock a workspace": retry for a short period): retried every few seconds
+        for up to ``pending_timeout`` seconds, with a progress line each time.
 
         Raises:
             ConflictError: locked by someone else, or not locked.
+            StateVersionPendingError: still pending after the bound (its text says what to do).
         """
-        return self._unlock(workspace_id, "unlock")
+        deadline = time.monotonic() + pending_timeout
+        delay = 0.5
+        while True:
+            try:
+                return self._unlock(workspace_id, "unlock")
+            except ApiError as exc:
+                if _STILL_PENDING not in str(exc) + json.dumps(getattr(exc, "errors", None) or []):
+                    raise
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise StateVersionPendingError(
+                        f"workspace {workspace_id} cannot be unlocked: its latest state version is still pending "
+                        f"after {pending_timeout:.0f}s (the upload never completed or the host is slow to finalize "
+                        f"it); check the workspace's state versions, then run the step again.", method=exc.method,
+                        url=exc.url, status=exc.status, errors=exc.errors) from exc
+                if progress:
+                    progress(f"workspace {workspace_id}: latest state version still pending, unlock retried in "
+                             f"{min(delay, left):.1f}s")
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, 5.0)
 
     def force_unlock_workspace(self, workspace_id: str) -> Resource:
         """Unlock a workspace whoever holds the lock (needs admin permission).
@@ -366,7 +429,7 @@ class TfeClient:
     def state_version_of(self, workspace: Resource) -> Resource | None:
         """The current state version of a workspace just read, without another request where possible.
 
-        Workspaces are read with ``include=current_state_version``: the relationship says whether there
+        Workspaces are read with ``include=current-state-version``: the relationship says whether there
         is one (null: none) and the included resource is it, as of the same answer. A workspace read
         some other way (a create's or PATCH's answer) falls back to `current_state_version`.
         """
@@ -427,13 +490,20 @@ class TfeClient:
         doc = document("state-versions", attributes, {"run": ("runs", run_id) if run_id else None})
 
         def read_back() -> Resource | None:
+            # A state-version answer carries no md5: ours is the one whose downloaded bytes have our md5,
+            # or, sent without the state, the newest version of our serial still awaiting its upload (only
+            # the lock holder, this token, can create one).
             ws = self.get_workspace_by_id(workspace_id)
             organization = ws.rel("organization")
             if not organization:
                 return None
             for sv in self.list_state_versions(organization, ws["name"]):
-                if sv.get("serial") == int(serial) and sv.get("md5") == md5:
-                    return sv
+                if sv.get("serial") == int(serial):
+                    if sv.get("hosted-state-download-url"):
+                        if hashlib.md5(self.download_state(sv)).hexdigest() == md5:  # noqa: S324 - identity
+                            return sv
+                    elif state is None and sv.get("status") == "pending" and sv.get("hosted-state-upload-url"):
+                        return sv
                 if (sv.get("serial") or 0) < int(serial):
                     return None  # newest first: older serials cannot be ours
             return None
@@ -501,27 +571,81 @@ class TfeClient:
             return self.create_state_version(workspace_id, state=state, json_state=json_state, **common)
         if sv.get("hosted-state-upload-url"):
             self.upload_state(sv, state, json_state)
-            return self.get_state_version(sv.id) if read_back else sv
+            return self.wait_finalized(sv) if read_back else sv
         return sv
 
-    def download_state(self, state_version: Resource) -> bytes:
-        """GET a state version's raw bytes from its hosted download URL, checked against its md5.
+    def wait_finalized(self, state_version: Resource, *, timeout: float = FINALIZE_TIMEOUT,
+                       progress: Callable[[str], None] | None = print) -> Resource:
+        """Re-read a state version until it is ``finalized`` (real TFE finalizes an upload asynchronously).
 
-        The token is sent only when the URL is on the API host itself.
+        Polls with a growing interval (0.25 s up to 5 s), printing a line at most every 10 s.
+
+        Returns:
+            The finalized state version.
+
+        Raises:
+            ApiError: still not finalized after ``timeout`` seconds, or ``discarded``; the text names it.
+        """
+        deadline = time.monotonic() + timeout
+        delay, last_note = 0.25, time.monotonic()
+        sv = state_version
+        while True:
+            if sv.get("status") == "finalized" and sv.get("hosted-state-download-url"):
+                return sv
+            if sv.get("status") == "discarded":
+                raise ApiError(f"state version {sv.id} was discarded by the host (a newer one superseded it before "
+                               f"its upload); run the step again.")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ApiError(f"state version {sv.id} is still {sv.get('status')!r} after {timeout:.0f}s: the host "
+                               f"has not finalized the upload; check its state versions, then run the step again.")
+            if progress and time.monotonic() - last_note >= 10:
+                progress(f"state version {sv.id}: still {sv.get('status')!r}, waiting for the host to finalize it")
+                last_note = time.monotonic()
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 5.0)
+            sv = self.get_state_version(sv.id)
+
+    def held_state(self, workspace: Resource) -> HeldState | None:
+        """What a workspace holds now: its current state version's bytes, serial, lineage and md5.
+
+        Identity comes from the downloaded bytes alone (a state-version answer has no lineage or md5:
+        state-versions.mdx, go-tfe `StateVersion`). None when the workspace has no state.
+
+        Raises:
+            StateError: the stored bytes are not a state file.
+        """
+        sv = self.state_version_of(workspace)
+        if sv is None:
+            return None
+        data = self.download_state(sv)
+        try:
+            header = read_header(data)
+        except StateError as e:
+            raise StateError(f"the state workspace {workspace.id} holds (state version {sv.id}) is not a Terraform "
+                             f"state file; inspect it in the workspace's state versions.") from e
+        serial, lineage = header.serial, header.lineage
+        return HeldState(sv.id, serial, lineage, hashlib.md5(data).hexdigest(), data)  # noqa: S324 - identity
+
+    def download_state(self, state_version: Resource, *, expected_md5: str | None = None) -> bytes:
+        """GET a state version's raw bytes from its hosted download URL.
+
+        The token is sent only when the URL is on the API host itself. The answer has no md5 to check
+        against; a caller that knows what the bytes must be passes ``expected_md5``.
 
         Returns:
             The state bytes.
 
         Raises:
-            ApiError: no download URL; TransportError: the bytes do not match the state version's md5.
+            ApiError: no download URL; TransportError: the bytes do not match ``expected_md5``.
         """
         url = state_version.get("hosted-state-download-url")
         if not url:
             raise ApiError(f"state version {state_version.id} has no hosted-state-download-url yet "
                            f"(status {state_version.get('status')!r}); wait until it is finalized.")
         data = self.session.request("GET", url, signed=True, headers={"Accept": "*/*"}).content
-        expected = state_version.get("md5")
-        actual = hashlib.md5(data).hexdigest()
+        expected = expected_md5
+        actual = hashlib.md5(data).hexdigest()  # noqa: S324 - transfer check
         if expected and expected != actual:
             raise TransportError(f"state download of {state_version.id} from {redact_url(self.session.url(url), signed=True)} "
                                  f"failed its md5 check ({len(data)} bytes, md5 {actual}, expected {expected}): the "

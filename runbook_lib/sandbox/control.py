@@ -164,11 +164,14 @@ class Sandbox:
         seed: number of legacy environments to seed (once per data directory).
         rate_limit: requests per second per token (None: off).
         subprocess: run `tfe-runbook sandbox serve` in a child process instead of a thread.
+        state_finalize_seconds: delay between a hosted state upload and its version becoming `finalized`
+            (None: `$TFE_SANDBOX_STATE_FINALIZE_SECONDS`, else 0.2 s; see `store.states`).
     """
 
     def __init__(self, data_dir: str | Path | None = None, *, host: str = "127.0.0.1", port: int = 0,
                  tls: bool = False, seed: int = 0, rate_limit: float | None = 30.0,
-                 subprocess: bool = False) -> None:
+                 subprocess: bool = False, state_finalize_seconds: float | None = None) -> None:
+        self.state_finalize_seconds = state_finalize_seconds
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="tfe-sandbox-")
@@ -202,6 +205,8 @@ class Sandbox:
         else:
             self._server, self.env = start_server(self.data_dir, host=self.host, port=self.port, tls=self.tls,
                                                   seed=self.seed, rate_limit=self._rate_limit)
+            if self.state_finalize_seconds is not None:
+                self._server.store.state_finalize_seconds = max(0.0, float(self.state_finalize_seconds))
             self.port = self._server.port
         if self._faults is not None:
             self._apply_faults(self._faults)
@@ -245,8 +250,11 @@ class Sandbox:
             cmd.append("--tls")
         log_file = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - owned by the child process
         # The server's own output goes to the data directory's server.log.
+        child_env = dict(os.environ)
+        if self.state_finalize_seconds is not None:
+            child_env["TFE_SANDBOX_STATE_FINALIZE_SECONDS"] = str(max(0.0, float(self.state_finalize_seconds)))
         self._proc = _subprocess.Popen(cmd, stdout=log_file, stderr=_subprocess.STDOUT,  # noqa: S603
-                                       start_new_session=True)
+                                       start_new_session=True, env=child_env)
         log_file.close()  # the child holds its own descriptor
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:

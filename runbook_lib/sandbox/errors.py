@@ -68,6 +68,13 @@ class BadRequestError(SandboxError):
     title = "bad request"
 
 
+class UnsupportedMediaTypeError(SandboxError):
+    """415: a mutating /api/v2 request without the JSON:API content type."""
+
+    status = 415
+    title = "unsupported media type"
+
+
 class UnauthorizedError(SandboxError):
     """401: no token, or a token the sandbox does not know."""
 

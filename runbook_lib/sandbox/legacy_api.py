@@ -79,7 +79,13 @@ def _state_target(req: Request, org: str, name: str, *, write: bool) -> tuple[st
 
 
 def get_state(req: Request, org: str, env: str) -> Response:
-    """`GET /api/v1/terraform/state/<org>/<env>`: 200 raw state + Content-MD5; 204 none; 404 unknown."""
+    """`GET /api/v1/terraform/state/<org>/<env>`: 200 raw state + Content-MD5; 204 none; 404 unknown.
+
+    Terraform 0.11's atlas backend reads 204 (and 404, and an empty 200) as "no state"
+    (`backend/atlas/state_client.go` Get), so an environment without state answers 204 and `terraform init`
+    starts empty; "no such environment" stays a 404 here and on `GET /api/v1/environments/<org>/<env>`,
+    which is where a client tells the two apart.
+    """
     kind, target = _state_target(req, org, env, write=False)
     if target is None:
         raise errors.NotFoundError()

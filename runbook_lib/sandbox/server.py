@@ -212,6 +212,22 @@ class _FramingError(errors.SandboxError):
         self.title = title
 
 
+#: TFE answers 415 to a POST, PATCH or DELETE under /api/v2 whose Content-Type is not JSON:API, even
+#: without a body (go-tfe commit d107af1c "middleware: set Content-Type for POST/PATCH/DELETE requests
+#: without a body"; every sample request in the API docs sends it). The hosted upload URLs
+#: (`/_archivist/`) and the legacy /api/v1 are not JSON:API and are not checked.
+_JSONAPI_WRITES = frozenset({"POST", "PATCH", "DELETE"})
+
+
+def _check_content_type(method: str, path: str, headers: Any) -> None:
+    if method not in _JSONAPI_WRITES or not path.startswith("/api/v2/"):
+        return
+    media = (headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+    if media != "application/vnd.api+json":
+        raise errors.UnsupportedMediaTypeError(
+            f"Content-Type must be application/vnd.api+json for {method} requests (got {media or 'none'})")
+
+
 def _log_path(path: str) -> str:
     # Archivist URLs are capabilities: whoever has the path can read or write the object.
     if path.startswith("/_archivist/"):
@@ -346,6 +362,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise errors.RateLimitedError(headers=app.limiter.headers(1.0, limit=app.limiter.limit or 30))
             if route is None:
                 raise errors.NotFoundError()
+            _check_content_type(method, path, self.headers)
             user = self._authenticate(route)
             if user is not None:
                 token_name = user["token_name"]

@@ -7,26 +7,56 @@ import binascii
 from typing import Any
 
 from runbook_lib.sandbox import errors
+from runbook_lib.sandbox.store.base import parse_state
+from runbook_lib.sandbox.store.workspaces import count_managed_resources
 from runbook_lib.sandbox.tfe_api import _archivist, _rel, _user, _ws
 from runbook_lib.sandbox.wire import Request, Response, check_bool, check_str, jsonapi_response, paginate, parse_resource, relationship_id
 
 
 # --- state versions ---------------------------------------------------------------------------------------
 
+def _state_facts(sv: dict[str, Any]) -> tuple[int, list[str]]:
+    """(managed resources, output names) of a finalized version's state; (0, []) before."""
+    if sv["status"] != "finalized" or not sv["state"]:
+        return 0, []
+    try:
+        doc = parse_state(bytes(sv["state"]))["doc"]
+    except errors.SandboxError:
+        return 0, []
+    outputs = doc.get("outputs") if isinstance(doc.get("outputs"), dict) else {}
+    for module in doc.get("modules") or []:
+        if isinstance(module, dict) and module.get("path") == ["root"] and isinstance(module.get("outputs"), dict):
+            outputs = module["outputs"]
+    return count_managed_resources(bytes(sv["state"])), sorted(outputs)
+
+
 def _state_version_doc(req: Request, sv: dict[str, Any]) -> dict[str, Any]:
+    # No `md5` and no `lineage` in an answer: they are create-only request attributes (state-versions.mdx
+    # "State Version Attributes" and its sample responses; go-tfe `state_version.go` StateVersion struct).
+    # The download URL appears once the version is finalized; the upload URLs only until their bytes
+    # arrived ("Once you upload state content, this URL is hidden", state-versions.mdx).
     finalized = sv["status"] == "finalized"
+    awaiting = sv["status"] == "pending"
+    # Once processed: `billable-rum-count` (resources under management) and the `outputs` relationship
+    # (state-versions.mdx "populated asynchronously"; go-tfe `state_version_integration_test.go` Read).
+    managed, outputs = _state_facts(sv)
     return {"id": sv["id"], "type": "state-versions", "attributes": {
-        "created-at": sv["created_at"], "serial": sv["serial"], "lineage": sv["lineage"], "md5": sv["md5"],
+        "created-at": sv["created_at"], "serial": sv["serial"],
         "status": sv["status"], "size": len(sv["state"]) if sv["state"] is not None else 0,
         "state-version": sv["state_version"], "terraform-version": sv["terraform_version"],
         "resources-processed": finalized, "modules": None, "providers": None, "resources": [],
-        "billable-rum-count": 0, "intermediate": False, "vcs-commit-sha": None, "vcs-commit-url": None,
-        "hosted-state-download-url": _archivist(req, sv["download_token"]),
-        "hosted-json-state-download-url": _archivist(req, sv["json_download_token"]) if sv["json_state"] else None,
-        "hosted-state-upload-url": None if finalized else _archivist(req, sv["upload_token"]),
-        "hosted-json-state-upload-url": _archivist(req, sv["json_upload_token"])},
+        "billable-rum-count": managed, "intermediate": False, "vcs-commit-sha": None, "vcs-commit-url": None,
+        "hosted-state-download-url": _archivist(req, sv["download_token"]) if finalized else None,
+        "hosted-json-state-download-url": (_archivist(req, sv["json_download_token"])
+                                           if finalized and sv["json_state"] else None),
+        "hosted-state-upload-url": (_archivist(req, sv["upload_token"])
+                                    if awaiting and sv["state"] is None else None),
+        "hosted-json-state-upload-url": (_archivist(req, sv["json_upload_token"])
+                                         if awaiting and sv["json_state"] is None else None)},
         "relationships": {"workspace": _rel("workspaces", sv["workspace_id"]), "run": _rel("runs", sv["run_id"]),
-                          "created-by": _rel("users", sv["created_by"]), "outputs": {"data": []}},
+                          "created-by": _rel("users", sv["created_by"]),
+                          "outputs": {"data": [{"id": f"wsout-{sv['id'].removeprefix('sv-')}-{i}",
+                                                "type": "state-version-outputs"} for i, _ in enumerate(outputs)]}},
         "links": {"self": f"/api/v2/state-versions/{sv['id']}"}}
 
 

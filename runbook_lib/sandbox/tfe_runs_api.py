@@ -16,7 +16,7 @@ def _cv_doc(req: Request, cv: dict[str, Any]) -> dict[str, Any]:
     return {"id": cv["id"], "type": "configuration-versions", "attributes": {
         "auto-queue-runs": bool(cv["auto_queue_runs"]), "error": None, "error-message": None,
         "source": cv["source"], "speculative": bool(cv["speculative"]), "status": cv["status"],
-        "status-timestamps": {}, "changed-files": [], "provisional": False,
+        "status-timestamps": {}, "provisional": False,
         "upload-url": _archivist(req, cv["upload_token"]) if cv["status"] == "pending" else None},
         "relationships": {"ingress-attributes": {
             "data": {"id": "ia-" + cv["id"].removeprefix("cv-"), "type": "ingress-attributes"} if cv["ingress"] else None,

@@ -12,7 +12,10 @@ What a push to `refs/heads/<branch>` starts (see docs/sandbox-vcs-runs.md):
   directory the push touched (or that builds the repository root);
 - a configuration version (the commit as a tar.gz, with ingress attributes) and a run in every
   workspace linked to that repository and branch (branch "" = the default branch), honouring
-  `working-directory`, `trigger-prefixes` and `file-triggers-enabled`.
+  `working-directory`, `trigger-prefixes` and `file-triggers-enabled`, and `queue-all-runs`: with it
+  false (the default), a push queues nothing until at least one run was queued otherwise (workspaces.mdx
+  `queue-all-runs`: "runs triggered by a VCS change will not be queued until at least one run is manually
+  queued").
 "Touched" comes from `git diff --name-only before after`; a new branch (before = 000...0) counts as
 touching everything. Tags and branch deletions start nothing.
 """
@@ -267,6 +270,18 @@ def workspace_triggered(ws: dict[str, Any], changed: list[str] | None) -> bool:
     return touches(changed, [ws["working_directory"] or "", *json.loads(ws["trigger_prefixes"] or "[]")])
 
 
+def vcs_runs_queue(store: Store, ws: dict[str, Any]) -> bool:
+    """Whether a VCS push may queue a run in `ws`: `queue-all-runs` is set, or a run was already queued
+    other than by a push (workspaces.mdx, `data.attributes.queue-all-runs`)."""
+    if ws["queue_all_runs"]:
+        return True
+    return any(run["source"] != VCS_RUN_SOURCE for run in store.list_runs(ws["id"]))
+
+
+#: The `source` of the runs a push queues (a VCS-ingressed configuration version).
+VCS_RUN_SOURCE = "tfe-configuration-version"
+
+
 def ingest_commit(store: Store, ws: dict[str, Any], bare: Path, *, identifier: str, branch: str, sha: str,
                   message: str, default: str) -> dict[str, Any]:
     """Create a configuration version holding a commit (tar.gz and ingress attributes) for a workspace.
@@ -326,10 +341,12 @@ def trigger_push(store: Store, data_dir: Path, *, repository: str, ref: str, bef
     for ws in store.workspaces_linked_to(repository):
         if (ws["vcs_branch"] or default) != branch or not workspace_triggered(ws, changed):
             continue
+        if not vcs_runs_queue(store, ws):
+            continue
         cv = ingest_commit(store, ws, bare, identifier=repository, branch=branch, sha=after, message=message,
                            default=default)
         run = store.create_run(ws, None, cv_id=cv["id"], message=title or f"Triggered by a push to {branch}",
-                               source="tfe-configuration-version")
+                               source=VCS_RUN_SOURCE)
         result.runs.append({"type": "runs", "id": run["id"], "target": f"{ws['org']}/{ws['name']}"})
     return result
 

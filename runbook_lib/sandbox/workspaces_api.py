@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from typing import Any
 
 from runbook_lib.sandbox import errors
@@ -15,6 +17,7 @@ from runbook_lib.sandbox.wire import Request, Response, check_bool, check_str, j
 
 def _workspace_doc(req: Request, ws: dict[str, Any]) -> dict[str, Any]:
     store = req.store
+    settings = store.workspace_settings(ws["id"])
     current = store.current_state_version(ws["id"])
     runs = store.list_runs(ws["id"])
     latest_run = runs[0] if runs else None
@@ -31,29 +34,32 @@ def _workspace_doc(req: Request, ws: dict[str, Any]) -> dict[str, Any]:
             if token:
                 vcs["service-provider"] = token["service_provider"]
                 vcs["repository-http-url"] = f"{(token['http_url'] or '').rstrip('/')}/{ws['vcs_identifier']}"
+    # `locked-by` names whoever holds a lock: a run or a user (go-tfe `workspace.go` LockedBy is
+    # polymorphic: run, user or team; workspaces.mdx include `locked_by`). Unlocked: null.
     locked_by = None
     if ws["locked"]:
         locked_by = ({"id": ws["locked_by_run"], "type": "runs"} if ws["locked_by_run"]
-                     else {"id": ws["locked_by_user"], "type": "users"})
+                     else {"id": ws["locked_by_user"], "type": "users"} if ws["locked_by_user"] else None)
     org = ws["org"]
     attributes = {
         "name": ws["name"], "description": ws["description"], "environment": "default",
         "execution-mode": ws["execution_mode"], "operations": ws["execution_mode"] == "remote",
-        "auto-apply": bool(ws["auto_apply"]), "auto-apply-run-trigger": False, "auto-destroy-at": None,
-        "allow-destroy-plan": True, "terraform-version": ws["terraform_version"],
+        "auto-apply": bool(ws["auto_apply"]), "auto-apply-run-trigger": False, "auto-destroy-at": settings["auto-destroy-at"],
+        "allow-destroy-plan": settings["allow-destroy-plan"], "terraform-version": ws["terraform_version"],
         "working-directory": ws["working_directory"] or "", "locked": bool(ws["locked"]),
         "locked-reason": ws["lock_reason"] if ws["locked"] else "",
         "queue-all-runs": bool(ws["queue_all_runs"]), "speculative-enabled": bool(ws["speculative_enabled"]),
         "file-triggers-enabled": bool(ws["file_triggers_enabled"]),
-        "trigger-prefixes": json.loads(ws["trigger_prefixes"]), "trigger-patterns": [],
+        "trigger-prefixes": json.loads(ws["trigger_prefixes"]), "trigger-patterns": settings["trigger-patterns"],
         "source": "tfe-api", "source-name": ws["source_name"], "source-url": ws["source_url"],
         "migration-environment": ws["migration_environment"],
         "vcs-repo": vcs, "vcs-repo-identifier": ws["vcs_identifier"],
         "created-at": ws["created_at"], "updated-at": ws["updated_at"], "latest-change-at": ws["updated_at"],
-        "resource-count": 0, "global-remote-state": False, "structured-run-output-enabled": True,
-        "assessments-enabled": False, "tag-names": [], "apply-duration-average": None,
+        "resource-count": store.managed_resources(ws["id"]), "global-remote-state": False,
+        "structured-run-output-enabled": settings["structured-run-output-enabled"],
+        "assessments-enabled": settings["assessments-enabled"], "tag-names": settings["tag-names"], "apply-duration-average": None,
         "plan-duration-average": None, "policy-check-failures": None, "run-failures": None,
-        "workspace-kpis-runs-count": len(runs), "unarchived-workspace-change-requests-count": 0,
+        "workspace-kpis-runs-count": len(runs),
         "actions": {"is-destroyable": True},
         "permissions": {name: True for name in _ALL_PERMISSIONS},
         "setting-overwrites": {"execution-mode": False, "agent-pool": False},
@@ -66,9 +72,16 @@ def _workspace_doc(req: Request, ws: dict[str, Any]) -> dict[str, Any]:
         "locked-by": {"data": locked_by},
         "outputs": {"data": []}, "remote-state-consumers": {
             "links": {"related": f"/api/v2/workspaces/{ws['id']}/relationships/remote-state-consumers"}},
-        "vars": {"links": {"related": f"/api/v2/workspaces/{ws['id']}/vars"}}},
+        # the workspace's variables as a to-many relationship (go-tfe `workspace.go` Variables, read by
+        # `variable_integration_test.go` after a create)
+        "vars": {"data": [{"id": v["id"], "type": "vars"} for v in store.list_vars(ws["id"])],
+                 "links": {"related": f"/api/v2/workspaces/{ws['id']}/vars"}}},
         "links": {"self": f"/api/v2/organizations/{org}/workspaces/{ws['name']}",
                   "self-html": f"/app/{org}/workspaces/{ws['name']}"}}
+
+
+_ONE_VERSION = r"\s*(?:[<>=!~]=?|~>)?\s*v?\d+(?:\.\d+){0,2}(?:-[0-9A-Za-z.-]+)?\s*"
+_VERSION = re.compile(rf"{_ONE_VERSION}(?:,{_ONE_VERSION})*")
 
 
 def _workspace_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
@@ -78,6 +91,12 @@ def _workspace_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
         check_str(attrs, name)
     for name in ("auto-apply", "queue-all-runs", "speculative-enabled", "file-triggers-enabled"):
         check_bool(attrs, name)
+    version = attrs.get("terraform-version")
+    if version and version != "latest" and not _VERSION.fullmatch(version):
+        # "an exact version or a version constraint such as `~> 1.0.0`" (workspaces.mdx, terraform-version);
+        # anything else is refused (go-tfe `workspace_integration_test.go` UpdateByID "nonexisting").
+        raise errors.UnprocessableError(f"Terraform version {version!r} is not a version or a version constraint",
+                                        pointer="/data/attributes/terraform-version")
     if "execution-mode" in attrs and attrs["execution-mode"] not in EXECUTION_MODES:
         raise errors.UnprocessableError("Execution mode must be one of: remote, local, agent",
                                         pointer="/data/attributes/execution-mode")
@@ -85,10 +104,22 @@ def _workspace_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
         # Older clients send `operations` instead of `execution-mode`.
         check_bool(attrs, "operations")
         attrs["execution-mode"] = "remote" if attrs["operations"] else "local"
+    for name in ("allow-destroy-plan", "assessments-enabled", "structured-run-output-enabled"):
+        check_bool(attrs, name)
+    check_str(attrs, "auto-destroy-at")
+    patterns = attrs.get("trigger-patterns")
+    if patterns is not None and not (isinstance(patterns, list) and all(isinstance(p, str) for p in patterns)):
+        raise errors.UnprocessableError("trigger-patterns must be a list of strings",
+                                        pointer="/data/attributes/trigger-patterns")
     prefixes = attrs.get("trigger-prefixes")
     if prefixes is not None and not (isinstance(prefixes, list) and all(isinstance(p, str) for p in prefixes)):
         raise errors.UnprocessableError("trigger-prefixes must be a list of strings",
                                         pointer="/data/attributes/trigger-prefixes")
+    if patterns and prefixes:
+        # one or the other (go-tfe `workspace_integration_test.go` "both non-empty trigger-patterns and
+        # trigger-paths error is returned"; workspaces.mdx `trigger-patterns`)
+        raise errors.UnprocessableError("trigger-patterns and trigger-prefixes cannot both be set",
+                                        pointer="/data/attributes/trigger-patterns")
     vcs = attrs.get("vcs-repo")
     if vcs is not None:
         if not isinstance(vcs, dict):
@@ -100,44 +131,118 @@ def _workspace_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
     return attrs
 
 
+def _with_tags(attrs: dict[str, Any], rels: dict[str, Any]) -> dict[str, Any]:
+    """Tags sent as the `tags` relationship (go-tfe `WorkspaceCreateOptions.Tags`) become `tag-names`."""
+    data = (rels.get("tags") or {}).get("data") if isinstance(rels.get("tags"), dict) else None
+    if isinstance(data, list):
+        names = [(t.get("attributes") or {}).get("name") for t in data if isinstance(t, dict)]
+        attrs = {**attrs, "tag-names": [n for n in names if isinstance(n, str) and n]}
+    return attrs
+
+
 def create_workspace(req: Request, org: str) -> Response:
     """`POST /api/v2/organizations/:org/workspaces`: 201, or 422 for a blank/invalid/taken name."""
     req.store.get_organization(org, _user(req))
-    attrs, _ = parse_resource(req, "workspaces")
-    ws = req.store.create_workspace(org, _workspace_attrs(attrs), _user(req))
+    attrs, rels = parse_resource(req, "workspaces")
+    ws = req.store.create_workspace(org, _workspace_attrs(_with_tags(attrs, rels)), _user(req))
     return jsonapi_response({"data": _workspace_doc(req, ws)}, 201)
 
 
+def _include_state(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
+    current = req.store.current_state_version(ws["id"])
+    return [_state_version_doc(req, current)] if current else []
+
+
+def _include_org(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
+    from runbook_lib.sandbox.orgs_api import _org_doc
+    return [_org_doc(req.store.get_organization(ws["org"], _user(req)))]
+
+
+def _include_current_run(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
+    from runbook_lib.sandbox.tfe_runs_api import _run_doc
+    active = [r for r in req.store.list_runs(ws["id"]) if r["status"] not in _RUN_DONE]
+    return [_run_doc(req, active[0])] if active else []
+
+
+def _include_locked_by(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
+    if not ws["locked"] or ws["locked_by_run"] or not ws["locked_by_user"]:
+        return []
+    user = req.store.user_by_id(ws["locked_by_user"])
+    return [{"id": user["id"], "type": "users", "attributes": {"username": user["username"]}}] if user else []
+
+
+def _include_nothing(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
+    return []
+
+
+#: `?include=` values the sandbox serves on a workspace (workspaces.mdx "Available Related Resources";
+#: the state version's spelling `current-state-version` is go-tfe's `WSCurrentStateVer`, tested against
+#: the real API in `workspace_integration_test.go`). `outputs` and `effective_tag_bindings` are empty:
+#: the sandbox keeps neither. Any other value is a 400, as the real API answers an invalid include.
+WORKSPACE_INCLUDES = {"current-state-version": _include_state, "organization": _include_org,
+                      "current_run": _include_current_run, "locked_by": _include_locked_by,
+                      "outputs": _include_nothing, "effective_tag_bindings": _include_nothing}
+_RUN_DONE = ("planned_and_finished", "applied", "errored", "discarded", "canceled", "force_canceled")
+
+
+def _includes(req: Request) -> list[str]:
+    includes = [i for i in (req.query.get("include") or "").split(",") if i]
+    unknown = [i for i in includes if i not in WORKSPACE_INCLUDES]
+    if unknown:
+        raise errors.BadRequestError(f"Invalid include parameter: {', '.join(unknown)} (the sandbox serves "
+                                     f"{', '.join(WORKSPACE_INCLUDES)})")
+    return includes
+
+
+def _included(req: Request, rows: list[dict[str, Any]], includes: list[str]) -> list[dict[str, Any]]:
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for ws in rows:
+        for name in includes:
+            for doc in WORKSPACE_INCLUDES[name](req, ws):
+                seen.setdefault((doc["type"], doc["id"]), doc)
+    return list(seen.values())
+
+
+def _wildcard_match(pattern: str, name: str) -> bool:
+    """`search[wildcard-name]`: `*` on the prefix, the suffix or both (workspaces.mdx "List workspaces");
+    without a `*` the name must match exactly."""
+    core = pattern.strip("*")
+    if pattern.startswith("*") and pattern.endswith("*") and len(pattern) > 1:
+        return core in name
+    if pattern.startswith("*"):
+        return name.endswith(core)
+    if pattern.endswith("*"):
+        return name.startswith(core)
+    return name == pattern
+
+
 def list_workspaces(req: Request, org: str) -> Response:
-    """`GET /api/v2/organizations/:org/workspaces` (paged; `search[name]` substring filter)."""
+    """`GET /api/v2/organizations/:org/workspaces` (paged; `search[name]` substring filter; `include`)."""
+    includes = _includes(req)
     req.store.get_organization(org, _user(req))
     rows = req.store.list_workspaces(org, req.query.get("search[name]"))
+    wildcard = req.query.get("search[wildcard-name]")
+    if wildcard:
+        rows = [w for w in rows if _wildcard_match(wildcard, w["name"])]
     rows, meta, links = paginate(req, rows)
     meta["status-counts"] = {"total": meta["pagination"]["total-count"]}
-    return jsonapi_response({"data": [_workspace_doc(req, w) for w in rows], "links": links, "meta": meta})
-
-
-#: `?include=` values the sandbox serves on a workspace (the real API accepts more; asking for one the
-#: sandbox lacks is a 400 rather than a silent omission).
-WORKSPACE_INCLUDES = ("current_state_version",)
+    doc: dict[str, Any] = {"data": [_workspace_doc(req, w) for w in rows], "links": links, "meta": meta}
+    if includes:
+        doc["included"] = _included(req, rows, includes)
+    return jsonapi_response(doc)
 
 
 def show_workspace(req: Request, org: str | None = None, name: str | None = None,
                    ws_id: str | None = None) -> Response:
     """`GET /api/v2/organizations/:org/workspaces/:name` and `GET /api/v2/workspaces/:id`.
 
-    `?include=current_state_version` adds the current state version to `included` (as the real API does).
+    `?include=current-state-version` adds the current state version to `included` (as the real API does).
     """
-    includes = [i for i in (req.query.get("include") or "").split(",") if i]
-    unknown = [i for i in includes if i not in WORKSPACE_INCLUDES]
-    if unknown:
-        raise errors.BadRequestError(f"Invalid include parameter: {', '.join(unknown)} (the sandbox serves "
-                                     f"{', '.join(WORKSPACE_INCLUDES)})")
+    includes = _includes(req)
     ws = _ws(req, org, name, ws_id)
     doc: dict[str, Any] = {"data": _workspace_doc(req, ws)}
     if includes:
-        current = req.store.current_state_version(ws["id"])
-        doc["included"] = [_state_version_doc(req, current)] if current else []
+        doc["included"] = _included(req, [ws], includes)
     return jsonapi_response(doc)
 
 
@@ -145,16 +250,26 @@ def update_workspace(req: Request, org: str | None = None, name: str | None = No
                      ws_id: str | None = None) -> Response:
     """`PATCH` a workspace by name or id."""
     ws = _ws(req, org, name, ws_id)
-    attrs, _ = parse_resource(req, "workspaces")
-    updated = req.store.update_workspace(ws, _workspace_attrs(attrs), _user(req))
+    attrs, rels = parse_resource(req, "workspaces")
+    updated = req.store.update_workspace(ws, _workspace_attrs(_with_tags(attrs, rels)), _user(req))
     return jsonapi_response({"data": _workspace_doc(req, updated)})
 
 
 def delete_workspace(req: Request, org: str | None = None, name: str | None = None,
                      ws_id: str | None = None) -> Response:
-    """`DELETE` a workspace by name or id: 204."""
+    """`DELETE` a workspace by name or id: 204, a force delete whatever the workspace manages
+    (workspaces.mdx "Force Delete a workspace")."""
     ws = _ws(req, org, name, ws_id)
     req.store.delete_workspace(ws["id"])
+    return Response(204)
+
+
+def safe_delete_workspace(req: Request, org: str | None = None, name: str | None = None,
+                          ws_id: str | None = None) -> Response:
+    """`POST .../actions/safe-delete` by name or id: 204, or 409 while the workspace manages resources
+    (workspaces.mdx "Safe Delete a workspace")."""
+    ws = _ws(req, org, name, ws_id)
+    req.store.safe_delete_workspace(ws["id"])
     return Response(204)
 
 
@@ -195,19 +310,34 @@ def force_unlock_workspace(req: Request, ws_id: str) -> Response:
 
 # --- variables --------------------------------------------------------------------------------------------
 
+def _var_version(var: dict[str, Any]) -> str:
+    """An opaque `version-id` that changes whenever the variable does (go-tfe `variable_integration_test.go`
+    Update asserts a new one after every change)."""
+    content = json.dumps([var[k] for k in ("key", "value", "description", "category", "hcl", "sensitive")])
+    return "v-" + hashlib.sha256(content.encode()).hexdigest()[:20]
+
+
 def _var_doc(var: dict[str, Any]) -> dict[str, Any]:
     return {"id": var["id"], "type": "vars", "attributes": {
         "key": var["key"], "value": None if var["sensitive"] else var["value"],
         "description": var["description"], "sensitive": bool(var["sensitive"]), "category": var["category"],
-        "hcl": bool(var["hcl"]), "created-at": var["created_at"], "version-id": var["id"] + "-v1"},
+        "hcl": bool(var["hcl"]), "version-id": _var_version(var)},
         "relationships": {"configurable": {"data": {"id": var["workspace_id"], "type": "workspaces"},
                                            "links": {"related": f"/api/v2/workspaces/{var['workspace_id']}"}}},
         "links": {"self": f"/api/v2/workspaces/{var['workspace_id']}/vars/{var['id']}"}}
 
 
+#: A variable's description is at most 512 characters: a longer one is refused (go-tfe
+#: `variable_integration_test.go` "when options has a too-long description" expects an error).
+VAR_DESCRIPTION_MAX = 512
+
+
 def _var_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
     for name in ("key", "description", "category"):
         check_str(attrs, name)
+    if len(attrs.get("description") or "") > VAR_DESCRIPTION_MAX:
+        raise errors.UnprocessableError(f"Description is too long (maximum is {VAR_DESCRIPTION_MAX} characters)",
+                                        pointer="/data/attributes/description")
     for name in ("hcl", "sensitive"):
         check_bool(attrs, name)
     if "value" in attrs and attrs["value"] is not None and not isinstance(attrs["value"], (str, int, float)):

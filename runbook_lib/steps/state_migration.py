@@ -69,24 +69,33 @@ def _legacy_preconditions(ctx: StepContext) -> list[dict[str, Any]]:
     return rows
 
 
-def _workspace_state(ctx: StepContext):
+def _workspace(ctx: StepContext):
     ws = ctx.tfe.find_workspace(ctx.row.new_org, ctx.row.workspace)
     if ws is None:
         raise StepError(f"workspace {ctx.row.workspace_slug} does not exist; run step 02_create_workspaces first.")
+    return ws
+
+
+def _workspace_state(ctx: StepContext):
+    ws = _workspace(ctx)
     return ws, ctx.tfe.state_version_of(ws)
 
 
-def _decide(legacy: TerraformState | _Checked, current) -> tuple[str, str]:
-    """What to do given the legacy state and the workspace's current state version: (action, detail)."""
-    if current is None:
+def _decide(legacy: TerraformState | _Checked, held) -> tuple[str, str]:
+    """What to do given the legacy state and what the workspace holds: (action, detail).
+
+    ``held`` is `runbook_lib.tfe.HeldState` (identity read from the downloaded bytes; a state-version
+    answer has no lineage or md5) or None. Another lineage is refused whatever the serials are.
+    """
+    if held is None:
         return "create", f"upload serial {legacy.serial}, lineage {legacy.lineage}, md5 {legacy.md5}"
-    lineage, serial, md5 = current.get("lineage"), current.get("serial"), current.get("md5")
-    if lineage and lineage != legacy.lineage:
+    lineage, serial, md5 = held.lineage, held.serial, held.md5
+    if lineage != legacy.lineage:
         return "refuse", (f"the workspace already holds a state of another lineage ({lineage}, serial {serial}); "
                           f"map this environment to another workspace or clear that one by hand")
     if serial == legacy.serial and md5 == legacy.md5:
         return "adopt", f"the workspace already holds exactly this state (serial {serial})"
-    if serial is not None and serial >= legacy.serial:
+    if serial >= legacy.serial:
         return "adopt", (f"the workspace holds this lineage at serial {serial} (legacy {legacy.serial}): migrated "
                          f"earlier; verification compares the resources")
     return "create", f"upload serial {legacy.serial} over the workspace's serial {serial} (same lineage)"
@@ -99,6 +108,25 @@ def _check_options(ctx: StepContext) -> None:
         raise ConfigError(f"cli_target {_opt(ctx, 'cli_target')!r} is refused for migration_path 'cli': Terraform 1.x "
                           f"gives a state written into an empty workspace a new lineage; use migration_path = 'api' "
                           f"(step 5 then switches the backend to remote or cloud).")
+
+
+def _cli_precondition(ctx: StepContext, ws) -> dict[str, Any] | None:
+    """The CLI path writes with Terraform 0.11's atlas backend to the legacy address under the new name, so
+    the legacy host must also serve the new workspace's state (`/api/v1/terraform/state/<org>/<workspace>`):
+    a refusal row when it does not, None when it does (or when the path is not `cli`)."""
+    if _opt(ctx, "migration_path") != "cli":
+        return None
+    if ws is None:
+        return {"object": "cli path", "name": ctx.row.workspace_slug, "action": "none",
+                "detail": "checked once step 02 has created the workspace: the legacy host must serve its state"}
+    served, why = ctx.legacy.serves_state_of(ctx.row.new_org, ctx.row.workspace)
+    if served:
+        return {"object": "cli path", "name": ctx.row.workspace_slug, "action": "none",
+                "detail": "the legacy host serves the workspace's state: terraform 0.11 can write it there"}
+    return {"object": "cli path", "name": ctx.row.workspace_slug, "action": "refuse",
+            "detail": f"the legacy host does not serve workspace {ctx.row.workspace_slug}'s state ({why}), so "
+                      f"terraform 0.11's atlas backend cannot write it; use migration_path = 'api' (the "
+                      f"/api/v2 state-versions API of the new host)"}
 
 
 def plan(ctx: StepContext) -> pd.DataFrame:
@@ -121,11 +149,14 @@ def plan(ctx: StepContext) -> pd.DataFrame:
         rows.append({"object": "state version", "name": ctx.row.workspace_slug, "action": "create",
                      "detail": f"upload serial {legacy.serial} via the {_opt(ctx, 'migration_path')} path "
                                f"once the workspace exists"})
-        return plan_frame(rows)
-    current = ctx.tfe.state_version_of(ws)
-    action, detail = _decide(legacy, current)
+        cli = _cli_precondition(ctx, None)
+        return plan_frame(rows + ([cli] if cli else []))
+    action, detail = _decide(legacy, ctx.tfe.held_state(ws))
     rows.append({"object": "state version", "name": ctx.row.workspace_slug, "action": action,
                  "detail": f"{detail} via the {_opt(ctx, 'migration_path')} path"})
+    cli = _cli_precondition(ctx, ws) if action == "create" else None
+    if cli:
+        rows.append(cli)
     if not ws.get("locked") and action == "create":
         rows.append({"object": "workspace lock", "name": ws.id, "action": "create",
                      "detail": "not locked (step 2 locks it): lock before uploading"})
@@ -200,13 +231,16 @@ def apply(ctx: StepContext) -> pd.DataFrame:
         raise StepError(f"{ctx.row.legacy_slug} has no state: nothing to migrate.")
     legacy = _checked(state)
     record = backup(ctx, state, checked=legacy)
-    ws, current = _workspace_state(ctx)
-    action, detail = _decide(legacy, current)
+    ws = _workspace(ctx)
+    action, detail = _decide(legacy, ctx.tfe.held_state(ws))
     if action == "refuse":
         raise StepError(f"step 3 refused, nothing changed: {detail}.")
     result = {"backup": record["file"], "serial": legacy.serial, "lineage": legacy.lineage, "action": action}
     if action == "adopt":
         return pd.DataFrame([{**result, "detail": detail}])
+    cli = _cli_precondition(ctx, ws)
+    if cli and cli["action"] == "refuse":
+        raise StepError(f"step 3 refused, nothing uploaded: {cli['detail']}.")
     if _opt(ctx, "migration_path") == "api":
         result.update(_move_by_api(ctx, ws, state))
     else:
@@ -227,14 +261,15 @@ def _move_by_api(ctx: StepContext, ws, state: LegacyState) -> dict[str, Any]:
     if not ws.get("locked"):
         ws = ctx.tfe.lock_workspace(ws.id, f"tfe-runbook: migrating {ctx.row.legacy_slug}")
     _recheck_legacy(ctx, state)
-    # Not read back here: verify reads the workspace's current state version and compares its bytes.
-    sv = ctx.tfe.push_state(ws.id, state.data, read_back=False)
-    if sv.get("md5") not in (None, state.md5) or sv.get("serial") not in (None, state.serial):
-        raise StepError(f"state version {sv.id} reports serial {sv.get('serial')}, md5 {sv.get('md5')} after the "
-                        f"upload, not {state.serial}, {state.md5}; do not continue, compare the backup with the "
-                        f"workspace's state by hand.")
+    # Read back until the host has finalized it (bounded, with progress): verify and step 5's unlock need
+    # a finalized version (state-versions.mdx "State Version Status").
+    sv = ctx.tfe.push_state(ws.id, state.data, read_back=True)
+    if sv.get("serial") not in (None, state.serial):
+        raise StepError(f"state version {sv.id} reports serial {sv.get('serial')} after the upload, not "
+                        f"{state.serial}; do not continue, compare the backup with the workspace's state by hand.")
     # `verify` downloads it and compares byte for byte (once, not here and there).
-    return {"state_version": sv.id, "detail": "uploaded; verify downloads it and compares byte for byte"}
+    return {"state_version": sv.id, "detail": "uploaded and finalized; verify downloads it and compares byte "
+                                              "for byte"}
 
 
 def _terraform_for(ctx: StepContext) -> str:

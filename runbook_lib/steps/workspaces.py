@@ -53,6 +53,10 @@ def desired(ctx: StepContext, env: dict[str, Any]) -> dict[str, Any]:
         "execution-mode": _opt(ctx, "execution_mode"),
         "description": f"Migrated from legacy Terraform Enterprise environment {ctx.row.legacy_slug}",
     }
+    if vcs:
+        # With `queue-all-runs` false (TFE's default) "runs triggered by a VCS change will not be queued
+        # until at least one run is manually queued" (workspaces.mdx): step 5's push would start nothing.
+        attrs["queue-all-runs"] = True
     return attrs
 
 
@@ -147,6 +151,9 @@ def _plan_rows(ctx: StepContext, env: dict[str, Any], ws: Resource | None, ws_va
         rows.append({"object": "vcs link", "name": vcs.get("repo"), "action": "adopt" if linked else "create",
                      "detail": f"branch {vcs.get('branch') or '(default)'}, working directory "
                                f"{vcs.get('working_directory') or '(root)'}"})
+        if ws is not None and not ws.get("queue-all-runs"):
+            rows.append({"object": "queue-all-runs", "name": ctx.row.workspace_slug, "action": "update",
+                         "detail": "false -> true, so the first push after linking queues a run"})
     else:
         rows.append({"object": "vcs link", "name": "-", "action": "none",
                      "detail": "the legacy environment has no VCS link; the workspace gets none"})
@@ -184,8 +191,11 @@ def apply(ctx: StepContext) -> pd.DataFrame:
         repo = {"identifier": vcs["repo"], "oauth-token-id": vcs_token_id(ctx)}
         if vcs.get("branch"):
             repo["branch"] = vcs["branch"]
-        ws = ctx.tfe.update_workspace(ws.id, {"vcs-repo": repo})
+        ws = ctx.tfe.update_workspace(ws.id, {"vcs-repo": repo, "queue-all-runs": True})
         done.append({"object": "vcs link", "name": vcs["repo"], "result": "linked"})
+    if vcs and not ws.get("queue-all-runs"):
+        ws = ctx.tfe.update_workspace(ws.id, {"queue-all-runs": True})
+        done.append({"object": "queue-all-runs", "name": ws.id, "result": "set to true"})
     existing = {(v.get("key"), v.get("category")) for v in ws_vars}
     prefix = _opt(ctx, "sensitive_var_prefix")
     for var in legacy_vars:
@@ -233,6 +243,9 @@ def verify(ctx: StepContext) -> StepResult:
     vcs = env.get("vcs") or {}
     if vcs and (ws.get("vcs-repo") or {}).get("identifier") != vcs.get("repo"):
         return StepResult(False, f"workspace {ws.id} is not linked to {vcs.get('repo')}")
+    if vcs and not ws.get("queue-all-runs"):
+        return StepResult(False, f"workspace {ws.id} has queue-all-runs false: a push would queue no run until one "
+                                 f"is queued by hand; run this step again (apply sets it)")
     variables = list(ctx.tfe.list_variables(ws.id))
     have = {(v.get("key"), v.get("category")) for v in variables}
     legacy_vars = ctx.legacy.get_variables(ctx.row.legacy_org, ctx.row.legacy_env)

@@ -31,7 +31,7 @@ from runbook_lib.ledger import Ledger
 from runbook_lib.legacy import LegacyClient
 from runbook_lib.sandbox import Sandbox
 from runbook_lib.sandbox.control import free_port
-from runbook_lib.sandbox.rehearsal import batch_environ, batch_parameters
+from runbook_lib.rehearsal import batch_environ, batch_parameters
 from runbook_lib.settings import Settings
 from runbook_lib.steps import commit_verify, legacy_vcs, organization, state_migration, workspaces
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runbook_lib.sandbox.rehearsal import batch_environ, batch_parameters
+from runbook_lib.rehearsal import batch_environ, batch_parameters
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 

@@ -23,7 +23,7 @@ from runbook_lib.inventory import legacy_environments
 from runbook_lib.legacy import LegacyClient
 from runbook_lib.mapping import MappingRow, propose, write_csv
 from runbook_lib.sandbox import Sandbox
-from runbook_lib.sandbox.rehearsal import batch_environ, batch_parameters, clear_blockers, sensitive_values
+from runbook_lib.rehearsal import batch_environ, batch_parameters, clear_blockers, sensitive_values
 from runbook_lib.settings import Settings
 from runbook_lib.tfe import TfeClient
 from sandbox_fixtures import start_batch_cli, step_running

@@ -18,7 +18,7 @@ from runbook_lib.ledger import Ledger
 from runbook_lib.legacy import LegacyClient
 from runbook_lib.mapping import propose
 from runbook_lib.sandbox import Sandbox
-from runbook_lib.sandbox.rehearsal import batch_environ, batch_parameters
+from runbook_lib.rehearsal import batch_environ, batch_parameters
 from runbook_lib.settings import Settings
 from sandbox_fixtures import make_1x_ready
 

@@ -29,7 +29,7 @@ from runbook_lib.errors import (AuditError, AuthError, ConfigError, ConflictErro
 from runbook_lib.http import RedirectError, RetryPolicy
 from runbook_lib.ledger import Ledger
 from runbook_lib.legacy import LegacyClient
-from runbook_lib.sandbox.rehearsal import batch_environ, batch_parameters
+from runbook_lib.rehearsal import batch_environ, batch_parameters
 from runbook_lib.settings import Settings
 from runbook_lib.state import TerraformState
 from runbook_lib.steps import decommission, organization, state_migration, workspaces

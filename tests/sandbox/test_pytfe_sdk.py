@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 
 import pytest
 from pytfe import TFEClient, TFEConfig
@@ -52,7 +53,15 @@ def test_pytfe_organizations_workspaces_lock_and_state(client: TFEClient, seeded
 
     unlocked = client.workspaces.unlock(created.id)
     assert unlocked.locked is False
-    current = client.state_versions.read_current(created.id)
+    # the host finalizes an upload asynchronously (state-versions.mdx): current once finalized
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            current = client.state_versions.read_current(created.id)
+            break
+        except NotFound:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
     assert current.serial == 1 and current.id == made.json()["data"]["id"]
     assert client.state_versions.download(current.id) == state
 

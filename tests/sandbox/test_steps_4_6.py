@@ -22,7 +22,7 @@ from runbook_lib.context import StepContext
 from runbook_lib.errors import GateError, StepError
 from runbook_lib.legacy import LegacyClient
 from runbook_lib.sandbox import Sandbox
-from runbook_lib.sandbox.rehearsal import batch_environ, batch_parameters
+from runbook_lib.rehearsal import batch_environ, batch_parameters
 from runbook_lib.settings import Settings
 from sandbox_fixtures import make_1x_ready
 from runbook_lib.steps import commit_verify, decommission, legacy_vcs, organization, state_migration, workspaces

@@ -6,7 +6,7 @@ import multiprocessing
 import os
 import uuid
 
-from runbook_lib.sandbox.rehearsal import batch_environ, batch_parameters
+from runbook_lib.rehearsal import batch_environ, batch_parameters
 from runbook_lib.settings import Settings
 from runbook_lib.tfe import TfeClient
 

@@ -10,7 +10,7 @@ from runbook_lib.context import StepContext
 from runbook_lib.errors import ConfigError, NotFoundError, StepError
 from runbook_lib.http import ReadOnlyError
 from runbook_lib.sandbox import Sandbox
-from runbook_lib.sandbox.rehearsal import batch_environ, batch_parameters
+from runbook_lib.rehearsal import batch_environ, batch_parameters
 from runbook_lib.steps import organization, state_migration, workspaces
 from runbook_lib.tfe import TfeClient
 from runbook_lib.settings import Settings

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 
 import pytest
 from sandbox_helpers import Api, create_workspace, doc
@@ -238,7 +239,11 @@ def test_state_version_rules(seeded_sandbox: Sandbox, new_org: str):
     assert api.put(pending["attributes"]["hosted-state-upload-url"], data=body + b" ").status_code == 422
     assert api.put(pending["attributes"]["hosted-state-upload-url"], data=body,
                    headers={"Authorization": ""}).status_code == 200
-    current = api.get(f"/api/v2/workspaces/{ws_id}/current-state-version").json()["data"]
+    # finalized asynchronously (state-versions.mdx): current once the host has processed the upload
+    deadline = time.monotonic() + 10
+    while (current := api.get(f"/api/v2/workspaces/{ws_id}/current-state-version").json()["data"])["id"] != \
+            pending["id"] and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert current["id"] == pending["id"] and current["attributes"]["serial"] == 7
     assert api.get(current["attributes"]["hosted-state-download-url"]).content == body
     listed = api.get(f"/api/v2/state-versions?filter[organization][name]={new_org}"

@@ -105,7 +105,12 @@ def new_org_with_vcs(api: Api) -> tuple[str, str]:
 def vcs_workspace(api: Api, org: str, token_id: str, name: str, identifier: str, *, terraform_version: str,
                   working_directory: str = "", branch: str = "", variables: dict[str, str] | None = None,
                   env_variables: dict[str, str] | None = None, **attributes: Any) -> dict[str, Any]:
-    """Create a VCS-linked workspace with variables; returns its `data`."""
+    """Create a VCS-linked workspace with variables; returns its `data`.
+
+    `queue-all-runs` is true unless given: with TFE's default (false) a push queues no run until one was
+    queued through the API (workspaces.mdx), and these tests are about what a push starts.
+    """
+    attributes.setdefault("queue-all-runs", True)
     ws = create_workspace(api, org, name, **{"terraform-version": terraform_version,
                                              "working-directory": working_directory, "auto-apply": False,
                                              "vcs-repo": {"identifier": identifier, "oauth-token-id": token_id,

@@ -54,6 +54,20 @@ def test_no_state_is_none(reply):
         assert client(srv).get_state("acme-legacy", "empty") is None
 
 
+def test_a_404_state_is_no_state_only_when_the_environment_exists():
+    """Terraform 0.11 reads a 404 on the state endpoint as "no state"; the environment endpoint decides."""
+    def app(req: Received) -> Reply:
+        if req.path.startswith("/api/v1/terraform/state/"):
+            return Reply(404, {"errors": ["not found"]})
+        if req.path == "/api/v1/environments/acme-legacy/empty":
+            return Reply(200, {"environment": {**ENV, "name": "empty"}})
+        return Reply(404, {"errors": ["not found"]})
+    with FakeServer(app) as srv:
+        assert client(srv).get_state("acme-legacy", "empty") is None
+        with pytest.raises(errors.NotFoundError):
+            client(srv).get_state("acme-legacy", "nope")
+
+
 def test_get_state_survives_5xx_and_drops():
     with FakeServer(lambda r: Reply(200, STATE, {"Content-MD5": b64md5(STATE)})) as srv:
         srv.then(Reply(502), Reply(drop=True), Reply(503, headers={"Retry-After": "0"}))
@@ -63,7 +77,8 @@ def test_get_state_survives_5xx_and_drops():
 
 def test_unknown_environment_is_not_found_naming_the_variable():
     with FakeServer(lambda r: Reply(404, {"errors": ["not found"]}, {"Content-Type": "application/json"})) as srv:
-        with pytest.raises(errors.NotFoundError, match=r"GET /api/v1/terraform/state/acme-legacy/nope answered "
+        # the state endpoint's 404 is ambiguous; the environment endpoint's 404 is the answer reported
+        with pytest.raises(errors.NotFoundError, match=r"GET /api/v1/environments/acme-legacy/nope answered "
                                                        r"404 Not Found: not found .*\$ATLAS_TOKEN"):
             client(srv).get_state("acme-legacy", "nope")
 

@@ -40,6 +40,11 @@ class FakeTfe:
         self.blobs: dict[str, bytes] = {}
         self.base = ""
 
+    def _finalize(self, sv: dict) -> None:
+        sv["attributes"].update({"status": "finalized", "hosted-state-upload-url": None,
+                                 "hosted-json-state-upload-url": None,
+                                 "hosted-state-download-url": f"{self.base}/_archivist/down/{sv['id']}?sig=y"})
+
     def __call__(self, req: Received) -> Reply:
         p, m = req.path, req.method
         if m == "GET" and p == "/api/v2/ping":
@@ -82,14 +87,16 @@ class FakeTfe:
             if rest == "/state-versions" and m == "POST":
                 attrs = req.json()["data"]["attributes"]
                 sv_id = f"sv-{len(self.state_versions) + 1}"
+                # As the real API answers: no md5 or lineage; upload URLs while pending, the download
+                # URL once finalized (state-versions.mdx).
                 sv = {"id": sv_id, "type": "state-versions", "attributes": {
-                    "serial": attrs["serial"], "md5": attrs["md5"], "lineage": attrs.get("lineage"),
+                    "serial": attrs["serial"],
                     "status": "pending", "hosted-state-upload-url": f"{self.base}/_archivist/up/{sv_id}?sig=x",
                     "hosted-json-state-upload-url": f"{self.base}/_archivist/upjson/{sv_id}?sig=x",
-                    "hosted-state-download-url": f"{self.base}/_archivist/down/{sv_id}?sig=y"}}
+                    "hosted-state-download-url": None}}
                 if "state" in attrs:
                     self.blobs[sv_id] = base64.b64decode(attrs["state"])
-                    sv["attributes"]["status"] = "finalized"
+                    self._finalize(sv)
                 self.state_versions.append(sv)
                 return Reply(201, {"data": sv})
         if match := re.fullmatch(r"/_archivist/(up|upjson|down)/(sv-\d+)", p):
@@ -99,7 +106,7 @@ class FakeTfe:
                 return Reply(200, self.blobs[sv_id], {"Content-Type": "application/octet-stream"})
             self.blobs[sv_id if kind == "up" else sv_id + ".json"] = req.body
             if kind == "up":
-                sv["attributes"]["status"] = "finalized"
+                self._finalize(sv)
             return Reply(200)
         if match := re.fullmatch(r"/api/v2/state-versions/(sv-\d+)", p):
             sv = next((s for s in self.state_versions if s["id"] == match.group(1)), None)
@@ -216,7 +223,7 @@ def test_push_state_uploads_to_hosted_url_without_token_then_downloads_with_md5(
     tfe = client(tfe_server)
     ws = tfe.create_workspace("acme", "web")
     sv = tfe.push_state(ws.id, STATE, json_state=b'{"format_version":"1.0"}')
-    assert sv["status"] == "finalized" and sv["serial"] == 7 and sv["md5"] == hashlib.md5(STATE).hexdigest()
+    assert sv["status"] == "finalized" and sv["serial"] == 7 and "md5" not in sv.attributes
     post = next(r for r in tfe_server.received if r.method == "POST" and r.path.endswith("/state-versions"))
     assert post.json()["data"]["attributes"] == {"serial": 7, "md5": hashlib.md5(STATE).hexdigest(),
                                                  "lineage": "3d2c-lineage"}
@@ -257,7 +264,7 @@ def test_download_md5_mismatch_is_a_clear_error(tfe_server):
     sv = tfe.push_state(ws.id, STATE)
     tfe_server.tfe.blobs[sv.id] = STATE[:-5]  # truncated in transit
     with pytest.raises(errors.TransportError, match="failed its md5 check") as info:
-        tfe.download_state(sv)
+        tfe.download_state(sv, expected_md5=hashlib.md5(STATE).hexdigest())
     assert "sig=" not in str(info.value) and "sv-1?" not in str(info.value)
 
 
@@ -334,3 +341,39 @@ def test_read_only_client_reads_but_never_writes(tfe_server):
         with pytest.raises(ReadOnlyError):
             write()
     assert tfe_server.count() == 1 and TOKEN not in repr(tfe)
+
+
+def test_every_mutating_request_carries_the_jsonapi_content_type_and_delete_is_safe():
+    """TFE answers 415 to a POST/PATCH/DELETE without it, body or not (go-tfe commit d107af1c)."""
+    with FakeServer(lambda r: Reply(204)) as srv:
+        tfe = client(srv)
+        tfe.delete_workspace("ws-1")
+        tfe.force_delete_workspace("ws-1")
+        tfe._send("PATCH", "/workspaces/ws-1", {"data": {"type": "workspaces", "attributes": {}}})
+        tfe._send("POST", "/workspaces/ws-1/actions/force-unlock")
+        tfe._put_blob(f"{srv.url}/_archivist/up/sv-1?sig=x", b"{}")
+        sent = [(r.method, r.path, r.headers.get("Content-Type")) for r in srv.received]
+    assert sent == [("POST", "/api/v2/workspaces/ws-1/actions/safe-delete", "application/vnd.api+json"),
+                    ("DELETE", "/api/v2/workspaces/ws-1", "application/vnd.api+json"),
+                    ("PATCH", "/api/v2/workspaces/ws-1", "application/vnd.api+json"),
+                    ("POST", "/api/v2/workspaces/ws-1/actions/force-unlock", "application/vnd.api+json"),
+                    ("PUT", "/_archivist/up/sv-1", "application/octet-stream")]
+
+
+def test_ambiguous_inline_create_is_read_back_by_the_downloaded_bytes(tfe_server):
+    """A state-version answer has no md5: the read-back proves "ours" by downloading the bytes."""
+    tfe = client(tfe_server)
+    ws = tfe.create_workspace("acme", "web")
+    app = tfe_server.tfe
+    tfe_server.app = lambda r: (app(r), Reply(502))[1] if r.path.endswith("/state-versions") and r.method == "POST" \
+        else app(r)
+    sv = tfe.create_state_version(ws.id, serial=7, md5=hashlib.md5(STATE).hexdigest(), lineage="x", state=STATE)
+    assert sv.adopted and sv.id == "sv-1"
+    assert any(r.path == "/_archivist/down/sv-1" for r in tfe_server.received)
+    tfe_server.tfe.blobs["sv-1"] = STATE + b" "  # another state of the same serial is not ours
+    tfe_server.tfe.state_versions.clear()
+    tfe_server.tfe.state_versions.append({"id": "sv-1", "type": "state-versions", "attributes": {
+        "serial": 7, "status": "finalized", "hosted-state-download-url": f"{app.base}/_archivist/down/sv-1?sig=y"}})
+    tfe_server.app = lambda r: Reply(502) if r.path.endswith("/state-versions") and r.method == "POST" else app(r)
+    with pytest.raises(errors.ServerError):
+        tfe.create_state_version(ws.id, serial=7, md5=hashlib.md5(STATE).hexdigest(), lineage="x", state=STATE)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from runbook_lib.inventory import readiness, remote_state_reads
-from runbook_lib.jsonapi import Resource
+from runbook_lib.tfe import HeldState
 from runbook_lib.state import TerraformState
 from runbook_lib.steps.state_migration import _decide
 
@@ -48,18 +48,28 @@ def legacy_state(fixtures_dir):
     return TerraformState.from_bytes((fixtures_dir / "states" / "v3.tfstate").read_bytes())
 
 
-def _sv(**attrs):
-    return Resource(id="sv-1", type="state-versions", attributes=attrs)
+def _held(*, lineage, serial, md5):
+    """What a workspace holds, as read from its downloaded state bytes."""
+    return HeldState("sv-1", serial, lineage, md5, b"{}")
 
 
 def test_decide_create_adopt_refuse(legacy_state):
     s = legacy_state
     assert _decide(s, None)[0] == "create"
-    assert _decide(s, _sv(lineage=s.lineage, serial=s.serial, md5=s.md5))[0] == "adopt"
-    assert _decide(s, _sv(lineage=s.lineage, serial=s.serial + 3, md5="other"))[0] == "adopt"
-    assert _decide(s, _sv(lineage=s.lineage, serial=s.serial - 1, md5="other"))[0] == "create"
-    action, detail = _decide(s, _sv(lineage="someone-else", serial=1, md5="x"))
+    assert _decide(s, _held(lineage=s.lineage, serial=s.serial, md5=s.md5))[0] == "adopt"
+    assert _decide(s, _held(lineage=s.lineage, serial=s.serial + 3, md5="other"))[0] == "adopt"
+    assert _decide(s, _held(lineage=s.lineage, serial=s.serial - 1, md5="other"))[0] == "create"
+    action, detail = _decide(s, _held(lineage="someone-else", serial=1, md5="x"))
     assert action == "refuse" and "another lineage" in detail
+
+
+@pytest.mark.parametrize("serial_delta", [-1, 0, 5])
+def test_decide_refuses_a_foreign_lineage_whatever_the_serials(legacy_state, serial_delta):
+    s = legacy_state
+    action, _ = _decide(s, _held(lineage="someone-else", serial=s.serial + serial_delta, md5=s.md5))
+    assert action == "refuse"
+    # A held state without any lineage is not this environment's either.
+    assert _decide(s, _held(lineage=None, serial=s.serial + serial_delta, md5="x"))[0] == "refuse"
 
 
 def test_readiness_treats_empty_table_cells_as_absent():

@@ -6,11 +6,48 @@ import json
 from typing import Any
 
 from runbook_lib.sandbox import errors
-from runbook_lib.sandbox.store.base import (StoreBase, _b, _check_ws_name, new_id, now_iso)
+from runbook_lib.sandbox.store.base import (StoreBase, _b, _check_ws_name, new_id, now_iso, parse_state)
+
+
+def count_managed_resources(state: bytes | None) -> int:
+    """Managed (not data) resources in a state file: v4 `resources[]` with mode "managed", v3 every module's
+    `resources` whose key does not start with "data."."""
+    if not state:
+        return 0
+    try:
+        doc = parse_state(state)["doc"]
+    except errors.SandboxError:
+        return 0
+    if isinstance(doc.get("resources"), list):
+        return sum(1 for r in doc["resources"] if isinstance(r, dict) and r.get("mode", "managed") == "managed")
+    count = 0
+    for module in doc.get("modules") or []:
+        if isinstance(module, dict):
+            count += sum(1 for key in (module.get("resources") or {}) if not str(key).startswith("data."))
+    return count
+
+
+#: Workspace settings the sandbox keeps but does not act on, with their defaults (workspaces.mdx "Create a
+#: Workspace"; go-tfe `workspace_integration_test.go` Create/Update read them back). Kept as JSON in the
+#: bookkeeping table, one key per workspace.
+SETTINGS_DEFAULTS: dict[str, Any] = {"allow-destroy-plan": True, "auto-destroy-at": None,
+                                     "assessments-enabled": False, "structured-run-output-enabled": True,
+                                     "tag-names": [], "trigger-patterns": []}
 
 
 class WorkspaceStore(StoreBase):
     """Workspaces, their locks and their variables."""
+
+    def workspace_settings(self, ws_id: str) -> dict[str, Any]:
+        """The kept settings of a workspace (defaults where never set)."""
+        return {**SETTINGS_DEFAULTS, **json.loads(self.get_meta(f"ws-settings:{ws_id}", "{}") or "{}")}
+
+    def _store_settings(self, ws_id: str, attrs: dict[str, Any]) -> bool:
+        given = {k: attrs[k] for k in SETTINGS_DEFAULTS if k in attrs}
+        if not given:
+            return False
+        self.set_meta(f"ws-settings:{ws_id}", json.dumps({**self.workspace_settings(ws_id), **given}))
+        return True
 
     # --- workspaces -------------------------------------------------------------------------------
 
@@ -46,7 +83,10 @@ class WorkspaceStore(StoreBase):
             "vcs_ingress_submodules": _b(vcs.get("ingress-submodules")) if vcs else None,
             "locked": 0, "locked_by_user": None, "locked_by_run": None, "lock_reason": None,
             "created_at": stamp, "updated_at": stamp}
-        return self._insert("workspaces", row)
+        with self.tx():
+            created = self._insert("workspaces", row)
+            self._store_settings(row["id"], attrs)
+        return created
 
     def _check_vcs(self, org: str, vcs: dict[str, Any], user: dict[str, Any]) -> None:
         if not vcs.get("identifier"):
@@ -131,6 +171,8 @@ class WorkspaceStore(StoreBase):
                 fields.update(vcs_identifier=merged["identifier"], vcs_branch=merged.get("branch") or "",
                               vcs_oauth_token_id=merged["oauth-token-id"],
                               vcs_ingress_submodules=_b(merged.get("ingress-submodules")))
+        if self._store_settings(ws["id"], attrs):
+            fields.setdefault("updated_at", now_iso())
         if fields:
             fields["updated_at"] = now_iso()
             self._update("workspaces", "id", ws["id"], fields)
@@ -145,6 +187,26 @@ class WorkspaceStore(StoreBase):
             for table in ("runs", "state_versions", "vars", "configuration_versions"):
                 self._x(f"DELETE FROM {table} WHERE workspace_id = ?", (ws_id,))
             self._x("DELETE FROM workspaces WHERE id = ?", (ws_id,))
+            self._x("DELETE FROM meta WHERE key = ?", (f"ws-settings:{ws_id}",))
+
+    def managed_resources(self, ws_id: str) -> int:
+        """How many resources the workspace's current state manages (0 without state)."""
+        current = self.current_state_version(ws_id)
+        return count_managed_resources(current["state"]) if current else 0
+
+    def safe_delete_workspace(self, ws_id: str) -> None:
+        """Delete a workspace only if it manages no resources (workspaces.mdx "Safe Delete a workspace").
+
+        Raises:
+            ConflictError: its current state still manages resources (nothing deleted).
+        """
+        with self.tx():
+            managed = self.managed_resources(ws_id)
+            if managed:
+                raise errors.ConflictError(f"Workspace is not safe to delete because it is managing resources "
+                                           f"({managed} in its current state). Destroy them first, or force "
+                                           f"delete with DELETE /api/v2/workspaces/{ws_id}.")
+            self.delete_workspace(ws_id)
 
     def lock_workspace(self, ws: dict[str, Any], user: dict[str, Any], reason: str) -> dict[str, Any]:
         """Lock a workspace for a user.
@@ -175,6 +237,15 @@ class WorkspaceStore(StoreBase):
                 holder = self.user_by_id(ws["locked_by_user"] or "")
                 raise errors.ConflictError("Unable to unlock workspace. The workspace is locked by User "
                                            f"{holder['username'] if holder else 'unknown'}.")
+            # "The workspace may not be unlocked normally until the state version is uploaded"
+            # (state-versions.mdx, `data.attributes.state`; workspaces.mdx "Unlock a workspace"). The text
+            # is what go-tfe `workspace.go` Unlock maps to ErrWorkspaceLockedStateVersionStillPending.
+            # Force-unlock is allowed (go-tfe `state_version_integration_test.go`: "Workspaces must be
+            # force-unlocked when there is a pending state version").
+            latest = self.latest_state_version(ws["id"])
+            if latest is not None and latest["status"] == "pending" and latest["state"] is None:
+                raise errors.ConflictError(f"Unable to unlock workspace. The latest state version is still pending "
+                                           f"({latest['id']} awaits its upload).")
         self._update("workspaces", "id", ws["id"], {"locked": 0, "locked_by_user": None, "locked_by_run": None,
                                                     "lock_reason": None, "updated_at": now_iso()})
         return self._one("SELECT * FROM workspaces WHERE id = ?", (ws["id"],))  # type: ignore[return-value]
@@ -230,13 +301,19 @@ class WorkspaceStore(StoreBase):
                 raise errors.UnprocessableError("Sensitive variables cannot be made non-sensitive",
                                                 pointer="/data/attributes/sensitive")
             fields["sensitive"] = _b(attrs["sensitive"])
-        if "key" in attrs and attrs["key"] != var["key"]:
-            if not attrs["key"]:
+        category = attrs.get("category") or var["category"]
+        if category not in ("terraform", "env"):
+            raise errors.UnprocessableError("Category must be one of: terraform, env",
+                                            pointer="/data/attributes/category")
+        key = attrs["key"] if "key" in attrs else var["key"]
+        if (key, category) != (var["key"], var["category"]):
+            # The key or the category changes (workspace-variables.mdx "Update Variables" accepts both).
+            if not key:
                 raise errors.UnprocessableError("Key can't be blank", pointer="/data/attributes/key")
-            if self._one("SELECT 1 FROM vars WHERE workspace_id = ? AND key = ? AND category = ?",
-                         (var["workspace_id"], attrs["key"], var["category"])):
+            if self._one("SELECT 1 FROM vars WHERE workspace_id = ? AND key = ? AND category = ? AND id != ?",
+                         (var["workspace_id"], key, category, var["id"])):
                 raise errors.UnprocessableError("Key has already been taken", pointer="/data/attributes/key")
-            fields["key"] = attrs["key"]
+            fields["key"], fields["category"] = key, category
         if "value" in attrs:
             fields["value"] = "" if attrs["value"] is None else str(attrs["value"])
         for attr in ("description",):
