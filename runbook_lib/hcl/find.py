@@ -355,6 +355,27 @@ def find_remote_state_refs(path: str | os.PathLike) -> "pandas.DataFrame":  # no
     return _frame(pd.DataFrame(rows, columns=REMOTE_STATE_COLUMNS))
 
 
+def find_all(path: str | os.PathLike) -> tuple["pandas.DataFrame", "pandas.DataFrame"]:  # noqa: F821
+    """`find_backends(path)` and `find_remote_state_refs(path)` from one reading of each file.
+
+    What `tfe-runbook backend show` prints: on a large repository, reading and scanning every file once
+    instead of twice halves its time.
+
+    Raises:
+        HclError: `path` is not a directory, or a configuration file cannot be read or parsed.
+    """
+    import pandas as pd
+
+    base = _directory(path)
+    backends, refs = [], []
+    for root in iter_root_dirs(base):
+        for config in root_files(root, base):
+            backends += [block.row() for block in backend_blocks(config)]
+            refs += [ref.row() for ref in remote_state_refs(config)]
+    return (_frame(pd.DataFrame(backends, columns=FIND_COLUMNS)),
+            _frame(pd.DataFrame(refs, columns=REMOTE_STATE_COLUMNS)))
+
+
 def _frame(frame: "pandas.DataFrame") -> "pandas.DataFrame":  # noqa: F821
     """Absent settings shown as None, not NaN: pandas turns None into NaN in text columns."""
     for column in frame.columns:

@@ -44,9 +44,14 @@ def test_find(name):
     if "find" not in spec:  # an unparseable file: find refuses as the rewrite does
         with pytest.raises(HclError, match="cannot be parsed"):
             hcl.find_backends(directory)
+        with pytest.raises(HclError, match="cannot be parsed"):
+            hcl.find_all(directory)
         return
     assert corpus.records(hcl.find_backends(directory)) == spec["find"]
     assert corpus.records(hcl.find_remote_state_refs(directory)) == spec.get("remote_state", [])
+    backends, refs = hcl.find_all(directory)  # what `backend show` prints: both from one reading
+    assert corpus.records(backends) == spec["find"]
+    assert corpus.records(refs) == spec.get("remote_state", [])
 
 
 @pytest.mark.parametrize("name", CASES)
