@@ -25,7 +25,6 @@ How an edit is made (decisions):
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import subprocess
@@ -35,6 +34,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from runbook_lib.errors import HclError
+from runbook_lib.hcl._diff import unified_diff
 from runbook_lib.hcl._syntax import line_of, line_start, newline_of
 from runbook_lib.hcl.find import (BackendBlock, ConfigFile, RemoteStateRef, backend_blocks, iter_root_dirs,
                                   parse_config_text, remote_state_refs, root_files)
@@ -123,84 +123,6 @@ class RewritePlan:
             chunks.append("".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
                                   for line in lines))
         return "".join(chunks)
-
-
-_CHUNK = 1 << 16
-
-
-def _common_prefix(old: str, new: str) -> int:
-    """Length of the longest common prefix, compared a chunk at a time (no copy of the whole texts)."""
-    limit = min(len(old), len(new))
-    pos = 0
-    while pos + _CHUNK <= limit and old[pos:pos + _CHUNK] == new[pos:pos + _CHUNK]:
-        pos += _CHUNK
-    while pos < limit and old[pos] == new[pos]:
-        pos += 1
-    return pos
-
-
-def _common_suffix(old: str, new: str, floor: int) -> int:
-    """Length of the longest common suffix that leaves at least `floor` characters of each text before it."""
-    limit = min(len(old), len(new)) - floor
-    size = 0
-    while size + _CHUNK <= limit and \
-            old[len(old) - size - _CHUNK:len(old) - size] == new[len(new) - size - _CHUNK:len(new) - size]:
-        size += _CHUNK
-    while size < limit and old[len(old) - size - 1] == new[len(new) - size - 1]:
-        size += 1
-    return size
-
-
-def _at_line_start(text: str, pos: int) -> bool:
-    return pos == 0 or text[pos - 1] == "\n"
-
-
-def unified_diff(old: str, new: str, fromfile: str, tofile: str, context: int = 3) -> list[str]:
-    """difflib's unified diff of two texts, computed on the lines that differ and their context only.
-
-    difflib on whole files costs minutes on a 5 MB file (its matcher compares every line); the identical
-    lines before and after the edited part are cut off first, and the hunk headers moved back to the
-    file's line numbers.
-    """
-    head = old.rfind("\n", 0, _common_prefix(old, new)) + 1  # whole identical lines before the change
-    tail_old = len(old) - _common_suffix(old, new, head)
-    tail_new = tail_old - len(old) + len(new)
-    if not (_at_line_start(old, tail_old) and _at_line_start(new, tail_new)):
-        found = old.find("\n", tail_old)  # whole lines, identical in both texts, after the change
-        tail_old = len(old) if found < 0 else found + 1
-    margin = context
-    while True:
-        start = head
-        for _ in range(margin):
-            if start == 0:
-                break
-            start = old.rfind("\n", 0, start - 1) + 1
-        end = tail_old
-        for _ in range(margin):
-            found = old.find("\n", end)
-            end = len(old) if found < 0 else found + 1
-        a = old[start:end].splitlines(keepends=True)
-        b = new[start:end - len(old) + len(new)].splitlines(keepends=True)
-        matcher = difflib.SequenceMatcher(None, a, b)
-        groups = list(matcher.get_grouped_opcodes(context))
-        # Repeated lines can put difflib's change outside [head, tail): a hunk that reaches a cut edge lacks
-        # context there, so widen the cut until no hunk touches an edge that is not the file's.
-        if not groups or ((start == 0 or groups[0][0][1] > 0) and (end == len(old) or groups[-1][-1][2] < len(a))):
-            break
-        margin *= 4
-    offset = old.count("\n", 0, start)
-    lines = []
-    for line in difflib.unified_diff(a, b, fromfile=fromfile, tofile=tofile, n=context):
-        if line.startswith("@@ -"):
-            old_range, new_range = line[4:line.index(" @@")].split(" +")
-            line = f"@@ -{_moved(old_range, offset)} +{_moved(new_range, offset)} @@\n"
-        lines.append(line)
-    return lines
-
-
-def _moved(hunk_range: str, offset: int) -> str:
-    first, _, length = hunk_range.partition(",")
-    return f"{int(first) + offset}," + length if length else str(int(first) + offset)
 
 
 class ApplyResult(list):

@@ -6,7 +6,7 @@ import difflib
 import random
 import re
 
-from runbook_lib.hcl.rewrite import unified_diff
+from runbook_lib.hcl._diff import unified_diff
 
 
 def _patched(old: str, patch: list[str]) -> str:
@@ -67,3 +67,12 @@ def test_new_file_and_missing_final_newline():
     assert unified_diff("", "a\nb", "/dev/null", "b/f") == ["--- /dev/null\n", "+++ b/f\n", "@@ -0,0 +1,2 @@\n",
                                                            "+a\n", "+b"]
     assert unified_diff("a\nb", "a\nc", "a/f", "b/f")[2:] == ["@@ -1,2 +1,2 @@\n", " a\n", "-b", "+c"]
+
+
+def test_edits_far_apart_in_a_large_file_are_diffed_apart_as_difflib_does():
+    old = "".join(f'data "terraform_remote_state" "s{i}" {{\n  config {{\n    name = "legacy/s{i % 7}"\n  }}\n}}\n'
+                  for i in range(600))
+    new = old.replace('"legacy/s3"', '"acme/s3-renamed"')
+    patch = unified_diff(old, new, "a/main.tf", "b/main.tf")
+    assert patch == list(difflib.unified_diff(old.splitlines(True), new.splitlines(True), "a/main.tf", "b/main.tf"))
+    assert sum(line.startswith("@@") for line in patch) == old.count('"legacy/s3"')
