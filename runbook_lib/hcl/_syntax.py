@@ -381,14 +381,24 @@ def _skip(text: str, pos: int) -> int:
     return pos
 
 
+def _after_item(text: str, after: int, closer: str) -> tuple[int, bool]:
+    """After an object member or array item: (where the next one starts, False) or (past `closer`, True)."""
+    cur = _skip(text, after)
+    if text[cur] == ",":
+        return _skip(text, cur + 1), False
+    if text[cur] == closer:
+        return cur + 1, True
+    raise json.JSONDecodeError(f"expected ',' or '{closer}'", text, cur)
+
+
 def _json_value(text: str, pos: int) -> tuple[Value, int]:
     char = text[pos]
     if char == "{":
         members: dict[str, list[JsonMember]] = {}
         cur = _skip(text, pos + 1)
-        if text[cur] == "}":
-            return Value(members, True, pos, cur + 1), cur + 1
-        while True:
+        done = text[cur] == "}"
+        cur += done
+        while not done:
             if text[cur] != '"':
                 raise json.JSONDecodeError("expected a string key", text, cur)
             key, after_key = json.decoder.scanstring(text, cur + 1)
@@ -397,28 +407,18 @@ def _json_value(text: str, pos: int) -> tuple[Value, int]:
                 raise json.JSONDecodeError("expected ':'", text, colon)
             item, after = _json_value(text, _skip(text, colon + 1))
             members.setdefault(key, []).append(JsonMember(key, cur, item))
-            cur = _skip(text, after)
-            if text[cur] == ",":
-                cur = _skip(text, cur + 1)
-                continue
-            if text[cur] == "}":
-                return Value(members, True, pos, cur + 1), cur + 1
-            raise json.JSONDecodeError("expected ',' or '}'", text, cur)
+            cur, done = _after_item(text, after, "}")
+        return Value(members, True, pos, cur), cur
     if char == "[":
         items: list[Value] = []
         cur = _skip(text, pos + 1)
-        if text[cur] == "]":
-            return Value(items, True, pos, cur + 1), cur + 1
-        while True:
+        done = text[cur] == "]"
+        cur += done
+        while not done:
             item, after = _json_value(text, cur)
             items.append(item)
-            cur = _skip(text, after)
-            if text[cur] == ",":
-                cur = _skip(text, cur + 1)
-                continue
-            if text[cur] == "]":
-                return Value(items, True, pos, cur + 1), cur + 1
-            raise json.JSONDecodeError("expected ',' or ']'", text, cur)
+            cur, done = _after_item(text, after, "]")
+        return Value(items, True, pos, cur), cur
     scalar, end = _DECODER.raw_decode(text, pos)
     return Value(scalar, True, pos, end), end
 
