@@ -78,8 +78,9 @@ def test_scan_finds_only_real_top_level_blocks():
     assert text[terraform.start:terraform.end] == ATLAS.rstrip("\n")
 
 
-def test_scanned_blocks_equal_the_full_parse_with_the_same_spans(monkeypatch):
-    text = DISTRACTIONS + _resources(5) + ATLAS + _resources(5) + REMOTE_STATE.replace("\n", "\r\n")
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_scanned_blocks_equal_the_full_parse_with_the_same_spans(newline, monkeypatch):
+    text = (DISTRACTIONS + _resources(5) + ATLAS + _resources(5) + REMOTE_STATE).replace("\n", newline)
     full, scanned = _both(text, monkeypatch)
     assert scanned == full
     assert [(b.type, b.labels) for b in scanned] == [("terraform", []), ("data", ["terraform_remote_state", "net"])]
