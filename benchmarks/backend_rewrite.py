@@ -1,6 +1,6 @@
 """Benchmark (not a test): `tfe-runbook backend show` / `backend rewrite` on a 5 MB `.tf` file.
 
-Target (issue 17): at most 5 s and at most 20x the file size in memory per command, output byte-exact.
+Target: at most 5 s and at most 20x the file size in memory per command, output byte-exact.
 
 A realistic root module is generated (seeded, so every run sees the same bytes): one `main.tf` of about
 `--mb` megabytes holding variables, locals, many resources of several shapes (nested blocks, maps, lists,
