@@ -1,6 +1,6 @@
 """A fast structural scan of HCL native syntax: where each top-level block starts and ends.
 
-Why: python-hcl2's parser is exact but slow (about 70 s and hundreds of MB for a 5 MB file), and only two
+Why: python-hcl2's parser is exact but slow (minutes and most of a GB for a 5 MB file), and only two
 kinds of top-level block matter to the rewriter: `terraform` (which holds `backend` / `cloud`) and
 `data "terraform_remote_state"`. This scanner walks the whole file once with a few regular expressions that
 recognise the lexical layer of the language (comments, quoted strings with their `${...}` / `%{...}`

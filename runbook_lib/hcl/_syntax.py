@@ -9,7 +9,7 @@ positions in the string it was given). Every block the rewriter reads comes from
 expression ever looks for a block. A large file is first scanned for the spans of its top-level blocks
 (`_scan`, which follows nesting, strings, heredocs and comments), and only its `terraform` and
 `data "terraform_remote_state"` blocks are handed to the parser, each alone, positions moved back into
-the file: a 5 MB file is then read in about a second instead of a minute.
+the file: a 5 MB file is then read in about a second instead of minutes.
 
 `.tf.json` files are not HCL to python-hcl2, so they are read with a small recursive-descent walker that
 uses the standard library's own JSON scanner (`json.JSONDecoder.raw_decode`, `json.decoder.scanstring`)
