@@ -46,10 +46,9 @@ def _add_apply_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _show(args: argparse.Namespace) -> int:
-    backends = hcl.find_backends(args.path)
+    backends, refs = hcl.find_all(args.path)
     print("backend blocks:")
     print(backends.to_string(index=False) if len(backends) else "  (none)")
-    refs = hcl.find_remote_state_refs(args.path)
     print("\natlas terraform_remote_state sources:")
     print(refs.to_string(index=False) if len(refs) else "  (none)")
     return 0

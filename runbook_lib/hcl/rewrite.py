@@ -25,7 +25,6 @@ How an edit is made (decisions):
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import subprocess
@@ -35,6 +34,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from runbook_lib.errors import HclError
+from runbook_lib.hcl._diff import unified_diff
 from runbook_lib.hcl._syntax import line_of, line_start, newline_of
 from runbook_lib.hcl.find import (BackendBlock, ConfigFile, RemoteStateRef, backend_blocks, iter_root_dirs,
                                   parse_config_text, remote_state_refs, root_files)
@@ -117,10 +117,8 @@ class RewritePlan:
         """Unified diff of every touched file (a/ = now, b/ = after apply), relative to `root`."""
         chunks = []
         for rewrite in self.files:
-            old = (rewrite.old_text or "").splitlines(keepends=True)
-            new = rewrite.new_text.splitlines(keepends=True)
             fromfile = f"a/{rewrite.rel}" if rewrite.old_text is not None else "/dev/null"
-            lines = list(difflib.unified_diff(old, new, fromfile=fromfile, tofile=f"b/{rewrite.rel}"))
+            lines = unified_diff(rewrite.old_text or "", rewrite.new_text, fromfile, f"b/{rewrite.rel}")
             # A diff line without a trailing newline would run into the next header.
             chunks.append("".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
                                   for line in lines))

@@ -1,4 +1,8 @@
-"""Every case of tests/hcl_corpus: find result, planned outcome, exact bytes after apply, idempotency."""
+"""Every case of tests/hcl_corpus: find result, planned outcome, exact bytes after apply, idempotency.
+
+Each case runs twice: with the full parse small files get, and with the scan large files get
+(`_syntax.FULL_PARSE_BYTES` lowered to 0), which must give the same rows, refusals and bytes.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import pytest
 
 from runbook_lib import hcl
 from runbook_lib.errors import HclError
+from runbook_lib.hcl import _syntax
 
 _SPEC = importlib.util.spec_from_file_location(
     "hcl_corpus", Path(__file__).resolve().parent.parent / "hcl_corpus" / "corpus.py")
@@ -16,6 +21,14 @@ corpus = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(corpus)
 
 CASES = corpus.case_names()
+
+
+@pytest.fixture(autouse=True, params=["full", "scan"])
+def parse_mode(request, monkeypatch):
+    """Run each test with every file parsed in full, then with every file scanned."""
+    if request.param == "scan":
+        monkeypatch.setattr(_syntax, "FULL_PARSE_BYTES", 0)
+    return request.param
 
 
 def test_corpus_is_large_enough():
@@ -31,9 +44,14 @@ def test_find(name):
     if "find" not in spec:  # an unparseable file: find refuses as the rewrite does
         with pytest.raises(HclError, match="cannot be parsed"):
             hcl.find_backends(directory)
+        with pytest.raises(HclError, match="cannot be parsed"):
+            hcl.find_all(directory)
         return
     assert corpus.records(hcl.find_backends(directory)) == spec["find"]
     assert corpus.records(hcl.find_remote_state_refs(directory)) == spec.get("remote_state", [])
+    backends, refs = hcl.find_all(directory)  # what `backend show` prints: both from one reading
+    assert corpus.records(backends) == spec["find"]
+    assert corpus.records(refs) == spec.get("remote_state", [])
 
 
 @pytest.mark.parametrize("name", CASES)
