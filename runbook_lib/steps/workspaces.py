@@ -13,6 +13,9 @@ and listed for the operator. Verification refuses while any is still marked empt
 from the description.)
 
 An existing workspace that matches is adopted; one that differs is shown as a diff and refused.
+
+The legacy environment's teams are carried over as `runbook_lib.teams` describes (created or adopted by
+name, members with an account added, the same access level granted), unless `migrate_teams = False`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from runbook_lib import teams
 from runbook_lib.context import StepContext, StepResult
 from runbook_lib.errors import StepError
 from runbook_lib.jsonapi import Resource
@@ -151,6 +155,8 @@ def _plan_rows(ctx: StepContext, env: dict[str, Any], ws: Resource | None, ws_va
         rows.append({"object": "vcs link", "name": "-", "action": "none",
                      "detail": "the legacy environment has no VCS link; the workspace gets none"})
     rows += _variable_plan(ctx, legacy_vars, ws_vars)
+    if teams.enabled(ctx):
+        rows += teams.plan_rows(teams.plan_teams(ctx, ws), ctx.row.workspace_slug)
     return plan_frame(rows)
 
 
@@ -201,6 +207,8 @@ def apply(ctx: StepContext) -> pd.DataFrame:
                                 sensitive=bool(var.get("sensitive")), description=description)
         done.append({"object": "variable", "name": f"{category}:{var['key']}",
                      "result": "created" + (" (sensitive, EMPTY)" if description else "")})
+    if teams.enabled(ctx):
+        done += teams.apply_teams(ctx, ws)
     return pd.DataFrame(done, columns=["object", "name", "result"])
 
 
@@ -247,5 +255,11 @@ def verify(ctx: StepContext) -> StepResult:
         return StepResult(False, f"sensitive variables still empty: {', '.join(empty['key'])}; enter their values "
                                  f"(or set ${_opt(ctx, 'sensitive_var_prefix')}<KEY> and run again), or set "
                                  f"accept_empty_sensitive = True", evidence, table=empty)
+    if teams.enabled(ctx):
+        failed, evidence["teams"] = teams.verify_teams(ctx, ws)
+        if failed is not None:
+            return failed
     accepted = " (operator accepted empty sensitive values)" if len(empty) else ""
-    return StepResult(True, f"workspace {ws.id} locked, linked, {len(legacy_vars)} variables{accepted}", evidence)
+    granted = f", {len(evidence['teams'])} teams with their access" if evidence.get("teams") else ""
+    return StepResult(True, f"workspace {ws.id} locked, linked, {len(legacy_vars)} variables{granted}{accepted}",
+                      evidence)

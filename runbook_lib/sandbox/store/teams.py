@@ -10,7 +10,8 @@ New side, as the documentation describes it:
 - teams: `GET/POST /organizations/:org/teams`, `GET/DELETE /teams/:id`; a name holds only letters,
   digits, `-` and `_` and is unique in the organization (2018 teams.html.md, today's teams.mdx). Every
   organization has an `owners` team holding its owners (the 2018 sample list answer shows it; it cannot
-  be destroyed: `permissions.can-destroy` false).
+  be destroyed: `permissions.can-destroy` false). The sandbox derives it from the organization's owners
+  instead of storing it, so that reading teams never writes.
 - members: `POST/DELETE /teams/:id/relationships/users` with usernames; "Both users and teams must
   already exist" (2018 team-members.html.md). Adding a user to a team makes them a member of the
   organization (the 2018 product had no separate invitation step).
@@ -29,6 +30,14 @@ LEGACY_ACCESS = ("read", "write", "admin")
 #: Access levels the sandbox grants (today's team-access.mdx also has `custom`, not served here).
 ACCESS_LEVELS = ("read", "plan", "write", "admin")
 OWNERS = "owners"
+
+# The owners team's id is derived from its organization's external id (`org-X` -> `team-owners-X`).
+_OWNERS_PREFIX = "team-owners-"
+
+
+def _owners_id(external_id: str) -> str:
+    return _OWNERS_PREFIX + external_id[len("org-"):]
+
 
 _TEAM_TABLES = ("legacy_teams", "legacy_team_members", "legacy_team_access", "teams", "team_members",
                 "team_workspaces")
@@ -91,15 +100,13 @@ class TeamStore(StoreBase):
         if self._org_member(org, user)["role"] != OWNERS:
             raise errors.ForbiddenError("only members of the owners team may manage teams")
 
-    def _ensure_owners_team(self, org: str) -> dict[str, Any]:
-        """The organization's owners team, holding every user whose membership role is `owners`."""
-        row = self._one("SELECT * FROM teams WHERE org = ? AND name = ?", (org, OWNERS))
+    def _owners_team(self, org: str) -> dict[str, Any] | None:
+        """The organization's owners team. It is not stored: its members are the users whose membership role
+        is `owners`, so reading it never writes, and it exists from the organization's first moment."""
+        row = self._one("SELECT external_id, created_at FROM organizations WHERE name = ?", (org,))
         if row is None:
-            row = self._insert("teams", {"id": new_id("team-"), "org": org, "name": OWNERS,
-                                         "created_at": now_iso()})
-        self._x("INSERT OR IGNORE INTO team_members (team_id, user_id) SELECT ?, user_id FROM org_members "
-                "WHERE org = ? AND role = ?", (row["id"], org, OWNERS))
-        return row
+            return None
+        return {"id": _owners_id(row["external_id"]), "org": org, "name": OWNERS, "created_at": row["created_at"]}
 
     def is_owner(self, org: str, user_id: str) -> bool:
         """Whether the user is an owner of the new organization."""
@@ -109,9 +116,9 @@ class TeamStore(StoreBase):
     def list_teams(self, org: str, user: dict[str, Any], names: list[str] | None = None) -> list[dict[str, Any]]:
         """The organization's teams by name (`names`: only those, as `filter[names]` asks)."""
         self._org_member(org, user)
-        with self.tx():
-            self._ensure_owners_team(org)
-        rows = self._q("SELECT * FROM teams WHERE org = ? ORDER BY name", (org,))
+        owners = self._owners_team(org)
+        rows = sorted(self._q("SELECT * FROM teams WHERE org = ?", (org,)) + ([owners] if owners else []),
+                      key=lambda r: r["name"])
         if names is not None:
             rows = [r for r in rows if r["name"] in names]
         return rows
@@ -130,8 +137,8 @@ class TeamStore(StoreBase):
         if not isinstance(name, str) or not _valid_ws_name(name):
             raise errors.UnprocessableError("Name is invalid: only letters, numbers, -, and _ are allowed",
                                             pointer="/data/attributes/name")
-        self._ensure_owners_team(org)
-        if self._one("SELECT 1 FROM teams WHERE org = ? AND lower(name) = lower(?)", (org, name)):
+        if name.lower() == OWNERS or self._one("SELECT 1 FROM teams WHERE org = ? AND lower(name) = lower(?)",
+                                               (org, name)):
             raise errors.UnprocessableError("Name has already been taken", pointer="/data/attributes/name")
         return self._insert("teams", {"id": new_id("team-"), "org": org, "name": name, "created_at": now_iso()})
 
@@ -143,6 +150,11 @@ class TeamStore(StoreBase):
         """
         row = self._one("SELECT t.* FROM teams t JOIN org_members m ON m.org = t.org "
                         "WHERE t.id = ? AND m.user_id = ?", (team_id, user["id"]))
+        if row is None and team_id.startswith(_OWNERS_PREFIX):
+            org = self._one("SELECT o.name FROM organizations o JOIN org_members m ON m.org = o.name "
+                            "WHERE 'org-' || ? = o.external_id AND m.user_id = ?",
+                            (team_id[len(_OWNERS_PREFIX):], user["id"]))
+            row = self._owners_team(org["name"]) if org else None
         if row is None:
             raise errors.NotFoundError()
         return row
@@ -159,6 +171,10 @@ class TeamStore(StoreBase):
 
     def team_users(self, team_id: str) -> list[dict[str, Any]]:
         """The team's members (user rows), by username."""
+        if team_id.startswith(_OWNERS_PREFIX):
+            return self._q("SELECT u.* FROM org_members m JOIN organizations o ON o.name = m.org JOIN users u "
+                           "ON u.id = m.user_id WHERE 'org-' || ? = o.external_id AND m.role = ? "
+                           "ORDER BY u.username", (team_id[len(_OWNERS_PREFIX):], OWNERS))
         return self._q("SELECT u.* FROM team_members tm JOIN users u ON u.id = tm.user_id WHERE tm.team_id = ? "
                        "ORDER BY u.username", (team_id,))
 
@@ -176,6 +192,9 @@ class TeamStore(StoreBase):
         with self.tx():
             for row in found:
                 assert row is not None
+                if team["name"] == OWNERS:  # owners team membership is the owners role in the organization
+                    self.add_org_member(team["org"], row["id"], OWNERS)  # type: ignore[attr-defined]
+                    continue
                 self._x("INSERT OR IGNORE INTO team_members (team_id, user_id) VALUES (?, ?)", (team_id, row["id"]))
                 self._x("INSERT OR IGNORE INTO org_members (org, user_id, role) VALUES (?, ?, 'members')",
                         (team["org"], row["id"]))
@@ -191,6 +210,8 @@ class TeamStore(StoreBase):
         found = [self.get_user(name) for name in usernames]
         if any(row is None for row in found):
             raise errors.NotFoundError()
+        if team["name"] == OWNERS:
+            raise errors.ForbiddenError("owners are removed from the organization's owners in the settings")
         with self.tx():
             for row in found:
                 assert row is not None
