@@ -139,7 +139,7 @@ def plan_teams(ctx: StepContext, ws: Resource | None) -> list[TeamMapping]:
         raise StepError(f"existing_team_members must be one of {', '.join(EXISTING_MEMBER_POLICIES)}, "
                         f"not {policy!r}.")
     legacy = legacy_teams(ctx.legacy, ctx.row.legacy_org, ctx.row.legacy_env)
-    found = {t.get("name"): t for t in ctx.tfe.list_teams(ctx.row.new_org)} if legacy else {}
+    found = _existing_teams(ctx) if legacy else {}
     access = {a.rel("team"): a for a in ctx.tfe.list_team_access(ws.id)} if ws is not None and legacy else {}
     skip = _skip(ctx)
     plans = []
@@ -181,6 +181,14 @@ def plan_teams(ctx: StepContext, ws: Resource | None) -> list[TeamMapping]:
         if m.access_action == "create":
             m.access_detail = f"grant {m.access}"
     return plans
+
+
+def _existing_teams(ctx: StepContext) -> dict[str, Resource]:
+    """The new organization's teams by name (none when step 1 has not created the organization yet)."""
+    try:
+        return {t.get("name"): t for t in ctx.tfe.list_teams(ctx.row.new_org)}
+    except NotFoundError:
+        return {}
 
 
 def _member_diff(m: TeamMapping, policy: str) -> str:
@@ -291,3 +299,40 @@ def verify_teams(ctx: StepContext, ws: Resource) -> tuple[StepResult | None, dic
         return StepResult(False, "team access differs from the legacy environment: " + "; ".join(problems),
                           {"teams": evidence}), evidence
     return None, evidence
+
+
+def parse_described(cell: Any) -> list[dict[str, Any]]:
+    """The teams back from an inventory cell written by `describe` (empty for an empty or missing cell)."""
+    if not isinstance(cell, str) or not cell.strip() or "[" not in cell:
+        return []
+    out = []
+    for part in cell.split("; "):
+        head, _, members = part.partition("[")
+        name, _, access = head.rpartition(":")
+        out.append({"name": name, "access": access, "members": [m for m in members.rstrip("]").split(",") if m]})
+    return out
+
+
+def inventory_cell(legacy: Any, org: str, env: str) -> str:
+    """The inventory's `teams` cell for one environment (a host without the teams endpoint says so)."""
+    try:
+        return describe(legacy.get_teams(org, env))
+    except NotFoundError:
+        return "(the legacy host does not serve teams)"
+
+
+def mapping_cell(tfe: Any, new_org: str, cell: Any, known: dict[str, set[str]]) -> str:
+    """The mapping's `teams` cell: each legacy team created, adopted, refused or left alone in `new_org`.
+
+    Args:
+        known: team names per new organization already read (filled here: one list per organization).
+    """
+    teams = parse_described(cell)
+    if not teams:
+        return ""
+    if new_org not in known:
+        try:
+            known[new_org] = {t.get("name") for t in tfe.list_teams(new_org)}
+        except NotFoundError:
+            known[new_org] = set()  # the organization does not exist yet: step 1 creates it
+    return mapping_summary(teams, known[new_org])

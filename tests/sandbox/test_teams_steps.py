@@ -140,3 +140,32 @@ def test_other_access_level_is_refused_and_verify_reads_access_back(tmp_path, re
     with pytest.raises(StepError, match="already has 'read'.*legacy level is 'write'"):
         workspaces.apply(ctx)
     assert _changes(seeded_sandbox, mark) == []
+
+
+def test_inventory_lists_teams_and_the_mapping_says_what_step_2_does(tmp_path, rehearsal, seeded_sandbox, new_org):
+    from runbook_lib import inventory
+    from runbook_lib.legacy import LegacyClient
+    from runbook_lib.mapping import propose
+    from runbook_lib.settings import Settings
+    from runbook_lib.tfe import TfeClient
+
+    settings = Settings.from_env()
+    legacy, tfe = LegacyClient(settings, read_only=True), TfeClient(settings, read_only=True)
+    envs = inventory.legacy_environments(legacy, "acme-legacy", ["app-prod", "network-prod"])
+    assert list(envs["teams"]) == ["auditors:read[carol,dave]; developers:write[alice,bob]",
+                                   "auditors:read[carol,dave]; platform:admin[alice,operator]"]
+    rows = propose("acme-legacy", ["app-prod", "network-prod"], new_org)
+    _existing_team(Api(seeded_sandbox), new_org, "platform", "alice", "operator")
+    frame = inventory.mapping_frame(rows, envs, tfe)
+    assert list(frame["teams"]) == ["auditors (read): create; developers (write): create",
+                                    "auditors (read): create; platform (admin): adopt"]
+    # an organization step 1 has not created yet: every team would be created
+    later = inventory.mapping_frame(propose("acme-legacy", ["app-prod"], "not-created-yet"), envs, tfe)
+    assert later["teams"].iloc[0] == "auditors (read): create; developers (write): create"
+
+
+def test_plan_before_the_organization_exists_creates_every_team(tmp_path, rehearsal, seeded_sandbox):
+    ctx = _ctx(tmp_path, "02_create_workspaces", "app-prod", "org-not-created-yet", mode="plan", **rehearsal)
+    plan = workspaces.plan(ctx)
+    assert dict(plan[plan["object"] == "team"].set_index("name")["action"]) == {"auditors": "create",
+                                                                                "developers": "create"}
