@@ -115,3 +115,61 @@ def test_team_access_lifecycle(seeded_sandbox: Sandbox, api: Api, new_org: str):
     assert api.delete(f"/api/v2/team-workspaces/{access['id']}").status_code == 204
     assert api.get("/api/v2/team-workspaces", params={"filter[workspace][id]": ws["id"]}).json()["data"] == []
     assert api.get(f"/api/v2/team-workspaces/{access['id']}").status_code == 404
+
+
+# --- the host's own import: a workspace created with migration-environment ---------------------------------
+
+def _import(api: Api, org: str, name: str, source: str):
+    return api.post(f"/api/v2/organizations/{org}/workspaces",
+                    json=doc("workspaces", name=name, **{"migration-environment": source}))
+
+
+def test_native_import_copies_variables_teams_access_state_and_settings(seeded_sandbox: Sandbox, api: Api,
+                                                                        legacy: Api, new_org: str):
+    created = _import(api, new_org, "dns-prod", "acme-legacy/dns-prod")
+    assert created.status_code == 201, created.text
+    ws = created.json()["data"]
+    assert ws["attributes"]["migration-environment"] == "acme-legacy/dns-prod"
+    variables = {(v["attributes"]["category"], v["attributes"]["key"]): v["attributes"]
+                 for v in api.get(f"/api/v2/workspaces/{ws['id']}/vars").json()["data"]}
+    assert set(variables) == {("terraform", "environment"), ("terraform", "zone"), ("terraform", "dns_api_key"),
+                              ("env", "DNS_PROVIDER_TOKEN")}
+    assert variables[("terraform", "dns_api_key")]["sensitive"] is True
+    assert variables[("terraform", "dns_api_key")]["value"] is None  # write-only, as every sensitive value
+    # the host holds the sensitive value and copied it
+    stored = seeded_sandbox.store._one("SELECT value FROM vars WHERE workspace_id = ? AND key = 'dns_api_key'",
+                                       (ws["id"],))
+    assert stored["value"] == "dns-api-key-0123456789"
+    access = api.get("/api/v2/team-workspaces", params={"filter[workspace][id]": ws["id"]}).json()["data"]
+    assert [a["attributes"]["access"] for a in access] == ["read"]
+    team = api.get(f"/api/v2/teams/{access[0]['relationships']['team']['data']['id']}",
+                   params={"include": "users"}).json()
+    assert team["data"]["attributes"]["name"] == "auditors"
+    assert [u["attributes"]["username"] for u in team["included"]] == ["carol"]  # dave has no account
+    sv = api.get(f"/api/v2/workspaces/{ws['id']}/current-state-version").json()["data"]
+    state = api.get(sv["attributes"]["hosted-state-download-url"]).content
+    assert state == legacy.get("/api/v1/terraform/state/acme-legacy/dns-prod").content
+
+
+def test_native_import_settings_and_refusals(seeded_sandbox: Sandbox, api: Api, new_org: str):
+    created = _import(api, new_org, "network-prod", "acme-legacy/network-prod")
+    assert created.json()["data"]["attributes"]["working-directory"] == "network/prod"
+    store = seeded_sandbox.store
+    # an owner of the new organization who is not an owner of the legacy one is refused
+    colleague = store.create_user("import-colleague", "ic@acme.example")
+    token = store.create_token(colleague["id"], "import-colleague-token")
+    with store.tx():
+        store.add_org_member(new_org, colleague["id"], "owners")
+        store.add_legacy_member("acme-legacy", colleague["id"], "write")
+    mark = seeded_sandbox.log_mark()
+    refused = _import(Api(seeded_sandbox, token), new_org, "web-prod", "acme-legacy/web.prod")
+    assert refused.status_code == 422 and "owners team in both" in refused.json()["errors"][0]["detail"]
+    # the outsider owns its new organization but not the legacy one
+    outsider = Api(seeded_sandbox, seeded_sandbox.outsider_token)
+    assert _import(outsider, "outsider-corp", "stolen", "acme-legacy/web.prod").status_code == 422
+    for source, detail in (("acme-legacy/nope", "not found"), ("no-slash", "must look like")):
+        answer = _import(api, new_org, "x", source)
+        assert answer.status_code == 422 and detail in answer.json()["errors"][0]["detail"]
+    rows = seeded_sandbox.request_log(since=mark)
+    assert rows and all(r["changes"] == 0 for r in rows)
+    assert api.get(f"/api/v2/organizations/{new_org}/workspaces/web-prod").status_code == 404

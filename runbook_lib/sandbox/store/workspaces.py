@@ -46,7 +46,10 @@ class WorkspaceStore(StoreBase):
             "vcs_ingress_submodules": _b(vcs.get("ingress-submodules")) if vcs else None,
             "locked": 0, "locked_by_user": None, "locked_by_run": None, "lock_reason": None,
             "created_at": stamp, "updated_at": stamp}
-        return self._insert("workspaces", row)
+        self._insert("workspaces", row)
+        if attrs.get("migration-environment"):  # the host's own import (store/migration.py)
+            row = self.import_legacy_environment(row, attrs["migration-environment"], user)  # type: ignore[attr-defined]
+        return row
 
     def _check_vcs(self, org: str, vcs: dict[str, Any], user: dict[str, Any]) -> None:
         if not vcs.get("identifier"):
