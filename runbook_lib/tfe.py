@@ -745,3 +745,7 @@ class TfeClient:
         """PATCH a team's access level on a workspace."""
         return self._send("PATCH", f"/team-workspaces/{_seg(access_id)}",
                           document("team-workspaces", {"access": access}, id_=access_id))  # type: ignore[return-value]
+
+    def account(self) -> Resource:
+        """The token's user (``GET /account/details``: ``username``; 404 for a team or organization token)."""
+        return self._get("/account/details", reuse=True)

@@ -14,6 +14,9 @@ from the description.)
 
 An existing workspace that matches is adopted; one that differs is shown as a diff and refused.
 
+With `migration_path = "native"` the host itself creates the workspace from the legacy environment
+(`runbook_lib.native`); this step then locks it and adopts what the host copied.
+
 The legacy environment's teams are carried over as `runbook_lib.teams` describes (created or adopted by
 name, members with an account added, the same access level granted), unless `migrate_teams = False`.
 """
@@ -25,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from runbook_lib import teams
+from runbook_lib import native, teams
 from runbook_lib.context import StepContext, StepResult
 from runbook_lib.errors import StepError
 from runbook_lib.jsonapi import Resource
@@ -145,6 +148,7 @@ def _plan_rows(ctx: StepContext, env: dict[str, Any], ws: Resource | None, ws_va
         rows.append({"object": "lock", "name": ctx.row.workspace_slug,
                      "action": "adopt" if ws.get("locked") else "create",
                      "detail": "already locked" if ws.get("locked") else lock_reason(ctx)})
+    rows += native.plan_rows(ctx, ws)
     vcs = env.get("vcs") or {}
     if vcs:
         linked = ws is not None and (ws.get("vcs-repo") or {}).get("identifier") == vcs.get("repo")
@@ -158,6 +162,17 @@ def _plan_rows(ctx: StepContext, env: dict[str, Any], ws: Resource | None, ws_va
     if teams.enabled(ctx):
         rows += teams.plan_rows(teams.plan_teams(ctx, ws), ctx.row.workspace_slug)
     return plan_frame(rows)
+
+
+def _vcs_repo(ctx: StepContext, env: dict[str, Any]) -> dict[str, Any] | None:
+    """The workspace's `vcs-repo` mirroring the environment's link (None when it has none)."""
+    vcs = env.get("vcs") or {}
+    if not vcs:
+        return None
+    repo = {"identifier": vcs["repo"], "oauth-token-id": vcs_token_id(ctx)}
+    if vcs.get("branch"):
+        repo["branch"] = vcs["branch"]
+    return repo
 
 
 def apply(ctx: StepContext) -> pd.DataFrame:
@@ -175,9 +190,12 @@ def apply(ctx: StepContext) -> pd.DataFrame:
     if ws is not None:
         ws.adopted = True
     else:
-        ws = ctx.tfe.create_workspace(ctx.row.new_org, ctx.row.workspace, desired(ctx, env), adopt_existing=True)
-        # Created just now it has no variables; adopted after a race it may have some: read them.
-        ws_vars = list(ctx.tfe.list_variables(ws.id)) if ws.adopted else []
+        if native.requested(ctx):
+            ws = native.create(ctx, desired(ctx, env), _vcs_repo(ctx, env))
+        else:
+            ws = ctx.tfe.create_workspace(ctx.row.new_org, ctx.row.workspace, desired(ctx, env), adopt_existing=True)
+        # Created just now it has no variables (unless the host imported them); adopted after a race it may.
+        ws_vars = list(ctx.tfe.list_variables(ws.id)) if ws.adopted or native.requested(ctx) else []
     done.append({"object": "workspace", "name": ws.id, "result": "adopted" if ws.adopted else "created"})
     if ws.adopted and len(workspace_diff(ws, ctx, env)):
         raise StepError(f"workspace {ctx.row.workspace_slug} appeared while planning and differs; "
@@ -187,10 +205,7 @@ def apply(ctx: StepContext) -> pd.DataFrame:
         done.append({"object": "lock", "name": ws.id, "result": "locked"})
     vcs = env.get("vcs") or {}
     if vcs and (ws.get("vcs-repo") or {}).get("identifier") != vcs.get("repo"):
-        repo = {"identifier": vcs["repo"], "oauth-token-id": vcs_token_id(ctx)}
-        if vcs.get("branch"):
-            repo["branch"] = vcs["branch"]
-        ws = ctx.tfe.update_workspace(ws.id, {"vcs-repo": repo})
+        ws = ctx.tfe.update_workspace(ws.id, {"vcs-repo": _vcs_repo(ctx, env)})
         done.append({"object": "vcs link", "name": vcs["repo"], "result": "linked"})
     existing = {(v.get("key"), v.get("category")) for v in ws_vars}
     prefix = _opt(ctx, "sensitive_var_prefix")
