@@ -336,3 +336,23 @@ def mapping_cell(tfe: Any, new_org: str, cell: Any, known: dict[str, set[str]]) 
         except NotFoundError:
             known[new_org] = set()  # the organization does not exist yet: step 1 creates it
     return mapping_summary(teams, known[new_org])
+
+
+def summary_cell(evidence: dict[str, Any] | None) -> str:
+    """A batch summary cell from step 2's team evidence: `auditors read (carol; no account: dave)`."""
+    parts = []
+    for name, facts in sorted((evidence or {}).items()):
+        members = ", ".join(facts.get("members") or []) or "no members"
+        absent = facts.get("not_members") or []
+        parts.append(f"{name} {facts.get('access') or 'no access'} ({members}"
+                     + (f"; not members: {', '.join(absent)})" if absent else ")"))
+    return "; ".join(parts)
+
+
+def summary_cells(runs: list[Any]) -> dict[str, str]:
+    """Per environment, the teams step 2 last proved (ledger rows of `02_create_workspaces` that passed)."""
+    cells = {}
+    for run in runs:
+        if run.step == "02_create_workspaces" and run.status == "passed" and "teams" in (run.evidence or {}):
+            cells[run.environment] = summary_cell(run.evidence["teams"])
+    return cells

@@ -78,3 +78,23 @@ def test_inventory_cell_when_the_legacy_host_has_no_teams_endpoint():
 
     assert teams.inventory_cell(Legacy(), "acme-legacy", "web.prod") == "(the legacy host does not serve teams)"
     assert teams.parse_described("(the legacy host does not serve teams)") == []
+
+
+def test_summary_cells_from_step_2_evidence(tmp_path):
+    from types import SimpleNamespace
+
+    from runbook_lib.audit import write_summary_html
+
+    evidence = {"teams": {"developers": {"access": "write", "members": ["alice", "bob"], "not_members": []},
+                          "auditors": {"access": "read", "members": ["carol"], "not_members": ["dave"]}}}
+    runs = [SimpleNamespace(environment="acme-legacy/app-prod", step="02_create_workspaces", status="passed",
+                            evidence=evidence),
+            SimpleNamespace(environment="acme-legacy/web.prod", step="02_create_workspaces", status="failed",
+                            evidence={"teams": {}}),
+            SimpleNamespace(environment="acme-legacy/app-prod", step="03_migrate_state", status="passed",
+                            evidence={})]
+    cells = teams.summary_cells(runs)
+    assert cells == {"acme-legacy/app-prod": "auditors read (carol; not members: dave); developers write (alice, bob)"}
+    page = write_summary_html(tmp_path, {"acme-legacy/app-prod": {"02_create_workspaces": "passed"}},
+                              ["02_create_workspaces"], columns={"teams": cells}).read_text()
+    assert "<th>teams</th>" in page and "not members: dave" in page
