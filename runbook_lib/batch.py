@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from runbook_lib import audit
+from runbook_lib import audit, teams
 from runbook_lib.errors import LedgerError, RunbookError
 from runbook_lib.ledger import Ledger
 from runbook_lib.mapping import MappingRow
@@ -376,7 +376,8 @@ class BatchRunner:
             if run.step.endswith("/confirm"):
                 continue
             matrix.setdefault(run.environment, {})[run.step] = run.status
-        audit.write_summary_html(self.batch_dir, matrix, STEPS, title=f"Migration batch ({self.mode})")
+        audit.write_summary_html(self.batch_dir, matrix, STEPS, title=f"Migration batch ({self.mode})",
+                                 columns={"teams": teams.summary_cells(ledger.history())})
         parameters = {**self.parameters, "mode": self.mode, "steps": self.steps,
                       "environments": [r.legacy_slug for r in self.rows], "jobs": self.jobs}
         audit.write_manifest(self.batch_dir, parameters=parameters, outcomes=matrix,
