@@ -6,7 +6,7 @@ today's `teams.mdx` / `team-access.mdx` (hashicorp/terraform-docs-common):
 - a team: attributes `name`, `users-count`, `visibility`, `permissions`; relationships `users` (data:
   the member ids), `organization`; `?include=users` adds the full user records (teams.html.md).
   Create answers 201 (today's teams.mdx; the 2018 page said 200).
-- `filter[names]` (comma-separated) narrows the list (today's teams.mdx).
+- `filter[names]` (comma-separated) and `q` (a substring of the name) narrow the list (today's teams.mdx).
 - team membership: POST/DELETE `/teams/:id/relationships/users` with `data[]` of `{type: users, id:
   <username>}`, answered 204 (team-members.html.md).
 - team access: `team-workspaces` with `access` and relationships `team` and `workspace`; the list needs
@@ -51,7 +51,11 @@ def list_teams(req: Request, org: str) -> Response:
     """`GET /api/v2/organizations/:org/teams` (paged; `filter[names]` narrows it)."""
     names_filter = req.query.get("filter[names]")
     names = [n for n in names_filter.split(",") if n] if names_filter else None
-    rows, meta, links = paginate(req, req.store.list_teams(org, _user(req), names))
+    teams = req.store.list_teams(org, _user(req), names)
+    query = (req.query.get("q") or "").lower()
+    if query:  # a case-insensitive substring of the name (today's teams.mdx, go-tfe TeamListOptions.Query)
+        teams = [t for t in teams if query in t["name"].lower()]
+    rows, meta, links = paginate(req, teams)
     docs, users = [], {}
     for team in rows:
         members = req.store.team_users(team["id"])

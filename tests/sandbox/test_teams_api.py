@@ -49,6 +49,8 @@ def test_create_list_show_and_filter_teams(seeded_sandbox: Sandbox, api: Api, ne
     assert owners["attributes"]["users-count"] == 1 and owners["attributes"]["permissions"]["can-destroy"] is False
     only = api.get(f"/api/v2/organizations/{new_org}/teams", params={"filter[names]": "developers"}).json()["data"]
     assert [t["id"] for t in only] == [team["id"]]
+    found = api.get(f"/api/v2/organizations/{new_org}/teams", params={"q": "DEVEL"}).json()["data"]
+    assert [t["id"] for t in found] == [team["id"]]
     shown = api.get(f"/api/v2/teams/{team['id']}").json()["data"]
     assert shown["id"] == team["id"]
     assert api.get(f"/api/v2/teams/{team['id']}", params={"include": "workspaces"}).status_code == 400
