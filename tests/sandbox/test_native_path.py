@@ -97,3 +97,24 @@ def test_step_3_native_refuses_a_workspace_without_the_imported_state(tmp_path, 
     with pytest.raises(StepError, match="does not hold the legacy state.*migration_path = 'api'"):
         state_migration.apply(ctx)
     assert _changes(seeded_sandbox, mark) == []
+
+
+def test_native_path_through_the_notebooks(tmp_path, rehearsal, seeded_sandbox):
+    import uuid
+
+    from runbook_lib.batch import STEPS, BatchRunner
+    from runbook_lib.ledger import Ledger
+    from runbook_lib.mapping import propose
+
+    org = f"native-{uuid.uuid4().hex[:8]}"
+    rows = propose("acme-legacy", ["search-staging"], org)
+    result = BatchRunner(rows, STEPS[:4], mode="apply", out=tmp_path / "runs", batch_id="native", jobs=1,
+                         parameters=rehearsal).run()
+    assert result.ok, result.frame().to_string()
+    ledger = Ledger(tmp_path / "runs" / "native" / "ledger.sqlite")
+    step2 = ledger.passed("acme-legacy/search-staging", "02_create_workspaces").evidence
+    assert step2["teams"]["developers"] == {"access": "write", "members": ["alice", "bob"], "not_members": []}
+    assert ledger.passed("acme-legacy/search-staging", "03_migrate_state").evidence["identical_bytes"] is True
+    ws = Api(seeded_sandbox).get(f"/api/v2/organizations/{org}/workspaces/search-staging").json()["data"]
+    assert ws["attributes"]["migration-environment"] == "acme-legacy/search-staging"
+    assert "developers write (alice, bob)" in (tmp_path / "runs" / "native" / "summary.html").read_text()
