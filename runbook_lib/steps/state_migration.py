@@ -97,7 +97,8 @@ def _decide(legacy: TerraformState | _Checked, current) -> tuple[str, str]:
 
 def _check_options(ctx: StepContext) -> None:
     if _opt(ctx, "migration_path") not in PATHS:
-        raise ConfigError(f"migration_path must be 'api', 'cli' or 'native', not {_opt(ctx, 'migration_path')!r}.")
+        raise ConfigError(f"migration_path must be 'api' or 'cli' (or 'native', the host's own import), "
+                          f"not {_opt(ctx, 'migration_path')!r}.")
     if _opt(ctx, "migration_path") == "cli" and _opt(ctx, "cli_target") != "atlas":
         raise ConfigError(f"cli_target {_opt(ctx, 'cli_target')!r} is refused for migration_path 'cli': Terraform 1.x "
                           f"gives a state written into an empty workspace a new lineage; use migration_path = 'api' "
@@ -127,6 +128,8 @@ def plan(ctx: StepContext) -> pd.DataFrame:
         return plan_frame(rows)
     current = ctx.tfe.state_version_of(ws)
     action, detail = _decide(legacy, current)
+    if action == "create" and _opt(ctx, "migration_path") == "native":
+        action, detail = "refuse", native.missing_state(ctx)
     rows.append({"object": "state version", "name": ctx.row.workspace_slug, "action": action,
                  "detail": f"{detail} via the {_opt(ctx, 'migration_path')} path"})
     if not ws.get("locked") and action == "create":

@@ -92,6 +92,8 @@ def test_step_3_native_refuses_a_workspace_without_the_imported_state(tmp_path, 
     api_path = {**rehearsal, "migration_path": "api"}
     organization.apply(_ctx(tmp_path, "01_create_organization", "queue-prod", new_org, **api_path))
     workspaces.apply(_ctx(tmp_path, "02_create_workspaces", "queue-prod", new_org, **api_path))
+    plan = state_migration.plan(_ctx(tmp_path, "03_migrate_state", "queue-prod", new_org, mode="plan", **rehearsal))
+    assert plan.loc[plan["object"] == "state version", "action"].iloc[0] == "refuse"
     ctx = _ctx(tmp_path, "03_migrate_state", "queue-prod", new_org, **rehearsal)
     mark = seeded_sandbox.log_mark()
     with pytest.raises(StepError, match="does not hold the legacy state.*migration_path = 'api'"):

@@ -83,10 +83,6 @@ class TeamStore(StoreBase):
                 "SELECT username FROM legacy_team_members WHERE team_id = ? ORDER BY username", (row["id"],))]
         return rows
 
-    def is_legacy_owner(self, org: str, user_id: str) -> bool:
-        """Whether the user is an owner (role `admin`) of the legacy organization."""
-        return self.legacy_role(org, user_id) == "admin"  # type: ignore[attr-defined]
-
     # --- new teams -----------------------------------------------------------------------------------
 
     def _org_member(self, org: str, user: dict[str, Any]) -> dict[str, Any]:
