@@ -17,6 +17,7 @@ on an environment another batch holds; the workspace lock taken in step 2 guards
 
 from __future__ import annotations
 
+import difflib
 import os
 import shutil
 import tempfile
@@ -239,8 +240,12 @@ class BatchRunner:
         known = set().union(*self.declared.values())
         unknown = sorted(set(self.parameters) - known)
         if unknown:
+            # The closest declared names keep the sentence short; the whole list only when nothing is close.
+            close = sorted({m for name in unknown for m in difflib.get_close_matches(name, known, n=2)})
+            hint = (f"did you mean {', '.join(close)}?" if close
+                    else f"the notebooks' parameters are {', '.join(sorted(known))}")
             raise RunbookError(f"unknown notebook parameter(s) {', '.join(unknown)}: no selected step declares them "
-                               f"(check the spelling; the notebooks' parameters are {', '.join(sorted(known))}).")
+                               f"(check the spelling; {hint}).")
 
     @property
     def ledger_path(self) -> Path:
