@@ -169,3 +169,43 @@ def test_plan_before_the_organization_exists_creates_every_team(tmp_path, rehear
     plan = workspaces.plan(ctx)
     assert dict(plan[plan["object"] == "team"].set_index("name")["action"]) == {"auditors": "create",
                                                                                 "developers": "create"}
+
+
+def test_invalid_team_name_is_refused_skip_teams_and_owners_are_left_alone(tmp_path, rehearsal, seeded_sandbox,
+                                                                           new_org):
+    import uuid
+
+    from runbook_lib.sandbox.seed import _synthetic_state
+
+    store = seeded_sandbox.store
+    legacy_org = f"teams-legacy-{uuid.uuid4().hex[:6]}"  # an organization of its own: the shared estate stays as seeded
+    operator = store.get_user("operator")
+    with store.tx():
+        store.create_legacy_org(legacy_org, "ops@acme.example")
+        store.add_legacy_member(legacy_org, operator["id"], "admin")
+        env = store.create_environment(legacy_org, "billing")
+        store.put_legacy_state(env["id"], _synthetic_state(3))
+        for name, access, members in (("release.managers", "write", ("alice",)), ("owners", "admin", ("operator",)),
+                                      ("finance", "read", ("bob",))):
+            store.grant_legacy_access(store.create_legacy_team(legacy_org, name, members)["id"], env["id"], access)
+
+    def ctx(mode="apply", **options):
+        return StepContext.create(step="02_create_workspaces", legacy_org=legacy_org, legacy_env="billing",
+                                  new_org=new_org, mode=mode, audit_root=str(tmp_path / "runs"), interactive=False,
+                                  **rehearsal, **options)
+
+    _org_ready(tmp_path, rehearsal, new_org)
+    plan = workspaces.plan(ctx(mode="plan"))
+    teams = plan[plan["object"] == "team"].set_index("name")
+    assert dict(teams["action"]) == {"finance": "create", "owners": "none", "release.managers": "refuse"}
+    assert "skip_teams" in teams.loc["release.managers", "detail"]
+    mark = seeded_sandbox.log_mark()
+    with pytest.raises(StepError, match="team release.managers: team name 'release.managers' is invalid"):
+        workspaces.apply(ctx())
+    assert _changes(seeded_sandbox, mark) == []
+    # left out by skip_teams: the rest goes ahead, and verify asks only for the teams carried over
+    done = workspaces.apply(ctx(skip_teams="release.managers"))
+    assert "granted read" in " | ".join(done["result"])
+    verdict = workspaces.verify(ctx(skip_teams="release.managers"))
+    assert verdict.passed and set(verdict.evidence["teams"]) == {"finance"}, verdict.summary
+    assert _team_state(Api(seeded_sandbox), new_org, "billing") == {"finance": ("read", ["bob"])}
