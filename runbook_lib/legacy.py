@@ -7,8 +7,8 @@ endpoints changes this one file. Every method says which kind it uses:
 * **documented**: in the legacy API docs, spoken by Terraform 0.11's ``atlas`` backend (state) or by the
   documented variables / configuration / plan endpoints. A real legacy host has them.
 * **sandbox-defined**: UI-only on the real product (list/read environments, read variables, VCS link and
-  unlink, runs, lock/unlock, delete, the teams with access to an environment). The rehearsal sandbox serves them as written in
-  ``docs/legacy-api-contract.md``; a real legacy host may not.
+  unlink, runs, lock/unlock, delete, the teams with access to an environment). The rehearsal sandbox
+  serves them as written in ``docs/legacy-api-contract.md``; a real legacy host may not.
 
 Bodies are plain JSON (not JSON:API); answers are returned as the dicts the API sent.
 """

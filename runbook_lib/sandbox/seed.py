@@ -37,7 +37,7 @@ Legacy teams (sandbox-defined: the legacy product kept them in its UI) give envi
 | team | members | access |
 |---|---|---|
 | `platform` | operator, alice | admin on `network-prod`, `db-prod`, `monitoring-prod` |
-| `developers` | alice, bob | write on `web.prod`, `app-staging`, `app-prod`, `cache-staging`, `queue-prod`, `search-staging`, `service-NN-prod` |
+| `developers` | alice, bob | write on every other environment (`web.prod`, `app-staging`, `app-prod`, ...) |
 | `auditors` | carol, dave | read on `network-prod`, `app-prod`, `dns-prod` |
 
 So `network-prod` and `app-prod` have two teams with different levels. `alice`, `bob` and `carol` are users

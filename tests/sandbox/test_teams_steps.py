@@ -37,9 +37,10 @@ def _team_state(api: Api, org: str, ws_name: str) -> dict:
     access = api.get("/api/v2/team-workspaces", params={"filter[workspace][id]": ws["id"]}).json()["data"]
     out = {}
     for a in access:
-        team = api.get(f"/api/v2/teams/{a['relationships']['team']['data']['id']}", params={"include": "users"}).json()
-        out[team["data"]["attributes"]["name"]] = (a["attributes"]["access"],
-                                                   sorted(u["attributes"]["username"] for u in team.get("included", [])))
+        team_id = a["relationships"]["team"]["data"]["id"]
+        team = api.get(f"/api/v2/teams/{team_id}", params={"include": "users"}).json()
+        members = sorted(u["attributes"]["username"] for u in team.get("included", []))
+        out[team["data"]["attributes"]["name"]] = (a["attributes"]["access"], members)
     return out
 
 

@@ -48,7 +48,8 @@ class WorkspaceStore(StoreBase):
             "created_at": stamp, "updated_at": stamp}
         self._insert("workspaces", row)
         if attrs.get("migration-environment"):  # the host's own import (store/migration.py)
-            row = self.import_legacy_environment(row, attrs["migration-environment"], user)  # type: ignore[attr-defined]
+            row = self.import_legacy_environment(  # type: ignore[attr-defined]
+                row, attrs["migration-environment"], user)
         return row
 
     def _check_vcs(self, org: str, vcs: dict[str, Any], user: dict[str, Any]) -> None:
