@@ -229,15 +229,18 @@ def write_manifest(batch_dir: str | Path, *, parameters: Mapping[str, Any], outc
 
 
 def write_summary_html(batch_dir: str | Path, matrix: Mapping[str, Mapping[str, str]], steps: Iterable[str],
-                       title: str = "Migration batch") -> Path:
+                       title: str = "Migration batch",
+                       columns: Mapping[str, Mapping[str, str]] | None = None) -> Path:
     """Write `summary.html`: one row per environment, one column per step, coloured by outcome.
 
     Args:
         matrix: environment -> step -> status (passed, failed, refused, skipped, running, or absent).
         steps: column order.
+        columns: further text columns after the steps: column name -> environment -> text.
     """
     steps = list(steps)
-    head = "".join(f"<th>{html.escape(s)}</th>" for s in steps)
+    columns = columns or {}
+    head = "".join(f"<th>{html.escape(s)}</th>" for s in [*steps, *columns])
     rows = []
     for environment in sorted(matrix):
         cells = []
@@ -245,6 +248,7 @@ def write_summary_html(batch_dir: str | Path, matrix: Mapping[str, Mapping[str, 
             status = matrix[environment].get(step, "")
             colour = STEP_OUTCOME_COLOURS.get(status, "#ffffff")
             cells.append(f'<td style="background:{colour}">{html.escape(status or "-")}</td>')
+        cells += [f"<td>{html.escape(values.get(environment, ''))}</td>" for values in columns.values()]
         rows.append(f"<tr><th>{html.escape(environment)}</th>{''.join(cells)}</tr>")
     generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"

@@ -22,6 +22,7 @@ batch writes is readable by its owner only (the executed notebooks show state de
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import shutil
@@ -34,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from runbook_lib import audit
+from runbook_lib import audit, teams
 from runbook_lib.errors import LedgerError, RunbookError
 from runbook_lib.ledger import Ledger
 from runbook_lib.mapping import MappingRow
@@ -396,8 +397,12 @@ class BatchRunner:
         known = set().union(*(set(d) for d in self.declared.values())) - set(BATCH_SET_PARAMETERS)
         unknown = sorted(set(given) - known)
         if unknown:
+            # The closest declared names keep the sentence short; the whole list only when nothing is close.
+            close = sorted({m for name in unknown for m in difflib.get_close_matches(name, known, n=2)})
+            hint = (f"did you mean {', '.join(close)}?" if close
+                    else f"the notebooks' parameters are {', '.join(sorted(known))}")
             raise RunbookError(f"unknown notebook parameter(s) {', '.join(unknown)}: no selected step declares them "
-                               f"(check the spelling; the notebooks' parameters are {', '.join(sorted(known))}).")
+                               f"(check the spelling; {hint}).")
         typed: dict[str, Any] = {}
         for name, value in given.items():
             text = str(value)
@@ -591,7 +596,8 @@ class BatchRunner:
             if run.step.endswith("/confirm"):
                 continue
             matrix.setdefault(run.environment, {})[run.step] = run.status
-        audit.write_summary_html(self.batch_dir, matrix, STEPS, title=f"Migration batch ({self.mode})")
+        audit.write_summary_html(self.batch_dir, matrix, STEPS, title=f"Migration batch ({self.mode})",
+                                 columns={"teams": teams.summary_cells(ledger.history())})
         # Only the parameters some notebook of this run was given: one for a step that was skipped or blocked
         # throughout did nothing, and the manifest must not suggest otherwise.
         used = {k: v for k, v in self.parameters.items() if k in self._used}

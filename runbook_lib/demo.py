@@ -8,7 +8,8 @@ What `make demo` (`tfe-runbook demo`) does, printing each part as it goes:
    (lifts the legacy lock, waits for the legacy run in progress), and sets the sensitive variables'
    values in `$TFE_RUNBOOK_VAR_<KEY>` (rehearsal values; the legacy host never reveals them);
 4. writes the confirmation file for the destructive steps and shows it;
-5. runs notebooks 00-06 for every environment through papermill (`tfe-runbook run`'s engine);
+5. runs notebooks 00-06 for every environment through papermill (`tfe-runbook run`'s engine), the legacy
+   teams, their members and access included, and prints which teams each workspace got;
 6. archives the audit trail (after the secret scan) and verifies the archive's checksums.
 
 It ends with every environment migrated and verified, the legacy estate deleted, and the archive
@@ -24,8 +25,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from runbook_lib import audit, mapping
+from runbook_lib import audit, mapping, teams
 from runbook_lib.batch import GATED_ACTIONS, STEPS, BatchResult, BatchRunner, StepOutcome
+from runbook_lib.ledger import Ledger
 from runbook_lib.sandbox import Sandbox
 from runbook_lib.rehearsal import NEW_ORG, batch_environ, batch_parameters, clear_blockers, sensitive_values
 from runbook_lib.steps import preflight
@@ -100,6 +102,9 @@ def run_demo(out: str | Path = "runs", environments: int = 8, jobs: int = 2) -> 
         result = runner.run()
         frame = result.frame()
         print(frame.pivot(index="environment", columns="step", values="status").fillna("-").to_string())
+        granted = teams.summary_cells(Ledger(result.batch_dir / "ledger.sqlite").history())
+        print("teams with access to the new workspaces (also in summary.html):\n  "
+              + "\n  ".join(f"{env}: {cell}" for env, cell in sorted(granted.items())))
 
     _say("6. Archiving the audit trail and verifying it")
     archived, problems = None, []

@@ -6,10 +6,12 @@ Every migration starts here (notebook 00). Three tables:
   API's rate limit known.
 - `legacy_environments`: one row per legacy environment: terraform version, state serial/lineage/
   resource count, VCS repo/branch/working directory, variable counts (sensitive ones counted, never
-  shown), lock, run in progress, and `terraform_remote_state` reads of other legacy environments
-  (taken from the state itself, so no checkout is needed).
+  shown), lock, run in progress, `terraform_remote_state` reads of other legacy environments
+  (taken from the state itself, so no checkout is needed), and the teams with access, their level and
+  members (`auditors:read[carol,dave]`).
 - `mapping_frame`: each environment's target workspace, with naming problems, collisions, workspaces
-  that already exist (with or without state) and a readiness verdict with its reason.
+  that already exist (with or without state), a readiness verdict with its reason, and which new
+  teams step 2 would create, adopt or refuse.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from runbook_lib import teams
 from runbook_lib.errors import ApiError, ConfigError
 from runbook_lib.legacy import LegacyClient
 from runbook_lib.mapping import MappingRow, problems
@@ -28,7 +31,7 @@ from runbook_lib.tfe import TfeClient
 MIN_API_VERSION = (2, 5)
 ENVIRONMENT_COLUMNS = ["environment", "terraform_version", "state_serial", "lineage", "resources", "vcs_repo",
                        "vcs_branch", "working_directory", "variables", "sensitive_variables", "env_variables",
-                       "locked", "locked_by", "run_in_progress", "reads_state_of"]
+                       "locked", "locked_by", "run_in_progress", "reads_state_of", "teams"]
 
 
 def _check(name: str, ok: bool, detail: str) -> dict[str, Any]:
@@ -134,7 +137,7 @@ def remote_state_reads(state_bytes: bytes | None) -> list[str]:
 
 
 def describe_environment(legacy: LegacyClient, org: str, env: dict[str, Any] | str) -> dict[str, Any]:
-    """One inventory row for a legacy environment (3 API calls: environment, state, variables)."""
+    """One inventory row for a legacy environment (4 API calls: environment, state, variables, teams)."""
     from runbook_lib.state import TerraformState
 
     if isinstance(env, str):
@@ -161,6 +164,7 @@ def describe_environment(legacy: LegacyClient, org: str, env: dict[str, Any] | s
         "locked_by": env.get("locked_by"),
         "run_in_progress": run.get("id") if run else None,
         "reads_state_of": ", ".join(remote_state_reads(state.data if state else None)),
+        "teams": teams.inventory_cell(legacy, org, name),
     }
 
 
@@ -226,6 +230,7 @@ def mapping_frame(rows: list[MappingRow], environments: pd.DataFrame, tfe: TfeCl
     """
     by_env = {r["environment"]: r for r in environments.to_dict("records")}
     found = problems(rows)
+    known_teams: dict[str, set[str]] = {}
     out = []
     for row in rows:
         env = by_env.get(row.legacy_slug, {})
@@ -237,6 +242,7 @@ def mapping_frame(rows: list[MappingRow], environments: pd.DataFrame, tfe: TfeCl
         ready, reason = readiness(env, issues, exists, lineage)
         out.append({"environment": row.legacy_slug, "workspace": row.workspace_slug,
                     "workspace_exists": exists, "workspace_has_state": has_state,
-                    "ready": ready, "reason": reason})
+                    "ready": ready, "reason": reason,
+                    "teams": teams.mapping_cell(tfe, row.new_org, env.get("teams"), known_teams)})
     return pd.DataFrame(out, columns=["environment", "workspace", "workspace_exists", "workspace_has_state",
-                                      "ready", "reason"])
+                                      "ready", "reason", "teams"])

@@ -7,8 +7,8 @@ endpoints changes this one file. Every method says which kind it uses:
 * **documented**: in the legacy API docs, spoken by Terraform 0.11's ``atlas`` backend (state) or by the
   documented variables / configuration / plan endpoints. A real legacy host has them.
 * **sandbox-defined**: UI-only on the real product (list/read environments, read variables, VCS link and
-  unlink, runs, lock/unlock, delete). The rehearsal sandbox serves them as written in
-  ``docs/legacy-api-contract.md``; a real legacy host may not.
+  unlink, runs, lock/unlock, delete, the teams with access to an environment). The rehearsal sandbox
+  serves them as written in ``docs/legacy-api-contract.md``; a real legacy host may not.
 
 Bodies are plain JSON (not JSON:API); answers are returned as the dicts the API sent.
 """
@@ -352,3 +352,15 @@ class LegacyClient:
     def _unwrap(doc: Any) -> Any:
         # The contract answers lock/unlock with ENV; accept {"environment": ENV} as well.
         return doc["environment"] if isinstance(doc, dict) and "environment" in doc else doc
+
+    # -- teams (sandbox-defined) ------------------------------------------------------------------------------
+
+    def get_teams(self, organization: str, environment: str) -> list[dict[str, Any]]:
+        """The teams with access to the environment.  [sandbox-defined]
+
+        The legacy product managed teams in its UI only; adapt this method to what your legacy host offers.
+
+        Returns:
+            [{"name": "ops", "access": "read"|"write"|"admin", "members": ["alice", ...]}], by name.
+        """
+        return self._json("GET", f"/environments/{_slug(organization, environment)}/teams", reuse=True)["teams"]

@@ -313,3 +313,14 @@ def delete_environment(req: Request, org: str, env: str) -> Response:
     row = _env(req, org, env, write=True)
     req.store.delete_environment(row["id"])
     return json_response({"success": True})
+
+
+def list_environment_teams(req: Request, org: str, env: str) -> Response:
+    """SANDBOX-DEFINED `GET /api/v1/environments/<org>/<env>/teams`: the teams with access, by name.
+
+    Answer: `{"teams":[{"name":"ops","access":"admin","members":["alice","bob"]}]}`; `access` is one of
+    read, write, admin (the legacy UI's levels); members are usernames of the legacy product.
+    """
+    row = _env(req, org, env)
+    return json_response({"teams": [{"name": t["name"], "access": t["access"], "members": t["members"]}
+                                    for t in req.store.legacy_environment_teams(row["id"])]})

@@ -17,8 +17,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from runbook_lib.sandbox import (admin_api, legacy_api, orgs_api, runs_api, states_api, tfe_api, tfe_runs_api, vcs,
-                                 workspaces_api)
+from runbook_lib.sandbox import (admin_api, legacy_api, orgs_api, runs_api, states_api, teams_api, tfe_api,
+                                 tfe_runs_api, vcs, workspaces_api)
 from runbook_lib.sandbox.errors import JSONAPI, LEGACY
 
 
@@ -72,6 +72,7 @@ ROUTES: list[Route] = [
     _r("POST", f"{_V1}/environments/<org>/<env>/lock", legacy_api.lock_environment, L),
     _r("POST", f"{_V1}/environments/<org>/<env>/unlock", legacy_api.unlock_environment, L),
     _r("GET", f"{_V1}/environments/<org>/<env>/runs", legacy_api.list_runs, L),
+    _r("GET", f"{_V1}/environments/<org>/<env>/teams", legacy_api.list_environment_teams, L),
     # --- discovery ---
     _r("GET", "/.well-known/terraform.json", tfe_api.discovery, "none"),
     _r("GET", "/api/terraform/motd", tfe_api.motd, "none"),
@@ -126,6 +127,18 @@ ROUTES: list[Route] = [
     _r("POST", f"{_V2}/runs/<run_id>/actions/discard", runs_api.discard_run, B),
     _r("POST", f"{_V2}/runs/<run_id>/actions/cancel", runs_api.cancel_run, B),
     _r("GET", f"{_V2}/configuration-versions/<cv_id>/ingress-attributes", runs_api.ingress_attributes, B),
+    # --- teams, team membership, team access (see teams_api) ---
+    _r("GET", f"{_V2}/organizations/<org>/teams", teams_api.list_teams, B),
+    _r("POST", f"{_V2}/organizations/<org>/teams", teams_api.create_team, B),
+    _r("GET", f"{_V2}/teams/<team_id>", teams_api.show_team, B),
+    _r("DELETE", f"{_V2}/teams/<team_id>", teams_api.delete_team, B),
+    _r("POST", f"{_V2}/teams/<team_id>/relationships/users", teams_api.add_team_users, B),
+    _r("DELETE", f"{_V2}/teams/<team_id>/relationships/users", teams_api.remove_team_users, B),
+    _r("GET", f"{_V2}/team-workspaces", teams_api.list_team_access, B),
+    _r("POST", f"{_V2}/team-workspaces", teams_api.create_team_access, B),
+    _r("GET", f"{_V2}/team-workspaces/<access_id>", teams_api.show_team_access, B),
+    _r("PATCH", f"{_V2}/team-workspaces/<access_id>", teams_api.update_team_access, B),
+    _r("DELETE", f"{_V2}/team-workspaces/<access_id>", teams_api.delete_team_access, B),
     # --- archivist-style hosted objects ---
     _r("PUT", "/_archivist/v1/object/<token>", states_api.archivist_put, "capability"),
     _r("GET", "/_archivist/v1/object/<token>", states_api.archivist_get, "capability"),

@@ -32,6 +32,18 @@ PUT). Configurations live in bare git repositories under `<data>/git/acme-legacy
 | 9 | `search-staging` | `search` (`staging`) : `` | yes | plain |
 | 10+ | `service-NN-prod` | `service-NN` : `` | alternating | plain |
 
+Legacy teams (sandbox-defined: the legacy product kept them in its UI) give environments their access:
+
+| team | members | access |
+|---|---|---|
+| `platform` | operator, alice | admin on `network-prod`, `db-prod`, `monitoring-prod` |
+| `developers` | alice, bob | write on every other environment (`web.prod`, `app-staging`, `app-prod`, ...) |
+| `auditors` | carol, dave | read on `network-prod`, `app-prod`, `dns-prod` |
+
+So `network-prod` and `app-prod` have two teams with different levels. `alice`, `bob` and `carol` are users
+of the new product too (accounts, no token); `dave` is an account of the legacy product only, so the
+`auditors` team has a member the new organization cannot have until dave signs up.
+
 Every environment has Terraform version 0.11.11, variables (`environment` at least), one
 configuration version (metadata: commit_sha, branch) and one `applied` run with the commit it ran.
 Git history uses fixed author dates, so commit SHAs are the same in every seeded sandbox.
@@ -67,6 +79,19 @@ GIT_AUTHOR = {"GIT_AUTHOR_NAME": "Acme Platform Team", "GIT_AUTHOR_EMAIL": "plat
               "GIT_COMMITTER_NAME": "Acme Platform Team", "GIT_COMMITTER_EMAIL": "platform@acme.example",
               "GIT_AUTHOR_DATE": "2018-03-01T10:00:00+0000", "GIT_COMMITTER_DATE": "2018-03-01T10:00:00+0000"}
 PARALLEL_APPLIES = 2
+#: Users of the new product besides the operator (accounts only: they hold no token).
+TEAM_USERS = (("alice", "alice@acme.example"), ("bob", "bob@acme.example"), ("carol", "carol@acme.example"))
+#: Legacy teams and their members; `dave` has no account on the new product.
+LEGACY_TEAMS = {"platform": ("operator", "alice"), "developers": ("alice", "bob"), "auditors": ("carol", "dave")}
+#: Which teams have which access on which environment (others: `developers` write, like service-NN-prod).
+ENVIRONMENT_TEAMS = {
+    "network-prod": (("platform", "admin"), ("auditors", "read")),
+    "db-prod": (("platform", "admin"),),
+    "monitoring-prod": (("platform", "admin"),),
+    "app-prod": (("developers", "write"), ("auditors", "read")),
+    "dns-prod": (("auditors", "read"),),
+}
+DEFAULT_TEAMS = (("developers", "write"),)
 
 
 @dataclass(frozen=True)
@@ -474,6 +499,11 @@ def _record_environment(store: Store, spec: EnvSpec, operator: dict[str, Any], s
         if spec.run_in_progress:
             store.create_legacy_run(env["id"], status="planning", source="vcs", commit_sha=sha,
                                     message="Scale staging", has_changes=False, created_by=operator["username"])
+        for user, email in TEAM_USERS:
+            store.create_user(user, email)
+        for team_name, access in ENVIRONMENT_TEAMS.get(spec.name, DEFAULT_TEAMS):
+            team = store.create_legacy_team(LEGACY_ORG, team_name, LEGACY_TEAMS[team_name])
+            store.grant_legacy_access(team["id"], env["id"], access)
         if spec.locked:
             store.lock_environment(store.find_environment(LEGACY_ORG, spec.name) or env, operator,
                                    "change freeze: database maintenance")

@@ -10,6 +10,9 @@
      init` (3.c), change `name` to the workspace (3.d), `terraform init -force-copy` (3.e, the scripted
      "yes"). Terraform's output is kept in the audit trail; `ATLAS_TOKEN` reaches terraform through
      the environment only.
+   - ``native``: the host copied the state itself when step 2 created the workspace with
+     `migration-environment` (`runbook_lib.native`); this step backs the legacy state up and proves it,
+     and refuses, uploading nothing, when the workspace does not hold it.
 
    Terraform 1.x as the mover (`cli_target = "remote"` or `"cloud"`) is refused on purpose: 1.x has no
    atlas backend, and when it writes a state into an empty workspace (`init` migration or `state push`,
@@ -38,7 +41,7 @@ from typing import Any
 
 import pandas as pd
 
-from runbook_lib import git, hcl, terraform
+from runbook_lib import git, hcl, native, terraform
 from runbook_lib.audit import sha256_file
 from runbook_lib.context import StepContext, StepResult
 from runbook_lib.errors import ConfigError, StepError
@@ -48,7 +51,7 @@ from runbook_lib.steps import plan_frame, refusals
 
 DEFAULTS = {"migration_path": "api", "cli_target": "atlas", "terraform_bin": "", "git_base_url": "",
             "plugin_dir": "", "tfe_hostname": ""}
-PATHS = ("api", "cli")
+PATHS = ("api", "cli", "native")
 
 
 def _opt(ctx: StepContext, name: str) -> Any:
@@ -103,7 +106,8 @@ def _decide(legacy: TerraformState | _Checked, held) -> tuple[str, str]:
 
 def _check_options(ctx: StepContext) -> None:
     if _opt(ctx, "migration_path") not in PATHS:
-        raise ConfigError(f"migration_path must be 'api' or 'cli', not {_opt(ctx, 'migration_path')!r}.")
+        raise ConfigError(f"migration_path must be 'api' or 'cli' (or 'native', the host's own import), "
+                          f"not {_opt(ctx, 'migration_path')!r}.")
     if _opt(ctx, "migration_path") == "cli" and _opt(ctx, "cli_target") != "atlas":
         raise ConfigError(f"cli_target {_opt(ctx, 'cli_target')!r} is refused for migration_path 'cli': Terraform 1.x "
                           f"gives a state written into an empty workspace a new lineage; use migration_path = 'api' "
@@ -152,6 +156,8 @@ def plan(ctx: StepContext) -> pd.DataFrame:
         cli = _cli_precondition(ctx, None)
         return plan_frame(rows + ([cli] if cli else []))
     action, detail = _decide(legacy, ctx.tfe.held_state(ws))
+    if action == "create" and _opt(ctx, "migration_path") == "native":
+        action, detail = "refuse", native.missing_state(ctx)
     rows.append({"object": "state version", "name": ctx.row.workspace_slug, "action": action,
                  "detail": f"{detail} via the {_opt(ctx, 'migration_path')} path"})
     cli = _cli_precondition(ctx, ws) if action == "create" else None
@@ -238,6 +244,8 @@ def apply(ctx: StepContext) -> pd.DataFrame:
     result = {"backup": record["file"], "serial": legacy.serial, "lineage": legacy.lineage, "action": action}
     if action == "adopt":
         return pd.DataFrame([{**result, "detail": detail}])
+    if _opt(ctx, "migration_path") == "native":  # the host's import of step 2 should have copied it
+        raise StepError(native.missing_state(ctx))
     cli = _cli_precondition(ctx, ws)
     if cli and cli["action"] == "refuse":
         raise StepError(f"step 3 refused, nothing uploaded: {cli['detail']}.")

@@ -13,6 +13,12 @@ and listed for the operator. Verification refuses while any is still marked empt
 from the description.)
 
 An existing workspace that matches is adopted; one that differs is shown as a diff and refused.
+
+With `migration_path = "native"` the host itself creates the workspace from the legacy environment
+(`runbook_lib.native`); this step then locks it and adopts what the host copied.
+
+The legacy environment's teams are carried over as `runbook_lib.teams` describes (created or adopted by
+name, members with an account added, the same access level granted), unless `migrate_teams = False`.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 
+from runbook_lib import native, teams
 from runbook_lib.context import StepContext, StepResult
 from runbook_lib.errors import StepError
 from runbook_lib.jsonapi import Resource
@@ -145,6 +152,7 @@ def _plan_rows(ctx: StepContext, env: dict[str, Any], ws: Resource | None, ws_va
         rows.append({"object": "lock", "name": ctx.row.workspace_slug,
                      "action": "adopt" if ws.get("locked") else "create",
                      "detail": "already locked" if ws.get("locked") else lock_reason(ctx)})
+    rows += native.plan_rows(ctx, ws)
     vcs = env.get("vcs") or {}
     if vcs:
         linked = ws is not None and (ws.get("vcs-repo") or {}).get("identifier") == vcs.get("repo")
@@ -158,7 +166,20 @@ def _plan_rows(ctx: StepContext, env: dict[str, Any], ws: Resource | None, ws_va
         rows.append({"object": "vcs link", "name": "-", "action": "none",
                      "detail": "the legacy environment has no VCS link; the workspace gets none"})
     rows += _variable_plan(ctx, legacy_vars, ws_vars)
+    if teams.enabled(ctx):
+        rows += teams.plan_rows(teams.plan_teams(ctx, ws), ctx.row.workspace_slug)
     return plan_frame(rows)
+
+
+def _vcs_repo(ctx: StepContext, env: dict[str, Any]) -> dict[str, Any] | None:
+    """The workspace's `vcs-repo` mirroring the environment's link (None when it has none)."""
+    vcs = env.get("vcs") or {}
+    if not vcs:
+        return None
+    repo = {"identifier": vcs["repo"], "oauth-token-id": vcs_token_id(ctx)}
+    if vcs.get("branch"):
+        repo["branch"] = vcs["branch"]
+    return repo
 
 
 def apply(ctx: StepContext) -> pd.DataFrame:
@@ -176,9 +197,12 @@ def apply(ctx: StepContext) -> pd.DataFrame:
     if ws is not None:
         ws.adopted = True
     else:
-        ws = ctx.tfe.create_workspace(ctx.row.new_org, ctx.row.workspace, desired(ctx, env), adopt_existing=True)
-        # Created just now it has no variables; adopted after a race it may have some: read them.
-        ws_vars = list(ctx.tfe.list_variables(ws.id)) if ws.adopted else []
+        if native.requested(ctx):
+            ws = native.create(ctx, desired(ctx, env), _vcs_repo(ctx, env))
+        else:
+            ws = ctx.tfe.create_workspace(ctx.row.new_org, ctx.row.workspace, desired(ctx, env), adopt_existing=True)
+        # Created just now it has no variables (unless the host imported them); adopted after a race it may.
+        ws_vars = list(ctx.tfe.list_variables(ws.id)) if ws.adopted or native.requested(ctx) else []
     done.append({"object": "workspace", "name": ws.id, "result": "adopted" if ws.adopted else "created"})
     if ws.adopted and len(workspace_diff(ws, ctx, env)):
         raise StepError(f"workspace {ctx.row.workspace_slug} appeared while planning and differs; "
@@ -188,10 +212,7 @@ def apply(ctx: StepContext) -> pd.DataFrame:
         done.append({"object": "lock", "name": ws.id, "result": "locked"})
     vcs = env.get("vcs") or {}
     if vcs and (ws.get("vcs-repo") or {}).get("identifier") != vcs.get("repo"):
-        repo = {"identifier": vcs["repo"], "oauth-token-id": vcs_token_id(ctx)}
-        if vcs.get("branch"):
-            repo["branch"] = vcs["branch"]
-        ws = ctx.tfe.update_workspace(ws.id, {"vcs-repo": repo, "queue-all-runs": True})
+        ws = ctx.tfe.update_workspace(ws.id, {"vcs-repo": _vcs_repo(ctx, env), "queue-all-runs": True})
         done.append({"object": "vcs link", "name": vcs["repo"], "result": "linked"})
     if vcs and not ws.get("queue-all-runs"):
         ws = ctx.tfe.update_workspace(ws.id, {"queue-all-runs": True})
@@ -211,6 +232,8 @@ def apply(ctx: StepContext) -> pd.DataFrame:
                                 sensitive=bool(var.get("sensitive")), description=description)
         done.append({"object": "variable", "name": f"{category}:{var['key']}",
                      "result": "created" + (" (sensitive, EMPTY)" if description else "")})
+    if teams.enabled(ctx):
+        done += teams.apply_teams(ctx, ws)
     return pd.DataFrame(done, columns=["object", "name", "result"])
 
 
@@ -260,5 +283,11 @@ def verify(ctx: StepContext) -> StepResult:
         return StepResult(False, f"sensitive variables still empty: {', '.join(empty['key'])}; enter their values "
                                  f"(or set ${_opt(ctx, 'sensitive_var_prefix')}<KEY> and run again), or set "
                                  f"accept_empty_sensitive = True", evidence, table=empty)
+    if teams.enabled(ctx):
+        failed, evidence["teams"] = teams.verify_teams(ctx, ws)
+        if failed is not None:
+            return failed
     accepted = " (operator accepted empty sensitive values)" if len(empty) else ""
-    return StepResult(True, f"workspace {ws.id} locked, linked, {len(legacy_vars)} variables{accepted}", evidence)
+    granted = f", {len(evidence['teams'])} teams with their access" if evidence.get("teams") else ""
+    return StepResult(True, f"workspace {ws.id} locked, linked, {len(legacy_vars)} variables{granted}{accepted}",
+                      evidence)

@@ -119,6 +119,20 @@ CREATE TABLE IF NOT EXISTS request_log (
     id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL,
     status INTEGER NOT NULL, token_name TEXT, username TEXT, changes INTEGER NOT NULL, fault TEXT,
     duration_ms REAL NOT NULL);
+-- teams (see store/teams.py): legacy teams are sandbox-defined; new ones follow the teams API docs
+CREATE TABLE IF NOT EXISTS legacy_teams (
+    id TEXT PRIMARY KEY, org TEXT NOT NULL, name TEXT NOT NULL, created_at TEXT NOT NULL, UNIQUE (org, name));
+CREATE TABLE IF NOT EXISTS legacy_team_members (
+    team_id TEXT NOT NULL, username TEXT NOT NULL, PRIMARY KEY (team_id, username));
+CREATE TABLE IF NOT EXISTS legacy_team_access (
+    team_id TEXT NOT NULL, env_id TEXT NOT NULL, access TEXT NOT NULL, PRIMARY KEY (team_id, env_id));
+CREATE TABLE IF NOT EXISTS teams (
+    id TEXT PRIMARY KEY, org TEXT NOT NULL, name TEXT NOT NULL, created_at TEXT NOT NULL, UNIQUE (org, name));
+CREATE TABLE IF NOT EXISTS team_members (
+    team_id TEXT NOT NULL, user_id TEXT NOT NULL, PRIMARY KEY (team_id, user_id));
+CREATE TABLE IF NOT EXISTS team_workspaces (
+    id TEXT PRIMARY KEY, team_id TEXT NOT NULL, workspace_id TEXT NOT NULL, access TEXT NOT NULL,
+    created_at TEXT NOT NULL, UNIQUE (team_id, workspace_id));
 """
 
 # Tables reset() empties; users, tokens and meta survive so addresses and tokens stay valid.

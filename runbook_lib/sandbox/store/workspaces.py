@@ -86,6 +86,9 @@ class WorkspaceStore(StoreBase):
         with self.tx():
             created = self._insert("workspaces", row)
             self._store_settings(row["id"], attrs)
+            if attrs.get("migration-environment"):  # the host's own import (store/migration.py)
+                created = self.import_legacy_environment(  # type: ignore[attr-defined]
+                    created, attrs["migration-environment"], user)
         return created
 
     def _check_vcs(self, org: str, vcs: dict[str, Any], user: dict[str, Any]) -> None:

@@ -1,0 +1,212 @@
+"""Step 2 carries the legacy teams over: created or adopted by name, members with an account, the same access."""
+
+from __future__ import annotations
+
+import pytest
+from sandbox_helpers import Api, doc
+
+from runbook_lib.context import StepContext
+from runbook_lib.errors import StepError
+from runbook_lib.sandbox import Sandbox
+from runbook_lib.sandbox.rehearsal import batch_environ, batch_parameters
+from runbook_lib.steps import organization, workspaces
+
+
+def _ctx(tmp_path, step, env, org, mode="apply", **options):
+    return StepContext.create(step=step, legacy_org="acme-legacy", legacy_env=env, new_org=org, mode=mode,
+                              audit_root=str(tmp_path / "runs"), interactive=False, **options)
+
+
+@pytest.fixture
+def rehearsal(sandbox_env, monkeypatch):
+    for name, value in batch_environ(sandbox_env).items():
+        monkeypatch.setenv(name, value)
+    return batch_parameters(sandbox_env)
+
+
+def _org_ready(tmp_path, rehearsal, org):
+    organization.apply(_ctx(tmp_path, "01_create_organization", "app-prod", org, **rehearsal))
+
+
+def _changes(sandbox: Sandbox, mark: int) -> list[str]:
+    return [f"{r['method']} {r['path']}" for r in sandbox.request_log(since=mark) if r["changes"]]
+
+
+def _team_state(api: Api, org: str, ws_name: str) -> dict:
+    ws = api.get(f"/api/v2/organizations/{org}/workspaces/{ws_name}").json()["data"]
+    access = api.get("/api/v2/team-workspaces", params={"filter[workspace][id]": ws["id"]}).json()["data"]
+    out = {}
+    for a in access:
+        team_id = a["relationships"]["team"]["data"]["id"]
+        team = api.get(f"/api/v2/teams/{team_id}", params={"include": "users"}).json()
+        members = sorted(u["attributes"]["username"] for u in team.get("included", []))
+        out[team["data"]["attributes"]["name"]] = (a["attributes"]["access"], members)
+    return out
+
+
+def test_teams_created_with_members_and_access_then_idempotent(tmp_path, rehearsal, seeded_sandbox, new_org):
+    _org_ready(tmp_path, rehearsal, new_org)
+    ctx = _ctx(tmp_path, "02_create_workspaces", "app-prod", new_org, mode="plan", **rehearsal)
+    plan = workspaces.plan(ctx)
+    teams = plan[plan["object"] == "team"].set_index("name")
+    assert dict(teams["action"]) == {"auditors": "create", "developers": "create"}
+    assert "carol, dave" in teams.loc["auditors", "detail"]
+    access = plan[plan["object"] == "team access"]
+    assert sorted(access["detail"]) == ["grant read", "grant write"]
+
+    ctx = _ctx(tmp_path, "02_create_workspaces", "app-prod", new_org, **rehearsal, accept_empty_sensitive=True)
+    done = workspaces.apply(ctx)
+    results = " | ".join(done["result"])
+    assert "no account on the new host (invite them yourself): dave" in results
+    assert "granted read" in results and "granted write" in results
+    verdict = workspaces.verify(ctx)
+    assert verdict.passed, verdict.summary
+    assert verdict.evidence["teams"]["auditors"] == {"access": "read", "members": ["carol"], "not_members": ["dave"]}
+    api = Api(seeded_sandbox)
+    assert _team_state(api, new_org, "app-prod") == {"auditors": ("read", ["carol"]),
+                                                     "developers": ("write", ["alice", "bob"])}
+    # again: everything is adopted, nothing is written (dave is still listed, never invented)
+    mark = seeded_sandbox.log_mark()
+    again = workspaces.apply(_ctx(tmp_path, "02_create_workspaces", "app-prod", new_org, **rehearsal,
+                                  accept_empty_sensitive=True))
+    assert _changes(seeded_sandbox, mark) == []
+    assert set(again.loc[again["object"] == "team", "result"]) == {"adopted"}
+
+    # a second environment adopts the teams that exist and creates the one that does not
+    ctx = _ctx(tmp_path, "02_create_workspaces", "network-prod", new_org, **rehearsal)
+    plan = workspaces.plan(ctx)
+    assert dict(plan[plan["object"] == "team"].set_index("name")["action"]) == {"auditors": "adopt",
+                                                                                "platform": "create"}
+    workspaces.apply(ctx)
+    assert workspaces.verify(ctx).passed
+    assert _team_state(api, new_org, "network-prod") == {"auditors": ("read", ["carol"]),
+                                                         "platform": ("admin", ["alice", "operator"])}
+
+
+def _existing_team(api: Api, org: str, name: str, *members: str) -> str:
+    team = api.post(f"/api/v2/organizations/{org}/teams", json=doc("teams", name=name)).json()["data"]
+    if members:
+        answer = api.post(f"/api/v2/teams/{team['id']}/relationships/users",
+                          json={"data": [{"type": "users", "id": m} for m in members]})
+        assert answer.status_code == 204
+    return team["id"]
+
+
+def test_existing_team_with_other_members_is_a_diff_changed_only_when_asked(tmp_path, rehearsal, seeded_sandbox,
+                                                                           new_org):
+    _org_ready(tmp_path, rehearsal, new_org)
+    api = Api(seeded_sandbox)
+    _existing_team(api, new_org, "developers", "carol", "alice")
+    ctx = _ctx(tmp_path, "02_create_workspaces", "web.prod", new_org, **rehearsal)
+    mark = seeded_sandbox.log_mark()
+    plan = workspaces.plan(ctx)
+    row = plan[plan["object"] == "team"].iloc[0]
+    assert row["action"] == "refuse" and "lacks legacy members bob" in row["detail"]
+    assert "did not have: carol" in row["detail"]
+    with pytest.raises(StepError, match="team developers.*carol.*existing_team_members"):
+        workspaces.apply(ctx)
+    assert _changes(seeded_sandbox, mark) == []  # refused before the workspace was created
+
+    # "keep": access granted to the team as it is, members untouched
+    ctx = _ctx(tmp_path, "02_create_workspaces", "web.prod", new_org, **rehearsal, existing_team_members="keep")
+    workspaces.apply(ctx)
+    assert workspaces.verify(ctx).passed
+    assert _team_state(api, new_org, "web-prod") == {"developers": ("write", ["alice", "carol"])}
+    # "add": the legacy members it lacks are added; nobody is removed
+    ctx = _ctx(tmp_path, "02_create_workspaces", "web.prod", new_org, **rehearsal, existing_team_members="add")
+    done = workspaces.apply(ctx)
+    assert "added bob" in " | ".join(done["result"])
+    assert _team_state(api, new_org, "web-prod") == {"developers": ("write", ["alice", "bob", "carol"])}
+
+
+def test_other_access_level_is_refused_and_verify_reads_access_back(tmp_path, rehearsal, seeded_sandbox, new_org):
+    _org_ready(tmp_path, rehearsal, new_org)
+    api = Api(seeded_sandbox)
+    ctx = _ctx(tmp_path, "02_create_workspaces", "cache-staging", new_org, **rehearsal, migrate_teams=False)
+    workspaces.apply(ctx)
+    ws = api.get(f"/api/v2/organizations/{new_org}/workspaces/cache-staging").json()["data"]
+    team_id = _existing_team(api, new_org, "developers", "alice", "bob")
+    # without the teams, verify fails (reads the access back) once teams are asked for
+    ctx = _ctx(tmp_path, "02_create_workspaces", "cache-staging", new_org, **rehearsal)
+    failed = workspaces.verify(ctx)
+    assert not failed.passed and "team developers has no access, the legacy level is write" in failed.summary
+    created = api.post("/api/v2/team-workspaces", json={"data": {
+        "type": "team-workspaces", "attributes": {"access": "read"}, "relationships": {
+            "team": {"data": {"type": "teams", "id": team_id}}, "workspace": {"data": {"type": "workspaces",
+                                                                                       "id": ws["id"]}}}}})
+    assert created.status_code == 201
+    # a new context: in a batch a step's reads are reused, and this change came from outside it
+    ctx = _ctx(tmp_path, "02_create_workspaces", "cache-staging", new_org, **rehearsal)
+    mark = seeded_sandbox.log_mark()
+    with pytest.raises(StepError, match="already has 'read'.*legacy level is 'write'"):
+        workspaces.apply(ctx)
+    assert _changes(seeded_sandbox, mark) == []
+
+
+def test_inventory_lists_teams_and_the_mapping_says_what_step_2_does(tmp_path, rehearsal, seeded_sandbox, new_org):
+    from runbook_lib import inventory
+    from runbook_lib.legacy import LegacyClient
+    from runbook_lib.mapping import propose
+    from runbook_lib.settings import Settings
+    from runbook_lib.tfe import TfeClient
+
+    settings = Settings.from_env()
+    legacy, tfe = LegacyClient(settings, read_only=True), TfeClient(settings, read_only=True)
+    envs = inventory.legacy_environments(legacy, "acme-legacy", ["app-prod", "network-prod"])
+    assert list(envs["teams"]) == ["auditors:read[carol,dave]; developers:write[alice,bob]",
+                                   "auditors:read[carol,dave]; platform:admin[alice,operator]"]
+    rows = propose("acme-legacy", ["app-prod", "network-prod"], new_org)
+    _existing_team(Api(seeded_sandbox), new_org, "platform", "alice", "operator")
+    frame = inventory.mapping_frame(rows, envs, tfe)
+    assert list(frame["teams"]) == ["auditors (read): create; developers (write): create",
+                                    "auditors (read): create; platform (admin): adopt"]
+    # an organization step 1 has not created yet: every team would be created
+    later = inventory.mapping_frame(propose("acme-legacy", ["app-prod"], "not-created-yet"), envs, tfe)
+    assert later["teams"].iloc[0] == "auditors (read): create; developers (write): create"
+
+
+def test_plan_before_the_organization_exists_creates_every_team(tmp_path, rehearsal, seeded_sandbox):
+    ctx = _ctx(tmp_path, "02_create_workspaces", "app-prod", "org-not-created-yet", mode="plan", **rehearsal)
+    plan = workspaces.plan(ctx)
+    assert dict(plan[plan["object"] == "team"].set_index("name")["action"]) == {"auditors": "create",
+                                                                                "developers": "create"}
+
+
+def test_invalid_team_name_is_refused_skip_teams_and_owners_are_left_alone(tmp_path, rehearsal, seeded_sandbox,
+                                                                           new_org):
+    import uuid
+
+    from runbook_lib.sandbox.seed import _synthetic_state
+
+    store = seeded_sandbox.store
+    legacy_org = f"teams-legacy-{uuid.uuid4().hex[:6]}"  # an organization of its own: the shared estate stays as seeded
+    operator = store.get_user("operator")
+    with store.tx():
+        store.create_legacy_org(legacy_org, "ops@acme.example")
+        store.add_legacy_member(legacy_org, operator["id"], "admin")
+        env = store.create_environment(legacy_org, "billing")
+        store.put_legacy_state(env["id"], _synthetic_state(3))
+        for name, access, members in (("release.managers", "write", ("alice",)), ("owners", "admin", ("operator",)),
+                                      ("finance", "read", ("bob",))):
+            store.grant_legacy_access(store.create_legacy_team(legacy_org, name, members)["id"], env["id"], access)
+
+    def ctx(mode="apply", **options):
+        return StepContext.create(step="02_create_workspaces", legacy_org=legacy_org, legacy_env="billing",
+                                  new_org=new_org, mode=mode, audit_root=str(tmp_path / "runs"), interactive=False,
+                                  **rehearsal, **options)
+
+    _org_ready(tmp_path, rehearsal, new_org)
+    plan = workspaces.plan(ctx(mode="plan"))
+    teams = plan[plan["object"] == "team"].set_index("name")
+    assert dict(teams["action"]) == {"finance": "create", "owners": "none", "release.managers": "refuse"}
+    assert "skip_teams" in teams.loc["release.managers", "detail"]
+    mark = seeded_sandbox.log_mark()
+    with pytest.raises(StepError, match="team release.managers: team name 'release.managers' is invalid"):
+        workspaces.apply(ctx())
+    assert _changes(seeded_sandbox, mark) == []
+    # left out by skip_teams: the rest goes ahead, and verify asks only for the teams carried over
+    done = workspaces.apply(ctx(skip_teams="release.managers"))
+    assert "granted read" in " | ".join(done["result"])
+    verdict = workspaces.verify(ctx(skip_teams="release.managers"))
+    assert verdict.passed and set(verdict.evidence["teams"]) == {"finance"}, verdict.summary
+    assert _team_state(Api(seeded_sandbox), new_org, "billing") == {"finance": ("read", ["bob"])}
