@@ -11,7 +11,7 @@ from runbook_lib import native
 from runbook_lib.context import StepContext
 from runbook_lib.errors import StepError
 from runbook_lib.sandbox import Sandbox
-from runbook_lib.sandbox.rehearsal import batch_environ, batch_parameters
+from runbook_lib.rehearsal import batch_environ, batch_parameters
 from runbook_lib.steps import organization, state_migration, workspaces
 
 

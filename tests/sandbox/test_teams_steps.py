@@ -8,7 +8,7 @@ from sandbox_helpers import Api, doc
 from runbook_lib.context import StepContext
 from runbook_lib.errors import StepError
 from runbook_lib.sandbox import Sandbox
-from runbook_lib.sandbox.rehearsal import batch_environ, batch_parameters
+from runbook_lib.rehearsal import batch_environ, batch_parameters
 from runbook_lib.steps import organization, workspaces
 
 
