@@ -92,9 +92,9 @@ def test_coerce_leaves_untyped_values_alone():
 
 def test_manifest_records_only_parameters_a_notebook_was_given(tmp_path):
     r = BatchRunner(ROWS, STEPS[2:4], mode="plan", out=tmp_path / "runs", batch_id="b",
-                    parameters={"accept_empty_sensitive": "false", "migration_path": "cli"})
+                    parameters={"accept_empty_sensitive": "false", "cli_target": "remote"})
     r.batch_dir.mkdir(parents=True)
-    r._parameters(ROWS[0], "02_create_workspaces")  # only step 2 ran; step 3 (migration_path) was skipped
+    r._parameters(ROWS[0], "02_create_workspaces")  # only step 2 ran; step 3 (cli_target) was skipped
     r._write_evidence(BatchResult(r.batch_dir), Ledger(r.ledger_path, batch_id="b"))
     recorded = json.loads((r.batch_dir / "manifest.json").read_text())["parameters"]
-    assert recorded["accept_empty_sensitive"] is False and "migration_path" not in recorded
+    assert recorded["accept_empty_sensitive"] is False and "cli_target" not in recorded
