@@ -31,10 +31,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     arc = subparsers.add_parser("archive", help="scan a batch for secrets, then pack it as <batch>.tar.gz + sha256")
     arc.add_argument("batch_dir")
     arc.add_argument("--include-state", action="store_true", help="also pack the legacy state backups")
+    arc.add_argument("--sign", default="", metavar="KEY",
+                     help="sign the archive's .sha256 with this SSH private key (ssh-keygen -Y sign)")
     arc.set_defaults(func=_archive)
 
     ver = subparsers.add_parser("verify", help="recompute every checksum of an archive against its manifest")
     ver.add_argument("archive")
+    ver.add_argument("--allowed-signers", default="", metavar="FILE",
+                     help="require a signature by a key in this ssh-keygen allowed_signers file")
     ver.set_defaults(func=_verify)
 
 
@@ -88,13 +92,35 @@ def _archive(args: argparse.Namespace) -> int:
     print(f"archive {result.path} ({result.files} files, sha256 {result.sha256})")
     if result.excluded_state_backups:
         print(f"left out {result.excluded_state_backups} state backup(s); --include-state packs them")
+    _sign(result.path, args.sign)
     return 0
+
+
+def _sign(archive_path: Path, key: str) -> None:
+    """`archive --sign KEY`: sign the archive's .sha256 (see runbook_lib.signing)."""
+    if key:
+        from runbook_lib import signing
+
+        print(f"signed: {signing.sign_archive(archive_path, key)} (namespace {signing.NAMESPACE})")
+
+
+def _signature(archive_path: str, allowed_signers: str) -> bool:
+    """`verify`: say whether the archive is signed and by whom; False when a required signature fails."""
+    from runbook_lib import signing
+
+    check = signing.check_signature(archive_path, allowed_signers or None)
+    print(f"{archive_path}: {check.detail}")
+    return check.ok or (not allowed_signers and check.status in ("unsigned", "unchecked"))
 
 
 def _verify(args: argparse.Namespace) -> int:
     problems = audit.verify_archive(args.archive)
+    signed = _signature(args.archive, args.allowed_signers)
     if not problems:
         print(f"{args.archive}: every checksum matches its manifest")
+        if not signed:
+            raise AuditError(f"{args.archive} is not signed by a key in {args.allowed_signers}; nothing in it can be "
+                             f"attributed to its operator.")
         return 0
     for problem in problems:
         print(f"{problem.problem:16} {problem.path}")
