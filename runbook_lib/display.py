@@ -96,12 +96,20 @@ def note(text: str) -> _Shown:
     return _Shown(text, f"<div style='color:#555;font-style:italic'>{html.escape(text)}</div>")
 
 
-def markdown(text: str) -> Any:
-    """Markdown shown as such (its plain-text form is the text itself, not a quoted string)."""
+class _Markdown:
+    def __init__(self, text: str) -> None:
+        self.text = text
 
-    from IPython.display import Markdown
+    def _repr_markdown_(self) -> str:
+        return self.text
 
-    return Markdown(str(text))
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(self.text)
+
+
+def markdown(text: str) -> _Markdown:
+    """Markdown shown as such (its plain-text form is the text itself, not a quoted string or object repr)."""
+    return _Markdown(str(text))
 
 
 def diff(text: str) -> _Shown:
@@ -180,7 +188,9 @@ def table(frame: Any, *, highlight: str | None = None, index: str | None = None)
         styler = styler.format(_short, subset=shortened, na_rep="")
         if tips is not None:
             styler = styler.set_tooltips(tips)
-    return styler
+    # Plain text beside the HTML is the table itself (a Styler's own is "<...Styler object at 0x...>").
+    plain = frame.map(_cell) if hasattr(frame, "map") else frame.applymap(_cell)
+    return _Shown(plain.to_string(), styler.to_html())
 
 
 def _shell() -> Any:

@@ -42,6 +42,9 @@ def test_step_result_is_a_banner_not_a_repr(passed, summary, kind, colour):
 
 def test_note_and_diff_have_no_quoted_repr():
     assert _pretty(display.note("plan mode: nothing was changed")) == "plan mode: nothing was changed"
+    instructions = display.markdown("1. In legacy TFE, open **Integrations**")
+    assert _pretty(instructions) == "1. In legacy TFE, open **Integrations**"
+    assert instructions._repr_markdown_() == "1. In legacy TFE, open **Integrations**"
     patch = "--- a/main.tf\n+++ b/main.tf\n@@ -1,3 +1,3 @@\n-    name = \"acme-legacy/web\"\n+    name = \"acme/web\"\n"
     shown = display.diff(patch)
     page = shown._repr_html_()
@@ -57,7 +60,10 @@ def test_table_wraps_text_blanks_nan_shortens_lineage_and_highlights_not_ready()
          "reason": "locked by alice: unlock it in the legacy UI, then run the preflight again " * 3, "serial": math.nan},
         {"environment": "acme-legacy/db", "lineage": None, "ready": True, "reason": "ready", "serial": 4},
     ])
-    page = display.table(frame, highlight="ready", index="environment").to_html()
+    shown = display.table(frame, highlight="ready", index="environment")
+    page = shown._repr_html_()
+    assert "object at 0x" not in _pretty(shown) and "acme-legacy/web" in _pretty(shown)
+    assert "NaN" not in _pretty(shown) and "None" not in _pretty(shown)
     assert ">acme-legacy/web<" in page and "index_name" in page  # environment is the index
     assert "56389aa6...<" in page and "56389aa6-1ddc-9949-2cba-b14235e075f0" in page  # short, full in tooltip
     assert "nan" not in page.lower().replace("nan;", "") and "None" not in page
