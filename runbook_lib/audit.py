@@ -5,7 +5,7 @@ Layout of one batch (see README "Audit trail"):
     runs/<batch-id>/
       manifest.json          versions, operator, host, parameters (no secrets), outcomes, sha256 of every file
       ledger.sqlite          every step run (runbook_lib.ledger)
-      summary.html           environments x steps, coloured by outcome
+      summary.html           the auditor's page, a view of the manifest (runbook_lib.summary)
       <org>__<env>/NN_<step>.ipynb (+ .html)   the executed notebooks
       <org>__<env>/state/    legacy state backups (mode 0600; left out of archives unless asked)
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import getpass
 import hashlib
-import html
 import io
 import json
 import os
@@ -27,7 +26,6 @@ import socket
 import subprocess
 import tarfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -37,8 +35,6 @@ from runbook_lib.secrets import scan_bytes, tokens_in_use
 
 MANIFEST = "manifest.json"
 STATE_DIR = "state"
-STEP_OUTCOME_COLOURS = {"passed": "#c8e6c9", "failed": "#ffcdd2", "refused": "#ffe0b2",
-                        "skipped": "#e0e0e0", "running": "#fff9c4"}
 
 
 def env_dirname(environment: str) -> str:
@@ -89,8 +85,12 @@ def notebook_to_html(notebook_path: str | Path) -> Path:
 
 
 def write_manifest(batch_dir: str | Path, *, parameters: Mapping[str, Any], outcomes: Mapping[str, Any],
-                   started_at: str, finished_at: str) -> Path:
+                   started_at: str, finished_at: str, facts: Mapping[str, Any] | None = None) -> Path:
     """Write `manifest.json` for a batch: who, where, what version, parameters, outcomes, sha256 per file.
+
+    Args:
+        facts: the batch's evidence (mode, steps, environments: see `runbook_lib.summary.batch_facts`),
+            added at the manifest's top level; `summary.html` is rendered from them.
 
     Raises:
         AuditError: the parameters contain a token (parameters must carry variable names, not values).
@@ -115,6 +115,8 @@ def write_manifest(batch_dir: str | Path, *, parameters: Mapping[str, Any], outc
         "outcomes": outcomes,
         "files": files,
     }
+    for key, value in (facts or {}).items():
+        manifest.setdefault(key, value)  # the facts add to the manifest; they never replace its own keys
     target = batch_dir / MANIFEST
     target.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return target
@@ -122,31 +124,10 @@ def write_manifest(batch_dir: str | Path, *, parameters: Mapping[str, Any], outc
 
 def write_summary_html(batch_dir: str | Path, matrix: Mapping[str, Mapping[str, str]], steps: Iterable[str],
                        title: str = "Migration batch") -> Path:
-    """Write `summary.html`: one row per environment, one column per step, coloured by outcome.
+    """The bare status matrix page; moved to `runbook_lib.summary` (a batch's page: `write_batch_evidence`)."""
+    from runbook_lib.summary import write_summary_html as write
 
-    Args:
-        matrix: environment -> step -> status (passed, failed, refused, skipped, running, or absent).
-        steps: column order.
-    """
-    steps = list(steps)
-    head = "".join(f"<th>{html.escape(s)}</th>" for s in steps)
-    rows = []
-    for environment in sorted(matrix):
-        cells = []
-        for step in steps:
-            status = matrix[environment].get(step, "")
-            colour = STEP_OUTCOME_COLOURS.get(status, "#ffffff")
-            cells.append(f'<td style="background:{colour}">{html.escape(status or "-")}</td>')
-        rows.append(f"<tr><th>{html.escape(environment)}</th>{''.join(cells)}</tr>")
-    generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #999;"
-            "padding:4px 8px}</style></head><body>"
-            f"<h1>{html.escape(title)}: {html.escape(Path(batch_dir).name)}</h1><p>Generated {generated}</p>"
-            f"<table><tr><th>environment</th>{head}</tr>{''.join(rows)}</table></body></html>\n")
-    target = Path(batch_dir) / "summary.html"
-    target.write_text(page, encoding="utf-8")
-    return target
+    return write(batch_dir, matrix, steps, title)
 
 
 @dataclass(frozen=True)
