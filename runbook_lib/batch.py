@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from runbook_lib import audit
+from runbook_lib import audit, summary
 from runbook_lib.errors import LedgerError, RunbookError
 from runbook_lib.ledger import Ledger
 from runbook_lib.mapping import MappingRow
@@ -376,9 +376,10 @@ class BatchRunner:
             if run.step.endswith("/confirm"):
                 continue
             matrix.setdefault(run.environment, {})[run.step] = run.status
-        audit.write_summary_html(self.batch_dir, matrix, STEPS, title=f"Migration batch ({self.mode})")
         parameters = {**self.parameters, "mode": self.mode, "steps": self.steps,
                       "environments": [r.legacy_slug for r in self.rows], "jobs": self.jobs}
-        audit.write_manifest(self.batch_dir, parameters=parameters, outcomes=matrix,
-                             started_at=result.started_at, finished_at=result.finished_at)
+        summary.write_batch_evidence(self.batch_dir, ledger_path=self.ledger_path, steps=STEPS, mode=self.mode,
+                                     workspaces={r.legacy_slug: r.workspace_slug for r in self.rows},
+                                     parameters=parameters, outcomes=matrix, started_at=result.started_at,
+                                     finished_at=result.finished_at)
 
