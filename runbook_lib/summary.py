@@ -332,7 +332,7 @@ def _environment(environment: str, data: Mapping[str, Any]) -> str:
     if deletion:
         rows += [("legacy environment", _yes(deletion.get("deleted"), "deleted", "NOT DELETED")
                   + f" at {_e(deletion.get('at'))}"),
-                 ("confirmation", f"<q>{_e(deletion.get('confirmation_text'))}</q> by "
+                 ("confirmation", f"\u201c{_e(deletion.get('confirmation_text'))}\u201d by "
                                   f"{_e(deletion.get('confirmed_by'))} via {_e(deletion.get('confirmed_via'))} "
                                   f"at {_e(deletion.get('confirmed_at'))}"),
                  ("final backup", f"sha256 <code class='hash'>{_e(deletion.get('final_backup_sha256'))}</code>; same as "
