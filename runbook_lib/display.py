@@ -25,18 +25,24 @@ from typing import Any, Mapping
 #: Banner colours (background, border, text) by verdict kind.
 COLOURS = {"pass": ("#e8f5e9", "#2e7d32", "#1b5e20"), "fail": ("#ffebee", "#c62828", "#b71c1c"),
            "refused": ("#ffebee", "#c62828", "#b71c1c"), "waiting": ("#fff8e1", "#f9a825", "#6d4c00"),
-           "would-refuse": ("#fff8e1", "#f9a825", "#6d4c00")}
+           "would-refuse": ("#fff8e1", "#f9a825", "#6d4c00"), "attention": ("#fff8e1", "#f9a825", "#6d4c00"),
+           "plan-refused": ("#ffebee", "#c62828", "#b71c1c")}
 LABELS = {"pass": "PASS", "fail": "FAIL", "refused": "REFUSED", "waiting": "WAITING",
-          "would-refuse": "PLAN: APPLY WOULD REFUSE"}
+          "would-refuse": "PLAN (apply waits for an earlier step)", "attention": "PASS, WITH ENVIRONMENTS NOT READY",
+          "plan-refused": "PLAN: APPLY WOULD REFUSE"}
 #: Errors shown as "REFUSED" (the step declined to act; nothing further was changed); others as "FAILED".
 REFUSAL_ERRORS = ("StepError", "GateError")
 
 
 def verdict_kind(passed: bool, summary: str) -> str:
-    """The banner kind of a verdict: pass, would-refuse (plan mode's "apply would refuse: ..."), or fail."""
+    """The banner kind of a verdict: pass; would-refuse (plan mode: "apply would refuse: ..." because an
+    earlier step must run first, or a survey that found environments not ready); plan-refused (plan mode:
+    apply would refuse what exists); fail."""
+    if summary.startswith("apply would refuse"):
+        return "would-refuse" if passed else "plan-refused"
     if passed:
-        return "pass"
-    return "would-refuse" if summary.startswith("apply would refuse") else "fail"
+        return "attention" if "; not ready: " in summary else "pass"
+    return "fail"
 
 
 def _value_html(value: Any) -> str:
@@ -176,7 +182,7 @@ def table(frame: Any, *, highlight: str | None = None, index: str | None = None)
         tips = pd.DataFrame("", index=frame.index, columns=frame.columns)
         for column in shortened:
             tips[column] = frame[column].map(lambda v: "" if v is None else str(v))
-    styler = frame.style.format(_cell).set_properties(**{"white-space": "pre-wrap", "text-align": "left",
+    styler = frame.style.format(_cell).set_table_styles([{"selector": "th", "props": "text-align:left"}]).set_properties(**{"white-space": "pre-wrap", "text-align": "left",
                                                              "vertical-align": "top"})
     if highlight is not None and highlight in frame.columns:
         def _row_style(row: Any) -> list[str]:
@@ -246,3 +252,85 @@ def attach(ctx: Any) -> None:
         return stb
 
     shell.set_custom_exc((RunbookError,), handler)
+
+
+class LiveStatus:
+    """A progress callback (`progress(line)`) that keeps one status line updated in place in JupyterLab.
+
+    Each call replaces the line (the latest status, after the earlier ones: "pending -> planning"), so a
+    long wait shows where it is without a scroll of lines; outside IPython each line is printed, as the
+    CLI does. The executed notebook of a batch keeps the final line.
+    """
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._handle: Any = None
+
+    def __call__(self, line: str) -> None:
+        self.lines.append(line)
+        if _shell() is None or not hasattr(_shell(), "kernel"):
+            print(line, flush=True)
+            return
+        from IPython.display import display as show
+
+        latest = self.lines[-1]
+        html_text = (f"<div class='runbook-progress' style='font-family:monospace;padding:2px 6px;"
+                     f"border-left:4px solid #1565c0;background:#e3f2fd'>{html.escape(latest)}"
+                     + (f"<div style='color:#555;font-size:90%'>{html.escape(' -> '.join(self._steps()))}</div>"
+                        if len(self.lines) > 2 else "") + "</div>")
+        shown = _Shown(latest, html_text)
+        if self._handle is None:
+            self._handle = show(shown, display_id=True)
+        else:
+            self._handle.update(shown)
+
+    def _steps(self) -> list[str]:
+        return [line.split(": ", 1)[-1] for line in self.lines[1:]]
+
+
+def live_status() -> LiveStatus:
+    """A progress callback for waits (see LiveStatus)."""
+    return LiveStatus()
+
+
+def state_match(result: Any) -> Any:
+    """Step 3's verify in words: what matched between the legacy and the migrated state, then the
+    differences (if any) as a table."""
+    ev = getattr(result, "evidence", None) or {}
+    if "legacy_serial" not in ev:
+        return note(getattr(result, "summary", "") or "nothing compared")
+    same_serial = ev.get("legacy_serial") == ev.get("workspace_serial")
+    words = (f"lineage {ev.get('lineage')}, serial {ev.get('legacy_serial')}"
+             + ("" if same_serial else f" (workspace {ev.get('workspace_serial')})")
+             + f", {ev.get('resources')} resources "
+             + ("identical, byte for byte (sha256 " + str(ev.get("legacy_sha256"))[:16] + "...)"
+                if ev.get("identical_bytes") else "compared one by one"))
+    table_ = getattr(result, "table", None)
+    if table_ is not None and len(table_):
+        return _Shown(words + "\n" + table_.to_string(),
+                      f"<div>{html.escape(words)}</div>{table(table_)._repr_html_()}")
+    kind = "pass" if getattr(result, "passed", False) else "fail"
+    label = "matched" if kind == "pass" else "compared"
+    return _Shown(f"{label}: {words}", f"<div style='color:{COLOURS[kind][2]}'><b>{label}:</b> "
+                                       f"{html.escape(words)}</div>")
+
+
+def plan_evidence(result: Any) -> Any:
+    """Step 5's verify in words: terraform's plan summary line, terraform's own plan lines (folded), and
+    the resource changes as a table only when there are any."""
+    ev = getattr(result, "evidence", None) or {}
+    plan = ev.get("plan")
+    if not plan:
+        return note(getattr(result, "summary", "") or "no plan read")
+    headline = (f"Plan: {plan.get('add', 0)} to add, {plan.get('change', 0)} to change, "
+                f"{plan.get('destroy', 0)} to destroy" + (" (no changes)" if not ev.get("has_changes") else ""))
+    lines = ev.get("plan_lines") or []
+    folded = (f"<details><summary style='cursor:pointer'>terraform's plan output ({len(lines)} lines, run "
+              f"{html.escape(str(ev.get('run_id')))})</summary><pre style='white-space:pre-wrap'>"
+              f"{html.escape(chr(10).join(lines))}</pre></details>") if lines else ""
+    table_ = getattr(result, "table", None)
+    pending = table_ is not None and len(table_) and ev.get("has_changes")
+    colour = COLOURS["fail" if ev.get("has_changes") else "pass"][2]
+    return _Shown("\n".join([headline, *lines]),
+                  f"<div style='color:{colour}'><b>{html.escape(headline)}</b></div>{folded}"
+                  + (table(table_)._repr_html_() if pending else ""))

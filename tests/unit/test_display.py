@@ -28,7 +28,11 @@ def _pretty(obj) -> str:
 @pytest.mark.parametrize("passed, summary, kind, colour", [
     (True, "web is gone", "pass", "#2e7d32"),
     (False, "web still exists", "fail", "#c62828"),
-    (False, "apply would refuse: step 5 evidence: no PASS", "would-refuse", "#f9a825"),
+    (True, "apply would refuse: step 5 evidence: no PASS of step 05 (apply refuses until then)", "would-refuse",
+     "#f9a825"),
+    (False, "apply would refuse: workspace acme/web: holds another lineage", "plan-refused", "#c62828"),
+    (True, "6 environments, 4 ready; mapping written to m.csv; not ready: acme-legacy/db (locked)", "attention",
+     "#f9a825"),
 ])
 def test_step_result_is_a_banner_not_a_repr(passed, summary, kind, colour):
     result = StepResult(passed, summary, {"run_id": "run-1", "plan": {"add": 0}})
@@ -164,3 +168,40 @@ def test_refusal_in_a_cell_is_one_sentence_and_a_ledger_row(tmp_path, capsys):
     finally:
         shell.set_custom_exc((), None)
         InteractiveShell.clear_instance()
+
+
+def test_plan_verdict_says_apply_would_refuse_when_an_earlier_step_must_run_first():
+    from runbook_lib.steps import plan_frame, plan_verdict
+
+    waits = plan_frame([{"object": "step 5 evidence", "name": "o/e", "action": "none",
+                         "detail": "no PASS of step 05_commit_and_verify (apply refuses until then)"},
+                        {"object": "legacy environment", "name": "o/e", "action": "delete", "detail": "gated"}])
+    result = plan_verdict(waits)
+    assert result.passed and result.summary.startswith("apply would refuse: step 5 evidence o/e: no PASS")
+    assert display.verdict_kind(result.passed, result.summary) == "would-refuse"
+    fine = plan_verdict(plan_frame([{"object": "legacy vcs link", "name": "o/e", "action": "none",
+                                     "detail": "already unlinked"}]))
+    assert fine.passed and fine.summary.startswith("plan: 1 none")
+    refused = plan_verdict(plan_frame([{"object": "state", "name": "o/e", "action": "refuse", "detail": "lineage"}]))
+    assert not refused.passed and display.verdict_kind(refused.passed, refused.summary) == "plan-refused"
+
+
+def test_live_status_prints_outside_a_kernel_and_verify_words(capsys):
+    progress = display.live_status()
+    progress("waiting for the run of commit abc in ws-1 (up to 900 s)")
+    progress("[    0 s] run-1: pending")
+    assert capsys.readouterr().out.splitlines()[-1] == "[    0 s] run-1: pending"
+    result = StepResult(True, "workspace ws-1 holds the legacy state", {
+        "lineage": "lin-1", "legacy_serial": 4, "workspace_serial": 4, "resources": 2, "identical_bytes": True,
+        "legacy_sha256": "ab" * 32}, table=pd.DataFrame(columns=["address", "difference"]))
+    words = _pretty(display.state_match(result))
+    assert words == "matched: lineage lin-1, serial 4, 2 resources identical, byte for byte (sha256 abababababababab...)"
+    assert "<table" not in display.state_match(result)._repr_html_()  # no empty table with headers
+    five = StepResult(True, "run run-1 planned no changes", {"run_id": "run-1", "has_changes": False,
+                                                             "plan": {"add": 0, "change": 0, "destroy": 0},
+                                                             "plan_lines": ["null_resource.a: Refreshing state...",
+                                                                            "No changes. Infrastructure is up-to-date."]},
+                      table=pd.DataFrame(columns=["address", "action"]))
+    shown = display.plan_evidence(five)
+    assert _pretty(shown).splitlines()[0] == "Plan: 0 to add, 0 to change, 0 to destroy (no changes)"
+    assert "No changes. Infrastructure is up-to-date." in shown._repr_html_() and "<table" not in shown._repr_html_()
