@@ -175,6 +175,9 @@ def table(frame: Any, *, highlight: str | None = None, index: str | None = None)
         return frame
     if index is not None and index in frame.columns:
         frame = frame.set_index(index)
+    # Headers wrap at spaces, not underscores: a wide inventory then fits 1400 px.
+    frame = frame.rename(columns=lambda c: str(c).replace("_", " "))
+    highlight = highlight.replace("_", " ") if highlight else highlight
     frame = frame.astype(object).where(frame.notna(), None)
     shortened = [c for c in frame.columns if "lineage" in str(c)]
     tips = None
@@ -182,7 +185,11 @@ def table(frame: Any, *, highlight: str | None = None, index: str | None = None)
         tips = pd.DataFrame("", index=frame.index, columns=frame.columns)
         for column in shortened:
             tips[column] = frame[column].map(lambda v: "" if v is None else str(v))
-    styler = frame.style.format(_cell).set_table_styles([{"selector": "th", "props": "text-align:left"}]).set_properties(**{"white-space": "pre-wrap", "text-align": "left",
+    styler = frame.style.format(_cell).set_table_styles(
+        [{"selector": "th", "props": "text-align:left"}, {"selector": "tbody th", "props": "white-space:nowrap"}]
+        # a wide table (the inventory has 14 columns) in a smaller font, its cells breaking long ids
+        + ([{"selector": "", "props": "font-size:11.5px"},
+            {"selector": "td", "props": "word-break:break-word;padding:2px 4px"}] if len(frame.columns) > 10 else [])).set_properties(**{"white-space": "pre-wrap", "text-align": "left",
                                                              "vertical-align": "top"})
     if highlight is not None and highlight in frame.columns:
         def _row_style(row: Any) -> list[str]:
