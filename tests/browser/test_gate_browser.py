@@ -148,6 +148,7 @@ def _dismiss_news(page) -> None:
     no = page.locator(".jp-toast-button", has_text=re.compile(r"^No$"))
     if no.count():
         no.first.click()
+        page.wait_for_timeout(1000)  # the toast slides away
 
 
 def test_gate_button_deletes_the_environment(jupyterlab, tmp_path):
