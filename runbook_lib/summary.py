@@ -114,26 +114,26 @@ def environment_evidence(runs: Mapping[str, Any], workspace: str | None) -> dict
                                    ev("05_commit_and_verify"), ev("06_delete_legacy_environment"))
     facts: dict[str, Any] = {"workspace": {"name": workspace,
                                            "id": two.get("workspace_id") or three.get("workspace_id")}}
-    if three:
+    if "legacy_sha256" in three:  # a plan batch's rows hold plan counts only
         facts["state"] = {
             "legacy": {"serial": three.get("legacy_serial"), "lineage": three.get("lineage"),
                        "sha256": three.get("legacy_sha256")},
             "migrated": {"serial": three.get("workspace_serial"), "lineage": three.get("lineage"),
                          "sha256": three.get("workspace_sha256"), "state_version": three.get("state_version")},
             "identical": bool(three.get("identical_bytes")), "resources": three.get("resources")}
-    if five:
+    if "run_id" in five:
         plan = five.get("plan") or {}
         facts["verifying_run"] = {"run_id": five.get("run_id"), "commit": five.get("commit"),
                                   "run_commit": five.get("run_commit"), "plan": plan,
                                   "no_changes": five.get("has_changes") is False,
                                   "legacy_runs_after_push": len(five.get("legacy_runs_after_push") or [])}
-    if four:
+    if "vcs" in four:
         previous = four.get("previous_vcs") or {}
         decision = four.get("confirmation") or {}
         facts["vcs_unlink"] = {"unlinked": not four.get("vcs"), "previous_repo": previous.get("repo"),
                                "at": runs["04_disable_legacy_vcs"].finished_at, "via": four.get("unlink_via"),
                                "confirmed_by": decision.get("operator"), "confirmed_via": decision.get("via")}
-    if six:
+    if "deleted" in six:
         decision = six.get("confirmation") or {}
         final = six.get("final_backup") or {}
         facts["deletion"] = {
@@ -311,7 +311,7 @@ def _environment(environment: str, data: Mapping[str, Any]) -> str:
                  ("identical", _yes(state.get("identical"), "yes, byte for byte", "no (same lineage and resources)")
                   + f"; {_e(state.get('resources'))} resources")]
     else:
-        rows.append(("state", "<span class='missing'>step 3 has not passed</span>"))
+        rows.append(("state", "<span class='missing'>step 3 has not passed in apply mode</span>"))
     if run:
         plan = run.get("plan") or {}
         rows += [("verifying run", f"<code>{_e(run.get('run_id'))}</code> of commit <code>{_e(run.get('commit'))}</code>"
@@ -322,13 +322,13 @@ def _environment(environment: str, data: Mapping[str, Any]) -> str:
                     f"{_e(plan.get('destroy', 0))} to destroy); legacy runs after the push: "
                     f"{_e(run.get('legacy_runs_after_push'))}")]
     else:
-        rows.append(("verifying run", "<span class='missing'>step 5 has not passed</span>"))
+        rows.append(("verifying run", "<span class='missing'>step 5 has not passed in apply mode</span>"))
     if unlink:
         rows.append(("legacy VCS unlink", _yes(unlink.get("unlinked"), "unlinked", "STILL LINKED")
                      + f" from {_e(unlink.get('previous_repo'))} at {_e(unlink.get('at'))} (via {_e(unlink.get('via'))}"
                        f", confirmed by {_e(unlink.get('confirmed_by'))} via {_e(unlink.get('confirmed_via'))})"))
     else:
-        rows.append(("legacy VCS unlink", "<span class='missing'>step 4 has not passed</span>"))
+        rows.append(("legacy VCS unlink", "<span class='missing'>step 4 has not passed in apply mode</span>"))
     if deletion:
         rows += [("legacy environment", _yes(deletion.get("deleted"), "deleted", "NOT DELETED")
                   + f" at {_e(deletion.get('at'))}"),
@@ -338,7 +338,7 @@ def _environment(environment: str, data: Mapping[str, Any]) -> str:
                  ("final backup", f"sha256 <code class='hash'>{_e(deletion.get('final_backup_sha256'))}</code>; same as "
                                   f"step 3's: {_yes(deletion.get('final_backup_matches_step3'))}")]
     else:
-        rows.append(("legacy environment", "<span class='missing'>step 6 has not passed: not deleted</span>"))
+        rows.append(("legacy environment", "<span class='missing'>step 6 has not passed in apply mode: not deleted</span>"))
     if backups.get("checksums"):
         listed = "".join(f"<li><code>{_e(b['file'])}</code> serial {_e(b.get('serial'))}, sha256 "
                          f"<code class='hash'>{_e(b['sha256'])}</code>"
@@ -395,6 +395,9 @@ def render(manifest: Mapping[str, Any]) -> str:
                      "<code>ledger.sqlite</code>"),
     ])
     sections = "".join(_environment(e, d) for e, d in environments.items())
+    if manifest.get("mode") == "plan":
+        sections = ("<p>A plan batch changes nothing: each step only read and said what apply would do (its "
+                    "notebook, linked above). The evidence below fills in with an apply batch.</p>" + sections)
     title = f"Migration batch {manifest.get('batch')}"
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
             f"<style>{CSS}</style></head><body><h1>{_e(title)}</h1>{verdict}"

@@ -82,4 +82,17 @@ def test_a_failed_step_and_a_changed_backup_show_in_red(tmp_path):
     page = summary.render(manifest)
     assert "class='st-refused' title='not confirmed'" in page
     assert "0 of 1 environments passed every step; not complete: acme-legacy/web" in page
-    assert "step 6 has not passed: not deleted" in page and "differs from its record" in page
+    assert "step 6 has not passed in apply mode: not deleted" in page and "differs from its record" in page
+
+
+def test_a_plan_batch_shows_no_invented_evidence(tmp_path):
+    batch = tmp_path / "runs" / "plan"
+    batch.mkdir(parents=True)
+    ledger = Ledger(batch / "ledger.sqlite")
+    for step in STEPS:
+        ledger.record(ENV, step, "plan", "passed", evidence={"plan": {"create": 1}})
+    facts = summary.batch_facts(batch, ledger_path=batch / "ledger.sqlite", steps=STEPS, mode="plan")
+    evidence = facts["environments"][ENV]["evidence"]
+    assert set(evidence) == {"workspace", "backups"}
+    page = summary.render({"batch": "plan", **facts})
+    assert "A plan batch changes nothing" in page and "step 3 has not passed" in page and "serial ," not in page
