@@ -198,7 +198,8 @@ def table(frame: Any, *, highlight: str | None = None, index: str | None = None)
 
         styler = styler.apply(_row_style, axis=1)
     if shortened:
-        styler = styler.format(_short, subset=shortened, na_rep="")
+        styler = styler.format(_short, subset=shortened, na_rep="").set_properties(
+            subset=shortened, **{"white-space": "nowrap", "word-break": "normal"})  # "d6626cf1..." on one line
         if tips is not None:
             styler = styler.set_tooltips(tips)
     # Plain text beside the HTML is the table itself (a Styler's own is "<...Styler object at 0x...>").
