@@ -5,7 +5,7 @@ Layout of one batch (see README "Audit trail"):
     runs/<batch-id>/
       manifest.json          versions, operator, host, parameters (no secrets), outcomes, sha256 of every file
       ledger.sqlite          every step run (runbook_lib.ledger)
-      summary.html           environments x steps, coloured by outcome
+      summary.html           the auditor's page, a view of the manifest (runbook_lib.summary)
       <org>__<env>/NN_<step>.ipynb (+ .html)   the executed notebooks
       <org>__<env>/state/    legacy state backups (mode 0600; left out of archives unless asked)
 
@@ -25,7 +25,6 @@ import contextlib
 import errno
 import getpass
 import hashlib
-import html
 import io
 import json
 import os
@@ -34,9 +33,9 @@ import socket
 import subprocess
 import tarfile
 import tempfile
+from datetime import datetime, timezone
 import zlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -46,8 +45,6 @@ from runbook_lib.secrets import all_tokens_in_use, scan_bytes
 
 MANIFEST = "manifest.json"
 STATE_DIR = "state"
-STEP_OUTCOME_COLOURS = {"passed": "#c8e6c9", "failed": "#ffcdd2", "refused": "#ffe0b2",
-                        "skipped": "#e0e0e0", "running": "#fff9c4"}
 
 
 #: errno values that mean "this folder cannot take the write": read-only, no permission, full, over quota.
@@ -193,13 +190,16 @@ def notebook_to_html(notebook_path: str | Path) -> Path:
 
 
 def write_manifest(batch_dir: str | Path, *, parameters: Mapping[str, Any], outcomes: Mapping[str, Any],
-                   started_at: str, finished_at: str, refreshed: str | None = None) -> Path:
+                   started_at: str, finished_at: str, refreshed: str | None = None,
+                   facts: Mapping[str, Any] | None = None) -> Path:
     """Write `manifest.json` for a batch: who, where, what version, parameters, outcomes, sha256 per file.
 
     Written whole or not at all (`atomic_write`), readable by its owner only.
 
     Args:
         refreshed: why `archive` rewrote it after the batch (an interrupted batch), recorded as is.
+        facts: the batch's evidence (mode, steps, environments: see `runbook_lib.summary.batch_facts`),
+            added at the manifest's top level; `summary.html` is rendered from them.
 
     Raises:
         AuditError: the parameters contain a token (parameters must carry variable names, not values).
@@ -225,40 +225,17 @@ def write_manifest(batch_dir: str | Path, *, parameters: Mapping[str, Any], outc
         "files": files,
         **({"refreshed": refreshed} if refreshed else {}),
     }
+    for key, value in (facts or {}).items():
+        manifest.setdefault(key, value)  # the facts add to the manifest; they never replace its own keys
     return atomic_write(batch_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
 def write_summary_html(batch_dir: str | Path, matrix: Mapping[str, Mapping[str, str]], steps: Iterable[str],
-                       title: str = "Migration batch",
-                       columns: Mapping[str, Mapping[str, str]] | None = None) -> Path:
-    """Write `summary.html`: one row per environment, one column per step, coloured by outcome.
+                       title: str = "Migration batch") -> Path:
+    """The bare status matrix page; moved to `runbook_lib.summary` (a batch's page: `write_batch_evidence`)."""
+    from runbook_lib.summary import write_summary_html as write
 
-    Args:
-        matrix: environment -> step -> status (passed, failed, refused, skipped, running, or absent).
-        steps: column order.
-        columns: further text columns after the steps: column name -> environment -> text.
-    """
-    steps = list(steps)
-    columns = columns or {}
-    head = "".join(f"<th>{html.escape(s)}</th>" for s in [*steps, *columns])
-    rows = []
-    for environment in sorted(matrix):
-        cells = []
-        for step in steps:
-            status = matrix[environment].get(step, "")
-            colour = STEP_OUTCOME_COLOURS.get(status, "#ffffff")
-            cells.append(f'<td style="background:{colour}">{html.escape(status or "-")}</td>')
-        cells += [f"<td>{html.escape(values.get(environment, ''))}</td>" for values in columns.values()]
-        rows.append(f"<tr><th>{html.escape(environment)}</th>{''.join(cells)}</tr>")
-    generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #999;"
-            "padding:4px 8px}</style></head><body>"
-            f"<h1>{html.escape(title)}: {html.escape(Path(batch_dir).name)}</h1><p>Generated {generated}</p>"
-            f"<table><tr><th>environment</th>{head}</tr>{''.join(rows)}</table></body></html>\n")
-    target = Path(batch_dir) / "summary.html"
-    target.write_text(page, encoding="utf-8")
-    return target
+    return write(batch_dir, matrix, steps, title)
 
 
 @dataclass(frozen=True)
@@ -351,9 +328,21 @@ def refresh_manifest(batch_dir: str | Path, reasons: list[str]) -> Path:
     note = f"rewritten by `tfe-runbook archive` at {now} from the ledger: {'; '.join(reasons)}"
     parameters = old.get("parameters") if isinstance(old.get("parameters"), dict) else {}
     outcomes = outcomes_from_ledger(ledger) if ledger.is_file() else old.get("outcomes") or {}
-    return write_manifest(batch_dir, parameters=parameters, outcomes=outcomes,
-                          started_at=str(old.get("started_at") or ""), finished_at=str(old.get("finished_at") or ""),
-                          refreshed=note)
+    started, finished = str(old.get("started_at") or ""), str(old.get("finished_at") or "")
+    mode, steps = old.get("mode") or parameters.get("mode"), old.get("steps") or parameters.get("steps")
+    if ledger.is_file() and isinstance(mode, str) and isinstance(steps, list):
+        # The auditor's facts and the page drawn from them are recomputed from the ledger too, so the
+        # refreshed manifest and summary.html never show the evidence of the interrupted moment.
+        from runbook_lib import summary
+
+        known = old.get("environments") if isinstance(old.get("environments"), dict) else {}
+        workspaces = {env: ((data.get("evidence") or {}).get("workspace") or {}).get("name")
+                      for env, data in known.items() if isinstance(data, dict)}
+        return summary.write_batch_evidence(batch_dir, ledger_path=ledger, steps=steps, mode=mode,
+                                            workspaces=workspaces, parameters=parameters, outcomes=outcomes,
+                                            started_at=started, finished_at=finished, refreshed=note)
+    return write_manifest(batch_dir, parameters=parameters, outcomes=outcomes, started_at=started,
+                          finished_at=finished, refreshed=note)
 
 
 def _manifest_parameters(batch_dir: Path) -> Mapping[str, Any]:

@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from runbook_lib import audit, teams
+from runbook_lib import audit, summary
 from runbook_lib.errors import LedgerError, RunbookError
 from runbook_lib.ledger import Ledger
 from runbook_lib.mapping import MappingRow
@@ -596,13 +596,13 @@ class BatchRunner:
             if run.step.endswith("/confirm"):
                 continue
             matrix.setdefault(run.environment, {})[run.step] = run.status
-        audit.write_summary_html(self.batch_dir, matrix, STEPS, title=f"Migration batch ({self.mode})",
-                                 columns={"teams": teams.summary_cells(ledger.history())})
         # Only the parameters some notebook of this run was given: one for a step that was skipped or blocked
         # throughout did nothing, and the manifest must not suggest otherwise.
         used = {k: v for k, v in self.parameters.items() if k in self._used}
         parameters = {**used, "mode": self.mode, "steps": self.steps,
                       "environments": [r.legacy_slug for r in self.rows], "jobs": self.jobs}
-        audit.write_manifest(self.batch_dir, parameters=parameters, outcomes=matrix,
-                             started_at=result.started_at, finished_at=result.finished_at)
+        summary.write_batch_evidence(self.batch_dir, ledger_path=self.ledger_path, steps=STEPS, mode=self.mode,
+                                     workspaces={r.legacy_slug: r.workspace_slug for r in self.rows},
+                                     parameters=parameters, outcomes=matrix, started_at=result.started_at,
+                                     finished_at=result.finished_at)
 

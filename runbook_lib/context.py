@@ -52,6 +52,17 @@ class StepResult:
     evidence: dict[str, Any] = field(default_factory=dict)
     table: Any = None
 
+    def _repr_html_(self) -> str:
+        """A green (PASS), red (FAIL) or amber (plan mode: apply would refuse) banner, evidence folded."""
+        from runbook_lib.display import banner_html, verdict_kind
+
+        return banner_html(verdict_kind(self.passed, self.summary), self.summary, self.evidence)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        from runbook_lib.display import banner_text, verdict_kind
+
+        printer.text(banner_text(verdict_kind(self.passed, self.summary), self.summary))
+
 
 @dataclass
 class StepContext:

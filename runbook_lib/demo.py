@@ -18,6 +18,7 @@ verified; or it says which environment and step did not pass and where its noteb
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -27,7 +28,6 @@ from pathlib import Path
 
 from runbook_lib import audit, mapping, teams
 from runbook_lib.batch import GATED_ACTIONS, STEPS, BatchResult, BatchRunner, StepOutcome
-from runbook_lib.ledger import Ledger
 from runbook_lib.sandbox import Sandbox
 from runbook_lib.rehearsal import NEW_ORG, batch_environ, batch_parameters, clear_blockers, sensitive_values
 from runbook_lib.steps import preflight
@@ -102,7 +102,9 @@ def run_demo(out: str | Path = "runs", environments: int = 8, jobs: int = 2) -> 
         result = runner.run()
         frame = result.frame()
         print(frame.pivot(index="environment", columns="step", values="status").fillna("-").to_string())
-        granted = teams.summary_cells(Ledger(result.batch_dir / "ledger.sqlite").history())
+        facts = json.loads((result.batch_dir / audit.MANIFEST).read_text(encoding="utf-8")).get("environments") or {}
+        granted = {env: teams.summary_cell(data["evidence"]["teams"]) for env, data in facts.items()
+                   if "teams" in (data.get("evidence") or {})}
         print("teams with access to the new workspaces (also in summary.html):\n  "
               + "\n  ".join(f"{env}: {cell}" for env, cell in sorted(granted.items())))
 

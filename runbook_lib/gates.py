@@ -10,6 +10,11 @@ The same notebook works two ways:
 
 Either way the decision (who, when, what, how) is printed into the notebook's output and recorded in
 the ledger before the action runs, so the evidence exists even if the action then fails.
+
+In a notebook, `step_gate`, `verdict` and `conclude` make the click finish the step: while the button
+waits, the verdict cells show a WAITING status (neither raised nor recorded as failed: the step's ledger
+row stays open); the click runs the action, the step's verify and its verdict (ledger row finished), and
+the status updates in place, so no cell has to be run again.
 """
 
 from __future__ import annotations
@@ -90,14 +95,16 @@ class PendingGate:
 
     def __init__(self, action: str, target: str, summary: Any, run: Callable[..., Any], args: Sequence[Any],
                  ledger: Any, environment: str | None, step: str | None, mode: str,
-                 operator: str | None) -> None:
+                 operator: str | None, then: Callable[[], Any] | None = None) -> None:
         self.action, self.target, self.summary = action, target, summary
         self._run, self._args = run, tuple(args)
         self._ledger, self._environment, self._step, self._mode = ledger, environment, step, mode
         self._operator = operator
+        self._then = then
         self.decision: Decision | None = None
         self.outcome: Any = None
         self.error: BaseException | None = None
+        self.result: Any = None  # what `then` returned (the step's concluded verdict)
         self.widget = self._build()
 
     @property
@@ -112,6 +119,10 @@ class PendingGate:
                                      layout=widgets.Layout(width="auto"), tooltip=text)
         self.output = widgets.Output()
         self.button.on_click(self.click)
+        # The step's status, shown by the verdict cells too (one widget, every view updates in place).
+        self.status = widgets.HTML(self._waiting_html())
+        self.evidence_view = widgets.HTML("<i>no evidence yet: the step waits for your confirmation (the button "
+                                          "above)</i>")
         header = widgets.HTML(f"<b>This will {text}.</b> Read what will happen, then click to proceed. "
                               f"Nothing happens until you click.")
         parts = [header]
@@ -121,7 +132,9 @@ class PendingGate:
             with shown:
                 from IPython.display import display
 
-                display(self.summary)
+                from runbook_lib.display import table
+
+                display(table(self.summary))
             parts.append(shown)
         return widgets.VBox([*parts, self.button, self.output])
 
@@ -140,6 +153,31 @@ class PendingGate:
             except Exception as exc:  # shown to the operator in the widget, and kept for the verify cell
                 self.error = exc
                 print(f"FAILED: {type(exc).__name__}: {exc}")
+            self._finish()
+
+    def _waiting_html(self) -> str:
+        from runbook_lib.display import banner_html
+
+        return banner_html("waiting", f"waiting for your confirmation: click 'Confirm: {phrase(self.action, self.target)}'"
+                                      " above. Nothing has been changed; the step then finishes by itself "
+                                      "(apply, verify, verdict, ledger).")
+
+    def _finish(self) -> None:
+        """After the action: the step's verify and verdict (`then`), shown in the status in place."""
+        if self._then is None:
+            return
+        from runbook_lib.display import REFUSAL_ERRORS, banner_html, evidence, verdict_kind
+
+        try:
+            self.result = self._then(self.error)
+        except Exception as exc:  # the verdict's own FAIL (already in the ledger) or a refusal: show it
+            refused = self.error is not None and type(self.error).__name__ in REFUSAL_ERRORS
+            self.status.value = banner_html("refused" if refused else "fail", str(exc))
+            return
+        self.result.concluded_by_gate = True  # the verdict cell shows it without recording it twice
+        self.status.value = banner_html(verdict_kind(self.result.passed, self.result.summary), self.result.summary,
+                                        self.result.evidence, title=f"{self._step} {self._environment}")
+        self.evidence_view.value = evidence(self.result).html
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -167,7 +205,8 @@ def recorded_decision(ledger: Any, environment: str, step: str, *, after_row: in
 
 def guard(action: str, target: str, *, confirm: str | None, interactive: bool, run: Callable[..., Any],
           args: Sequence[Any] = (), summary: Any = None, ledger: Any = None, environment: str | None = None,
-          step: str | None = None, mode: str = "apply", operator: str | None = None) -> Any:
+          step: str | None = None, mode: str = "apply", operator: str | None = None,
+          then: Callable[[BaseException | None], Any] | None = None) -> Any:
     """Run `run(*args)` only once the action is confirmed.
 
     Args:
@@ -178,6 +217,7 @@ def guard(action: str, target: str, *, confirm: str | None, interactive: bool, r
         summary: shown above the button (a DataFrame of what will happen).
         ledger, environment, step, mode: where the decision is recorded.
         operator: who decides (default: the OS user).
+        then: interactively, called after the clicked action with its error (or None); it finishes the step.
 
     Returns:
         `run`'s result when confirmed by parameter; a PendingGate (displayed as the button) interactively.
@@ -189,4 +229,70 @@ def guard(action: str, target: str, *, confirm: str | None, interactive: bool, r
         decision = check(action, target, confirm, operator=operator)
         _record(decision, ledger, environment, step, mode)
         return run(*args)
-    return PendingGate(action, target, summary, run, args, ledger, environment, step, mode, operator)
+    return PendingGate(action, target, summary, run, args, ledger, environment, step, mode, operator, then)
+
+
+class Waiting:
+    """A step's verdict while its gate waits for the click: shows the gate's live status, records nothing."""
+
+    passed = False
+    waiting = True
+
+    def __init__(self, gate: PendingGate) -> None:
+        self.gate = gate
+        self.summary = (f"waiting for your confirmation: click 'Confirm: {phrase(gate.action, gate.target)}' above")
+        self.evidence: dict[str, Any] = {}
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.gate.status)
+
+
+def step_gate(ctx: Any, action: str, plan: Any, apply: Callable[[Any], Any], verify: Callable[[Any], Any]) -> Any:
+    """A notebook's gated apply: `apply(ctx)` once confirmed, and, interactively, the click finishes the step.
+
+    Args:
+        ctx: the StepContext (its confirm, interactive, ledger, step, operator).
+        action: the gated action ("delete", "unlink").
+        plan: the step's plan table, shown beside the button.
+        apply, verify: the step's functions.
+
+    Returns:
+        What `apply` returned (confirmed by parameter), or the PendingGate (the button).
+
+    Raises:
+        GateError: in a batch, when not confirmed (nothing ran).
+    """
+    def then(error: BaseException | None) -> Any:
+        if error is not None:
+            from runbook_lib.display import record_refusal
+
+            record_refusal(ctx, error)  # the refusal is the step's outcome: its row is not left running
+            raise error
+        return ctx.conclude(ctx.verdict(plan, verify))
+
+    return guard(action, ctx.row.legacy_slug, confirm=ctx.confirm, interactive=ctx.interactive, run=apply,
+                 args=(ctx,), summary=plan, ledger=ctx.ledger, environment=ctx.row.legacy_slug, step=ctx.step,
+                 mode=ctx.mode, operator=ctx.operator, then=then)
+
+
+def verdict(ctx: Any, plan: Any, verify: Callable[[Any], Any], applied: Any) -> Any:
+    """The step's verdict after a gated apply: WAITING while the button waits, the click's own verdict after
+    it, otherwise `ctx.verdict(plan, verify)`."""
+    if isinstance(applied, PendingGate):
+        if not applied.confirmed:
+            return Waiting(applied)
+        if applied.result is not None:
+            return applied.result
+    return ctx.verdict(plan, verify)
+
+
+def conclude(ctx: Any, result: Any) -> Any:
+    """The notebook's last cell: WAITING shows the live status (records nothing, raises nothing); a verdict
+    the click already recorded is shown again; otherwise `ctx.conclude(result)`."""
+    if isinstance(result, Waiting):
+        return result
+    if getattr(result, "concluded_by_gate", False):
+        return result
+    return ctx.conclude(result)

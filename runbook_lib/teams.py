@@ -347,12 +347,3 @@ def summary_cell(evidence: dict[str, Any] | None) -> str:
         parts.append(f"{name} {facts.get('access') or 'no access'} ({members}"
                      + (f"; not members: {', '.join(absent)})" if absent else ")"))
     return "; ".join(parts)
-
-
-def summary_cells(runs: list[Any]) -> dict[str, str]:
-    """Per environment, the teams step 2 last proved (ledger rows of `02_create_workspaces` that passed)."""
-    cells = {}
-    for run in runs:
-        if run.step == "02_create_workspaces" and run.status == "passed" and "teams" in (run.evidence or {}):
-            cells[run.environment] = summary_cell(run.evidence["teams"])
-    return cells

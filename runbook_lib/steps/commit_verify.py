@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -68,6 +69,7 @@ PUSH_RECORD = "05_push.json"
 #: Run statuses at which the run waits for a person (auto-apply is off): its plan is final.
 WAITING_STATUSES = frozenset({"planned", "cost_estimated", "policy_checked", "policy_override"})
 DONE_STATUSES = FINAL_RUN_STATUSES | WAITING_STATUSES
+PLAN_LINES_KEPT = 40  # the tail of terraform's plan log kept as evidence (resource lines and the summary)
 #: Run statuses that can still apply: recovery discards them.
 DISCARDABLE_STATUSES = WAITING_STATUSES | frozenset({"pending", "plan_queued", "planning", "planned"})
 
@@ -425,8 +427,11 @@ def apply(ctx: StepContext) -> pd.DataFrame:
                 raise StepError(f"workspace {ws.id} is locked by someone else ({exc}); the commit is pushed and its "
                                 f"run waits: ask them to unlock, then run this step again.") from exc
             done.append({"object": "workspace lock", "name": ws.id, "result": "already unlocked"})
+    from runbook_lib.display import live_status  # one status line updated in place in JupyterLab
+
     run = wait_for_run(ctx.tfe, ws.id, record["commit"], timeout=float(_opt(ctx, "wait_timeout")),
-                       interval=float(_opt(ctx, "poll_interval")), max_interval=float(_opt(ctx, "poll_max_interval")))
+                       interval=float(_opt(ctx, "poll_interval")), max_interval=float(_opt(ctx, "poll_max_interval")),
+                       progress=live_status())
     done.append({"object": "run", "name": run.id, "result": run.get("status")})
     return pd.DataFrame(done, columns=["object", "name", "result"])
 
@@ -506,11 +511,11 @@ def wait_for_run(tfe: Any, workspace_id: str, commit: str, *, timeout: float, in
 
 # --- reading the plan ------------------------------------------------------------------------------------
 
-def read_plan(ctx: StepContext, run: Resource, terraform_version: str) -> tuple[Plan, Resource]:
+def read_plan(ctx: StepContext, run: Resource, terraform_version: str) -> tuple[Plan, Resource, list[str] | None]:
     """The run's plan as a `Plan`: 0.11 workspaces from the plan log, 1.x from the JSON plan.
 
     Returns:
-        (parsed plan, the plan resource).
+        (parsed plan, the plan resource, terraform's own plan lines when the log was read, else None).
 
     Raises:
         PlanError: no plan, an unreadable plan, or one whose has-changes flag disagrees with its content.
@@ -520,8 +525,13 @@ def read_plan(ctx: StepContext, run: Resource, terraform_version: str) -> tuple[
         raise PlanError(f"run {run.id} has no plan.")
     plan_res = ctx.tfe.get_plan(plan_id)
     if _version_tuple(terraform_version) < (0, 12):
-        parsed = parse_plan_text(ctx.tfe.plan_log(plan_res))
+        log = ctx.tfe.plan_log(plan_res)
+        parsed = parse_plan_text(log)
+        # terraform's own plan lines, kept as evidence (the log is already here: no extra request)
+        lines = [line.rstrip() for line in re.sub(r"\x1b\[[0-9;]*m", "", log).splitlines() if line.strip()]
+        lines = lines[-PLAN_LINES_KEPT:]
     else:
+        lines = None
         doc = ctx.tfe.plan_json(plan_id)
         if doc is None:
             raise PlanError(f"plan {plan_id} has no JSON output yet (status {plan_res.get('status')!r}).")
@@ -533,7 +543,7 @@ def read_plan(ctx: StepContext, run: Resource, terraform_version: str) -> tuple[
     if flag is not None and bool(flag) != parsed.has_changes and not output_only:
         raise PlanError(f"plan {plan_id} says has-changes={flag} but its content shows "
                         f"{'changes' if parsed.has_changes else 'none'}; treat the plan as not proven.")
-    return parsed, plan_res
+    return parsed, plan_res, lines
 
 
 def _log_tail(ctx: StepContext, run: Resource) -> str:
@@ -598,12 +608,13 @@ def verify(ctx: StepContext) -> StepResult:
         return StepResult(False, f"run {run.id} errored ({_log_tail(ctx, run)}); the legacy environment is intact "
                                  f"(see the way back)", evidence)
     try:
-        parsed, plan_res = read_plan(ctx, run, version)
+        parsed, plan_res, plan_lines = read_plan(ctx, run, version)
     except PlanError as exc:
         return StepResult(False, f"the plan of run {run.id} cannot be proven: {exc}", evidence)
     evidence.update(plan_id=plan_res.id, plan_source=parsed.source, has_changes=parsed.has_changes,
                     plan={"add": parsed.additions, "change": parsed.changes_count, "destroy": parsed.destructions},
-                    output_changes=list(parsed.output_changes))
+                    output_changes=list(parsed.output_changes),
+                    plan_lines=plan_lines)
     if evidence["run_commit"] != record["commit"]:
         return StepResult(False, f"run {run.id} plans commit {evidence['run_commit']}, not the pushed "
                                  f"{record['commit']}", evidence, table=parsed.changes)

@@ -118,8 +118,11 @@ def survey(*, legacy_org: str, legacy_env: str = "", new_org: str, workspace: st
         result = StepResult(bool(verdict["ready"]), verdict["reason"], evidence)
     else:
         ready = int(table["ready"].sum())
-        result = StepResult(True, f"{len(table)} environments, {ready} ready; mapping written to {csv_path}",
-                            {"environments": len(table), "ready": ready, "mapping_csv": csv_path})
+        not_ready = [f"{r['environment']} ({r['reason']})" for r in table.to_dict("records") if not r["ready"]]
+        result = StepResult(True, f"{len(table)} environments, {ready} ready; mapping written to {csv_path}"
+                            + (f"; not ready: {'; '.join(not_ready)}" if not_ready else ""),
+                            {"environments": len(table), "ready": ready, "mapping_csv": csv_path,
+                             "not_ready": not_ready})
     return PreflightReport(checks, environments, table, result, csv_path, ctx, ledger, row_id, label, mode)
 
 

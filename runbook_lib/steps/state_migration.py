@@ -149,7 +149,8 @@ def plan(ctx: StepContext) -> pd.DataFrame:
     if ws is None:
         # Plan mode may run before step 2 has created the workspace: show what would happen after it.
         rows.append({"object": "workspace", "name": ctx.row.workspace_slug, "action": "none",
-                     "detail": "does not exist yet: step 02_create_workspaces creates it, locked"})
+                     "detail": "does not exist yet: step 02_create_workspaces creates it, locked "
+                               "(apply refuses until then)"})
         rows.append({"object": "state version", "name": ctx.row.workspace_slug, "action": "create",
                      "detail": f"upload serial {legacy.serial} via the {_opt(ctx, 'migration_path')} path "
                                f"once the workspace exists"})

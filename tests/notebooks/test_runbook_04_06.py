@@ -76,7 +76,7 @@ def test_batch_00_06_both_terraform_generations(tmp_path, own_sandbox):
         assert six["final_backup"]["matches_step3"] is True and six["confirmation"]["via"] == "parameter"
         executed = tmp_path / "gen011" / f"{LEGACY_ORG}__{env}"
         assert "CONFIRMED" in _outputs(executed / "06_delete_legacy_environment.ipynb")
-        assert "```diff" in _outputs(executed / "05_commit_and_verify.ipynb")
+        assert "runbook-diff" in _outputs(executed / "05_commit_and_verify.ipynb")  # the coloured diff
 
     # Terraform 1.x workspace, cloud block (the configuration made 1.x-ready first).
     make_1x_ready("network-prod")

@@ -80,21 +80,19 @@ def test_inventory_cell_when_the_legacy_host_has_no_teams_endpoint():
     assert teams.parse_described("(the legacy host does not serve teams)") == []
 
 
-def test_summary_cells_from_step_2_evidence(tmp_path):
+def test_summary_shows_the_teams_step_2_proved():
     from types import SimpleNamespace
 
-    from runbook_lib.audit import write_summary_html
+    from runbook_lib import summary
 
     evidence = {"teams": {"developers": {"access": "write", "members": ["alice", "bob"], "not_members": []},
                           "auditors": {"access": "read", "members": ["carol"], "not_members": ["dave"]}}}
-    runs = [SimpleNamespace(environment="acme-legacy/app-prod", step="02_create_workspaces", status="passed",
-                            evidence=evidence),
-            SimpleNamespace(environment="acme-legacy/web.prod", step="02_create_workspaces", status="failed",
-                            evidence={"teams": {}}),
-            SimpleNamespace(environment="acme-legacy/app-prod", step="03_migrate_state", status="passed",
-                            evidence={})]
-    cells = teams.summary_cells(runs)
-    assert cells == {"acme-legacy/app-prod": "auditors read (carol; not members: dave); developers write (alice, bob)"}
-    page = write_summary_html(tmp_path, {"acme-legacy/app-prod": {"02_create_workspaces": "passed"}},
-                              ["02_create_workspaces"], columns={"teams": cells}).read_text()
-    assert "<th>teams</th>" in page and "not members: dave" in page
+    passed = {"02_create_workspaces": SimpleNamespace(status="passed", evidence=evidence, finished_at="t")}
+    failed = {"02_create_workspaces": SimpleNamespace(status="failed", evidence={"teams": {}}, finished_at="t")}
+    facts = summary.environment_evidence(passed, "acme/app-prod")
+    assert facts["teams"] == evidence["teams"]
+    assert "teams" not in summary.environment_evidence(failed, "acme/app-prod")
+    assert (teams.summary_cell(facts["teams"])
+            == "auditors read (carol; not members: dave); developers write (alice, bob)")
+    page = summary._environment("acme-legacy/app-prod", {"evidence": facts})
+    assert "not members: dave" in page and "developers write (alice, bob)" in page
