@@ -104,7 +104,7 @@ def test_push_with_unchanged_configuration_plans_no_changes(sandbox: Sandbox, tm
     attrs = run["attributes"]
     assert attrs["status"] == "planned_and_finished" and attrs["has-changes"] is False
     assert attrs["message"] == "Move the backend to the new workspace" and attrs["source"] == "tfe-configuration-version"
-    assert {"pending-at", "planning-at", "planned_and_finished-at"} <= set(attrs["status-timestamps"])
+    assert {"pending-at", "planning-at", "planned-and-finished-at"} <= set(attrs["status-timestamps"])
     plan = _plan(api, run)
     assert plan["attributes"]["status"] == "finished" and plan["attributes"]["has-changes"] is False
     assert (plan["attributes"]["resource-additions"], plan["attributes"]["resource-changes"],
@@ -346,7 +346,7 @@ def _restart_requeues(sandbox: Sandbox, tmp_path: Path) -> None:
     repo.push("First configuration")
     run_id = workspace_runs(api, ws["id"])[0]["id"]
     # as if the process died while a worker was planning it
-    sandbox.store.update_run(run_id, "planning")
+    sandbox.store.transition_run(run_id, "planning")
     sandbox.store.set_run_job(run_id, state="running")
     sandbox.restart()  # the pause is not persisted; the run is re-queued on start
     api = Api(sandbox)
