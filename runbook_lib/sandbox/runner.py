@@ -421,7 +421,8 @@ class Runner:
             (run_dir / "run.json").write_text(json.dumps({"cwd": str(outcome.cwd), "binary": outcome.binary}))
         with self.store.tx():
             if not self._transition(run_id, ("planning",), status, has_changes=int(outcome.has_changes)):
-                self.store.update_plan(plan["id"], "canceled", **plan_fields)
+                if self.store.plan_by_id(plan["id"]) is not None:  # gone with its workspace meanwhile
+                    self.store.update_plan(plan["id"], "canceled", **plan_fields)
                 self._finish(run_id)
                 return
             self.store.update_plan(plan["id"], "finished", **plan_fields)
