@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 import time
 from typing import Any
@@ -308,5 +309,6 @@ def plan_json_output(req: Request, plan_id: str | None = None, run_id: str | Non
 
 
 def _before_0_12(version: str) -> bool:
-    parts = [int("".join(ch for ch in piece if ch.isdigit()) or 0) for piece in version.split(".")[:2]]
-    return tuple(parts + [0] * (2 - len(parts))) < (0, 12)
+    """True for a version like `0.11.14`; "latest" and other non-numeric versions are recent."""
+    found = re.match(r"v?(\d+)\.(\d+)", version)
+    return bool(found) and (int(found.group(1)), int(found.group(2))) < (0, 12)
