@@ -51,9 +51,8 @@ from pathlib import Path
 from typing import Any
 
 from runbook_lib import terraform
-from runbook_lib.errors import PlanError, TerraformError
+from runbook_lib.errors import TerraformError
 from runbook_lib.git import GitError
-from runbook_lib.plans import parse_plan_json, parse_plan_text
 from runbook_lib.sandbox import vcs
 from runbook_lib.sandbox.errors import ConflictError, NotFoundError, SandboxError
 from runbook_lib.sandbox.store import Store, md5_hex
@@ -593,11 +592,12 @@ class Runner:
                 raise RunFailed(f"terraform plan failed with exit code {plan.returncode}")
             outcome = PlanOutcome(ok=True, log="".join(log_parts), has_changes=plan.returncode == 2, cwd=cwd,
                                   binary=binary)
+            # Counts come from terraform's own output, read here: the sandbox judges the runbook's plan
+            # parser (runbook_lib.plans), so it must not borrow it.
             if legacy:
-                try:
-                    parsed = parse_plan_text(plan.stdout)
-                except PlanError as exc:
-                    log.warning("sandbox: could not count the 0.11 plan's changes: %s", exc)
+                counts = _counts_011(plan.stdout)
+                if counts is None:
+                    log.warning("sandbox: the 0.11 plan printed no summary line; its counts stay 0")
                     return outcome
             else:
                 shown = self._tf(binary, ["show", "-json", "plan.out"], cwd, env, deadline)
@@ -606,15 +606,14 @@ class Runner:
                     raise RunFailed(f"terraform show -json failed with exit code {shown.returncode}")
                 outcome.json_output = shown.stdout.encode()
                 try:
-                    parsed = parse_plan_json(shown.stdout)
-                except PlanError as exc:
+                    counts = _counts_json(shown.stdout)
+                except (ValueError, TypeError, AttributeError) as exc:
                     raise RunFailed(f"the plan JSON could not be read: {exc}") from exc
                 # Not the exit code: 1.x answers 2 for a plan that only rewrites the state, e.g. a 0.11
                 # output list becoming a tuple of the same values. What counts is what terraform shows as
                 # changes: resource changes, and outputs whose value differs.
-                outcome.has_changes = parsed.has_changes or _outputs_differ(shown.stdout)
-            outcome.additions, outcome.changes = parsed.additions, parsed.changes_count
-            outcome.destructions = parsed.destructions
+                outcome.has_changes = any(counts) or _outputs_differ(shown.stdout)
+            outcome.additions, outcome.changes, outcome.destructions = counts
             return outcome
         except (RunFailed, TerraformError) as exc:  # TerraformError here: a bundled binary is missing
             return PlanOutcome(ok=False, log="".join(log_parts) + f"\nError: {exc}\n")
@@ -681,6 +680,34 @@ class Runner:
                 raise RunTimedOut(f"the run timed out after {self.timeout_s:g} s (terraform {args[0]} was "
                                   f"stopped)\n{exc.output}") from exc
             raise RunFailed(str(exc)) from exc
+
+
+_SUMMARY_011 = re.compile(r"Plan: (\d+) to add, (\d+) to change, (\d+) to destroy\.")
+
+
+def _counts_011(plan_text: str) -> tuple[int, int, int] | None:
+    """(add, change, destroy) from Terraform 0.11's own summary line; zeros for "No changes."; None when
+    neither is printed."""
+    found = _SUMMARY_011.search(plan_text)
+    if found:
+        add, change, destroy = (int(n) for n in found.groups())
+        return add, change, destroy
+    return (0, 0, 0) if "No changes." in plan_text else None
+
+
+def _counts_json(plan_json: str) -> tuple[int, int, int]:
+    """(add, change, destroy) from `terraform show -json`'s resource_changes, counted as terraform's own
+    summary counts them: a replacement adds one and destroys one; reads and no-ops count nothing."""
+    add = change = destroy = 0
+    for rc in json.loads(plan_json).get("resource_changes") or []:
+        actions = (rc.get("change") or {}).get("actions") or []
+        if "create" in actions:
+            add += 1
+        if "delete" in actions:
+            destroy += 1
+        if actions == ["update"]:
+            change += 1
+    return add, change, destroy
 
 
 def _outputs_differ(plan_json: str) -> bool:
