@@ -98,7 +98,7 @@ def _run_doc(req: Request, run: dict[str, Any]) -> dict[str, Any]:
         "replace-addrs": options.get("replace-addrs"), "save-plan": options.get("save-plan", False),
         "source": run["source"], "status": status, "status-timestamps": json.loads(run["status_timestamps"]),
         "target-addrs": options.get("target-addrs"), "trigger-reason": "manual",
-        "terraform-version": options.get("terraform-version"), "position-in-queue": 0,
+        "terraform-version": _run_terraform_version(req, run), "position-in-queue": 0,
         # go-tfe decodes an absent list as nil; run.mdx shows `variables` only when the run was given some.
         "variables": options.get("variables") or None,
         "permissions": {"can-apply": True, "can-cancel": True, "can-comment": True, "can-discard": True,
@@ -298,7 +298,7 @@ def plan_json_output(req: Request, plan_id: str | None = None, run_id: str | Non
     else:
         plan = req.store.get_plan(plan_id or "", _user(req))
     run = req.store.run_by_id(plan["run_id"])
-    version = json.loads(run["options"] or "{}").get("terraform-version") if run else None
+    version = _run_terraform_version(req, run) if run else None
     if version and _before_0_12(version):
         # plans.mdx "Retrieve the JSON execution plan": plans made by Terraform before 0.12 have none (422).
         raise errors.UnprocessableError(f"JSON plans are only available for plans made by Terraform 0.12 or "
@@ -306,6 +306,16 @@ def plan_json_output(req: Request, plan_id: str | None = None, run_id: str | Non
     if plan["status"] != "finished" or plan["json_output"] is None:
         return Response(204)
     return Response(307, b"", {"Location": _archivist(req, plan["json_download_token"]) or ""})
+
+
+def _run_terraform_version(req: Request, run: dict[str, Any]) -> str | None:
+    """The Terraform version a run plans with: its own (plan-only runs may set one), else its workspace's
+    (a run started by a push has no options of its own)."""
+    version = json.loads(run["options"] or "{}").get("terraform-version")
+    if version:
+        return version
+    ws = req.store.workspace_by_id(run["workspace_id"])
+    return ws["terraform_version"] if ws else None
 
 
 def _before_0_12(version: str) -> bool:

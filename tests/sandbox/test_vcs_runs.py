@@ -112,7 +112,7 @@ def test_push_with_unchanged_configuration_plans_no_changes(sandbox: Sandbox, tm
     log = _plan_log(api, plan)
     assert log.startswith("Terraform v0.11.11") and "No changes. Infrastructure is up-to-date." in log
     assert parse_plan_text(log).has_changes is False  # what step 5 does with a 0.11 plan
-    assert api.get(f"/api/v2/plans/{plan['id']}/json-output", allow_redirects=False).status_code == 204  # 0.11: none
+    assert api.get(f"/api/v2/plans/{plan['id']}/json-output", allow_redirects=False).status_code == 422  # 0.11: none (plans.mdx)
 
     cv_id = run["relationships"]["configuration-version"]["data"]["id"]
     cv = api.get(f"/api/v2/configuration-versions/{cv_id}").json()["data"]
