@@ -299,7 +299,7 @@ def test_runs_plans_and_configuration_versions(fresh_sandbox: Sandbox):
     assert plan["status"] == "pending" and plan["has-changes"] is False and plan["resource-additions"] == 0
     assert api.get(f"/api/v2/plans/{plan_id}/json-output", allow_redirects=False).status_code == 204
 
-    # what the run worker (issue 4) will do: finish the plan; then the JSON output is served
+    # what the run worker does: finish the plan; then the JSON output is served
     sandbox.store.update_plan(plan_id, "finished", has_changes=0, json_output=b'{"resource_changes": []}')
     sandbox.store.transition_run(data["id"], "planning")
     sandbox.store.transition_run(data["id"], "planned_and_finished")

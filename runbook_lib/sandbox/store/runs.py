@@ -284,7 +284,7 @@ class RunStore(StoreBase):
         row = self._one("SELECT tarball FROM configuration_versions WHERE id = ?", (cv_id,))
         return row["tarball"] if row else None
 
-    # --- run worker (issue 4): look-ups without access checks, and the job table ------------------------
+    # --- run worker: look-ups without access checks, and the job table ------------------------
 
     def workspace_by_id(self, ws_id: str) -> dict[str, Any] | None:
         """A workspace without access checks (run worker, webhook), or None."""
