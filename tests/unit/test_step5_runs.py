@@ -103,3 +103,43 @@ def test_a_failed_run_ends_the_wait(clock, status):
     assert wait_for_run(tfe, "ws-1", "abc", timeout=60, progress=lambda _: None, clock=clock,
                         sleep=clock.sleep).get("status") == status
     assert status in step_runs.FAILED_STATUSES
+
+
+# --- verify names the end of a run that proves nothing --------------------------------------------------------
+
+class _VerifyTfe:
+    def __init__(self, status):
+        self.status = status
+
+    def get_workspace(self, org, name):
+        return Resource("ws-1", "workspaces", {"terraform-version": "1.2.3"})
+
+    def list_runs(self, workspace_id):
+        return iter([Resource("run-1", "runs", {"status": self.status}, {"configuration-version": "cv-1"})])
+
+    def ingress_attributes(self, cv_id):
+        return Resource("ia", "ingress-attributes", {"commit-sha": "c" * 40})
+
+
+class _NoLegacy:
+    def find_environment(self, org, env):
+        return None
+
+
+@pytest.mark.parametrize("status, words", [("canceled", "was canceled"), ("discarded", "was discarded"),
+                                           ("policy_soft_failed", "failed a Sentinel policy")])
+def test_verify_fails_by_name_on_a_run_that_proves_nothing(tmp_path, status, words):
+    import json
+    from types import SimpleNamespace
+
+    from runbook_lib.steps import commit_verify
+
+    (tmp_path / commit_verify.PUSH_RECORD).write_text(json.dumps({
+        "commit": "c" * 40, "branch": "master", "repo": "acme/app", "backend_target": "remote",
+        "pushed_at": "2026-12-01T12:00:00+00:00", "legacy_runs_before": [], "adopted": False}))
+    ctx = SimpleNamespace(audit_dir=tmp_path, tfe=_VerifyTfe(status), legacy=_NoLegacy(),
+                          row=SimpleNamespace(new_org="acme", workspace="app", legacy_org="acme-legacy",
+                                              legacy_env="app"))
+    result = commit_verify.verify(ctx)
+    assert not result.passed and f"run run-1 {words}" in result.summary and "proves nothing" in result.summary
+    assert result.evidence["run_status"] == status
