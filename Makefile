@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-unit fixtures clean
+.PHONY: demo test test-unit test-conformance fixtures clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ test: $(STAMP)
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+test-conformance: $(STAMP)
+	$(PY) -m pytest -m conformance -rA $(PYTEST_ARGS)
 
 fixtures: $(STAMP)
 	$(PY) -m pytest -m fixtures --regenerate-fixtures $(PYTEST_ARGS)

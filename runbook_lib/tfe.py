@@ -875,3 +875,14 @@ class TfeClient:
     def account(self) -> Resource:
         """The token's user (``GET /account/details``: ``username``; 404 for a team or organization token)."""
         return self._get("/account/details", reuse=True)
+
+    # -- run actions: step 5's recovery ----------------------------------------------------------------
+
+    def cancel_run(self, run_id: str, comment: str = "") -> None:
+        """Cancel a run that is still queued, planning or applying (run.mdx "Cancel a Run": a working run is
+        canceled; only a paused one can be discarded).
+
+        Raises:
+            ConflictError: the run is paused or final (discard a paused one instead).
+        """
+        self._send("POST", f"/runs/{_seg(run_id)}/actions/cancel", {"comment": comment} if comment else None)

@@ -5,6 +5,7 @@ tests/terraform  real terraform binaries (0.11.11 and 1.x), no server
 tests/sandbox    clients, steps and real terraform/git against a running sandbox
 tests/notebooks  notebooks under nbval and papermill against a seeded sandbox
 tests/browser    JupyterLab in headless Chromium
+tests/conformance  HashiCorp's go-tfe integration tests against a fresh sandbox (../shared harness)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 
 pytest_plugins = ["sandbox_fixtures"]
 
-TIERS = {"unit", "terraform", "sandbox", "notebooks", "browser"}
+TIERS = {"unit", "terraform", "sandbox", "notebooks", "browser", "conformance"}
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -51,12 +51,12 @@ from pathlib import Path
 from typing import Any
 
 from runbook_lib import terraform
-from runbook_lib.errors import PlanError, TerraformError
+from runbook_lib.errors import TerraformError
 from runbook_lib.git import GitError
-from runbook_lib.plans import parse_plan_json, parse_plan_text
 from runbook_lib.sandbox import vcs
-from runbook_lib.sandbox.errors import SandboxError
+from runbook_lib.sandbox.errors import ConflictError, NotFoundError, SandboxError
 from runbook_lib.sandbox.store import Store, md5_hex
+from runbook_lib.sandbox.store.runs import FINAL_STATUSES, RUN_STATUSES
 
 log = logging.getLogger("runbook_lib.sandbox.runner")
 
@@ -67,8 +67,9 @@ HOOK_RESCAN_S = 2.0
 STOP_WAIT_S = 60.0
 OVERRIDE_FILE = "zz_sandbox_override.tf"
 OVERRIDE_TEXT = 'terraform {\n  backend "local" {}\n}\n'
-# Statuses of a workspace run that hold later runs of the same workspace back.
-ACTIVE_TFE_STATUSES = ("fetching", "planning", "planned", "confirmed", "apply_queued", "applying")
+# Statuses of a workspace run that hold later runs of the same workspace back: every status between
+# leaving the queue and ending (run.mdx), a saved plan apart (it waits without blocking the queue).
+ACTIVE_TFE_STATUSES = tuple(s for s in RUN_STATUSES if s not in FINAL_STATUSES and s not in ("pending", "planned_and_saved"))
 _LEGACY_PROVIDER = re.compile(r"(?:^|\.)provider\.([A-Za-z0-9_-]+)")
 # Variables of the sandbox's own process that must not leak into a run's terraform.
 _NEUTRAL_ENV = {"TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1", "TF_WORKSPACE": "",
@@ -232,13 +233,13 @@ class Runner:
                 run = self.store.run_by_id(run_id)
                 if run is not None and run["status"] == "planning":
                     plan = self.store.plan_for_run(run_id)
-                    self.store.update_run(run_id, "pending")
+                    self.store.transition_run(run_id, "pending", restart=True)
                     if plan:
                         self.store.update_plan(plan["id"], "pending")
                     self.store.set_run_job(run_id, state="queued")
                     continue
                 if run is not None and run["status"] == "applying":
-                    self.store.update_run(run_id, "errored")
+                    self.store.transition_run(run_id, "errored")
                     self.store.set_run_job(run_id, state="done",
                                            apply_log="Error: the sandbox stopped during this apply; it was not resumed.")
                     continue
@@ -300,11 +301,11 @@ class Runner:
             self.store.set_run_job(run_id, state="done")
             return None
         if job["state"] == "apply":
-            self.store.update_run(run_id, "applying")
+            self.store.transition_run(run_id, "applying")
             return Task("apply", "tfe", run_id, ws_id)
         if ws["locked"] or self.store.list_runs(ws_id, list(ACTIVE_TFE_STATUSES)):
             return None
-        self.store.update_run(run_id, "planning")
+        self.store.transition_run(run_id, "planning")  # takes the workspace's lock for the run
         plan = self.store.plan_for_run(run_id)
         if plan:
             self.store.update_plan(plan["id"], "running")
@@ -364,7 +365,7 @@ class Runner:
                     run = self.store.run_by_id(task.run_id)
                     plan = self.store.plan_for_run(task.run_id)
                     if run is not None and run["status"] in ("planning", "applying"):
-                        self.store.update_run(task.run_id, "errored")
+                        self.store.transition_run(task.run_id, "errored")
                         if plan and plan["status"] == "running":
                             self.store.update_plan(plan["id"], "errored", log=text)
             self.store.set_run_job(task.run_id, state="done")
@@ -374,12 +375,11 @@ class Runner:
 
     def _transition(self, run_id: str, expected: tuple[str, ...], status: str, **fields: Any) -> bool:
         """Compare-and-set a workspace run's status; False when someone (cancel, discard) got there first."""
-        with self.store.tx():
-            run = self.store.run_by_id(run_id)
-            if run is None or run["status"] not in expected:
-                return False
-            self.store.update_run(run_id, status, **fields)
-            return True
+        try:
+            self.store.transition_run(run_id, status, only_from=expected, **fields)
+        except (ConflictError, NotFoundError):
+            return False
+        return True
 
     # --- workspace runs --------------------------------------------------------------------------------------
 
@@ -410,21 +410,26 @@ class Runner:
         plan_fields = {"has_changes": int(outcome.has_changes), "additions": outcome.additions,
                        "changes": outcome.changes, "destructions": outcome.destructions, "log": outcome.log,
                        "json_output": outcome.json_output}
-        status = "planned_and_finished" if not outcome.has_changes or run["plan_only"] else "planned"
+        # run.mdx: a plan without changes (or a plan-only run) ends `planned_and_finished`; a saved-plan
+        # run (`save-plan`) ends `planned_and_saved` and waits for a later confirmation.
+        options = json.loads(run["options"] or "{}")
+        status = ("planned_and_finished" if not outcome.has_changes or run["plan_only"]
+                  else "planned_and_saved" if options.get("save-plan") else "planned")
         if status == "planned":
             # Written before the status shows `planned`: a confirmation may follow at once.
             (run_dir / "run.json").write_text(json.dumps({"cwd": str(outcome.cwd), "binary": outcome.binary}))
         with self.store.tx():
             if not self._transition(run_id, ("planning",), status, has_changes=int(outcome.has_changes)):
-                self.store.update_plan(plan["id"], "canceled", **plan_fields)
+                if self.store.plan_by_id(plan["id"]) is not None:  # gone with its workspace meanwhile
+                    self.store.update_plan(plan["id"], "canceled", **plan_fields)
                 self._finish(run_id)
                 return
             self.store.update_plan(plan["id"], "finished", **plan_fields)
-            if status == "planned" and not run["auto_apply"]:
+            if status == "planned_and_saved" or (status == "planned" and not run["auto_apply"]):
                 self.store.set_run_job(run_id, state="waiting")
         if status == "planned_and_finished":
             self._finish(run_id)
-        elif run["auto_apply"]:
+        elif status == "planned" and run["auto_apply"]:
             if self._transition(run_id, ("planned",), "applying"):
                 self._apply_tfe(run_id)
 
@@ -587,11 +592,12 @@ class Runner:
                 raise RunFailed(f"terraform plan failed with exit code {plan.returncode}")
             outcome = PlanOutcome(ok=True, log="".join(log_parts), has_changes=plan.returncode == 2, cwd=cwd,
                                   binary=binary)
+            # Counts come from terraform's own output, read here: the sandbox judges the runbook's plan
+            # parser (runbook_lib.plans), so it must not borrow it.
             if legacy:
-                try:
-                    parsed = parse_plan_text(plan.stdout)
-                except PlanError as exc:
-                    log.warning("sandbox: could not count the 0.11 plan's changes: %s", exc)
+                counts = _counts_011(plan.stdout)
+                if counts is None:
+                    log.warning("sandbox: the 0.11 plan printed no summary line; its counts stay 0")
                     return outcome
             else:
                 shown = self._tf(binary, ["show", "-json", "plan.out"], cwd, env, deadline)
@@ -600,15 +606,14 @@ class Runner:
                     raise RunFailed(f"terraform show -json failed with exit code {shown.returncode}")
                 outcome.json_output = shown.stdout.encode()
                 try:
-                    parsed = parse_plan_json(shown.stdout)
-                except PlanError as exc:
+                    counts = _counts_json(shown.stdout)
+                except (ValueError, TypeError, AttributeError) as exc:
                     raise RunFailed(f"the plan JSON could not be read: {exc}") from exc
                 # Not the exit code: 1.x answers 2 for a plan that only rewrites the state, e.g. a 0.11
                 # output list becoming a tuple of the same values. What counts is what terraform shows as
                 # changes: resource changes, and outputs whose value differs.
-                outcome.has_changes = parsed.has_changes or _outputs_differ(shown.stdout)
-            outcome.additions, outcome.changes = parsed.additions, parsed.changes_count
-            outcome.destructions = parsed.destructions
+                outcome.has_changes = any(counts) or _outputs_differ(shown.stdout)
+            outcome.additions, outcome.changes, outcome.destructions = counts
             return outcome
         except (RunFailed, TerraformError) as exc:  # TerraformError here: a bundled binary is missing
             return PlanOutcome(ok=False, log="".join(log_parts) + f"\nError: {exc}\n")
@@ -675,6 +680,34 @@ class Runner:
                 raise RunTimedOut(f"the run timed out after {self.timeout_s:g} s (terraform {args[0]} was "
                                   f"stopped)\n{exc.output}") from exc
             raise RunFailed(str(exc)) from exc
+
+
+_SUMMARY_011 = re.compile(r"Plan: (\d+) to add, (\d+) to change, (\d+) to destroy\.")
+
+
+def _counts_011(plan_text: str) -> tuple[int, int, int] | None:
+    """(add, change, destroy) from Terraform 0.11's own summary line; zeros for "No changes."; None when
+    neither is printed."""
+    found = _SUMMARY_011.search(plan_text)
+    if found:
+        add, change, destroy = (int(n) for n in found.groups())
+        return add, change, destroy
+    return (0, 0, 0) if "No changes." in plan_text else None
+
+
+def _counts_json(plan_json: str) -> tuple[int, int, int]:
+    """(add, change, destroy) from `terraform show -json`'s resource_changes, counted as terraform's own
+    summary counts them: a replacement adds one and destroys one; reads and no-ops count nothing."""
+    add = change = destroy = 0
+    for rc in json.loads(plan_json).get("resource_changes") or []:
+        actions = (rc.get("change") or {}).get("actions") or []
+        if "create" in actions:
+            add += 1
+        if "delete" in actions:
+            destroy += 1
+        if actions == ["update"]:
+            change += 1
+    return add, change, destroy
 
 
 def _outputs_differ(plan_json: str) -> bool:

@@ -1,11 +1,15 @@
 """Handlers for what a run does after it was created: confirm, discard, cancel; ingress attributes; run settings.
 
 New API (`/api/v2`, bearer token), as TFE answers them:
-- `POST /runs/:id/actions/apply` {"comment"}: 202; only a `planned` run (409 "transition not allowed"
-  otherwise). The run goes `confirmed`, then the run worker applies it (`applying` -> `applied`).
-- `POST /runs/:id/actions/discard`: 202; `pending` or `planned` runs -> `discarded`.
-- `POST /runs/:id/actions/cancel`: 202; `pending`, `planning`, `confirmed` or `applying` -> `canceled`
-  (a terraform command already running finishes; its result is dropped).
+- `POST /runs/:id/actions/apply` {"comment"}: 202; only a run paused for confirmation (`planned`,
+  `cost_estimated`, `policy_checked`, `post_plan_completed`, `planned_and_saved`); 409 "transition not
+  allowed" otherwise. The run goes `confirmed`, then the run worker applies it (`applying` -> `applied`).
+- `POST /runs/:id/actions/discard`: 202; only a run paused for confirmation or a policy override
+  (run.mdx "Discard a Run"); 409 otherwise, a pending or planning run included (cancel those).
+- `POST /runs/:id/actions/cancel`: 202; a queued, planning or applying run -> `canceled` (run.mdx "Cancel
+  a Run"; a terraform command already running finishes; its result is dropped); 409 for a paused or
+  finished run.
+Every status change goes through `Store.transition_run` (store/runs.py), the table of run.mdx.
 - `GET /configuration-versions/:id/ingress-attributes`: the commit a VCS configuration version holds;
   404 for versions uploaded through the API.
 
@@ -19,6 +23,7 @@ import json
 from typing import Any
 
 from runbook_lib.sandbox import errors
+from runbook_lib.sandbox.store.runs import CANCELABLE_STATUSES, CONFIRMABLE_STATUSES, DISCARDABLE_STATUSES
 from runbook_lib.sandbox.wire import Request, Response, json_response, jsonapi_response
 
 
@@ -39,17 +44,14 @@ def _comment(req: Request) -> None:
             raise errors.UnprocessableError("comment must be a string", pointer="/comment")
 
 
-def _not_allowed(status: str, action: str) -> errors.ConflictError:
-    return errors.ConflictError(f"transition not allowed: a {status} run cannot be {action}")
-
-
 def apply_run(req: Request, run_id: str) -> Response:
-    """`POST /api/v2/runs/:id/actions/apply`: confirm a `planned` run; 202."""
+    """`POST /api/v2/runs/:id/actions/apply`: confirm a run paused for confirmation; 202 (409 otherwise)."""
     run = req.store.get_run(run_id, _user(req))
     _comment(req)
-    if run["status"] != "planned" or req.store.run_job(run_id) is None:
-        raise _not_allowed(run["status"], "applied")
-    req.store.update_run(run_id, "confirmed")
+    if req.store.run_job(run_id) is None:
+        # Seeded history is never executed: nothing would carry a confirmation on.
+        raise errors.ConflictError(f"transition not allowed: a {run['status']} run cannot become confirmed")
+    req.store.transition_run(run_id, "confirmed", only_from=tuple(CONFIRMABLE_STATUSES))
     req.store.set_run_job(run_id, state="apply")
     runner = _runner(req)
     if runner is not None:
@@ -58,21 +60,21 @@ def apply_run(req: Request, run_id: str) -> Response:
 
 
 def discard_run(req: Request, run_id: str) -> Response:
-    """`POST /api/v2/runs/:id/actions/discard`: a `pending` or `planned` run becomes `discarded`; 202."""
-    return _stop(req, run_id, ("pending", "planned"), "discarded", "discarded")
+    """`POST /api/v2/runs/:id/actions/discard`: only a run paused for confirmation or a policy override
+    becomes `discarded` (run.mdx "Discard a Run"); 202, or 409 for any other status."""
+    return _stop(req, run_id, DISCARDABLE_STATUSES, "discarded")
 
 
 def cancel_run(req: Request, run_id: str) -> Response:
-    """`POST /api/v2/runs/:id/actions/cancel`: a queued or running run becomes `canceled`; 202."""
-    return _stop(req, run_id, ("pending", "planning", "confirmed", "applying"), "canceled", "canceled")
+    """`POST /api/v2/runs/:id/actions/cancel`: a queued, planning or applying run becomes `canceled`
+    (run.mdx "Cancel a Run"); 202, or 409 for a paused or finished run."""
+    return _stop(req, run_id, CANCELABLE_STATUSES, "canceled")
 
 
-def _stop(req: Request, run_id: str, allowed: tuple[str, ...], status: str, verb: str) -> Response:
-    run = req.store.get_run(run_id, _user(req))
+def _stop(req: Request, run_id: str, allowed: frozenset[str], status: str) -> Response:
+    req.store.get_run(run_id, _user(req))
     _comment(req)
-    if run["status"] not in allowed:
-        raise _not_allowed(run["status"], verb)
-    req.store.update_run(run_id, status)
+    req.store.transition_run(run_id, status, only_from=tuple(allowed))
     plan = req.store.plan_for_run(run_id)
     if plan and plan["status"] in ("pending", "running"):
         req.store.update_plan(plan["id"], "unreachable" if plan["status"] == "pending" else "canceled")

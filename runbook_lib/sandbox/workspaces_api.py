@@ -68,6 +68,7 @@ def _workspace_doc(req: Request, ws: dict[str, Any]) -> dict[str, Any]:
         "organization": _rel("organizations", org),
         "current-state-version": _rel("state-versions", current["id"] if current else None),
         "current-run": _rel("runs", active["id"] if active else None),
+        "current-configuration-version": _rel("configuration-versions", _current_cv_id(store, ws["id"])),
         "latest-run": _rel("runs", latest_run["id"] if latest_run else None),
         "locked-by": {"data": locked_by},
         "outputs": {"data": []}, "remote-state-consumers": {
@@ -78,6 +79,11 @@ def _workspace_doc(req: Request, ws: dict[str, Any]) -> dict[str, Any]:
                  "links": {"related": f"/api/v2/workspaces/{ws['id']}/vars"}}},
         "links": {"self": f"/api/v2/organizations/{org}/workspaces/{ws['name']}",
                   "self-html": f"/app/{org}/workspaces/{ws['name']}"}}
+
+
+def _current_cv_id(store: Any, ws_id: str) -> str | None:
+    cv = store.current_configuration_version(ws_id)
+    return cv["id"] if cv else None
 
 
 _ONE_VERSION = r"\s*(?:[<>=!~]=?|~>)?\s*v?\d+(?:\.\d+){0,2}(?:-[0-9A-Za-z.-]+)?\s*"

@@ -60,18 +60,16 @@ from runbook_lib.steps import plan_frame, refusals
 from runbook_lib.steps.legacy_vcs import previous_link
 from runbook_lib.mapping import workspace_name_for
 from runbook_lib.steps.workspaces import lock_reason
-from runbook_lib.tfe import FINAL_RUN_STATUSES
+from runbook_lib.steps.runs import (CANCELABLE_STATUSES, DISCARDABLE_STATUSES, DONE_STATUSES, FAILED_STATUSES,
+                                   find_run, lock_holder, run_commit, wait_for_run)
 
 DEFAULTS = {"backend_target": "atlas", "commit_branch": "", "wait_timeout": 900, "git_base_url": "",
             "tfe_hostname": "", "poll_interval": 1.0, "poll_max_interval": 15.0}
 TARGETS = ("atlas", "remote", "cloud")
 PUSH_RECORD = "05_push.json"
-#: Run statuses at which the run waits for a person (auto-apply is off): its plan is final.
-WAITING_STATUSES = frozenset({"planned", "cost_estimated", "policy_checked", "policy_override"})
-DONE_STATUSES = FINAL_RUN_STATUSES | WAITING_STATUSES
 PLAN_LINES_KEPT = 40  # the tail of terraform's plan log kept as evidence (resource lines and the summary)
-#: Run statuses that can still apply: recovery discards them.
-DISCARDABLE_STATUSES = WAITING_STATUSES | frozenset({"pending", "plan_queued", "planning", "planned"})
+#: How long recovery waits for a just-discarded or canceled run to give the workspace's lock back.
+RELOCK_WAIT_S = 30.0
 
 
 def _opt(ctx: StepContext, name: str) -> Any:
@@ -418,15 +416,21 @@ def apply(ctx: StepContext) -> pd.DataFrame:
                                 else f"pushed to {record['repo']} {record['branch']}")})
     else:
         done.append({"object": "commit", "name": record["commit"][:12], "result": "adopted from the audit trail"})
-    if ws.get("locked"):  # as read before the push (a push changes no lock)
+    holder = lock_holder(ws)  # as read before the push (a push changes no lock)
+    if holder is not None and holder[0] == "runs":
+        done.append({"object": "workspace lock", "name": ws.id,
+                     "result": f"held by run {holder[1]}, not by this runbook: the run releases it when it ends"})
+    elif holder is not None:
         try:
             ctx.tfe.unlock_workspace(ws.id)
             done.append({"object": "workspace lock", "name": ws.id, "result": "unlocked"})
         except ConflictError as exc:
-            if ctx.tfe.get_workspace_by_id(ws.id, fresh=True).get("locked"):
+            fresh = lock_holder(ctx.tfe.get_workspace_by_id(ws.id, fresh=True))
+            if fresh is not None and fresh[0] != "runs":
                 raise StepError(f"workspace {ws.id} is locked by someone else ({exc}); the commit is pushed and its "
                                 f"run waits: ask them to unlock, then run this step again.") from exc
-            done.append({"object": "workspace lock", "name": ws.id, "result": "already unlocked"})
+            done.append({"object": "workspace lock", "name": ws.id,
+                         "result": "already unlocked" if fresh is None else f"held by run {fresh[1]}"})
     from runbook_lib.display import live_status  # one status line updated in place in JupyterLab
 
     run = wait_for_run(ctx.tfe, ws.id, record["commit"], timeout=float(_opt(ctx, "wait_timeout")),
@@ -434,79 +438,6 @@ def apply(ctx: StepContext) -> pd.DataFrame:
                        progress=live_status())
     done.append({"object": "run", "name": run.id, "result": run.get("status")})
     return pd.DataFrame(done, columns=["object", "name", "result"])
-
-
-# --- waiting for the run ---------------------------------------------------------------------------------
-
-def run_commit(tfe: Any, run: Resource, cache: dict[str, str | None] | None = None) -> str | None:
-    """The commit a run plans: its configuration version's ingress `commit-sha` (None for uploads)."""
-    cv_id = run.rel("configuration-version")
-    if not cv_id:
-        return None
-    if cache is not None and cv_id in cache:
-        return cache[cv_id]
-    ingress = tfe.ingress_attributes(cv_id)
-    sha = ingress.get("commit-sha") if ingress is not None else None
-    if cache is not None:
-        cache[cv_id] = sha
-    return sha
-
-
-def find_run(tfe: Any, workspace_id: str, commit: str, cache: dict[str, str | None] | None = None,
-             scan: int = 20) -> Resource | None:
-    """The workspace's newest run of `commit` among its `scan` newest runs, or None."""
-    for i, run in enumerate(tfe.list_runs(workspace_id)):
-        if i >= scan:
-            break
-        if run_commit(tfe, run, cache) == commit:
-            return run
-    return None
-
-
-def wait_for_run(tfe: Any, workspace_id: str, commit: str, *, timeout: float, interval: float = 1.0,
-                 max_interval: float = 15.0, progress: Callable[[str], None] = print,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> Resource:
-    """Wait until the workspace's run of `commit` exists and its plan is done.
-
-    Polls with exponential backoff (x1.6 from `interval` up to `max_interval`; back to `interval` when
-    the status changes), sleeping between polls (no busy loop), and prints a progress line per change.
-
-    Args:
-        tfe: the TfeClient.
-        workspace_id: ``ws-...``.
-        commit: the pushed commit sha.
-        timeout: seconds before giving up.
-        interval, max_interval: first and longest pause between polls.
-        progress: where progress lines go.
-        clock, sleep: time sources (tests pass fakes).
-
-    Returns:
-        The run, in a status in `DONE_STATUSES` (final, or waiting for a person to apply).
-
-    Raises:
-        StepError: no run for the commit, or the run still not done, after `timeout` seconds.
-    """
-    start = clock()
-    deadline = start + timeout
-    cache: dict[str, str | None] = {}
-    pause, seen, run = interval, None, None
-    progress(f"waiting for the run of commit {commit[:12]} in {workspace_id} (up to {timeout:.0f} s)")
-    while True:
-        run = tfe.get_run(run.id) if run is not None else find_run(tfe, workspace_id, commit, cache)
-        status = run.get("status") if run is not None else "no run yet"
-        if status != seen:
-            progress(f"[{clock() - start:5.0f} s] {run.id if run is not None else workspace_id}: {status}")
-            seen, pause = status, interval
-        if run is not None and status in DONE_STATUSES:
-            return run
-        now = clock()
-        if now >= deadline:
-            what = (f"run {run.id} is still {status}" if run is not None
-                    else f"no run of commit {commit[:12]} appeared (check the workspace's VCS connection and trigger settings)")
-            raise StepError(f"{what} after {timeout:.0f} s; run the step again to keep waiting "
-                            f"(the push is adopted, not repeated), or raise wait_timeout.")
-        sleep(min(pause, max(deadline - now, 0.05)))
-        pause = min(pause * 1.6, max_interval)
 
 
 # --- reading the plan ------------------------------------------------------------------------------------
@@ -604,9 +535,11 @@ def verify(ctx: StepContext) -> StepResult:
     if run.get("status") not in DONE_STATUSES:
         return StepResult(False, f"run {run.id} is still {run.get('status')}: run the step again to keep waiting",
                           evidence)
-    if run.get("status") == "errored":
-        return StepResult(False, f"run {run.id} errored ({_log_tail(ctx, run)}); the legacy environment is intact "
-                                 f"(see the way back)", evidence)
+    if run.get("status") in FAILED_STATUSES:
+        what = FAILED_STATUSES[run.get("status")]
+        detail = f" ({_log_tail(ctx, run)})" if run.get("status") == "errored" else ""
+        return StepResult(False, f"run {run.id} {what}{detail}, so its plan proves nothing; the legacy environment "
+                                 f"is intact (see the way back, then run step 5 again)", evidence)
     try:
         parsed, plan_res, plan_lines = read_plan(ctx, run, version)
     except PlanError as exc:
@@ -650,12 +583,17 @@ def recovery_plan(ctx: StepContext) -> pd.DataFrame:
         if run is not None and run.get("status") in DISCARDABLE_STATUSES:
             rows.append({"object": "run", "name": run.id, "action": "update",
                          "detail": f"discard ({run.get('status')}): it must never apply"})
+        elif run is not None and run.get("status") in CANCELABLE_STATUSES:
+            rows.append({"object": "run", "name": run.id, "action": "update",
+                         "detail": f"cancel ({run.get('status')}): it is still working and must never apply"})
         else:
             rows.append({"object": "run", "name": run.id if run else "-", "action": "none",
                          "detail": f"nothing to discard ({run.get('status') if run else 'no run'})"})
     if ws is not None:
-        rows.append({"object": "workspace lock", "name": ws.id, "action": "none" if ws.get("locked") else "update",
-                     "detail": "already locked" if ws.get("locked") else f"lock again: {lock_reason(ctx)}"})
+        holder = lock_holder(ws)
+        ours = holder is not None and holder[0] != "runs"  # a run's lock goes when the run is stopped
+        rows.append({"object": "workspace lock", "name": ws.id, "action": "none" if ours else "update",
+                     "detail": "already locked" if ours else f"lock again: {lock_reason(ctx)}"})
     if record is not None and not record.get("adopted"):
         rows.append({"object": "commit", "name": record["commit"][:12], "action": "update",
                      "detail": f"revert on {record['repo']} {record['branch']} and push (the workspace queues it "
@@ -705,6 +643,30 @@ def _revert(ctx: StepContext, record: dict[str, Any]) -> str:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _relock(ctx: StepContext, workspace_id: str, *, clock: Callable[[], float] = time.monotonic,
+            sleep: Callable[[float], None] = time.sleep) -> bool:
+    """Lock the workspace again unless this runbook's lock is still on it; True when it locked now.
+
+    A run that was just discarded or canceled may hold the workspace's lock a moment longer (the API
+    queues those actions): wait for it, up to `RELOCK_WAIT_S`, then say which run still holds it.
+    """
+    deadline = clock() + RELOCK_WAIT_S
+    while True:
+        holder = lock_holder(ctx.tfe.get_workspace_by_id(workspace_id, fresh=True))
+        if holder is not None and holder[0] != "runs":
+            return False
+        if holder is None:
+            try:
+                ctx.tfe.lock_workspace(workspace_id, lock_reason(ctx))
+                return True
+            except ConflictError:
+                pass  # taken meanwhile (a queued run started): look again
+        if clock() >= deadline:
+            raise StepError(f"workspace {workspace_id} is still locked by run {holder[1] if holder else '?'} after "
+                            f"{RELOCK_WAIT_S:.0f} s; cancel or discard that run, then run the recovery again.")
+        sleep(1.0)
+
+
 def recover(ctx: StepContext) -> pd.DataFrame:
     """Take the way back after a failed step 5 (idempotent; see `recovery_plan`).
 
@@ -726,12 +688,14 @@ def recover(ctx: StepContext) -> pd.DataFrame:
     ws = ctx.tfe.get_workspace(ctx.row.new_org, ctx.row.workspace)
     if record is not None:
         run = find_run(ctx.tfe, ws.id, record["commit"])
+        comment = f"tfe-runbook: step 5 of {ctx.row.legacy_slug} failed; recovering"
         if run is not None and run.get("status") in DISCARDABLE_STATUSES:
-            ctx.tfe.discard_run(run.id, f"tfe-runbook: step 5 of {ctx.row.legacy_slug} failed; recovering")
+            ctx.tfe.discard_run(run.id, comment)
             done.append({"object": "run", "name": run.id, "result": "discarded"})
-    ws = ctx.tfe.get_workspace_by_id(ws.id)
-    if not ws.get("locked"):
-        ctx.tfe.lock_workspace(ws.id, lock_reason(ctx))
+        elif run is not None and run.get("status") in CANCELABLE_STATUSES:
+            ctx.tfe.cancel_run(run.id, comment)
+            done.append({"object": "run", "name": run.id, "result": "canceled"})
+    if _relock(ctx, ws.id):
         done.append({"object": "workspace lock", "name": ws.id, "result": "locked"})
     if record is not None and not record.get("adopted"):
         done.append({"object": "commit", "name": record["commit"][:12], "result": _revert(ctx, record)})

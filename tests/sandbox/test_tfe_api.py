@@ -285,7 +285,7 @@ def test_runs_plans_and_configuration_versions(fresh_sandbox: Sandbox):
     sandbox.store.run_listeners.append(lambda kind, run_id: announced.append((kind, run_id)))
     api = Api(sandbox)
     api.post("/api/v2/organizations", json=doc("organizations", name="runs", email="a@b.example"))
-    ws = create_workspace(api, "runs", "app")
+    ws = create_workspace(api, "runs", "app", **{"terraform-version": "1.2.3"})  # JSON plans need >= 0.12
     cv = api.post(f"/api/v2/workspaces/{ws['id']}/configuration-versions",
                   json=doc("configuration-versions", **{"auto-queue-runs": False}))
     assert cv.status_code == 201 and cv.json()["data"]["attributes"]["status"] == "pending"
@@ -304,16 +304,17 @@ def test_runs_plans_and_configuration_versions(fresh_sandbox: Sandbox):
     assert plan["status"] == "pending" and plan["has-changes"] is False and plan["resource-additions"] == 0
     assert api.get(f"/api/v2/plans/{plan_id}/json-output", allow_redirects=False).status_code == 204
 
-    # what the run worker (issue 4) will do: finish the plan; then the JSON output is served
+    # what the run worker does: finish the plan; then the JSON output is served
     sandbox.store.update_plan(plan_id, "finished", has_changes=0, json_output=b'{"resource_changes": []}')
-    sandbox.store.update_run(data["id"], "planned_and_finished")
+    sandbox.store.transition_run(data["id"], "planning")
+    sandbox.store.transition_run(data["id"], "planned_and_finished")
     redirect = api.get(f"/api/v2/runs/{data['id']}/plan/json-output", allow_redirects=False)
     assert redirect.status_code == 307
     assert api.get(redirect.headers["Location"]).json() == {"resource_changes": []}
     finished = api.get(f"/api/v2/workspaces/{ws['id']}/runs?filter[status]=planned_and_finished").json()
     assert [r["id"] for r in finished["data"]] == [data["id"]]
     assert api.get(f"/api/v2/workspaces/{ws['id']}/runs?filter[status]=pending").json()["data"] == []
-    assert "planned_and_finished-at" in api.get(f"/api/v2/runs/{data['id']}").json()["data"]["attributes"]["status-timestamps"]
+    assert "planned-and-finished-at" in api.get(f"/api/v2/runs/{data['id']}").json()["data"]["attributes"]["status-timestamps"]
     wrong = api.post("/api/v2/runs", json={"data": {"type": "runs", "attributes": {}}})
     assert wrong.status_code == 422
 

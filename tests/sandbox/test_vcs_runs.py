@@ -103,7 +103,7 @@ def test_push_with_unchanged_configuration_plans_no_changes(sandbox: Sandbox, tm
     attrs = run["attributes"]
     assert attrs["status"] == "planned_and_finished" and attrs["has-changes"] is False
     assert attrs["message"] == "Move the backend to the new workspace" and attrs["source"] == "tfe-configuration-version"
-    assert {"pending-at", "planning-at", "planned_and_finished-at"} <= set(attrs["status-timestamps"])
+    assert {"pending-at", "planning-at", "planned-and-finished-at"} <= set(attrs["status-timestamps"])
     plan = _plan(api, run)
     assert plan["attributes"]["status"] == "finished" and plan["attributes"]["has-changes"] is False
     assert (plan["attributes"]["resource-additions"], plan["attributes"]["resource-changes"],
@@ -111,7 +111,7 @@ def test_push_with_unchanged_configuration_plans_no_changes(sandbox: Sandbox, tm
     log = _plan_log(api, plan)
     assert log.startswith("Terraform v0.11.11") and "No changes. Infrastructure is up-to-date." in log
     assert parse_plan_text(log).has_changes is False  # what step 5 does with a 0.11 plan
-    assert api.get(f"/api/v2/plans/{plan['id']}/json-output", allow_redirects=False).status_code == 204  # 0.11: none
+    assert api.get(f"/api/v2/plans/{plan['id']}/json-output", allow_redirects=False).status_code == 422  # 0.11: none (plans.mdx)
 
     cv_id = run["relationships"]["configuration-version"]["data"]["id"]
     cv = api.get(f"/api/v2/configuration-versions/{cv_id}").json()["data"]
@@ -345,7 +345,7 @@ def _restart_requeues(sandbox: Sandbox, tmp_path: Path) -> None:
     repo.push("First configuration")
     run_id = workspace_runs(api, ws["id"])[0]["id"]
     # as if the process died while a worker was planning it
-    sandbox.store.update_run(run_id, "planning")
+    sandbox.store.transition_run(run_id, "planning")
     sandbox.store.set_run_job(run_id, state="running")
     sandbox.restart()  # the pause is not persisted; the run is re-queued on start
     api = Api(sandbox)

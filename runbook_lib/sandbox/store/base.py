@@ -62,7 +62,14 @@ CREATE TABLE IF NOT EXISTS legacy_runs (
 CREATE INDEX IF NOT EXISTS legacy_runs_env ON legacy_runs (env_id, created_at);
 -- new TFE (/api/v2)
 CREATE TABLE IF NOT EXISTS organizations (
-    name TEXT PRIMARY KEY, external_id TEXT UNIQUE NOT NULL, email TEXT NOT NULL, created_at TEXT NOT NULL);
+    name TEXT PRIMARY KEY, external_id TEXT UNIQUE NOT NULL, email TEXT NOT NULL, created_at TEXT NOT NULL,
+    session_timeout INTEGER NOT NULL DEFAULT 20160, session_remember INTEGER NOT NULL DEFAULT 20160,
+    default_execution_mode TEXT NOT NULL DEFAULT 'remote', default_agent_pool_id TEXT,
+    default_project_id TEXT);
+CREATE TABLE IF NOT EXISTS projects (
+    id TEXT PRIMARY KEY, org TEXT NOT NULL, name TEXT NOT NULL, created_at TEXT NOT NULL, UNIQUE (org, name));
+CREATE TABLE IF NOT EXISTS agent_pools (
+    id TEXT PRIMARY KEY, org TEXT NOT NULL, name TEXT NOT NULL, created_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS org_members (
     org TEXT NOT NULL, user_id TEXT NOT NULL, role TEXT NOT NULL, PRIMARY KEY (org, user_id));
 CREATE TABLE IF NOT EXISTS oauth_clients (
@@ -95,12 +102,12 @@ CREATE TABLE IF NOT EXISTS vars (
 CREATE TABLE IF NOT EXISTS configuration_versions (
     id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, status TEXT NOT NULL, source TEXT NOT NULL,
     speculative INTEGER NOT NULL, auto_queue_runs INTEGER NOT NULL, upload_token TEXT,
-    tarball BLOB, ingress TEXT, created_at TEXT NOT NULL);
+    tarball BLOB, ingress TEXT, created_at TEXT NOT NULL, provisional INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, configuration_version_id TEXT, status TEXT NOT NULL,
     message TEXT, source TEXT NOT NULL, is_destroy INTEGER NOT NULL, plan_only INTEGER NOT NULL,
     auto_apply INTEGER NOT NULL, has_changes INTEGER NOT NULL DEFAULT 0, created_by TEXT,
-    status_timestamps TEXT NOT NULL, created_at TEXT NOT NULL);
+    status_timestamps TEXT NOT NULL, created_at TEXT NOT NULL, options TEXT NOT NULL DEFAULT '{}');
 CREATE INDEX IF NOT EXISTS runs_ws ON runs (workspace_id, created_at);
 CREATE TABLE IF NOT EXISTS plans (
     id TEXT PRIMARY KEY, run_id TEXT UNIQUE NOT NULL, status TEXT NOT NULL,
@@ -137,7 +144,8 @@ CREATE TABLE IF NOT EXISTS team_workspaces (
 
 # Tables reset() empties; users, tokens and meta survive so addresses and tokens stay valid.
 _DATA_TABLES = ("legacy_orgs", "legacy_members", "environments", "legacy_states", "legacy_vars",
-                "legacy_config_versions", "legacy_runs", "organizations", "org_members", "oauth_clients",
+                "legacy_config_versions", "legacy_runs", "organizations", "projects", "agent_pools", "org_members",
+                "oauth_clients",
                 "oauth_tokens", "workspaces", "state_versions", "vars", "configuration_versions", "runs",
                 "plans", "blobs", "request_log", "run_jobs")
 
@@ -148,6 +156,8 @@ _VIA_WORKSPACE = "JOIN workspaces w ON w.id = x.workspace_id"
 _OWNED_THROUGH = {
     "organizations": ("", "x.name", "name"),
     "oauth_clients": ("", "x.org", "id"),
+    "projects": ("", "x.org", "id"),
+    "agent_pools": ("", "x.org", "id"),
     "oauth_tokens": ("JOIN oauth_clients c ON c.id = x.client_id", "c.org", "id"),
     "workspaces": ("", "x.org", "id"),
     "state_versions": (_VIA_WORKSPACE, "w.org", "id"),

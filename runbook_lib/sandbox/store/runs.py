@@ -10,16 +10,94 @@ from runbook_lib.sandbox import errors
 from runbook_lib.sandbox.store.base import (StoreBase, _b, new_id, now_iso)
 
 
+# Every run status of run.mdx ("Run States") and go-tfe `run.go` (type RunStatus).
+RUN_STATUSES = (
+    "pending", "fetching", "fetching_completed", "pre_plan_running", "pre_plan_completed", "queuing",
+    "plan_queued", "planning", "planned", "cost_estimating", "cost_estimated", "policy_checking",
+    "policy_override", "policy_soft_failed", "policy_checked", "post_plan_running", "post_plan_completed",
+    "post_plan_awaiting_decision", "planned_and_saved", "confirmed", "queuing_apply", "apply_queued",
+    "pre_apply_running", "pre_apply_completed", "applying", "applied", "planned_and_finished", "discarded",
+    "errored", "canceled", "force_canceled")
+
+# Statuses a run never leaves (run.mdx: "final states"; `policy_soft_failed` is final for the
+# plan-only runs it is given to).
+FINAL_STATUSES = frozenset(("applied", "planned_and_finished", "discarded", "errored", "canceled", "force_canceled",
+                            "policy_soft_failed"))
+
+# Paused for a person: confirmation, a policy override or a post-plan task decision. Only these can be
+# discarded (run.mdx "Discard a Run": "only possible when the run is paused waiting for confirmation or
+# a policy override"); a saved plan waits for its apply the same way.
+DISCARDABLE_STATUSES = frozenset(("planned", "cost_estimated", "policy_checked", "policy_override",
+                                  "post_plan_awaiting_decision", "post_plan_completed", "planned_and_saved"))
+
+# Paused for confirmation: `actions/apply` moves these on (run.mdx "Apply a Run").
+CONFIRMABLE_STATUSES = frozenset(("planned", "cost_estimated", "policy_checked", "post_plan_completed",
+                                  "planned_and_saved"))
+
+# Still working, so cancelable (run.mdx "Cancel a Run": "interrupts a currently planning or applying run";
+# a queued one is canceled before it starts).
+CANCELABLE_STATUSES = frozenset(("pending", "fetching", "fetching_completed", "pre_plan_running",
+                                 "pre_plan_completed", "queuing", "plan_queued", "planning", "cost_estimating",
+                                 "policy_checking", "post_plan_running", "confirmed", "queuing_apply",
+                                 "apply_queued", "pre_apply_running", "pre_apply_completed", "applying"))
+
+_PLAN_DONE = ("planned", "planned_and_finished", "planned_and_saved", "cost_estimating", "policy_checking",
+              "post_plan_running")
+_APPLY_PATH = ("confirmed", "queuing_apply", "apply_queued", "pre_apply_running", "applying")
+_STOP = ("errored", "canceled")
+
+# The lifecycle of run.mdx as a table: status -> statuses it may move to. A paused run moves on when a
+# person confirms (`confirmed`) or discards it; a working one ends `errored` or `canceled`.
+RUN_TRANSITIONS: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in {
+    "pending": ("fetching", "queuing", "plan_queued", "pre_plan_running", "planning", "discarded", *_STOP),
+    "fetching": ("fetching_completed", "queuing", "plan_queued", "planning", *_STOP),
+    "fetching_completed": ("pre_plan_running", "queuing", "plan_queued", "planning", *_STOP),
+    "pre_plan_running": ("pre_plan_completed", *_STOP),
+    "pre_plan_completed": ("queuing", "plan_queued", "planning", *_STOP),
+    "queuing": ("plan_queued", "planning", *_STOP),
+    "plan_queued": ("planning", *_STOP),
+    "planning": (*_PLAN_DONE, *_STOP, "force_canceled"),
+    "planned": ("cost_estimating", "policy_checking", "post_plan_running", *_APPLY_PATH, "discarded", *_STOP),
+    "cost_estimating": ("cost_estimated", *_STOP),
+    "cost_estimated": ("policy_checking", "post_plan_running", "planned", "planned_and_finished", *_APPLY_PATH,
+                       "discarded", *_STOP),
+    "policy_checking": ("policy_checked", "policy_override", "policy_soft_failed", *_STOP),
+    "policy_override": ("policy_checked", "discarded", *_STOP),
+    "policy_checked": ("post_plan_running", "planned", "planned_and_finished", *_APPLY_PATH, "discarded", *_STOP),
+    "post_plan_running": ("post_plan_completed", "post_plan_awaiting_decision", *_STOP),
+    "post_plan_awaiting_decision": ("post_plan_completed", "discarded", *_STOP),
+    "post_plan_completed": ("planned", "planned_and_finished", *_APPLY_PATH, "discarded", *_STOP),
+    "planned_and_saved": ("confirmed", "apply_queued", "discarded", *_STOP),
+    "confirmed": ("queuing_apply", "apply_queued", "pre_apply_running", "applying", *_STOP),
+    "queuing_apply": ("apply_queued", "applying", *_STOP),
+    "apply_queued": ("pre_apply_running", "applying", *_STOP),
+    "pre_apply_running": ("pre_apply_completed", *_STOP),
+    "pre_apply_completed": ("applying", *_STOP),
+    "applying": ("applied", *_STOP, "force_canceled"),
+}.items()}
+
+# A run holds its workspace's lock from the moment it starts working until it ends (go-tfe
+# `workspace.go` LockedBy is a run, user or team; `tfe.go` "is locked by Run"; workspaces.mdx: "runs
+# lock the workspace"). A saved plan ends the run's hold until it is confirmed.
+_RELEASES_LOCK = FINAL_STATUSES | {"planned_and_saved"}
+
+
 class RunStore(StoreBase):
     """Configuration versions, runs, plans, and the run worker's job table."""
 
     # --- configuration versions, runs, plans -------------------------------------------------------
 
     def create_configuration_version(self, ws_id: str, *, auto_queue_runs: bool = True, speculative: bool = False,
-                                     source: str = "tfe-api", ingress: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Create a configuration version awaiting its tarball upload."""
+                                     source: str = "tfe-api", ingress: dict[str, Any] | None = None,
+                                     provisional: bool = False) -> dict[str, Any]:
+        """Create a configuration version awaiting its tarball upload.
+
+        A provisional one (configuration-versions.mdx `provisional`) does not become the workspace's
+        current configuration until a run uses it.
+        """
         row = {"id": new_id("cv-"), "workspace_id": ws_id, "status": "pending", "source": source,
                "speculative": _b(speculative), "auto_queue_runs": _b(auto_queue_runs),
+               "provisional": _b(provisional),
                "upload_token": secrets.token_urlsafe(24), "tarball": None,
                "ingress": json.dumps(ingress) if ingress else None, "created_at": now_iso()}
         with self.tx():
@@ -41,23 +119,39 @@ class RunStore(StoreBase):
         return self._q("SELECT * FROM configuration_versions WHERE workspace_id = ? ORDER BY created_at DESC, rowid DESC",
                        (ws_id,))
 
+    def current_configuration_version(self, ws_id: str) -> dict[str, Any] | None:
+        """The workspace's newest configuration version that is not provisional (configuration-versions.mdx:
+        a provisional version does not become the workspace's current one), or None."""
+        return self._one("SELECT * FROM configuration_versions WHERE workspace_id = ? AND provisional = 0 "
+                         "ORDER BY created_at DESC, rowid DESC LIMIT 1", (ws_id,))
+
     def upload_configuration(self, cv_id: str, tarball: bytes) -> None:
         """Store an uploaded configuration tarball; the version becomes `uploaded`."""
         self._update("configuration_versions", "id", cv_id, {"tarball": tarball, "status": "uploaded"})
 
     def create_run(self, ws: dict[str, Any], user: dict[str, Any] | None, *, cv_id: str | None, message: str,
                    is_destroy: bool = False, plan_only: bool = False, auto_apply: bool | None = None,
-                   source: str = "tfe-api", status: str = "pending") -> dict[str, Any]:
+                   source: str = "tfe-api", status: str = "pending",
+                   options: dict[str, Any] | None = None) -> dict[str, Any]:
         """Create a run and its plan; a pending run is announced to the run listeners after commit.
+
+        `options` holds the create request's run settings the sandbox answers back (allow-empty-apply,
+        save-plan, refresh, target/replace addresses, terraform-version, variables).
 
         A run in a locked workspace stays pending (queued), as in real TFE.
         """
         stamp = now_iso()
+        stamps = {status_timestamp_key(status): stamp}
+        if status == "pending":
+            # A new run may be planned as soon as the workspace lets it (go-tfe RunStatusTimestamps
+            # `plan-queueable-at`, which go-tfe's own run tests expect on every created run).
+            stamps["plan-queueable-at"] = stamp
         run = {"id": new_id("run-"), "workspace_id": ws["id"], "configuration_version_id": cv_id, "status": status,
                "message": message, "source": source, "is_destroy": _b(is_destroy), "plan_only": _b(plan_only),
                "auto_apply": _b(ws["auto_apply"] if auto_apply is None else auto_apply), "has_changes": 0,
                "created_by": user["id"] if user else None,
-               "status_timestamps": json.dumps({f"{status}-at": stamp}), "created_at": stamp}
+               "status_timestamps": json.dumps(stamps), "options": json.dumps(options or {}),
+               "created_at": stamp}
         plan = {"id": new_id("plan-"), "run_id": run["id"], "status": "pending", "has_changes": 0, "additions": 0,
                 "changes": 0, "destructions": 0, "imports": 0, "log": None, "json_output": None,
                 "json_download_token": secrets.token_urlsafe(24), "log_token": secrets.token_urlsafe(24),
@@ -93,17 +187,69 @@ class RunStore(StoreBase):
                            "ORDER BY created_at DESC, rowid DESC", (ws_id, *statuses))
         return self._q("SELECT * FROM runs WHERE workspace_id = ? ORDER BY created_at DESC, rowid DESC", (ws_id,))
 
-    def update_run(self, run_id: str, status: str | None = None, **fields: Any) -> None:
-        """Change a run (run worker): a new status is stamped into status-timestamps."""
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        """Change a run's other columns (configuration version, has_changes); statuses go through
+        `transition_run`."""
+        if "status" in fields:
+            raise ValueError("a run's status changes only through transition_run")
+        with self.tx():
+            if self.run_by_id(run_id) is None:
+                raise errors.NotFoundError()
+            self._update("runs", "id", run_id, fields)
+
+    def transition_run(self, run_id: str, status: str, *, only_from: tuple[str, ...] | None = None,
+                       restart: bool = False, **fields: Any) -> dict[str, Any]:
+        """Move a run to `status`: the one place a run's status changes (handlers and the run worker).
+
+        Refuses a move `RUN_TRANSITIONS` does not allow; stamps `<status>-at` into status-timestamps;
+        takes the workspace's lock for the run when it starts working and releases it when the run ends.
+
+        Args:
+            run_id: the run.
+            status: the new status (one of `RUN_STATUSES`).
+            only_from: also refuse unless the run is in one of these (a compare-and-set for the worker).
+            restart: the sandbox's own restart recovery, which puts a run it was planning back to
+                `pending` (no API client can ask for that).
+            fields: other columns to change in the same transaction.
+
+        Returns:
+            The run row after the change.
+
+        Raises:
+            NotFoundError: no such run.
+            ConflictError: the transition is not allowed from the run's current status (409, as TFE
+                answers an action on a run in the wrong state).
+        """
+        if status not in RUN_STATUSES:
+            raise ValueError(f"unknown run status {status!r}")
         with self.tx():
             run = self.run_by_id(run_id)
             if run is None:
                 raise errors.NotFoundError()
-            if status:
-                stamps = json.loads(run["status_timestamps"])
-                stamps[f"{status}-at"] = now_iso()
-                fields.update(status=status, status_timestamps=json.dumps(stamps))
+            current = run["status"]
+            allowed = (restart and current == "planning" and status == "pending") or \
+                status in RUN_TRANSITIONS.get(current, frozenset())
+            if not allowed or (only_from is not None and current not in only_from):
+                raise errors.ConflictError(f"transition not allowed: a {current} run cannot become {status}")
+            stamps = json.loads(run["status_timestamps"])
+            stamps[status_timestamp_key(status)] = now_iso()
+            fields.update(status=status, status_timestamps=json.dumps(stamps))
             self._update("runs", "id", run_id, fields)
+            self._hold_workspace_lock(run, status)
+            return self.run_by_id(run_id)  # type: ignore[return-value]
+
+    def _hold_workspace_lock(self, run: dict[str, Any], status: str) -> None:
+        ws = self._one("SELECT id, locked, locked_by_run FROM workspaces WHERE id = ?", (run["workspace_id"],))
+        if ws is None:
+            return
+        if status in _RELEASES_LOCK or status == "pending":
+            if ws["locked_by_run"] == run["id"]:
+                self._update("workspaces", "id", ws["id"], {"locked": 0, "locked_by_run": None,
+                                                            "lock_reason": None, "updated_at": now_iso()})
+        elif not ws["locked"]:
+            self._update("workspaces", "id", ws["id"], {"locked": 1, "locked_by_run": run["id"],
+                                                        "locked_by_user": None, "lock_reason": "",
+                                                        "updated_at": now_iso()})
 
     def plan_for_run(self, run_id: str) -> dict[str, Any] | None:
         """The plan of a run, or None."""
@@ -129,7 +275,7 @@ class RunStore(StoreBase):
                 raise errors.NotFoundError()
             if status:
                 stamps = json.loads(plan["status_timestamps"])
-                stamps[f"{status}-at"] = now_iso()
+                stamps[status_timestamp_key(status)] = now_iso()
                 fields.update(status=status, status_timestamps=json.dumps(stamps))
             self._update("plans", "id", plan_id, fields)
 
@@ -138,7 +284,7 @@ class RunStore(StoreBase):
         row = self._one("SELECT tarball FROM configuration_versions WHERE id = ?", (cv_id,))
         return row["tarball"] if row else None
 
-    # --- run worker (issue 4): look-ups without access checks, and the job table ------------------------
+    # --- run worker: look-ups without access checks, and the job table ------------------------
 
     def workspace_by_id(self, ws_id: str) -> dict[str, Any] | None:
         """A workspace without access checks (run worker, webhook), or None."""
@@ -176,3 +322,7 @@ class RunStore(StoreBase):
         fields["updated_at"] = now_iso()
         self._update("run_jobs", "run_id", run_id, fields)
 
+
+def status_timestamp_key(status: str) -> str:
+    """The status-timestamps key of a status (go-tfe RunStatusTimestamps: `planned-and-finished-at`)."""
+    return status.replace("_", "-") + "-at"

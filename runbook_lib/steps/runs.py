@@ -1,0 +1,129 @@
+"""Step 5's view of a workspace run: the documented statuses, who holds a lock, finding and awaiting a run.
+
+Kept apart from `commit_verify` (the step itself) so the step reads as plan -> apply -> verify -> recover.
+Facts from the API docs (run.mdx "Run States", "List Runs in a Workspace") and go-tfe `run.go`,
+`workspace.go`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from runbook_lib.errors import StepError
+from runbook_lib.jsonapi import Resource
+from runbook_lib.tfe import FINAL_RUN_STATUSES
+
+#: Run statuses at which the run waits for a person (auto-apply is off, a policy override, a run task's
+#: decision, a saved plan): its plan is final (run.mdx "Run States").
+WAITING_STATUSES = frozenset({"planned", "cost_estimated", "policy_checked", "policy_override",
+                              "post_plan_completed", "post_plan_awaiting_decision", "planned_and_saved"})
+DONE_STATUSES = FINAL_RUN_STATUSES | WAITING_STATUSES | frozenset({"policy_soft_failed"})
+#: Final statuses that prove nothing about the plan: step 5 fails on them, naming what happened.
+FAILED_STATUSES = {"errored": "errored", "canceled": "was canceled", "force_canceled": "was force-canceled",
+                   "discarded": "was discarded", "policy_soft_failed": "failed a Sentinel policy (soft-mandatory)"}
+#: Paused runs: recovery discards them (run.mdx: only a run paused for confirmation or a policy override
+#: can be discarded).
+DISCARDABLE_STATUSES = WAITING_STATUSES
+#: Runs still queued or working: recovery cancels them (run.mdx "Cancel a Run"; discard answers 409).
+CANCELABLE_STATUSES = frozenset({"pending", "fetching", "fetching_completed", "pre_plan_running", "pre_plan_completed",
+                                 "queuing", "plan_queued", "planning", "cost_estimating", "policy_checking",
+                                 "post_plan_running", "confirmed", "queuing_apply", "apply_queued",
+                                 "pre_apply_running", "pre_apply_completed", "applying"})
+#: The runs list has its own limit of 30 reads a minute per user (run.mdx "List Runs in a Workspace"):
+#: while the run of the push has not appeared, list reads are at least this many seconds apart (and the
+#: polls back off, so a minute of waiting costs about ten reads); once found, the run is read by id.
+LIST_MIN_INTERVAL = 2.0
+
+
+def lock_holder(ws: Resource) -> tuple[str, str] | None:
+    """Who holds a workspace's lock: ``("runs" | "users" | "teams", id)``, or None when it is unlocked.
+
+    `locked: true` alone does not make the lock ours: a run locks its workspace while it works, and
+    ``locked-by`` names a run, a user or a team (go-tfe `workspace.go` LockedBy; workspaces.mdx).
+    """
+    if not ws.get("locked"):
+        return None
+    data = ((ws.raw.get("relationships") or {}).get("locked-by") or {}).get("data") or {}
+    ident = data.get("id") or ws.rel("locked-by") or ""
+    kind = data.get("type") or ("runs" if str(ident).startswith("run-") else "users")
+    return kind, str(ident)
+
+
+def run_commit(tfe: Any, run: Resource, cache: dict[str, str | None] | None = None) -> str | None:
+    """The commit a run plans: its configuration version's ingress `commit-sha` (None for uploads)."""
+    cv_id = run.rel("configuration-version")
+    if not cv_id:
+        return None
+    if cache is not None and cv_id in cache:
+        return cache[cv_id]
+    ingress = tfe.ingress_attributes(cv_id)
+    sha = ingress.get("commit-sha") if ingress is not None else None
+    if cache is not None:
+        cache[cv_id] = sha
+    return sha
+
+
+def find_run(tfe: Any, workspace_id: str, commit: str, cache: dict[str, str | None] | None = None,
+             scan: int = 20) -> Resource | None:
+    """The workspace's newest run of `commit` among its `scan` newest runs, or None."""
+    for i, run in enumerate(tfe.list_runs(workspace_id)):
+        if i >= scan:
+            break
+        if run_commit(tfe, run, cache) == commit:
+            return run
+    return None
+
+
+def wait_for_run(tfe: Any, workspace_id: str, commit: str, *, timeout: float, interval: float = 1.0,
+                 max_interval: float = 15.0, progress: Callable[[str], None] = print,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> Resource:
+    """Wait until the workspace's run of `commit` exists and its plan is done.
+
+    Polls with exponential backoff (x1.6 from `interval` up to `max_interval`; back to `interval` when
+    the status changes), sleeping between polls (no busy loop), and prints a progress line per change.
+    Until the run appears it reads the runs list (at most every `LIST_MIN_INTERVAL` seconds: that list
+    has its own limit of 30 reads a minute); then it polls the run by id. It waits through every
+    documented intermediate status (run.mdx) and returns at a final or paused one.
+
+    Args:
+        tfe: the TfeClient.
+        workspace_id: ``ws-...``.
+        commit: the pushed commit sha.
+        timeout: seconds before giving up.
+        interval, max_interval: first and longest pause between polls.
+        progress: where progress lines go.
+        clock, sleep: time sources (tests pass fakes).
+
+    Returns:
+        The run, in a status in `DONE_STATUSES` (final, or waiting for a person to apply).
+
+    Raises:
+        StepError: no run for the commit, or the run still not done, after `timeout` seconds.
+    """
+    start = clock()
+    deadline = start + timeout
+    cache: dict[str, str | None] = {}
+    pause, seen, run = interval, None, None
+    listed_at: float | None = None
+    progress(f"waiting for the run of commit {commit[:12]} in {workspace_id} (up to {timeout:.0f} s)")
+    while True:
+        if run is not None:
+            run = tfe.get_run(run.id)  # by id: the runs list has a budget of its own
+        elif listed_at is None or clock() - listed_at >= LIST_MIN_INTERVAL:
+            listed_at = clock()
+            run = find_run(tfe, workspace_id, commit, cache)
+        status = run.get("status") if run is not None else "no run yet"
+        if status != seen:
+            progress(f"[{clock() - start:5.0f} s] {run.id if run is not None else workspace_id}: {status}")
+            seen, pause = status, interval
+        if run is not None and status in DONE_STATUSES:
+            return run
+        now = clock()
+        if now >= deadline:
+            what = (f"run {run.id} is still {status}" if run is not None
+                    else f"no run of commit {commit[:12]} appeared (check the workspace's VCS connection and trigger settings)")
+            raise StepError(f"{what} after {timeout:.0f} s; run the step again to keep waiting "
+                            f"(the push is adopted, not repeated), or raise wait_timeout.")
+        sleep(min(pause, max(deadline - now, 0.05)))
+        pause = min(pause * 1.6, max_interval)
