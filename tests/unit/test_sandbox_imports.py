@@ -15,9 +15,6 @@ pytestmark = pytest.mark.unit
 
 SANDBOX = Path(__file__).resolve().parents[2] / "runbook_lib" / "sandbox"
 FORBIDDEN = ("plans", "steps", "tfe", "legacy", "http", "context", "inventory", "batch", "rehearsal")
-#: Modules whose forbidden import another change removes; strict: the marker must go once it is gone.
-PENDING = {"runner.py": "runner.py reads has-changes with runbook_lib.plans until the run-lifecycle change "
-                        "takes it from terraform itself"}
 
 
 def _is_forbidden(name: str) -> bool:
@@ -49,9 +46,7 @@ def test_the_checker_sees_every_kind_of_import():
 MODULES = sorted(SANDBOX.rglob("*.py"))
 
 
-@pytest.mark.parametrize("path", [
-    pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=PENDING[p.name])) if p.name in PENDING else p
-    for p in MODULES], ids=[str(p.relative_to(SANDBOX)) for p in MODULES])
+@pytest.mark.parametrize("path", MODULES, ids=[str(p.relative_to(SANDBOX)) for p in MODULES])
 def test_no_sandbox_module_imports_the_runbooks_own_code(path: Path):
     assert forbidden_in(path.read_text(encoding="utf-8")) == []
 
