@@ -9,6 +9,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
+from urllib.parse import quote
+
+#: The JSON:API media type: every request body, and every POST, PATCH and DELETE, carries it.
+MEDIA_TYPE = "application/vnd.api+json"
 
 PAGE_SIZE = 100  # the API's maximum; 2,000 workspaces are listed in 20 requests
 
@@ -232,3 +236,8 @@ def error_summary(errors: Any) -> str:
                 parts.append(str(item))
     text = "; ".join(p for p in parts if p)
     return text if len(text) <= 500 else text[:497] + "..."
+
+
+def segment(value: str) -> str:
+    """Quote one URL path segment (names may hold characters that are special in URLs)."""
+    return quote(str(value), safe="")

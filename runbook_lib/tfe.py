@@ -16,16 +16,17 @@ import json
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
-from urllib.parse import quote
 
 from runbook_lib.errors import ApiError, ConflictError, StateError, TransportError, ValidationError
 from runbook_lib.http import ApiSession, RetryPolicy, TokenBucket, create_or_adopt, redact_url
-from runbook_lib.jsonapi import Resource, document, paginate, parse_document
+from runbook_lib.jsonapi import MEDIA_TYPE, Resource, document, paginate, parse_document
+from runbook_lib.jsonapi import segment as _seg
 from runbook_lib.settings import Settings
 from runbook_lib.state import read_header
+from runbook_lib.tfe_teams import TeamsApi
 
 API = "/api/v2"
-JSONAPI = "application/vnd.api+json"
+JSONAPI = MEDIA_TYPE
 FINAL_RUN_STATUSES = frozenset({"planned_and_finished", "applied", "errored", "discarded", "canceled",
                                 "force_canceled", "policy_soft_failed"})
 #: Text the CLI looks for to fall back to an inline state upload (hosts without hosted upload URLs).
@@ -41,11 +42,6 @@ def _host_facts(headers: Mapping[str, str]) -> dict[str, Any]:
         rate = None
     return {"api_version": headers.get("TFP-API-Version"), "app_name": headers.get("TFP-AppName"),
             "tfe_version": headers.get("X-TFE-Version"), "rate_limit": rate}
-
-
-def _seg(value: str) -> str:
-    """Quote one path segment (names may hold characters that are special in URLs)."""
-    return quote(str(value), safe="")
 
 
 def _state_identity(state: bytes) -> tuple[int, str | None]:
@@ -89,7 +85,7 @@ class HeldState:
     data: bytes
 
 
-class TfeClient:
+class TfeClient(TeamsApi):
     """The new TFE API.
 
     Attributes:
@@ -780,6 +776,15 @@ class TfeClient:
             return None
         return response.json()
 
+    def cancel_run(self, run_id: str, comment: str = "") -> None:
+        """Cancel a run that is still queued, planning or applying (run.mdx "Cancel a Run": a working run is
+        canceled; only a paused one can be discarded).
+
+        Raises:
+            ConflictError: the run is paused or final (discard a paused one instead).
+        """
+        self._send("POST", f"/runs/{_seg(run_id)}/actions/cancel", {"comment": comment} if comment else None)
+
     # -- configuration versions ---------------------------------------------------------------------------------
 
     def create_configuration_version(self, workspace_id: str, *, auto_queue_runs: bool = True,
@@ -803,86 +808,3 @@ class TfeClient:
             raise ApiError(f"configuration version {configuration_version.id} has no upload-url "
                            f"(status {configuration_version.get('status')!r}).")
         self._put_blob(url, tar_gz)
-
-
-    # -- teams, team membership, team access ----------------------------------------------------------------
-
-    def list_teams(self, organization: str, *, fresh: bool = False) -> Iterator[Resource]:
-        """Yield the organization's teams (``owners`` included); relationship ``users`` lists member ids."""
-        return self._list(f"/organizations/{_seg(organization)}/teams", reuse=True, fresh=fresh)
-
-    def find_team(self, organization: str, name: str, *, fresh: bool = False) -> Resource | None:
-        """The team of that name, or None."""
-        return next((t for t in self.list_teams(organization, fresh=fresh) if t.get("name") == name), None)
-
-    def team_members(self, team_id: str) -> list[str]:
-        """The usernames of a team's members (``GET /teams/:id?include=users``), sorted."""
-        team = self._get(f"/teams/{_seg(team_id)}", {"include": "users"}, reuse=True)
-        return sorted(u.get("username") for u in team.included if u.type == "users")
-
-    def create_team(self, organization: str, name: str, *, adopt_existing: bool = True) -> Resource:
-        """Create a team, or adopt the team of that name (``adopted=True``).
-
-        Raises:
-            ConflictError: exists and ``adopt_existing`` is False.
-            ValidationError: refused (an invalid name).
-        """
-        doc = document("teams", {"name": name})
-        return self._create_unique(lambda: self._send("POST", f"/organizations/{_seg(organization)}/teams", doc),
-                                   lambda: self.find_team(organization, name, fresh=True),
-                                   adopt_existing=adopt_existing, what=f"team {name!r}")
-
-    def add_team_members(self, team_id: str, usernames: list[str]) -> None:
-        """Add users (by username) to a team; adding a member again changes nothing (so a retry is safe).
-
-        Raises:
-            NotFoundError: the team or one of the users does not exist (nobody was added).
-        """
-        self.session.request("POST", API + f"/teams/{_seg(team_id)}/relationships/users",
-                             data=json.dumps({"data": [{"type": "users", "id": u} for u in usernames]}),
-                             headers={"Content-Type": JSONAPI})
-
-    def remove_team_members(self, team_id: str, usernames: list[str]) -> None:
-        """Remove users (by username) from a team; the users themselves stay."""
-        self.session.request("DELETE", API + f"/teams/{_seg(team_id)}/relationships/users",
-                             data=json.dumps({"data": [{"type": "users", "id": u} for u in usernames]}),
-                             headers={"Content-Type": JSONAPI})
-
-    def list_team_access(self, workspace_id: str, *, fresh: bool = False) -> Iterator[Resource]:
-        """Yield every team's access to a workspace (``team-workspaces``: ``access``, relationship ``team``)."""
-        return self._list("/team-workspaces", {"filter[workspace][id]": workspace_id}, reuse=True, fresh=fresh)
-
-    def grant_team_access(self, team_id: str, workspace_id: str, access: str) -> Resource:
-        """Give a team ``access`` on a workspace; on an ambiguous outcome adopt the row the host holds.
-
-        Raises:
-            ValidationError: refused (an invalid level, or the team already has access: read it first).
-        """
-        doc = document("team-workspaces", {"access": access},
-                       {"team": ("teams", team_id), "workspace": ("workspaces", workspace_id)})
-
-        def read_back() -> Resource | None:
-            return next((a for a in self.list_team_access(workspace_id, fresh=True) if a.rel("team") == team_id),
-                        None)
-
-        return create_or_adopt(lambda: self._send("POST", "/team-workspaces", doc), read_back)
-
-    def update_team_access(self, access_id: str, access: str) -> Resource:
-        """PATCH a team's access level on a workspace."""
-        return self._send("PATCH", f"/team-workspaces/{_seg(access_id)}",
-                          document("team-workspaces", {"access": access}, id_=access_id))  # type: ignore[return-value]
-
-    def account(self) -> Resource:
-        """The token's user (``GET /account/details``: ``username``; 404 for a team or organization token)."""
-        return self._get("/account/details", reuse=True)
-
-    # -- run actions: step 5's recovery ----------------------------------------------------------------
-
-    def cancel_run(self, run_id: str, comment: str = "") -> None:
-        """Cancel a run that is still queued, planning or applying (run.mdx "Cancel a Run": a working run is
-        canceled; only a paused one can be discarded).
-
-        Raises:
-            ConflictError: the run is paused or final (discard a paused one instead).
-        """
-        self._send("POST", f"/runs/{_seg(run_id)}/actions/cancel", {"comment": comment} if comment else None)
