@@ -66,7 +66,14 @@ def create_organization(req: Request) -> Response:
     email = attrs.get("email") or ""
     if "@" not in email:
         raise errors.UnprocessableError("Email is invalid", pointer="/data/attributes/email")
-    org = req.store.create_organization(attrs["name"], email, _user(req))
+    # `default-execution-mode` may be set at creation too (go-tfe `organization.go` OrganizationCreateOptions
+    # DefaultExecutionMode: "the default execution mode for workspaces"); `remote` when left out.
+    check_str(attrs, "default-execution-mode", nullable=False)
+    mode = attrs.get("default-execution-mode", "remote")
+    if mode not in EXECUTION_MODES:
+        raise errors.UnprocessableError("Default execution mode is not included in the list",
+                                        pointer="/data/attributes/default-execution-mode")
+    org = req.store.create_organization(attrs["name"], email, _user(req), default_execution_mode=mode)
     return jsonapi_response({"data": _org_doc(org)}, 201)
 
 

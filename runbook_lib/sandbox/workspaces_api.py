@@ -41,9 +41,10 @@ def _workspace_doc(req: Request, ws: dict[str, Any]) -> dict[str, Any]:
         locked_by = ({"id": ws["locked_by_run"], "type": "runs"} if ws["locked_by_run"]
                      else {"id": ws["locked_by_user"], "type": "users"} if ws["locked_by_user"] else None)
     org = ws["org"]
+    mode = store.effective_execution_mode(ws)
     attributes = {
         "name": ws["name"], "description": ws["description"], "environment": "default",
-        "execution-mode": ws["execution_mode"], "operations": ws["execution_mode"] == "remote",
+        "execution-mode": mode, "operations": mode == "remote",
         "auto-apply": bool(ws["auto_apply"]), "auto-apply-run-trigger": False, "auto-destroy-at": settings["auto-destroy-at"],
         "allow-destroy-plan": settings["allow-destroy-plan"], "terraform-version": ws["terraform_version"],
         "working-directory": ws["working_directory"] or "", "locked": bool(ws["locked"]),
@@ -62,7 +63,7 @@ def _workspace_doc(req: Request, ws: dict[str, Any]) -> dict[str, Any]:
         "workspace-kpis-runs-count": len(runs),
         "actions": {"is-destroyable": True},
         "permissions": {name: True for name in _ALL_PERMISSIONS},
-        "setting-overwrites": {"execution-mode": False, "agent-pool": False},
+        "setting-overwrites": store.setting_overwrites(ws["id"]),
     }
     return {"id": ws["id"], "type": "workspaces", "attributes": attributes, "relationships": {
         "organization": _rel("organizations", org),
@@ -112,6 +113,12 @@ def _workspace_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
         attrs["execution-mode"] = "remote" if attrs["operations"] else "local"
     for name in ("allow-destroy-plan", "assessments-enabled", "structured-run-output-enabled"):
         check_bool(attrs, name)
+    overwrites = attrs.get("setting-overwrites")
+    if overwrites is not None and not (isinstance(overwrites, dict) and set(overwrites) <= {"execution-mode", "agent-pool"}
+                                       and all(isinstance(v, bool) for v in overwrites.values())):
+        # an object of booleans keyed by settings with organization defaults (workspaces.mdx `setting-overwrites`)
+        raise errors.UnprocessableError("setting-overwrites must map execution-mode and agent-pool to booleans",
+                                        pointer="/data/attributes/setting-overwrites")
     check_str(attrs, "auto-destroy-at")
     patterns = attrs.get("trigger-patterns")
     if patterns is not None and not (isinstance(patterns, list) and all(isinstance(p, str) for p in patterns)):

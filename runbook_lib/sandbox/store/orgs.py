@@ -18,7 +18,8 @@ class OrganizationStore(StoreBase):
 
     # --- new organizations and OAuth ---------------------------------------------------------------
 
-    def create_organization(self, name: str, email: str, owner: dict[str, Any]) -> dict[str, Any]:
+    def create_organization(self, name: str, email: str, owner: dict[str, Any],
+                            default_execution_mode: str = "remote") -> dict[str, Any]:
         """Create an organization owned by `owner`.
 
         Raises:
@@ -34,7 +35,8 @@ class OrganizationStore(StoreBase):
         project = {"id": new_id("prj-"), "org": name, "name": "Default Project", "created_at": stamp}
         with self.tx():
             self._insert("organizations", {"name": name, "external_id": new_id("org-"), "email": email,
-                                           "created_at": stamp, "default_project_id": project["id"]})
+                                           "created_at": stamp, "default_project_id": project["id"],
+                                           "default_execution_mode": default_execution_mode})
             self._insert("projects", project)
             self.add_org_member(name, owner["id"], "owners")
         return self._one("SELECT * FROM organizations WHERE name = ?", (name,))  # type: ignore[return-value]

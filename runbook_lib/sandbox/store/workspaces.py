@@ -33,6 +33,11 @@ def count_managed_resources(state: bytes | None) -> int:
 SETTINGS_DEFAULTS: dict[str, Any] = {"allow-destroy-plan": True, "auto-destroy-at": None,
                                      "assessments-enabled": False, "structured-run-output-enabled": True,
                                      "tag-names": [], "trigger-patterns": []}
+#: Whether a workspace's own execution mode / agent pool overwrite its organization's defaults
+#: (workspaces.mdx `setting-overwrites`: "attributes that have organization-level defaults ... true by
+#: default. To overwrite the default inherited value, set an attribute's value to false"). A workspace
+#: stored before these flags existed keeps its own mode (both true).
+OWN_SETTINGS = {"execution-mode": True, "agent-pool": True}
 
 
 class WorkspaceStore(StoreBase):
@@ -48,6 +53,40 @@ class WorkspaceStore(StoreBase):
             return False
         self.set_meta(f"ws-settings:{ws_id}", json.dumps({**self.workspace_settings(ws_id), **given}))
         return True
+
+    def setting_overwrites(self, ws_id: str) -> dict[str, bool]:
+        """The workspace's `setting-overwrites` flags (true: its own value; false: the organization's)."""
+        return {**OWN_SETTINGS, **json.loads(self.get_meta(f"ws-overwrites:{ws_id}", "{}") or "{}")}
+
+    def effective_execution_mode(self, ws: dict[str, Any]) -> str:
+        """The execution mode a workspace runs with: its own, or its organization's current
+        `default-execution-mode` while it inherits (go-tfe `workspace.go` WorkspaceSettingOverwritesOptions:
+        "If false, the workspace will defer to its organization or project's DefaultExecutionMode value")."""
+        if self.setting_overwrites(ws["id"])["execution-mode"]:
+            return ws["execution_mode"]
+        org = self._one("SELECT default_execution_mode FROM organizations WHERE name = ?", (ws["org"],))
+        return org["default_execution_mode"] if org else ws["execution_mode"]
+
+    def _resolve_overwrites(self, org: str, attrs: dict[str, Any],
+                            current: dict[str, bool] | None) -> tuple[dict[str, bool], str | None]:
+        """The `setting-overwrites` flags after a create (`current` None) or update, and the execution mode
+        to store (None: unchanged). An explicit flag wins; otherwise sending `execution-mode` overwrites the
+        organization's default, and a create without one inherits it (workspaces.mdx `setting-overwrites`,
+        `execution-mode`; go-tfe `workspace_integration_test.go` "when organization has a default execution
+        mode")."""
+        given = attrs.get("setting-overwrites") or {}
+        flags = dict(current) if current is not None else {}
+        if "execution-mode" in given:
+            flags["execution-mode"] = given["execution-mode"]
+        elif "execution-mode" in attrs or current is None:
+            flags["execution-mode"] = "execution-mode" in attrs
+        flags["agent-pool"] = given.get("agent-pool", flags.get("agent-pool", flags["execution-mode"]))
+        if flags["execution-mode"]:
+            mode = attrs.get("execution-mode") or (None if current is not None else "remote")
+        else:
+            row = self._one("SELECT default_execution_mode FROM organizations WHERE name = ?", (org,))
+            mode = row["default_execution_mode"] if row else "remote"
+        return flags, mode
 
     # --- workspaces -------------------------------------------------------------------------------
 
@@ -65,9 +104,10 @@ class WorkspaceStore(StoreBase):
         if vcs:
             self._check_vcs(org, vcs, user)
         stamp = now_iso()
+        overwrites, mode = self._resolve_overwrites(org, attrs, None)
         row = {
             "id": new_id("ws-"), "org": org, "name": name, "description": attrs.get("description"),
-            "execution_mode": attrs.get("execution-mode") or "remote",
+            "execution_mode": mode or "remote",
             "auto_apply": _b(attrs.get("auto-apply", False)),
             "terraform_version": attrs.get("terraform-version") or "latest",
             "working_directory": attrs.get("working-directory") or "",
@@ -86,6 +126,7 @@ class WorkspaceStore(StoreBase):
         with self.tx():
             created = self._insert("workspaces", row)
             self._store_settings(row["id"], attrs)
+            self.set_meta(f"ws-overwrites:{row['id']}", json.dumps(overwrites))
             if attrs.get("migration-environment"):  # the host's own import (store/migration.py)
                 created = self.import_legacy_environment(  # type: ignore[attr-defined]
                     created, attrs["migration-environment"], user)
@@ -148,7 +189,7 @@ class WorkspaceStore(StoreBase):
             if self.find_workspace(ws["org"], attrs["name"]):
                 raise errors.UnprocessableError("Name has already been taken", pointer="/data/attributes/name")
             fields["name"] = attrs["name"]
-        simple = {"description": "description", "execution-mode": "execution_mode",
+        simple = {"description": "description",
                   "terraform-version": "terraform_version", "working-directory": "working_directory",
                   "source-name": "source_name", "source-url": "source_url"}
         for attr, col in simple.items():
@@ -174,6 +215,10 @@ class WorkspaceStore(StoreBase):
                 fields.update(vcs_identifier=merged["identifier"], vcs_branch=merged.get("branch") or "",
                               vcs_oauth_token_id=merged["oauth-token-id"],
                               vcs_ingress_submodules=_b(merged.get("ingress-submodules")))
+        if "execution-mode" in attrs or "setting-overwrites" in attrs:
+            overwrites, mode = self._resolve_overwrites(ws["org"], attrs, self.setting_overwrites(ws["id"]))
+            self.set_meta(f"ws-overwrites:{ws['id']}", json.dumps(overwrites))
+            fields["execution_mode"] = mode or ws["execution_mode"]
         if self._store_settings(ws["id"], attrs):
             fields.setdefault("updated_at", now_iso())
         if fields:
@@ -190,7 +235,8 @@ class WorkspaceStore(StoreBase):
             for table in ("runs", "state_versions", "vars", "configuration_versions"):
                 self._x(f"DELETE FROM {table} WHERE workspace_id = ?", (ws_id,))
             self._x("DELETE FROM workspaces WHERE id = ?", (ws_id,))
-            self._x("DELETE FROM meta WHERE key = ?", (f"ws-settings:{ws_id}",))
+            for key in (f"ws-settings:{ws_id}", f"ws-overwrites:{ws_id}"):
+                self._x("DELETE FROM meta WHERE key = ?", (key,))
 
     def managed_resources(self, ws_id: str) -> int:
         """How many resources the workspace's current state manages (0 without state)."""
