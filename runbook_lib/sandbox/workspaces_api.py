@@ -21,8 +21,7 @@ def _workspace_doc(req: Request, ws: dict[str, Any]) -> dict[str, Any]:
     current = store.current_state_version(ws["id"])
     runs = store.list_runs(ws["id"])
     latest_run = runs[0] if runs else None
-    active = next((r for r in runs if r["status"] not in ("planned_and_finished", "applied", "errored",
-                                                          "discarded", "canceled", "force_canceled")), None)
+    current_run = store.current_run(ws["id"])
     vcs = None
     if ws["vcs_identifier"]:
         vcs = {"branch": ws["vcs_branch"] or "", "identifier": ws["vcs_identifier"],
@@ -68,7 +67,7 @@ def _workspace_doc(req: Request, ws: dict[str, Any]) -> dict[str, Any]:
     return {"id": ws["id"], "type": "workspaces", "attributes": attributes, "relationships": {
         "organization": _rel("organizations", org),
         "current-state-version": _rel("state-versions", current["id"] if current else None),
-        "current-run": _rel("runs", active["id"] if active else None),
+        "current-run": _rel("runs", current_run["id"] if current_run else None),
         "current-configuration-version": _rel("configuration-versions", _current_cv_id(store, ws["id"])),
         "latest-run": _rel("runs", latest_run["id"] if latest_run else None),
         "locked-by": {"data": locked_by},
@@ -173,8 +172,8 @@ def _include_org(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _include_current_run(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
     from runbook_lib.sandbox.tfe_runs_api import _run_doc
-    active = [r for r in req.store.list_runs(ws["id"]) if r["status"] not in _RUN_DONE]
-    return [_run_doc(req, active[0])] if active else []
+    current = req.store.current_run(ws["id"])
+    return [_run_doc(req, current)] if current else []
 
 
 def _include_locked_by(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
@@ -195,7 +194,6 @@ def _include_nothing(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
 WORKSPACE_INCLUDES = {"current-state-version": _include_state, "organization": _include_org,
                       "current_run": _include_current_run, "locked_by": _include_locked_by,
                       "outputs": _include_nothing, "effective_tag_bindings": _include_nothing}
-_RUN_DONE = ("planned_and_finished", "applied", "errored", "discarded", "canceled", "force_canceled")
 
 
 def _includes(req: Request) -> list[str]:
@@ -229,14 +227,60 @@ def _wildcard_match(pattern: str, name: str) -> bool:
     return name == pattern
 
 
+def _tag_list(value: str | None) -> set[str]:
+    return {t.strip() for t in (value or "").split(",") if t.strip()}
+
+
+def _filter_tags(req: Request, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`search[tags]`: workspaces holding all the given tags; `search[exclude-tags]`: workspaces holding
+    none of them (comma-separated names; workspaces.mdx "List workspaces" query parameters; go-tfe
+    `workspace.go` WorkspaceListOptions Tags, ExcludeTags)."""
+    wanted, unwanted = _tag_list(req.query.get("search[tags]")), _tag_list(req.query.get("search[exclude-tags]"))
+    if not wanted and not unwanted:
+        return rows
+    kept = []
+    for ws in rows:
+        tags = set(req.store.workspace_settings(ws["id"])["tag-names"])
+        if wanted <= tags and not unwanted & tags:
+            kept.append(ws)
+    return kept
+
+
+#: `sort` values of the workspace list: "name" (the default) and "current-run.created-at", a leading
+#: hyphen reverses (go-tfe `workspace.go` WorkspaceListOptions.Sort); `latest-change-at` too (workspaces.mdx
+#: "List workspaces"). Workspaces without a current run sort after the others ascending and before them
+#: descending, the order of a SQL `ORDER BY` on a null column in PostgreSQL, the real host's database.
+WORKSPACE_SORTS = ("name", "current-run.created-at", "latest-change-at")
+
+
+def _sorted(req: Request, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    sort = req.query.get("sort") or "name"
+    key = sort[1:] if sort.startswith("-") else sort
+    if key not in WORKSPACE_SORTS:
+        raise errors.BadRequestError(f"Invalid sort parameter {sort!r}: sort on "
+                                     f"{', '.join(WORKSPACE_SORTS)}, with a leading '-' to reverse")
+    reverse = sort.startswith("-")
+    if key == "name":
+        return sorted(rows, key=lambda w: w["name"], reverse=reverse)
+    if key == "latest-change-at":
+        return sorted(rows, key=lambda w: (w["updated_at"], w["name"]), reverse=reverse)
+    stamps = {w["id"]: (run["created_at"] if (run := req.store.current_run(w["id"])) else None) for w in rows}
+    with_run = sorted((w for w in rows if stamps[w["id"]]), key=lambda w: (stamps[w["id"]], w["name"]),
+                      reverse=reverse)
+    without = [w for w in rows if not stamps[w["id"]]]
+    return without + with_run if reverse else with_run + without
+
+
 def list_workspaces(req: Request, org: str) -> Response:
-    """`GET /api/v2/organizations/:org/workspaces` (paged; `search[name]` substring filter; `include`)."""
+    """`GET /api/v2/organizations/:org/workspaces` (paged; `search[name]` substring filter, wildcard and
+    tag filters; `sort`; `include`)."""
     includes = _includes(req)
     req.store.get_organization(org, _user(req))
     rows = req.store.list_workspaces(org, req.query.get("search[name]"))
     wildcard = req.query.get("search[wildcard-name]")
     if wildcard:
         rows = [w for w in rows if _wildcard_match(wildcard, w["name"])]
+    rows = _sorted(req, _filter_tags(req, rows))
     rows, meta, links = paginate(req, rows)
     meta["status-counts"] = {"total": meta["pagination"]["total-count"]}
     doc: dict[str, Any] = {"data": [_workspace_doc(req, w) for w in rows], "links": links, "meta": meta}
@@ -319,6 +363,63 @@ def force_unlock_workspace(req: Request, ws_id: str) -> Response:
     """`POST /api/v2/workspaces/:id/actions/force-unlock`: 200, or 409 when not locked."""
     ws = _ws(req, ws_id=ws_id)
     return jsonapi_response({"data": _workspace_doc(req, req.store.unlock_workspace(ws, _user(req), force=True))})
+
+
+# --- tags -------------------------------------------------------------------------------------------------
+
+def _tag_id(org: str, name: str) -> str:
+    """A tag's id, stable for its name within the organization (the sandbox keeps tags as names)."""
+    return "tag-" + hashlib.sha256(f"{org}/{name}".encode()).hexdigest()[:16]
+
+
+def _tag_names(req: Request, ws: dict[str, Any]) -> list[str]:
+    """The tags of a tags request (`data`: a list of `tags`, each by `attributes.name` or by `id`;
+    workspaces.mdx "Add tags to a workspace"). A tag named by an id the organization does not use is 404."""
+    doc = req.json()
+    data = doc.get("data") if isinstance(doc, dict) else None
+    if not isinstance(data, list) or not data:
+        raise errors.UnprocessableError("data must be a non-empty list of tags", pointer="/data")
+    org_tags = {_tag_id(ws["org"], n): n for w in req.store.list_workspaces(ws["org"])
+                for n in req.store.workspace_settings(w["id"])["tag-names"]}
+    names = []
+    for index, item in enumerate(data):
+        name = (item.get("attributes") or {}).get("name") if isinstance(item, dict) else None
+        if isinstance(item, dict) and item.get("type") not in (None, "tags"):
+            raise errors.ConflictError(f"the resource type {item.get('type')!r} does not match this endpoint "
+                                       "(expected 'tags')")
+        if not name and isinstance(item, dict) and item.get("id"):
+            if item["id"] not in org_tags:
+                raise errors.NotFoundError()
+            name = org_tags[item["id"]]
+        if not isinstance(name, str) or not name.strip():
+            raise errors.UnprocessableError("each tag needs a name or the id of an existing tag",
+                                            pointer=f"/data/{index}")
+        names.append(name.strip())
+    return names
+
+
+def list_workspace_tags(req: Request, ws_id: str) -> Response:
+    """`GET /api/v2/workspaces/:id/relationships/tags`: the workspace's tags (paged)."""
+    ws = _ws(req, ws_id=ws_id)
+    tags = [{"id": _tag_id(ws["org"], n), "type": "tags", "attributes": {"name": n}}
+            for n in req.store.workspace_settings(ws["id"])["tag-names"]]
+    page, meta, links = paginate(req, tags)
+    return jsonapi_response({"data": page, "links": links, "meta": meta})
+
+
+def add_workspace_tags(req: Request, ws_id: str) -> Response:
+    """`POST /api/v2/workspaces/:id/relationships/tags`: 204 (workspaces.mdx "Add tags to a workspace")."""
+    ws = _ws(req, ws_id=ws_id)
+    req.store.change_workspace_tags(ws, _tag_names(req, ws), add=True)
+    return Response(204)
+
+
+def remove_workspace_tags(req: Request, ws_id: str) -> Response:
+    """`DELETE /api/v2/workspaces/:id/relationships/tags`: 204 (workspaces.mdx "Remove tags from
+    workspace")."""
+    ws = _ws(req, ws_id=ws_id)
+    req.store.change_workspace_tags(ws, _tag_names(req, ws), add=False)
+    return Response(204)
 
 
 # --- variables --------------------------------------------------------------------------------------------

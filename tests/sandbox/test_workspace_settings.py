@@ -3,6 +3,8 @@ the organization (`setting-overwrites`), ordering on the current run, and tags."
 
 from __future__ import annotations
 
+import time
+
 from sandbox_helpers import Api, create_workspace, doc
 
 from runbook_lib.sandbox import Sandbox
@@ -52,3 +54,66 @@ def test_bad_setting_overwrites_are_refused(api: Api, new_org: str):
         "workspaces", name="bad-overwrites", **{"setting-overwrites": {"execution-mode": "no"}}))
     assert bad.status_code == 422 and bad.json()["errors"][0]["source"]["pointer"].endswith("setting-overwrites")
     assert api.get(f"/api/v2/organizations/{new_org}/workspaces/bad-overwrites").status_code == 404
+
+
+def _names(api: Api, org: str, **query: str) -> list[str]:
+    answer = api.get(f"/api/v2/organizations/{org}/workspaces", params=query)
+    assert answer.status_code == 200, answer.text
+    return [w["attributes"]["name"] for w in answer.json()["data"]]
+
+
+def test_list_sorts_on_the_current_run_and_a_queued_run_is_not_current(seeded_sandbox: Sandbox, api: Api,
+                                                                        new_org: str):
+    store = seeded_sandbox.store
+    ws = {name: create_workspace(api, new_org, name, **{"execution-mode": "remote"}) for name in ("a-ws", "b-ws", "c-ws")}
+    user = {"id": store.get_user("alice")["id"]} if store.get_user("alice") else None
+    rows = {name: store.find_workspace(new_org, name) for name in ws}
+    older = store.create_run(rows["c-ws"], user, cv_id=None, message="older", status="planned")
+    time.sleep(0.01)
+    newer = store.create_run(rows["a-ws"], user, cv_id=None, message="newer", status="planned")
+    # a run in a locked workspace stays queued (pending): it is not the workspace's current run
+    assert api.post(f"/api/v2/workspaces/{ws['b-ws']['id']}/actions/lock", json={}).status_code == 200
+    queued = store.create_run(store.find_workspace(new_org, "b-ws"), user, cv_id=None, message="queued")
+    assert _names(api, new_org) == ["a-ws", "b-ws", "c-ws"] == _names(api, new_org, sort="name")
+    assert _names(api, new_org, sort="-name") == ["c-ws", "b-ws", "a-ws"]
+    # ascending: oldest current run first, workspaces without one last; descending: the reverse
+    assert _names(api, new_org, sort="current-run.created-at") == ["c-ws", "a-ws", "b-ws"]
+    assert _names(api, new_org, sort="-current-run.created-at") == ["b-ws", "a-ws", "c-ws"]
+    rel = {w["attributes"]["name"]: w["relationships"]["current-run"]["data"]
+           for w in api.get(f"/api/v2/organizations/{new_org}/workspaces").json()["data"]}
+    assert rel == {"a-ws": {"id": newer["id"], "type": "runs"}, "b-ws": None,
+                   "c-ws": {"id": older["id"], "type": "runs"}}
+    assert api.get(f"/api/v2/runs/{queued['id']}").json()["data"]["attributes"]["status"] == "pending"
+    bad = api.get(f"/api/v2/organizations/{new_org}/workspaces", params={"sort": "size"})
+    assert bad.status_code == 400 and "current-run.created-at" in bad.json()["errors"][0]["detail"]
+
+
+def test_workspace_tags_are_added_listed_searched_and_removed(seeded_sandbox: Sandbox, api: Api, new_org: str):
+    one = create_workspace(api, new_org, "tag-one")
+    two = create_workspace(api, new_org, "tag-two")
+    url = f"/api/v2/workspaces/{one['id']}/relationships/tags"
+
+    def tags(name: str) -> dict:
+        return {"data": [{"type": "tags", "attributes": {"name": name}}]}
+
+    assert api.post(url, json={"data": [{"type": "tags", "attributes": {"name": "prod"}},
+                                        {"type": "tags", "attributes": {"name": "network"}}]}).status_code == 204
+    assert api.post(f"/api/v2/workspaces/{two['id']}/relationships/tags", json=tags("prod")).status_code == 204
+    listed = api.get(url).json()["data"]
+    assert [t["attributes"]["name"] for t in listed] == ["prod", "network"]
+    assert all(t["type"] == "tags" and t["id"].startswith("tag-") for t in listed)
+    assert _names(api, new_org, **{"search[tags]": "prod"}) == ["tag-one", "tag-two"]
+    assert _names(api, new_org, **{"search[tags]": "prod,network"}) == ["tag-one"]
+    assert _names(api, new_org, **{"search[exclude-tags]": "network"}) == ["tag-two"]
+    # bad requests change nothing
+    mark = seeded_sandbox.log_mark()
+    assert api.post(url, json={"data": []}).status_code == 422
+    assert api.post(url, json={"data": [{"type": "tags", "id": "tag-unknown"}]}).status_code == 404
+    assert all(r["changes"] == 0 for r in seeded_sandbox.request_log(since=mark))
+    # removing by id or by name
+    network_id = next(t["id"] for t in listed if t["attributes"]["name"] == "network")
+    assert api.delete(url, json={"data": [{"type": "tags", "id": network_id}]}).status_code == 204
+    assert [t["attributes"]["name"] for t in api.get(url).json()["data"]] == ["prod"]
+    assert api.delete(url, json=tags("prod")).status_code == 204
+    assert api.get(url).json()["data"] == []
+    assert api.get(f"/api/v2/workspaces/{one['id']}").json()["data"]["attributes"]["tag-names"] == []

@@ -177,6 +177,27 @@ class WorkspaceStore(StoreBase):
                            "ORDER BY name", (org, search))
         return self._q("SELECT * FROM workspaces WHERE org = ? ORDER BY name", (org,))
 
+    def current_run(self, ws_id: str) -> dict[str, Any] | None:
+        """The workspace's current run: the newest run that is not plan-only and has left `pending`, kept
+        after it finishes until the next one starts (go-tfe `workspace_integration_test.go` List reads
+        `current-run` after an applied run and sorts on `current-run.created-at`; run-states.mdx: a
+        `pending` run waits in the queue behind the current one)."""
+        return self._one("SELECT * FROM runs WHERE workspace_id = ? AND plan_only = 0 AND status != 'pending' "
+                         "ORDER BY created_at DESC, rowid DESC LIMIT 1", (ws_id,))
+
+    def change_workspace_tags(self, ws: dict[str, Any], names: list[str], *, add: bool) -> None:
+        """Add tags to (or remove them from) a workspace; adding a tag it has, or removing one it has
+        not, changes nothing (workspaces.mdx "Add tags to a workspace", "Remove tags from a workspace")."""
+        current = list(self.workspace_settings(ws["id"])["tag-names"])
+        if add:
+            changed = current + [n for n in dict.fromkeys(names) if n not in current]
+        else:
+            changed = [n for n in current if n not in names]
+        if changed != current:
+            with self.tx():
+                self._store_settings(ws["id"], {"tag-names": changed})
+                self._update("workspaces", "id", ws["id"], {"updated_at": now_iso()})
+
     def update_workspace(self, ws: dict[str, Any], attrs: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
         """Apply a PATCH's attributes; `vcs-repo: null` unlinks VCS.
 
