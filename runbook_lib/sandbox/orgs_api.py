@@ -131,6 +131,42 @@ def update_organization(req: Request, org: str) -> Response:
     return jsonapi_response({"data": _org_doc(updated)})
 
 
+# --- projects (projects.mdx): create, read, list, delete; a workspace's `project` relationship ------------
+
+def create_project(req: Request, org: str) -> Response:
+    """`POST /api/v2/organizations/:org/projects` {name}: 201; 422 for a blank, invalid or taken name."""
+    req.store.get_organization(org, _user(req))
+    attrs, _ = parse_resource(req, "projects")
+    return jsonapi_response({"data": _project_doc(req.store.create_project(org, attrs.get("name")))}, 201)
+
+
+def _visible_project(req: Request, project_id: str) -> dict[str, Any]:
+    project = req.store.get_project(project_id)
+    if project is None:
+        raise errors.NotFoundError()
+    req.store.get_organization(project["org"], _user(req))  # 404 unless the caller sees its organization
+    return project
+
+
+def list_projects(req: Request, org: str) -> Response:
+    """`GET /api/v2/organizations/:org/projects` (paged)."""
+    req.store.get_organization(org, _user(req))
+    rows, meta, links = paginate(req, req.store.list_projects(org))
+    return jsonapi_response({"data": [_project_doc(p) for p in rows], "links": links, "meta": meta})
+
+
+def show_project(req: Request, project_id: str) -> Response:
+    """`GET /api/v2/projects/:id`."""
+    return jsonapi_response({"data": _project_doc(_visible_project(req, project_id))})
+
+
+def delete_project(req: Request, project_id: str) -> Response:
+    """`DELETE /api/v2/projects/:id`: 204; 409 for the default project or one that holds workspaces."""
+    project = _visible_project(req, project_id)
+    req.store.delete_project(project, len(req.store.project_workspaces(project)))
+    return Response(204)
+
+
 def delete_organization(req: Request, org: str) -> Response:
     """`DELETE /api/v2/organizations/:org`: 204; its workspaces, states, runs and VCS connections go with it."""
     row = req.store.get_organization(org, _user(req))

@@ -10,7 +10,8 @@ from typing import Any
 from runbook_lib.sandbox import errors
 from runbook_lib.sandbox.states_api import _state_version_doc
 from runbook_lib.sandbox.tfe_api import EXECUTION_MODES, _ALL_PERMISSIONS, _rel, _user, _ws
-from runbook_lib.sandbox.wire import Request, Response, check_bool, check_str, jsonapi_response, paginate, parse_resource
+from runbook_lib.sandbox.wire import (Request, Response, check_bool, check_str, jsonapi_response, paginate,
+                                     parse_resource, relationship_id)
 
 
 # --- workspaces ------------------------------------------------------------------------------------------
@@ -68,6 +69,7 @@ def _workspace_doc(req: Request, ws: dict[str, Any]) -> dict[str, Any]:
         "organization": _rel("organizations", org),
         "current-state-version": _rel("state-versions", current["id"] if current else None),
         "current-run": _rel("runs", current_run["id"] if current_run else None),
+        "project": _rel("projects", store.workspace_project_id(ws)),
         "current-configuration-version": _rel("configuration-versions", _current_cv_id(store, ws["id"])),
         "latest-run": _rel("runs", latest_run["id"] if latest_run else None),
         "locked-by": {"data": locked_by},
@@ -152,11 +154,25 @@ def _with_tags(attrs: dict[str, Any], rels: dict[str, Any]) -> dict[str, Any]:
     return attrs
 
 
+def _with_project(req: Request, org: str, attrs: dict[str, Any], rels: dict[str, Any]) -> dict[str, Any]:
+    """The `project` relationship (a project of the workspace's organization; workspaces.mdx
+    `relationships.project`) as the `project` attribute the store keeps; another organization's or an
+    unknown project is 404, as for any object the caller cannot see."""
+    project_id = relationship_id(rels, "project", "projects")
+    if project_id is None:
+        return attrs
+    project = req.store.get_project(project_id)
+    if project is None or project["org"] != org:
+        raise errors.NotFoundError()
+    return {**attrs, "project": project["id"]}
+
+
 def create_workspace(req: Request, org: str) -> Response:
     """`POST /api/v2/organizations/:org/workspaces`: 201, or 422 for a blank/invalid/taken name."""
     req.store.get_organization(org, _user(req))
     attrs, rels = parse_resource(req, "workspaces")
-    ws = req.store.create_workspace(org, _workspace_attrs(_with_tags(attrs, rels)), _user(req))
+    attrs = _with_project(req, org, _workspace_attrs(_with_tags(attrs, rels)), rels)
+    ws = req.store.create_workspace(org, attrs, _user(req))
     return jsonapi_response({"data": _workspace_doc(req, ws)}, 201)
 
 
@@ -280,6 +296,14 @@ def list_workspaces(req: Request, org: str) -> Response:
     wildcard = req.query.get("search[wildcard-name]")
     if wildcard:
         rows = [w for w in rows if _wildcard_match(wildcard, w["name"])]
+    project_id = req.query.get("filter[project][id]")
+    if project_id:
+        # workspaces of one project (go-tfe `workspace.go` WorkspaceListOptions.ProjectID)
+        rows = [w for w in rows if req.store.workspace_project_id(w) == project_id]
+    run_status = req.query.get("filter[current-run][status]")
+    if run_status:
+        # workspaces whose current run has this status (go-tfe WorkspaceListOptions.CurrentRunStatus)
+        rows = [w for w in rows if (run := req.store.current_run(w["id"])) and run["status"] == run_status]
     rows = _sorted(req, _filter_tags(req, rows))
     rows, meta, links = paginate(req, rows)
     meta["status-counts"] = {"total": meta["pagination"]["total-count"]}
@@ -308,7 +332,8 @@ def update_workspace(req: Request, org: str | None = None, name: str | None = No
     """`PATCH` a workspace by name or id."""
     ws = _ws(req, org, name, ws_id)
     attrs, rels = parse_resource(req, "workspaces")
-    updated = req.store.update_workspace(ws, _workspace_attrs(_with_tags(attrs, rels)), _user(req))
+    attrs = _with_project(req, ws["org"], _workspace_attrs(_with_tags(attrs, rels)), rels)
+    updated = req.store.update_workspace(ws, attrs, _user(req))
     return jsonapi_response({"data": _workspace_doc(req, updated)})
 
 

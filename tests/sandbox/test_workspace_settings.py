@@ -117,3 +117,38 @@ def test_workspace_tags_are_added_listed_searched_and_removed(seeded_sandbox: Sa
     assert api.delete(url, json=tags("prod")).status_code == 204
     assert api.get(url).json()["data"] == []
     assert api.get(f"/api/v2/workspaces/{one['id']}").json()["data"]["attributes"]["tag-names"] == []
+
+
+def test_projects_hold_workspaces_and_filter_the_list(seeded_sandbox: Sandbox, api: Api, new_org: str):
+    made = api.post(f"/api/v2/organizations/{new_org}/projects", json=doc("projects", name="network team"))
+    assert made.status_code == 201
+    project = made.json()["data"]
+    assert api.get(f"/api/v2/projects/{project['id']}").json()["data"]["attributes"]["name"] == "network team"
+    default = api.get(f"/api/v2/organizations/{new_org}").json()["data"]["relationships"]["default-project"]["data"]
+    plain = create_workspace(api, new_org, "in-default")
+    assert plain["relationships"]["project"]["data"] == {"id": default["id"], "type": "projects"}
+    rel = {"project": {"data": {"type": "projects", "id": project["id"]}}}
+    placed = api.post(f"/api/v2/organizations/{new_org}/workspaces", json={"data": {
+        "type": "workspaces", "attributes": {"name": "in-project"}, "relationships": rel}})
+    assert placed.status_code == 201
+    assert placed.json()["data"]["relationships"]["project"]["data"]["id"] == project["id"]
+    assert _names(api, new_org, **{"filter[project][id]": project["id"]}) == ["in-project"]
+    assert "in-default" in _names(api, new_org, **{"filter[project][id]": default["id"]})
+    # refusals change nothing: a taken or bad name, an unknown project, deleting a project with workspaces
+    mark = seeded_sandbox.log_mark()
+    assert api.post(f"/api/v2/organizations/{new_org}/projects",
+                    json=doc("projects", name="network team")).status_code == 422
+    assert api.post(f"/api/v2/organizations/{new_org}/projects", json=doc("projects", name="a/b")).status_code == 422
+    assert api.post(f"/api/v2/organizations/{new_org}/workspaces", json={"data": {
+        "type": "workspaces", "attributes": {"name": "nowhere"},
+        "relationships": {"project": {"data": {"type": "projects", "id": "prj-unknown"}}}}}).status_code == 404
+    held = api.delete(f"/api/v2/projects/{project['id']}")
+    assert held.status_code == 409 and "delete them first" in held.json()["errors"][0]["detail"]
+    assert api.delete(f"/api/v2/projects/{default['id']}").status_code == 409
+    assert all(r["changes"] == 0 for r in seeded_sandbox.request_log(since=mark))
+    # moved back to the default project, the project is empty and can go
+    moved = api.patch(f"/api/v2/workspaces/{placed.json()['data']['id']}", json={"data": {
+        "type": "workspaces", "relationships": {"project": {"data": {"type": "projects", "id": default["id"]}}}}})
+    assert moved.status_code == 200
+    assert api.delete(f"/api/v2/projects/{project['id']}").status_code == 204
+    assert api.get(f"/api/v2/projects/{project['id']}").status_code == 404

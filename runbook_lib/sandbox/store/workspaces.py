@@ -127,6 +127,8 @@ class WorkspaceStore(StoreBase):
             created = self._insert("workspaces", row)
             self._store_settings(row["id"], attrs)
             self.set_meta(f"ws-overwrites:{row['id']}", json.dumps(overwrites))
+            if attrs.get("project"):  # a project id the API checked belongs to the organization
+                self.set_meta(f"ws-project:{row['id']}", attrs["project"])
             if attrs.get("migration-environment"):  # the host's own import (store/migration.py)
                 created = self.import_legacy_environment(  # type: ignore[attr-defined]
                     created, attrs["migration-environment"], user)
@@ -176,6 +178,19 @@ class WorkspaceStore(StoreBase):
             return self._q("SELECT * FROM workspaces WHERE org = ? AND instr(lower(name), lower(?)) > 0 "
                            "ORDER BY name", (org, search))
         return self._q("SELECT * FROM workspaces WHERE org = ? ORDER BY name", (org,))
+
+    def workspace_project_id(self, ws: dict[str, Any]) -> str | None:
+        """The project a workspace belongs to: the one it was put in, else its organization's default
+        project ("If left blank, the workspace will be created in the organization's default project":
+        workspaces.mdx `relationships.project`)."""
+        chosen = self.get_meta(f"ws-project:{ws['id']}")
+        if chosen:
+            return chosen
+        org = self._one("SELECT default_project_id FROM organizations WHERE name = ?", (ws["org"],))
+        return org["default_project_id"] if org else None
+
+    def project_workspaces(self, project: dict[str, Any]) -> list[dict[str, Any]]:
+        return [w for w in self.list_workspaces(project["org"]) if self.workspace_project_id(w) == project["id"]]
 
     def current_run(self, ws_id: str) -> dict[str, Any] | None:
         """The workspace's current run: the newest run that is not plan-only and has left `pending`, kept
@@ -240,6 +255,9 @@ class WorkspaceStore(StoreBase):
             overwrites, mode = self._resolve_overwrites(ws["org"], attrs, self.setting_overwrites(ws["id"]))
             self.set_meta(f"ws-overwrites:{ws['id']}", json.dumps(overwrites))
             fields["execution_mode"] = mode or ws["execution_mode"]
+        if attrs.get("project"):  # moved to another project of its organization (checked by the API)
+            self.set_meta(f"ws-project:{ws['id']}", attrs["project"])
+            fields["updated_at"] = now_iso()
         if self._store_settings(ws["id"], attrs):
             fields.setdefault("updated_at", now_iso())
         if fields:
@@ -256,7 +274,7 @@ class WorkspaceStore(StoreBase):
             for table in ("runs", "state_versions", "vars", "configuration_versions"):
                 self._x(f"DELETE FROM {table} WHERE workspace_id = ?", (ws_id,))
             self._x("DELETE FROM workspaces WHERE id = ?", (ws_id,))
-            for key in (f"ws-settings:{ws_id}", f"ws-overwrites:{ws_id}"):
+            for key in (f"ws-settings:{ws_id}", f"ws-overwrites:{ws_id}", f"ws-project:{ws_id}"):
                 self._x("DELETE FROM meta WHERE key = ?", (key,))
 
     def managed_resources(self, ws_id: str) -> int:
