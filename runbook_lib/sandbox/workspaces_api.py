@@ -39,7 +39,7 @@ def _workspace_doc(req: Request, ws: dict[str, Any]) -> dict[str, Any]:
     locked_by = None
     if ws["locked"]:
         locked_by = ({"id": ws["locked_by_run"], "type": "runs"} if ws["locked_by_run"]
-                     else {"id": ws["locked_by_user"], "type": "users"} if ws["locked_by_user"] else None)
+                     else _lock_holder(store, ws["locked_by_user"]) if ws["locked_by_user"] else None)
     org = ws["org"]
     mode = store.effective_execution_mode(ws)
     attributes = {
@@ -81,6 +81,14 @@ def _workspace_doc(req: Request, ws: dict[str, Any]) -> dict[str, Any]:
                  "links": {"related": f"/api/v2/workspaces/{ws['id']}/vars"}}},
         "links": {"self": f"/api/v2/organizations/{org}/workspaces/{ws['name']}",
                   "self-html": f"/app/{org}/workspaces/{ws['name']}"}}
+
+
+def _lock_holder(store: Any, user_id: str) -> dict[str, str]:
+    """A user's lock, or its team's when the user is a team token's account (`locked-by` is a run, a user
+    or a team: go-tfe `workspace.go` LockedBy)."""
+    holder = store.user_by_id(user_id)
+    team = store.token_team(holder) if holder else None
+    return {"id": team["id"], "type": "teams"} if team else {"id": user_id, "type": "users"}
 
 
 def _current_cv_id(store: Any, ws_id: str) -> str | None:
@@ -196,6 +204,9 @@ def _include_locked_by(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]
     if not ws["locked"] or ws["locked_by_run"] or not ws["locked_by_user"]:
         return []
     user = req.store.user_by_id(ws["locked_by_user"])
+    team = req.store.token_team(user) if user else None
+    if team is not None:
+        return [{"id": team["id"], "type": "teams", "attributes": {"name": team["name"]}}]
     return [{"id": user["id"], "type": "users", "attributes": {"username": user["username"]}}] if user else []
 
 
@@ -292,7 +303,7 @@ def list_workspaces(req: Request, org: str) -> Response:
     tag filters; `sort`; `include`)."""
     includes = _includes(req)
     req.store.get_organization(org, _user(req))
-    rows = req.store.list_workspaces(org, req.query.get("search[name]"))
+    rows = req.store.visible_to(_user(req), req.store.list_workspaces(org, req.query.get("search[name]")))
     wildcard = req.query.get("search[wildcard-name]")
     if wildcard:
         rows = [w for w in rows if _wildcard_match(wildcard, w["name"])]

@@ -152,3 +152,40 @@ def test_projects_hold_workspaces_and_filter_the_list(seeded_sandbox: Sandbox, a
     assert moved.status_code == 200
     assert api.delete(f"/api/v2/projects/{project['id']}").status_code == 204
     assert api.get(f"/api/v2/projects/{project['id']}").status_code == 404
+
+
+def test_a_team_token_sees_its_teams_workspaces_and_its_lock_is_the_teams(seeded_sandbox: Sandbox, api: Api,
+                                                                          new_org: str):
+    team = api.post(f"/api/v2/organizations/{new_org}/teams", json=doc("teams", name="lockers")).json()["data"]
+    mine = create_workspace(api, new_org, "team-visible")
+    other = create_workspace(api, new_org, "team-hidden")
+    access = {"data": {"type": "team-workspaces", "attributes": {"access": "admin"}, "relationships": {
+        "team": {"data": {"type": "teams", "id": team["id"]}},
+        "workspace": {"data": {"type": "workspaces", "id": mine["id"]}}}}}
+    assert api.post("/api/v2/team-workspaces", json=access).status_code == 201
+    made = api.post(f"/api/v2/teams/{team['id']}/authentication-token", json={"data": {
+        "type": "authentication-tokens"}})
+    assert made.status_code == 201
+    value = made.json()["data"]["attributes"]["token"]
+    assert value and api.get(f"/api/v2/teams/{team['id']}/authentication-token").json()[
+        "data"]["attributes"]["token"] is None
+    as_team = Api(seeded_sandbox, value)
+    assert as_team.get(f"/api/v2/workspaces/{mine['id']}").status_code == 200
+    assert as_team.get(f"/api/v2/workspaces/{other['id']}").status_code == 404
+    assert [w["id"] for w in as_team.get(f"/api/v2/organizations/{new_org}/workspaces").json()["data"]] == [mine["id"]]
+    # the team's lock: answered as the team's, refused to anyone else's unlock, released by the team
+    locked = as_team.post(f"/api/v2/workspaces/{mine['id']}/actions/lock", json={})
+    assert locked.status_code == 200
+    assert locked.json()["data"]["relationships"]["locked-by"]["data"] == {"id": team["id"], "type": "teams"}
+    refused = api.post(f"/api/v2/workspaces/{mine['id']}/actions/unlock", json={})
+    assert refused.status_code == 409 and "is locked by Team lockers" in refused.json()["errors"][0]["detail"]
+    assert as_team.post(f"/api/v2/workspaces/{mine['id']}/actions/unlock", json={}).status_code == 200
+    # a new token replaces the old one; a deleted token stops working
+    again = api.post(f"/api/v2/teams/{team['id']}/authentication-token", json={"data": {
+        "type": "authentication-tokens"}}).json()["data"]["attributes"]["token"]
+    assert as_team.get(f"/api/v2/workspaces/{mine['id']}").status_code == 401
+    assert Api(seeded_sandbox, again).get(f"/api/v2/workspaces/{mine['id']}").status_code == 200
+    assert api.delete(f"/api/v2/teams/{team['id']}/authentication-token").status_code == 204
+    assert Api(seeded_sandbox, again).get(f"/api/v2/workspaces/{mine['id']}").status_code == 401
+    assert api.get(f"/api/v2/teams/{team['id']}/authentication-token").status_code == 404
+    assert value not in str(seeded_sandbox.request_log(since=0))

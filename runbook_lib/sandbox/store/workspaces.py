@@ -154,7 +154,21 @@ class WorkspaceStore(StoreBase):
         Raises:
             NotFoundError: missing or foreign.
         """
-        return self._visible("workspaces", ws_id, user)
+        return self._team_scoped(self._visible("workspaces", ws_id, user), user)
+
+    def _team_scoped(self, ws: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
+        """A team token sees only the workspaces its team has access to (team-access.mdx); 404 otherwise."""
+        team = self.token_team(user)  # type: ignore[attr-defined]
+        if team is not None and not self.team_sees_workspace(team, ws["id"]):  # type: ignore[attr-defined]
+            raise errors.NotFoundError()
+        return ws
+
+    def visible_to(self, user: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The workspaces of `rows` the caller may see (all of them, unless the caller is a team token)."""
+        team = self.token_team(user)  # type: ignore[attr-defined]
+        if team is None:
+            return rows
+        return [w for w in rows if self.team_sees_workspace(team, w["id"])]  # type: ignore[attr-defined]
 
     def find_workspace(self, org: str, name: str) -> dict[str, Any] | None:
         """A workspace by organization and name, without access checks, or None."""
@@ -170,7 +184,7 @@ class WorkspaceStore(StoreBase):
         row = self.find_workspace(org, name)
         if row is None:
             raise errors.NotFoundError()
-        return row
+        return self._team_scoped(row, user)
 
     def list_workspaces(self, org: str, search: str | None = None) -> list[dict[str, Any]]:
         """The organization's workspaces by name; `search` matches a substring of the name."""
@@ -323,6 +337,12 @@ class WorkspaceStore(StoreBase):
                                            f"{ws['locked_by_run']}.")
             if ws["locked_by_user"] != user["id"]:
                 holder = self.user_by_id(ws["locked_by_user"] or "")
+                team = self.token_team(holder) if holder else None  # type: ignore[attr-defined]
+                if team is not None:
+                    # a lock taken with a team's token is the team's ("is locked by Team": go-tfe `tfe.go`
+                    # maps it to ErrWorkspaceLockedByTeam; `workspace_integration_test.go` Unlock)
+                    raise errors.ConflictError(f"Unable to unlock workspace. The workspace is locked by Team "
+                                               f"{team['name']}.")
                 raise errors.ConflictError("Unable to unlock workspace. The workspace is locked by User "
                                            f"{holder['username'] if holder else 'unknown'}.")
             # "The workspace may not be unlocked normally until the state version is uploaded"
