@@ -168,8 +168,7 @@ def _team_token_doc(row: dict[str, Any], value: str | None = None) -> dict[str, 
     return {"id": row["id"], "type": "authentication-tokens", "attributes": {
         "created-at": row["created_at"], "last-used-at": None, "description": row["description"],
         "token": value, "expired-at": None},
-        "relationships": {"created-by": {"data": {"id": row["created_by"], "type": "users"}},
-                          "team": _rel("teams", row["team_id"])}}
+        "relationships": {"team": _rel("teams", row["team_id"])}}
 
 
 def create_team_token(req: Request, team_id: str) -> Response:

@@ -216,7 +216,7 @@ class TeamStore(StoreBase):
                         "WHERE u.username = ?", (TEAM_USER_PREFIX + team["id"],))
         if row is None:
             raise errors.NotFoundError()
-        return {**row, "team_id": team["id"], "created_by": user["id"]}
+        return {**row, "team_id": team["id"]}
 
     def delete_team_token(self, team_id: str, user: dict[str, Any]) -> None:
         """Revoke the team's token (404 when it has none)."""
