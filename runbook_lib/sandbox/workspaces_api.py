@@ -123,7 +123,8 @@ def _workspace_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
     for name in ("allow-destroy-plan", "assessments-enabled", "structured-run-output-enabled"):
         check_bool(attrs, name)
     overwrites = attrs.get("setting-overwrites")
-    if overwrites is not None and not (isinstance(overwrites, dict) and set(overwrites) <= {"execution-mode", "agent-pool"}
+    if overwrites is not None and not (isinstance(overwrites, dict)
+                                       and set(overwrites) <= {"execution-mode", "agent-pool"}
                                        and all(isinstance(v, bool) for v in overwrites.values())):
         # an object of booleans keyed by settings with organization defaults (workspaces.mdx `setting-overwrites`)
         raise errors.UnprocessableError("setting-overwrites must map execution-mode and agent-pool to booleans",
