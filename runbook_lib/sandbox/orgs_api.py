@@ -66,7 +66,14 @@ def create_organization(req: Request) -> Response:
     email = attrs.get("email") or ""
     if "@" not in email:
         raise errors.UnprocessableError("Email is invalid", pointer="/data/attributes/email")
-    org = req.store.create_organization(attrs["name"], email, _user(req))
+    # `default-execution-mode` may be set at creation too (go-tfe `organization.go` OrganizationCreateOptions
+    # DefaultExecutionMode: "the default execution mode for workspaces"); `remote` when left out.
+    check_str(attrs, "default-execution-mode", nullable=False)
+    mode = attrs.get("default-execution-mode", "remote")
+    if mode not in EXECUTION_MODES:
+        raise errors.UnprocessableError("Default execution mode is not included in the list",
+                                        pointer="/data/attributes/default-execution-mode")
+    org = req.store.create_organization(attrs["name"], email, _user(req), default_execution_mode=mode)
     return jsonapi_response({"data": _org_doc(org)}, 201)
 
 
@@ -122,6 +129,42 @@ def update_organization(req: Request, org: str) -> Response:
         fields["default_agent_pool_id"] = None
     updated = req.store.update_organization(row, fields)
     return jsonapi_response({"data": _org_doc(updated)})
+
+
+# --- projects (projects.mdx): create, read, list, delete; a workspace's `project` relationship ------------
+
+def create_project(req: Request, org: str) -> Response:
+    """`POST /api/v2/organizations/:org/projects` {name}: 201; 422 for a blank, invalid or taken name."""
+    req.store.get_organization(org, _user(req))
+    attrs, _ = parse_resource(req, "projects")
+    return jsonapi_response({"data": _project_doc(req.store.create_project(org, attrs.get("name")))}, 201)
+
+
+def _visible_project(req: Request, project_id: str) -> dict[str, Any]:
+    project = req.store.get_project(project_id)
+    if project is None:
+        raise errors.NotFoundError()
+    req.store.get_organization(project["org"], _user(req))  # 404 unless the caller sees its organization
+    return project
+
+
+def list_projects(req: Request, org: str) -> Response:
+    """`GET /api/v2/organizations/:org/projects` (paged)."""
+    req.store.get_organization(org, _user(req))
+    rows, meta, links = paginate(req, req.store.list_projects(org))
+    return jsonapi_response({"data": [_project_doc(p) for p in rows], "links": links, "meta": meta})
+
+
+def show_project(req: Request, project_id: str) -> Response:
+    """`GET /api/v2/projects/:id`."""
+    return jsonapi_response({"data": _project_doc(_visible_project(req, project_id))})
+
+
+def delete_project(req: Request, project_id: str) -> Response:
+    """`DELETE /api/v2/projects/:id`: 204; 409 for the default project or one that holds workspaces."""
+    project = _visible_project(req, project_id)
+    req.store.delete_project(project, len(req.store.project_workspaces(project)))
+    return Response(204)
 
 
 def delete_organization(req: Request, org: str) -> Response:

@@ -94,8 +94,9 @@ class _HTTPServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
+        raw = request
         with self._open_lock:
-            self._open.add(request)
+            self._open.add(raw)
         try:
             if self.app.ssl_context is not None:
                 request.settimeout(30)
@@ -106,9 +107,13 @@ class _HTTPServer(ThreadingHTTPServer):
                     log.debug("TLS handshake with %s failed: %s", client_address, exc)
                     return
             super().finish_request(request, client_address)
+        except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as exc:
+            # A client that hangs up a keep-alive connection (go-tfe's HTTP client does when it is done)
+            # is a normal end of the conversation, not a server fault: debug, never a traceback.
+            log.debug("client %s hung up: %s", client_address, exc)
         finally:
             with self._open_lock:
-                self._open.discard(request)
+                self._open.discard(raw)
 
     def close_open_connections(self) -> None:
         """Shut keep-alive connections down, as a restarted server would (clients see a reset)."""

@@ -160,3 +160,30 @@ def delete_team_access(req: Request, access_id: str) -> Response:
     """`DELETE /api/v2/team-workspaces/:id`: 204."""
     req.store.delete_team_access(access_id, _user(req))
     return Response(204)
+
+
+# --- team tokens (team-tokens.mdx): one token per team, shown once at creation ---------------------------
+
+def _team_token_doc(row: dict[str, Any], value: str | None = None) -> dict[str, Any]:
+    return {"id": row["id"], "type": "authentication-tokens", "attributes": {
+        "created-at": row["created_at"], "last-used-at": None, "description": row["description"],
+        "token": value, "expired-at": None},
+        "relationships": {"team": _rel("teams", row["team_id"])}}
+
+
+def create_team_token(req: Request, team_id: str) -> Response:
+    """`POST /api/v2/teams/:id/authentication-token`: 201 with the token's value (the only time it is
+    shown); it replaces the team's previous token (team-tokens.mdx "Generate a new team token")."""
+    row, value = req.store.create_team_token(team_id, _user(req))
+    return jsonapi_response({"data": _team_token_doc(row, value)}, 201)
+
+
+def show_team_token(req: Request, team_id: str) -> Response:
+    """`GET /api/v2/teams/:id/authentication-token`: the token without its value; 404 when none."""
+    return jsonapi_response({"data": _team_token_doc(req.store.get_team_token(team_id, _user(req)))})
+
+
+def delete_team_token(req: Request, team_id: str) -> Response:
+    """`DELETE /api/v2/teams/:id/authentication-token`: 204; the token stops working at once."""
+    req.store.delete_team_token(team_id, _user(req))
+    return Response(204)

@@ -10,7 +10,8 @@ from typing import Any
 from runbook_lib.sandbox import errors
 from runbook_lib.sandbox.states_api import _state_version_doc
 from runbook_lib.sandbox.tfe_api import EXECUTION_MODES, _ALL_PERMISSIONS, _rel, _user, _ws
-from runbook_lib.sandbox.wire import Request, Response, check_bool, check_str, jsonapi_response, paginate, parse_resource
+from runbook_lib.sandbox.wire import (Request, Response, check_bool, check_str, jsonapi_response, paginate,
+                                     parse_resource, relationship_id)
 
 
 # --- workspaces ------------------------------------------------------------------------------------------
@@ -21,8 +22,7 @@ def _workspace_doc(req: Request, ws: dict[str, Any]) -> dict[str, Any]:
     current = store.current_state_version(ws["id"])
     runs = store.list_runs(ws["id"])
     latest_run = runs[0] if runs else None
-    active = next((r for r in runs if r["status"] not in ("planned_and_finished", "applied", "errored",
-                                                          "discarded", "canceled", "force_canceled")), None)
+    current_run = store.current_run(ws["id"])
     vcs = None
     if ws["vcs_identifier"]:
         vcs = {"branch": ws["vcs_branch"] or "", "identifier": ws["vcs_identifier"],
@@ -39,11 +39,12 @@ def _workspace_doc(req: Request, ws: dict[str, Any]) -> dict[str, Any]:
     locked_by = None
     if ws["locked"]:
         locked_by = ({"id": ws["locked_by_run"], "type": "runs"} if ws["locked_by_run"]
-                     else {"id": ws["locked_by_user"], "type": "users"} if ws["locked_by_user"] else None)
+                     else _lock_holder(store, ws["locked_by_user"]) if ws["locked_by_user"] else None)
     org = ws["org"]
+    mode = store.effective_execution_mode(ws)
     attributes = {
         "name": ws["name"], "description": ws["description"], "environment": "default",
-        "execution-mode": ws["execution_mode"], "operations": ws["execution_mode"] == "remote",
+        "execution-mode": mode, "operations": mode == "remote",
         "auto-apply": bool(ws["auto_apply"]), "auto-apply-run-trigger": False, "auto-destroy-at": settings["auto-destroy-at"],
         "allow-destroy-plan": settings["allow-destroy-plan"], "terraform-version": ws["terraform_version"],
         "working-directory": ws["working_directory"] or "", "locked": bool(ws["locked"]),
@@ -62,12 +63,13 @@ def _workspace_doc(req: Request, ws: dict[str, Any]) -> dict[str, Any]:
         "workspace-kpis-runs-count": len(runs),
         "actions": {"is-destroyable": True},
         "permissions": {name: True for name in _ALL_PERMISSIONS},
-        "setting-overwrites": {"execution-mode": False, "agent-pool": False},
+        "setting-overwrites": store.setting_overwrites(ws["id"]),
     }
     return {"id": ws["id"], "type": "workspaces", "attributes": attributes, "relationships": {
         "organization": _rel("organizations", org),
         "current-state-version": _rel("state-versions", current["id"] if current else None),
-        "current-run": _rel("runs", active["id"] if active else None),
+        "current-run": _rel("runs", current_run["id"] if current_run else None),
+        "project": _rel("projects", store.workspace_project_id(ws)),
         "current-configuration-version": _rel("configuration-versions", _current_cv_id(store, ws["id"])),
         "latest-run": _rel("runs", latest_run["id"] if latest_run else None),
         "locked-by": {"data": locked_by},
@@ -79,6 +81,14 @@ def _workspace_doc(req: Request, ws: dict[str, Any]) -> dict[str, Any]:
                  "links": {"related": f"/api/v2/workspaces/{ws['id']}/vars"}}},
         "links": {"self": f"/api/v2/organizations/{org}/workspaces/{ws['name']}",
                   "self-html": f"/app/{org}/workspaces/{ws['name']}"}}
+
+
+def _lock_holder(store: Any, user_id: str) -> dict[str, str]:
+    """A user's lock, or its team's when the user is a team token's account (`locked-by` is a run, a user
+    or a team: go-tfe `workspace.go` LockedBy)."""
+    holder = store.user_by_id(user_id)
+    team = store.token_team(holder) if holder else None
+    return {"id": team["id"], "type": "teams"} if team else {"id": user_id, "type": "users"}
 
 
 def _current_cv_id(store: Any, ws_id: str) -> str | None:
@@ -112,6 +122,13 @@ def _workspace_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
         attrs["execution-mode"] = "remote" if attrs["operations"] else "local"
     for name in ("allow-destroy-plan", "assessments-enabled", "structured-run-output-enabled"):
         check_bool(attrs, name)
+    overwrites = attrs.get("setting-overwrites")
+    if overwrites is not None and not (isinstance(overwrites, dict)
+                                       and set(overwrites) <= {"execution-mode", "agent-pool"}
+                                       and all(isinstance(v, bool) for v in overwrites.values())):
+        # an object of booleans keyed by settings with organization defaults (workspaces.mdx `setting-overwrites`)
+        raise errors.UnprocessableError("setting-overwrites must map execution-mode and agent-pool to booleans",
+                                        pointer="/data/attributes/setting-overwrites")
     check_str(attrs, "auto-destroy-at")
     patterns = attrs.get("trigger-patterns")
     if patterns is not None and not (isinstance(patterns, list) and all(isinstance(p, str) for p in patterns)):
@@ -146,11 +163,25 @@ def _with_tags(attrs: dict[str, Any], rels: dict[str, Any]) -> dict[str, Any]:
     return attrs
 
 
+def _with_project(req: Request, org: str, attrs: dict[str, Any], rels: dict[str, Any]) -> dict[str, Any]:
+    """The `project` relationship (a project of the workspace's organization; workspaces.mdx
+    `relationships.project`) as the `project` attribute the store keeps; another organization's or an
+    unknown project is 404, as for any object the caller cannot see."""
+    project_id = relationship_id(rels, "project", "projects")
+    if project_id is None:
+        return attrs
+    project = req.store.get_project(project_id)
+    if project is None or project["org"] != org:
+        raise errors.NotFoundError()
+    return {**attrs, "project": project["id"]}
+
+
 def create_workspace(req: Request, org: str) -> Response:
     """`POST /api/v2/organizations/:org/workspaces`: 201, or 422 for a blank/invalid/taken name."""
     req.store.get_organization(org, _user(req))
     attrs, rels = parse_resource(req, "workspaces")
-    ws = req.store.create_workspace(org, _workspace_attrs(_with_tags(attrs, rels)), _user(req))
+    attrs = _with_project(req, org, _workspace_attrs(_with_tags(attrs, rels)), rels)
+    ws = req.store.create_workspace(org, attrs, _user(req))
     return jsonapi_response({"data": _workspace_doc(req, ws)}, 201)
 
 
@@ -166,14 +197,17 @@ def _include_org(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _include_current_run(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
     from runbook_lib.sandbox.tfe_runs_api import _run_doc
-    active = [r for r in req.store.list_runs(ws["id"]) if r["status"] not in _RUN_DONE]
-    return [_run_doc(req, active[0])] if active else []
+    current = req.store.current_run(ws["id"])
+    return [_run_doc(req, current)] if current else []
 
 
 def _include_locked_by(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
     if not ws["locked"] or ws["locked_by_run"] or not ws["locked_by_user"]:
         return []
     user = req.store.user_by_id(ws["locked_by_user"])
+    team = req.store.token_team(user) if user else None
+    if team is not None:
+        return [{"id": team["id"], "type": "teams", "attributes": {"name": team["name"]}}]
     return [{"id": user["id"], "type": "users", "attributes": {"username": user["username"]}}] if user else []
 
 
@@ -188,7 +222,6 @@ def _include_nothing(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
 WORKSPACE_INCLUDES = {"current-state-version": _include_state, "organization": _include_org,
                       "current_run": _include_current_run, "locked_by": _include_locked_by,
                       "outputs": _include_nothing, "effective_tag_bindings": _include_nothing}
-_RUN_DONE = ("planned_and_finished", "applied", "errored", "discarded", "canceled", "force_canceled")
 
 
 def _includes(req: Request) -> list[str]:
@@ -222,14 +255,68 @@ def _wildcard_match(pattern: str, name: str) -> bool:
     return name == pattern
 
 
+def _tag_list(value: str | None) -> set[str]:
+    return {t.strip() for t in (value or "").split(",") if t.strip()}
+
+
+def _filter_tags(req: Request, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`search[tags]`: workspaces holding all the given tags; `search[exclude-tags]`: workspaces holding
+    none of them (comma-separated names; workspaces.mdx "List workspaces" query parameters; go-tfe
+    `workspace.go` WorkspaceListOptions Tags, ExcludeTags)."""
+    wanted, unwanted = _tag_list(req.query.get("search[tags]")), _tag_list(req.query.get("search[exclude-tags]"))
+    if not wanted and not unwanted:
+        return rows
+    kept = []
+    for ws in rows:
+        tags = set(req.store.workspace_settings(ws["id"])["tag-names"])
+        if wanted <= tags and not unwanted & tags:
+            kept.append(ws)
+    return kept
+
+
+#: `sort` values of the workspace list: "name" (the default) and "current-run.created-at", a leading
+#: hyphen reverses (go-tfe `workspace.go` WorkspaceListOptions.Sort); `latest-change-at` too (workspaces.mdx
+#: "List workspaces"). Workspaces without a current run sort after the others ascending and before them
+#: descending, the order of a SQL `ORDER BY` on a null column in PostgreSQL, the real host's database.
+WORKSPACE_SORTS = ("name", "current-run.created-at", "latest-change-at")
+
+
+def _sorted(req: Request, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    sort = req.query.get("sort") or "name"
+    key = sort[1:] if sort.startswith("-") else sort
+    if key not in WORKSPACE_SORTS:
+        raise errors.BadRequestError(f"Invalid sort parameter {sort!r}: sort on "
+                                     f"{', '.join(WORKSPACE_SORTS)}, with a leading '-' to reverse")
+    reverse = sort.startswith("-")
+    if key == "name":
+        return sorted(rows, key=lambda w: w["name"], reverse=reverse)
+    if key == "latest-change-at":
+        return sorted(rows, key=lambda w: (w["updated_at"], w["name"]), reverse=reverse)
+    stamps = {w["id"]: (run["created_at"] if (run := req.store.current_run(w["id"])) else None) for w in rows}
+    with_run = sorted((w for w in rows if stamps[w["id"]]), key=lambda w: (stamps[w["id"]], w["name"]),
+                      reverse=reverse)
+    without = [w for w in rows if not stamps[w["id"]]]
+    return without + with_run if reverse else with_run + without
+
+
 def list_workspaces(req: Request, org: str) -> Response:
-    """`GET /api/v2/organizations/:org/workspaces` (paged; `search[name]` substring filter; `include`)."""
+    """`GET /api/v2/organizations/:org/workspaces` (paged; `search[name]` substring filter, wildcard and
+    tag filters; `sort`; `include`)."""
     includes = _includes(req)
     req.store.get_organization(org, _user(req))
-    rows = req.store.list_workspaces(org, req.query.get("search[name]"))
+    rows = req.store.visible_to(_user(req), req.store.list_workspaces(org, req.query.get("search[name]")))
     wildcard = req.query.get("search[wildcard-name]")
     if wildcard:
         rows = [w for w in rows if _wildcard_match(wildcard, w["name"])]
+    project_id = req.query.get("filter[project][id]")
+    if project_id:
+        # workspaces of one project (go-tfe `workspace.go` WorkspaceListOptions.ProjectID)
+        rows = [w for w in rows if req.store.workspace_project_id(w) == project_id]
+    run_status = req.query.get("filter[current-run][status]")
+    if run_status:
+        # workspaces whose current run has this status (go-tfe WorkspaceListOptions.CurrentRunStatus)
+        rows = [w for w in rows if (run := req.store.current_run(w["id"])) and run["status"] == run_status]
+    rows = _sorted(req, _filter_tags(req, rows))
     rows, meta, links = paginate(req, rows)
     meta["status-counts"] = {"total": meta["pagination"]["total-count"]}
     doc: dict[str, Any] = {"data": [_workspace_doc(req, w) for w in rows], "links": links, "meta": meta}
@@ -257,7 +344,8 @@ def update_workspace(req: Request, org: str | None = None, name: str | None = No
     """`PATCH` a workspace by name or id."""
     ws = _ws(req, org, name, ws_id)
     attrs, rels = parse_resource(req, "workspaces")
-    updated = req.store.update_workspace(ws, _workspace_attrs(_with_tags(attrs, rels)), _user(req))
+    attrs = _with_project(req, ws["org"], _workspace_attrs(_with_tags(attrs, rels)), rels)
+    updated = req.store.update_workspace(ws, attrs, _user(req))
     return jsonapi_response({"data": _workspace_doc(req, updated)})
 
 
@@ -312,6 +400,63 @@ def force_unlock_workspace(req: Request, ws_id: str) -> Response:
     """`POST /api/v2/workspaces/:id/actions/force-unlock`: 200, or 409 when not locked."""
     ws = _ws(req, ws_id=ws_id)
     return jsonapi_response({"data": _workspace_doc(req, req.store.unlock_workspace(ws, _user(req), force=True))})
+
+
+# --- tags -------------------------------------------------------------------------------------------------
+
+def _tag_id(org: str, name: str) -> str:
+    """A tag's id, stable for its name within the organization (the sandbox keeps tags as names)."""
+    return "tag-" + hashlib.sha256(f"{org}/{name}".encode()).hexdigest()[:16]
+
+
+def _tag_names(req: Request, ws: dict[str, Any]) -> list[str]:
+    """The tags of a tags request (`data`: a list of `tags`, each by `attributes.name` or by `id`;
+    workspaces.mdx "Add tags to a workspace"). A tag named by an id the organization does not use is 404."""
+    doc = req.json()
+    data = doc.get("data") if isinstance(doc, dict) else None
+    if not isinstance(data, list) or not data:
+        raise errors.UnprocessableError("data must be a non-empty list of tags", pointer="/data")
+    org_tags = {_tag_id(ws["org"], n): n for w in req.store.list_workspaces(ws["org"])
+                for n in req.store.workspace_settings(w["id"])["tag-names"]}
+    names = []
+    for index, item in enumerate(data):
+        name = (item.get("attributes") or {}).get("name") if isinstance(item, dict) else None
+        if isinstance(item, dict) and item.get("type") not in (None, "tags"):
+            raise errors.ConflictError(f"the resource type {item.get('type')!r} does not match this endpoint "
+                                       "(expected 'tags')")
+        if not name and isinstance(item, dict) and item.get("id"):
+            if item["id"] not in org_tags:
+                raise errors.NotFoundError()
+            name = org_tags[item["id"]]
+        if not isinstance(name, str) or not name.strip():
+            raise errors.UnprocessableError("each tag needs a name or the id of an existing tag",
+                                            pointer=f"/data/{index}")
+        names.append(name.strip())
+    return names
+
+
+def list_workspace_tags(req: Request, ws_id: str) -> Response:
+    """`GET /api/v2/workspaces/:id/relationships/tags`: the workspace's tags (paged)."""
+    ws = _ws(req, ws_id=ws_id)
+    tags = [{"id": _tag_id(ws["org"], n), "type": "tags", "attributes": {"name": n}}
+            for n in req.store.workspace_settings(ws["id"])["tag-names"]]
+    page, meta, links = paginate(req, tags)
+    return jsonapi_response({"data": page, "links": links, "meta": meta})
+
+
+def add_workspace_tags(req: Request, ws_id: str) -> Response:
+    """`POST /api/v2/workspaces/:id/relationships/tags`: 204 (workspaces.mdx "Add tags to a workspace")."""
+    ws = _ws(req, ws_id=ws_id)
+    req.store.change_workspace_tags(ws, _tag_names(req, ws), add=True)
+    return Response(204)
+
+
+def remove_workspace_tags(req: Request, ws_id: str) -> Response:
+    """`DELETE /api/v2/workspaces/:id/relationships/tags`: 204 (workspaces.mdx "Remove tags from
+    workspace")."""
+    ws = _ws(req, ws_id=ws_id)
+    req.store.change_workspace_tags(ws, _tag_names(req, ws), add=False)
+    return Response(204)
 
 
 # --- variables --------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 from runbook_lib.sandbox import errors
@@ -10,6 +11,7 @@ from runbook_lib.sandbox.store.base import (StoreBase, _valid_ws_name, new_id, n
 
 
 # Tables that name their organization in an `org` column (a rename follows them).
+_PROJECT_NAME = re.compile(r"[A-Za-z0-9 _-]+")
 _ORG_REFERENCES = ("workspaces", "org_members", "oauth_clients", "projects", "agent_pools")
 
 
@@ -18,7 +20,8 @@ class OrganizationStore(StoreBase):
 
     # --- new organizations and OAuth ---------------------------------------------------------------
 
-    def create_organization(self, name: str, email: str, owner: dict[str, Any]) -> dict[str, Any]:
+    def create_organization(self, name: str, email: str, owner: dict[str, Any],
+                            default_execution_mode: str = "remote") -> dict[str, Any]:
         """Create an organization owned by `owner`.
 
         Raises:
@@ -34,7 +37,8 @@ class OrganizationStore(StoreBase):
         project = {"id": new_id("prj-"), "org": name, "name": "Default Project", "created_at": stamp}
         with self.tx():
             self._insert("organizations", {"name": name, "external_id": new_id("org-"), "email": email,
-                                           "created_at": stamp, "default_project_id": project["id"]})
+                                           "created_at": stamp, "default_project_id": project["id"],
+                                           "default_execution_mode": default_execution_mode})
             self._insert("projects", project)
             self.add_org_member(name, owner["id"], "owners")
         return self._one("SELECT * FROM organizations WHERE name = ?", (name,))  # type: ignore[return-value]
@@ -80,6 +84,45 @@ class OrganizationStore(StoreBase):
     def get_project(self, project_id: str) -> dict[str, Any] | None:
         """A project without access checks (the caller already checked its organization), or None."""
         return self._one("SELECT * FROM projects WHERE id = ?", (project_id,))
+
+    def create_project(self, org: str, name: Any) -> dict[str, Any]:
+        """Create a project in an organization.
+
+        Raises:
+            UnprocessableError: a blank, too long or badly spelled name, or one the organization already
+                uses ("letters, numbers, spaces, -, and _", at most 40 characters, unique in the organization:
+                projects.mdx "Create a Project").
+        """
+        if not isinstance(name, str) or not name.strip():
+            raise errors.UnprocessableError("Name can't be blank", pointer="/data/attributes/name")
+        if len(name) > 40 or not _PROJECT_NAME.fullmatch(name):
+            raise errors.UnprocessableError("Name is invalid: at most 40 letters, numbers, spaces, - and _",
+                                            pointer="/data/attributes/name")
+        if self._one("SELECT 1 FROM projects WHERE org = ? AND name = ?", (org, name)):
+            raise errors.UnprocessableError("Name has already been taken", pointer="/data/attributes/name")
+        row = {"id": new_id("prj-"), "org": org, "name": name, "created_at": now_iso()}
+        with self.tx():
+            self._insert("projects", row)
+        return row
+
+    def list_projects(self, org: str) -> list[dict[str, Any]]:
+        return self._q("SELECT * FROM projects WHERE org = ? ORDER BY name", (org,))
+
+    def delete_project(self, project: dict[str, Any], workspace_count: int) -> None:
+        """Delete an empty project.
+
+        Raises:
+            ConflictError: the organization's default project, or a project that still holds workspaces
+                (nothing is deleted with it; the operator moves or deletes them first).
+        """
+        org = self._one("SELECT default_project_id FROM organizations WHERE name = ?", (project["org"],))
+        if org and org["default_project_id"] == project["id"]:
+            raise errors.ConflictError("The default project of an organization cannot be deleted.")
+        if workspace_count:
+            raise errors.ConflictError(f"Project {project['name']} still holds {workspace_count} workspace(s): "
+                                       "move them to another project or delete them first.")
+        with self.tx():
+            self._x("DELETE FROM projects WHERE id = ?", (project["id"],))
 
     # --- agent pools: the organization setting `default-agent-pool` points at one ---------------------
 

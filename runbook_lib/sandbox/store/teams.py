@@ -31,6 +31,13 @@ LEGACY_ACCESS = ("read", "write", "admin")
 ACCESS_LEVELS = ("read", "plan", "write", "admin")
 OWNERS = "owners"
 
+#: A team's API token acts as a service account of the team (team-tokens.mdx: team tokens act as the team,
+#: not as a user; a new token replaces the team's previous one). The sandbox keeps it as a user named
+#: `api-team_<team id>`, a member of the organization in this role, that sees only the workspaces its team
+#: has access to.
+TEAM_TOKEN_ROLE = "team-token"
+TEAM_USER_PREFIX = "api-team_"
+
 # The owners team's id is derived from its organization's external id (`org-X` -> `team-owners-X`).
 _OWNERS_PREFIX = "team-owners-"
 
@@ -162,8 +169,68 @@ class TeamStore(StoreBase):
         if team["name"] == OWNERS:
             raise errors.ForbiddenError("the owners team cannot be deleted")
         with self.tx():
+            self._drop_team_token(team)
             for table, column in (("team_members", "team_id"), ("team_workspaces", "team_id"), ("teams", "id")):
                 self._x(f"DELETE FROM {table} WHERE {column} = ?", (team_id,))
+
+    # --- team tokens ---------------------------------------------------------------------------------
+
+    def token_team(self, user: dict[str, Any]) -> dict[str, Any] | None:
+        """The team whose token `user` is (its service account), or None for a person."""
+        if not (user.get("username") or "").startswith(TEAM_USER_PREFIX):
+            return None
+        team_id = user["username"][len(TEAM_USER_PREFIX):]
+        return self._one("SELECT * FROM teams WHERE id = ?", (team_id,))
+
+    def team_sees_workspace(self, team: dict[str, Any], ws_id: str) -> bool:
+        return self._one("SELECT 1 FROM team_workspaces WHERE team_id = ? AND workspace_id = ?",
+                         (team["id"], ws_id)) is not None
+
+    def create_team_token(self, team_id: str, user: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """Issue the team's token, replacing any previous one; owners only (teams are theirs to manage).
+
+        Returns:
+            (the token row, its value: shown once, in the create answer).
+        """
+        team = self.get_team(team_id, user)
+        self._require_owner(team["org"], user)
+        if team["name"] == OWNERS:
+            raise errors.UnprocessableError("the sandbox issues team tokens for teams it stores, not the "
+                                            "owners team; use an owner's user token")
+        with self.tx():
+            self._drop_team_token(team)
+            account = self.create_user(TEAM_USER_PREFIX + team["id"], "")
+            self._x("INSERT OR IGNORE INTO org_members (org, user_id, role) VALUES (?, ?, ?)",
+                    (team["org"], account["id"], TEAM_TOKEN_ROLE))
+            value = self.create_token(account["id"], f"team token of {team['name']}")
+        return self.get_team_token(team_id, user), value
+
+    def get_team_token(self, team_id: str, user: dict[str, Any]) -> dict[str, Any]:
+        """The team's token row (never its value).
+
+        Raises:
+            NotFoundError: no such team, or it has no token.
+        """
+        team = self.get_team(team_id, user)
+        row = self._one("SELECT t.id, t.created_at, t.description FROM tokens t JOIN users u ON u.id = t.user_id "
+                        "WHERE u.username = ?", (TEAM_USER_PREFIX + team["id"],))
+        if row is None:
+            raise errors.NotFoundError()
+        return {**row, "team_id": team["id"]}
+
+    def delete_team_token(self, team_id: str, user: dict[str, Any]) -> None:
+        """Revoke the team's token (404 when it has none)."""
+        self.get_team_token(team_id, user)
+        team = self.get_team(team_id, user)
+        self._require_owner(team["org"], user)
+        with self.tx():
+            self._drop_team_token(team)
+
+    def _drop_team_token(self, team: dict[str, Any]) -> None:
+        account = self.get_user(TEAM_USER_PREFIX + team["id"])
+        if account:
+            self._x("DELETE FROM tokens WHERE user_id = ?", (account["id"],))
+            self._x("DELETE FROM org_members WHERE user_id = ?", (account["id"],))
 
     def team_users(self, team_id: str) -> list[dict[str, Any]]:
         """The team's members (user rows), by username."""

@@ -33,6 +33,11 @@ def count_managed_resources(state: bytes | None) -> int:
 SETTINGS_DEFAULTS: dict[str, Any] = {"allow-destroy-plan": True, "auto-destroy-at": None,
                                      "assessments-enabled": False, "structured-run-output-enabled": True,
                                      "tag-names": [], "trigger-patterns": []}
+#: Whether a workspace's own execution mode / agent pool overwrite its organization's defaults
+#: (workspaces.mdx `setting-overwrites`: "attributes that have organization-level defaults ... true by
+#: default. To overwrite the default inherited value, set an attribute's value to false"). A workspace
+#: stored before these flags existed keeps its own mode (both true).
+OWN_SETTINGS = {"execution-mode": True, "agent-pool": True}
 
 
 class WorkspaceStore(StoreBase):
@@ -48,6 +53,40 @@ class WorkspaceStore(StoreBase):
             return False
         self.set_meta(f"ws-settings:{ws_id}", json.dumps({**self.workspace_settings(ws_id), **given}))
         return True
+
+    def setting_overwrites(self, ws_id: str) -> dict[str, bool]:
+        """The workspace's `setting-overwrites` flags (true: its own value; false: the organization's)."""
+        return {**OWN_SETTINGS, **json.loads(self.get_meta(f"ws-overwrites:{ws_id}", "{}") or "{}")}
+
+    def effective_execution_mode(self, ws: dict[str, Any]) -> str:
+        """The execution mode a workspace runs with: its own, or its organization's current
+        `default-execution-mode` while it inherits (go-tfe `workspace.go` WorkspaceSettingOverwritesOptions:
+        "If false, the workspace will defer to its organization or project's DefaultExecutionMode value")."""
+        if self.setting_overwrites(ws["id"])["execution-mode"]:
+            return ws["execution_mode"]
+        org = self._one("SELECT default_execution_mode FROM organizations WHERE name = ?", (ws["org"],))
+        return org["default_execution_mode"] if org else ws["execution_mode"]
+
+    def _resolve_overwrites(self, org: str, attrs: dict[str, Any],
+                            current: dict[str, bool] | None) -> tuple[dict[str, bool], str | None]:
+        """The `setting-overwrites` flags after a create (`current` None) or update, and the execution mode
+        to store (None: unchanged). An explicit flag wins; otherwise sending `execution-mode` overwrites the
+        organization's default, and a create without one inherits it (workspaces.mdx `setting-overwrites`,
+        `execution-mode`; go-tfe `workspace_integration_test.go` "when organization has a default execution
+        mode")."""
+        given = attrs.get("setting-overwrites") or {}
+        flags = dict(current) if current is not None else {}
+        if "execution-mode" in given:
+            flags["execution-mode"] = given["execution-mode"]
+        elif "execution-mode" in attrs or current is None:
+            flags["execution-mode"] = "execution-mode" in attrs
+        flags["agent-pool"] = given.get("agent-pool", flags.get("agent-pool", flags["execution-mode"]))
+        if flags["execution-mode"]:
+            mode = attrs.get("execution-mode") or (None if current is not None else "remote")
+        else:
+            row = self._one("SELECT default_execution_mode FROM organizations WHERE name = ?", (org,))
+            mode = row["default_execution_mode"] if row else "remote"
+        return flags, mode
 
     # --- workspaces -------------------------------------------------------------------------------
 
@@ -65,9 +104,10 @@ class WorkspaceStore(StoreBase):
         if vcs:
             self._check_vcs(org, vcs, user)
         stamp = now_iso()
+        overwrites, mode = self._resolve_overwrites(org, attrs, None)
         row = {
             "id": new_id("ws-"), "org": org, "name": name, "description": attrs.get("description"),
-            "execution_mode": attrs.get("execution-mode") or "remote",
+            "execution_mode": mode or "remote",
             "auto_apply": _b(attrs.get("auto-apply", False)),
             "terraform_version": attrs.get("terraform-version") or "latest",
             "working_directory": attrs.get("working-directory") or "",
@@ -86,6 +126,9 @@ class WorkspaceStore(StoreBase):
         with self.tx():
             created = self._insert("workspaces", row)
             self._store_settings(row["id"], attrs)
+            self.set_meta(f"ws-overwrites:{row['id']}", json.dumps(overwrites))
+            if attrs.get("project"):  # a project id the API checked belongs to the organization
+                self.set_meta(f"ws-project:{row['id']}", attrs["project"])
             if attrs.get("migration-environment"):  # the host's own import (store/migration.py)
                 created = self.import_legacy_environment(  # type: ignore[attr-defined]
                     created, attrs["migration-environment"], user)
@@ -111,7 +154,21 @@ class WorkspaceStore(StoreBase):
         Raises:
             NotFoundError: missing or foreign.
         """
-        return self._visible("workspaces", ws_id, user)
+        return self._team_scoped(self._visible("workspaces", ws_id, user), user)
+
+    def _team_scoped(self, ws: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
+        """A team token sees only the workspaces its team has access to (team-access.mdx); 404 otherwise."""
+        team = self.token_team(user)  # type: ignore[attr-defined]
+        if team is not None and not self.team_sees_workspace(team, ws["id"]):  # type: ignore[attr-defined]
+            raise errors.NotFoundError()
+        return ws
+
+    def visible_to(self, user: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The workspaces of `rows` the caller may see (all of them, unless the caller is a team token)."""
+        team = self.token_team(user)  # type: ignore[attr-defined]
+        if team is None:
+            return rows
+        return [w for w in rows if self.team_sees_workspace(team, w["id"])]  # type: ignore[attr-defined]
 
     def find_workspace(self, org: str, name: str) -> dict[str, Any] | None:
         """A workspace by organization and name, without access checks, or None."""
@@ -127,7 +184,7 @@ class WorkspaceStore(StoreBase):
         row = self.find_workspace(org, name)
         if row is None:
             raise errors.NotFoundError()
-        return row
+        return self._team_scoped(row, user)
 
     def list_workspaces(self, org: str, search: str | None = None) -> list[dict[str, Any]]:
         """The organization's workspaces by name; `search` matches a substring of the name."""
@@ -135,6 +192,40 @@ class WorkspaceStore(StoreBase):
             return self._q("SELECT * FROM workspaces WHERE org = ? AND instr(lower(name), lower(?)) > 0 "
                            "ORDER BY name", (org, search))
         return self._q("SELECT * FROM workspaces WHERE org = ? ORDER BY name", (org,))
+
+    def workspace_project_id(self, ws: dict[str, Any]) -> str | None:
+        """The project a workspace belongs to: the one it was put in, else its organization's default
+        project ("If left blank, the workspace will be created in the organization's default project":
+        workspaces.mdx `relationships.project`)."""
+        chosen = self.get_meta(f"ws-project:{ws['id']}")
+        if chosen:
+            return chosen
+        org = self._one("SELECT default_project_id FROM organizations WHERE name = ?", (ws["org"],))
+        return org["default_project_id"] if org else None
+
+    def project_workspaces(self, project: dict[str, Any]) -> list[dict[str, Any]]:
+        return [w for w in self.list_workspaces(project["org"]) if self.workspace_project_id(w) == project["id"]]
+
+    def current_run(self, ws_id: str) -> dict[str, Any] | None:
+        """The workspace's current run: the newest run that is not plan-only and has left `pending`, kept
+        after it finishes until the next one starts (go-tfe `workspace_integration_test.go` List reads
+        `current-run` after an applied run and sorts on `current-run.created-at`; run-states.mdx: a
+        `pending` run waits in the queue behind the current one)."""
+        return self._one("SELECT * FROM runs WHERE workspace_id = ? AND plan_only = 0 AND status != 'pending' "
+                         "ORDER BY created_at DESC, rowid DESC LIMIT 1", (ws_id,))
+
+    def change_workspace_tags(self, ws: dict[str, Any], names: list[str], *, add: bool) -> None:
+        """Add tags to (or remove them from) a workspace; adding a tag it has, or removing one it has
+        not, changes nothing (workspaces.mdx "Add tags to a workspace", "Remove tags from a workspace")."""
+        current = list(self.workspace_settings(ws["id"])["tag-names"])
+        if add:
+            changed = current + [n for n in dict.fromkeys(names) if n not in current]
+        else:
+            changed = [n for n in current if n not in names]
+        if changed != current:
+            with self.tx():
+                self._store_settings(ws["id"], {"tag-names": changed})
+                self._update("workspaces", "id", ws["id"], {"updated_at": now_iso()})
 
     def update_workspace(self, ws: dict[str, Any], attrs: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
         """Apply a PATCH's attributes; `vcs-repo: null` unlinks VCS.
@@ -148,7 +239,7 @@ class WorkspaceStore(StoreBase):
             if self.find_workspace(ws["org"], attrs["name"]):
                 raise errors.UnprocessableError("Name has already been taken", pointer="/data/attributes/name")
             fields["name"] = attrs["name"]
-        simple = {"description": "description", "execution-mode": "execution_mode",
+        simple = {"description": "description",
                   "terraform-version": "terraform_version", "working-directory": "working_directory",
                   "source-name": "source_name", "source-url": "source_url"}
         for attr, col in simple.items():
@@ -174,6 +265,13 @@ class WorkspaceStore(StoreBase):
                 fields.update(vcs_identifier=merged["identifier"], vcs_branch=merged.get("branch") or "",
                               vcs_oauth_token_id=merged["oauth-token-id"],
                               vcs_ingress_submodules=_b(merged.get("ingress-submodules")))
+        if "execution-mode" in attrs or "setting-overwrites" in attrs:
+            overwrites, mode = self._resolve_overwrites(ws["org"], attrs, self.setting_overwrites(ws["id"]))
+            self.set_meta(f"ws-overwrites:{ws['id']}", json.dumps(overwrites))
+            fields["execution_mode"] = mode or ws["execution_mode"]
+        if attrs.get("project"):  # moved to another project of its organization (checked by the API)
+            self.set_meta(f"ws-project:{ws['id']}", attrs["project"])
+            fields["updated_at"] = now_iso()
         if self._store_settings(ws["id"], attrs):
             fields.setdefault("updated_at", now_iso())
         if fields:
@@ -190,7 +288,8 @@ class WorkspaceStore(StoreBase):
             for table in ("runs", "state_versions", "vars", "configuration_versions"):
                 self._x(f"DELETE FROM {table} WHERE workspace_id = ?", (ws_id,))
             self._x("DELETE FROM workspaces WHERE id = ?", (ws_id,))
-            self._x("DELETE FROM meta WHERE key = ?", (f"ws-settings:{ws_id}",))
+            for key in (f"ws-settings:{ws_id}", f"ws-overwrites:{ws_id}", f"ws-project:{ws_id}"):
+                self._x("DELETE FROM meta WHERE key = ?", (key,))
 
     def managed_resources(self, ws_id: str) -> int:
         """How many resources the workspace's current state manages (0 without state)."""
@@ -238,6 +337,12 @@ class WorkspaceStore(StoreBase):
                                            f"{ws['locked_by_run']}.")
             if ws["locked_by_user"] != user["id"]:
                 holder = self.user_by_id(ws["locked_by_user"] or "")
+                team = self.token_team(holder) if holder else None  # type: ignore[attr-defined]
+                if team is not None:
+                    # a lock taken with a team's token is the team's ("is locked by Team": go-tfe `tfe.go`
+                    # maps it to ErrWorkspaceLockedByTeam; `workspace_integration_test.go` Unlock)
+                    raise errors.ConflictError(f"Unable to unlock workspace. The workspace is locked by Team "
+                                               f"{team['name']}.")
                 raise errors.ConflictError("Unable to unlock workspace. The workspace is locked by User "
                                            f"{holder['username'] if holder else 'unknown'}.")
             # "The workspace may not be unlocked normally until the state version is uploaded"
