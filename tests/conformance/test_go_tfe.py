@@ -24,6 +24,32 @@ SUMMARY = re.compile(r"go-tfe conformance: (\d+) passed, (\d+) failed, (\d+) ski
 # The whole selection, each test in its own process (about 90 s on the 2-core machine); a test that
 # hangs is stopped by the harness after its own per-test timeout.
 TIMEOUT_S = 900
+#: go-tfe subtests the sandbox is allowed to fail, each argued in docs/sandbox-behaviour.md ("Where a go-tfe
+#: test asks for more than the documented behaviour"). A top-level test counts as passed only when every
+#: subtest it failed is listed here; a panic or a timeout never does.
+ARGUED_EXCEPTIONS = {
+    # asserts on the list's first item, not on the workspace it found: passes only when that workspace's random
+    # name sorts first under the documented default order (name)
+    "TestWorkspacesList/with_current-state-version,current-run_included",
+}
+FAILED_SUBTEST = re.compile(r"^\s+--- FAIL: (\S+)", re.M)
+
+
+def unargued_failures(stdout: str, logs: Path) -> list[str]:
+    """The harness's not-passing lines, less the FAILs whose failed subtests are all argued exceptions."""
+    out = []
+    for line in stdout.splitlines():
+        status, _, rest = line.partition(" ")
+        if status not in ("FAIL", "PANIC", "TIMEOUT") and not status.startswith("RC"):
+            continue
+        name = rest.split(" ", 1)[0]
+        log = logs / f"{name}.log"
+        failed = set(FAILED_SUBTEST.findall(log.read_text(errors="replace"))) if log.is_file() else set()
+        if status == "FAIL" and failed and failed <= ARGUED_EXCEPTIONS:
+            print(f"argued exception (docs/sandbox-behaviour.md): {', '.join(sorted(failed))}")
+            continue
+        out.append(line)
+    return out
 
 
 def harness_or_skip() -> Path:
@@ -45,12 +71,25 @@ def test_go_tfe_selection_passes_against_a_fresh_sandbox(tmp_path: Path):
     print(result.stdout)  # one line per test and the summary: shown with -rA or on failure
     found = SUMMARY.search(result.stdout)
     assert found, f"the harness printed no summary (exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
-    passed, failed, _skipped = (int(n) for n in found.groups())
-    not_passing = [line for line in result.stdout.splitlines() if line.split(" ", 1)[0] in
-                   ("FAIL", "PANIC", "TIMEOUT") or line.startswith("RC")]
-    assert failed == 0, f"{failed} go-tfe test(s) failed against the sandbox (logs in {tmp_path / 'results'}):\n" + \
-        "\n".join(not_passing)
-    assert passed > 0 and result.returncode == 0
+    passed, _failed, _skipped = (int(n) for n in found.groups())
+    not_passing = unargued_failures(result.stdout, tmp_path / "results")
+    assert not not_passing, (f"{len(not_passing)} go-tfe test(s) failed against the sandbox (logs in "
+                             f"{tmp_path / 'results'}):\n" + "\n".join(not_passing))
+    assert passed > 0
+
+
+def test_only_argued_subtests_are_excused(tmp_path: Path):
+    (tmp_path / "TestWorkspacesList.log").write_text(
+        "    --- FAIL: TestWorkspacesList/with_current-state-version,current-run_included (0.1s)\n")
+    (tmp_path / "TestWorkspacesRead.log").write_text("    --- FAIL: TestWorkspacesRead/with_default_mode (0.1s)\n")
+    (tmp_path / "TestRunsList.log").write_text("panic: boom\n")
+    stdout = ("FAIL TestWorkspacesList (subtests: 15 passed, 1 failed, 0 skipped)\n"
+              "FAIL TestWorkspacesRead (subtests: 7 passed, 1 failed, 0 skipped)\n"
+              "PANIC TestRunsList (subtests: 0 passed, 0 failed, 0 skipped)\n"
+              "PASS TestPlansRead (subtests: 3 passed, 0 failed, 0 skipped)\n")
+    assert unargued_failures(stdout, tmp_path) == [
+        "FAIL TestWorkspacesRead (subtests: 7 passed, 1 failed, 0 skipped)",
+        "PANIC TestRunsList (subtests: 0 passed, 0 failed, 0 skipped)"]
 
 
 def test_a_missing_harness_skips_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
