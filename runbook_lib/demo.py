@@ -9,7 +9,9 @@ What `make demo` (`tfe-runbook demo`) does, printing each part as it goes:
    values in `$TFE_RUNBOOK_VAR_<KEY>` (rehearsal values; the legacy host never reveals them);
 4. writes the confirmation file for the destructive steps and shows it;
 5. runs notebooks 00-06 for every environment through papermill (`tfe-runbook run`'s engine), the legacy
-   teams, their members and access included, and prints which teams each workspace got;
+   teams, their members and access included, and prints which teams each workspace got; then HashiCorp's
+   own Python SDK (pytfe, when installed) reads every workspace back: unlocked, the legacy lineage and
+   outputs, its newest run planned no changes;
 6. archives the audit trail (after the secret scan) and verifies the archive's checksums.
 
 It ends with every environment migrated and verified, the legacy estate deleted, and the archive
@@ -26,10 +28,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pandas as pd
+
 from runbook_lib import audit, mapping, teams
 from runbook_lib.batch import GATED_ACTIONS, STEPS, BatchResult, BatchRunner, StepOutcome
 from runbook_lib.sandbox import Sandbox
-from runbook_lib.rehearsal import NEW_ORG, batch_environ, batch_parameters, clear_blockers, sensitive_values
+from runbook_lib.rehearsal import (NEW_ORG, batch_environ, batch_parameters, clear_blockers, read_back_with_pytfe,
+                                   sensitive_values)
 from runbook_lib.steps import preflight
 
 
@@ -39,10 +44,13 @@ class DemoResult:
     archive: audit.ArchiveResult | None
     problems: list[audit.VerifyProblem]
     seconds: float
+    #: `rehearsal.read_back_with_pytfe` rows (None: pytfe is not installed, so the second opinion was not asked)
+    read_back: list[dict] | None = None
 
     @property
     def ok(self) -> bool:
-        return self.batch.ok and self.archive is not None and not self.problems
+        agreed = self.read_back is None or all(row["agrees"] for row in self.read_back)
+        return self.batch.ok and self.archive is not None and not self.problems and agreed
 
 
 def _say(text: str) -> None:
@@ -102,11 +110,21 @@ def run_demo(out: str | Path = "runs", environments: int = 8, jobs: int = 2) -> 
         result = runner.run()
         frame = result.frame()
         print(frame.pivot(index="environment", columns="step", values="status").fillna("-").to_string())
-        facts = json.loads((result.batch_dir / audit.MANIFEST).read_text(encoding="utf-8")).get("environments") or {}
+        manifest = json.loads((result.batch_dir / audit.MANIFEST).read_text(encoding="utf-8"))
+        facts = manifest.get("environments") or {}
         granted = {env: teams.summary_cell(data["evidence"]["teams"]) for env, data in facts.items()
                    if "teams" in (data.get("evidence") or {})}
         print("teams with access to the new workspaces (also in summary.html):\n  "
               + "\n  ".join(f"{env}: {cell}" for env, cell in sorted(granted.items())))
+        read_back = None
+        if result.ok:
+            _say("5b. A second opinion: HashiCorp's Python SDK (pytfe) reads every workspace back")
+            try:
+                read_back = read_back_with_pytfe(sandbox, result.batch_dir, manifest)
+            except ModuleNotFoundError:
+                print("pytfe is not installed (pip install '.[test]'): this second opinion was skipped")
+            else:
+                print(pd.DataFrame(read_back).to_string(index=False))
 
     _say("6. Archiving the audit trail and verifying it")
     archived, problems = None, []
@@ -117,7 +135,7 @@ def run_demo(out: str | Path = "runs", environments: int = 8, jobs: int = 2) -> 
               f"{archived.excluded_state_backups}); verify: {'OK' if not problems else problems}")
     seconds = time.monotonic() - started
     print(f"\nsummary: {result.batch_dir / 'summary.html'}\nwall time: {seconds:.0f}s", flush=True)
-    return DemoResult(result, archived, problems, seconds)
+    return DemoResult(result, archived, problems, seconds, read_back)
 
 
 def main_exit_code(result: DemoResult) -> int:

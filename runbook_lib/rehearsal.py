@@ -8,6 +8,8 @@ demo, the tests and an operator rehearsing by hand use the same ones.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Mapping
 
 NEW_ORG = "acme"
@@ -76,3 +78,52 @@ def sensitive_values(sandbox: Any) -> dict[str, str]:
     """
     return {f"TFE_RUNBOOK_VAR_{var.key}": var.value
             for spec in sandbox.seeded_environments() for var in spec.variables if var.sensitive}
+
+
+def state_outputs(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A state's root outputs as name -> value, for version 3 (0.11: the root module's) and 4 alike."""
+    if state.get("version") == 3:
+        root = next((m for m in state.get("modules") or [] if m.get("path") == ["root"]), {})
+        outputs = root.get("outputs") or {}
+    else:
+        outputs = state.get("outputs") or {}
+    return {name: (out or {}).get("value") for name, out in outputs.items()}
+
+
+def read_back_with_pytfe(sandbox: Any, batch_dir: Any, manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A second opinion on a finished batch, from HashiCorp's own Python SDK (`pytfe`), not the runbook's client.
+
+    For every environment of the manifest: the workspace is unlocked; its current state, downloaded by
+    pytfe, has the lineage and root outputs of the legacy state the batch backed up at step 3 (the backup
+    whose sha256 step 3 recorded); its newest run planned no changes.
+
+    Returns:
+        One row per environment with those facts and ``agrees`` (all of them hold).
+
+    Raises:
+        ModuleNotFoundError: pytfe is not installed (`pip install '.[test]'` brings it).
+    """
+    from pytfe import TFEClient, TFEConfig
+
+    rows = []
+    config = TFEConfig(address=sandbox.tfe_address, token=sandbox.operator_token, ca_bundle=sandbox.ca_file,
+                       max_retries=5)
+    with TFEClient(config) as tfe:
+        for environment, data in sorted((manifest.get("environments") or {}).items()):
+            evidence = data.get("evidence") or {}
+            org, _, name = ((evidence.get("workspace") or {}).get("name") or "/").partition("/")
+            legacy_sha = (((evidence.get("state") or {}).get("legacy")) or {}).get("sha256")
+            backup = next((b for b in (evidence.get("backups") or {}).get("files") or []
+                           if b.get("sha256") == legacy_sha), None)
+            legacy = json.loads((Path(batch_dir) / backup["file"]).read_bytes()) if backup else {}
+            ws = tfe.workspaces.read(name, organization=org)
+            held = json.loads(tfe.state_versions.download(tfe.state_versions.read_current(ws.id).id))
+            latest = next(iter(tfe.runs.list(ws.id)), None)
+            row = {"environment": environment, "workspace": f"{org}/{name}", "unlocked": ws.locked is False,
+                   "lineage": bool(legacy) and held.get("lineage") == legacy.get("lineage"),
+                   "outputs": bool(legacy) and state_outputs(held) == state_outputs(legacy),
+                   "latest_run": latest.id if latest else None,
+                   "no_changes": latest is not None and latest.has_changes is False}
+            row["agrees"] = all(row[k] for k in ("unlocked", "lineage", "outputs", "no_changes"))
+            rows.append(row)
+    return rows
