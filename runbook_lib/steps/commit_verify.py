@@ -54,6 +54,7 @@ import pandas as pd
 from runbook_lib import git, hcl
 from runbook_lib.context import StepContext, StepResult
 from runbook_lib.errors import ApiError, ConfigError, ConflictError, HclError, PlanError, StepError
+from runbook_lib.evidence import CutOver, PlanCounts
 from runbook_lib.jsonapi import Resource
 from runbook_lib.plans import Plan, parse_plan_json, parse_plan_text
 from runbook_lib.steps import plan_frame, refusals
@@ -544,9 +545,11 @@ def verify(ctx: StepContext) -> StepResult:
         parsed, plan_res, plan_lines = read_plan(ctx, run, version)
     except PlanError as exc:
         return StepResult(False, f"the plan of run {run.id} cannot be proven: {exc}", evidence)
-    evidence.update(plan_id=plan_res.id, plan_source=parsed.source, has_changes=parsed.has_changes,
-                    plan={"add": parsed.additions, "change": parsed.changes_count, "destroy": parsed.destructions},
-                    output_changes=list(parsed.output_changes),
+    # What step 6 reads back before deleting: written through the same type it is read with.
+    evidence.update(CutOver(run.id, record["commit"], parsed.has_changes,
+                            PlanCounts(parsed.additions, parsed.changes_count, parsed.destructions),
+                            tuple(evidence["still_reads_legacy"])).to_evidence())
+    evidence.update(plan_id=plan_res.id, plan_source=parsed.source, output_changes=list(parsed.output_changes),
                     plan_lines=plan_lines)
     if evidence["run_commit"] != record["commit"]:
         return StepResult(False, f"run {run.id} plans commit {evidence['run_commit']}, not the pushed "
