@@ -52,11 +52,12 @@ from urllib.parse import urlsplit
 import pandas as pd
 
 from runbook_lib import git, hcl
-from runbook_lib.context import StepContext, StepResult
+from runbook_lib.context import StepContext
 from runbook_lib.errors import ApiError, ConfigError, ConflictError, HclError, PlanError, StepError
 from runbook_lib.evidence import CutOver, PlanCounts
 from runbook_lib.jsonapi import Resource
 from runbook_lib.plans import Plan, parse_plan_json, parse_plan_text
+from runbook_lib.results import StepResult
 from runbook_lib.steps import plan_frame, refusals
 from runbook_lib.steps.legacy_vcs import previous_link
 from runbook_lib.mapping import workspace_name_for

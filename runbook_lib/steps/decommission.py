@@ -28,11 +28,12 @@ from typing import Any
 
 import pandas as pd
 
-from runbook_lib.context import StepContext, StepResult
+from runbook_lib.context import StepContext
 from runbook_lib.errors import StepError
 from runbook_lib.evidence import CutOver, EvidenceError, MigratedState, StateReaders
 from runbook_lib.gates import phrase, recorded_decision
 from runbook_lib.ledger import StepRun
+from runbook_lib.results import StepResult
 from runbook_lib.state import TerraformState
 from runbook_lib.steps import plan_frame
 from runbook_lib.steps.state_migration import backup

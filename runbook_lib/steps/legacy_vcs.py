@@ -30,9 +30,10 @@ from typing import Any
 
 import pandas as pd
 
-from runbook_lib.context import StepContext, StepResult
+from runbook_lib.context import StepContext
 from runbook_lib.errors import ApiError, ConfigError, NotFoundError, StepError
 from runbook_lib.gates import recorded_decision
+from runbook_lib.results import StepResult
 from runbook_lib.steps import plan_frame
 
 DEFAULTS = {"unlink_via": "api"}

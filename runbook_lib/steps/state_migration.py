@@ -43,10 +43,11 @@ import pandas as pd
 
 from runbook_lib import git, hcl, native, terraform
 from runbook_lib.audit import sha256_file
-from runbook_lib.context import StepContext, StepResult
+from runbook_lib.context import StepContext
 from runbook_lib.errors import ConfigError, StepError
 from runbook_lib.evidence import MigratedState
 from runbook_lib.legacy import LegacyState
+from runbook_lib.results import StepResult
 from runbook_lib.state import DIFF_COLUMNS, TerraformState, compare_states
 from runbook_lib.steps import plan_frame, refusals
 
