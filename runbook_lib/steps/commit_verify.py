@@ -51,7 +51,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-from runbook_lib import git, hcl
+from runbook_lib import git, hcl, terraform
 from runbook_lib.context import StepContext
 from runbook_lib.errors import ApiError, ConfigError, ConflictError, HclError, PlanError, StepError
 from runbook_lib.evidence import CutOver, PlanCounts
@@ -88,18 +88,10 @@ def _check_options(ctx: StepContext) -> None:
         raise ConfigError(f"wait_timeout must be a positive number of seconds, not {_opt(ctx, 'wait_timeout')!r}.") from exc
 
 
-def _version_tuple(version: str) -> tuple[int, ...]:
-    parts = []
-    for piece in (version or "0").split("."):
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits or 0))
-    return tuple(parts)
-
-
 def _target_problem(target: str, terraform_version: str) -> str | None:
     """Why `target` cannot work with the workspace's Terraform version, or None."""
-    v = _version_tuple(terraform_version)
-    if target == "atlas" and v >= (0, 12):
+    v = terraform.version_tuple(terraform_version)
+    if target == "atlas" and terraform.generation(terraform_version) == 1:
         return (f"the workspace runs Terraform {terraform_version}, which has no atlas backend; set backend_target "
                 f"to 'remote' or 'cloud' (and make the configuration valid for Terraform 1.x)")
     if target == "remote" and v < (0, 11, 13):
@@ -457,7 +449,7 @@ def read_plan(ctx: StepContext, run: Resource, terraform_version: str) -> tuple[
     if not plan_id:
         raise PlanError(f"run {run.id} has no plan.")
     plan_res = ctx.tfe.get_plan(plan_id)
-    if _version_tuple(terraform_version) < (0, 12):
+    if terraform.generation(terraform_version) == 0:
         log = ctx.tfe.plan_log(plan_res)
         parsed = parse_plan_text(log)
         # terraform's own plan lines, kept as evidence (the log is already here: no extra request)
