@@ -91,7 +91,7 @@ SECOND_GENERATION = (0, 12)
 
 def version_tuple(version: str | None) -> tuple[int, ...]:
     """`"0.11.13"` -> (0, 11, 13); suffixes are dropped (`"1.1.0-beta"` -> (1, 1, 0)), empty -> (0,)."""
-    return tuple(int("".join(ch for ch in piece if ch.isdigit()) or 0) for piece in (version or "0").split("."))
+    return tuple(int(re.match(r"\d*", piece).group() or 0) for piece in (version or "0").split("."))
 
 
 def generation(version: str | None) -> int:
