@@ -380,7 +380,7 @@ class Sandbox:
         rows = self.request_log()
         return rows[-1]["id"] if rows else 0
 
-    # --- VCS and runs (issue 4; see docs/sandbox-vcs-runs.md) --------------------------------------------
+    # --- VCS and runs (see docs/sandbox-vcs-runs.md) --------------------------------------------
 
     def create_repository(self, identifier: str, default_branch: str = "master") -> Path:
         """Create an empty bare repository `<data>/git/<org>/<repo>.git` with the push hook; returns its path.
