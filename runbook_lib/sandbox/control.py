@@ -131,7 +131,7 @@ def start_server(data_dir: Path, *, host: str, port: int, tls: bool, seed: int,
     server.start()
     try:
         tokens = seed_mod.bootstrap(server.store)
-        already = int(server.store.get_meta("seeded_n", "0") or 0)
+        already = int(server.store.find_meta("seeded_n", "0") or 0)
         if seed and not already:
             # The seed is set-up, not the system under test: it must not trip the per-token limit.
             server.set_rate_limit(None)

@@ -79,7 +79,7 @@ def show_organization(req: Request, org: str) -> Response:
         raise errors.BadRequestError(f"Invalid include parameter: {', '.join(unknown)}")
     doc: dict[str, Any] = {"data": _org_doc(row)}
     if includes:
-        project = req.store.get_project(row["default_project_id"]) if row["default_project_id"] else None
+        project = req.store.find_project(row["default_project_id"]) if row["default_project_id"] else None
         doc["included"] = [_project_doc(project)] if project else []
     return jsonapi_response(doc)
 

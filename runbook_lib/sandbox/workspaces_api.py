@@ -173,7 +173,7 @@ def _include_current_run(req: Request, ws: dict[str, Any]) -> list[dict[str, Any
 def _include_locked_by(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
     if not ws["locked"] or ws["locked_by_run"] or not ws["locked_by_user"]:
         return []
-    user = req.store.user_by_id(ws["locked_by_user"])
+    user = req.store.find_user_by_id(ws["locked_by_user"])
     return [{"id": user["id"], "type": "users", "attributes": {"username": user["username"]}}] if user else []
 
 

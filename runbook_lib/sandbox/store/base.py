@@ -324,7 +324,7 @@ class StoreBase:
 
     # --- meta -------------------------------------------------------------------------------------
 
-    def get_meta(self, key: str, default: str | None = None) -> str | None:
+    def find_meta(self, key: str, default: str | None = None) -> str | None:
         """A value of the sandbox's own bookkeeping (admin secret digest, seed marker)."""
         row = self._one("SELECT value FROM meta WHERE key = ?", (key,))
         return row["value"] if row else default
@@ -337,19 +337,23 @@ class StoreBase:
 
     def create_user(self, username: str, email: str) -> dict[str, Any]:
         """Create a user, or return the existing one of that name."""
-        existing = self.get_user(username)
+        existing = self.find_user(username)
         if existing:
             return existing
         return self._insert("users", {"id": new_id("user-"), "username": username, "email": email,
                                       "created_at": now_iso()})
 
-    def get_user(self, username: str) -> dict[str, Any] | None:
+    def find_user(self, username: str) -> dict[str, Any] | None:
         """The user of that name, or None."""
         return self._one("SELECT * FROM users WHERE username = ?", (username,))
 
-    def user_by_id(self, user_id: str) -> dict[str, Any] | None:
+    def find_user_by_id(self, user_id: str) -> dict[str, Any] | None:
         """The user with that id, or None."""
         return self._one("SELECT * FROM users WHERE id = ?", (user_id,))
+
+    # The names store/workspaces.py still calls; they go once it calls find_meta and find_user_by_id.
+    get_meta = find_meta
+    user_by_id = find_user_by_id
 
     def create_token(self, user_id: str, description: str) -> str:
         """Issue an API token (User Settings > Tokens) and return its value.

@@ -182,7 +182,7 @@ class TeamStore(StoreBase):
         """
         team = self.get_team(team_id, user)
         self._require_owner(team["org"], user)
-        found = [self.get_user(name) for name in usernames]
+        found = [self.find_user(name) for name in usernames]
         if any(row is None for row in found):
             raise errors.NotFoundError()
         with self.tx():
@@ -203,7 +203,7 @@ class TeamStore(StoreBase):
         """
         team = self.get_team(team_id, user)
         self._require_owner(team["org"], user)
-        found = [self.get_user(name) for name in usernames]
+        found = [self.find_user(name) for name in usernames]
         if any(row is None for row in found):
             raise errors.NotFoundError()
         if team["name"] == OWNERS:
