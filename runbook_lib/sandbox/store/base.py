@@ -351,10 +351,6 @@ class StoreBase:
         """The user with that id, or None."""
         return self._one("SELECT * FROM users WHERE id = ?", (user_id,))
 
-    # The names store/workspaces.py still calls; they go once it calls find_meta and find_user_by_id.
-    get_meta = find_meta
-    user_by_id = find_user_by_id
-
     def create_token(self, user_id: str, description: str) -> str:
         """Issue an API token (User Settings > Tokens) and return its value.
 

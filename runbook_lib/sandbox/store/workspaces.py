@@ -40,7 +40,7 @@ class WorkspaceStore(StoreBase):
 
     def workspace_settings(self, ws_id: str) -> dict[str, Any]:
         """The kept settings of a workspace (defaults where never set)."""
-        return {**SETTINGS_DEFAULTS, **json.loads(self.get_meta(f"ws-settings:{ws_id}", "{}") or "{}")}
+        return {**SETTINGS_DEFAULTS, **json.loads(self.find_meta(f"ws-settings:{ws_id}", "{}") or "{}")}
 
     def _store_settings(self, ws_id: str, attrs: dict[str, Any]) -> bool:
         given = {k: attrs[k] for k in SETTINGS_DEFAULTS if k in attrs}
@@ -237,7 +237,7 @@ class WorkspaceStore(StoreBase):
                 raise errors.ConflictError(f"Unable to unlock workspace. The workspace is locked by Run "
                                            f"{ws['locked_by_run']}.")
             if ws["locked_by_user"] != user["id"]:
-                holder = self.user_by_id(ws["locked_by_user"] or "")
+                holder = self.find_user_by_id(ws["locked_by_user"] or "")
                 raise errors.ConflictError("Unable to unlock workspace. The workspace is locked by User "
                                            f"{holder['username'] if holder else 'unknown'}.")
             # "The workspace may not be unlocked normally until the state version is uploaded"
