@@ -51,7 +51,7 @@ import pandas as pd
 from runbook_lib import git, hcl, terraform
 from runbook_lib.context import StepContext
 from runbook_lib.errors import ConfigError, ConflictError, HclError, PlanError, StepError
-from runbook_lib.evidence import CutOver, PlanCounts
+from runbook_lib.evidence import CutOver, EvidenceError, PlanCounts
 from runbook_lib.jsonapi import Resource
 from runbook_lib.mapping import workspace_name_for
 from runbook_lib.results import StepResult
@@ -427,11 +427,11 @@ def legacy_runs_after_push(ctx: StepContext, record: dict[str, Any]) -> list[dic
     """
     if ctx.legacy.find_environment(ctx.row.legacy_org, ctx.row.legacy_env) is None:
         return []  # deleted by step 6 after an earlier PASS: it can start nothing
-    before = set(record.get("legacy_runs_before") or [])
+    before = set(record["legacy_runs_before"])
     pushed_at = datetime.fromisoformat(record["pushed_at"].replace("Z", "+00:00"))
     found = []
     for run in ctx.legacy.list_runs(ctx.row.legacy_org, ctx.row.legacy_env):
-        if record.get("adopted"):
+        if record["adopted"]:
             created = run.get("created_at")
             started = run.get("commit_sha") == record["commit"] or bool(
                 created and datetime.fromisoformat(created.replace("Z", "+00:00")) >= pushed_at)
@@ -446,7 +446,10 @@ def legacy_runs_after_push(ctx: StepContext, record: dict[str, Any]) -> list[dic
 
 def verify(ctx: StepContext) -> StepResult:
     """PASS only when the run of the pushed commit planned no changes and the legacy environment did not run."""
-    record = push_record(ctx)
+    try:
+        record = push_record(ctx)
+    except EvidenceError as exc:
+        return StepResult(False, str(exc))
     if record is None:
         return StepResult(False, "nothing pushed yet for this environment (no 05_push.json in the audit trail); "
                                  "run the step in apply mode")
@@ -455,7 +458,7 @@ def verify(ctx: StepContext) -> StepResult:
     evidence: dict[str, Any] = {"workspace_id": ws.id, "commit": record["commit"], "branch": record["branch"],
                                 "repo": record["repo"], "backend_target": record["backend_target"],
                                 "pushed_at": record["pushed_at"], "terraform_version": version,
-                                "still_reads_legacy": (record.get("remote_state") or {}).get("still_reads_legacy", [])}
+                                "still_reads_legacy": record["remote_state"]["still_reads_legacy"]}
     run = find_run(ctx.tfe, ws.id, record["commit"])
     if run is None:
         return StepResult(False, f"the workspace has no run of the pushed commit {record['commit'][:12]}", evidence)

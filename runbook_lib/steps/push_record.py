@@ -11,14 +11,35 @@ import os
 from typing import Any
 
 from runbook_lib.context import StepContext
+from runbook_lib.evidence import EvidenceError
 
 PUSH_RECORD = "05_push.json"
 
 
+#: What step 5's verify, the way back and (through step 5's evidence) step 6 read from the record.
+REQUIRED = ("commit", "branch", "repo", "backend_target", "pushed_at", "adopted", "legacy_runs_before", "remote_state")
+
+
 def push_record(ctx: StepContext) -> dict[str, Any] | None:
-    """The push this step made (or adopted) for this environment, from the audit trail, or None."""
+    """The push this step made (or adopted) for this environment, from the audit trail, or None.
+
+    Raises:
+        EvidenceError: the record lacks a key the later checks rely on (written by an older runbook or
+            changed by hand); it is never read with a default, since "still reads no legacy state" must
+            be proven, not assumed.
+    """
     path = ctx.audit_dir / PUSH_RECORD
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    missing = [key for key in REQUIRED if key not in record]
+    if "remote_state" in record and "still_reads_legacy" not in (record["remote_state"] or {}):
+        missing.append("remote_state.still_reads_legacy")
+    if missing:
+        raise EvidenceError(f"the push record {path} lacks {', '.join(missing)} (written by an older runbook or "
+                            f"changed by hand); move it aside and run step 5 in apply mode again: it adopts the "
+                            f"commit already on the branch and records it anew")
+    return record
 
 
 def write_push_record(ctx: StepContext, record: dict[str, Any]) -> None:

@@ -52,7 +52,7 @@ def recovery_plan(ctx: StepContext) -> pd.DataFrame:
         ours = holder is not None and holder[0] != "runs"  # a run's lock goes when the run is stopped
         rows.append({"object": "workspace lock", "name": ws.id, "action": "none" if ours else "update",
                      "detail": "already locked" if ours else f"lock again: {lock_reason(ctx)}"})
-    if record is not None and not record.get("adopted"):
+    if record is not None and not record["adopted"]:
         rows.append({"object": "commit", "name": record["commit"][:12], "action": "update",
                      "detail": f"revert on {record['repo']} {record['branch']} and push (the workspace queues it "
                                f"behind its lock; the unlinked legacy environment does not run)"})
@@ -82,7 +82,8 @@ def _revert(ctx: StepContext, record: dict[str, Any]) -> str:
     """Revert the migration commit on its branch and push; returns what happened."""
     scratch = Path(tempfile.mkdtemp(prefix="tfe-runbook-05-recover-"))
     try:
-        path = git.clone(git.repo_url(record["repo"], ctx.option("git_base_url", {"git_base_url": ""})), scratch / "repo", record["branch"])
+        url = git.repo_url(record["repo"], ctx.option("git_base_url", {"git_base_url": ""}))
+        path = git.clone(url, scratch / "repo", record["branch"])
         sha = record["commit"]
         try:
             git.run(["merge-base", "--is-ancestor", sha, "HEAD"], path)
@@ -155,7 +156,7 @@ def recover(ctx: StepContext) -> pd.DataFrame:
             done.append({"object": "run", "name": run.id, "result": "canceled"})
     if _relock(ctx, ws.id):
         done.append({"object": "workspace lock", "name": ws.id, "result": "locked"})
-    if record is not None and not record.get("adopted"):
+    if record is not None and not record["adopted"]:
         done.append({"object": "commit", "name": record["commit"][:12], "result": _revert(ctx, record)})
     env = ctx.legacy.get_environment(ctx.row.legacy_org, ctx.row.legacy_env)
     if not env.get("vcs"):

@@ -93,3 +93,17 @@ def test_readers_joined_into_one_string_are_refused():
 def test_step3_digest_of_the_wrong_shape_is_refused():
     with pytest.raises(EvidenceError, match="not a sha256"):
         MigratedState.from_evidence({"legacy_sha256": "abc"}, TARGET)
+
+
+def test_a_push_record_without_the_remote_state_is_refused_not_read_as_none(tmp_path):
+    import json
+
+    from runbook_lib.steps import commit_verify
+
+    record = {"commit": "c" * 40, "branch": "master", "repo": "acme/app", "backend_target": "remote",
+              "pushed_at": "2026-12-01T12:00:00+00:00", "legacy_runs_before": [], "adopted": False,
+              "remote_state": {"repointed": []}}  # still_reads_legacy missing: unknown, not "none"
+    (tmp_path / commit_verify.PUSH_RECORD).write_text(json.dumps(record))
+    result = commit_verify.verify(SimpleNamespace(audit_dir=tmp_path))
+    assert not result.passed and "lacks remote_state.still_reads_legacy" in result.summary
+    assert "run step 5 in apply mode again" in result.summary
