@@ -10,6 +10,9 @@ never a silent default. The irreversible step 6 rests on three of them:
 - `CutOver` (step 5, ``05_commit_and_verify``): the run of the pushed commit, its plan counts, and the
   legacy sources the configuration still reads after the push.
 
+Step 5's way back rests on `VcsLink` (step 4, ``04_disable_legacy_vcs``): the VCS link the legacy
+environment had before it was unlinked, kept in the audit trail and in step 4's evidence.
+
 Ledgers written by an older runbook may lack a key: reading them raises `EvidenceError` naming the
 step, the environment, the missing keys and the fix (run that step again so it records them). A
 missing fact is never read as "nothing there": step 6 refuses instead.
@@ -136,3 +139,32 @@ class CutOver:
         return cls(str(data["run_id"]), str(data["commit"]), data["has_changes"],
                    PlanCounts(plan["add"], plan["change"], plan["destroy"]),
                    _slugs(data["still_reads_legacy"], "still_reads_legacy", cls.STEP, environment))
+
+
+@dataclass(frozen=True)
+class VcsLink:
+    """Step 4: the VCS link the legacy environment had before it was unlinked (the way back re-links it)."""
+
+    STEP: ClassVar[str] = "04_disable_legacy_vcs"
+    repo: str
+    branch: str | None
+    working_directory: str | None
+
+    def to_evidence(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_evidence(cls, evidence: Mapping[str, Any] | None, where: str) -> "VcsLink":
+        """Read a link from step 4's record or evidence (`where` names which, for the message).
+
+        Raises:
+            EvidenceError: a key is missing or the repository is empty. Step 4 records the link only while
+                it is still there, so the fix is the archive's copy or re-linking by hand.
+        """
+        data = dict(evidence) if isinstance(evidence, Mapping) else {}
+        missing = [f.name for f in fields(cls) if f.name not in data]
+        if missing or not data.get("repo"):
+            raise EvidenceError(f"{where}: the VCS link recorded before step {cls.STEP} lacks "
+                                f"{', '.join(missing) or 'a repository'} (recorded: {evidence!r}); restore the "
+                                f"file from the batch archive, or re-link the legacy environment by hand")
+        return cls(str(data["repo"]), data["branch"], data["working_directory"])

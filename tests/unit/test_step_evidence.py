@@ -107,3 +107,19 @@ def test_a_push_record_without_the_remote_state_is_refused_not_read_as_none(tmp_
     result = commit_verify.verify(SimpleNamespace(audit_dir=tmp_path))
     assert not result.passed and "lacks remote_state.still_reads_legacy" in result.summary
     assert "run step 5 in apply mode again" in result.summary
+
+
+def test_the_link_record_is_read_strictly(tmp_path):
+    import json
+
+    from runbook_lib.evidence import VcsLink
+    from runbook_lib.steps import legacy_vcs
+
+    ctx = SimpleNamespace(audit_dir=tmp_path, ledger=Ledger(tmp_path / "ledger.sqlite"),
+                          row=MappingRow("acme-legacy", "web", "acme", "web"))
+    path = tmp_path / legacy_vcs.LINK_RECORD
+    path.write_text(json.dumps({"vcs": VcsLink("acme/app", "main", "").to_evidence()}))
+    assert legacy_vcs.previous_link(ctx) == {"repo": "acme/app", "branch": "main", "working_directory": ""}
+    path.write_text(json.dumps({"link": {"repo": "acme/app"}}))  # renamed: the link is not where it is read
+    with pytest.raises(EvidenceError, match="lacks repo, branch, working_directory"):
+        legacy_vcs.previous_link(ctx)
