@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import socket
-import subprocess
 import tarfile
 import tempfile
 from datetime import datetime, timezone
@@ -39,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from runbook_lib import __version__
+from runbook_lib import __version__, git
 from runbook_lib.errors import AuditError
 from runbook_lib.secrets import all_tokens_in_use, scan_bytes
 
@@ -171,12 +170,7 @@ def _files(batch_dir: Path) -> list[str]:
 
 def runbook_commit() -> str | None:
     """The git commit of the runbook's own checkout, when it runs from one."""
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
-    except OSError:
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return git.head_or_none(Path(__file__).resolve().parent)
 
 
 def notebook_to_html(notebook_path: str | Path) -> Path:

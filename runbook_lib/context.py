@@ -28,40 +28,13 @@ from runbook_lib.audit import env_dirname
 from runbook_lib.errors import ConfigError, StepError
 from runbook_lib.ledger import Ledger
 from runbook_lib.mapping import MappingRow, workspace_name_for, workspace_name_problem
+from runbook_lib.results import StepResult, plan_verdict  # StepResult re-exported: notebooks import it from here
 from runbook_lib.settings import Settings
 
 MODES = ("plan", "apply")
 #: How long a step may act on what it read instead of reading it again (a plan reviewed for longer is
 #: read again by the apply). Writes and outside changes end the reuse at once.
 READ_REUSE_SECONDS = 60.0
-
-
-@dataclass
-class StepResult:
-    """What a step's `verify` (or a refusal) concluded.
-
-    Attributes:
-        passed: the step's goal is proven from the servers' own answers.
-        summary: one sentence for the PASS/FAIL line.
-        evidence: facts for the ledger (ids, serials, checksums, counts); never a secret.
-        table: an optional DataFrame to show.
-    """
-
-    passed: bool
-    summary: str
-    evidence: dict[str, Any] = field(default_factory=dict)
-    table: Any = None
-
-    def _repr_html_(self) -> str:
-        """A green (PASS), red (FAIL) or amber (plan mode: apply would refuse) banner, evidence folded."""
-        from runbook_lib.display import banner_html, verdict_kind
-
-        return banner_html(verdict_kind(self.passed, self.summary), self.summary, self.evidence)
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        from runbook_lib.display import banner_text, verdict_kind
-
-        printer.text(banner_text(verdict_kind(self.passed, self.summary), self.summary))
 
 
 @dataclass
@@ -196,7 +169,6 @@ class StepContext:
         """The step's result: `verify(self)` after an apply; in plan mode, whether apply would refuse anything."""
         if self.applying:
             return verify(self)
-        from runbook_lib.steps import plan_verdict
 
         return plan_verdict(plan)
 

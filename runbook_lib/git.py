@@ -24,6 +24,10 @@ class GitError(RunbookError):
     """A git command failed; the message carries its stderr tail."""
 
 
+class GitMissing(GitError):
+    """git itself cannot be started (not installed, not on PATH)."""
+
+
 def repo_url(identifier: str, base: str = "") -> str:
     """The clone URL of a repository identifier (`org/repo`).
 
@@ -54,6 +58,8 @@ def run(args: Sequence[str], cwd: str | Path | None = None, *, timeout: float = 
                               text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         raise GitError(f"git {args[0]} did not finish within {timeout:.0f}s") from exc
+    except OSError as exc:
+        raise GitMissing(f"git cannot be started ({exc.strerror}): install git or put it on PATH") from exc
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
         raise GitError(f"git {' '.join(args[:2])} failed (exit {proc.returncode}): {tail}")
@@ -67,9 +73,33 @@ def clone(url: str, dest: str | Path, branch: str = "") -> Path:
     return Path(dest)
 
 
-def head(cwd: str | Path) -> str:
-    """The commit sha of HEAD."""
-    return run(["rev-parse", "HEAD"], cwd).strip()
+def head(cwd: str | Path, *, short: bool = False) -> str:
+    """The commit sha of HEAD (abbreviated when `short`)."""
+    return run(["rev-parse"] + (["--short"] if short else []) + ["HEAD"], cwd).strip()
+
+
+def head_or_none(cwd: str | Path) -> str | None:
+    """The commit sha of HEAD, or None when `cwd` is not in a checkout or git is not installed."""
+    try:
+        return run(["rev-parse", "HEAD"], cwd, timeout=10).strip() or None
+    except GitError:  # GitMissing included: an install without git has no commit to report
+        return None
+
+
+def tracked_and_clean(path: str | Path) -> bool:
+    """Whether a file is tracked by git and has no uncommitted change (False outside a checkout).
+
+    Raises:
+        GitError: git cannot be started.
+    """
+    path = Path(path)
+    try:
+        run(["ls-files", "--error-unmatch", "--", path.name], path.parent, timeout=60)
+    except GitMissing:
+        raise
+    except GitError:
+        return False
+    return not run(["status", "--porcelain", "--", path.name], path.parent, timeout=60).strip()
 
 
 def current_branch(cwd: str | Path) -> str:

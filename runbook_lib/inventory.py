@@ -23,6 +23,7 @@ import pandas as pd
 
 from runbook_lib import teams
 from runbook_lib.errors import ApiError, ConfigError
+from runbook_lib.evidence import join_slugs
 from runbook_lib.legacy import LegacyClient
 from runbook_lib.mapping import MappingRow, problems
 from runbook_lib.settings import Settings
@@ -163,7 +164,7 @@ def describe_environment(legacy: LegacyClient, org: str, env: dict[str, Any] | s
         "locked": bool(env.get("locked")),
         "locked_by": env.get("locked_by"),
         "run_in_progress": run.get("id") if run else None,
-        "reads_state_of": ", ".join(remote_state_reads(state.data if state else None)),
+        "reads_state_of": join_slugs(remote_state_reads(state.data if state else None)),  # split_slugs reads it
         "teams": teams.inventory_cell(legacy, org, name),
     }
 

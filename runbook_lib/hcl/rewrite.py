@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from runbook_lib import git
 from runbook_lib.errors import HclError
 from runbook_lib.hcl._diff import unified_diff
 from runbook_lib.hcl._syntax import line_of, line_start, newline_of
@@ -593,20 +593,15 @@ def _check_outside(old: str, new: str, spans: list[tuple[int, int]], literal: st
 # Apply
 # ---------------------------------------------------------------------------------------------------
 
-def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run(["git", *args], cwd=str(cwd), capture_output=True, text=True, timeout=60)
-    except OSError as exc:
-        raise HclError(f"git cannot run ({exc.strerror}); apply with backup=True instead.") from exc
-
-
 def _require_clean_git(paths: list[Path]) -> str:
-    for path in paths:
-        tracked = _git(["ls-files", "--error-unmatch", "--", path.name], path.parent)
-        status = _git(["status", "--porcelain", "--", path.name], path.parent)
-        if tracked.returncode != 0 or status.stdout.strip():
-            raise HclError(f"{path} is not tracked and unmodified in git; commit it first, or apply with backups.")
-    head = _git(["rev-parse", "--short", "HEAD"], paths[0].parent).stdout.strip()
+    try:
+        for path in paths:
+            if not git.tracked_and_clean(path):
+                raise HclError(f"{path} is not tracked and unmodified in git; commit it first, or apply with "
+                               f"backups.")
+        head = git.head(paths[0].parent, short=True)
+    except git.GitError as exc:
+        raise HclError(f"{exc}; apply with backup=True instead.") from exc
     return f"no backup files: every file was tracked and clean in git at {head} (git diff shows the change)"
 
 

@@ -26,7 +26,7 @@ from runbook_lib.sandbox.wire import Request, Response, json_response
 
 def health(req: Request) -> Response:
     """Readiness probe."""
-    return json_response({"ok": True, "seeded": int(req.store.get_meta("seeded_n", "0") or 0)})
+    return json_response({"ok": True, "seeded": int(req.store.find_meta("seeded_n", "0") or 0)})
 
 
 def requests_log(req: Request) -> Response:

@@ -131,7 +131,7 @@ def start_server(data_dir: Path, *, host: str, port: int, tls: bool, seed: int,
     server.start()
     try:
         tokens = seed_mod.bootstrap(server.store)
-        already = int(server.store.get_meta("seeded_n", "0") or 0)
+        already = int(server.store.find_meta("seeded_n", "0") or 0)
         if seed and not already:
             # The seed is set-up, not the system under test: it must not trip the per-token limit.
             server.set_rate_limit(None)
@@ -380,7 +380,7 @@ class Sandbox:
         rows = self.request_log()
         return rows[-1]["id"] if rows else 0
 
-    # --- VCS and runs (issue 4; see docs/sandbox-vcs-runs.md) --------------------------------------------
+    # --- VCS and runs (see docs/sandbox-vcs-runs.md) --------------------------------------------
 
     def create_repository(self, identifier: str, default_branch: str = "master") -> Path:
         """Create an empty bare repository `<data>/git/<org>/<repo>.git` with the push hook; returns its path.

@@ -224,7 +224,7 @@ def queue_plan(req: Request, org: str, env: str) -> Response:
 
 def show_user(req: Request, username: str) -> Response:
     """`GET /api/v1/user/<username>`."""
-    user = req.store.get_user(username)
+    user = req.store.find_user(username)
     if user is None:
         raise errors.NotFoundError()
     return json_response({"user": {"username": user["username"], "email": user["email"]}})

@@ -86,7 +86,7 @@ def show_organization(req: Request, org: str) -> Response:
         raise errors.BadRequestError(f"Invalid include parameter: {', '.join(unknown)}")
     doc: dict[str, Any] = {"data": _org_doc(row)}
     if includes:
-        project = req.store.get_project(row["default_project_id"]) if row["default_project_id"] else None
+        project = req.store.find_project(row["default_project_id"]) if row["default_project_id"] else None
         doc["included"] = [_project_doc(project)] if project else []
     return jsonapi_response(doc)
 
@@ -141,7 +141,7 @@ def create_project(req: Request, org: str) -> Response:
 
 
 def _visible_project(req: Request, project_id: str) -> dict[str, Any]:
-    project = req.store.get_project(project_id)
+    project = req.store.find_project(project_id)
     if project is None:
         raise errors.NotFoundError()
     req.store.get_organization(project["org"], _user(req))  # 404 unless the caller sees its organization

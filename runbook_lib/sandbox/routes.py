@@ -137,7 +137,7 @@ ROUTES: list[Route] = [
     _r("GET", f"{_V2}/runs/<run_id>/plan/json-output", tfe_runs_api.plan_json_output, B),
     _r("GET", f"{_V2}/plans/<plan_id>", tfe_runs_api.show_plan, B),
     _r("GET", f"{_V2}/plans/<plan_id>/json-output", tfe_runs_api.plan_json_output, B),
-    # --- runs after creation, VCS ingress (issue 4; see runs_api) ---
+    # --- runs after creation, VCS ingress (see runs_api) ---
     _r("POST", f"{_V2}/runs/<run_id>/actions/apply", runs_api.apply_run, B),
     _r("POST", f"{_V2}/runs/<run_id>/actions/discard", runs_api.discard_run, B),
     _r("POST", f"{_V2}/runs/<run_id>/actions/cancel", runs_api.cancel_run, B),

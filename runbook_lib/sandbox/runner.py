@@ -224,7 +224,7 @@ class Runner:
         for job in self.store.run_jobs(("running",)):
             run_id = job["run_id"]
             if job["kind"] == "legacy":
-                run = self.store.get_legacy_run(run_id)
+                run = self.store.find_legacy_run(run_id)
                 if run is not None and run["status"] == "planning":
                     self.store.update_legacy_run(run_id, status="pending")
                     self.store.set_run_job(run_id, state="queued")
@@ -313,7 +313,7 @@ class Runner:
 
     def _next_legacy(self, job: dict[str, Any], held: set[str]) -> Task | None:
         run_id = job["run_id"]
-        run = self.store.get_legacy_run(run_id)
+        run = self.store.find_legacy_run(run_id)
         if run is None or run["status"] != "pending" or job["state"] != "queued":
             self.store.set_run_job(run_id, state="done")
             return None
@@ -493,7 +493,7 @@ class Runner:
     # --- legacy runs -------------------------------------------------------------------------------------------
 
     def _plan_legacy(self, run_id: str) -> None:
-        run = self.store.get_legacy_run(run_id)
+        run = self.store.find_legacy_run(run_id)
         env = self.store.environment_by_id(run["env_id"]) if run else None
         if run is None or env is None:
             return
@@ -523,7 +523,7 @@ class Runner:
         except RunFailed as exc:
             outcome = PlanOutcome(ok=False, log=f"Error: {exc}\n")
         with self.store.tx():
-            current = self.store.get_legacy_run(run_id)
+            current = self.store.find_legacy_run(run_id)
             if current is not None and current["status"] == "planning":
                 status = ("errored" if not outcome.ok else "planned" if outcome.has_changes
                           else "planned_and_finished")

@@ -309,7 +309,7 @@ def bootstrap(store: Store) -> dict[str, str]:
         for username, email in (OPERATOR, OUTSIDER):
             user = store.create_user(username, email)
             tokens[username] = store.token_for(username) or store.create_token(user["id"], f"{username}-api-token")
-        operator, outsider = store.get_user(OPERATOR[0]), store.get_user(OUTSIDER[0])
+        operator, outsider = store.find_user(OPERATOR[0]), store.find_user(OUTSIDER[0])
         assert operator is not None and outsider is not None
         if not store.legacy_org_exists(LEGACY_ORG):
             store.create_legacy_org(LEGACY_ORG, "platform@acme.example")
@@ -457,7 +457,7 @@ def seed_estate(store: Store, n: int, *, data_dir: Path, address: str, ca_file: 
     specs = environment_specs(n)
     if not specs:
         return result
-    operator = store.get_user(OPERATOR[0])
+    operator = store.find_user(OPERATOR[0])
     token = store.token_for(OPERATOR[0])
     assert operator is not None and token is not None, "bootstrap() must run first"
     work = data_dir / "seed-work"

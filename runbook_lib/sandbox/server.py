@@ -153,7 +153,7 @@ class SandboxServer:
             self.ssl_context, self.ca_file = tls_context(self.data_dir)
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
-        self.runner: Runner | None = None  # the run worker pool (issue 4), started with the server
+        self.runner: Runner | None = None  # the run worker pool, started with the server
 
     @property
     def address(self) -> str:

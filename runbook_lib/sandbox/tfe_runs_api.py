@@ -127,7 +127,7 @@ def _included(req: Request, runs: list[dict[str, Any]], includes: list[str]) -> 
             if ws is not None:
                 out[("workspaces", ws["id"])] = _workspace_doc(req, ws)
         if "created_by" in includes and run["created_by"]:
-            user = req.store.user_by_id(run["created_by"])
+            user = req.store.find_user_by_id(run["created_by"])
             if user is not None:
                 out[("users", user["id"])] = _user_doc(user)
         if "plan" in includes:

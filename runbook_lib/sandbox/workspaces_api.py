@@ -86,7 +86,7 @@ def _workspace_doc(req: Request, ws: dict[str, Any]) -> dict[str, Any]:
 def _lock_holder(store: Any, user_id: str) -> dict[str, str]:
     """A user's lock, or its team's when the user is a team token's account (`locked-by` is a run, a user
     or a team: go-tfe `workspace.go` LockedBy)."""
-    holder = store.user_by_id(user_id)
+    holder = store.find_user_by_id(user_id)
     team = store.token_team(holder) if holder else None
     return {"id": team["id"], "type": "teams"} if team else {"id": user_id, "type": "users"}
 
@@ -170,7 +170,7 @@ def _with_project(req: Request, org: str, attrs: dict[str, Any], rels: dict[str,
     project_id = relationship_id(rels, "project", "projects")
     if project_id is None:
         return attrs
-    project = req.store.get_project(project_id)
+    project = req.store.find_project(project_id)
     if project is None or project["org"] != org:
         raise errors.NotFoundError()
     return {**attrs, "project": project["id"]}
@@ -204,7 +204,7 @@ def _include_current_run(req: Request, ws: dict[str, Any]) -> list[dict[str, Any
 def _include_locked_by(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
     if not ws["locked"] or ws["locked_by_run"] or not ws["locked_by_user"]:
         return []
-    user = req.store.user_by_id(ws["locked_by_user"])
+    user = req.store.find_user_by_id(ws["locked_by_user"])
     team = req.store.token_team(user) if user else None
     if team is not None:
         return [{"id": team["id"], "type": "teams", "attributes": {"name": team["name"]}}]

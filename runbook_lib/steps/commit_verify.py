@@ -19,16 +19,17 @@ Apply, in a scratch checkout of the repository the workspace is linked to:
    attributes carry the pushed commit; polling backs off exponentially up to `wait_timeout` seconds,
    with a progress line per status change.
 
-Verify, from the servers' answers: the run belongs to the pushed commit; its plan has no changes (a
-Terraform 0.11 workspace's plan log is parsed with `plans.parse_plan_text`, a 1.x workspace's JSON
+Verify, from the servers' answers: the run belongs to the pushed commit; its plan has no changes
+(`runbook_lib.steps.run_plan`: a Terraform 0.11 workspace's plan log is parsed with `plans.parse_plan_text`, a 1.x workspace's JSON
 plan with `plans.parse_plan_json`; the plan's own has-changes flag must agree); and the legacy
 environment started no run after the push (no new run id, none created after the push, none for the
 pushed commit). The evidence (run id, commit, plan counts) is what step 6 requires in the ledger.
 
-When the plan shows changes, the step fails and the legacy environment stays as it is. `recovery_plan`
-shows the way back and `recover` takes it: discard the waiting run (it must never apply), re-lock the
-workspace, revert the commit (pushed: the workspace queues the revert behind its lock, and the still
-unlinked legacy environment does not run), then re-link the legacy environment's VCS as it was.
+When the plan shows changes, the step fails and the legacy environment stays as it is. The way back
+(`runbook_lib.steps.recovery`, re-exported here): `recovery_plan` shows it and `recover` takes it:
+discard the waiting run (it must never apply), re-lock the workspace, revert the commit (pushed: the
+workspace queues the revert behind its lock, and the still unlinked legacy environment does not run),
+then re-link the legacy environment's VCS as it was.
 
 Re-running apply adopts an earlier push (the audit trail's record, or a branch whose backend already
 points at the workspace) instead of committing again.
@@ -36,40 +37,36 @@ points at the workspace) instead of committing again.
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import shutil
 import tempfile
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 import pandas as pd
 
-from runbook_lib import git, hcl
-from runbook_lib.context import StepContext, StepResult
-from runbook_lib.errors import ApiError, ConfigError, ConflictError, HclError, PlanError, StepError
+from runbook_lib import git, hcl, terraform
+from runbook_lib.context import StepContext
+from runbook_lib.errors import ConfigError, ConflictError, HclError, PlanError, StepError
+from runbook_lib.evidence import CutOver, EvidenceError, PlanCounts
 from runbook_lib.jsonapi import Resource
-from runbook_lib.plans import Plan, parse_plan_json, parse_plan_text
-from runbook_lib.steps import plan_frame, refusals
-from runbook_lib.steps.legacy_vcs import previous_link
 from runbook_lib.mapping import workspace_name_for
-from runbook_lib.steps.workspaces import lock_reason
-from runbook_lib.steps.runs import (CANCELABLE_STATUSES, DISCARDABLE_STATUSES, DONE_STATUSES, FAILED_STATUSES,
-                                   find_run, lock_holder, run_commit, wait_for_run)
+from runbook_lib.results import StepResult
+from runbook_lib.steps import plan_frame, refusals
+# The way back and the push record have their own modules; re-exported here, where the step 5 notebook
+# and its tests find them (`commit_verify.recovery(...)`, `commit_verify.PUSH_RECORD`).
+from runbook_lib.steps.push_record import PUSH_RECORD, push_record, write_push_record  # noqa: F401
+from runbook_lib.steps.recovery import recover, recovery, recovery_plan  # noqa: F401
+from runbook_lib.steps.run_plan import log_tail, read_plan
+from runbook_lib.steps.runs import DONE_STATUSES, FAILED_STATUSES, find_run, lock_holder, run_commit, wait_for_run
 
 DEFAULTS = {"backend_target": "atlas", "commit_branch": "", "wait_timeout": 900, "git_base_url": "",
             "tfe_hostname": "", "poll_interval": 1.0, "poll_max_interval": 15.0}
 TARGETS = ("atlas", "remote", "cloud")
-PUSH_RECORD = "05_push.json"
-PLAN_LINES_KEPT = 40  # the tail of terraform's plan log kept as evidence (resource lines and the summary)
 #: How long recovery waits for a just-discarded or canceled run to give the workspace's lock back.
-RELOCK_WAIT_S = 30.0
 
 
 def _opt(ctx: StepContext, name: str) -> Any:
@@ -86,18 +83,10 @@ def _check_options(ctx: StepContext) -> None:
         raise ConfigError(f"wait_timeout must be a positive number of seconds, not {_opt(ctx, 'wait_timeout')!r}.") from exc
 
 
-def _version_tuple(version: str) -> tuple[int, ...]:
-    parts = []
-    for piece in (version or "0").split("."):
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits or 0))
-    return tuple(parts)
-
-
 def _target_problem(target: str, terraform_version: str) -> str | None:
     """Why `target` cannot work with the workspace's Terraform version, or None."""
-    v = _version_tuple(terraform_version)
-    if target == "atlas" and v >= (0, 12):
+    v = terraform.version_tuple(terraform_version)
+    if target == "atlas" and terraform.generation(terraform_version) == 1:
         return (f"the workspace runs Terraform {terraform_version}, which has no atlas backend; set backend_target "
                 f"to 'remote' or 'cloud' (and make the configuration valid for Terraform 1.x)")
     if target == "remote" and v < (0, 11, 13):
@@ -262,17 +251,6 @@ def diff(ctx: StepContext) -> DiffText:
 
 # --- plan ------------------------------------------------------------------------------------------------
 
-def push_record(ctx: StepContext) -> dict[str, Any] | None:
-    """The push this step made (or adopted) for this environment, from the audit trail, or None."""
-    path = ctx.audit_dir / PUSH_RECORD
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _write_push_record(ctx: StepContext, record: dict[str, Any]) -> None:
-    path = ctx.audit_dir / PUSH_RECORD
-    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-
-
 def _prerequisites(ctx: StepContext, ws: Resource | None, env: dict[str, Any] | None) -> list[dict[str, Any]]:
     """Rows for what earlier steps must have done; action "none" (waits) or "adopt" (done), or "refuse"."""
     rows = []
@@ -410,7 +388,7 @@ def apply(ctx: StepContext) -> pd.DataFrame:
     record = push_record(ctx)
     if record is None:
         record = _commit_and_push(ctx, source)
-        _write_push_record(ctx, record)
+        write_push_record(ctx, record)
         done.append({"object": "commit", "name": record["commit"][:12],
                      "result": ("adopted: the branch already points at the workspace" if record["adopted"]
                                 else f"pushed to {record['repo']} {record['branch']}")})
@@ -440,54 +418,6 @@ def apply(ctx: StepContext) -> pd.DataFrame:
     return pd.DataFrame(done, columns=["object", "name", "result"])
 
 
-# --- reading the plan ------------------------------------------------------------------------------------
-
-def read_plan(ctx: StepContext, run: Resource, terraform_version: str) -> tuple[Plan, Resource, list[str] | None]:
-    """The run's plan as a `Plan`: 0.11 workspaces from the plan log, 1.x from the JSON plan.
-
-    Returns:
-        (parsed plan, the plan resource, terraform's own plan lines when the log was read, else None).
-
-    Raises:
-        PlanError: no plan, an unreadable plan, or one whose has-changes flag disagrees with its content.
-    """
-    plan_id = run.rel("plan")
-    if not plan_id:
-        raise PlanError(f"run {run.id} has no plan.")
-    plan_res = ctx.tfe.get_plan(plan_id)
-    if _version_tuple(terraform_version) < (0, 12):
-        log = ctx.tfe.plan_log(plan_res)
-        parsed = parse_plan_text(log)
-        # terraform's own plan lines, kept as evidence (the log is already here: no extra request)
-        lines = [line.rstrip() for line in re.sub(r"\x1b\[[0-9;]*m", "", log).splitlines() if line.strip()]
-        lines = lines[-PLAN_LINES_KEPT:]
-    else:
-        lines = None
-        doc = ctx.tfe.plan_json(plan_id)
-        if doc is None:
-            raise PlanError(f"plan {plan_id} has no JSON output yet (status {plan_res.get('status')!r}).")
-        parsed = parse_plan_json(json.dumps(doc))
-    flag = plan_res.get("has-changes")
-    # Terraform 1.x counts root output changes as changes (the run then waits to save them), while the
-    # plans model does not: the infrastructure is unchanged. Only that one disagreement is explained.
-    output_only = bool(flag) and not parsed.has_changes and bool(parsed.output_changes)
-    if flag is not None and bool(flag) != parsed.has_changes and not output_only:
-        raise PlanError(f"plan {plan_id} says has-changes={flag} but its content shows "
-                        f"{'changes' if parsed.has_changes else 'none'}; treat the plan as not proven.")
-    return parsed, plan_res, lines
-
-
-def _log_tail(ctx: StepContext, run: Resource) -> str:
-    """The last error line of a run's plan log, for the FAIL line (the whole log is in the workspace)."""
-    try:
-        log = ctx.tfe.plan_log(ctx.tfe.get_plan(run.rel("plan"))) if run.rel("plan") else ""
-    except ApiError as exc:
-        return f"its plan log cannot be read: {exc}"
-    lines = [line.strip() for line in log.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("Error")]
-    return (errors or lines or ["no plan log"])[-1][:300]
-
-
 def legacy_runs_after_push(ctx: StepContext, record: dict[str, Any]) -> list[dict[str, Any]]:
     """Legacy runs started by or after the push.
 
@@ -497,11 +427,11 @@ def legacy_runs_after_push(ctx: StepContext, record: dict[str, Any]) -> list[dic
     """
     if ctx.legacy.find_environment(ctx.row.legacy_org, ctx.row.legacy_env) is None:
         return []  # deleted by step 6 after an earlier PASS: it can start nothing
-    before = set(record.get("legacy_runs_before") or [])
+    before = set(record["legacy_runs_before"])
     pushed_at = datetime.fromisoformat(record["pushed_at"].replace("Z", "+00:00"))
     found = []
     for run in ctx.legacy.list_runs(ctx.row.legacy_org, ctx.row.legacy_env):
-        if record.get("adopted"):
+        if record["adopted"]:
             created = run.get("created_at")
             started = run.get("commit_sha") == record["commit"] or bool(
                 created and datetime.fromisoformat(created.replace("Z", "+00:00")) >= pushed_at)
@@ -516,7 +446,10 @@ def legacy_runs_after_push(ctx: StepContext, record: dict[str, Any]) -> list[dic
 
 def verify(ctx: StepContext) -> StepResult:
     """PASS only when the run of the pushed commit planned no changes and the legacy environment did not run."""
-    record = push_record(ctx)
+    try:
+        record = push_record(ctx)
+    except EvidenceError as exc:
+        return StepResult(False, str(exc))
     if record is None:
         return StepResult(False, "nothing pushed yet for this environment (no 05_push.json in the audit trail); "
                                  "run the step in apply mode")
@@ -525,7 +458,7 @@ def verify(ctx: StepContext) -> StepResult:
     evidence: dict[str, Any] = {"workspace_id": ws.id, "commit": record["commit"], "branch": record["branch"],
                                 "repo": record["repo"], "backend_target": record["backend_target"],
                                 "pushed_at": record["pushed_at"], "terraform_version": version,
-                                "still_reads_legacy": (record.get("remote_state") or {}).get("still_reads_legacy", [])}
+                                "still_reads_legacy": record["remote_state"]["still_reads_legacy"]}
     run = find_run(ctx.tfe, ws.id, record["commit"])
     if run is None:
         return StepResult(False, f"the workspace has no run of the pushed commit {record['commit'][:12]}", evidence)
@@ -537,16 +470,18 @@ def verify(ctx: StepContext) -> StepResult:
                           evidence)
     if run.get("status") in FAILED_STATUSES:
         what = FAILED_STATUSES[run.get("status")]
-        detail = f" ({_log_tail(ctx, run)})" if run.get("status") == "errored" else ""
+        detail = f" ({log_tail(ctx, run)})" if run.get("status") == "errored" else ""
         return StepResult(False, f"run {run.id} {what}{detail}, so its plan proves nothing; the legacy environment "
                                  f"is intact (see the way back, then run step 5 again)", evidence)
     try:
         parsed, plan_res, plan_lines = read_plan(ctx, run, version)
     except PlanError as exc:
         return StepResult(False, f"the plan of run {run.id} cannot be proven: {exc}", evidence)
-    evidence.update(plan_id=plan_res.id, plan_source=parsed.source, has_changes=parsed.has_changes,
-                    plan={"add": parsed.additions, "change": parsed.changes_count, "destroy": parsed.destructions},
-                    output_changes=list(parsed.output_changes),
+    # What step 6 reads back before deleting: written through the same type it is read with.
+    evidence.update(CutOver(run.id, record["commit"], parsed.has_changes,
+                            PlanCounts(parsed.additions, parsed.changes_count, parsed.destructions),
+                            tuple(evidence["still_reads_legacy"])).to_evidence())
+    evidence.update(plan_id=plan_res.id, plan_source=parsed.source, output_changes=list(parsed.output_changes),
                     plan_lines=plan_lines)
     if evidence["run_commit"] != record["commit"]:
         return StepResult(False, f"run {run.id} plans commit {evidence['run_commit']}, not the pushed "
@@ -567,167 +502,3 @@ def verify(ctx: StepContext) -> StepResult:
                       table=parsed.changes)
 
 
-# --- recovery --------------------------------------------------------------------------------------------
-
-def recovery_plan(ctx: StepContext) -> pd.DataFrame:
-    """The way back after a failed step 5, as a plan table (reads only).
-
-    Rows: discard the run that waits to apply, re-lock the workspace, revert the migration commit,
-    re-link the legacy environment's VCS as it was before step 4.
-    """
-    rows: list[dict[str, Any]] = []
-    record = push_record(ctx)
-    ws = ctx.tfe.find_workspace(ctx.row.new_org, ctx.row.workspace)
-    if ws is not None and record is not None:
-        run = find_run(ctx.tfe, ws.id, record["commit"])
-        if run is not None and run.get("status") in DISCARDABLE_STATUSES:
-            rows.append({"object": "run", "name": run.id, "action": "update",
-                         "detail": f"discard ({run.get('status')}): it must never apply"})
-        elif run is not None and run.get("status") in CANCELABLE_STATUSES:
-            rows.append({"object": "run", "name": run.id, "action": "update",
-                         "detail": f"cancel ({run.get('status')}): it is still working and must never apply"})
-        else:
-            rows.append({"object": "run", "name": run.id if run else "-", "action": "none",
-                         "detail": f"nothing to discard ({run.get('status') if run else 'no run'})"})
-    if ws is not None:
-        holder = lock_holder(ws)
-        ours = holder is not None and holder[0] != "runs"  # a run's lock goes when the run is stopped
-        rows.append({"object": "workspace lock", "name": ws.id, "action": "none" if ours else "update",
-                     "detail": "already locked" if ours else f"lock again: {lock_reason(ctx)}"})
-    if record is not None and not record.get("adopted"):
-        rows.append({"object": "commit", "name": record["commit"][:12], "action": "update",
-                     "detail": f"revert on {record['repo']} {record['branch']} and push (the workspace queues it "
-                               f"behind its lock; the unlinked legacy environment does not run)"})
-    else:
-        rows.append({"object": "commit", "name": (record or {}).get("commit", "-")[:12], "action": "none",
-                     "detail": "no migration commit of this runbook to revert" if record is None
-                     else "adopted, not made by this runbook: revert it by hand if it must go"})
-    env = ctx.legacy.find_environment(ctx.row.legacy_org, ctx.row.legacy_env)
-    link = previous_link(ctx)
-    if env is None:
-        rows.append({"object": "legacy vcs link", "name": ctx.row.legacy_slug, "action": "refuse",
-                     "detail": "the legacy environment no longer exists"})
-    elif env.get("vcs"):
-        rows.append({"object": "legacy vcs link", "name": ctx.row.legacy_slug, "action": "none",
-                     "detail": f"linked to {env['vcs'].get('repo')}"})
-    elif link is None:
-        rows.append({"object": "legacy vcs link", "name": ctx.row.legacy_slug, "action": "refuse",
-                     "detail": "the link before step 4 is not known (no record, no workspace link): re-link by hand"})
-    else:
-        rows.append({"object": "legacy vcs link", "name": ctx.row.legacy_slug, "action": "update",
-                     "detail": f"re-link {link['repo']} (branch {link.get('branch')}, working directory "
-                               f"{link.get('working_directory') or '(root)'})"})
-    return plan_frame(rows)
-
-
-def _revert(ctx: StepContext, record: dict[str, Any]) -> str:
-    """Revert the migration commit on its branch and push; returns what happened."""
-    scratch = Path(tempfile.mkdtemp(prefix="tfe-runbook-05-recover-"))
-    try:
-        path = git.clone(git.repo_url(record["repo"], _opt(ctx, "git_base_url")), scratch / "repo", record["branch"])
-        sha = record["commit"]
-        try:
-            git.run(["merge-base", "--is-ancestor", sha, "HEAD"], path)
-        except git.GitError:
-            return f"{sha[:12]} is not on {record['branch']}: nothing to revert"
-        if git.run(["log", "--format=%H", f"--grep=This reverts commit {sha}", f"{sha}..HEAD"], path).strip():
-            return f"{sha[:12]} is already reverted on {record['branch']}"
-        git.run(["revert", "--no-edit", "--no-commit", sha], path)
-        git.run(["commit", "--quiet", "-m",
-                 f"Revert the migration of {ctx.row.legacy_slug} to {ctx.row.workspace_slug}\n\n"
-                 f"tfe-runbook step 05 recovery: the workspace's plan showed changes.\n\nThis reverts commit {sha}."],
-                path)
-        git.push(path, record["branch"])
-        return f"reverted by {git.head(path)[:12]}, pushed to {record['branch']}"
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _relock(ctx: StepContext, workspace_id: str, *, clock: Callable[[], float] = time.monotonic,
-            sleep: Callable[[float], None] = time.sleep) -> bool:
-    """Lock the workspace again unless this runbook's lock is still on it; True when it locked now.
-
-    A run that was just discarded or canceled may hold the workspace's lock a moment longer (the API
-    queues those actions): wait for it, up to `RELOCK_WAIT_S`, then say which run still holds it.
-    """
-    deadline = clock() + RELOCK_WAIT_S
-    while True:
-        holder = lock_holder(ctx.tfe.get_workspace_by_id(workspace_id, fresh=True))
-        if holder is not None and holder[0] != "runs":
-            return False
-        if holder is None:
-            try:
-                ctx.tfe.lock_workspace(workspace_id, lock_reason(ctx))
-                return True
-            except ConflictError:
-                pass  # taken meanwhile (a queued run started): look again
-        if clock() >= deadline:
-            raise StepError(f"workspace {workspace_id} is still locked by run {holder[1] if holder else '?'} after "
-                            f"{RELOCK_WAIT_S:.0f} s; cancel or discard that run, then run the recovery again.")
-        sleep(1.0)
-
-
-def recover(ctx: StepContext) -> pd.DataFrame:
-    """Take the way back after a failed step 5 (idempotent; see `recovery_plan`).
-
-    In order: discard the workspace's waiting run of the migration commit; lock the workspace again;
-    revert the migration commit and push (before re-linking, so the legacy environment does not run
-    the revert); re-link the legacy environment's VCS as it was before step 4. The push record is
-    moved aside, so a later step 5 commits afresh. The outcome is recorded in the ledger.
-
-    Returns:
-        A table of what was done.
-
-    Raises:
-        StepError: in plan mode, or the legacy link cannot be restored (nothing further changed).
-    """
-    if not ctx.applying:
-        raise StepError("recovery changes the servers: run it in apply mode (recovery_plan shows what it would do).")
-    done = []
-    record = push_record(ctx)
-    ws = ctx.tfe.get_workspace(ctx.row.new_org, ctx.row.workspace)
-    if record is not None:
-        run = find_run(ctx.tfe, ws.id, record["commit"])
-        comment = f"tfe-runbook: step 5 of {ctx.row.legacy_slug} failed; recovering"
-        if run is not None and run.get("status") in DISCARDABLE_STATUSES:
-            ctx.tfe.discard_run(run.id, comment)
-            done.append({"object": "run", "name": run.id, "result": "discarded"})
-        elif run is not None and run.get("status") in CANCELABLE_STATUSES:
-            ctx.tfe.cancel_run(run.id, comment)
-            done.append({"object": "run", "name": run.id, "result": "canceled"})
-    if _relock(ctx, ws.id):
-        done.append({"object": "workspace lock", "name": ws.id, "result": "locked"})
-    if record is not None and not record.get("adopted"):
-        done.append({"object": "commit", "name": record["commit"][:12], "result": _revert(ctx, record)})
-    env = ctx.legacy.get_environment(ctx.row.legacy_org, ctx.row.legacy_env)
-    if not env.get("vcs"):
-        link = previous_link(ctx)
-        if link is None:
-            raise StepError(f"the VCS link {ctx.row.legacy_slug} had before step 4 is not known; re-link it by hand "
-                            f"(legacy UI: Environment settings > Integrations).")
-        ctx.legacy.link_vcs(ctx.row.legacy_org, ctx.row.legacy_env, link["repo"], branch=link.get("branch") or "master",
-                            working_directory=link.get("working_directory") or "")
-        done.append({"object": "legacy vcs link", "name": ctx.row.legacy_slug, "result": f"re-linked {link['repo']}"})
-    if record is not None:
-        aside = ctx.audit_dir / f"05_push.reverted-{record['commit'][:12]}.json"
-        os.replace(ctx.audit_dir / PUSH_RECORD, aside)
-    table = pd.DataFrame(done, columns=["object", "name", "result"])
-    ctx.ledger.record(ctx.row.legacy_slug, f"{ctx.step}/recover", ctx.mode, "passed",
-                      evidence={"done": table.to_dict("records"), "commit": (record or {}).get("commit")})
-    return table
-
-
-def recovery(ctx: StepContext, result: StepResult, *, run: bool = False) -> pd.DataFrame | None:
-    """For the notebook after verify: nothing when the step passed; else the recovery table, executed
-    first when `run` is set (the `recover` parameter) and the step runs in apply mode.
-
-    Returns:
-        None (passed), the recovery plan, or what `recover` did.
-    """
-    if result.passed:
-        return None
-    if run and ctx.applying:
-        print("recovering: the plan did not prove the migration, so the way back is taken now")
-        return recover(ctx)
-    print("The way back (recover = True runs it, in apply mode): the legacy environment is intact until then.")
-    return recovery_plan(ctx)

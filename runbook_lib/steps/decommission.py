@@ -28,10 +28,12 @@ from typing import Any
 
 import pandas as pd
 
-from runbook_lib.context import StepContext, StepResult
+from runbook_lib.context import StepContext
 from runbook_lib.errors import StepError
+from runbook_lib.evidence import CutOver, EvidenceError, MigratedState, StateReaders
 from runbook_lib.gates import phrase, recorded_decision
 from runbook_lib.ledger import StepRun
+from runbook_lib.results import StepResult
 from runbook_lib.state import TerraformState
 from runbook_lib.steps import plan_frame
 from runbook_lib.steps.state_migration import backup
@@ -54,9 +56,12 @@ def _evidence_problem(ctx: StepContext) -> str | None:
         seen = f" (its latest run there {latest.status})" if latest is not None else ""
         return (f"evidence: the ledger {ctx.ledger.path} holds no PASS of step {VERIFY_STEP} in apply mode for "
                 f"{ctx.row.legacy_slug}{seen}; run step 5 in apply mode until it passes")
-    counts = run.evidence.get("plan") or {}
-    if run.evidence.get("has_changes") or any(counts.get(k) for k in ("add", "change", "destroy")):
-        return f"evidence: step 5's recorded run {run.evidence.get('run_id')} planned changes ({counts})"
+    try:
+        cut = CutOver.from_evidence(run.evidence, ctx.row.legacy_slug)
+    except EvidenceError as exc:
+        return f"evidence: {exc}"
+    if cut.has_changes or cut.plan.any:
+        return f"evidence: step 5's recorded run {cut.run_id} planned changes ({cut.plan})"
     return None
 
 
@@ -67,22 +72,34 @@ def readers_problem(ctx: StepContext) -> str | None:
     evidence). Deleting it would break their plans, until their step 5 has repointed the source to the
     migrated workspace (step 5's evidence lists what each still reads) or they are gone themselves.
     """
-    readers = []
+    readers, unreadable = [], []
     for env in sorted({run.environment for run in ctx.ledger.history()} - {ctx.row.legacy_slug}):
-        inventory = ctx.ledger.latest(env, "00_preflight_inventory")
-        if inventory is None or ctx.row.legacy_slug not in (inventory.evidence.get("reads_state_of") or []):
-            continue
-        cut_over = ctx.ledger.passed(env, VERIFY_STEP, "apply")
-        if cut_over is not None and ctx.row.legacy_slug not in (cut_over.evidence.get("still_reads_legacy") or []):
+        inventory = ctx.ledger.latest(env, StateReaders.STEP)
+        if inventory is None or inventory.status == "running":
+            continue  # never inventoried here, or its inventory is still running (it records nothing until it ends)
+        try:
+            if ctx.row.legacy_slug not in StateReaders.from_evidence(inventory.evidence, env).reads_state_of:
+                continue
+            cut_over = ctx.ledger.passed(env, VERIFY_STEP, "apply")
+            if (cut_over is not None and ctx.row.legacy_slug
+                    not in CutOver.from_evidence(cut_over.evidence, env).still_reads_legacy):
+                continue
+        except EvidenceError as exc:
+            unreadable.append(str(exc))
             continue
         org, _, name = env.partition("/")
         if ctx.legacy.find_environment(org, name) is None:
             continue
         readers.append(env)
-    if not readers:
-        return None
-    return (f"readers: {', '.join(readers)} still read this environment's state through terraform_remote_state; "
-            f"their step 5 repoints that source to the migrated workspace, run it first")
+    problems = []
+    if readers:
+        problems.append(f"readers: {', '.join(readers)} still read this environment's state through "
+                        f"terraform_remote_state; their step 5 repoints that source to the migrated workspace, "
+                        f"run it first")
+    if unreadable:
+        # Whether another environment still reads this state cannot be told: refuse rather than guess.
+        problems.append("readers: cannot tell who still reads this state: " + "; ".join(unreadable))
+    return "; ".join(problems) or None
 
 
 def _legacy_problems(env: dict[str, Any]) -> list[str]:
@@ -94,7 +111,12 @@ def _legacy_problems(env: dict[str, Any]) -> list[str]:
 
 def _step3_sha256(ctx: StepContext) -> str | None:
     run = ctx.ledger.passed(ctx.row.legacy_slug, MIGRATE_STEP, "apply")
-    return run.evidence.get("legacy_sha256") if run is not None else None
+    if run is None:
+        return None
+    try:
+        return MigratedState.from_evidence(run.evidence, ctx.row.legacy_slug).legacy_sha256
+    except EvidenceError as exc:
+        raise StepError(f"step 6 refused, nothing changed ({ctx.row.legacy_slug} is not deleted): {exc}") from exc
 
 
 def check_ready(ctx: StepContext) -> str:
@@ -124,7 +146,8 @@ def check_ready(ctx: StepContext) -> str:
     run = step5_evidence(ctx)
     assert run is not None
     how = "the confirm parameter" if (ctx.confirm or "").strip() == wanted else "the button below, once you click it"
-    return (f"ready: step 5 passed at {run.finished_at} (run {run.evidence.get('run_id')}, no changes); "
+    return (f"ready: step 5 passed at {run.finished_at} "
+            f"(run {CutOver.from_evidence(run.evidence, ctx.row.legacy_slug).run_id}, no changes); "
             f"confirmation by {how}")
 
 
@@ -143,11 +166,10 @@ def plan(ctx: StepContext) -> pd.DataFrame:
                      "detail": problem.removeprefix("evidence: ") + " (apply refuses until then)"})
     else:
         assert run is not None
-        counts = run.evidence.get("plan") or {}
+        cut = CutOver.from_evidence(run.evidence, ctx.row.legacy_slug)  # read once already by _evidence_problem
         rows.append({"object": "step 5 evidence", "name": ctx.row.legacy_slug, "action": "adopt",
-                     "detail": f"PASS at {run.finished_at}: run {run.evidence.get('run_id')} of commit "
-                               f"{str(run.evidence.get('commit'))[:12]}, plan {counts.get('add', 0)} to add, "
-                               f"{counts.get('change', 0)} to change, {counts.get('destroy', 0)} to destroy"})
+                     "detail": f"PASS at {run.finished_at}: run {cut.run_id} of commit {cut.commit[:12]}, plan "
+                               f"{cut.plan.add} to add, {cut.plan.change} to change, {cut.plan.destroy} to destroy"})
     for problem in _legacy_problems(env):
         rows.append({"object": "legacy run", "name": ctx.row.legacy_slug, "action": "refuse", "detail": problem})
     state = ctx.legacy.get_state(ctx.row.legacy_org, ctx.row.legacy_env)

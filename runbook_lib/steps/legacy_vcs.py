@@ -30,9 +30,11 @@ from typing import Any
 
 import pandas as pd
 
-from runbook_lib.context import StepContext, StepResult
+from runbook_lib.context import StepContext
 from runbook_lib.errors import ApiError, ConfigError, NotFoundError, StepError
+from runbook_lib.evidence import VcsLink
 from runbook_lib.gates import recorded_decision
+from runbook_lib.results import StepResult
 from runbook_lib.steps import plan_frame
 
 DEFAULTS = {"unlink_via": "api"}
@@ -115,7 +117,8 @@ def plan(ctx: StepContext) -> pd.DataFrame:
 def _save_link(ctx: StepContext, vcs: dict[str, Any]) -> None:
     """Keep the link in the audit trail before removing it: step 5's recovery re-links from it."""
     path = ctx.audit_dir / LINK_RECORD
-    path.write_text(json.dumps({"environment": ctx.row.legacy_slug, "vcs": vcs}, indent=2) + "\n")
+    link = VcsLink(vcs["repo"], vcs.get("branch"), vcs.get("working_directory"))  # read back by previous_link
+    path.write_text(json.dumps({"environment": ctx.row.legacy_slug, "vcs": link.to_evidence()}, indent=2) + "\n")
     os.chmod(path, 0o600)
 
 
@@ -127,15 +130,18 @@ def previous_link(ctx: StepContext) -> dict[str, Any] | None:
 
     Returns:
         ``{"repo", "branch", "working_directory"}``, or None when no source knows it.
+
+    Raises:
+        EvidenceError: a recorded link lacks one of those keys.
     """
     path = ctx.audit_dir / LINK_RECORD
     if path.is_file():
-        vcs = json.loads(path.read_text()).get("vcs")
-        if vcs:
-            return dict(vcs)
-    run = ctx.ledger.passed(ctx.row.legacy_slug, "04_disable_legacy_vcs", "apply")
+        # Read strictly: a record without its link is a fault to name, not a reason to guess another source.
+        return VcsLink.from_evidence(json.loads(path.read_text()).get("vcs"), str(path)).to_evidence()
+    run = ctx.ledger.passed(ctx.row.legacy_slug, VcsLink.STEP, "apply")
     if run is not None and run.evidence.get("previous_vcs"):
-        return dict(run.evidence["previous_vcs"])
+        return VcsLink.from_evidence(run.evidence["previous_vcs"],
+                                     f"step {VcsLink.STEP}'s evidence in {ctx.ledger.path}").to_evidence()
     ws = ctx.tfe.find_workspace(ctx.row.new_org, ctx.row.workspace)
     repo = (ws.get("vcs-repo") or {}) if ws is not None else {}
     if repo.get("identifier"):

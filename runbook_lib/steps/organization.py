@@ -15,9 +15,10 @@ from typing import Any
 import pandas as pd
 from filelock import FileLock
 
-from runbook_lib.context import StepContext, StepResult
+from runbook_lib.context import StepContext
 from runbook_lib.errors import ConfigError, StepError, ValidationError
 from runbook_lib.jsonapi import Resource
+from runbook_lib.results import StepResult
 from runbook_lib.steps import plan_frame, refusals
 
 DEFAULTS = {"organization_email": "", "vcs_service_provider": "github", "vcs_http_url": "https://github.com",

@@ -18,6 +18,7 @@ import pandas as pd
 from runbook_lib import inventory, mapping, teams
 from runbook_lib.context import StepContext, StepResult, record_verdict
 from runbook_lib.errors import ConfigError
+from runbook_lib.evidence import StateReaders, split_slugs
 from runbook_lib.ledger import Ledger
 from runbook_lib.legacy import LegacyClient
 from runbook_lib.settings import Settings
@@ -113,7 +114,7 @@ def survey(*, legacy_org: str, legacy_env: str = "", new_org: str, workspace: st
         evidence = {"state_serial": _plain(env_row["state_serial"]), "lineage": env_row["lineage"],
                     "resources": _plain(env_row["resources"]), "vcs_repo": env_row["vcs_repo"],
                     "workspace": verdict["workspace"], "ready": bool(verdict["ready"]),
-                    "reads_state_of": [n for n in (env_row["reads_state_of"] or "").split(", ") if n],
+                    **StateReaders(split_slugs(env_row["reads_state_of"])).to_evidence(),
                     "teams": teams.parse_described(env_row.get("teams")), "team_mapping": verdict["teams"]}
         result = StepResult(bool(verdict["ready"]), verdict["reason"], evidence)
     else:

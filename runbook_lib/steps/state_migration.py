@@ -43,9 +43,11 @@ import pandas as pd
 
 from runbook_lib import git, hcl, native, terraform
 from runbook_lib.audit import sha256_file
-from runbook_lib.context import StepContext, StepResult
+from runbook_lib.context import StepContext
 from runbook_lib.errors import ConfigError, StepError
+from runbook_lib.evidence import MigratedState
 from runbook_lib.legacy import LegacyState
+from runbook_lib.results import StepResult
 from runbook_lib.state import DIFF_COLUMNS, TerraformState, compare_states
 from runbook_lib.steps import plan_frame, refusals
 
@@ -362,7 +364,7 @@ def verify(ctx: StepContext) -> StepResult:
         differences = compare_states(legacy, migrated)
     evidence = {"workspace_id": ws.id, "state_version": current.id, "lineage": migrated.lineage,
                 "legacy_serial": legacy.serial, "workspace_serial": migrated.serial,
-                "legacy_sha256": legacy.sha256, "workspace_sha256": migrated.sha256,
+                **MigratedState(legacy.sha256).to_evidence(), "workspace_sha256": migrated.sha256,
                 "identical_bytes": identical, "resources": legacy.resource_count}
     if migrated.lineage != legacy.lineage:
         return StepResult(False, f"lineage differs: workspace {migrated.lineage}, legacy {legacy.lineage}", evidence)

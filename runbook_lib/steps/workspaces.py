@@ -29,9 +29,10 @@ from typing import Any
 import pandas as pd
 
 from runbook_lib import native, teams
-from runbook_lib.context import StepContext, StepResult
+from runbook_lib.context import StepContext
 from runbook_lib.errors import StepError
 from runbook_lib.jsonapi import Resource
+from runbook_lib.results import StepResult
 from runbook_lib.steps import plan_frame, refusals
 from runbook_lib.steps.organization import vcs_token_id
 

@@ -78,7 +78,7 @@ def test_a_post_answered_5xx_is_sent_again_only_after_a_read_back(faulty: Sandbo
 
 def test_listing_2000_workspaces_takes_20_requests(fresh_sandbox: Sandbox):
     store = fresh_sandbox.store
-    owner = store.get_user("operator")
+    owner = store.find_user("operator")
     store.create_organization("big", "ops@acme.example", owner)
     for i in range(2000):
         store.create_workspace("big", {"name": f"service-{i:04d}"}, owner)

@@ -18,7 +18,7 @@ def _git(repo: Path, *args: str) -> str:
 
 
 def test_seed_timing_and_names(seeded_sandbox: Sandbox):
-    seconds = float(seeded_sandbox.store.get_meta("seed_seconds"))
+    seconds = float(seeded_sandbox.store.find_meta("seed_seconds"))
     assert seconds < 60, seconds
     assert [s.name for s in seeded_sandbox.seeded_environments()] == [s.name for s in ENVIRONMENTS[:10]]
     assert [s.name for s in environment_specs(12)][10:] == ["service-10-prod", "service-11-prod"]

@@ -30,7 +30,7 @@ def test_seeded_legacy_teams(seeded_sandbox: Sandbox, legacy: Api):
     assert {t["name"]: t["access"] for t in network} == {"auditors": "read", "platform": "admin"}
     # dave is an account of the legacy product only; the others exist on the new host
     store = seeded_sandbox.store
-    assert store.get_user("dave") is None and all(store.get_user(u) for u in ("alice", "bob", "carol"))
+    assert store.find_user("dave") is None and all(store.find_user(u) for u in ("alice", "bob", "carol"))
     assert legacy.get("/api/v1/environments/acme-legacy/nope/teams").status_code == 404
     outsider = Api(seeded_sandbox, seeded_sandbox.outsider_token, legacy=True)
     assert outsider.get("/api/v1/environments/acme-legacy/app-prod/teams").status_code == 404
@@ -85,7 +85,7 @@ def test_team_membership_by_username(seeded_sandbox: Sandbox, api: Api, new_org:
     shown = api.get(f"/api/v2/teams/{team['id']}", params={"include": "users"}).json()
     assert [u["attributes"]["username"] for u in shown["included"]] == ["carol"]
     # a member of a team belongs to the organization (and sees its teams)
-    carol = seeded_sandbox.store.get_user("carol")
+    carol = seeded_sandbox.store.find_user("carol")
     assert seeded_sandbox.store.is_owner(new_org, carol["id"]) is False
     assert seeded_sandbox.store.get_team(team["id"], carol)["name"] == "auditors"
     assert api.post(path, json={"data": [{"type": "teams", "id": "x"}]}).status_code == 422

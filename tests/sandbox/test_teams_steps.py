@@ -180,7 +180,7 @@ def test_invalid_team_name_is_refused_skip_teams_and_owners_are_left_alone(tmp_p
 
     store = seeded_sandbox.store
     legacy_org = f"teams-legacy-{uuid.uuid4().hex[:6]}"  # an organization of its own: the shared estate stays as seeded
-    operator = store.get_user("operator")
+    operator = store.find_user("operator")
     with store.tx():
         store.create_legacy_org(legacy_org, "ops@acme.example")
         store.add_legacy_member(legacy_org, operator["id"], "admin")

@@ -190,7 +190,7 @@ def test_lock_unlock_force_unlock(fresh_sandbox: Sandbox):
     assert locked.status_code == 200
     attrs = locked.json()["data"]
     assert attrs["attributes"]["locked"] is True
-    assert attrs["relationships"]["locked-by"]["data"] == {"id": sandbox.store.get_user("operator")["id"], "type": "users"}
+    assert attrs["relationships"]["locked-by"]["data"] == {"id": sandbox.store.find_user("operator")["id"], "type": "users"}
     mark = sandbox.log_mark()
     again = other.post(f"{path}/lock", json={"reason": "mine"})
     assert again.status_code == 409

@@ -67,7 +67,7 @@ def test_list_sorts_on_the_current_run_and_a_queued_run_is_not_current(seeded_sa
     store = seeded_sandbox.store
     ws = {name: create_workspace(api, new_org, name, **{"execution-mode": "remote"})
           for name in ("a-ws", "b-ws", "c-ws")}
-    user = {"id": store.get_user("alice")["id"]} if store.get_user("alice") else None
+    user = {"id": store.find_user("alice")["id"]} if store.find_user("alice") else None
     rows = {name: store.find_workspace(new_org, name) for name in ws}
     older = store.create_run(rows["c-ws"], user, cv_id=None, message="older", status="planned")
     time.sleep(0.01)

@@ -6,6 +6,9 @@ import). Like moto's `models.py`: handlers parse and
 serialise, the store decides. Every rule that can refuse a request raises a `SandboxError` subclass from
 here, and because the server runs each request inside one `Store.tx()` transaction, a refused request
 rolls back: it changes nothing, and the request log records `changes = 0` for it.
+
+Naming, as in the runbook's clients: `get_x` returns the object or raises (`NotFoundError`), `find_x`
+returns it or None.
 """
 
 from runbook_lib.sandbox.store.base import (FINAL_RUN_STATUSES, StoreBase, md5_b64, md5_hex, new_id,

@@ -6,7 +6,7 @@ subclass from here, and because the server runs each request inside one `Store.t
 refused request rolls back: it changes nothing, and the request log records `changes = 0` for it.
 
 One connection guarded by a re-entrant lock (WAL journal): simple, restart-safe, and fast enough for
-a few thousand small requests a second. A later run worker (issue 4) uses the same `tx()`.
+a few thousand small requests a second. The run worker (`sandbox/runner.py`) uses the same `tx()`.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ CREATE TABLE IF NOT EXISTS plans (
 -- archivist-style capability URLs: the token in the URL is the authorisation (no bearer needed)
 CREATE TABLE IF NOT EXISTS blobs (
     token TEXT PRIMARY KEY, kind TEXT NOT NULL, owner_id TEXT NOT NULL, direction TEXT NOT NULL);
--- the run worker (issue 4): the runs the sandbox executes (seeded history is never executed)
+-- the run worker: the runs the sandbox executes (seeded history is never executed)
 CREATE TABLE IF NOT EXISTS run_jobs (
     run_id TEXT PRIMARY KEY, kind TEXT NOT NULL, state TEXT NOT NULL, apply_log TEXT,
     created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
@@ -232,7 +232,7 @@ class StoreBase:
         self._conn.executescript(SCHEMA)
         self.path.chmod(0o600)
         # Called (inside the creating transaction's thread, after commit) for every new run; the run
-        # worker of issue 4 subscribes here. Arguments: ("legacy"|"tfe", run_id).
+        # worker subscribes here. Arguments: ("legacy"|"tfe", run_id).
         self.run_listeners: list[Callable[[str, str], None]] = []
         self._pending_run_events: list[tuple[str, str]] = []
         self.closed = False
@@ -324,7 +324,7 @@ class StoreBase:
 
     # --- meta -------------------------------------------------------------------------------------
 
-    def get_meta(self, key: str, default: str | None = None) -> str | None:
+    def find_meta(self, key: str, default: str | None = None) -> str | None:
         """A value of the sandbox's own bookkeeping (admin secret digest, seed marker)."""
         row = self._one("SELECT value FROM meta WHERE key = ?", (key,))
         return row["value"] if row else default
@@ -337,17 +337,17 @@ class StoreBase:
 
     def create_user(self, username: str, email: str) -> dict[str, Any]:
         """Create a user, or return the existing one of that name."""
-        existing = self.get_user(username)
+        existing = self.find_user(username)
         if existing:
             return existing
         return self._insert("users", {"id": new_id("user-"), "username": username, "email": email,
                                       "created_at": now_iso()})
 
-    def get_user(self, username: str) -> dict[str, Any] | None:
+    def find_user(self, username: str) -> dict[str, Any] | None:
         """The user of that name, or None."""
         return self._one("SELECT * FROM users WHERE username = ?", (username,))
 
-    def user_by_id(self, user_id: str) -> dict[str, Any] | None:
+    def find_user_by_id(self, user_id: str) -> dict[str, Any] | None:
         """The user with that id, or None."""
         return self._one("SELECT * FROM users WHERE id = ?", (user_id,))
 

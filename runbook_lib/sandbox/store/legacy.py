@@ -239,7 +239,7 @@ class LegacyStore(StoreBase):
         """The environment's runs, newest first."""
         return self._q("SELECT * FROM legacy_runs WHERE env_id = ? ORDER BY created_at DESC, rowid DESC", (env_id,))
 
-    def get_legacy_run(self, run_id: str) -> dict[str, Any] | None:
+    def find_legacy_run(self, run_id: str) -> dict[str, Any] | None:
         """One legacy run, or None."""
         return self._one("SELECT * FROM legacy_runs WHERE id = ?", (run_id,))
 

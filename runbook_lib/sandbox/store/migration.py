@@ -93,7 +93,7 @@ class MigrationStore(StoreBase):
             row = self._insert("teams", {"id": new_id("team-"), "org": ws["org"], "name": team["name"],
                                          "created_at": now_iso()})
         for username in team["members"]:
-            member = self.get_user(username)
+            member = self.find_user(username)
             if member is None:
                 continue  # no account on the new product: nobody can be invented
             self._x("INSERT OR IGNORE INTO team_members (team_id, user_id) VALUES (?, ?)", (row["id"], member["id"]))

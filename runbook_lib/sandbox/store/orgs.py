@@ -81,7 +81,7 @@ class OrganizationStore(StoreBase):
                 self._x(f"DELETE FROM {table} WHERE org = ?", (name,))
             self._x("DELETE FROM organizations WHERE name = ?", (name,))
 
-    def get_project(self, project_id: str) -> dict[str, Any] | None:
+    def find_project(self, project_id: str) -> dict[str, Any] | None:
         """A project without access checks (the caller already checked its organization), or None."""
         return self._one("SELECT * FROM projects WHERE id = ?", (project_id,))
 

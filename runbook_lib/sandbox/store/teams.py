@@ -227,7 +227,7 @@ class TeamStore(StoreBase):
             self._drop_team_token(team)
 
     def _drop_team_token(self, team: dict[str, Any]) -> None:
-        account = self.get_user(TEAM_USER_PREFIX + team["id"])
+        account = self.find_user(TEAM_USER_PREFIX + team["id"])
         if account:
             self._x("DELETE FROM tokens WHERE user_id = ?", (account["id"],))
             self._x("DELETE FROM org_members WHERE user_id = ?", (account["id"],))
@@ -249,7 +249,7 @@ class TeamStore(StoreBase):
         """
         team = self.get_team(team_id, user)
         self._require_owner(team["org"], user)
-        found = [self.get_user(name) for name in usernames]
+        found = [self.find_user(name) for name in usernames]
         if any(row is None for row in found):
             raise errors.NotFoundError()
         with self.tx():
@@ -270,7 +270,7 @@ class TeamStore(StoreBase):
         """
         team = self.get_team(team_id, user)
         self._require_owner(team["org"], user)
-        found = [self.get_user(name) for name in usernames]
+        found = [self.find_user(name) for name in usernames]
         if any(row is None for row in found):
             raise errors.NotFoundError()
         if team["name"] == OWNERS:

@@ -45,7 +45,7 @@ class WorkspaceStore(StoreBase):
 
     def workspace_settings(self, ws_id: str) -> dict[str, Any]:
         """The kept settings of a workspace (defaults where never set)."""
-        return {**SETTINGS_DEFAULTS, **json.loads(self.get_meta(f"ws-settings:{ws_id}", "{}") or "{}")}
+        return {**SETTINGS_DEFAULTS, **json.loads(self.find_meta(f"ws-settings:{ws_id}", "{}") or "{}")}
 
     def _store_settings(self, ws_id: str, attrs: dict[str, Any]) -> bool:
         given = {k: attrs[k] for k in SETTINGS_DEFAULTS if k in attrs}
@@ -56,7 +56,7 @@ class WorkspaceStore(StoreBase):
 
     def setting_overwrites(self, ws_id: str) -> dict[str, bool]:
         """The workspace's `setting-overwrites` flags (true: its own value; false: the organization's)."""
-        return {**OWN_SETTINGS, **json.loads(self.get_meta(f"ws-overwrites:{ws_id}", "{}") or "{}")}
+        return {**OWN_SETTINGS, **json.loads(self.find_meta(f"ws-overwrites:{ws_id}", "{}") or "{}")}
 
     def effective_execution_mode(self, ws: dict[str, Any]) -> str:
         """The execution mode a workspace runs with: its own, or its organization's current
@@ -197,7 +197,7 @@ class WorkspaceStore(StoreBase):
         """The project a workspace belongs to: the one it was put in, else its organization's default
         project ("If left blank, the workspace will be created in the organization's default project":
         workspaces.mdx `relationships.project`)."""
-        chosen = self.get_meta(f"ws-project:{ws['id']}")
+        chosen = self.find_meta(f"ws-project:{ws['id']}")
         if chosen:
             return chosen
         org = self._one("SELECT default_project_id FROM organizations WHERE name = ?", (ws["org"],))
@@ -336,7 +336,7 @@ class WorkspaceStore(StoreBase):
                 raise errors.ConflictError(f"Unable to unlock workspace. The workspace is locked by Run "
                                            f"{ws['locked_by_run']}.")
             if ws["locked_by_user"] != user["id"]:
-                holder = self.user_by_id(ws["locked_by_user"] or "")
+                holder = self.find_user_by_id(ws["locked_by_user"] or "")
                 team = self.token_team(holder) if holder else None  # type: ignore[attr-defined]
                 if team is not None:
                     # a lock taken with a team's token is the team's ("is locked by Team": go-tfe `tfe.go`
