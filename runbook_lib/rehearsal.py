@@ -105,6 +105,8 @@ def read_back_with_pytfe(sandbox: Any, batch_dir: Any, manifest: Mapping[str, An
     """
     from pytfe import TFEClient, TFEConfig
 
+    from runbook_lib.audit import env_dirname
+
     rows = []
     config = TFEConfig(address=sandbox.tfe_address, token=sandbox.operator_token, ca_bundle=sandbox.ca_file,
                        max_retries=5)
@@ -115,7 +117,9 @@ def read_back_with_pytfe(sandbox: Any, batch_dir: Any, manifest: Mapping[str, An
             legacy_sha = (((evidence.get("state") or {}).get("legacy")) or {}).get("sha256")
             backup = next((b for b in (evidence.get("backups") or {}).get("files") or []
                            if b.get("sha256") == legacy_sha), None)
-            legacy = json.loads((Path(batch_dir) / backup["file"]).read_bytes()) if backup else {}
+            # a backup's `file` is relative to its environment's folder of the batch
+            legacy = (json.loads((Path(batch_dir) / env_dirname(environment) / backup["file"]).read_bytes())
+                      if backup else {})
             ws = tfe.workspaces.read(name, organization=org)
             held = json.loads(tfe.state_versions.download(tfe.state_versions.read_current(ws.id).id))
             latest = next(iter(tfe.runs.list(ws.id)), None)
