@@ -74,6 +74,15 @@ def test_executed_notebooks_have_no_python_reprs_or_tracebacks(demo):
     assert PYTHON_REPR.search("<pandas.io.formats.style.Styler object at 0x7f00aa>")
 
 
+def test_a_second_sdk_reads_every_workspace_back_as_the_batch_left_it(demo):
+    # pytfe (HashiCorp's Python SDK), not the runbook's client: unlocked, the legacy lineage and outputs, and
+    # the newest run planned no changes, for every environment the batch migrated
+    assert demo.read_back is not None and len(demo.read_back) == 6
+    for row in demo.read_back:
+        assert row["unlocked"] and row["lineage"] and row["outputs"] and row["no_changes"], row
+        assert row["latest_run"].startswith("run-") and row["agrees"]
+
+
 def test_summary_page_is_the_manifest_and_its_evidence_is_the_ledger(demo, tmp_path):
     chromium = _chromium()
     from playwright.sync_api import sync_playwright
