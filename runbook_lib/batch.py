@@ -11,24 +11,29 @@ running the same command again skips them and retries the rest, so nothing is do
 "running" by a killed batch counts as not passed, and the steps themselves are idempotent (they adopt
 what the earlier attempt created).
 
+Execution (`kernels`): "warm" (the default) runs each worker's notebooks one after another in one kept
+kernel (`runbook_lib.kernels`: namespace, execution count, cwd and environment reset before each notebook);
+"fresh" starts a kernel per notebook. The HTML copy of each executed notebook is written by a background
+thread (`HtmlCopies`), so it does not delay the next step; `run` returns (and writes the manifest that
+`archive` needs) only once every copy is written.
+
 Exclusion: a file lock per environment (under `<out>/.locks/`) refuses a second batch that would work
 on an environment another batch holds; the workspace lock taken in step 2 guards the server side.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from runbook_lib import audit
+from runbook_lib import audit, kernels
 from runbook_lib.errors import LedgerError, RunbookError
 from runbook_lib.ledger import Ledger
 from runbook_lib.mapping import MappingRow
@@ -58,7 +63,9 @@ def phase_of(step: str) -> int:
     return next((i for i, end in enumerate(PHASE_ENDS) if number <= end), len(PHASE_ENDS) - 1)
 # Errors a step may meet when a host is briefly unwell (after the transport's own retries); the step is
 # idempotent, so running it again is safe. Refusals, conflicts and failed verifications are never retried.
-TRANSIENT_ERRORS = ("ServerError", "TransportError", "RateLimitedError")
+# A kernel that died or stopped answering (kernels.KERNEL_FAULTS) is replaced, and the step run again the same way.
+TRANSIENT_ERRORS = ("ServerError", "TransportError", "RateLimitedError", *kernels.KERNEL_FAULTS)
+KERNEL_MODES = ("warm", "fresh")
 
 
 def select_steps(spec: str, steps: Sequence[str] = STEPS) -> list[str]:
@@ -151,21 +158,54 @@ def _attempt_path(target: Path) -> None:
         html.rename(aside.with_suffix(".html"))
 
 
-def _private_kernel_manager(socket_dir: str) -> type:
-    """A kernel manager whose kernel talks over unix sockets in `socket_dir` (mode 0700) instead of TCP.
+class HtmlCopies:
+    """HTML copies of executed notebooks, written by one background thread, off the steps' critical path.
 
-    Over TCP, another local user could connect to or listen on a kernel's loopback ports (ipykernel
-    warns about it); the batch's kernels see tokens in their environment and state in their outputs.
+    At most `max_pending` copies wait at a time (a submit beyond that waits for a slot), so a slow disk
+    cannot pile up notebooks in memory. `settle(path)` waits for one notebook's copy (before an attempt is
+    moved aside); `drain()` for all of them, raising the first failure.
     """
-    from jupyter_client.manager import AsyncKernelManager
 
-    class PrivateKernelManager(AsyncKernelManager):
-        def __init__(self, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self.transport = "ipc"
-            self.ip = os.path.join(socket_dir, "kernel")
+    def __init__(self, max_pending: int = 8) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="html-copies")
+        self._slots = threading.BoundedSemaphore(max_pending)
+        self._pending: dict[Path, Future] = {}
+        self._lock = threading.Lock()
+        self._failures: list[BaseException] = []
 
-    return PrivateKernelManager
+    def submit(self, notebook: Path) -> None:
+        self._slots.acquire()
+        future = self._pool.submit(self._write, notebook)
+        with self._lock:
+            self._pending[notebook] = future
+
+    def _write(self, notebook: Path) -> None:
+        try:
+            audit.notebook_to_html(notebook)
+        except BaseException as exc:  # kept and raised by drain(): the batch still finishes its steps
+            with self._lock:
+                self._failures.append(exc)
+        finally:
+            self._slots.release()
+
+    def settle(self, notebook: Path) -> None:
+        with self._lock:
+            future = self._pending.pop(notebook, None)
+        if future is not None:
+            future.result()
+
+    def drain(self) -> None:
+        self._pool.shutdown(wait=True)
+        with self._lock:
+            self._pending.clear()
+            failures, self._failures = self._failures, []
+        if failures:
+            raise failures[0]
+
+
+def _private_kernel_manager(socket_dir: str) -> type:
+    """A fresh kernel's manager, talking over unix sockets in `socket_dir` (see `kernels.private_kernel_manager_class`)."""
+    return kernels.private_kernel_manager_class(socket_dir, asynchronous=True)
 
 
 def _error_type(exc: BaseException) -> str:
@@ -210,17 +250,25 @@ class BatchRunner:
         execution_timeout: seconds a single cell may run.
         on_step: called with each StepOutcome as it finishes (progress display), and with a
             "retrying" outcome before a transient failure is run again.
-        transient_retries: how often a step that failed on a transient API error (TRANSIENT_ERRORS)
-            is run again at once; its earlier attempt's notebook is kept.
+        transient_retries: how often a step that failed on a transient API error or a kernel fault
+            (TRANSIENT_ERRORS) is run again at once; its earlier attempt's notebook is kept.
+        kernels: "warm" (one kept kernel per worker, see `runbook_lib.kernels`) or "fresh" (a kernel
+            per notebook).
     """
 
     def __init__(self, rows: Sequence[MappingRow], steps: Sequence[str], *, mode: str, out: str | Path,
                  batch_id: str, jobs: int = 1, parameters: Mapping[str, Any] | None = None,
                  confirm_lines: Sequence[str] = (), notebooks_dir: str | Path = NOTEBOOKS_DIR,
                  execution_timeout: int = 1800, on_step: Callable[[StepOutcome], None] | None = None,
-                 transient_retries: int = 2) -> None:
+                 transient_retries: int = 2, kernels: str = "warm") -> None:
         if mode not in ("plan", "apply"):
             raise RunbookError(f"--mode must be plan or apply, not {mode!r}.")
+        if kernels not in KERNEL_MODES:
+            raise RunbookError(f"--kernels must be warm or fresh, not {kernels!r}.")
+        self.kernels = kernels
+        self._pool: Any = None  # the warm kernels of a run
+        self._html: HtmlCopies | None = None
+        self.kernel_stats: dict[str, int] = {}  # warm kernels started and thrown away by the last run
         self.rows, self.steps, self.mode = list(rows), list(steps), mode
         self.out = Path(out)
         self.batch_dir = self.out / batch_id
@@ -265,6 +313,8 @@ class BatchRunner:
                     raise LedgerError(f"another batch is working on {row.legacy_slug} (lock {lock.lock_file}); "
                                       f"wait for it to finish or leave this environment out with --env.") from exc
                 locks.append(lock)
+            self._pool = kernels.KernelPool() if self.kernels == "warm" else None
+            self._html = HtmlCopies(max_pending=2 * self.jobs + 2)
             stopped: set[str] = set()  # environments with a step that did not pass: later phases are blocked
             outcomes_by_env: dict[str, list[StepOutcome]] = {row.legacy_slug: [] for row in self.rows}
             with ThreadPoolExecutor(max_workers=self.jobs) as pool:
@@ -280,8 +330,17 @@ class BatchRunner:
             for row in self.rows:
                 result.outcomes.extend(outcomes_by_env[row.legacy_slug])
         finally:
-            for lock in locks:
-                lock.release()
+            if self._pool is not None:
+                self._pool.close()
+                self.kernel_stats = {"started": self._pool.started, "discarded": self._pool.discarded}
+                self._pool = None
+            html, self._html = self._html, None
+            try:
+                if html is not None:
+                    html.drain()  # before the manifest: it lists every file with its checksum
+            finally:
+                for lock in locks:
+                    lock.release()
         result.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._write_evidence(result, ledger)
         return result
@@ -329,28 +388,24 @@ class BatchRunner:
         env_dir = self.batch_dir / audit.env_dirname(row.legacy_slug)
         env_dir.mkdir(parents=True, exist_ok=True)
         target = env_dir / f"{step}.ipynb"
+        if self._html is not None:
+            self._html.settle(target)  # the earlier attempt's copy is written before it is moved aside
         _attempt_path(target)
         before = ledger.latest(row.legacy_slug, step, self.mode)
         started = time.monotonic()
         error = error_type = None
-        socket_dir = tempfile.mkdtemp(prefix="tfe-runbook-kernel-")  # short path: unix sockets allow ~100 chars
         try:
-            papermill.execute_notebook(str(self.notebooks_dir / f"{step}.ipynb"), str(target),
-                                       parameters=self._parameters(row, step), progress_bar=False,
-                                       kernel_name="python3", execution_timeout=self.execution_timeout,
-                                       kernel_manager_class=_private_kernel_manager(socket_dir),
-                                       # jupyter_client interrupts every kernel it shuts down, and ipykernel
-                                       # logs that as an ERROR line; cell errors reach the notebook anyway.
-                                       extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
+            self._execute(step, target, self._parameters(row, step))
         except (PapermillExecutionError, RuntimeError, OSError) as exc:  # RuntimeError/OSError: the kernel died
             error, error_type = _error_text(exc), _error_type(exc)
-        finally:
-            shutil.rmtree(socket_dir, ignore_errors=True)
         seconds = time.monotonic() - started
         notebook = target if target.exists() else None
         sha = audit.sha256_file(notebook) if notebook else None
         if notebook:
-            audit.notebook_to_html(notebook)
+            if self._html is not None:
+                self._html.submit(notebook)
+            else:
+                audit.notebook_to_html(notebook)
         row_after = ledger.latest(row.legacy_slug, step, self.mode)
         fresh = row_after if row_after and (before is None or row_after.id != before.id) else None
         if fresh and fresh.status == "running":
@@ -370,6 +425,41 @@ class BatchRunner:
                            str(notebook) if notebook else None, error if status == "failed" else None,
                            error_type if status == "failed" else None)
 
+    def _execute(self, step: str, target: Path, parameters: dict[str, Any]) -> None:
+        """Run one step notebook into `target` through papermill, in a warm kernel or a fresh one.
+
+        Raises:
+            PapermillExecutionError: a cell raised (the kernel is fine and is kept).
+            RuntimeError, OSError: the kernel died, hung or a cell timed out (a warm kernel is replaced).
+        """
+        import papermill
+        from papermill.exceptions import PapermillExecutionError
+
+        common = dict(parameters=parameters, progress_bar=False, kernel_name="python3",
+                      execution_timeout=self.execution_timeout)
+        source = str(self.notebooks_dir / f"{step}.ipynb")
+        if self._pool is None:
+            socket_dir = tempfile.mkdtemp(prefix="tfe-runbook-kernel-")  # short path: unix sockets allow ~100 chars
+            try:
+                papermill.execute_notebook(source, str(target), **common,
+                                           kernel_manager_class=_private_kernel_manager(socket_dir),
+                                           extra_arguments=list(kernels.KERNEL_ARGUMENTS))
+            finally:
+                shutil.rmtree(socket_dir, ignore_errors=True)
+            return
+        kernels.register_engine()
+        kernel = self._pool.take()
+        healthy = False
+        try:
+            papermill.execute_notebook(source, str(target), **common, engine_name=kernels.WARM_ENGINE,
+                                       warm_kernel=kernel)
+            healthy = True
+        except PapermillExecutionError:
+            healthy = True  # the notebook failed, not the kernel
+            raise
+        finally:
+            self._pool.give_back(kernel, healthy=healthy)
+
     def _write_evidence(self, result: BatchResult, ledger: Ledger) -> None:
         matrix: dict[str, dict[str, str]] = {}
         for run in ledger.history():
@@ -378,7 +468,8 @@ class BatchRunner:
             matrix.setdefault(run.environment, {})[run.step] = run.status
         audit.write_summary_html(self.batch_dir, matrix, STEPS, title=f"Migration batch ({self.mode})")
         parameters = {**self.parameters, "mode": self.mode, "steps": self.steps,
-                      "environments": [r.legacy_slug for r in self.rows], "jobs": self.jobs}
+                      "environments": [r.legacy_slug for r in self.rows], "jobs": self.jobs,
+                      "kernels": self.kernels}
         audit.write_manifest(self.batch_dir, parameters=parameters, outcomes=matrix,
                              started_at=result.started_at, finished_at=result.finished_at)
 

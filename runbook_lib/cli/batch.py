@@ -19,6 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--mode", choices=("plan", "apply"), default="plan",
                      help="plan reads only (default); apply changes the servers")
     run.add_argument("--jobs", type=int, default=1, help="environments in parallel (default 1)")
+    run.add_argument("--kernels", choices=batch.KERNEL_MODES, default="warm",
+                     help="warm (default): each worker runs its notebooks one after another in one kept kernel, "
+                          "reset before each notebook; fresh: a new kernel per notebook")
     run.add_argument("--out", default="runs", help="folder for batches (default runs/)")
     run.add_argument("--batch", default="", help="batch name (default: the mapping file's name and the mode); "
                                                  "the same name resumes the same batch")
@@ -74,7 +77,8 @@ def _run(args: argparse.Namespace) -> int:
 
     runner = batch.BatchRunner(rows, steps, mode=args.mode, out=args.out, batch_id=batch_id, jobs=args.jobs,
                                parameters=_parse_params(args.param),
-                               confirm_lines=batch.read_confirm_file(args.confirm_file), on_step=progress)
+                               confirm_lines=batch.read_confirm_file(args.confirm_file), on_step=progress,
+                               kernels=args.kernels)
     result = runner.run()
     bar.close()
     frame = result.frame()

@@ -1,0 +1,90 @@
+"""The batch's execution plumbing that needs no kernel: background HTML copies, kernel modes, cache scope."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from runbook_lib import audit, batch
+from runbook_lib.context import StepContext
+from runbook_lib.errors import RunbookError
+from runbook_lib.mapping import MappingRow
+
+
+class SlowHtml:
+    """Stands in for nbconvert: each copy waits for `release`, and writes a file so its order is seen."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.written: list[str] = []
+
+    def __call__(self, path: Path) -> Path:
+        self.release.wait(10)
+        if path.name.startswith("bad"):
+            raise ValueError(f"cannot convert {path.name}")
+        target = Path(path).with_suffix(".html")
+        target.write_text("html")
+        self.written.append(path.name)
+        return target
+
+
+def test_html_copies_are_bounded_and_drained(tmp_path, monkeypatch):
+    slow = SlowHtml()
+    monkeypatch.setattr(audit, "notebook_to_html", slow)
+    copies = batch.HtmlCopies(max_pending=2)
+    copies.submit(tmp_path / "a.ipynb")
+    copies.submit(tmp_path / "b.ipynb")
+    third = threading.Thread(target=copies.submit, args=(tmp_path / "c.ipynb",))
+    third.start()
+    time.sleep(0.3)
+    assert third.is_alive()  # a third copy waits for a slot: at most two are pending
+    assert slow.written == []  # and nothing was written on the caller's thread
+    slow.release.set()
+    third.join(5)
+    copies.settle(tmp_path / "a.ipynb")
+    assert (tmp_path / "a.html").is_file()
+    copies.drain()
+    assert slow.written == ["a.ipynb", "b.ipynb", "c.ipynb"]
+
+
+def test_a_failed_html_copy_is_raised_by_drain(tmp_path, monkeypatch):
+    slow = SlowHtml()
+    slow.release.set()
+    monkeypatch.setattr(audit, "notebook_to_html", slow)
+    copies = batch.HtmlCopies()
+    copies.submit(tmp_path / "bad.ipynb")
+    copies.submit(tmp_path / "good.ipynb")
+    with pytest.raises(ValueError, match="bad.ipynb"):
+        copies.drain()
+    assert slow.written == ["good.ipynb"]  # one failure does not stop the other copies
+
+
+def test_kernel_mode_is_checked(tmp_path):
+    with pytest.raises(RunbookError, match="--kernels must be warm or fresh"):
+        batch.BatchRunner([MappingRow("o", "e", "n", "e")], ["00_preflight_inventory"], mode="plan",
+                          out=tmp_path, batch_id="b", kernels="lukewarm")
+
+
+def test_kernel_faults_are_transient_and_timeouts_are_not():
+    assert {"DeadKernelError", "KernelFaultError"} <= set(batch.TRANSIENT_ERRORS)
+    assert "CellTimeoutError" not in batch.TRANSIENT_ERRORS
+
+
+def _ctx(tmp_path: Path, env: str) -> StepContext:
+    return StepContext.create(step="02_create_workspaces", legacy_org="acme-legacy", legacy_env=env, new_org="acme",
+                              audit_root=str(tmp_path), interactive=False,
+                              legacy_address="http://127.0.0.1:9", tfe_address="http://127.0.0.1:9")
+
+
+def test_read_reuse_is_scoped_to_one_step_context_and_the_rate_budget_is_not(tmp_path):
+    # Two environments' steps, one after the other in one warm kernel: what the first read may not
+    # answer the second; the host's rate budget (per token, not per notebook) is the one thing shared.
+    first, second = _ctx(tmp_path, "web"), _ctx(tmp_path, "db")
+    for name in ("tfe", "legacy"):
+        a, b = getattr(first, name).session, getattr(second, name).session
+        a.memo.put(("GET", "http://127.0.0.1:9/api/v2/workspaces/x"), object())
+        assert b.memo is not a.memo and len(b.memo) == 0
+        assert b.rate_limiter is a.rate_limiter
