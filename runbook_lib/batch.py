@@ -203,9 +203,9 @@ class HtmlCopies:
             raise failures[0]
 
 
-def _private_kernel_manager(socket_dir: str) -> type:
+def _private_kernel_manager(socket_dir: str, extra_env: dict[str, str] | None = None) -> type:
     """A fresh kernel's manager, talking over unix sockets in `socket_dir` (see `kernels.private_kernel_manager_class`)."""
-    return kernels.private_kernel_manager_class(socket_dir, asynchronous=True)
+    return kernels.private_kernel_manager_class(socket_dir, asynchronous=True, extra_env=extra_env)
 
 
 def _error_type(exc: BaseException) -> str:
@@ -294,6 +294,17 @@ class BatchRunner:
     def ledger_path(self) -> Path:
         return self.batch_dir / "ledger.sqlite"
 
+    @property
+    def rate_budget_dir(self) -> Path:
+        """Where the batch's kernels share one rate budget per host (`http.FileTokenBucket`); outside the
+        batch folder, so it is no part of the evidence."""
+        return self.out / ".rate" / self.batch_id
+
+    def _kernel_env(self) -> dict[str, str]:
+        from runbook_lib.http import RATE_BUDGET_DIR_VAR
+
+        return {RATE_BUDGET_DIR_VAR: str(self.rate_budget_dir.resolve())}
+
     def run(self) -> BatchResult:
         """Run the batch; returns every step's outcome. Writes manifest.json and summary.html at the end."""
         from filelock import FileLock, Timeout
@@ -313,7 +324,8 @@ class BatchRunner:
                     raise LedgerError(f"another batch is working on {row.legacy_slug} (lock {lock.lock_file}); "
                                       f"wait for it to finish or leave this environment out with --env.") from exc
                 locks.append(lock)
-            self._pool = kernels.KernelPool() if self.kernels == "warm" else None
+            self.rate_budget_dir.mkdir(parents=True, exist_ok=True)
+            self._pool = kernels.KernelPool(extra_env=self._kernel_env()) if self.kernels == "warm" else None
             self._html = HtmlCopies(max_pending=2 * self.jobs + 2)
             stopped: set[str] = set()  # environments with a step that did not pass: later phases are blocked
             outcomes_by_env: dict[str, list[StepOutcome]] = {row.legacy_slug: [] for row in self.rows}
@@ -442,7 +454,7 @@ class BatchRunner:
             socket_dir = tempfile.mkdtemp(prefix="tfe-runbook-kernel-")  # short path: unix sockets allow ~100 chars
             try:
                 papermill.execute_notebook(source, str(target), **common,
-                                           kernel_manager_class=_private_kernel_manager(socket_dir),
+                                           kernel_manager_class=_private_kernel_manager(socket_dir, self._kernel_env()),
                                            extra_arguments=list(kernels.KERNEL_ARGUMENTS))
             finally:
                 shutil.rmtree(socket_dir, ignore_errors=True)

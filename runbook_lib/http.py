@@ -230,23 +230,105 @@ class TokenBucket:
                 self._tokens = min(self._tokens, self.capacity)
 
 
-_SHARED_BUCKETS: dict[str, TokenBucket] = {}
+class FileTokenBucket(TokenBucket):
+    """A `TokenBucket` whose tokens live in a small file, so several processes spend one budget.
+
+    A batch runs its steps in several kernels (processes) at once against one host; each with a bucket
+    of its own, `--jobs N` sent up to N times the host's limit and met 429s. With this bucket every
+    kernel of the batch takes its tokens from `<batch>/.rate/<host>.bucket` under an exclusive `flock`
+    (a few microseconds per request, far below the 30/s it meters). The stamp is `time.monotonic()`,
+    which is one clock for every process of the machine. The rate a response teaches (`observe`) is
+    written to the file too, so every kernel follows what any of them learned.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], rate: float = DEFAULT_RATE_LIMIT * RATE_LIMIT_FRACTION, *,
+                 sleep=time.sleep) -> None:
+        super().__init__(rate, clock=time.monotonic, sleep=sleep)
+        self.path = os.fspath(path)
+
+    def _update(self, change: Callable[[dict[str, float]], float]) -> float:
+        import fcntl
+        import json
+
+        with self._lock:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                raw = os.pread(fd, 4096, 0)
+                try:
+                    state = json.loads(raw) if raw else {}
+                except ValueError:
+                    state = {}  # a torn file (a process killed mid-write) starts a fresh bucket
+                now = self._clock()
+                rate = float(state.get("rate") or self.rate)
+                tokens = float(state.get("tokens", max(rate, 1.0)))
+                stamp = float(state.get("stamp", now))
+                state = {"rate": rate, "tokens": min(max(rate, 1.0), tokens + max(now - stamp, 0.0) * rate),
+                         "stamp": now}
+                result = change(state)
+                data = json.dumps(state).encode()
+                os.pwrite(fd, data, 0)
+                os.ftruncate(fd, len(data))
+            finally:
+                os.close(fd)  # closing releases the flock
+            self.rate = state["rate"]
+        return result
+
+    def acquire(self) -> float:
+        def take(state: dict[str, float]) -> float:
+            state["tokens"] -= 1.0
+            return 0.0 if state["tokens"] >= 0 else -state["tokens"] / state["rate"]
+
+        wait = self._update(take)
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        value = headers.get("X-RateLimit-Limit")
+        try:
+            limit = float(value) if value else 0.0
+        except ValueError:
+            return  # a header we cannot read must not break the request that carried it
+        if limit <= 0 or limit * RATE_LIMIT_FRACTION == self.rate:
+            return
+
+        def learn(state: dict[str, float]) -> float:
+            state["rate"] = limit * RATE_LIMIT_FRACTION
+            state["tokens"] = min(state["tokens"], max(state["rate"], 1.0))
+            return 0.0
+
+        self._update(learn)
+
+
+#: Names a folder in which every process of one batch shares one rate budget per host (`FileTokenBucket`);
+#: the batch sets it in its kernels' environment. Unset (JupyterLab, tests), each process has its own.
+RATE_BUDGET_DIR_VAR = "TFE_RUNBOOK_RATE_BUDGET_DIR"
+
+_SHARED_BUCKETS: dict[tuple[str, str], TokenBucket] = {}
 _SHARED_LOCK = threading.Lock()
 
 
 def shared_bucket(host: str) -> TokenBucket:
-    """The one token bucket of every client in this process that talks to `host` (``host[:port]``).
+    """The one token bucket of every client that talks to `host` (``host[:port]``): per process, or per batch.
 
     The host enforces its limit per token, not per client object: a step's legacy and TFE clients on
     one host (the sandbox; a proxy in front of both), or the clients of consecutive steps run in one
     process, each with a full bucket of their own, together sent up to twice the allowed rate and were
     answered 429 (each costing the server's Retry-After, a whole second). Sharing errs on the safe side
-    when two tokens talk to one host: they then stay within one token's allowance together.
+    when two tokens talk to one host: they then stay within one token's allowance together. In a batch
+    (`RATE_BUDGET_DIR_VAR` set) the bucket is a `FileTokenBucket` in that folder, shared by its kernels.
     """
+    folder = os.environ.get(RATE_BUDGET_DIR_VAR, "")
     with _SHARED_LOCK:
-        bucket = _SHARED_BUCKETS.get(host)
+        bucket = _SHARED_BUCKETS.get((folder, host))
         if bucket is None:
-            bucket = _SHARED_BUCKETS[host] = TokenBucket()
+            if folder:
+                name = re.sub(r"[^A-Za-z0-9.-]", "_", host) or "host"
+                bucket = FileTokenBucket(os.path.join(folder, f"{name}.bucket"))
+            else:
+                bucket = TokenBucket()
+            bucket = _SHARED_BUCKETS[(folder, host)] = bucket
         return bucket
 
 

@@ -100,11 +100,13 @@ _RESET_CODE = "__import__('runbook_lib.kernels', fromlist=['_'])._kernel_reset()
 
 
 # --- run in the batch ------------------------------------------------------------------------------------
-def private_kernel_manager_class(socket_dir: str, *, asynchronous: bool) -> type:
+def private_kernel_manager_class(socket_dir: str, *, asynchronous: bool,
+                                 extra_env: dict[str, str] | None = None) -> type:
     """A kernel manager whose kernel talks over unix sockets in `socket_dir` (mode 0700) instead of TCP.
 
     Over TCP, another local user could connect to or listen on a kernel's loopback ports (ipykernel
     warns about it); the batch's kernels see tokens in their environment and state in their outputs.
+    `extra_env` is added to the environment the kernel inherits (the batch's shared rate budget folder).
     """
     from jupyter_client.manager import AsyncKernelManager, KernelManager
 
@@ -116,6 +118,11 @@ def private_kernel_manager_class(socket_dir: str, *, asynchronous: bool) -> type
             self.transport = "ipc"
             self.ip = os.path.join(socket_dir, "kernel")
 
+        async def _async_pre_start_kernel(self, **kw: Any) -> Any:
+            if extra_env:
+                kw["env"] = {**(kw.get("env") or os.environ), **extra_env}
+            return await super()._async_pre_start_kernel(**kw)
+
     return PrivateKernelManager
 
 
@@ -126,8 +133,9 @@ class WarmKernel:
     manager are not bound to a thread's event loop, so any worker thread may use it.
     """
 
-    def __init__(self, kernel_name: str = "python3") -> None:
+    def __init__(self, kernel_name: str = "python3", extra_env: dict[str, str] | None = None) -> None:
         self.kernel_name = kernel_name
+        self.extra_env = dict(extra_env or {})
         self.km: Any = None
         self._socket_dir = ""
         self.notebooks = 0  # notebooks prepared in this kernel
@@ -141,7 +149,8 @@ class WarmKernel:
         # A short path: unix socket paths allow about 100 characters.
         self._socket_dir = tempfile.mkdtemp(prefix="tfe-runbook-kernel-")
         try:
-            self.km = private_kernel_manager_class(self._socket_dir, asynchronous=False)(kernel_name=self.kernel_name)
+            manager = private_kernel_manager_class(self._socket_dir, asynchronous=False, extra_env=self.extra_env)
+            self.km = manager(kernel_name=self.kernel_name)
             self.km.start_kernel(extra_arguments=list(KERNEL_ARGUMENTS))
             # A client for the start only: each notebook gets its own (papermill's), and a client kept
             # across another client's session stops hearing its replies.
@@ -186,8 +195,9 @@ def _check_reply(reply: Any, what: str) -> None:
 class KernelPool:
     """The batch's warm kernels: a worker takes one for a notebook and gives it back (or throws it away)."""
 
-    def __init__(self, kernel_name: str = "python3") -> None:
+    def __init__(self, kernel_name: str = "python3", extra_env: dict[str, str] | None = None) -> None:
         self.kernel_name = kernel_name
+        self.extra_env = dict(extra_env or {})
         self._idle: list[WarmKernel] = []
         self._all: list[WarmKernel] = []
         self._lock = threading.Lock()
@@ -204,7 +214,7 @@ class KernelPool:
             if self._idle:
                 return self._idle.pop()
             self.started += 1
-        kernel = WarmKernel(self.kernel_name)
+        kernel = WarmKernel(self.kernel_name, self.extra_env)
         kernel.start()
         with self._lock:
             self._all.append(kernel)

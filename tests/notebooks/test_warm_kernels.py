@@ -151,5 +151,6 @@ def test_two_environments_in_one_warm_kernel_match_fresh_kernels(tmp_path, rehea
         assert result.ok, [(o.environment, o.step, o.error) for o in result.outcomes]
         ledgers[kernels] = Ledger(runner.ledger_path)
     assert runner.kernel_stats == {"started": 1, "discarded": 0}
+    assert list(runner.rate_budget_dir.glob("*.bucket"))  # the kernels spent the batch's shared budget
     assert _comparable(ledgers["warm"]) == _comparable(ledgers["fresh"])
     assert len(_comparable(ledgers["warm"])) == 8
