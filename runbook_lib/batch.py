@@ -23,6 +23,7 @@ on an environment another batch holds; the workspace lock taken in step 2 guards
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import threading
@@ -66,6 +67,15 @@ def phase_of(step: str) -> int:
 # A kernel that died or stopped answering (kernels.KERNEL_FAULTS) is replaced, and the step run again the same way.
 TRANSIENT_ERRORS = ("ServerError", "TransportError", "RateLimitedError", *kernels.KERNEL_FAULTS)
 KERNEL_MODES = ("warm", "fresh")
+#: `--jobs auto`: environments in flight per request/s of the host's rate limit. An environment in flight
+#: spends most of its time waiting (for runs, for finalization) and asks ~40 requests over its steps; at
+#: 3 requests/s each, the budget (90% of the limit) keeps ~9 environments going at 30/s, enough to fill a
+#: TFE's default run capacity of 10 without every kernel queueing on the bucket.
+AUTO_REQUESTS_PER_ENV_S = 2.7
+#: A warm kernel with pandas and the step modules: resident memory budgeted per environment in flight.
+AUTO_KERNEL_MB = 250
+#: Kernels per core: they wait on the network far more than they compute (waiting holds no CPU).
+AUTO_KERNELS_PER_CORE = 8
 
 
 def select_steps(spec: str, steps: Sequence[str] = STEPS) -> list[str]:
@@ -223,6 +233,74 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+@dataclass
+class JobsChoice:
+    """What `--jobs auto` chose, and each bound it weighed (for the operator's progress line and the manifest)."""
+
+    jobs: int
+    environments: int
+    rate_limit: float
+    rate_source: str  # "host" (X-RateLimit-Limit) or "default" (unreachable or silent host)
+    by_rate: int
+    by_memory: int
+    by_cpu: int
+
+    def describe(self) -> str:
+        return (f"--jobs auto: {self.jobs} environments in flight (of {self.environments}; rate limit "
+                f"{self.rate_limit:g}/s from the {self.rate_source} allows {self.by_rate}, memory {self.by_memory}, "
+                f"CPU {self.by_cpu})")
+
+
+def choose_jobs(environments: int, rate_limit: float | None, *, cores: int | None = None,
+                available_mb: float | None = None) -> JobsChoice:
+    """The batch's concurrency for `--jobs auto`: as many environments in flight as the host and machine allow.
+
+    Args:
+        environments: environments in the batch (never more jobs than that).
+        rate_limit: the host's `X-RateLimit-Limit` (None: TFE's documented 30/s).
+        cores, available_mb: the machine (default: this one's CPUs and MemAvailable).
+    """
+    from runbook_lib.http import DEFAULT_RATE_LIMIT, RATE_LIMIT_FRACTION
+
+    rate = rate_limit or DEFAULT_RATE_LIMIT
+    cores = cores or os.cpu_count() or 1
+    available_mb = available_mb if available_mb is not None else _available_mb()
+    by_rate = max(1, int(rate * RATE_LIMIT_FRACTION / AUTO_REQUESTS_PER_ENV_S))
+    by_memory = max(1, int(available_mb / 2 / AUTO_KERNEL_MB))  # half the free memory for the kernels
+    by_cpu = max(1, cores * AUTO_KERNELS_PER_CORE)
+    jobs = max(1, min(environments, by_rate, by_memory, by_cpu))
+    return JobsChoice(jobs, environments, rate, "host" if rate_limit else "default", by_rate, by_memory, by_cpu)
+
+
+def _available_mb() -> float:
+    """MemAvailable from /proc/meminfo in MB (4 GB assumed where it cannot be read)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 4096.0
+
+
+def host_rate_limit(parameters: Mapping[str, Any]) -> float | None:
+    """The TFE host's `X-RateLimit-Limit`, from one ping with the batch's settings; None if it cannot say."""
+    from runbook_lib.settings import Settings
+    from runbook_lib.tfe import TfeClient
+
+    try:
+        settings = Settings.from_env(tfe_token_var=parameters.get("tfe_token_var") or "",
+                                     tfe_address=parameters.get("tfe_address") or "",
+                                     ca_bundle=parameters.get("ca_bundle") or "")
+        client = TfeClient(settings, read_only=True)
+        try:
+            return client.ping().get("rate_limit")
+        finally:
+            client.session.close()
+    except RunbookError:
+        return None  # the steps themselves report an unreachable host with the fix; here the default serves
+
+
 def declared_parameters(notebook: str | Path) -> set[str]:
     """The names a notebook's `parameters` cell declares (as papermill reads them)."""
     import logging
@@ -243,7 +321,8 @@ class BatchRunner:
         mode: "plan" or "apply".
         out: the runs folder; the batch writes to `out/<batch_id>`.
         batch_id: the batch's name; the same name resumes the same batch.
-        jobs: environments run in parallel.
+        jobs: environments run in parallel, or "auto": as many as the host's rate limit and this machine
+            allow (`choose_jobs`; the choice is in `jobs_choice` and the manifest).
         parameters: extra notebook parameters for every step (token variable NAMES, migration path, ...).
         confirm_lines: confirmations from the confirm file.
         notebooks_dir: where the step notebooks are.
@@ -257,7 +336,7 @@ class BatchRunner:
     """
 
     def __init__(self, rows: Sequence[MappingRow], steps: Sequence[str], *, mode: str, out: str | Path,
-                 batch_id: str, jobs: int = 1, parameters: Mapping[str, Any] | None = None,
+                 batch_id: str, jobs: int | str = 1, parameters: Mapping[str, Any] | None = None,
                  confirm_lines: Sequence[str] = (), notebooks_dir: str | Path = NOTEBOOKS_DIR,
                  execution_timeout: int = 1800, on_step: Callable[[StepOutcome], None] | None = None,
                  transient_retries: int = 2, kernels: str = "warm") -> None:
@@ -272,7 +351,12 @@ class BatchRunner:
         self.rows, self.steps, self.mode = list(rows), list(steps), mode
         self.out = Path(out)
         self.batch_dir = self.out / batch_id
-        self.batch_id, self.jobs = batch_id, max(1, int(jobs))
+        self.batch_id = batch_id
+        if jobs != "auto" and not (isinstance(jobs, int) or str(jobs).isdigit()):
+            raise RunbookError(f"--jobs must be a number or auto, not {jobs!r}.")
+        self.auto_jobs = jobs == "auto"
+        self.jobs = 1 if self.auto_jobs else max(1, int(jobs))
+        self.jobs_choice: JobsChoice | None = None
         self.parameters = dict(parameters or {})
         self.confirm_lines = list(confirm_lines)
         self.notebooks_dir = Path(notebooks_dir)
@@ -289,6 +373,12 @@ class BatchRunner:
         if unknown:
             raise RunbookError(f"unknown notebook parameter(s) {', '.join(unknown)}: no selected step declares them "
                                f"(check the spelling; the notebooks' parameters are {', '.join(sorted(known))}).")
+
+    def resolve_jobs(self) -> JobsChoice:
+        """For `jobs="auto"`: ask the TFE host its rate limit once and choose (`choose_jobs`)."""
+        self.jobs_choice = choose_jobs(len(self.rows), host_rate_limit(self.parameters))
+        self.jobs = self.jobs_choice.jobs
+        return self.jobs_choice
 
     @property
     def ledger_path(self) -> Path:
@@ -310,6 +400,8 @@ class BatchRunner:
         from filelock import FileLock, Timeout
 
         self.batch_dir.mkdir(parents=True, exist_ok=True)
+        if self.auto_jobs and self.jobs_choice is None:
+            self.resolve_jobs()
         ledger = Ledger(self.ledger_path, batch_id=self.batch_id)
         result = BatchResult(self.batch_dir, started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         lock_dir = self.out / ".locks"
@@ -481,6 +573,7 @@ class BatchRunner:
         audit.write_summary_html(self.batch_dir, matrix, STEPS, title=f"Migration batch ({self.mode})")
         parameters = {**self.parameters, "mode": self.mode, "steps": self.steps,
                       "environments": [r.legacy_slug for r in self.rows], "jobs": self.jobs,
+                      "jobs_auto": self.jobs_choice.__dict__ if self.jobs_choice else None,
                       "kernels": self.kernels}
         audit.write_manifest(self.batch_dir, parameters=parameters, outcomes=matrix,
                              started_at=result.started_at, finished_at=result.finished_at)

@@ -18,7 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--steps", default="0-6", help="steps to run, like 0-6, 3 or 0,1,2 (default 0-6)")
     run.add_argument("--mode", choices=("plan", "apply"), default="plan",
                      help="plan reads only (default); apply changes the servers")
-    run.add_argument("--jobs", type=int, default=1, help="environments in parallel (default 1)")
+    run.add_argument("--jobs", type=_jobs, default="auto",
+                     help="environments in flight at once, or auto (default): as many as the TFE host's rate limit "
+                          "(X-RateLimit-Limit) and this machine's memory allow; a step waiting for a run holds no CPU")
     run.add_argument("--kernels", choices=batch.KERNEL_MODES, default="warm",
                      help="warm (default): each worker runs its notebooks one after another in one kept kernel, "
                           "reset before each notebook; fresh: a new kernel per notebook")
@@ -39,6 +41,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ver = subparsers.add_parser("verify", help="recompute every checksum of an archive against its manifest")
     ver.add_argument("archive")
     ver.set_defaults(func=_verify)
+
+
+def _jobs(value: str) -> int | str:
+    if value == "auto":
+        return value
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    raise argparse.ArgumentTypeError(f"{value!r} is not a positive number or auto")
 
 
 def _parse_params(items: list[str]) -> dict[str, str]:
@@ -79,6 +89,8 @@ def _run(args: argparse.Namespace) -> int:
                                parameters=_parse_params(args.param),
                                confirm_lines=batch.read_confirm_file(args.confirm_file), on_step=progress,
                                kernels=args.kernels)
+    if runner.auto_jobs:
+        tqdm.write(runner.resolve_jobs().describe(), file=sys.stderr)
     result = runner.run()
     bar.close()
     frame = result.frame()

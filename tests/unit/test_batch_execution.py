@@ -88,3 +88,25 @@ def test_read_reuse_is_scoped_to_one_step_context_and_the_rate_budget_is_not(tmp
         a.memo.put(("GET", "http://127.0.0.1:9/api/v2/workspaces/x"), object())
         assert b.memo is not a.memo and len(b.memo) == 0
         assert b.rate_limiter is a.rate_limiter
+
+
+def test_jobs_auto_follows_the_host_rate_limit_and_the_machine():
+    roomy = dict(cores=2, available_mb=16000)
+    assert batch.choose_jobs(100, 30.0, **roomy).jobs == 10  # 27/s budget at 2.7 requests/s per environment
+    assert batch.choose_jobs(100, 60.0, **roomy).jobs == 16  # then the CPU bound (8 kernels per core)
+    assert batch.choose_jobs(4, 30.0, **roomy).jobs == 4  # never more than the environments
+    assert batch.choose_jobs(100, 30.0, cores=2, available_mb=1000).jobs == 2  # memory: 250 MB per kernel
+    silent = batch.choose_jobs(100, None, **roomy)
+    assert silent.rate_limit == 30.0 and silent.rate_source == "default" and "default" in silent.describe()
+    assert batch.choose_jobs(100, 1.0, **roomy).jobs == 1
+
+
+def test_jobs_must_be_a_number_or_auto(tmp_path):
+    with pytest.raises(RunbookError, match="--jobs must be a number or auto"):
+        batch.BatchRunner([MappingRow("o", "e", "n", "e")], ["00_preflight_inventory"], mode="plan",
+                          out=tmp_path, batch_id="b", jobs="many")
+
+
+def test_jobs_auto_asks_an_unreachable_host_nothing_and_takes_the_default(monkeypatch):
+    monkeypatch.setenv("TFE_TOKEN", "x" * 20)
+    assert batch.host_rate_limit({"tfe_address": "http://127.0.0.1:9"}) is None
