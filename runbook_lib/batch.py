@@ -486,7 +486,6 @@ class BatchRunner:
         }
 
     def _run_step(self, row: MappingRow, step: str, ledger: Ledger) -> StepOutcome:
-        import papermill
         from papermill.exceptions import PapermillExecutionError
 
         env_dir = self.batch_dir / audit.env_dirname(row.legacy_slug)
