@@ -137,6 +137,8 @@ class WarmKernel:
         self.kernel_name = kernel_name
         self.extra_env = dict(extra_env or {})
         self.km: Any = None
+        self.client: Any = None  # the notebooks' asynchronous client, kept between notebooks
+        self.client_thread = 0  # the worker thread whose event loop the client's sockets belong to
         self._socket_dir = ""
         self.notebooks = 0  # notebooks prepared in this kernel
 
@@ -173,8 +175,18 @@ class WarmKernel:
     def alive(self) -> bool:
         return self.km is not None and bool(self.km.is_alive())
 
+    def drop_client(self) -> None:
+        """Close the kept notebook client (another thread takes the kernel over, or a notebook failed)."""
+        client, self.client, self.client_thread = self.client, None, 0
+        if client is not None:
+            try:
+                client.stop_channels()
+            except Exception:  # noqa: BLE001, S110 - closing sockets of a client no one will use again
+                pass
+
     def shutdown(self) -> None:
         """Stop the kernel at once (no grace: nothing in it is worth waiting for) and remove its sockets."""
+        self.drop_client()
         try:
             if self.km is not None and self.km.has_kernel:
                 self.km.shutdown_kernel(now=True)
@@ -212,7 +224,11 @@ class KernelPool:
         """
         with self._lock:
             if self._idle:
-                return self._idle.pop()
+                # The kernel this worker used last, if idle: its client can be taken up again.
+                mine = [k for k in self._idle if k.client_thread == threading.get_ident()]
+                kernel = mine[0] if mine else self._idle[-1]
+                self._idle.remove(kernel)
+                return kernel
             self.started += 1
         kernel = WarmKernel(self.kernel_name, self.extra_env)
         kernel.start()
@@ -270,6 +286,14 @@ def _define_engine() -> None:
             self.warm_kernel = warm_kernel
 
         async def async_start_new_kernel_client(self) -> Any:
+            # The kernel's client is kept for the next notebook run from the same worker thread (its
+            # sockets belong to that thread's event loop); it ignores answers to earlier notebooks, as
+            # nbclient matches every reply and output to the request it sent.
+            warm = self.warm_kernel
+            if warm.client is not None and warm.client_thread == threading.get_ident():
+                self.kc = warm.client
+                return self.kc
+            warm.drop_client()
             # nbclient needs an asynchronous client; the kept manager is a blocking one (usable from any
             # worker thread), so the client is made here from its connection info, as `km.client()` would.
             km = self.km
@@ -278,6 +302,7 @@ def _define_engine() -> None:
             self.kc.start_channels()
             await self.kc.wait_for_ready(timeout=self.startup_timeout)
             self.kc.allow_stdin = False
+            warm.client, warm.client_thread = self.kc, threading.get_ident()
             return self.kc
 
         start_new_kernel_client = run_sync(async_start_new_kernel_client)
@@ -303,8 +328,9 @@ def _define_engine() -> None:
 
         def execute(self, **kwargs: Any) -> Any:
             self.reset_execution_trackers()
-            # The manager has its kernel, so this only opens this notebook's client to it.
+            # The manager has its kernel, so this only opens (or takes up again) the client to it.
             with self.setup_kernel(cleanup_kc=False, **kwargs):
+                done = False
                 try:
                     self.prepare_kernel()
                     self.log.info(f"Executing notebook in a warm kernel ({self.warm_kernel.notebooks})")
@@ -312,10 +338,11 @@ def _define_engine() -> None:
                     info_msg = self.wait_for_reply(self.kc.kernel_info())
                     self.nb.metadata["language_info"] = info_msg["content"]["language_info"]
                     self.set_widgets_metadata()
+                    done = True
                 finally:
-                    if self.kc is not None:
-                        self.kc.stop_channels()
-                        self.kc = None
+                    self.kc = None
+                    if not done:
+                        self.warm_kernel.drop_client()  # after a fault, the next notebook starts a clean client
             if not self.warm_kernel.alive():
                 raise DeadKernelError("the warm kernel died during the notebook")
             return self.nb
