@@ -169,15 +169,28 @@ def _attempt_path(target: Path) -> None:
 
 
 class HtmlCopies:
-    """HTML copies of executed notebooks, written by one background thread, off the steps' critical path.
+    """HTML copies of executed notebooks, written by one background worker, off the steps' critical path.
 
-    At most `max_pending` copies wait at a time (a submit beyond that waits for a slot), so a slow disk
-    cannot pile up notebooks in memory. `settle(path)` waits for one notebook's copy (before an attempt is
-    moved aside); `drain()` for all of them, raising the first failure.
+    The worker is a process of its own by default: nbconvert is pure Python, and in a thread it would
+    take turns on the GIL with the papermill clients that drive the kernels. At most `max_pending` copies
+    wait at a time (a submit beyond that waits for a slot), so a slow disk cannot pile up work.
+    `settle(path)` waits for one notebook's copy (before an attempt is moved aside); `drain()` for all of
+    them, raising the first failure.
     """
 
-    def __init__(self, max_pending: int = 8) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="html-copies")
+    def __init__(self, max_pending: int = 8, *, processes: bool = True) -> None:
+        self._pool: Any = None
+        if processes:
+            try:
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
+
+                # spawn: a fork of a process with running threads may copy a lock held by one of them.
+                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            except (OSError, ImportError):  # no process support here: a thread does the same work
+                self._pool = None
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="html-copies")
         self._slots = threading.BoundedSemaphore(max_pending)
         self._pending: dict[Path, Future] = {}
         self._lock = threading.Lock()
@@ -185,24 +198,23 @@ class HtmlCopies:
 
     def submit(self, notebook: Path) -> None:
         self._slots.acquire()
-        future = self._pool.submit(self._write, notebook)
+        future = self._pool.submit(audit.notebook_to_html, notebook)
         with self._lock:
             self._pending[notebook] = future
+        future.add_done_callback(self._done)
 
-    def _write(self, notebook: Path) -> None:
-        try:
-            audit.notebook_to_html(notebook)
-        except BaseException as exc:  # kept and raised by drain(): the batch still finishes its steps
+    def _done(self, future: Future) -> None:
+        exc = future.exception()
+        if exc is not None:  # kept and raised by drain(): the batch still finishes its steps
             with self._lock:
                 self._failures.append(exc)
-        finally:
-            self._slots.release()
+        self._slots.release()
 
     def settle(self, notebook: Path) -> None:
         with self._lock:
             future = self._pending.pop(notebook, None)
         if future is not None:
-            future.result()
+            future.exception()  # waits; a failure is raised by drain()
 
     def drain(self) -> None:
         self._pool.shutdown(wait=True)

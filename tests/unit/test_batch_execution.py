@@ -34,7 +34,7 @@ class SlowHtml:
 def test_html_copies_are_bounded_and_drained(tmp_path, monkeypatch):
     slow = SlowHtml()
     monkeypatch.setattr(audit, "notebook_to_html", slow)
-    copies = batch.HtmlCopies(max_pending=2)
+    copies = batch.HtmlCopies(max_pending=2, processes=False)
     copies.submit(tmp_path / "a.ipynb")
     copies.submit(tmp_path / "b.ipynb")
     third = threading.Thread(target=copies.submit, args=(tmp_path / "c.ipynb",))
@@ -54,12 +54,26 @@ def test_a_failed_html_copy_is_raised_by_drain(tmp_path, monkeypatch):
     slow = SlowHtml()
     slow.release.set()
     monkeypatch.setattr(audit, "notebook_to_html", slow)
-    copies = batch.HtmlCopies()
+    copies = batch.HtmlCopies(processes=False)
     copies.submit(tmp_path / "bad.ipynb")
     copies.submit(tmp_path / "good.ipynb")
     with pytest.raises(ValueError, match="bad.ipynb"):
         copies.drain()
     assert slow.written == ["good.ipynb"]  # one failure does not stop the other copies
+
+
+def test_html_copies_are_written_by_a_process_of_their_own(tmp_path):
+    import nbformat
+
+    notebook = tmp_path / "00_step.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('evidence')")]), notebook)
+    copies = batch.HtmlCopies()
+    copies.submit(notebook)
+    copies.submit(tmp_path / "missing.ipynb")
+    copies.settle(notebook)
+    assert "evidence" in (tmp_path / "00_step.html").read_text()
+    with pytest.raises(FileNotFoundError):
+        copies.drain()
 
 
 def test_kernel_mode_is_checked(tmp_path):
