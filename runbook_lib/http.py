@@ -71,6 +71,10 @@ RETRY_STATUSES = (429, 500, 502, 503, 504)
 RATE_LIMIT_FRACTION = 0.9
 #: TFE's documented per-user limit, assumed until a response says otherwise (legacy hosts never say).
 DEFAULT_RATE_LIMIT = 30.0
+#: "List Runs in a Workspace" and "List Runs in an Organization" have "an adjusted rate limit of 30 requests
+#: per minute" (terraform-docs-common, website/docs/cloud-docs/api-docs/run.mdx); no header announces it.
+RUNS_LIST_LIMIT_PER_MINUTE = 30.0
+_RUNS_LIST_PATH = re.compile(r"/api/v2/(?:workspaces|organizations)/[^/]+/runs/?$")
 
 _REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
             409: "Conflict", 412: "Precondition Failed", 422: "Unprocessable Entity", 429: "Too Many Requests",
@@ -305,11 +309,11 @@ class FileTokenBucket(TokenBucket):
 #: the batch sets it in its kernels' environment. Unset (JupyterLab, tests), each process has its own.
 RATE_BUDGET_DIR_VAR = "TFE_RUNBOOK_RATE_BUDGET_DIR"
 
-_SHARED_BUCKETS: dict[tuple[str, str], TokenBucket] = {}
+_SHARED_BUCKETS: dict[tuple[str, str, str], TokenBucket] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def shared_bucket(host: str) -> TokenBucket:
+def shared_bucket(host: str, kind: str = "api") -> TokenBucket:
     """The one token bucket of every client that talks to `host` (``host[:port]``): per process, or per batch.
 
     The host enforces its limit per token, not per client object: a step's legacy and TFE clients on
@@ -318,17 +322,23 @@ def shared_bucket(host: str) -> TokenBucket:
     answered 429 (each costing the server's Retry-After, a whole second). Sharing errs on the safe side
     when two tokens talk to one host: they then stay within one token's allowance together. In a batch
     (`RATE_BUDGET_DIR_VAR` set) the bucket is a `FileTokenBucket` in that folder, shared by its kernels.
+
+    Args:
+        host: ``host[:port]``.
+        kind: "api" (every request) or "runs-list" (the runs lists' own 30/min, `RUNS_LIST_LIMIT_PER_MINUTE`,
+            taken in addition; it never follows `X-RateLimit-Limit`).
     """
     folder = os.environ.get(RATE_BUDGET_DIR_VAR, "")
+    rate = (DEFAULT_RATE_LIMIT if kind == "api" else RUNS_LIST_LIMIT_PER_MINUTE / 60.0) * RATE_LIMIT_FRACTION
     with _SHARED_LOCK:
-        bucket = _SHARED_BUCKETS.get((folder, host))
+        bucket = _SHARED_BUCKETS.get((folder, host, kind))
         if bucket is None:
             if folder:
-                name = re.sub(r"[^A-Za-z0-9.-]", "_", host) or "host"
-                bucket = FileTokenBucket(os.path.join(folder, f"{name}.bucket"))
+                name = (re.sub(r"[^A-Za-z0-9.-]", "_", host) or "host") + ("" if kind == "api" else f".{kind}")
+                bucket = FileTokenBucket(os.path.join(folder, f"{name}.bucket"), rate)
             else:
-                bucket = TokenBucket()
-            bucket = _SHARED_BUCKETS[(folder, host)] = bucket
+                bucket = TokenBucket(rate)
+            bucket = _SHARED_BUCKETS[(folder, host, kind)] = bucket
         return bucket
 
 
@@ -339,11 +349,15 @@ class _LimitedAdapter(HTTPAdapter):
     Retry-After, X-RateLimit-Reset or the backoff.
     """
 
-    def __init__(self, bucket: TokenBucket, **kwargs: Any) -> None:
+    def __init__(self, bucket: TokenBucket, runs_list: TokenBucket | None = None, **kwargs: Any) -> None:
         self.bucket = bucket
+        self.runs_list = runs_list
         super().__init__(**kwargs)
 
     def send(self, request, **kwargs):  # type: ignore[override]
+        if self.runs_list is not None and request.method == "GET" and _RUNS_LIST_PATH.search(
+                urlsplit(request.url or "").path):
+            self.runs_list.acquire()  # the runs lists' own limit, on top of the general one
         self.bucket.acquire()
         response = super().send(request, **kwargs)
         self.bucket.observe(response.headers)
@@ -599,7 +613,8 @@ class ApiSession:
                               f"ca_bundle parameter) at the PEM file of the CA that signed {self.host}'s certificate.")
         self.verify: str | bool = settings.ca_bundle or True
         self._session = requests.Session()
-        adapter = _LimitedAdapter(self.rate_limiter, max_retries=self.retry_policy.build())
+        adapter = _LimitedAdapter(self.rate_limiter, shared_bucket(self.host, "runs-list") if which == "tfe" else None,
+                                  max_retries=self.retry_policy.build())
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
         self._session.auth = _TokenAuth(settings, which, auth_header, auth_prefix, self.host)

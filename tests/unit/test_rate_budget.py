@@ -63,3 +63,21 @@ def test_shared_bucket_is_per_batch_folder_when_the_batch_names_one(tmp_path, mo
     assert isinstance(batch, FileTokenBucket) and batch is shared_bucket("example.test:1")
     batch.acquire()
     assert (tmp_path / "example.test_1.bucket").is_file()
+
+
+def test_runs_lists_keep_their_own_30_per_minute(monkeypatch):
+    from test_clients_fake_server import FakeServer, Reply
+    from test_http import make_session
+
+    monkeypatch.delenv(RATE_BUDGET_DIR_VAR, raising=False)
+    now, slept = [0.0], []
+    runs_list = TokenBucket(http.RUNS_LIST_LIMIT_PER_MINUTE / 60 * http.RATE_LIMIT_FRACTION, clock=lambda: now[0],
+                            sleep=slept.append)
+    with FakeServer(lambda req: Reply(200, {"data": []})) as srv:
+        session = make_session(srv.url)
+        session._session.get_adapter(srv.url).runs_list = runs_list
+        for path in ("/api/v2/workspaces/ws-1/runs", "/api/v2/runs/run-1", "/api/v2/workspaces/ws-1",
+                     "/api/v2/organizations/acme/runs", "/api/v2/workspaces/ws-1/runs"):
+            session.request("GET", path)
+    # Three list calls: the first from the burst of one, the next two each a token's wait (60/27 s apart).
+    assert len(slept) == 2 and all(abs(s - 60 / 27 * (i + 1)) < 0.01 for i, s in enumerate(slept))
