@@ -101,7 +101,7 @@ def report_targets(targets: dict[str, dict[str, Any]], path: Path) -> None:
 
 @contextlib.contextmanager
 def rehearsal_sandbox(data_dir: Path, environments: int, *, subprocess: bool = False,
-                      rate_limit: float | None = 30.0) -> Iterator[Any]:
+                      rate_limit: float | None = 30.0, runs: Any = None) -> Iterator[Any]:
     """A sandbox seeded with `environments` legacy environments, ready for an apply batch.
 
     Seeding and the blocker clearing need the store, so they happen in-process; with `subprocess=True`
@@ -122,7 +122,7 @@ def rehearsal_sandbox(data_dir: Path, environments: int, *, subprocess: bool = F
     port = free_port()
     saved = dict(os.environ)
     started = time.monotonic()
-    with Sandbox(data_dir, port=port, seed=environments, rate_limit=rate_limit) as sandbox:
+    with Sandbox(data_dir, port=port, seed=environments, rate_limit=rate_limit, runs=runs) as sandbox:
         os.environ.update(batch_environ(sandbox.env))
         legacy = LegacyClient(Settings.from_env())
         org = sandbox.legacy_org
@@ -140,7 +140,8 @@ def rehearsal_sandbox(data_dir: Path, environments: int, *, subprocess: bool = F
         legacy.session.close()
     seeded_s = time.monotonic() - started
     try:
-        served = Sandbox(data_dir, port=port, seed=environments, rate_limit=rate_limit, subprocess=subprocess)
+        served = Sandbox(data_dir, port=port, seed=environments, rate_limit=rate_limit, subprocess=subprocess,
+                         runs=runs)
         with served:
             os.environ.update(batch_environ(served.env))
             served.seed_seconds = round(seeded_s, 1)

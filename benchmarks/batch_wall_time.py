@@ -1,17 +1,19 @@
 """Benchmark (not a test): wall time of an apply batch, notebooks 00-06, for 20 seeded environments.
 
-Targets (issue 10), measured side by side in one run:
+Targets, measured side by side in one run:
 
-- papermill overhead at most 2 s per notebook (median): a notebook's time in the batch minus the same
-  step's time when its code runs in-process;
-- `--jobs 2` at least 1.6x faster than `--jobs 1`.
+- fresh kernels (a kernel per notebook, `--kernels fresh`): papermill overhead at most 2 s per notebook
+  (median), a notebook's time in the batch minus the same step's time when its code runs in-process;
+  `--jobs 2` at least 1.6x faster than `--jobs 1`;
+- warm kernels (`--kernels warm`, the default: one kept kernel per worker): with `--jobs 1`, the batch's
+  wall time at most 1.5x the in-process floor (goal 1.25x) and the median overhead at most 0.3 s per notebook.
 
-Three runs, each on its own freshly seeded sandbox of `--environments` environments (blockers cleared
+Runs (`--runs`): `jobs1`, `jobs2` (fresh kernels), `warm1`, `warm2` (warm kernels) and `floor`, each on its own freshly seeded sandbox of `--environments` environments (blockers cleared
 and sensitive values given as `runbook_lib.demo` does), each into its own new organization, the
 sandbox served from a child process (a real TFE host does not share this process's CPU time):
 
-- `jobs1`, `jobs2`: `runbook_lib.batch.BatchRunner` in apply mode with the confirm lines, as
-  `tfe-runbook run --jobs N` does (wall time around `run()`, which includes HTML copies and evidence);
+- `jobsN` / `warmN`: `runbook_lib.batch.BatchRunner` in apply mode with the confirm lines, as
+  `tfe-runbook run --jobs N --kernels fresh|warm` does (wall time around `run()`, which includes HTML copies and evidence);
 - `floor`: the same notebooks' code cells executed in this one process, environment after environment,
   with the very parameters the batch would pass (`BatchRunner._parameters`): the same plan/apply/verify
   calls, the gates passed by the confirm phrases, step 5's wait for the sandbox run. What remains
@@ -21,7 +23,7 @@ sandbox served from a child process (a real TFE host does not share this process
 The overhead is broken down from the executed notebooks' papermill metadata: the time outside cells
 (kernel start and shutdown, papermill), the first code cell (imports and the context), the other cells.
 
-    .venv/bin/python benchmarks/batch_wall_time.py [--environments 20] [--runs jobs1,jobs2,floor]
+    .venv/bin/python benchmarks/batch_wall_time.py [--environments 20] [--runs jobs1,jobs2,warm1,floor]
 """
 
 from __future__ import annotations
@@ -38,11 +40,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import (confirm_lines, mapping_rows, median, print_table, rehearsal_sandbox, report_targets,
+from _common import (confirm_lines, machine, mapping_rows, median, print_table, rehearsal_sandbox, report_targets,
                      target, wait_for_quiet, write_results)
 
 OVERHEAD_TARGET_S = 2.0
 SPEEDUP_TARGET = 1.6
+WARM_OVERHEAD_TARGET_S = 0.3
+WARM_FLOOR_RATIO_TARGET = 1.5
+# label -> (jobs, kernels); None is the in-process floor.
+RUNS: dict[str, tuple[int, str] | None] = {"jobs1": (1, "fresh"), "jobs2": (2, "fresh"), "warm1": (1, "warm"),
+                                           "warm2": (2, "warm"), "floor": None}
 
 
 def notebook_code(step: str) -> tuple[str, list[str]]:
@@ -115,20 +122,22 @@ def _cpu_seconds(who: int | None = None) -> float:
     return sum(u.ru_utime + u.ru_stime for u in map(resource.getrusage, parts))
 
 
-def run_batch(label: str, jobs: int | None, environments: int, scratch: Path) -> dict[str, Any]:
-    """One of the three runs on its own freshly seeded sandbox; `jobs` None is the in-process floor."""
+def run_batch(label: str, how: tuple[int, str] | None, environments: int, scratch: Path) -> dict[str, Any]:
+    """One run on its own freshly seeded sandbox; `how` is (jobs, kernels), None for the in-process floor."""
     from runbook_lib.batch import STEPS, BatchRunner
     from runbook_lib.rehearsal import batch_parameters
 
     load = wait_for_quiet()
     with rehearsal_sandbox(scratch / f"sandbox-{label}", environments, subprocess=True) as sandbox:
         rows = mapping_rows(sandbox, f"acme-{label}")  # each run into its own new organization
-        runner = BatchRunner(rows, STEPS, mode="apply", out=scratch / "runs", batch_id=label, jobs=jobs or 1,
-                             parameters=batch_parameters(sandbox.env), confirm_lines=confirm_lines(rows))
+        jobs, kernels = how or (1, "fresh")
+        runner = BatchRunner(rows, STEPS, mode="apply", out=scratch / "runs", batch_id=label, jobs=jobs,
+                             parameters=batch_parameters(sandbox.env), confirm_lines=confirm_lines(rows),
+                             kernels=kernels)
         print(f"{label}: {len(rows)} environments seeded in {sandbox.seed_seconds}s; running", flush=True)
         mark = sandbox.log_mark()
         cpu_before, own_before = _cpu_seconds(), _cpu_seconds(resource.RUSAGE_SELF)
-        if jobs is None:
+        if how is None:
             wall, times, failures = run_floor(runner, rows)
             result = {"wall_s": round(wall, 1), "failures": failures,
                       "step_seconds": {f"{e} {s}": round(t, 2) for (e, s), t in times.items()}}
@@ -167,16 +176,19 @@ def per_step_medians(step_seconds: dict[str, float]) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--environments", type=int, default=20)
-    parser.add_argument("--runs", default="jobs1,jobs2,floor", help="which runs, comma-separated")
+    parser.add_argument("--runs", default="jobs1,jobs2,warm1,floor",
+                        help=f"which runs, comma-separated, of {', '.join(RUNS)}")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (sandboxes, executed notebooks)")
     args = parser.parse_args(argv)
     chosen = [r.strip() for r in args.runs.split(",") if r.strip()]
-    jobs_for = {"jobs1": 1, "jobs2": 2, "floor": None}
+    unknown = sorted(set(chosen) - set(RUNS))
+    if unknown:
+        parser.error(f"unknown run(s) {', '.join(unknown)}; choose from {', '.join(RUNS)}")
     scratch = Path(tempfile.mkdtemp(prefix="bench-batch-"))
     runs: dict[str, Any] = {}
     try:
         for label in chosen:
-            runs[label] = run_batch(label, jobs_for[label], args.environments, scratch)
+            runs[label] = run_batch(label, RUNS[label], args.environments, scratch)
     finally:
         if args.keep:
             print(f"scratch kept: {scratch}")
@@ -192,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         targets["--jobs 2 speedup over --jobs 1"] = target(figures["speedup_jobs2"], SPEEDUP_TARGET, at_most=False,
                                                           unit="x")
     if "floor" in runs:
-        for label in ("jobs1", "jobs2"):
+        for label in ("jobs1", "jobs2", "warm1", "warm2"):
             if label not in runs:
                 continue
             floor = runs["floor"]["step_seconds"]
@@ -202,12 +214,22 @@ def main(argv: list[str] | None = None) -> int:
         key = "median_notebook_overhead_jobs1_s" if "jobs1" in runs else "median_notebook_overhead_jobs2_s"
         if key in figures:
             targets["papermill overhead per notebook (median)"] = target(figures[key], OVERHEAD_TARGET_S, unit=" s")
+        if "warm1" in runs:
+            figures["warm1_over_floor"] = round(runs["warm1"]["wall_s"] / runs["floor"]["wall_s"], 2)
+            targets["warm --jobs 1 wall over the in-process floor"] = target(
+                figures["warm1_over_floor"], WARM_FLOOR_RATIO_TARGET, unit="x")
+            targets["warm overhead per notebook (median)"] = target(
+                figures["median_notebook_overhead_warm1_s"], WARM_OVERHEAD_TARGET_S, unit=" s")
     per_step = {label: per_step_medians(r["step_seconds"]) for label, r in runs.items()}
-    results = {"settings": {"environments": args.environments, "runs": chosen, "sandbox": "subprocess, rate limit 30/s"},
+    results = {"settings": {"environments": args.environments, "runs": chosen, "sandbox": "subprocess, rate limit 30/s",
+                            "machine": machine()},
                "figures": figures, "targets": targets, "per_step_median_s": per_step,
                "papermill_breakdown": {k: r.get("papermill_breakdown") for k, r in runs.items() if "papermill_breakdown" in r},
                "runs": runs}
-    path = write_results("batch_wall_time", results)
+    # A run of other than the default three (e.g. --runs warm1,floor) keeps its own file beside the default's.
+    default = chosen == parser.get_default("runs").split(",") and args.environments == 20
+    path = write_results("batch_wall_time" if default else f"batch_wall_time_{'_'.join(chosen)}_{args.environments}",
+                         results)
     print()
     print_table([(step, *(per_step[label].get(step, "-") for label in runs)) for step in sorted(next(iter(per_step.values())))],
                 ("step (median s)", *runs))

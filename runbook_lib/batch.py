@@ -11,6 +11,12 @@ running the same command again skips them and retries the rest, so nothing is do
 "running" by a killed batch counts as not passed, and the steps themselves are idempotent (they adopt
 what the earlier attempt created).
 
+Execution (`kernels`): "warm" (the default) runs each worker's notebooks one after another in one kept
+kernel (`runbook_lib.kernels`: namespace, execution count, cwd and environment reset before each notebook);
+"fresh" starts a kernel per notebook. The HTML copy of each executed notebook is written in the background
+(`HtmlCopies`: a spawned process, so nbconvert does not share this process's GIL), so it does not delay the
+next step; `run` returns (and writes the manifest that `archive` needs) only once every copy is written.
+
 Exclusion: a file lock per environment, in one per-user folder (`lock_root`, whatever the batch's
 output folder), refuses a second batch that would work on an environment another batch holds; it is
 released only once no step of the batch runs any more, even after a second Ctrl-C. The workspace lock
@@ -29,13 +35,13 @@ import shutil
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from runbook_lib import audit, summary
+from runbook_lib import audit, kernels, summary
 from runbook_lib.errors import LedgerError, RunbookError
 from runbook_lib.ledger import Ledger
 from runbook_lib.mapping import MappingRow
@@ -115,7 +121,18 @@ def phase_of(step: str) -> int:
     return next((i for i, end in enumerate(PHASE_ENDS) if number <= end), len(PHASE_ENDS) - 1)
 # Errors a step may meet when a host is briefly unwell (after the transport's own retries); the step is
 # idempotent, so running it again is safe. Refusals, conflicts and failed verifications are never retried.
-TRANSIENT_ERRORS = ("ServerError", "TransportError", "RateLimitedError")
+# A kernel that died or stopped answering (kernels.KERNEL_FAULTS) is replaced, and the step run again the same way.
+TRANSIENT_ERRORS = ("ServerError", "TransportError", "RateLimitedError", *kernels.KERNEL_FAULTS)
+KERNEL_MODES = ("warm", "fresh")
+#: `--jobs auto`: environments in flight per request/s of the host's rate limit. An environment in flight
+#: spends most of its time waiting (for runs, for finalization) and asks ~40 requests over its steps; at
+#: 3 requests/s each, the budget (90% of the limit) keeps ~9 environments going at 30/s, enough to fill a
+#: TFE's default run capacity of 10 without every kernel queueing on the bucket.
+AUTO_REQUESTS_PER_ENV_S = 2.7
+#: A warm kernel with pandas and the step modules: resident memory budgeted per environment in flight.
+AUTO_KERNEL_MB = 250
+#: Kernels per core: they wait on the network far more than they compute (waiting holds no CPU).
+AUTO_KERNELS_PER_CORE = 8
 
 
 def select_steps(spec: str, steps: Sequence[str] = STEPS) -> list[str]:
@@ -208,21 +225,66 @@ def _attempt_path(target: Path) -> None:
         html.rename(aside.with_suffix(".html"))
 
 
-def _private_kernel_manager(socket_dir: str) -> type:
-    """A kernel manager whose kernel talks over unix sockets in `socket_dir` (mode 0700) instead of TCP.
+class HtmlCopies:
+    """HTML copies of executed notebooks, written by one background worker, off the steps' critical path.
 
-    Over TCP, another local user could connect to or listen on a kernel's loopback ports (ipykernel
-    warns about it); the batch's kernels see tokens in their environment and state in their outputs.
+    The worker is a process of its own by default: nbconvert is pure Python, and in a thread it would
+    take turns on the GIL with the papermill clients that drive the kernels. At most `max_pending` copies
+    wait at a time (a submit beyond that waits for a slot), so a slow disk cannot pile up work.
+    `settle(path)` waits for one notebook's copy (before an attempt is moved aside); `drain()` for all of
+    them, raising the first failure.
     """
-    from jupyter_client.manager import AsyncKernelManager
 
-    class PrivateKernelManager(AsyncKernelManager):
-        def __init__(self, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self.transport = "ipc"
-            self.ip = os.path.join(socket_dir, "kernel")
+    def __init__(self, max_pending: int = 8, *, processes: bool = True) -> None:
+        self._pool: Any = None
+        if processes:
+            try:
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
 
-    return PrivateKernelManager
+                # spawn: a fork of a process with running threads may copy a lock held by one of them.
+                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            except (OSError, ImportError):  # no process support here: a thread does the same work
+                self._pool = None
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="html-copies")
+        self._slots = threading.BoundedSemaphore(max_pending)
+        self._pending: dict[Path, Future] = {}
+        self._lock = threading.Lock()
+        self._failures: list[BaseException] = []
+
+    def submit(self, notebook: Path) -> None:
+        self._slots.acquire()
+        future = self._pool.submit(audit.notebook_to_html, notebook)
+        with self._lock:
+            self._pending[notebook] = future
+        future.add_done_callback(self._done)
+
+    def _done(self, future: Future) -> None:
+        exc = future.exception()
+        if exc is not None:  # kept and raised by drain(): the batch still finishes its steps
+            with self._lock:
+                self._failures.append(exc)
+        self._slots.release()
+
+    def settle(self, notebook: Path) -> None:
+        with self._lock:
+            future = self._pending.pop(notebook, None)
+        if future is not None:
+            future.exception()  # waits; a failure is raised by drain()
+
+    def drain(self) -> None:
+        self._pool.shutdown(wait=True)
+        with self._lock:
+            self._pending.clear()
+            failures, self._failures = self._failures, []
+        if failures:
+            raise failures[0]
+
+
+def _private_kernel_manager(socket_dir: str, extra_env: dict[str, str] | None = None) -> type:
+    """A fresh kernel's manager, talking over unix sockets in `socket_dir` (see `kernels.private_kernel_manager_class`)."""
+    return kernels.private_kernel_manager_class(socket_dir, asynchronous=True, extra_env=extra_env)
 
 
 def _error_type(exc: BaseException) -> str:
@@ -238,6 +300,74 @@ def _error_text(exc: BaseException) -> str:
     if isinstance(exc, PapermillExecutionError):
         return f"cell {exc.cell_index}: {exc.ename}: {exc.evalue}"
     return f"{type(exc).__name__}: {exc}"
+
+
+@dataclass
+class JobsChoice:
+    """What `--jobs auto` chose, and each bound it weighed (for the operator's progress line and the manifest)."""
+
+    jobs: int
+    environments: int
+    rate_limit: float
+    rate_source: str  # "host" (X-RateLimit-Limit) or "default" (unreachable or silent host)
+    by_rate: int
+    by_memory: int
+    by_cpu: int
+
+    def describe(self) -> str:
+        return (f"--jobs auto: {self.jobs} environments in flight (of {self.environments}; rate limit "
+                f"{self.rate_limit:g}/s from the {self.rate_source} allows {self.by_rate}, memory {self.by_memory}, "
+                f"CPU {self.by_cpu})")
+
+
+def choose_jobs(environments: int, rate_limit: float | None, *, cores: int | None = None,
+                available_mb: float | None = None) -> JobsChoice:
+    """The batch's concurrency for `--jobs auto`: as many environments in flight as the host and machine allow.
+
+    Args:
+        environments: environments in the batch (never more jobs than that).
+        rate_limit: the host's `X-RateLimit-Limit` (None: TFE's documented 30/s).
+        cores, available_mb: the machine (default: this one's CPUs and MemAvailable).
+    """
+    from runbook_lib.http import DEFAULT_RATE_LIMIT, RATE_LIMIT_FRACTION
+
+    rate = rate_limit or DEFAULT_RATE_LIMIT
+    cores = cores or os.cpu_count() or 1
+    available_mb = available_mb if available_mb is not None else _available_mb()
+    by_rate = max(1, int(rate * RATE_LIMIT_FRACTION / AUTO_REQUESTS_PER_ENV_S))
+    by_memory = max(1, int(available_mb / 2 / AUTO_KERNEL_MB))  # half the free memory for the kernels
+    by_cpu = max(1, cores * AUTO_KERNELS_PER_CORE)
+    jobs = max(1, min(environments, by_rate, by_memory, by_cpu))
+    return JobsChoice(jobs, environments, rate, "host" if rate_limit else "default", by_rate, by_memory, by_cpu)
+
+
+def _available_mb() -> float:
+    """MemAvailable from /proc/meminfo in MB (4 GB assumed where it cannot be read)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 4096.0
+
+
+def host_rate_limit(parameters: Mapping[str, Any]) -> float | None:
+    """The TFE host's `X-RateLimit-Limit`, from one ping with the batch's settings; None if it cannot say."""
+    from runbook_lib.settings import Settings
+    from runbook_lib.tfe import TfeClient
+
+    try:
+        settings = Settings.from_env(tfe_token_var=parameters.get("tfe_token_var") or "",
+                                     tfe_address=parameters.get("tfe_address") or "",
+                                     ca_bundle=parameters.get("ca_bundle") or "")
+        client = TfeClient(settings, read_only=True)
+        try:
+            return client.ping().get("rate_limit")
+        finally:
+            client.session.close()
+    except RunbookError:
+        return None  # the steps themselves report an unreachable host with the fix; here the default serves
 
 
 def declared_parameters(notebook: str | Path) -> set[str]:
@@ -342,28 +472,42 @@ class BatchRunner:
         mode: "plan" or "apply".
         out: the runs folder; the batch writes to `out/<batch_id>`.
         batch_id: the batch's name; the same name resumes the same batch.
-        jobs: environments run in parallel.
+        jobs: environments run in parallel, or "auto": as many as the host's rate limit and this machine
+            allow (`choose_jobs`; the choice is in `jobs_choice` and the manifest).
         parameters: extra notebook parameters for every step (token variable NAMES, migration path, ...).
         confirm_lines: confirmations from the confirm file.
         notebooks_dir: where the step notebooks are.
         execution_timeout: seconds a single cell may run.
         on_step: called with each StepOutcome as it finishes (progress display), and with a
             "retrying" outcome before a transient failure is run again.
-        transient_retries: how often a step that failed on a transient API error (TRANSIENT_ERRORS)
-            is run again at once; its earlier attempt's notebook is kept.
+        transient_retries: how often a step that failed on a transient API error or a kernel fault
+            (TRANSIENT_ERRORS) is run again at once; its earlier attempt's notebook is kept.
+        kernels: "warm" (one kept kernel per worker, see `runbook_lib.kernels`) or "fresh" (a kernel
+            per notebook).
     """
 
     def __init__(self, rows: Sequence[MappingRow], steps: Sequence[str], *, mode: str, out: str | Path,
-                 batch_id: str, jobs: int = 1, parameters: Mapping[str, Any] | None = None,
+                 batch_id: str, jobs: int | str = 1, parameters: Mapping[str, Any] | None = None,
                  confirm_lines: Sequence[str] = (), notebooks_dir: str | Path = NOTEBOOKS_DIR,
                  execution_timeout: int = 1800, on_step: Callable[[StepOutcome], None] | None = None,
-                 transient_retries: int = 2) -> None:
+                 transient_retries: int = 2, kernels: str = "warm") -> None:
         if mode not in ("plan", "apply"):
             raise RunbookError(f"--mode must be plan or apply, not {mode!r}.")
+        if kernels not in KERNEL_MODES:
+            raise RunbookError(f"--kernels must be warm or fresh, not {kernels!r}.")
+        self.kernels = kernels
+        self._pool: Any = None  # the warm kernels of a run
+        self._html: HtmlCopies | None = None
+        self.kernel_stats: dict[str, int] = {}  # warm kernels started and thrown away by the last run
         self.rows, self.steps, self.mode = list(rows), list(steps), mode
         self.out = Path(out)
         self.batch_dir = self.out / batch_id
-        self.batch_id, self.jobs = batch_id, max(1, int(jobs))
+        self.batch_id = batch_id
+        if jobs != "auto" and not (isinstance(jobs, int) or str(jobs).isdigit()):
+            raise RunbookError(f"--jobs must be a number or auto, not {jobs!r}.")
+        self.auto_jobs = jobs == "auto"
+        self.jobs = 1 if self.auto_jobs else max(1, int(jobs))
+        self.jobs_choice: JobsChoice | None = None
         self.parameters = dict(parameters or {})
         self.confirm_lines = list(confirm_lines)
         self.notebooks_dir = Path(notebooks_dir)
@@ -420,9 +564,26 @@ class BatchRunner:
             typed[name] = coerce_parameter(name, value, kind)
         return typed
 
+    def resolve_jobs(self) -> JobsChoice:
+        """For `jobs="auto"`: ask the TFE host its rate limit once and choose (`choose_jobs`)."""
+        self.jobs_choice = choose_jobs(len(self.rows), host_rate_limit(self.parameters))
+        self.jobs = self.jobs_choice.jobs
+        return self.jobs_choice
+
     @property
     def ledger_path(self) -> Path:
         return self.batch_dir / "ledger.sqlite"
+
+    @property
+    def rate_budget_dir(self) -> Path:
+        """Where the batch's kernels share one rate budget per host (`http.FileTokenBucket`); outside the
+        batch folder, so it is no part of the evidence."""
+        return self.out / ".rate" / self.batch_id
+
+    def _kernel_env(self) -> dict[str, str]:
+        from runbook_lib.http import RATE_BUDGET_DIR_VAR
+
+        return {RATE_BUDGET_DIR_VAR: str(self.rate_budget_dir.resolve())}
 
     def run(self) -> BatchResult:
         """Run the batch; returns every step's outcome. Writes manifest.json and summary.html at the end.
@@ -432,6 +593,8 @@ class BatchRunner:
             AuditError: the output folder cannot be written (read-only, full); nothing half-written is left.
             KeyboardInterrupt: after the running steps have stopped; the locks are released only then.
         """
+        if self.auto_jobs and self.jobs_choice is None:
+            self.resolve_jobs()
         locks = self._acquire_locks()
         old_umask = os.umask(0o077)  # notebooks, HTML, ledger, summary: readable by their owner only
         pool = ThreadPoolExecutor(max_workers=self.jobs)
@@ -443,6 +606,9 @@ class BatchRunner:
             audit.check_writable(self.batch_dir)
             ledger = Ledger(self.ledger_path, batch_id=self.batch_id)
             result = BatchResult(self.batch_dir, started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            self.rate_budget_dir.mkdir(parents=True, exist_ok=True)
+            self._pool = kernels.KernelPool(extra_env=self._kernel_env()) if self.kernels == "warm" else None
+            self._html = HtmlCopies(max_pending=2 * self.jobs + 2)
             stopped: set[str] = set()  # environments with a step that did not pass: later phases are blocked
             outcomes_by_env: dict[str, list[StepOutcome]] = {row.legacy_slug: [] for row in self.rows}
             for phase in range(len(PHASE_ENDS)):
@@ -458,6 +624,7 @@ class BatchRunner:
                         stopped.add(row.legacy_slug)
             for row in self.rows:
                 result.outcomes.extend(outcomes_by_env[row.legacy_slug])
+            self._close_execution()  # every HTML copy written before the manifest lists the files
             result.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
             self._write_evidence(result, ledger)
             audit.restrict_tree(self.batch_dir)  # files an earlier version or a by-hand run left readable
@@ -471,10 +638,25 @@ class BatchRunner:
             raise
         finally:
             _stop_workers(pool, futures)  # also after a second Ctrl-C: nothing is released while work runs
-            os.umask(old_umask)
-            for lock in locks:
-                lock.release()
+            try:
+                self._close_execution()
+            finally:
+                os.umask(old_umask)
+                for lock in locks:
+                    lock.release()
         return result
+
+    def _close_execution(self) -> None:
+        """Stop the kept kernels and wait for the HTML copies still being written (idempotent)."""
+        pool, self._pool = self._pool, None
+        html, self._html = self._html, None
+        try:
+            if pool is not None:
+                pool.close()
+                self.kernel_stats = {"started": pool.started, "discarded": pool.discarded}
+        finally:
+            if html is not None:
+                html.drain()
 
     def _acquire_locks(self) -> list[Any]:
         """Take every environment's lock (see `lock_path`) before anything is written.
@@ -543,34 +725,29 @@ class BatchRunner:
         }
 
     def _run_step(self, row: MappingRow, step: str, ledger: Ledger) -> StepOutcome:
-        import papermill
         from papermill.exceptions import PapermillExecutionError
 
         env_dir = self.batch_dir / audit.env_dirname(row.legacy_slug)
         env_dir.mkdir(parents=True, exist_ok=True)
         target = env_dir / f"{step}.ipynb"
+        if self._html is not None:
+            self._html.settle(target)  # the earlier attempt's copy is written before it is moved aside
         _attempt_path(target)
         before = ledger.latest(row.legacy_slug, step, self.mode)
         started = time.monotonic()
         error = error_type = None
-        socket_dir = tempfile.mkdtemp(prefix="tfe-runbook-kernel-")  # short path: unix sockets allow ~100 chars
         try:
-            papermill.execute_notebook(str(self.notebooks_dir / f"{step}.ipynb"), str(target),
-                                       parameters=self._parameters(row, step), progress_bar=False,
-                                       kernel_name="python3", execution_timeout=self.execution_timeout,
-                                       kernel_manager_class=_private_kernel_manager(socket_dir),
-                                       # jupyter_client interrupts every kernel it shuts down, and ipykernel
-                                       # logs that as an ERROR line; cell errors reach the notebook anyway.
-                                       extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
+            self._execute(step, target, self._parameters(row, step))
         except (PapermillExecutionError, RuntimeError, OSError) as exc:  # RuntimeError/OSError: the kernel died
             error, error_type = _error_text(exc), _error_type(exc)
-        finally:
-            shutil.rmtree(socket_dir, ignore_errors=True)
         seconds = time.monotonic() - started
         notebook = target if target.exists() else None
         sha = audit.sha256_file(notebook) if notebook else None
         if notebook:
-            audit.notebook_to_html(notebook)
+            if self._html is not None:
+                self._html.submit(notebook)
+            else:
+                audit.notebook_to_html(notebook)
         row_after = ledger.latest(row.legacy_slug, step, self.mode)
         fresh = row_after if row_after and (before is None or row_after.id != before.id) else None
         if fresh and fresh.status == "running":
@@ -590,6 +767,41 @@ class BatchRunner:
                            str(notebook) if notebook else None, error if status == "failed" else None,
                            error_type if status == "failed" else None)
 
+    def _execute(self, step: str, target: Path, parameters: dict[str, Any]) -> None:
+        """Run one step notebook into `target` through papermill, in a warm kernel or a fresh one.
+
+        Raises:
+            PapermillExecutionError: a cell raised (the kernel is fine and is kept).
+            RuntimeError, OSError: the kernel died, hung or a cell timed out (a warm kernel is replaced).
+        """
+        import papermill
+        from papermill.exceptions import PapermillExecutionError
+
+        common = dict(parameters=parameters, progress_bar=False, kernel_name="python3",
+                      execution_timeout=self.execution_timeout)
+        source = str(self.notebooks_dir / f"{step}.ipynb")
+        if self._pool is None:
+            socket_dir = tempfile.mkdtemp(prefix="tfe-runbook-kernel-")  # short path: unix sockets allow ~100 chars
+            try:
+                papermill.execute_notebook(source, str(target), **common,
+                                           kernel_manager_class=_private_kernel_manager(socket_dir, self._kernel_env()),
+                                           extra_arguments=list(kernels.KERNEL_ARGUMENTS))
+            finally:
+                shutil.rmtree(socket_dir, ignore_errors=True)
+            return
+        kernels.register_engine()
+        kernel = self._pool.take()
+        healthy = False
+        try:
+            papermill.execute_notebook(source, str(target), **common, engine_name=kernels.WARM_ENGINE,
+                                       warm_kernel=kernel)
+            healthy = True
+        except PapermillExecutionError:
+            healthy = True  # the notebook failed, not the kernel
+            raise
+        finally:
+            self._pool.give_back(kernel, healthy=healthy)
+
     def _write_evidence(self, result: BatchResult, ledger: Ledger) -> None:
         matrix: dict[str, dict[str, str]] = {}
         for run in ledger.history():
@@ -600,7 +812,9 @@ class BatchRunner:
         # throughout did nothing, and the manifest must not suggest otherwise.
         used = {k: v for k, v in self.parameters.items() if k in self._used}
         parameters = {**used, "mode": self.mode, "steps": self.steps,
-                      "environments": [r.legacy_slug for r in self.rows], "jobs": self.jobs}
+                      "environments": [r.legacy_slug for r in self.rows], "jobs": self.jobs,
+                      "jobs_auto": self.jobs_choice.__dict__ if self.jobs_choice else None,
+                      "kernels": self.kernels}
         summary.write_batch_evidence(self.batch_dir, ledger_path=self.ledger_path, steps=STEPS, mode=self.mode,
                                      workspaces={r.legacy_slug: r.workspace_slug for r in self.rows},
                                      parameters=parameters, outcomes=matrix, started_at=result.started_at,

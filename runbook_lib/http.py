@@ -81,6 +81,10 @@ RETRY_STATUSES = (429, 500, 502, 503, 504)
 RATE_LIMIT_FRACTION = 0.9
 #: TFE's documented per-user limit, assumed until a response says otherwise (legacy hosts never say).
 DEFAULT_RATE_LIMIT = 30.0
+#: "List Runs in a Workspace" and "List Runs in an Organization" have "an adjusted rate limit of 30 requests
+#: per minute" (terraform-docs-common, website/docs/cloud-docs/api-docs/run.mdx); no header announces it.
+RUNS_LIST_LIMIT_PER_MINUTE = 30.0
+_RUNS_LIST_PATH = re.compile(r"/api/v2/(?:workspaces|organizations)/[^/]+/runs/?$")
 
 _REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
             409: "Conflict", 412: "Precondition Failed", 422: "Unprocessable Entity", 429: "Too Many Requests",
@@ -261,23 +265,111 @@ class TokenBucket:
                 self._tokens = min(self._tokens, self.capacity)
 
 
-_SHARED_BUCKETS: dict[str, TokenBucket] = {}
+class FileTokenBucket(TokenBucket):
+    """A `TokenBucket` whose tokens live in a small file, so several processes spend one budget.
+
+    A batch runs its steps in several kernels (processes) at once against one host; each with a bucket
+    of its own, `--jobs N` sent up to N times the host's limit and met 429s. With this bucket every
+    kernel of the batch takes its tokens from `<batch>/.rate/<host>.bucket` under an exclusive `flock`
+    (a few microseconds per request, far below the 30/s it meters). The stamp is `time.monotonic()`,
+    which is one clock for every process of the machine. The rate a response teaches (`observe`) is
+    written to the file too, so every kernel follows what any of them learned.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], rate: float = DEFAULT_RATE_LIMIT * RATE_LIMIT_FRACTION, *,
+                 sleep=time.sleep) -> None:
+        super().__init__(rate, clock=time.monotonic, sleep=sleep)
+        self.path = os.fspath(path)
+
+    def _update(self, change: Callable[[dict[str, float]], float]) -> float:
+        import fcntl
+        import json
+
+        with self._lock:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                raw = os.pread(fd, 4096, 0)
+                try:
+                    state = json.loads(raw) if raw else {}
+                except ValueError:
+                    state = {}  # a torn file (a process killed mid-write) starts a fresh bucket
+                now = self._clock()
+                rate = float(state.get("rate") or self.rate)
+                tokens = float(state.get("tokens", max(rate, 1.0)))
+                stamp = float(state.get("stamp", now))
+                state = {"rate": rate, "tokens": min(max(rate, 1.0), tokens + max(now - stamp, 0.0) * rate),
+                         "stamp": now}
+                result = change(state)
+                data = json.dumps(state).encode()
+                os.pwrite(fd, data, 0)
+                os.ftruncate(fd, len(data))
+            finally:
+                os.close(fd)  # closing releases the flock
+            self.rate = state["rate"]
+        return result
+
+    def acquire(self) -> float:
+        def take(state: dict[str, float]) -> float:
+            state["tokens"] -= 1.0
+            return 0.0 if state["tokens"] >= 0 else -state["tokens"] / state["rate"]
+
+        wait = self._update(take)
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        value = headers.get("X-RateLimit-Limit")
+        try:
+            limit = float(value) if value else 0.0
+        except ValueError:
+            return  # a header we cannot read must not break the request that carried it
+        if limit <= 0 or limit * RATE_LIMIT_FRACTION == self.rate:
+            return
+
+        def learn(state: dict[str, float]) -> float:
+            state["rate"] = limit * RATE_LIMIT_FRACTION
+            state["tokens"] = min(state["tokens"], max(state["rate"], 1.0))
+            return 0.0
+
+        self._update(learn)
+
+
+#: Names a folder in which every process of one batch shares one rate budget per host (`FileTokenBucket`);
+#: the batch sets it in its kernels' environment. Unset (JupyterLab, tests), each process has its own.
+RATE_BUDGET_DIR_VAR = "TFE_RUNBOOK_RATE_BUDGET_DIR"
+
+_SHARED_BUCKETS: dict[tuple[str, str, str], TokenBucket] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def shared_bucket(host: str) -> TokenBucket:
-    """The one token bucket of every client in this process that talks to `host` (``host[:port]``).
+def shared_bucket(host: str, kind: str = "api") -> TokenBucket:
+    """The one token bucket of every client that talks to `host` (``host[:port]``): per process, or per batch.
 
     The host enforces its limit per token, not per client object: a step's legacy and TFE clients on
     one host (the sandbox; a proxy in front of both), or the clients of consecutive steps run in one
     process, each with a full bucket of their own, together sent up to twice the allowed rate and were
     answered 429 (each costing the server's Retry-After, a whole second). Sharing errs on the safe side
-    when two tokens talk to one host: they then stay within one token's allowance together.
+    when two tokens talk to one host: they then stay within one token's allowance together. In a batch
+    (`RATE_BUDGET_DIR_VAR` set) the bucket is a `FileTokenBucket` in that folder, shared by its kernels.
+
+    Args:
+        host: ``host[:port]``.
+        kind: "api" (every request) or "runs-list" (the runs lists' own 30/min, `RUNS_LIST_LIMIT_PER_MINUTE`,
+            taken in addition; it never follows `X-RateLimit-Limit`).
     """
+    folder = os.environ.get(RATE_BUDGET_DIR_VAR, "")
+    rate = (DEFAULT_RATE_LIMIT if kind == "api" else RUNS_LIST_LIMIT_PER_MINUTE / 60.0) * RATE_LIMIT_FRACTION
     with _SHARED_LOCK:
-        bucket = _SHARED_BUCKETS.get(host)
+        bucket = _SHARED_BUCKETS.get((folder, host, kind))
         if bucket is None:
-            bucket = _SHARED_BUCKETS[host] = TokenBucket()
+            if folder:
+                name = (re.sub(r"[^A-Za-z0-9.-]", "_", host) or "host") + ("" if kind == "api" else f".{kind}")
+                bucket = FileTokenBucket(os.path.join(folder, f"{name}.bucket"), rate)
+            else:
+                bucket = TokenBucket(rate)
+            bucket = _SHARED_BUCKETS[(folder, host, kind)] = bucket
         return bucket
 
 
@@ -288,11 +380,15 @@ class _LimitedAdapter(HTTPAdapter):
     Retry-After, X-RateLimit-Reset or the backoff.
     """
 
-    def __init__(self, bucket: TokenBucket, **kwargs: Any) -> None:
+    def __init__(self, bucket: TokenBucket, runs_list: TokenBucket | None = None, **kwargs: Any) -> None:
         self.bucket = bucket
+        self.runs_list = runs_list
         super().__init__(**kwargs)
 
     def send(self, request, **kwargs):  # type: ignore[override]
+        if self.runs_list is not None and request.method == "GET" and _RUNS_LIST_PATH.search(
+                urlsplit(request.url or "").path):
+            self.runs_list.acquire()  # the runs lists' own limit, on top of the general one
         self.bucket.acquire()
         response = super().send(request, **kwargs)
         self.bucket.observe(response.headers)
@@ -560,7 +656,8 @@ class ApiSession:
                               f"ca_bundle parameter) at the PEM file of the CA that signed {self.host}'s certificate.")
         self.verify: str | bool = settings.ca_bundle or True
         self._session = requests.Session()
-        adapter = _LimitedAdapter(self.rate_limiter, max_retries=self.retry_policy.build())
+        adapter = _LimitedAdapter(self.rate_limiter, shared_bucket(self.host, "runs-list") if which == "tfe" else None,
+                                  max_retries=self.retry_policy.build())
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
         self._session.auth = _TokenAuth(settings, which, auth_header, auth_prefix, self.base_url)

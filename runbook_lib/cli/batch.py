@@ -19,7 +19,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--steps", default="0-6", help="steps to run, like 0-6, 3 or 0,1,2 (default 0-6)")
     run.add_argument("--mode", choices=("plan", "apply"), default="plan",
                      help="plan reads only (default); apply changes the servers")
-    run.add_argument("--jobs", type=int, default=1, help="environments in parallel (default 1)")
+    run.add_argument("--jobs", type=_jobs, default="auto",
+                     help="environments in flight at once, or auto (default): as many as the TFE host's rate limit "
+                          "(X-RateLimit-Limit) and this machine's memory allow; a step waiting for a run holds no CPU")
+    run.add_argument("--kernels", choices=batch.KERNEL_MODES, default="warm",
+                     help="warm (default): each worker runs its notebooks one after another in one kept kernel, "
+                          "reset before each notebook; fresh: a new kernel per notebook")
     run.add_argument("--out", default="runs", help="folder for batches (default runs/)")
     run.add_argument("--batch", default="", help="batch name (default: the mapping file's name and the mode); "
                                                  "the same name resumes the same batch")
@@ -43,6 +48,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ver.add_argument("--allowed-signers", default="", metavar="FILE",
                      help="require a signature by a key in this ssh-keygen allowed_signers file")
     ver.set_defaults(func=_verify)
+
+
+def _jobs(value: str) -> int | str:
+    if value == "auto":
+        return value
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    raise argparse.ArgumentTypeError(f"{value!r} is not a positive number or auto")
 
 
 def _parse_params(items: list[str]) -> dict[str, str]:
@@ -94,8 +107,11 @@ def _run(args: argparse.Namespace) -> int:
 
     runner = batch.BatchRunner(rows, steps, mode=args.mode, out=args.out, batch_id=batch_id, jobs=args.jobs,
                                parameters=_parse_params(args.param),
-                               confirm_lines=batch.read_confirm_file(args.confirm_file), on_step=progress)
+                               confirm_lines=batch.read_confirm_file(args.confirm_file), on_step=progress,
+                               kernels=args.kernels)
     # The runner checked every parameter and name above, before anything was written.
+    if runner.auto_jobs:
+        tqdm.write(runner.resolve_jobs().describe(), file=sys.stderr)
     bar = tqdm(total=len(rows) * len(steps), unit="step", desc=batch_id, file=sys.stderr)
     result = runner.run()
     bar.close()

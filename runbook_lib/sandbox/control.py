@@ -38,7 +38,7 @@ from typing import Any
 from runbook_lib import terraform
 from runbook_lib.errors import ConfigError
 from runbook_lib.sandbox import seed as seed_mod
-from runbook_lib.sandbox.faults import FaultConfig
+from runbook_lib.sandbox.faults import FaultConfig, RunProfile
 from runbook_lib.sandbox.server import ADMIN_HEADER, ADMIN_SECRET_FILE, SandboxServer
 
 log = logging.getLogger("runbook_lib.sandbox")
@@ -166,11 +166,14 @@ class Sandbox:
         subprocess: run `tfe-runbook sandbox serve` in a child process instead of a thread.
         state_finalize_seconds: delay between a hosted state upload and its version becoming `finalized`
             (None: `$TFE_SANDBOX_STATE_FINALIZE_SECONDS`, else 0.2 s; see `store.states`).
+        runs: how long runs take and how many run at once (`RunProfile`; None: fast, for tests). Saved in
+            the data directory, so a restart (and `tfe-runbook sandbox serve` on it) keeps it.
     """
 
     def __init__(self, data_dir: str | Path | None = None, *, host: str = "127.0.0.1", port: int = 0,
                  tls: bool = False, seed: int = 0, rate_limit: float | None = 30.0,
-                 subprocess: bool = False, state_finalize_seconds: float | None = None) -> None:
+                 subprocess: bool = False, state_finalize_seconds: float | None = None,
+                 runs: RunProfile | None = None) -> None:
         self.state_finalize_seconds = state_finalize_seconds
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if data_dir is None:
@@ -181,6 +184,7 @@ class Sandbox:
         self._rate_limit = rate_limit
         self._faults: FaultConfig | None = None
         self.use_subprocess = subprocess
+        self.runs = runs
         self._server: SandboxServer | None = None
         self._proc: Any = None
         self.env: dict[str, str] = {}
@@ -200,6 +204,9 @@ class Sandbox:
             ConfigError: the subprocess did not become ready.
             TerraformError: seeding failed.
         """
+        if self.runs is not None:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.runs.save(self.data_dir)
         if self.use_subprocess:
             self._start_subprocess()
         else:

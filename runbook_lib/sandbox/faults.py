@@ -171,3 +171,62 @@ class RateLimiter:
         """The 429 headers: `X-RateLimit-Limit`, `X-RateLimit-Reset` (float seconds), `Retry-After` (int)."""
         return {"X-RateLimit-Limit": f"{limit or self.limit or 0:g}", "X-RateLimit-Reset": f"{reset_s:.3f}",
                 "Retry-After": str(max(1, math.ceil(reset_s)))}
+
+
+#: The file in the data directory that holds the `RunProfile` the run worker reads when it starts.
+RUN_PROFILE_FILE = "run_profile.json"
+
+
+@dataclass
+class RunProfile:
+    """How long a run takes and how many run at once: the two settings of a real TFE that bound an estate.
+
+    A real TFE queues a run and plans it in a container; for a whole estate the wall time is bounded by
+    how long that takes and by how many runs the host executes at once (TFE_CAPACITY_CONCURRENCY, default
+    10 per node: https://developer.hashicorp.com/terraform/enterprise/deploy/reference/configuration).
+    The defaults keep the sandbox fast for tests: no added time, capacity as the run worker's threads.
+
+    Attributes:
+        run_seconds: queue plus plan seconds added to every plan (the run shows `planning` meanwhile).
+        run_jitter: the added time varies by up to this share either way (0.2: 16-24 s for 20 s).
+        run_capacity: runs executed at once (plans and applies); later runs stay queued (0: the run
+            worker's thread count).
+        seed: seed of the jitter's generator.
+    """
+
+    run_seconds: float = 0.0
+    run_jitter: float = 0.0
+    run_capacity: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.run_seconds < 0 or not 0 <= self.run_jitter <= 1 or self.run_capacity < 0:
+            raise ValueError("run_seconds and run_capacity must be >= 0 and run_jitter between 0 and 1")
+
+    def draw_seconds(self, rng: random.Random) -> float:
+        """One run's added seconds."""
+        if not self.run_seconds:
+            return 0.0
+        return self.run_seconds * (1.0 + self.run_jitter * (2.0 * rng.random() - 1.0))
+
+    def save(self, data_dir: Any) -> None:
+        """Write the profile for the run worker of a sandbox on `data_dir` (read when it starts)."""
+        import json
+        from pathlib import Path
+
+        Path(data_dir, RUN_PROFILE_FILE).write_text(json.dumps(asdict(self)))
+
+    @classmethod
+    def load(cls, data_dir: Any) -> "RunProfile":
+        """The profile saved in `data_dir`, or the fast default.
+
+        Raises:
+            ValueError: the file holds unknown keys or values out of range.
+        """
+        import json
+        from pathlib import Path
+
+        path = Path(data_dir, RUN_PROFILE_FILE)
+        if not path.is_file():
+            return cls()
+        return cls(**json.loads(path.read_text()))

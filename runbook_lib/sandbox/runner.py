@@ -26,6 +26,12 @@ with a CLI config pointing at the bundled `null` provider (offline). A 0.11 (v3)
 reads them again) and `state replace-provider registry.terraform.io/-/X registry.terraform.io/hashicorp/X`;
 the stored state version is not changed by a plan.
 
+Run duration and capacity (`faults.RunProfile`, read from `<data>/run_profile.json` at start; off by
+default): each plan first waits `run_seconds` (with jitter) in `planning`, as a real TFE's queue and plan
+take time; at most `run_capacity` runs execute at once (TFE_CAPACITY_CONCURRENCY), the others stay
+`pending`. Waiting runs hold a capacity slot but no terraform slot: terraform itself still runs on at most
+`workers` threads at a time.
+
 Restart: jobs left `running` when the process died are re-queued (their run goes back to `pending`);
 a run that was `applying` ends `errored` (a half-done apply cannot be repeated safely). A run that
 exceeds the timeout (default 300 s; `Runner.timeout_s`) ends `errored` with "timed out after N s" in its
@@ -39,6 +45,7 @@ import io
 import json
 import logging
 import queue
+import random
 import re
 import shutil
 import sqlite3
@@ -55,6 +62,7 @@ from runbook_lib.errors import TerraformError
 from runbook_lib.git import GitError
 from runbook_lib.sandbox import vcs
 from runbook_lib.sandbox.errors import ConflictError, NotFoundError, SandboxError
+from runbook_lib.sandbox.faults import RunProfile
 from runbook_lib.sandbox.store import Store, md5_hex
 from runbook_lib.sandbox.store.runs import FINAL_STATUSES, RUN_STATUSES
 
@@ -153,6 +161,9 @@ class Runner:
         self._plugin_dir = ""
         self._rc_1x = ""
         self._rc_011 = ""
+        self.profile = RunProfile()
+        self._profile_rng = random.Random(0)
+        self._terraform_slots = threading.Semaphore(workers)
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -169,10 +180,12 @@ class Runner:
         vcs.write_hook_config(self.data_dir, self.address, self.ca_file)
         self.install_hooks()
         self._recover()
+        self.profile = RunProfile.load(self.data_dir)
+        self._profile_rng = random.Random(self.profile.seed)
         self.store.run_listeners.append(self._on_new_run)
         self._threads = [threading.Thread(target=self._dispatch_loop, name="sandbox-run-dispatch", daemon=True)]
         self._threads += [threading.Thread(target=self._worker_loop, name=f"sandbox-run-worker-{i}", daemon=True)
-                          for i in range(self.workers)]
+                          for i in range(self._task_threads())]
         for thread in self._threads:
             thread.start()
         self.wake()
@@ -183,7 +196,7 @@ class Runner:
             self.store.run_listeners.remove(self._on_new_run)
         self._stopping.set()
         self._wake.set()
-        for _ in range(self.workers):
+        for _ in range(self._task_threads()):
             self._queue.put(None)
         deadline = time.monotonic() + STOP_WAIT_S
         for thread in self._threads:
@@ -192,6 +205,13 @@ class Runner:
                 log.warning("sandbox run thread %s still busy at stop; its run is re-queued on the next start",
                             thread.name)
         self._threads = []
+
+    def _task_threads(self) -> int:
+        """Threads that hold runs: one per capacity slot (a run waiting out its duration holds one)."""
+        return max(self.workers, self.profile.run_capacity)
+
+    def _capacity(self) -> int:
+        return self.profile.run_capacity or self.workers
 
     def install_hooks(self) -> list[str]:
         """Install the push hook in every bare repository (also called after seeding, and every 2 s)."""
@@ -274,6 +294,9 @@ class Runner:
         held: set[str] = set()
         with self.store.tx():
             for job in jobs:
+                with self._inflight_lock:
+                    if len(self._inflight) >= self._capacity():
+                        break  # the host's run capacity is used: the rest stay queued (pending)
                 task = (self._next_legacy(job, held) if job["kind"] == "legacy" else self._next_tfe(job, held))
                 if task is not None:
                     with self._inflight_lock:
@@ -338,12 +361,18 @@ class Runner:
             if task is None:
                 return
             try:
-                if task.kind == "legacy":
-                    self._plan_legacy(task.run_id)
-                elif task.action == "plan":
-                    self._plan_tfe(task.run_id)
-                else:
-                    self._apply_tfe(task.run_id)
+                if task.action == "plan":
+                    # Queue plus plan time of a real host; the run holds its capacity slot meanwhile.
+                    with self._inflight_lock:
+                        seconds = self.profile.draw_seconds(self._profile_rng)
+                    self._stopping.wait(seconds)
+                with self._terraform_slots:
+                    if task.kind == "legacy":
+                        self._plan_legacy(task.run_id)
+                    elif task.action == "plan":
+                        self._plan_tfe(task.run_id)
+                    else:
+                        self._apply_tfe(task.run_id)
             except sqlite3.ProgrammingError:
                 log.warning("sandbox stopped while run %s was executing; it is re-queued on the next start",
                             task.run_id)

@@ -1,0 +1,374 @@
+"""Warm kernels: each batch worker keeps one IPython kernel and runs notebook after notebook in it.
+
+A fresh kernel per notebook costs about two seconds (start the kernel, import pandas and the step
+modules) on every step of every environment. A warm kernel pays that once per worker. Papermill stays
+the executor of record: `WarmEngine` is a papermill engine (registered as `WARM_ENGINE`) whose client
+is papermill's own `PapermillNotebookClient`, given the kept kernel's manager instead of starting a
+kernel, so every step still leaves its own executed notebook with papermill's metadata.
+
+Isolation between notebooks (each guaranteed before a notebook starts, by `WarmKernel.prepare`):
+
+- the user namespace is cleared (`InteractiveShell.reset(new_session=True)`: names, `Out`, `_`) and the
+  execution count starts at 1;
+- the working directory, the environment variables, `sys.path` and the warnings filters are put back to
+  what they were when the kernel started, i.e. what the batch gave it;
+- `runbook_lib` keeps no per-environment state outside a step's `StepContext`: its clients and their
+  read memos (`runbook_lib.http.ReadMemo`) belong to the context, which the namespace reset drops. The
+  only process-wide state kept on purpose is the rate-limit bucket per host (`http.shared_bucket`): the
+  host's limit is per token, not per notebook.
+
+Faults: a kernel that died, or does not answer the reset within `RESET_TIMEOUT` seconds, is a
+`KernelFaultError`; a kernel that dies inside a cell is nbclient's `DeadKernelError`; a cell that
+outlives the step's timeout is nbclient's `CellTimeoutError`. After any of these the batch throws the
+kernel away (the next step gets a new one), so a hung cell never reaches into another step; the two
+kernel faults are transient (`KERNEL_FAULTS`), the step is run again under the batch's retry rules.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import warnings
+from typing import Any
+
+#: The papermill engine name of a warm kernel's execution.
+WARM_ENGINE = "tfe-runbook-warm"
+#: Error types (`_error_type` names) that mean the kernel failed, not the step: the step is retried.
+KERNEL_FAULTS = ("DeadKernelError", "KernelFaultError")
+#: Seconds a kept kernel may take to answer the reset before a notebook; longer means it hangs.
+RESET_TIMEOUT = 30.0
+#: Seconds to start a kernel and do the imports every step notebook makes.
+STARTUP_TIMEOUT = 120.0
+#: The modules the step notebooks import in their first cell; imported once per kernel.
+WARM_IMPORTS = ("pandas", "runbook_lib.context", "runbook_lib.gates", "runbook_lib.steps.preflight",
+                "runbook_lib.steps.organization", "runbook_lib.steps.workspaces",
+                "runbook_lib.steps.state_migration", "runbook_lib.steps.legacy_vcs",
+                "runbook_lib.steps.commit_verify", "runbook_lib.steps.decommission")
+# ipykernel logs the interrupt jupyter_client sends on shutdown as an ERROR line; cell errors reach the
+# notebook anyway. No history database: a reset per notebook would otherwise start a session row each.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL", "--HistoryManager.hist_file=:memory:"]
+
+
+class KernelFaultError(RuntimeError):
+    """The kept kernel died or stopped answering outside a notebook's cells; a new kernel is needed."""
+
+
+# --- run inside the kernel -------------------------------------------------------------------------------
+_baseline: dict[str, Any] = {}
+
+
+def _kernel_start(imports: tuple[str, ...] = WARM_IMPORTS) -> None:
+    """In the kernel: remember what the batch gave it (cwd, environment, sys.path, warnings), import the steps."""
+    import importlib
+
+    _baseline.update(cwd=os.getcwd(), environ=dict(os.environ), path=list(sys.path),
+                     filters=list(warnings.filters))
+    for name in imports:
+        importlib.import_module(name)
+
+
+def _kernel_reset() -> None:
+    """In the kernel, before each notebook: an empty namespace, count 1, the batch's cwd and environment."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    # IPython's reset runs a full gc.collect (a third of a second with pandas loaded); the notebook's
+    # objects go by reference counting, and cycles are left to the collector's own schedule.
+    collect = gc.collect
+    gc.collect = lambda *args, **kwargs: 0
+    try:
+        shell.reset(new_session=True)
+    finally:
+        gc.collect = collect
+    shell.execution_count = 1
+    os.chdir(_baseline["cwd"])
+    if dict(os.environ) != _baseline["environ"]:
+        os.environ.clear()
+        os.environ.update(_baseline["environ"])
+    sys.path[:] = _baseline["path"]
+    warnings.filters[:] = _baseline["filters"]
+    warnings._filters_mutated()  # type: ignore[attr-defined]  # drop the per-module "already warned" caches
+
+
+# Both run as silent executions: they bind no name in the user namespace and count no execution.
+_START_CODE = "__import__('runbook_lib.kernels', fromlist=['_'])._kernel_start()"
+_RESET_CODE = "__import__('runbook_lib.kernels', fromlist=['_'])._kernel_reset()"
+
+
+# --- run in the batch ------------------------------------------------------------------------------------
+def private_kernel_manager_class(socket_dir: str, *, asynchronous: bool,
+                                 extra_env: dict[str, str] | None = None) -> type:
+    """A kernel manager whose kernel talks over unix sockets in `socket_dir` (mode 0700) instead of TCP.
+
+    Over TCP, another local user could connect to or listen on a kernel's loopback ports (ipykernel
+    warns about it); the batch's kernels see tokens in their environment and state in their outputs.
+    `extra_env` is added to the environment the kernel inherits (the batch's shared rate budget folder).
+    """
+    from jupyter_client.manager import AsyncKernelManager, KernelManager
+
+    base = AsyncKernelManager if asynchronous else KernelManager
+
+    class PrivateKernelManager(base):  # type: ignore[valid-type, misc]
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.transport = "ipc"
+            self.ip = os.path.join(socket_dir, "kernel")
+
+        async def _async_pre_start_kernel(self, **kw: Any) -> Any:
+            if extra_env:
+                kw["env"] = {**(kw.get("env") or os.environ), **extra_env}
+            return await super()._async_pre_start_kernel(**kw)
+
+    return PrivateKernelManager
+
+
+class WarmKernel:
+    """One kept kernel: started with the steps' imports, reset before each notebook, shut down at the end.
+
+    Used by one batch worker at a time (`KernelPool` hands it out); its blocking client and the kernel
+    manager are not bound to a thread's event loop, so any worker thread may use it.
+    """
+
+    def __init__(self, kernel_name: str = "python3", extra_env: dict[str, str] | None = None) -> None:
+        self.kernel_name = kernel_name
+        self.extra_env = dict(extra_env or {})
+        self.km: Any = None
+        self.client: Any = None  # the notebooks' asynchronous client, kept between notebooks
+        self.client_thread = 0  # the worker thread whose event loop the client's sockets belong to
+        self._socket_dir = ""
+        self.notebooks = 0  # notebooks prepared in this kernel
+
+    def start(self) -> None:
+        """Start the kernel and do the imports.
+
+        Raises:
+            KernelFaultError: the kernel did not start or the imports failed (the message says which).
+        """
+        # A short path: unix socket paths allow about 100 characters.
+        self._socket_dir = tempfile.mkdtemp(prefix="tfe-runbook-kernel-")
+        try:
+            manager = private_kernel_manager_class(self._socket_dir, asynchronous=False, extra_env=self.extra_env)
+            self.km = manager(kernel_name=self.kernel_name)
+            self.km.start_kernel(extra_arguments=list(KERNEL_ARGUMENTS))
+            # A client for the start only: each notebook gets its own (papermill's), and a client kept
+            # across another client's session stops hearing its replies.
+            client = self.km.client()
+            client.start_channels()
+            try:
+                client.wait_for_ready(timeout=STARTUP_TIMEOUT)
+                reply = client.execute_interactive(_START_CODE, silent=True, store_history=False,
+                                                   timeout=STARTUP_TIMEOUT, output_hook=lambda msg: None)
+            finally:
+                client.stop_channels()
+            _check_reply(reply, "start")
+        except KernelFaultError:
+            self.shutdown()
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure to start means this kernel is unusable
+            self.shutdown()
+            raise KernelFaultError(f"a warm kernel did not start: {type(exc).__name__}: {exc}") from exc
+
+    def alive(self) -> bool:
+        return self.km is not None and bool(self.km.is_alive())
+
+    def drop_client(self) -> None:
+        """Close the kept notebook client (another thread takes the kernel over, or a notebook failed)."""
+        client, self.client, self.client_thread = self.client, None, 0
+        if client is not None:
+            try:
+                client.stop_channels()
+            except Exception:  # noqa: BLE001, S110 - closing sockets of a client no one will use again
+                pass
+
+    def shutdown(self) -> None:
+        """Stop the kernel at once (no grace: nothing in it is worth waiting for) and remove its sockets."""
+        self.drop_client()
+        try:
+            if self.km is not None and self.km.has_kernel:
+                self.km.shutdown_kernel(now=True)
+        except Exception:  # noqa: BLE001, S110 - a kernel already gone is what shutting down wants
+            pass
+        finally:
+            self.km = None
+            if self._socket_dir:
+                shutil.rmtree(self._socket_dir, ignore_errors=True)
+
+
+def _check_reply(reply: Any, what: str) -> None:
+    content = (reply or {}).get("content", {})
+    if content.get("status") != "ok":
+        raise KernelFaultError(f"the warm kernel's {what} failed: {content.get('ename')}: {content.get('evalue')}")
+
+
+class KernelPool:
+    """The batch's warm kernels: a worker takes one for a notebook and gives it back (or throws it away)."""
+
+    def __init__(self, kernel_name: str = "python3", extra_env: dict[str, str] | None = None) -> None:
+        self.kernel_name = kernel_name
+        self.extra_env = dict(extra_env or {})
+        self._idle: list[WarmKernel] = []
+        self._all: list[WarmKernel] = []
+        self._lock = threading.Lock()
+        self.started = 0  # kernels started, replacements included
+        self.discarded = 0
+
+    def take(self) -> WarmKernel:
+        """An idle kernel, or a new one (started here, in the calling worker).
+
+        Raises:
+            KernelFaultError: a new kernel did not start.
+        """
+        with self._lock:
+            if self._idle:
+                # The kernel this worker used last, if idle: its client can be taken up again.
+                mine = [k for k in self._idle if k.client_thread == threading.get_ident()]
+                kernel = mine[0] if mine else self._idle[-1]
+                self._idle.remove(kernel)
+                return kernel
+            self.started += 1
+        kernel = WarmKernel(self.kernel_name, self.extra_env)
+        kernel.start()
+        with self._lock:
+            self._all.append(kernel)
+        return kernel
+
+    def give_back(self, kernel: WarmKernel, *, healthy: bool) -> None:
+        """Return a kernel after a notebook; one that failed (died, hung, timed out) is shut down instead."""
+        if healthy and kernel.alive():
+            with self._lock:
+                self._idle.append(kernel)
+            return
+        kernel.shutdown()
+        with self._lock:
+            self.discarded += 1
+            if kernel in self._all:
+                self._all.remove(kernel)
+
+    def close(self) -> None:
+        with self._lock:
+            kernels, self._all, self._idle = self._all, [], []
+        for kernel in kernels:
+            kernel.shutdown()
+
+
+_registered = False
+
+
+def register_engine() -> None:
+    """Register `WarmEngine` with papermill (once; the kernel side of this module never needs papermill)."""
+    global _registered
+    with _REGISTER_LOCK:
+        if not _registered:
+            _define_engine()
+            _registered = True
+
+
+_REGISTER_LOCK = threading.Lock()
+
+
+def _define_engine() -> None:
+    from jupyter_client.asynchronous import AsyncKernelClient
+    from jupyter_core.utils import run_sync
+    from nbclient.exceptions import DeadKernelError
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import Engine, papermill_engines
+    from papermill.utils import merge_kwargs, remove_args
+
+    class WarmNotebookClient(PapermillNotebookClient):
+        """papermill's client, run in a kept kernel: prepare it, run the cells, close only the client."""
+
+        def __init__(self, nb_man: Any, warm_kernel: WarmKernel, **kw: Any) -> None:
+            super().__init__(nb_man, km=warm_kernel.km, **kw)
+            self.warm_kernel = warm_kernel
+
+        async def async_start_new_kernel_client(self) -> Any:
+            # The kernel's client is kept for the next notebook run from the same worker thread (its
+            # sockets belong to that thread's event loop); it ignores answers to earlier notebooks, as
+            # nbclient matches every reply and output to the request it sent.
+            warm = self.warm_kernel
+            if warm.client is not None and warm.client_thread == threading.get_ident():
+                self.kc = warm.client
+                return self.kc
+            warm.drop_client()
+            # nbclient needs an asynchronous client; the kept manager is a blocking one (usable from any
+            # worker thread), so the client is made here from its connection info, as `km.client()` would.
+            km = self.km
+            self.kc = AsyncKernelClient(**{**km.get_connection_info(session=True),
+                                           "connection_file": km.connection_file, "parent": km})
+            self.kc.start_channels()
+            await self.kc.wait_for_ready(timeout=self.startup_timeout)
+            self.kc.allow_stdin = False
+            warm.client, warm.client_thread = self.kc, threading.get_ident()
+            return self.kc
+
+        start_new_kernel_client = run_sync(async_start_new_kernel_client)
+
+        def prepare_kernel(self) -> None:
+            """Make the kernel as good as new for this notebook (see the module's isolation list).
+
+            Raises:
+                KernelFaultError: the kernel is dead or did not answer within `RESET_TIMEOUT`.
+            """
+            if not self.warm_kernel.alive():
+                raise KernelFaultError("the warm kernel died between notebooks; a new one is started")
+            timeout, self.timeout = self.timeout, RESET_TIMEOUT
+            try:
+                reply = self.wait_for_reply(self.kc.execute(_RESET_CODE, silent=True, store_history=False))
+            except Exception as exc:  # noqa: BLE001 - no reply in time, DeadKernelError: the kernel is unusable
+                raise KernelFaultError(f"the warm kernel did not answer its reset within {RESET_TIMEOUT:g} s"
+                                       ) from exc
+            finally:
+                self.timeout = timeout
+            _check_reply(reply, "reset")
+            self.warm_kernel.notebooks += 1
+
+        def execute(self, **kwargs: Any) -> Any:
+            self.reset_execution_trackers()
+            # The manager has its kernel, so this only opens (or takes up again) the client to it.
+            with self.setup_kernel(cleanup_kc=False, **kwargs):
+                done = False
+                try:
+                    self.prepare_kernel()
+                    self.log.info(f"Executing notebook in a warm kernel ({self.warm_kernel.notebooks})")
+                    self.papermill_execute_cells()
+                    info_msg = self.wait_for_reply(self.kc.kernel_info())
+                    self.nb.metadata["language_info"] = info_msg["content"]["language_info"]
+                    self.set_widgets_metadata()
+                    done = True
+                finally:
+                    self.kc = None
+                    if not done:
+                        self.warm_kernel.drop_client()  # after a fault, the next notebook starts a clean client
+            if not self.warm_kernel.alive():
+                raise DeadKernelError("the warm kernel died during the notebook")
+            return self.nb
+
+    class WarmEngine(Engine):
+        """papermill engine running a notebook in the `warm_kernel` it is given (see `WarmNotebookClient`)."""
+
+        @classmethod
+        def execute_managed_notebook(cls, nb_man: Any, kernel_name: str, log_output: bool = False,
+                                     stdout_file: Any = None, stderr_file: Any = None, start_timeout: int = 60,
+                                     execution_timeout: int | None = None, warm_kernel: WarmKernel | None = None,
+                                     **kwargs: Any) -> Any:
+            if warm_kernel is None:
+                raise KernelFaultError("the warm engine needs warm_kernel=WarmKernel(...)")
+            kwargs = remove_args(["input_path", "timeout", "startup_timeout", "kernel_manager_class",
+                                  "extra_arguments"], **kwargs)
+            final = merge_kwargs(kwargs, timeout=execution_timeout, startup_timeout=start_timeout,
+                                 kernel_name=kernel_name, log=logging_logger(), log_output=log_output,
+                                 stdout_file=stdout_file, stderr_file=stderr_file)
+            return WarmNotebookClient(nb_man, warm_kernel, **final).execute()
+
+    papermill_engines.register(WARM_ENGINE, WarmEngine)
+
+
+def logging_logger() -> Any:
+    from papermill.log import logger
+
+    return logger
+
