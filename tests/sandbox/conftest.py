@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sandbox_helpers import Api
 
+from runbook_lib.rehearsal import batch_environ, batch_parameters
 from runbook_lib.sandbox import Sandbox
 
 
@@ -18,3 +19,11 @@ def api(seeded_sandbox: Sandbox) -> Api:
 def legacy(seeded_sandbox: Sandbox) -> Api:
     """The operator on the seeded sandbox's legacy API."""
     return Api(seeded_sandbox, legacy=True)
+
+
+@pytest.fixture
+def rehearsal(sandbox_env, monkeypatch) -> dict[str, str]:  # noqa: ANN001 - pytest's fixtures
+    """The seeded sandbox's variables in this test's environment; returns the batch's step parameters."""
+    for name, value in batch_environ(sandbox_env).items():
+        monkeypatch.setenv(name, value)
+    return batch_parameters(sandbox_env)

@@ -77,3 +77,11 @@ def create_workspace(api: Api, org: str, name: str, **attributes: Any) -> dict[s
     response = api.post(f"/api/v2/organizations/{org}/workspaces", json=doc("workspaces", name=name, **attributes))
     assert response.status_code == 201, response.text
     return response.json()["data"]
+
+
+def step_context(tmp_path: Any, step: str, env: str, org: str, mode: str = "apply", **options: Any) -> Any:
+    """A step's context for the seeded legacy organization, its audit trail under `tmp_path/runs`."""
+    from runbook_lib.context import StepContext
+
+    return StepContext.create(step=step, legacy_org="acme-legacy", legacy_env=env, new_org=org, mode=mode,
+                              audit_root=str(tmp_path / "runs"), interactive=False, **options)

@@ -5,26 +5,21 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from sandbox_helpers import Api
+from sandbox_helpers import Api, step_context
 
 from runbook_lib import native
-from runbook_lib.context import StepContext
 from runbook_lib.errors import StepError
 from runbook_lib.sandbox import Sandbox
-from runbook_lib.rehearsal import batch_environ, batch_parameters
 from runbook_lib.steps import organization, state_migration, workspaces
 
 
-def _ctx(tmp_path, step, env, org, mode="apply", **options):
-    return StepContext.create(step=step, legacy_org="acme-legacy", legacy_env=env, new_org=org, mode=mode,
-                              audit_root=str(tmp_path / "runs"), interactive=False, **options)
+_ctx = step_context
 
 
 @pytest.fixture
-def rehearsal(sandbox_env, monkeypatch):
-    for name, value in batch_environ(sandbox_env).items():
-        monkeypatch.setenv(name, value)
-    return {**batch_parameters(sandbox_env), "migration_path": "native"}
+def rehearsal(rehearsal):
+    """The shared rehearsal parameters, on the host's own import path."""
+    return {**rehearsal, "migration_path": "native"}
 
 
 def _changes(sandbox: Sandbox, mark: int) -> list[str]:

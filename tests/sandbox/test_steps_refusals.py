@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from runbook_lib.context import StepContext
+from sandbox_helpers import step_context
+
 from runbook_lib.errors import ConfigError, NotFoundError, StepError
 from runbook_lib.http import ReadOnlyError
 from runbook_lib.sandbox import Sandbox
@@ -16,16 +17,7 @@ from runbook_lib.tfe import TfeClient
 from runbook_lib.settings import Settings
 
 
-def _ctx(tmp_path, step, env, org, mode="apply", **options):
-    return StepContext.create(step=step, legacy_org="acme-legacy", legacy_env=env, new_org=org, mode=mode,
-                              audit_root=str(tmp_path / "runs"), interactive=False, **options)
-
-
-@pytest.fixture
-def rehearsal(sandbox_env, monkeypatch):
-    for name, value in batch_environ(sandbox_env).items():
-        monkeypatch.setenv(name, value)
-    return batch_parameters(sandbox_env)
+_ctx = step_context
 
 
 def _prepare(tmp_path, rehearsal, env, org):

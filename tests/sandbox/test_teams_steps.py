@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from sandbox_helpers import Api, doc
+from sandbox_helpers import Api, doc, step_context
 
 from runbook_lib.context import StepContext
 from runbook_lib.errors import StepError
 from runbook_lib.sandbox import Sandbox
-from runbook_lib.rehearsal import batch_environ, batch_parameters
 from runbook_lib.steps import organization, workspaces
 
 
-def _ctx(tmp_path, step, env, org, mode="apply", **options):
-    return StepContext.create(step=step, legacy_org="acme-legacy", legacy_env=env, new_org=org, mode=mode,
-                              audit_root=str(tmp_path / "runs"), interactive=False, **options)
-
-
-@pytest.fixture
-def rehearsal(sandbox_env, monkeypatch):
-    for name, value in batch_environ(sandbox_env).items():
-        monkeypatch.setenv(name, value)
-    return batch_parameters(sandbox_env)
+_ctx = step_context
 
 
 def _org_ready(tmp_path, rehearsal, org):

@@ -11,8 +11,8 @@ Naming, as in the runbook's clients: `get_x` returns the object or raises (`NotF
 returns it or None.
 """
 
-from runbook_lib.sandbox.store.base import (FINAL_RUN_STATUSES, StoreBase, md5_b64, md5_hex, new_id,
-                                            new_token_value, now_iso, parse_state)
+from runbook_lib.sandbox.store.base import (FINAL_RUN_STATUSES, md5_b64, md5_hex, new_id, new_token_value, now_iso,
+                                            parse_state, StoreBase)
 from runbook_lib.sandbox.store.legacy import LegacyStore
 from runbook_lib.sandbox.store.migration import MigrationStore
 from runbook_lib.sandbox.store.orgs import OrganizationStore

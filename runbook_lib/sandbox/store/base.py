@@ -430,3 +430,20 @@ def _check_ws_name(name: Any) -> None:
     if not isinstance(name, str) or not _valid_ws_name(name):
         raise errors.UnprocessableError("Name is invalid: only letters, numbers, -, and _ are allowed, "
                                         "at most 90 characters", pointer="/data/attributes/name")
+
+
+def atlas_serial_allows(current: dict[str, Any], serial: int, digest: str) -> bool:
+    """The atlas state endpoint's rule for a PUT against the current state (Terraform 0.11 backend/atlas):
+    True to store it; False for the same serial and bytes again (an idempotent retry, stored once).
+
+    Raises:
+        LegacySerialError: 412, the serial goes backwards.
+        LegacyMd5ConflictError: 409, the same serial with other content.
+    """
+    if serial < current["serial"]:
+        raise errors.LegacySerialError()
+    if serial == current["serial"]:
+        if current["md5"] == digest:
+            return False
+        raise errors.LegacyMd5ConflictError()
+    return True

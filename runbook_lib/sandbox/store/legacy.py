@@ -7,7 +7,8 @@ import secrets
 from typing import Any
 
 from runbook_lib.sandbox import errors
-from runbook_lib.sandbox.store.base import (FINAL_RUN_STATUSES, StoreBase, _b, _valid_legacy_name, md5_hex, new_id, now_iso, parse_state)
+from runbook_lib.sandbox.store.base import (atlas_serial_allows, _b, FINAL_RUN_STATUSES, md5_hex, new_id, now_iso,
+                                            parse_state, StoreBase, _valid_legacy_name)
 
 
 class LegacyStore(StoreBase):
@@ -151,13 +152,8 @@ class LegacyStore(StoreBase):
         digest = md5_hex(body)
         with self.tx():
             current = self.current_legacy_state(env_id)
-            if current is not None:
-                if info["serial"] < current["serial"]:
-                    raise errors.LegacySerialError()
-                if info["serial"] == current["serial"]:
-                    if current["md5"] == digest:
-                        return False
-                    raise errors.LegacyMd5ConflictError()
+            if current is not None and not atlas_serial_allows(current, info["serial"], digest):
+                return False
             self._insert("legacy_states", {"env_id": env_id, "serial": info["serial"], "lineage": info["lineage"],
                                            "md5": digest, "body": body, "run_id": run_id or None,
                                            "created_at": now_iso()})

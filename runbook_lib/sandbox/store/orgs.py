@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from runbook_lib.sandbox import errors
-from runbook_lib.sandbox.store.base import (StoreBase, _valid_ws_name, new_id, now_iso)
+from runbook_lib.sandbox.store.base import (new_id, now_iso, StoreBase, _valid_ws_name)
 
 
 # Tables that name their organization in an `org` column (a rename follows them).

@@ -7,7 +7,7 @@ import secrets
 from typing import Any
 
 from runbook_lib.sandbox import errors
-from runbook_lib.sandbox.store.base import (StoreBase, _b, new_id, now_iso)
+from runbook_lib.sandbox.store.base import (_b, new_id, now_iso, StoreBase)
 
 
 # Every run status of run.mdx ("Run States") and go-tfe `run.go` (type RunStatus).

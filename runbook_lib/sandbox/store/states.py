@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from runbook_lib.sandbox import errors
-from runbook_lib.sandbox.store.base import (StoreBase, md5_hex, new_id, now_iso, parse_state)
+from runbook_lib.sandbox.store.base import (atlas_serial_allows, md5_hex, new_id, now_iso, parse_state, StoreBase)
 
 
 #: Seconds between a hosted upload landing and its state version becoming `finalized` (a real host
@@ -190,12 +190,8 @@ class StateStore(StoreBase):
         with self.tx():
             current = self.current_state_version(ws["id"])
             if current is not None:
-                if info["serial"] < current["serial"]:
-                    raise errors.LegacySerialError()
-                if info["serial"] == current["serial"]:
-                    if current["md5"] == digest:
-                        return False
-                    raise errors.LegacyMd5ConflictError()
+                if not atlas_serial_allows(current, info["serial"], digest):
+                    return False
                 if info["lineage"] and current["lineage"] and info["lineage"] != current["lineage"]:
                     raise errors.ConflictError("Lineage The lineage provided in the state file does not match "
                                                "the value currently known remotely")

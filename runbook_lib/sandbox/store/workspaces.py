@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from runbook_lib.sandbox import errors
-from runbook_lib.sandbox.store.base import (StoreBase, _b, _check_ws_name, new_id, now_iso, parse_state)
+from runbook_lib.sandbox.store.base import (_b, _check_ws_name, new_id, now_iso, parse_state, StoreBase)
 
 
 def count_managed_resources(state: bytes | None) -> int:
