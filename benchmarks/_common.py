@@ -25,6 +25,18 @@ from typing import Any, Iterator, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+#: Source of `status(field)` for a benchmark's child program (spliced into its `-c` code): a field of
+#: /proc/self/status in bytes. Not ru_maxrss: Linux carries it over from the parent across fork/exec, so it
+#: would start at the parent's peak and hide the child's own.
+PROC_STATUS = r'''
+def status(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise SystemExit(f"no {field} in /proc/self/status")
+'''
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 

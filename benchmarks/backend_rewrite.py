@@ -38,7 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, print_table, report_targets, target, wait_for_quiet, write_results
+from _common import PROC_STATUS, ROOT, print_table, report_targets, target, wait_for_quiet, write_results
 
 SECONDS_TARGET = 5.0
 RATIO_TARGET = 20.0
@@ -185,13 +185,7 @@ import pandas, hcl2, lark  # what any backend command imports: outside the comma
 import runbook_lib.cli
 from runbook_lib import hcl
 
-def status(field):
-    # /proc/self/status in kB; not ru_maxrss, which Linux carries over from the parent across fork/exec.
-    for line in open("/proc/self/status"):
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    raise SystemExit(f"no {field} in /proc/self/status")
-
+''' + PROC_STATUS + r'''
 baseline = status("VmRSS")
 with open("/proc/self/clear_refs", "w") as handle:
     handle.write("5")  # resets VmHWM to the current RSS: the peak from here on is the command's

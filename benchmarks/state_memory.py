@@ -30,7 +30,7 @@ import time
 import uuid
 from pathlib import Path
 
-from _common import ROOT, print_table, report_targets, target, wait_for_quiet, write_results
+from _common import PROC_STATUS, ROOT, print_table, report_targets, target, wait_for_quiet, write_results
 
 RATIO_TARGET = 4.0
 LEGACY_ENV = "big-state-prod"
@@ -61,14 +61,7 @@ import json, os, resource, sys, time, tracemalloc
 from runbook_lib.context import StepContext
 from runbook_lib.steps import state_migration
 
-def status(field):
-    # /proc/self/status in kB. Not ru_maxrss: Linux carries it over from the parent across fork/exec,
-    # and the parent held the generated state, so it would start high and hide the step's own peak.
-    for line in open("/proc/self/status"):
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    raise SystemExit(f"no {field} in /proc/self/status")
-
+''' + PROC_STATUS + r'''
 mode, audit_root, workspace = sys.argv[1:4]
 ctx = StepContext.create(step="03_migrate_state", legacy_org="acme-legacy", legacy_env="%(env)s", new_org="%(org)s",
                          workspace=workspace, mode="apply", audit_root=audit_root, interactive=False,
