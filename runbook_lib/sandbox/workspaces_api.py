@@ -201,6 +201,27 @@ def _include_current_run(req: Request, ws: dict[str, Any]) -> list[dict[str, Any
     return [_run_doc(req, current)] if current else []
 
 
+def _include_current_run_plan(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
+    from runbook_lib.sandbox.tfe_runs_api import _plan_doc
+    current = req.store.current_run(ws["id"])
+    plan = req.store.plan_for_run(current["id"]) if current else None
+    return _include_current_run(req, ws) + ([_plan_doc(req, plan)] if plan is not None else [])
+
+
+def _include_current_run_cv(req: Request, ws: dict[str, Any], *, ingress: bool = False) -> list[dict[str, Any]]:
+    """The current run and its configuration version (and that version's ingress attributes): a
+    multi-part include returns the resources along the path too (JSON:API "Inclusion of Related
+    Resources"), so one workspace read names the commit its current run plans."""
+    from runbook_lib.sandbox.runs_api import ingress_doc
+    from runbook_lib.sandbox.tfe_runs_api import _cv_doc
+    current = req.store.current_run(ws["id"])
+    if not current or not current["configuration_version_id"]:
+        return _include_current_run(req, ws)
+    cv = req.store.get_configuration_version(current["configuration_version_id"], _user(req))
+    return (_include_current_run(req, ws) + [_cv_doc(req, cv)]
+            + ([ingress_doc(cv)] if ingress and cv["ingress"] else []))
+
+
 def _include_locked_by(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
     if not ws["locked"] or ws["locked_by_run"] or not ws["locked_by_user"]:
         return []
@@ -218,9 +239,15 @@ def _include_nothing(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
 #: `?include=` values the sandbox serves on a workspace (workspaces.mdx "Available Related Resources";
 #: the state version's spelling `current-state-version` is go-tfe's `WSCurrentStateVer`, tested against
 #: the real API in `workspace_integration_test.go`). `outputs` and `effective_tag_bindings` are empty:
-#: the sandbox keeps neither. Any other value is a 400, as the real API answers an invalid include.
+#: the sandbox keeps neither. The `current_run.*` paths are go-tfe's `WSCurrentRunPlan`,
+#: `WSCurrentRunConfigVer` and `WSCurrentrunConfigVerIngress` (`workspace.go` `WSIncludeOpt`). Any other
+#: value is a 400, as the real API answers an invalid include.
 WORKSPACE_INCLUDES = {"current-state-version": _include_state, "organization": _include_org,
-                      "current_run": _include_current_run, "locked_by": _include_locked_by,
+                      "current_run": _include_current_run, "current_run.plan": _include_current_run_plan,
+                      "current_run.configuration_version": _include_current_run_cv,
+                      "current_run.configuration_version.ingress_attributes":
+                          lambda req, ws: _include_current_run_cv(req, ws, ingress=True),
+                      "locked_by": _include_locked_by,
                       "outputs": _include_nothing, "effective_tag_bindings": _include_nothing}
 
 

@@ -121,6 +121,16 @@ def test_push_with_unchanged_configuration_plans_no_changes(sandbox: Sandbox, tm
     assert (ingress["commit-sha"], ingress["branch"], ingress["identifier"]) == (sha, "master", WEB)
     # the plan did not touch the workspace's state
     assert len(api.get(f"/api/v2/workspaces/{ws['id']}/state-versions").json()["data"]) == 1
+    # one workspace read names the current run and the commit it plans (go-tfe WSCurrentrunConfigVerIngress):
+    # the resources along the include path come with it
+    shown = api.get(f"/api/v2/workspaces/{ws['id']}",
+                    params={"include": "current_run.configuration_version.ingress_attributes"}).json()
+    assert shown["data"]["relationships"]["current-run"]["data"]["id"] == run_id
+    included = {(i["type"], i["id"]): i for i in shown["included"]}
+    assert set(included) == {("runs", run_id), ("configuration-versions", cv_id), ("ingress-attributes", "ia-" + cv_id[3:])}
+    assert included[("ingress-attributes", "ia-" + cv_id[3:])]["attributes"]["commit-sha"] == sha
+    with_plan = api.get(f"/api/v2/workspaces/{ws['id']}", params={"include": "current_run.plan"}).json()
+    assert {i["type"] for i in with_plan["included"]} == {"runs", "plans"}
 
     # the legacy environment is still linked (step 4 not done here): it planned the same commit, 0.11, no changes
     new_legacy = [r for r in legacy_runs(legacy, "web.prod") if r["id"] not in {b["id"] for b in before_legacy}]
