@@ -704,6 +704,34 @@ class TfeClient(TeamsApi):
         params = {"filter[status]": ",".join(statuses)} if statuses else None
         return self._list(f"/workspaces/{_seg(workspace_id)}/runs", params)
 
+    def current_run(self, workspace_id: str) -> tuple[Resource | None, str | None]:
+        """The workspace's current run and the commit it plans, in one fresh workspace read.
+
+        Reads ``include=current_run.configuration_version.ingress_attributes`` (go-tfe `workspace.go`
+        WSCurrentrunConfigVerIngress): not the runs list, which has a budget of its own (30 reads a
+        minute). A run queued behind another one is not yet current (run-states.mdx `pending`).
+
+        Returns:
+            ``(run, commit_sha)``: ``(None, None)`` without a current run; the sha is None for a run of
+            an uploaded configuration.
+        """
+        ws = self._get(f"/workspaces/{_seg(workspace_id)}",
+                       {"include": "current_run.configuration_version.ingress_attributes"}, fresh=True)
+        run_id = ws.rel("current-run")
+        if not run_id:
+            return None, None
+        included = {(r.type, r.id): r for r in ws.included}
+        run = included.get(("runs", run_id)) or self.get_run(run_id)  # a host may leave an include out
+        cv_id = run.rel("configuration-version")
+        if not cv_id:
+            return run, None
+        cv = included.get(("configuration-versions", cv_id))
+        ingress_id = cv.rel("ingress-attributes") if cv is not None else None
+        ingress = included.get(("ingress-attributes", ingress_id)) if ingress_id else None
+        if ingress is None and (cv is None or ingress_id):
+            ingress = self.ingress_attributes(cv_id)
+        return run, (ingress.get("commit-sha") if ingress is not None else None)
+
     def get_run(self, run_id: str) -> Resource:
         """GET a run (status, has-changes, relationships plan/apply/configuration-version)."""
         return self._get(f"/runs/{_seg(run_id)}")

@@ -58,10 +58,10 @@ from runbook_lib.results import StepResult
 from runbook_lib.steps import plan_frame, refusals
 # The way back and the push record have their own modules; re-exported here, where the step 5 notebook
 # and its tests find them (`commit_verify.recovery(...)`, `commit_verify.PUSH_RECORD`).
-from runbook_lib.steps.push_record import PUSH_RECORD, push_record, write_push_record  # noqa: F401
+from runbook_lib.steps.push_record import PUSH_RECORD, RUN_ID, push_record, write_push_record  # noqa: F401
 from runbook_lib.steps.recovery import recover, recovery, recovery_plan  # noqa: F401
 from runbook_lib.steps.run_plan import log_tail, read_plan
-from runbook_lib.steps.runs import DONE_STATUSES, FAILED_STATUSES, find_run, lock_holder, run_commit, wait_for_run
+from runbook_lib.steps.runs import DONE_STATUSES, FAILED_STATUSES, locate_run, lock_holder, run_commit, wait_for_run
 
 DEFAULTS = {"backend_target": "atlas", "commit_branch": "", "wait_timeout": 900, "git_base_url": "",
             "tfe_hostname": "", "poll_interval": 1.0, "poll_max_interval": 15.0}
@@ -414,6 +414,8 @@ def apply(ctx: StepContext) -> pd.DataFrame:
     run = wait_for_run(ctx.tfe, ws.id, record["commit"], timeout=float(_opt(ctx, "wait_timeout")),
                        interval=float(_opt(ctx, "poll_interval")), max_interval=float(_opt(ctx, "poll_max_interval")),
                        progress=live_status())
+    if record.get(RUN_ID) != run.id:
+        write_push_record(ctx, {**record, RUN_ID: run.id})  # verify and the way back read the run by id
     done.append({"object": "run", "name": run.id, "result": run.get("status")})
     return pd.DataFrame(done, columns=["object", "name", "result"])
 
@@ -459,7 +461,7 @@ def verify(ctx: StepContext) -> StepResult:
                                 "repo": record["repo"], "backend_target": record["backend_target"],
                                 "pushed_at": record["pushed_at"], "terraform_version": version,
                                 "still_reads_legacy": record["remote_state"]["still_reads_legacy"]}
-    run = find_run(ctx.tfe, ws.id, record["commit"])
+    run = locate_run(ctx.tfe, ws.id, record["commit"], record.get(RUN_ID))
     if run is None:
         return StepResult(False, f"the workspace has no run of the pushed commit {record['commit'][:12]}", evidence)
     evidence.update(run_id=run.id, run_status=run.get("status"), run_commit=run_commit(ctx.tfe, run))

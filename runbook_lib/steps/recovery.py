@@ -20,8 +20,8 @@ from runbook_lib.context import StepContext
 from runbook_lib.errors import ConflictError, StepError
 from runbook_lib.results import StepResult, plan_frame
 from runbook_lib.steps.legacy_vcs import previous_link
-from runbook_lib.steps.push_record import push_record, set_aside
-from runbook_lib.steps.runs import CANCELABLE_STATUSES, DISCARDABLE_STATUSES, find_run, lock_holder
+from runbook_lib.steps.push_record import RUN_ID, push_record, set_aside
+from runbook_lib.steps.runs import CANCELABLE_STATUSES, DISCARDABLE_STATUSES, locate_run, lock_holder
 from runbook_lib.steps.workspaces import lock_reason
 
 RELOCK_WAIT_S = 30.0
@@ -37,7 +37,7 @@ def recovery_plan(ctx: StepContext) -> pd.DataFrame:
     record = push_record(ctx)
     ws = ctx.tfe.find_workspace(ctx.row.new_org, ctx.row.workspace)
     if ws is not None and record is not None:
-        run = find_run(ctx.tfe, ws.id, record["commit"])
+        run = locate_run(ctx.tfe, ws.id, record["commit"], record.get(RUN_ID))
         if run is not None and run.get("status") in DISCARDABLE_STATUSES:
             rows.append({"object": "run", "name": run.id, "action": "update",
                          "detail": f"discard ({run.get('status')}): it must never apply"})
@@ -146,7 +146,7 @@ def recover(ctx: StepContext) -> pd.DataFrame:
     record = push_record(ctx)
     ws = ctx.tfe.get_workspace(ctx.row.new_org, ctx.row.workspace)
     if record is not None:
-        run = find_run(ctx.tfe, ws.id, record["commit"])
+        run = locate_run(ctx.tfe, ws.id, record["commit"], record.get(RUN_ID))
         comment = f"tfe-runbook: step 5 of {ctx.row.legacy_slug} failed; recovering"
         if run is not None and run.get("status") in DISCARDABLE_STATUSES:
             ctx.tfe.discard_run(run.id, comment)

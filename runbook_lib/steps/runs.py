@@ -30,10 +30,13 @@ CANCELABLE_STATUSES = frozenset({"pending", "fetching", "fetching_completed", "p
                                  "queuing", "plan_queued", "planning", "cost_estimating", "policy_checking",
                                  "post_plan_running", "confirmed", "queuing_apply", "apply_queued",
                                  "pre_apply_running", "pre_apply_completed", "applying"})
-#: The runs list has its own limit of 30 reads a minute per user (run.mdx "List Runs in a Workspace"):
-#: while the run of the push has not appeared, list reads are at least this many seconds apart (and the
-#: polls back off, so a minute of waiting costs about ten reads); once found, the run is read by id.
-LIST_MIN_INTERVAL = 2.0
+#: The runs list has its own limit of 30 reads a minute per user (run.mdx "List Runs in a Workspace"), so
+#: the run of a push is looked for as the workspace's current run first (one workspace read, no list
+#: budget). A run queued behind another one is not current yet (run-states.mdx `pending`): only after
+#: `LIST_AFTER` seconds without it does the wait read the runs list too, at most every `LIST_INTERVAL`
+#: seconds. Once found, the run is read by id.
+LIST_AFTER = 10.0
+LIST_INTERVAL = 15.0
 
 
 def lock_holder(ws: Resource) -> tuple[str, str] | None:
@@ -66,13 +69,32 @@ def run_commit(tfe: Any, run: Resource, cache: dict[str, str | None] | None = No
 
 def find_run(tfe: Any, workspace_id: str, commit: str, cache: dict[str, str | None] | None = None,
              scan: int = 20) -> Resource | None:
-    """The workspace's newest run of `commit` among its `scan` newest runs, or None."""
+    """The workspace's newest run of `commit` among its `scan` newest runs, or None (reads the runs list)."""
     for i, run in enumerate(tfe.list_runs(workspace_id)):
         if i >= scan:
             break
         if run_commit(tfe, run, cache) == commit:
             return run
     return None
+
+
+def current_run_of(tfe: Any, workspace_id: str, commit: str) -> Resource | None:
+    """The workspace's current run when it plans `commit`, else None (one workspace read, no list)."""
+    run, sha = tfe.current_run(workspace_id)
+    return run if run is not None and sha == commit else None
+
+
+def locate_run(tfe: Any, workspace_id: str, commit: str, run_id: str | None = None) -> Resource | None:
+    """The run of `commit`: by its recorded id, else the workspace's current run, else from the runs list.
+
+    A recorded id whose run plans another commit (a record changed by hand) is not trusted: the run is
+    looked for afresh.
+    """
+    if run_id:
+        run = tfe.get_run(run_id)
+        if run_commit(tfe, run) == commit:
+            return run
+    return current_run_of(tfe, workspace_id, commit) or find_run(tfe, workspace_id, commit)
 
 
 def wait_for_run(tfe: Any, workspace_id: str, commit: str, *, timeout: float, interval: float = 1.0,
@@ -82,9 +104,10 @@ def wait_for_run(tfe: Any, workspace_id: str, commit: str, *, timeout: float, in
 
     Polls with exponential backoff (x1.6 from `interval` up to `max_interval`; back to `interval` when
     the status changes), sleeping between polls (no busy loop), and prints a progress line per change.
-    Until the run appears it reads the runs list (at most every `LIST_MIN_INTERVAL` seconds: that list
-    has its own limit of 30 reads a minute); then it polls the run by id. It waits through every
-    documented intermediate status (run.mdx) and returns at a final or paused one.
+    Until the run appears it reads the workspace's current run; after `LIST_AFTER` seconds also the runs
+    list (at most every `LIST_INTERVAL` seconds: that list has a limit of its own); then it polls the run
+    by id. It waits through every documented intermediate status (run.mdx) and returns at a final or
+    paused one.
 
     Args:
         tfe: the TfeClient.
@@ -110,9 +133,12 @@ def wait_for_run(tfe: Any, workspace_id: str, commit: str, *, timeout: float, in
     while True:
         if run is not None:
             run = tfe.get_run(run.id)  # by id: the runs list has a budget of its own
-        elif listed_at is None or clock() - listed_at >= LIST_MIN_INTERVAL:
-            listed_at = clock()
-            run = find_run(tfe, workspace_id, commit, cache)
+        else:
+            run = current_run_of(tfe, workspace_id, commit)
+            now = clock()
+            if run is None and now - start >= LIST_AFTER and (listed_at is None or now - listed_at >= LIST_INTERVAL):
+                listed_at = now  # queued behind another run, perhaps: not current yet, but in the list
+                run = find_run(tfe, workspace_id, commit, cache)
         status = run.get("status") if run is not None else "no run yet"
         if status != seen:
             progress(f"[{clock() - start:5.0f} s] {run.id if run is not None else workspace_id}: {status}")

@@ -29,6 +29,12 @@ class FakeTfe:
         other = Resource("run-0", "runs", {"status": "applied"}, {"configuration-version": "cv-0"})
         return iter(([self._run()] if self.clock() >= self.appear_at else []) + [other])
 
+    def current_run(self, workspace_id):
+        self.calls += 1
+        if self.clock() >= self.appear_at:
+            return self._run(), "abc"
+        return Resource("run-0", "runs", {"status": "applied"}, {"configuration-version": "cv-0"}), "old"
+
     def get_run(self, run_id):
         self.calls += 1
         return self._run()

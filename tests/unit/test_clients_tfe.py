@@ -377,3 +377,36 @@ def test_ambiguous_inline_create_is_read_back_by_the_downloaded_bytes(tfe_server
     tfe_server.app = lambda r: Reply(502) if r.path.endswith("/state-versions") and r.method == "POST" else app(r)
     with pytest.raises(errors.ServerError):
         tfe.create_state_version(ws.id, serial=7, md5=hashlib.md5(STATE).hexdigest(), lineage="x", state=STATE)
+
+
+def _current_run_host(*, include: bool):
+    """A workspace whose current run plans commit `abc`; with or without the `included` resources."""
+    ws = {"id": "ws-1", "type": "workspaces", "attributes": {},
+          "relationships": {"current-run": {"data": {"type": "runs", "id": "run-1"}}}}
+    run = {"id": "run-1", "type": "runs", "attributes": {"status": "planning"},
+           "relationships": {"configuration-version": {"data": {"type": "configuration-versions", "id": "cv-1"}}}}
+    cv = {"id": "cv-1", "type": "configuration-versions", "attributes": {},
+          "relationships": {"ingress-attributes": {"data": {"type": "ingress-attributes", "id": "ia-1"}}}}
+    ingress = {"id": "ia-1", "type": "ingress-attributes", "attributes": {"commit-sha": "abc"}}
+
+    def app(req: Received) -> Reply:
+        if req.path == "/api/v2/workspaces/ws-1":
+            return Reply(200, {"data": ws, **({"included": [run, cv, ingress]} if include else {})})
+        if req.path == "/api/v2/runs/run-1":
+            return Reply(200, {"data": run})
+        if req.path == "/api/v2/configuration-versions/cv-1/ingress-attributes":
+            return Reply(200, {"data": ingress})
+        return not_found()
+    return app
+
+
+@pytest.mark.parametrize("include, requests", [(True, 1), (False, 3)])
+def test_current_run_and_its_commit_in_one_workspace_read(include, requests):
+    with FakeServer(_current_run_host(include=include)) as srv:
+        run, sha = client(srv).current_run("ws-1")
+        assert (run.id, run.get("status"), sha) == ("run-1", "planning", "abc")
+        assert len(srv.received) == requests  # a host that leaves the include out costs two reads more
+        first = srv.received[0]
+        assert first.path == "/api/v2/workspaces/ws-1"
+        assert first.query["include"] == ["current_run.configuration_version.ingress_attributes"]
+        assert all("/runs" not in r.path or r.path == "/api/v2/runs/run-1" for r in srv.received)  # never the list

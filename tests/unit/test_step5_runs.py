@@ -10,7 +10,7 @@ import pytest
 from runbook_lib.jsonapi import Resource
 from runbook_lib.steps import runs as step_runs
 from runbook_lib.steps.runs import (CANCELABLE_STATUSES, DISCARDABLE_STATUSES, DONE_STATUSES, FAILED_STATUSES,
-                                    LIST_MIN_INTERVAL, lock_holder, wait_for_run)
+                                    LIST_AFTER, LIST_INTERVAL, lock_holder, locate_run, wait_for_run)
 
 # run.mdx "Run States" (go-tfe run.go): every status a run can show.
 ALL_STATUSES = {
@@ -49,9 +49,14 @@ def test_every_status_is_either_awaited_or_an_end():
 
 
 class FakeTfe:
-    def __init__(self, clock, statuses, appear_at=0.0):
+    """One run of commit ``abc``: in the runs list from `appear_at`, the workspace's current run from
+    `current_at` (a run queued behind another one is listed but not current), over an older current run."""
+
+    def __init__(self, clock, statuses, appear_at=0.0, current_at=None):
         self.clock, self.statuses, self.appear_at = clock, statuses, appear_at
+        self.current_at = appear_at if current_at is None else current_at
         self.list_reads: list[float] = []
+        self.workspace_reads = 0
         self.run_reads = 0
 
     def _run(self):
@@ -62,12 +67,19 @@ class FakeTfe:
         self.list_reads.append(self.clock())
         return iter([self._run()] if self.clock() >= self.appear_at else [])
 
+    def current_run(self, workspace_id):
+        self.workspace_reads += 1
+        if self.clock() >= self.current_at:
+            return self._run(), "abc"
+        return Resource("run-0", "runs", {"status": "applied"}, {"configuration-version": "cv-0"}), "old"
+
     def get_run(self, run_id):
         self.run_reads += 1
-        return self._run()
+        return self._run() if run_id == "run-1" else Resource(run_id, "runs", {"status": "applied"},
+                                                               {"configuration-version": "cv-0"})
 
     def ingress_attributes(self, cv_id):
-        return Resource("ia", "ingress-attributes", {"commit-sha": "abc"})
+        return Resource("ia", "ingress-attributes", {"commit-sha": "abc" if cv_id == "cv-1" else "old"})
 
 
 @pytest.fixture
@@ -85,16 +97,36 @@ def clock():
     return tick
 
 
-def test_the_runs_list_is_read_sparingly_then_the_run_by_id(clock):
+def test_the_current_run_finds_the_push_without_the_runs_list(clock):
+    tfe = FakeTfe(clock, [(0, "plan_queued"), (3, "planning"), (8, "planned_and_finished")], appear_at=2)
+    run = wait_for_run(tfe, "ws-1", "abc", timeout=300, interval=0.5, max_interval=3, progress=lambda _: None,
+                       clock=clock, sleep=clock.sleep)
+    assert run.id == "run-1" and run.get("status") == "planned_and_finished"
+    assert tfe.list_reads == []  # the runs list (30 reads a minute) was never needed
+    assert tfe.workspace_reads >= 2 and tfe.run_reads >= 2  # current run until found, then by id
+
+
+def test_a_run_queued_behind_another_is_found_in_the_list_sparingly(clock):
+    # listed at 20 s, current (another run finished) only at 50 s: the list finds it first
     tfe = FakeTfe(clock, [(0, "pending"), (50, "planning"), (55, "post_plan_running"), (60, "policy_checking"),
-                          (65, "planned_and_finished")], appear_at=45)
+                          (65, "planned_and_finished")], appear_at=20, current_at=50)
     run = wait_for_run(tfe, "ws-1", "abc", timeout=300, interval=0.5, max_interval=3, progress=lambda _: None,
                        clock=clock, sleep=clock.sleep)
     assert run.get("status") == "planned_and_finished"  # waited through post_plan_* and policy_* statuses
-    gaps = [b - a for a, b in zip(tfe.list_reads, tfe.list_reads[1:])]
-    assert all(gap >= LIST_MIN_INTERVAL for gap in gaps)
-    assert len(tfe.list_reads) <= 30 * (45 / 60) and len(tfe.list_reads) < 25  # within 30 a minute
-    assert tfe.list_reads[-1] >= 45 and tfe.run_reads >= 4  # found once, then polled by id
+    assert tfe.list_reads and tfe.list_reads[0] >= LIST_AFTER
+    assert all(b - a >= LIST_INTERVAL for a, b in zip(tfe.list_reads, tfe.list_reads[1:]))
+    assert tfe.list_reads[-1] >= 20 and len(tfe.list_reads) <= 2  # found in the list, then read by id
+    assert tfe.run_reads >= 4
+
+
+def test_locate_run_trusts_a_recorded_id_only_for_its_commit(clock):
+    tfe = FakeTfe(clock, [(0, "planned")])
+    assert locate_run(tfe, "ws-1", "abc", "run-1").id == "run-1" and tfe.workspace_reads == 0
+    # an id that names a run of another commit: looked for afresh (current run here)
+    assert locate_run(tfe, "ws-1", "abc", "run-0").id == "run-1" and tfe.workspace_reads == 1
+    assert tfe.list_reads == []
+    late = FakeTfe(clock, [(0, "pending")], appear_at=0, current_at=10_000)
+    assert locate_run(late, "ws-1", "abc").id == "run-1" and len(late.list_reads) == 1
 
 
 @pytest.mark.parametrize("status", ["errored", "canceled", "policy_soft_failed"])
@@ -116,6 +148,9 @@ class _VerifyTfe:
 
     def list_runs(self, workspace_id):
         return iter([Resource("run-1", "runs", {"status": self.status}, {"configuration-version": "cv-1"})])
+
+    def current_run(self, workspace_id):
+        return Resource("run-1", "runs", {"status": self.status}, {"configuration-version": "cv-1"}), "c" * 40
 
     def ingress_attributes(self, cv_id):
         return Resource("ia", "ingress-attributes", {"commit-sha": "c" * 40})
