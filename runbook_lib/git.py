@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from runbook_lib.errors import ConfigError, RunbookError
 
@@ -115,6 +116,51 @@ def commit_all(cwd: str | Path, message: str) -> str | None:
     return head(cwd)
 
 
-def push(cwd: str | Path, branch: str, remote: str = "origin") -> None:
-    """Push HEAD to `remote`'s `branch`."""
-    run(["push", "--quiet", remote, f"HEAD:refs/heads/{branch}"], cwd)
+def push(cwd: str | Path, branch: str, remote: str = "origin", *, attempts: int = 5,
+         sleep: Callable[[float], None] = time.sleep) -> str:
+    """Push HEAD to `remote`'s `branch`; returns the sha that landed there.
+
+    Environments of one monorepo share a branch, and a batch pushes them at once: when the branch
+    moved since the clone, the local commits are rebased onto it and pushed again (up to `attempts`
+    times). Each environment changes files of its own working directory, so the rebase is clean; one
+    that conflicts is aborted, leaving nothing half-done, and named.
+
+    Raises:
+        GitError: the push failed for another reason, the rebase conflicts, or the branch kept moving.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            run(["push", "--quiet", remote, f"HEAD:refs/heads/{branch}"], cwd)
+            return head(cwd)
+        except GitMissing:
+            raise
+        except GitError as exc:
+            failure = exc
+        if not _remote_moved(cwd, branch, remote):
+            if "lock" not in str(failure) or attempt == attempts:
+                raise failure  # not a race with another push: a refusal, a hook, access
+            sleep(0.2 * attempt)  # another push holds the ref's lock: it ends in a moment
+            continue
+        try:
+            run(["rebase", "--quiet", "FETCH_HEAD"], cwd)
+        except GitError as exc:
+            conflicts = run(["diff", "--name-only", "--diff-filter=U"], cwd).split()
+            run(["rebase", "--abort"], cwd)
+            raise GitError(f"{branch} of {remote} moved since the clone and this change conflicts with what was "
+                           f"pushed there (in {', '.join(conflicts) or 'the rebased commits'}); nothing was pushed: "
+                           f"run the step again, it starts from the new branch head") from exc
+    raise GitError(f"{branch} of {remote} kept moving: {attempts} pushes were overtaken by others; nothing "
+                   f"was pushed, run the step again")
+
+
+def _remote_moved(cwd: str | Path, branch: str, remote: str) -> bool:
+    """Whether `remote`'s `branch` has commits HEAD lacks (fetched into FETCH_HEAD)."""
+    try:
+        run(["fetch", "--quiet", remote, f"refs/heads/{branch}"], cwd)
+    except GitError:
+        return False  # the branch does not exist there (yet): nothing to rebase onto
+    try:
+        run(["merge-base", "--is-ancestor", "FETCH_HEAD", "HEAD"], cwd)
+    except GitError:
+        return True
+    return False

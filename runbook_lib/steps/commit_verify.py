@@ -351,10 +351,11 @@ def _commit_and_push(ctx: StepContext, source: Source) -> dict[str, Any]:
         before = _legacy_run_ids(ctx)
         if branch != co.branch:
             git.run(["checkout", "--quiet", "-B", branch], co.path)
-        sha = git.commit_all(co.path, commit_message(ctx))
-        record.update(commit=sha, adopted=False, legacy_runs_before=before, diff=str(co.diff),
-                      pushed_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
-        git.push(co.path, branch)
+        git.commit_all(co.path, commit_message(ctx))
+        pushed_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        # the sha that landed: rebased when another environment of the repository pushed since the clone
+        sha = git.push(co.path, branch)
+        record.update(commit=sha, adopted=False, legacy_runs_before=before, diff=str(co.diff), pushed_at=pushed_at)
         # The push starts the workspace's run: what was read of the new host is not the present any more. (The
         # legacy environment was unlinked in step 4; whether it ran anyway is read from its run list, never reused.)
         ctx.forget_reads("tfe")

@@ -96,8 +96,7 @@ def _revert(ctx: StepContext, record: dict[str, Any]) -> str:
                  f"Revert the migration of {ctx.row.legacy_slug} to {ctx.row.workspace_slug}\n\n"
                  f"tfe-runbook step 05 recovery: the workspace's plan showed changes.\n\nThis reverts commit {sha}."],
                 path)
-        git.push(path, record["branch"])
-        return f"reverted by {git.head(path)[:12]}, pushed to {record['branch']}"
+        return f"reverted by {git.push(path, record['branch'])[:12]}, pushed to {record['branch']}"
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

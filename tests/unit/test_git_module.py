@@ -46,3 +46,61 @@ def test_only_the_git_module_starts_git():
     offenders = [str(p.relative_to(package)) for p in package.rglob("*.py")
                  if "sandbox" not in p.parts and p.name != "git.py" and starts.search(p.read_text())]
     assert offenders == []
+
+
+@pytest.fixture
+def shared_branch(tmp_path):
+    """A bare repository with two environments' folders and two clones of it (two batch workers)."""
+    bare = tmp_path / "infra.git"
+    git.run(["init", "--quiet", "--bare", "--initial-branch=master", str(bare)])
+    seed = git.clone(str(bare), tmp_path / "seed")
+    for env in ("network", "web"):
+        (seed / env).mkdir()
+        (seed / env / "main.tf").write_text(f'terraform {{ backend "atlas" {{ name = "acme-legacy/{env}" }} }}\n')
+    git.commit_all(seed, "two environments")
+    git.push(seed, "master")
+    return bare, git.clone(str(bare), tmp_path / "a"), git.clone(str(bare), tmp_path / "b")
+
+
+def _log(bare):
+    return git.run(["log", "--format=%s", "master"], bare).split("\n")[:-1]
+
+
+def test_a_push_overtaken_by_another_environment_is_rebased_and_lands(shared_branch):
+    bare, a, b = shared_branch
+    (a / "network" / "main.tf").write_text("# network moved\n")
+    (b / "web" / "main.tf").write_text("# web moved\n")
+    git.commit_all(a, "move network")
+    git.commit_all(b, "move web")
+    assert git.push(a, "master") == git.head(a)
+    landed = git.push(b, "master")  # master moved since b's clone: rebased onto it, pushed again
+    assert landed == git.head(b) == git.run(["rev-parse", "master"], bare).strip()
+    assert _log(bare) == ["move web", "move network", "two environments"]
+    assert (b / "network" / "main.tf").read_text() == "# network moved\n"  # both changes on the branch
+
+
+def test_a_conflicting_push_is_refused_whole_and_named(shared_branch):
+    bare, a, b = shared_branch
+    (a / "web" / "main.tf").write_text("# one change\n")
+    (b / "web" / "main.tf").write_text("# another change\n")
+    git.commit_all(a, "from a")
+    git.commit_all(b, "from b")
+    git.push(a, "master")
+    mine = git.head(b)
+    with pytest.raises(git.GitError, match=r"moved since the clone and this change conflicts .*\(in web/main.tf\); nothing was pushed: run the step again"):
+        git.push(b, "master")
+    assert _log(bare) == ["from a", "two environments"]  # nothing of b landed
+    assert git.head(b) == mine and not (b / ".git" / "rebase-merge").exists()  # the rebase was aborted
+
+
+def test_a_refused_push_that_is_not_a_race_is_not_retried(shared_branch, tmp_path):
+    bare, a, _ = shared_branch
+    hook = bare / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'protected branch' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    (a / "web" / "main.tf").write_text("# change\n")
+    git.commit_all(a, "change")
+    sleeps = []
+    with pytest.raises(git.GitError, match="protected branch"):
+        git.push(a, "master", sleep=sleeps.append)
+    assert sleeps == [] and _log(bare) == ["two environments"]
