@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import shutil
 import sys
 import tempfile
@@ -35,23 +36,36 @@ RATIO_TARGET = 1.5
 
 
 class PeakMemory:
-    """Samples the resident memory of this process and all its descendants (kernels) together."""
+    """Samples the resident memory of this process and all its descendants (kernels) together, and the CPU
+    seconds each process used (its own and its waited-for children's: terraform, git), split between the
+    batch and the sandbox, which stands for the TFE host and does the runs' terraform work."""
 
     def __init__(self, interval: float = 0.5) -> None:
         self.interval, self.peak_mb, self.peak_processes = interval, 0.0, 0
+        self.cpu: dict[int, tuple[bool, float]] = {}  # pid -> (is the sandbox, CPU seconds at the last sample)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def cpu_seconds(self, *, sandbox: bool) -> float:
+        return sum(seconds for is_sandbox, seconds in self.cpu.values() if is_sandbox == sandbox)
 
     def _run(self) -> None:
         import psutil
 
         me = psutil.Process()
+        start = me.cpu_times()
         while not self._stop.wait(self.interval):
             total, count = 0, 0
             for proc in [me, *me.children(recursive=True)]:
                 try:
+                    is_sandbox = "sandbox" in " ".join(proc.cmdline()[:6])
+                    times = proc.cpu_times()
+                    used = times.user + times.system + times.children_user + times.children_system
+                    if proc.pid == me.pid:
+                        used -= start.user + start.system + start.children_user + start.children_system
+                    self.cpu[proc.pid] = (is_sandbox, used)
                     # The sandbox is a child too, but it stands for the TFE host: not the batch's memory.
-                    if "sandbox" in " ".join(proc.cmdline()[:6]):
+                    if is_sandbox:
                         continue
                     total += proc.memory_info().rss
                     count += 1
@@ -84,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     from runbook_lib.batch import STEPS, BatchRunner
     from runbook_lib.http import RUNS_LIST_LIMIT_PER_MINUTE
     from runbook_lib.sandbox.faults import RunProfile
-    from runbook_lib.sandbox.rehearsal import batch_parameters
+    from runbook_lib.rehearsal import batch_parameters
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--environments", type=int, default=100)
@@ -130,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
                "runs_list_bound_s": round(runs_lists / (RUNS_LIST_LIMIT_PER_MINUTE / 60.0), 1), "wall_over_bound": round(wall / bound, 2),
                "answers_429": sum(1 for r in log if r["status"] == 429), "longest_429_streak": longest_429_streak(log),
                "peak_rss_mb": round(memory.peak_mb), "peak_processes": memory.peak_processes,
+               "batch_cpu_s": round(memory.cpu_seconds(sandbox=False), 1),
+               "sandbox_cpu_s": round(memory.cpu_seconds(sandbox=True), 1),
+               "cpu_bound_s": round((memory.cpu_seconds(sandbox=False) + memory.cpu_seconds(sandbox=True))
+                                    / (os.cpu_count() or 1), 1),
                "jobs": runner.jobs, "jobs_choice": runner.jobs_choice.describe() if runner.jobs_choice else None,
                "kernels_started": runner.kernel_stats.get("started"), "failures": len(failures)}
     targets = {"estate wall over its bound": target(figures["wall_over_bound"], RATIO_TARGET, unit="x"),

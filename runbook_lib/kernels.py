@@ -43,6 +43,12 @@ KERNEL_FAULTS = ("DeadKernelError", "KernelFaultError")
 RESET_TIMEOUT = 30.0
 #: Seconds to start a kernel and do the imports every step notebook makes.
 STARTUP_TIMEOUT = 120.0
+#: Papermill writes the executed notebook when it starts, before and after every cell, and when it ends;
+#: each write validates and serializes the whole notebook, about half the batch process's CPU for steps
+#: of quick cells. The warm engine writes it when it starts and ends (the record of every step, failed or
+#: not) and in between at most every this many seconds: a long cell (a run being awaited) still shows its
+#: progress in the file within that time.
+SAVE_EVERY = 5.0
 #: The modules the step notebooks import in their first cell; imported once per kernel.
 WARM_IMPORTS = ("pandas", "runbook_lib.context", "runbook_lib.gates", "runbook_lib.steps.preflight",
                 "runbook_lib.steps.organization", "runbook_lib.steps.workspaces",
@@ -275,8 +281,29 @@ def _define_engine() -> None:
     from jupyter_core.utils import run_sync
     from nbclient.exceptions import DeadKernelError
     from papermill.clientwrap import PapermillNotebookClient
-    from papermill.engines import Engine, papermill_engines
+    from papermill.engines import Engine, NotebookExecutionManager, papermill_engines
     from papermill.utils import merge_kwargs, remove_args
+
+    class SparseSavingManager(NotebookExecutionManager):
+        """papermill's execution manager, writing the notebook at its start and end and in between at most
+        every `SAVE_EVERY` seconds (see there); what it writes is what papermill would."""
+
+        final = False
+
+        def save(self, **kwargs: Any) -> None:
+            if self.final or "nb" in kwargs or (self.now() - self.last_save_time).total_seconds() >= SAVE_EVERY:
+                super().save(**kwargs)
+
+        def notebook_start(self, **kwargs: Any) -> None:
+            self.final = True  # the first write: the file shows the step has started
+            try:
+                super().notebook_start(**kwargs)
+            finally:
+                self.final = False
+
+        def notebook_complete(self, **kwargs: Any) -> None:
+            self.final = True
+            super().notebook_complete(**kwargs)
 
     class WarmNotebookClient(PapermillNotebookClient):
         """papermill's client, run in a kept kernel: prepare it, run the cells, close only the client."""
@@ -349,6 +376,20 @@ def _define_engine() -> None:
 
     class WarmEngine(Engine):
         """papermill engine running a notebook in the `warm_kernel` it is given (see `WarmNotebookClient`)."""
+
+        @classmethod
+        def execute_notebook(cls, nb: Any, kernel_name: str, output_path: Any = None, progress_bar: Any = True,
+                             log_output: bool = False, autosave_cell_every: int = 30, **kwargs: Any) -> Any:
+            # Engine.execute_notebook's sequence, with the sparse-saving manager.
+            nb_man = SparseSavingManager(nb, output_path=output_path, progress_bar=progress_bar,
+                                         log_output=log_output, autosave_cell_every=autosave_cell_every)
+            nb_man.notebook_start()
+            try:
+                cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
+            finally:
+                nb_man.cleanup_pbar()
+                nb_man.notebook_complete()
+            return nb_man.nb
 
         @classmethod
         def execute_managed_notebook(cls, nb_man: Any, kernel_name: str, log_output: bool = False,

@@ -154,3 +154,26 @@ def test_two_environments_in_one_warm_kernel_match_fresh_kernels(tmp_path, rehea
     assert list(runner.rate_budget_dir.glob("*.bucket"))  # the kernels spent the batch's shared budget
     assert _comparable(ledgers["warm"]) == _comparable(ledgers["fresh"])
     assert len(_comparable(ledgers["warm"])) == 8
+
+
+def test_a_warm_notebook_is_written_at_its_start_and_end_and_sparsely_between(folders, monkeypatch):
+    import papermill.engines
+
+    from runbook_lib import kernels
+
+    notebooks, control, out = folders
+    quick = [f"x{i} = {i}" for i in range(12)]
+    _notebook(notebooks, "00_first", *quick, "import time\ntime.sleep(1.5)", *quick, VERDICT)
+    writes = []
+    real_write = papermill.engines.write_ipynb
+    monkeypatch.setattr(papermill.engines, "write_ipynb", lambda nb, path: (writes.append(path), real_write(nb, path)))
+    monkeypatch.setattr(kernels, "SAVE_EVERY", 1.0)
+    runner = BatchRunner(ROWS[:1], ["00_first"], mode="apply", out=out, batch_id="s", jobs=1,
+                         notebooks_dir=notebooks, parameters={"control_dir": str(control)}, kernels="warm")
+    assert runner.run().ok
+    # papermill alone writes before and after each of the 28 cells (58 writes); here: the start, once
+    # after the long cell (more than SAVE_EVERY since the start), the end
+    assert 3 <= len(writes) <= 4, len(writes)
+    nb = json.loads((out / "s" / "acme-legacy__a" / "00_first.ipynb").read_text())
+    statuses = [c["metadata"]["papermill"]["status"] for c in nb["cells"]]
+    assert statuses == ["completed"] * len(nb["cells"]) and nb["metadata"]["papermill"]["duration"] > 1.5
