@@ -74,10 +74,9 @@ class OrganizationStore(StoreBase):
             ws_ids = [w["id"] for w in self._q("SELECT id FROM workspaces WHERE org = ?", (name,))]
             for ws_id in ws_ids:
                 self.delete_workspace(ws_id)  # type: ignore[attr-defined]
-            client_ids = [c["id"] for c in self._q("SELECT id FROM oauth_clients WHERE org = ?", (name,))]
-            for client_id in client_ids:
-                self.delete_oauth_client(client_id)
-            for table in ("projects", "agent_pools", "org_members"):
+            self._x("DELETE FROM oauth_tokens WHERE client_id IN (SELECT id FROM oauth_clients WHERE org = ?)",
+                    (name,))
+            for table in ("oauth_clients", "projects", "agent_pools", "org_members"):
                 self._x(f"DELETE FROM {table} WHERE org = ?", (name,))
             self._x("DELETE FROM organizations WHERE name = ?", (name,))
 
@@ -147,8 +146,13 @@ class OrganizationStore(StoreBase):
         """
         return self._visible("agent_pools", pool_id, user)
 
-    def delete_agent_pool(self, pool_id: str) -> None:
-        """Delete an agent pool; an organization that defaulted to it falls back to no default pool."""
+    def delete_agent_pool(self, pool_id: str, user: dict[str, Any]) -> None:
+        """Delete an agent pool; an organization that defaulted to it falls back to no default pool.
+
+        Raises:
+            NotFoundError: missing or foreign.
+        """
+        pool_id = self.get_agent_pool(pool_id, user)["id"]
         with self.tx():
             self._x("UPDATE organizations SET default_agent_pool_id = NULL WHERE default_agent_pool_id = ?",
                     (pool_id,))
@@ -199,8 +203,13 @@ class OrganizationStore(StoreBase):
         """The organization's OAuth clients, oldest first."""
         return self._q("SELECT * FROM oauth_clients WHERE org = ? ORDER BY created_at, id", (org,))
 
-    def delete_oauth_client(self, client_id: str) -> None:
-        """Delete an OAuth client and its tokens (oauth-clients.mdx `DELETE /oauth-clients/:id`)."""
+    def delete_oauth_client(self, client_id: str, user: dict[str, Any]) -> None:
+        """Delete an OAuth client and its tokens (oauth-clients.mdx `DELETE /oauth-clients/:id`).
+
+        Raises:
+            NotFoundError: missing or foreign.
+        """
+        client_id = self.get_oauth_client(client_id, user)["id"]
         with self.tx():
             self._x("DELETE FROM oauth_tokens WHERE client_id = ?", (client_id,))
             self._x("DELETE FROM oauth_clients WHERE id = ?", (client_id,))
