@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from runbook_lib.sandbox import errors
-from runbook_lib.sandbox.store.base import (new_id, now_iso, StoreBase, _valid_ws_name)
+from runbook_lib.sandbox.store.base import (new_id, now_iso, row_by_id, StoreBase, _valid_ws_name, visible_row)
 
 
 # Tables that name their organization in an `org` column (a rename follows them).
@@ -80,9 +80,8 @@ class OrganizationStore(StoreBase):
                 self._x(f"DELETE FROM {table} WHERE org = ?", (name,))
             self._x("DELETE FROM organizations WHERE name = ?", (name,))
 
-    def find_project(self, project_id: str) -> dict[str, Any] | None:
-        """A project without access checks (the caller already checked its organization), or None."""
-        return self._one("SELECT * FROM projects WHERE id = ?", (project_id,))
+    find_project = row_by_id("projects",
+                             "A project without access checks (the caller already checked its organization)")
 
     def create_project(self, org: str, name: Any) -> dict[str, Any]:
         """Create a project in an organization.
@@ -138,13 +137,7 @@ class OrganizationStore(StoreBase):
         return self._insert("agent_pools", {"id": new_id("apool-"), "org": org, "name": name,
                                             "created_at": now_iso()})
 
-    def get_agent_pool(self, pool_id: str, user: dict[str, Any]) -> dict[str, Any]:
-        """An agent pool of one of the user's organizations.
-
-        Raises:
-            NotFoundError: missing or foreign.
-        """
-        return self._visible("agent_pools", pool_id, user)
+    get_agent_pool = visible_row("agent_pools", "An agent pool of one of the user's organizations")
 
     def delete_agent_pool(self, pool_id: str, user: dict[str, Any]) -> None:
         """Delete an agent pool; an organization that defaulted to it falls back to no default pool.
@@ -191,13 +184,7 @@ class OrganizationStore(StoreBase):
                 "service_provider_user": "sandbox-vcs-user", "has_ssh_key": 0, "created_at": now_iso()})
         return row
 
-    def get_oauth_client(self, client_id: str, user: dict[str, Any]) -> dict[str, Any]:
-        """An OAuth client of one of the user's organizations.
-
-        Raises:
-            NotFoundError: missing or foreign.
-        """
-        return self._visible("oauth_clients", client_id, user)
+    get_oauth_client = visible_row("oauth_clients", "An OAuth client of one of the user's organizations")
 
     def list_oauth_clients(self, org: str) -> list[dict[str, Any]]:
         """The organization's OAuth clients, oldest first."""
