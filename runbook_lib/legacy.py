@@ -23,8 +23,8 @@ from typing import Any, Iterator, Mapping
 from urllib.parse import quote
 
 from runbook_lib.errors import ConflictError, StateError, TransportError
-from runbook_lib.http import ApiSession, RetryPolicy, TokenBucket, create_or_adopt, redact_url
-from runbook_lib.settings import Settings
+from runbook_lib.api_client import ApiClient
+from runbook_lib.http import create_or_adopt, redact_url
 from runbook_lib.state import read_header
 
 API = "/api/v1"
@@ -69,30 +69,10 @@ def _identity(data: bytes) -> dict[str, Any]:
             "terraform_version": header.terraform_version}
 
 
-class LegacyClient:
-    """The legacy API.
+class LegacyClient(ApiClient):
+    """The legacy API: plain JSON, the token in ``X-Atlas-Token`` (`ApiClient` builds the session)."""
 
-    Attributes:
-        session: the `ApiSession` (request_count, rate_limiter, read_only).
-    """
-
-    def __init__(self, settings: Settings, *, read_only: bool = False, retry: RetryPolicy | None = None,
-                 rate_limiter: TokenBucket | None = None) -> None:
-        """Args:
-            settings: legacy address, token variable name (``ATLAS_TOKEN``), CA bundle, timeouts.
-            read_only: refuse every write before sending (plan mode).
-            retry: transport retry policy.
-            rate_limiter: token bucket (the legacy host announces no limit; the default rate applies).
-
-        Raises:
-            ConfigError: the legacy address is missing or malformed.
-        """
-        self.session = ApiSession(settings, "legacy", auth_header="X-Atlas-Token",
-                                  default_headers={"Accept": "application/json"}, read_only=read_only,
-                                  retry=retry, rate_limiter=rate_limiter)
-
-    def __repr__(self) -> str:
-        return f"LegacyClient({self.session!r})"
+    SESSION = {"which": "legacy", "auth_header": "X-Atlas-Token", "default_headers": {"Accept": "application/json"}}
 
     def _json(self, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
         response = self.session.request(method, API + path, json=body, **kwargs)

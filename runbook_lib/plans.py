@@ -21,7 +21,6 @@ Table columns (`CHANGE_COLUMNS`), one row per resource instance (and per deposed
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 import pandas as pd
 
 from runbook_lib.errors import PlanError
+from runbook_lib.jsontext import load_json
 
 CHANGE_COLUMNS = ["address", "action", "module", "mode", "type", "name", "index", "provider", "provider_address",
                   "action_reason", "replace_paths", "previous_address", "deposed", "importing"]
@@ -165,14 +165,10 @@ def parse_plan_json(data: str | bytes) -> Plan:
         PlanError: empty, not JSON, not a plan (e.g. a state's JSON), an unsupported format version,
             an errored plan, or an entry with an unknown list of actions.
     """
-    text = _as_text(data)
-    if not text.strip():
-        raise PlanError("the plan JSON is empty; run `terraform show -json <planfile>` and pass its output.")
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PlanError(f"the plan is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
-                        "it is probably truncated: run `terraform show -json <planfile>` again.") from exc
+    doc = load_json(_as_text(data), PlanError,
+                    empty="the plan JSON is empty; run `terraform show -json <planfile>` and pass its output.",
+                    invalid="the plan is not valid JSON ({where}); it is probably truncated: "
+                            "run `terraform show -json <planfile>` again.")
     if not isinstance(doc, dict):
         raise PlanError(f"the plan JSON is a {type(doc).__name__}, not an object; it is not `terraform show -json` "
                         "output of a plan.")

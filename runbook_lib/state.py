@@ -22,6 +22,7 @@ from functools import cached_property
 from typing import IO, TYPE_CHECKING, Any, Iterable, Mapping
 
 from runbook_lib.errors import StateError
+from runbook_lib.jsontext import load_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -286,13 +287,11 @@ def _leading_members(text: str) -> dict[str, Any] | None:
 
 
 def _whole_document(data: bytes) -> dict[str, Any]:
-    if not data.strip():
-        raise StateError("the state is empty (it holds no JSON at all); fetch or back up the state again.")
     try:
-        doc = json.loads(data)
-    except json.JSONDecodeError as exc:
-        raise StateError(f"the state is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
-                         "it is probably truncated or corrupt: fetch it again.") from exc
+        doc = load_json(data, StateError,
+                        empty="the state is empty (it holds no JSON at all); fetch or back up the state again.",
+                        invalid="the state is not valid JSON ({where}); it is probably truncated or corrupt: "
+                                "fetch it again.")
     except UnicodeDecodeError as exc:
         raise StateError(f"the state is not UTF-8 text (undecodable byte at offset {exc.start}); "
                          "it is not a Terraform state file.") from exc

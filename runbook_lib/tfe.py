@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
 from runbook_lib.errors import ApiError, ConflictError, StateError, TransportError, ValidationError
-from runbook_lib.http import ApiSession, RetryPolicy, TokenBucket, create_or_adopt, redact_url
+from runbook_lib.api_client import ApiClient
+from runbook_lib.http import create_or_adopt, redact_url
 from runbook_lib.jsonapi import MEDIA_TYPE, Resource, document, paginate, parse_document
 from runbook_lib.jsonapi import segment as _seg
-from runbook_lib.settings import Settings
 from runbook_lib.state import read_header
 from runbook_lib.tfe_teams import TeamsApi
 
@@ -85,30 +85,11 @@ class HeldState:
     data: bytes
 
 
-class TfeClient(TeamsApi):
-    """The new TFE API.
+class TfeClient(TeamsApi, ApiClient):
+    """The new TFE API: JSON:API, the token as ``Authorization: Bearer`` (`ApiClient` builds the session)."""
 
-    Attributes:
-        session: the `ApiSession` (request_count, rate_limiter, read_only).
-    """
-
-    def __init__(self, settings: Settings, *, read_only: bool = False, retry: RetryPolicy | None = None,
-                 rate_limiter: TokenBucket | None = None) -> None:
-        """Args:
-            settings: TFE address, token variable name (``TFE_TOKEN``), CA bundle, timeouts.
-            read_only: refuse every write before sending (plan mode).
-            retry: transport retry policy.
-            rate_limiter: token bucket to share with other clients of the same token.
-
-        Raises:
-            ConfigError: the TFE address is missing or malformed.
-        """
-        self.session = ApiSession(settings, "tfe", auth_header="Authorization", auth_prefix="Bearer ",
-                                  default_headers={"Accept": JSONAPI}, read_only=read_only, retry=retry,
-                                  rate_limiter=rate_limiter, write_content_type=JSONAPI)
-
-    def __repr__(self) -> str:
-        return f"TfeClient({self.session!r})"
+    SESSION = {"which": "tfe", "auth_header": "Authorization", "auth_prefix": "Bearer ",
+               "default_headers": {"Accept": JSONAPI}, "write_content_type": JSONAPI}
 
     # -- plumbing ---------------------------------------------------------------------------------------------
 

@@ -17,6 +17,8 @@
 from __future__ import annotations
 
 import uuid
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -24,6 +26,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from runbook_lib.rehearsal import batch_environ
 from runbook_lib.sandbox import Sandbox
 
 SEEDED_ENVIRONMENTS = 10
@@ -82,6 +85,17 @@ def fresh_sandbox(tmp_path) -> Iterator[Sandbox]:  # noqa: ANN001 - pytest's tmp
     """An unseeded sandbox of this test's own (plain HTTP, in-process)."""
     with Sandbox(tmp_path / "sandbox") as sandbox:
         yield sandbox
+
+
+@contextmanager
+def sandbox_in_environ(data_dir: Path, *, seed: int) -> Iterator[Sandbox]:
+    """A seeded HTTPS sandbox of its own, its batch variables (plus VCS token and git base) in os.environ
+    while it runs; for a module-scoped fixture, where `monkeypatch` is not available."""
+    with Sandbox(data_dir, seed=seed, tls=True) as sandbox:
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in batch_environ(sandbox.env).items():
+                patch.setenv(name, value)
+            yield sandbox
 
 
 def make_1x_ready(env: str, legacy_org: str = "acme-legacy") -> None:

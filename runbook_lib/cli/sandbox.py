@@ -27,12 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from runbook_lib.sandbox.control import ENV_FILE, start_server
 
-    server, _values = start_server(_path(args.data), host=args.host, port=args.port, tls=args.tls, seed=args.seed,
+    server, values = start_server(_path(args.data), host=args.host, port=args.port, tls=args.tls, seed=args.seed,
                                    rate_limit=args.rate_limit or None)
     stopped = threading.Event()
     # SIGTERM (from Sandbox.stop or a CI runner) stops cleanly, like Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    print(f"sandbox serving {server.address} (data {args.data}); source {_path(args.data) / ENV_FILE}",
+    print(f"sandbox serving {values['TFE_ADDRESS']} (data {args.data}); source {_path(args.data) / ENV_FILE}",
           file=sys.stderr, flush=True)
     try:
         while not stopped.wait(0.5):

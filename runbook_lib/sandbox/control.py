@@ -91,16 +91,16 @@ def environment_for(server: SandboxServer, tokens: dict[str, str]) -> dict[str, 
                                     credentials={server.hostname: tokens["operator"]})
     if not server.tls:
         # Terraform 1.x discovers services only over HTTPS; a host block points it at plain HTTP instead.
-        base = server.address
+        base = server.base_url()
         with open(rc, "a") as handle:
             handle.write(f'host "{server.hostname}" {{\n  services = {{\n'
                          f'    "tfe.v2" = "{base}/api/v2/"\n    "tfe.v2.1" = "{base}/api/v2/"\n'
                          f'    "tfe.v2.2" = "{base}/api/v2/"\n    "state.v2" = "{base}/api/v2/"\n'
                          f'    "motd.v1" = "{base}/api/terraform/motd"\n  }}\n}}\n')
     values = {
-        "ATLAS_ADDRESS": server.address,
+        "ATLAS_ADDRESS": server.base_url(),
         "ATLAS_TOKEN": tokens["operator"],
-        "TFE_ADDRESS": server.address,
+        "TFE_ADDRESS": server.base_url(),
         "TFE_TOKEN": tokens["operator"],
         "TFE_HOSTNAME": server.hostname,
         "SANDBOX_LEGACY_ORG": seed_mod.LEGACY_ORG,
@@ -136,7 +136,7 @@ def start_server(data_dir: Path, *, host: str, port: int, tls: bool, seed: int,
             # The seed is set-up, not the system under test: it must not trip the per-token limit.
             server.set_rate_limit(None)
             try:
-                result = seed_mod.seed_estate(server.store, seed, data_dir=data_dir, address=server.address,
+                result = seed_mod.seed_estate(server.store, seed, data_dir=data_dir, address=server.base_url(),
                                               ca_file=str(server.ca_file) if server.ca_file else None)
             finally:
                 server.set_rate_limit(rate_limit)
@@ -151,6 +151,14 @@ def start_server(data_dir: Path, *, host: str, port: int, tls: bool, seed: int,
         server.stop()
         raise
     return server, values
+
+
+def _env_value(name: str, doc: str, *, required: bool = True) -> Any:
+    """A read-only `Sandbox` property: the variable `name` of its `sandbox.env` (None when not `required`
+    and absent)."""
+    if required:
+        return property(lambda self: self.env[name], doc=doc)
+    return property(lambda self: self.env.get(name), doc=doc)
 
 
 class Sandbox:
@@ -276,38 +284,16 @@ class Sandbox:
 
     # --- addresses and tokens ----------------------------------------------------------------------
 
-    @property
-    def address(self) -> str:
-        """Base URL of both APIs (`http(s)://localhost:PORT`)."""
-        return self.env["TFE_ADDRESS"]
-
+    # Addresses and tokens are what `sandbox.env` says, so a subprocess sandbox and an in-process one
+    # answer alike: each property reads one variable of that file.
+    address = _env_value("TFE_ADDRESS", "Base URL of both APIs (`http(s)://localhost:PORT`).")
     legacy_address = address
     tfe_address = address
-
-    @property
-    def hostname(self) -> str:
-        """`localhost:PORT`, as a Terraform `cloud` block's `hostname` names it."""
-        return self.env["TFE_HOSTNAME"]
-
-    @property
-    def operator_token(self) -> str:
-        """The seeded operator's token (valid on both APIs)."""
-        return self.env["TFE_TOKEN"]
-
-    @property
-    def outsider_token(self) -> str:
-        """The second user's token (its own organizations only)."""
-        return self.env["SANDBOX_OUTSIDER_TOKEN"]
-
-    @property
-    def legacy_org(self) -> str:
-        """The seeded legacy organization (`acme-legacy`)."""
-        return self.env["SANDBOX_LEGACY_ORG"]
-
-    @property
-    def ca_file(self) -> str | None:
-        """CA certificate to trust with `tls=True`, else None."""
-        return self.env.get("SSL_CERT_FILE")
+    hostname = _env_value("TFE_HOSTNAME", "`localhost:PORT`, as a Terraform `cloud` block's `hostname` names it.")
+    operator_token = _env_value("TFE_TOKEN", "The seeded operator's token (valid on both APIs).")
+    outsider_token = _env_value("SANDBOX_OUTSIDER_TOKEN", "The second user's token (its own organizations only).")
+    legacy_org = _env_value("SANDBOX_LEGACY_ORG", "The seeded legacy organization (`acme-legacy`).")
+    ca_file = _env_value("SSL_CERT_FILE", "CA certificate to trust with `tls=True`, else None.", required=False)
 
     @property
     def env_file(self) -> Path:

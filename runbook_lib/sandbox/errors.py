@@ -28,6 +28,8 @@ class SandboxError(Exception):
 
     status = 500
     title = "internal server error"
+    # The legacy API answers some statuses with one fixed message whatever went wrong (None: the detail).
+    legacy_message: str | None = None
 
     def __init__(self, detail: str = "", *, pointer: str | None = None,
                  headers: dict[str, str] | None = None) -> None:
@@ -47,7 +49,7 @@ class SandboxError(Exception):
 
     def legacy_body(self) -> Any:
         """The plain-JSON body the legacy (Atlas) API sends for this error."""
-        return {"errors": [self.detail or self.title]}
+        return {"errors": [self.legacy_message or self.detail or self.title]}
 
     def wire(self, flavour: str) -> tuple[int, dict[str, str], bytes]:
         """Status, headers and body bytes for one API flavour (`LEGACY` or `JSONAPI`)."""
@@ -64,63 +66,47 @@ class SandboxError(Exception):
 class BadRequestError(SandboxError):
     """400: the body is not valid JSON / not a JSON:API document."""
 
-    status = 400
-    title = "bad request"
+    status, title = 400, "bad request"
 
 
 class UnsupportedMediaTypeError(SandboxError):
     """415: a mutating /api/v2 request without the JSON:API content type."""
 
-    status = 415
-    title = "unsupported media type"
+    status, title = 415, "unsupported media type"
 
 
 class UnauthorizedError(SandboxError):
     """401: no token, or a token the sandbox does not know."""
 
-    status = 401
-    title = "unauthorized"
-
-    def legacy_body(self) -> Any:
-        return {"errors": ["requires auth"]}
+    status, title, legacy_message = 401, "unauthorized", "requires auth"
 
 
 class ForbiddenError(SandboxError):
     """403: the token is valid but its user may only read (legacy read-only membership)."""
 
-    status = 403
-    title = "forbidden"
-
-    def legacy_body(self) -> Any:
-        return {"errors": ["invalid auth"]}
+    status, title, legacy_message = 403, "forbidden", "invalid auth"
 
 
 class NotFoundError(SandboxError):
     """404: missing, or belonging to an organization the token cannot see (indistinguishable on purpose)."""
 
-    status = 404
-    title = "not found"
+    status, title, legacy_message = 404, "not found", "not found"
 
     def jsonapi_body(self) -> dict[str, Any]:
         # Real TFE answers a bare not-found without saying which object, so foreign objects leak nothing.
         return {"errors": [{"status": "404", "title": "not found"}]}
 
-    def legacy_body(self) -> Any:
-        return {"errors": ["not found"]}
-
 
 class ConflictError(SandboxError):
     """409: locked, already exists in a way that conflicts, or a state conflicts with the current one."""
 
-    status = 409
-    title = "conflict"
+    status, title = 409, "conflict"
 
 
 class UnprocessableError(SandboxError):
     """422: an attribute is missing or invalid; `pointer` names it."""
 
-    status = 422
-    title = "invalid attribute"
+    status, title = 422, "invalid attribute"
 
     def legacy_body(self) -> Any:
         # The legacy API answered validation errors keyed by attribute: {"errors":{"name":["..."]}}.
@@ -131,16 +117,11 @@ class UnprocessableError(SandboxError):
 class RateLimitedError(SandboxError):
     """429: the token exceeded its request budget; carries X-RateLimit-* and Retry-After headers."""
 
-    status = 429
-    title = "Too many requests"
+    status, title, legacy_message = 429, "Too many requests", "You have exceeded the API's rate limit."
 
     def jsonapi_body(self) -> dict[str, Any]:
         # The exact shape the TFE docs show (status as a number here, unlike other errors).
-        return {"errors": [{"detail": "You have exceeded the API's rate limit.", "status": 429,
-                            "title": "Too many requests"}]}
-
-    def legacy_body(self) -> Any:
-        return {"errors": ["You have exceeded the API's rate limit."]}
+        return {"errors": [{"detail": self.legacy_message, "status": 429, "title": self.title}]}
 
 
 class InjectedServerError(SandboxError):
@@ -171,8 +152,7 @@ class LegacyMd5ConflictError(ConflictError):
 class LegacySerialError(SandboxError):
     """412 from the legacy state endpoint: the serial did not go up."""
 
-    status = 412
-    title = "precondition failed"
+    status, title = 412, "precondition failed"
 
     def __init__(self) -> None:
         super().__init__("Serial The serial provided in the state file is not greater than the serial "

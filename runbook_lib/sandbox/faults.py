@@ -14,6 +14,12 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
+# Field metadata that drives FaultConfig's JSON round trip: a rate is refused outside 0..1; a list is a
+# JSON list on the admin endpoint and a tuple here.
+_RATE = {"rate": True}
+_LIST = {"list": True}
+
+
 @dataclass
 class FaultConfig:
     """What to inject, and how often.
@@ -31,16 +37,16 @@ class FaultConfig:
         methods: only these methods are faulted (None: all).
     """
 
-    error_rate: float = 0.0
-    error_statuses: tuple[int, ...] = (500, 502, 503)
-    burst_rate: float = 0.0
+    error_rate: float = field(default=0.0, metadata=_RATE)
+    error_statuses: tuple[int, ...] = field(default=(500, 502, 503), metadata=_LIST)
+    burst_rate: float = field(default=0.0, metadata=_RATE)
     burst_length: int = 3
     latency_ms: float = 0.0
     latency_jitter_ms: float = 0.0
-    drop_rate: float = 0.0
+    drop_rate: float = field(default=0.0, metadata=_RATE)
     seed: int = 0
     path_prefix: str = "/api/"
-    methods: tuple[str, ...] | None = None
+    methods: tuple[str, ...] | None = field(default=None, metadata=_LIST)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "FaultConfig":
@@ -53,22 +59,23 @@ class FaultConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown fault settings: {', '.join(sorted(unknown))}")
-        values = dict(data)
-        for key in ("error_statuses", "methods"):
-            if values.get(key) is not None:
-                values[key] = tuple(values[key])
+        values = {key: tuple(value) if value is not None and _has(cls, key, "list") else value
+                  for key, value in data.items()}
         config = cls(**values)
-        for rate in ("error_rate", "burst_rate", "drop_rate"):
-            if not 0.0 <= float(getattr(config, rate)) <= 1.0:
-                raise ValueError(f"{rate} must be between 0 and 1")
+        for f in fields(cls):
+            if f.metadata.get("rate") and not 0.0 <= float(getattr(config, f.name)) <= 1.0:
+                raise ValueError(f"{f.name} must be between 0 and 1")
         return config
 
     def to_dict(self) -> dict[str, Any]:
         """As a JSON-friendly dict."""
-        data = asdict(self)
-        data["error_statuses"] = list(self.error_statuses)
-        data["methods"] = list(self.methods) if self.methods is not None else None
-        return data
+        return {key: list(value) if value is not None and _has(type(self), key, "list") else value
+                for key, value in asdict(self).items()}
+
+
+def _has(cls: type, name: str, mark: str) -> bool:
+    """Whether the field `name` of the dataclass `cls` carries the metadata `mark`."""
+    return any(f.name == name and f.metadata.get(mark) for f in fields(cls))
 
 
 @dataclass

@@ -200,8 +200,7 @@ def show_agent_pool(req: Request, pool_id: str) -> Response:
 
 def delete_agent_pool(req: Request, pool_id: str) -> Response:
     """`DELETE /api/v2/agent-pools/:id`: 204."""
-    pool = req.store.get_agent_pool(pool_id, _user(req))
-    req.store.delete_agent_pool(pool["id"])
+    req.store.delete_agent_pool(pool_id, _user(req))
     return Response(204)
 
 
@@ -275,8 +274,7 @@ def show_oauth_client(req: Request, client_id: str) -> Response:
 
 def delete_oauth_client(req: Request, client_id: str) -> Response:
     """`DELETE /api/v2/oauth-clients/:id`: 204; its OAuth tokens go with it (oauth-clients.mdx)."""
-    client = req.store.get_oauth_client(client_id, _user(req))
-    req.store.delete_oauth_client(client["id"])
+    req.store.delete_oauth_client(client_id, _user(req))
     return Response(204)
 
 

@@ -169,118 +169,72 @@ def environment_specs(n: int) -> list[EnvSpec]:
 
 # --- configurations (Terraform 0.11 syntax) ---------------------------------------------------------
 
-_TEMPLATES = {
-    "servers": '''variable "environment" {}
+def _variable(name: str, default: str | None = None) -> str:
+    return f'variable "{name}" {{}}\n' if default is None else f'variable "{name}" {{\n  default = {default}\n}}\n'
 
-variable "instance_count" {
-  default = 2
-}
 
-resource "null_resource" "server" {
-  count = "${var.instance_count}"
+def _null_resource(name: str, triggers: dict[str, str], count: str | None = None) -> str:
+    """A `null_resource` in 0.11 syntax (a `triggers` block, not 1.x's argument), aligned as `terraform fmt`."""
+    width = max(len(key) for key in triggers)
+    lines = [f'resource "null_resource" "{name}" {{']
+    if count is not None:
+        lines += [f"  count = {count}", ""]
+    lines += ["  triggers {", *(f"    {key.ljust(width)} = {value}" for key, value in triggers.items()), "  }", "}"]
+    return "\n".join(lines) + "\n"
 
-  triggers {
-    environment = "${var.environment}"
-    index       = "${count.index}"
-  }
-}
 
-output "server_ids" {
-  value = ["${null_resource.server.*.id}"]
-}
-''',
-    "network": '''variable "environment" {}
+def _output(name: str, value: str) -> str:
+    return f'output "{name}" {{\n  value = {value}\n}}\n'
 
-variable "cidr_block" {
-  default = "10.0.0.0/16"
-}
 
-resource "null_resource" "vpc" {
-  triggers {
-    cidr        = "${var.cidr_block}"
-    environment = "${var.environment}"
-  }
-}
+def _ids(resource: str) -> str:
+    """The ids of every instance of a counted null resource, as a 0.11 list."""
+    return f'["${{null_resource.{resource}.*.id}}"]'
 
-resource "null_resource" "subnet" {
-  count = 3
 
-  triggers {
-    vpc   = "${null_resource.vpc.id}"
-    index = "${count.index}"
-  }
-}
-
-output "vpc_id" {
-  value = "${null_resource.vpc.id}"
-}
-
-output "subnet_ids" {
-  value = ["${null_resource.subnet.*.id}"]
-}
-''',
-    "database": '''variable "environment" {}
-
-variable "db_password" {}
-
-resource "null_resource" "database" {
-  triggers {
-    environment  = "${var.environment}"
-    password_sha = "${sha256(var.db_password)}"
-  }
-}
-
-output "database_id" {
-  value = "${null_resource.database.id}"
-}
-''',
-    "reader": '''variable "environment" {}
-
-data "terraform_remote_state" "network" {
-  backend = "atlas"
-
-  config {
-    name = "%(org)s/network-prod"
-  }
-}
-
-resource "null_resource" "app" {
-  count = 2
-
-  triggers {
-    environment = "${var.environment}"
-    vpc_id      = "${data.terraform_remote_state.network.vpc_id}"
-  }
-}
-
-output "app_ids" {
-  value = ["${null_resource.app.*.id}"]
-}
-''',
-    "dns": '''variable "environment" {}
-
-variable "zone" {}
-
-variable "dns_api_key" {}
-
-resource "null_resource" "zone" {
-  triggers {
-    zone    = "${var.zone}"
-    key_sha = "${sha256(var.dns_api_key)}"
-  }
-}
-
-resource "null_resource" "record" {
-  count = 3
-
-  triggers {
-    zone = "${null_resource.zone.id}"
-    name = "host-${count.index}.${var.zone}"
-  }
-}
-''',
-}
-
+_ENVIRONMENT = _variable("environment")
+_ENV_TRIGGER = '"${var.environment}"'
+# One configuration per EnvSpec.template: blocks in file order, one blank line between them. The reader's
+# `%(org)s` is filled with the legacy organization (configuration_files).
+_TEMPLATES = {name: "\n".join(blocks) for name, blocks in {
+    "servers": (
+        _ENVIRONMENT,
+        _variable("instance_count", "2"),
+        _null_resource("server", {"environment": _ENV_TRIGGER, "index": '"${count.index}"'},
+                       count='"${var.instance_count}"'),
+        _output("server_ids", _ids("server")),
+    ),
+    "network": (
+        _ENVIRONMENT,
+        _variable("cidr_block", '"10.0.0.0/16"'),
+        _null_resource("vpc", {"cidr": '"${var.cidr_block}"', "environment": _ENV_TRIGGER}),
+        _null_resource("subnet", {"vpc": '"${null_resource.vpc.id}"', "index": '"${count.index}"'}, count="3"),
+        _output("vpc_id", '"${null_resource.vpc.id}"'),
+        _output("subnet_ids", _ids("subnet")),
+    ),
+    "database": (
+        _ENVIRONMENT,
+        _variable("db_password"),
+        _null_resource("database", {"environment": _ENV_TRIGGER, "password_sha": '"${sha256(var.db_password)}"'}),
+        _output("database_id", '"${null_resource.database.id}"'),
+    ),
+    "reader": (
+        _ENVIRONMENT,
+        'data "terraform_remote_state" "network" {\n  backend = "atlas"\n\n'
+        '  config {\n    name = "%(org)s/network-prod"\n  }\n}\n',
+        _null_resource("app", {"environment": _ENV_TRIGGER,
+                               "vpc_id": '"${data.terraform_remote_state.network.vpc_id}"'}, count="2"),
+        _output("app_ids", _ids("app")),
+    ),
+    "dns": (
+        _ENVIRONMENT,
+        _variable("zone"),
+        _variable("dns_api_key"),
+        _null_resource("zone", {"zone": '"${var.zone}"', "key_sha": '"${sha256(var.dns_api_key)}"'}),
+        _null_resource("record", {"zone": '"${null_resource.zone.id}"', "name": '"host-${count.index}.${var.zone}"'},
+                       count="3"),
+    ),
+}.items()}
 
 def backend_block(org: str, name: str) -> str:
     """The `atlas` backend block as the upgrade guide's step 3.b shows it (no address: ATLAS_ADDRESS)."""

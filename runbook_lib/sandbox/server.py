@@ -156,14 +156,14 @@ class SandboxServer:
         self.runner: Runner | None = None  # the run worker pool, started with the server
 
     @property
-    def address(self) -> str:
-        """Base URL clients use, like `https://localhost:8443`."""
-        return f"{'https' if self.tls else 'http'}://{self.public_host}:{self.port}"
-
-    @property
     def hostname(self) -> str:
         """`host:port` as Terraform's cloud block and CLI credentials name it."""
         return f"{self.public_host}:{self.port}"
+
+    def base_url(self, host: str | None = None) -> str:
+        """Base URL clients use, like `https://localhost:8443`; `host` (a request's Host header) replaces
+        `hostname`, so the links in an answer point where that client reached the server."""
+        return f"{'https' if self.tls else 'http'}://{host or self.hostname}"
 
     def set_rate_limit(self, limit: float | None) -> None:
         """Change the per-token rate limit (None: off)."""
@@ -176,7 +176,7 @@ class SandboxServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                         name=f"sandbox-{self.port}", daemon=True)
         self._thread.start()
-        self.runner = Runner(self.store, self.data_dir, address=self.address,
+        self.runner = Runner(self.store, self.data_dir, address=self.base_url(),
                              ca_file=str(self.ca_file) if self.ca_file else None)
         self.runner.start()
 
@@ -374,7 +374,7 @@ class _Handler(BaseHTTPRequestHandler):
                 wait = app.limiter.check(user["token_id"])
                 if wait is not None:
                     raise errors.RateLimitedError(headers=app.limiter.headers(wait))
-            base_url = f"{'https' if app.tls else 'http'}://{self.headers.get('Host') or app.hostname}"
+            base_url = app.base_url(self.headers.get("Host"))
             req = Request(method=method, path=path, query=query, headers=self.headers, body=body,
                           store=app.store, base_url=base_url, user=user, app=app)
             # Counted inside the transaction, which holds the store's lock: rows written meanwhile by other

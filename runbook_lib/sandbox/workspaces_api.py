@@ -377,20 +377,12 @@ def update_workspace(req: Request, org: str | None = None, name: str | None = No
 
 
 def delete_workspace(req: Request, org: str | None = None, name: str | None = None,
-                     ws_id: str | None = None) -> Response:
+                     ws_id: str | None = None, *, safe: bool = False) -> Response:
     """`DELETE` a workspace by name or id: 204, a force delete whatever the workspace manages
-    (workspaces.mdx "Force Delete a workspace")."""
+    (workspaces.mdx "Force Delete a workspace"). With `safe` (the route `POST .../actions/safe-delete`):
+    204, or 409 while the workspace manages resources (workspaces.mdx "Safe Delete a workspace")."""
     ws = _ws(req, org, name, ws_id)
-    req.store.delete_workspace(ws["id"])
-    return Response(204)
-
-
-def safe_delete_workspace(req: Request, org: str | None = None, name: str | None = None,
-                          ws_id: str | None = None) -> Response:
-    """`POST .../actions/safe-delete` by name or id: 204, or 409 while the workspace manages resources
-    (workspaces.mdx "Safe Delete a workspace")."""
-    ws = _ws(req, org, name, ws_id)
-    req.store.safe_delete_workspace(ws["id"])
+    (req.store.safe_delete_workspace if safe else req.store.delete_workspace)(ws["id"])
     return Response(204)
 
 

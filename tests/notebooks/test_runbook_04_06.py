@@ -18,9 +18,9 @@ from runbook_lib.ledger import Ledger
 from runbook_lib.legacy import LegacyClient
 from runbook_lib.mapping import propose
 from runbook_lib.sandbox import Sandbox
-from runbook_lib.rehearsal import batch_environ, batch_parameters
+from runbook_lib.rehearsal import batch_parameters
 from runbook_lib.settings import Settings
-from sandbox_fixtures import make_1x_ready
+from sandbox_fixtures import make_1x_ready, sandbox_in_environ
 
 LEGACY_ORG = "acme-legacy"
 
@@ -28,11 +28,8 @@ LEGACY_ORG = "acme-legacy"
 @pytest.fixture(scope="module")
 def own_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     """A seeded sandbox for the batches, its variables (plus VCS token and git base) in os.environ."""
-    with Sandbox(tmp_path_factory.mktemp("sandbox-nb-4-6"), seed=6, tls=True) as sb:
-        with pytest.MonkeyPatch.context() as mp:
-            for name, value in batch_environ(sb.env).items():
-                mp.setenv(name, value)
-            yield sb
+    with sandbox_in_environ(tmp_path_factory.mktemp("sandbox-nb-4-6"), seed=6) as sb:
+        yield sb
 
 
 def _batch(out: Path, sandbox: Sandbox, envs: list[str], batch_id: str, *, steps=STEPS, confirm: list[str] = (),

@@ -66,6 +66,12 @@ class Kit:
         return StepContext.create(step=step, legacy_org="acme-legacy", legacy_env=env, new_org=self.org, mode=mode,
                                   audit_root=str(self.tmp / "runs"), interactive=False, **options)
 
+    def batch(self, parameters: dict[str, Any] | None = None, *, mode: str = "plan", steps: Any = STEPS,
+              out: str = "r", batch_id: str = "b") -> BatchRunner:
+        """A batch of the one environment network-prod, built with these `--param` values."""
+        rows = mapping.propose("acme-legacy", ["network-prod"], self.org)
+        return BatchRunner(rows, steps, mode=mode, out=self.tmp / out, batch_id=batch_id, parameters=parameters)
+
     def prepare(self, env: str) -> None:
         """Steps 1 and 2 applied for `env` (a real precondition some cases need)."""
         organization.apply(self.ctx("01_create_organization", env, **self.params))
@@ -122,10 +128,24 @@ def _expired_ca_server(tmp: Path) -> tuple[str, str, Callable[[], None]]:
 
 # --- the cases: each returns the call that must fail -------------------------------------------------------
 
+CASES: list[tuple[str, Callable[[Kit], Callable[[], object]], type[Exception], str]] = []
+
+
+def bad_input(label: str, error: type[Exception], fix: str) -> Callable:
+    """Register the decorated case: it sets up one bad input and returns the call that must refuse it with
+    `error`, whose message matches the regex `fix` (the fix the operator is told)."""
+    def register(build: Callable[[Kit], Callable[[], object]]) -> Callable[[Kit], Callable[[], object]]:
+        CASES.append((label, build, error, fix))
+        return build
+    return register
+
+
+@bad_input("unknown environment", NotFoundError, r"404")
 def c_unknown_environment(k):
     return lambda: workspaces.plan(k.ctx("02_create_workspaces", "no-such-env"))
 
 
+@bad_input("unknown environment on the CLI", MappingError, r"add a row")
 def c_unknown_environment_in_cli(k):
     csv = k.tmp / "m.csv"
     mapping.write_csv(mapping.propose("acme-legacy", ["network-prod"], k.org), csv)
@@ -136,48 +156,59 @@ def c_unknown_environment_in_cli(k):
     return call
 
 
+@bad_input("invalid workspace name", ConfigError, r"only letters.*set the workspace parameter")
 def c_invalid_workspace_name(k):
     return lambda: k.ctx("02_create_workspaces", workspace="web.prod")
 
 
+@bad_input("workspace name over 90", ConfigError, r"91 characters.*set the workspace parameter")
 def c_long_workspace_name(k):
     return lambda: k.ctx("02_create_workspaces", workspace="w" * 91)
 
 
+@bad_input("colliding workspace names", MappingError, r"give one of them another workspace name")
 def c_colliding_names(k):
     text = f"legacy_org,legacy_env,new_org,workspace\nacme-legacy,web.prod,{k.org},web-prod\n" \
            f"acme-legacy,web-prod,{k.org},web-prod\n"
     return lambda: mapping.read_csv(text)
 
 
+@bad_input("mapping CSV without a column", MappingError, r"header must be")
 def c_mapping_missing_column(k):
     return lambda: mapping.read_csv("legacy_org,legacy_env,new_org\nacme-legacy,web.prod,acme\n")
 
 
+@bad_input("mapping CSV with an empty cell", MappingError, r"line 2: empty legacy_env")
 def c_mapping_empty_cell(k):
     return lambda: mapping.read_csv("legacy_org,legacy_env,new_org,workspace\nacme-legacy,,acme,x\n")
 
 
+@bad_input("mapping CSV missing", MappingError, r"cannot read the mapping file")
 def c_mapping_not_a_file(k):
     return lambda: mapping.read_csv(k.tmp / "missing.csv")
 
 
+@bad_input("wrong new-API token", AuthError, r"check that the token in \$TFE_TOKEN")
 def c_wrong_token(k):
     return lambda: list(k.tfe(TFE_TOKEN=TOKEN_SHAPED).list_organizations())
 
 
+@bad_input("wrong legacy token", AuthError, r"check that the token in \$ATLAS_TOKEN")
 def c_wrong_legacy_token(k):
     return lambda: k.legacy(ATLAS_TOKEN=TOKEN_SHAPED).get_environment("acme-legacy", "network-prod")
 
 
+@bad_input("token variable unset", ConfigError, r"set the environment variable TFE_TOKEN")
 def c_missing_token_variable(k):
     return lambda: list(k.tfe(TFE_TOKEN=None).list_organizations())
 
 
+@bad_input("token value as parameter", ConfigError, r"NAME of an environment variable")
 def c_token_value_as_parameter(k):
     return lambda: k.ctx("01_create_organization", tfe_token_var=TOKEN_SHAPED)
 
 
+@bad_input("wrong CA", TransportError, r"TLS verification failed.*set the CA bundle")
 def c_wrong_ca(k):
     import trustme
     other = k.tmp / "other-ca.pem"
@@ -185,33 +216,40 @@ def c_wrong_ca(k):
     return lambda: k.tfe(REQUESTS_CA_BUNDLE=str(other), SSL_CERT_FILE=str(other)).ping()
 
 
+@bad_input("expired CA", TransportError, r"TLS verification failed.*expired.*renewed if it expired")
 def c_expired_ca(k):
     url, ca_file, stop = _expired_ca_server(k.tmp)
     k.cleanup = stop
     return lambda: k.tfe(TFE_ADDRESS=url, REQUESTS_CA_BUNDLE=ca_file, SSL_CERT_FILE=ca_file).ping()
 
 
+@bad_input("CA bundle missing", ConfigError, r"does not exist; point REQUESTS_CA_BUNDLE")
 def c_missing_ca_file(k):
     return lambda: k.tfe(REQUESTS_CA_BUNDLE=str(k.tmp / "nope.pem")).ping()
 
 
+@bad_input("unreachable host", TransportError, r"check the address and that the host is up")
 def c_unreachable_host(k):
     return lambda: k.tfe(TFE_ADDRESS="https://127.0.0.1:9").ping()
 
 
+@bad_input("malformed address", ConfigError, r"must be a base URL like https://")
 def c_malformed_address(k):
     return lambda: k.tfe(TFE_ADDRESS="tfe.example.com").ping()
 
 
+@bad_input("malformed state", StateError, r"modules")
 def c_malformed_state(k):
     return lambda: TerraformState.from_bytes(b'{"version": 3, "serial": 1, "lineage": "x", "modules": 7}')
 
 
+@bad_input("truncated state", StateError, r"(truncated|not valid JSON|incomplete)")
 def c_truncated_state(k):
     data = k.legacy().get_state("acme-legacy", "network-prod").data
     return lambda: TerraformState.from_bytes(data[: len(data) // 2])
 
 
+@bad_input("md5 mismatch on upload", ValidationError, r"(?i)md5")
 def c_md5_mismatch(k):
     state = k.legacy().get_state("acme-legacy", "network-prod").data
     session = k.legacy().session
@@ -232,6 +270,7 @@ def _workspace_with_state(k, lineage: str, serial: int):
     return tfe, ws
 
 
+@bad_input("lineage conflict", ConflictError, r"(?i)lineage")
 def c_lineage_conflict(k):
     tfe, ws = _workspace_with_state(k, "lineage-a", 5)
     other = json.dumps({"version": 4, "terraform_version": "1.15.5", "serial": 6, "lineage": "lineage-b",
@@ -239,6 +278,7 @@ def c_lineage_conflict(k):
     return lambda: tfe.push_state(ws.id, other)
 
 
+@bad_input("serial regression", ConflictError, r"(?i)serial")
 def c_serial_regression(k):
     tfe, ws = _workspace_with_state(k, "lineage-a", 5)
     older = json.dumps({"version": 4, "terraform_version": "1.15.5", "serial": 4, "lineage": "lineage-a",
@@ -248,6 +288,7 @@ def c_serial_regression(k):
     return lambda: tfe.push_state(ws.id, older)
 
 
+@bad_input("workspace holds another lineage", StepError, r"another lineage.*map this environment to another workspace")
 def c_workspace_holds_other_lineage(k):
     k.prepare("network-prod")
     tfe = k.tfe()
@@ -257,16 +298,19 @@ def c_workspace_holds_other_lineage(k):
     return lambda: state_migration.apply(k.ctx("03_migrate_state"))
 
 
+@bad_input("locked legacy environment", StepError, r"locked by operator.*ask them to unlock")
 def c_locked_legacy_environment(k):
     k.prepare("db-prod")
     return lambda: state_migration.apply(k.ctx("03_migrate_state", "db-prod"))
 
 
+@bad_input("legacy run in progress", StepError, r"run is in progress.*wait for it to finish")
 def c_run_in_progress(k):
     k.prepare("app-staging")
     return lambda: state_migration.apply(k.ctx("03_migrate_state", "app-staging"))
 
 
+@bad_input("existing workspace differs", StepError, r"exists and differs.*fix it by hand")
 def c_workspace_differs(k):
     tfe = k.tfe()
     tfe.create_organization(k.org, "ops@acme.example")
@@ -275,45 +319,53 @@ def c_workspace_differs(k):
     return lambda: workspaces.apply(k.ctx("02_create_workspaces"))
 
 
+@bad_input("organization name taken", StepError, r"globally unique: choose another new_org")
 def c_taken_organization(k):
     k.org = "outsider-corp"
     return lambda: organization.apply(k.ctx("01_create_organization", **k.params))
 
 
+@bad_input("missing step-5 evidence", StepError, r"(?i)step 5|05_commit_and_verify")
 def c_missing_step5_evidence(k):
     return lambda: decommission.apply(k.ctx("06_delete_legacy_environment", confirm="delete acme-legacy/network-prod"))
 
 
+@bad_input("wrong confirmation text", GateError, r"must be exactly 'delete acme-legacy/network-prod'")
 def c_wrong_confirmation(k):
     return lambda: gates.check("delete", "acme-legacy/network-prod", "delete acme-legacy/web.prod")
 
 
+@bad_input("no confirmation in a batch", GateError, r"set the parameter confirm = ")
 def c_missing_confirmation(k):
     return lambda: gates.guard("delete", "acme-legacy/network-prod", confirm="", interactive=False, run=print)
 
 
+@bad_input("bad mode", ConfigError, r"mode must be 'plan' or 'apply'")
 def c_bad_mode(k):
     return lambda: k.ctx("01_create_organization", mode="yolo")
 
 
+@bad_input("bad migration path", ConfigError, r"migration_path must be 'api' or 'cli'")
 def c_bad_migration_path(k):
     return lambda: state_migration.plan(k.ctx("03_migrate_state", migration_path="rsync"))
 
 
+@bad_input("Terraform 1.x as state mover", ConfigError, r"use migration_path = 'api'")
 def c_cli_mover_with_terraform_1x(k):
     return lambda: state_migration.plan(k.ctx("03_migrate_state", migration_path="cli", cli_target="remote"))
 
 
+@bad_input("unknown step numbers", RunbookError, r"must name steps between 0 and 6")
 def c_unknown_steps(k):
     return lambda: select_steps("7-9")
 
 
+@bad_input("misspelt notebook parameter", RunbookError, r"check the spelling")
 def c_misspelt_parameter(k):
-    rows = mapping.propose("acme-legacy", ["network-prod"], k.org)
-    return lambda: BatchRunner(rows, STEPS, mode="apply", out=k.tmp / "r", batch_id="b",
-                               parameters={"migraton_path": "cli"})
+    return lambda: k.batch({"migraton_path": "cli"}, mode="apply")
 
 
+@bad_input("backend in another organization", HclError, r"check --from")
 def c_backend_in_other_org(k):
     root = k.tmp / "cfg"
     root.mkdir()
@@ -321,6 +373,7 @@ def c_backend_in_other_org(k):
     return lambda: hcl.plan_rewrite(root, from_="acme-legacy/network-prod", to=f"{k.org}/network-prod")
 
 
+@bad_input("token planted in the audit trail", AuditError, r"remove them and re-run the archive")
 def c_token_in_archive(k):
     batch = k.tmp / "runs" / "b"
     (batch / "x").mkdir(parents=True)
@@ -329,6 +382,7 @@ def c_token_in_archive(k):
     return lambda: audit.archive(batch)
 
 
+@bad_input("corrupt ledger", LedgerError, r"move it aside")
 def c_corrupt_ledger(k):
     path = k.tmp / "ledger.sqlite"
     path.write_bytes(b"not a database" * 64)
@@ -358,6 +412,8 @@ def _recording_server(answer: Callable[[http.server.BaseHTTPRequestHandler], Non
     return f"http://127.0.0.1:{httpd.server_address[1]}", received, stop
 
 
+@bad_input("legacy host redirects to another origin", RedirectError,
+           r"another origin .*no token or body was sent there: set ATLAS_ADDRESS")
 def c_redirect_to_another_origin(k):
     def ok(handler):
         handler.send_response(200)
@@ -381,48 +437,51 @@ def c_redirect_to_another_origin(k):
     return lambda: k.legacy(ATLAS_ADDRESS=legacy_url).get_environment("acme-legacy", "network-prod")
 
 
+@bad_input("token with a pasted newline", ConfigError, r"TFE_TOKEN contains a control character")
 def c_token_with_newline(k):
     pasted = k.env["TFE_TOKEN"][:14] + "\n" + k.env["TFE_TOKEN"][14:]  # a line break inside the token
     return lambda: k.tfe(TFE_TOKEN=pasted).get_organization(k.org)
 
 
+@bad_input("credential as a variable name", RunbookError, r"pass that variable's NAME")
 def c_token_shaped_variable_name(k):
-    rows = mapping.propose("acme-legacy", ["network-prod"], k.org)
-    return lambda: BatchRunner(rows, STEPS, mode="plan", out=k.tmp / "r", batch_id="b",
-                               parameters={"vcs_token_var": "ghp_" + "Zq8aB" * 8})
+    return lambda: k.batch({"vcs_token_var": "ghp_" + "Zq8aB" * 8})
 
 
+@bad_input("--param the batch sets itself", RunbookError, r"use --mode plan or --mode apply")
 def c_parameter_the_batch_sets(k):
-    rows = mapping.propose("acme-legacy", ["network-prod"], k.org)
-    return lambda: BatchRunner(rows, STEPS, mode="plan", out=k.tmp / "r", batch_id="b", parameters={"mode": "apply"})
+    return lambda: k.batch({"mode": "apply"})
 
 
+@bad_input("boolean --param that is not one", RunbookError, r"must be True or False")
 def c_boolean_parameter_that_is_not(k):
-    rows = mapping.propose("acme-legacy", ["network-prod"], k.org)
-    return lambda: BatchRunner(rows, STEPS, mode="plan", out=k.tmp / "r", batch_id="b",
-                               parameters={"recover": "nope"})
+    return lambda: k.batch({"recover": "nope"})
 
 
+@bad_input("--batch given a path", RunbookError, r"--batch must be a name")
 def c_batch_name_as_path(k):
-    rows = mapping.propose("acme-legacy", ["network-prod"], k.org)
-    return lambda: BatchRunner(rows, STEPS, mode="plan", out=k.tmp / "r", batch_id="../elsewhere")
+    return lambda: k.batch(batch_id="../elsewhere")
 
 
+@bad_input("mapping names '..'", MappingError, r"a URL would normalise away")
 def c_mapping_dot_dot(k):
     return lambda: mapping.read_csv("legacy_org,legacy_env,new_org,workspace\nacme-legacy,..,acme,up\n")
 
 
+@bad_input("mapping with a second header", MappingError, r"line 3 repeats the header")
 def c_mapping_second_header(k):
     header = "legacy_org,legacy_env,new_org,workspace\n"
     return lambda: mapping.read_csv(f"{header}acme-legacy,network-prod,acme,network-prod\n{header}")
 
 
+@bad_input("mapping not UTF-8", MappingError, r"not UTF-8 text.*save it as UTF-8")
 def c_mapping_not_utf8(k):
     path = k.tmp / "latin1.csv"
     path.write_bytes("legacy_org,legacy_env,new_org,workspace\nacme-legacy,r\u00e9seau,acme,reseau\n".encode("latin-1"))
     return lambda: mapping.read_csv(path)
 
 
+@bad_input("environment locked from another --out", LedgerError, r"whatever its --out")
 def c_lock_held_from_another_out(k):
     from filelock import FileLock
 
@@ -431,10 +490,10 @@ def c_lock_held_from_another_out(k):
     held = FileLock(str(lock_path("acme-legacy/network-prod")))
     held.acquire()
     k.cleanup = held.release
-    rows = mapping.propose("acme-legacy", ["network-prod"], k.org)
-    return lambda: BatchRunner(rows, STEPS[:1], mode="plan", out=k.tmp / "another-out", batch_id="b").run()
+    return lambda: k.batch(steps=STEPS[:1], out="another-out").run()
 
 
+@bad_input("verify without the sidecar", AuditError, r"--no-sidecar")
 def c_verify_without_sidecar(k):
     import argparse
 
@@ -448,6 +507,7 @@ def c_verify_without_sidecar(k):
     return lambda: _verify(argparse.Namespace(archive=str(archived.path), no_sidecar=False))
 
 
+@bad_input("archive without a batch folder", AuditError, r"is not inside the batch's folder")
 def c_malformed_archive(k):
     import tarfile
 
@@ -456,62 +516,6 @@ def c_malformed_archive(k):
         (k.tmp / "manifest.json").write_text("[]")
         tar.add(k.tmp / "manifest.json", arcname="manifest.json")
     return lambda: audit.verify_archive(path, require_sidecar=False)
-
-
-CASES = [
-    ("unknown environment", c_unknown_environment, NotFoundError, r"404"),
-    ("unknown environment on the CLI", c_unknown_environment_in_cli, MappingError, r"add a row"),
-    ("invalid workspace name", c_invalid_workspace_name, ConfigError, r"only letters.*set the workspace parameter"),
-    ("workspace name over 90", c_long_workspace_name, ConfigError, r"91 characters.*set the workspace parameter"),
-    ("colliding workspace names", c_colliding_names, MappingError, r"give one of them another workspace name"),
-    ("mapping CSV without a column", c_mapping_missing_column, MappingError, r"header must be"),
-    ("mapping CSV with an empty cell", c_mapping_empty_cell, MappingError, r"line 2: empty legacy_env"),
-    ("mapping CSV missing", c_mapping_not_a_file, MappingError, r"cannot read the mapping file"),
-    ("wrong new-API token", c_wrong_token, AuthError, r"check that the token in \$TFE_TOKEN"),
-    ("wrong legacy token", c_wrong_legacy_token, AuthError, r"check that the token in \$ATLAS_TOKEN"),
-    ("token variable unset", c_missing_token_variable, ConfigError, r"set the environment variable TFE_TOKEN"),
-    ("token value as parameter", c_token_value_as_parameter, ConfigError, r"NAME of an environment variable"),
-    ("wrong CA", c_wrong_ca, TransportError, r"TLS verification failed.*set the CA bundle"),
-    ("expired CA", c_expired_ca, TransportError, r"TLS verification failed.*expired.*renewed if it expired"),
-    ("CA bundle missing", c_missing_ca_file, ConfigError, r"does not exist; point REQUESTS_CA_BUNDLE"),
-    ("unreachable host", c_unreachable_host, TransportError, r"check the address and that the host is up"),
-    ("malformed address", c_malformed_address, ConfigError, r"must be a base URL like https://"),
-    ("malformed state", c_malformed_state, StateError, r"modules"),
-    ("truncated state", c_truncated_state, StateError, r"(truncated|not valid JSON|incomplete)"),
-    ("md5 mismatch on upload", c_md5_mismatch, ValidationError, r"(?i)md5"),
-    ("lineage conflict", c_lineage_conflict, ConflictError, r"(?i)lineage"),
-    ("serial regression", c_serial_regression, ConflictError, r"(?i)serial"),
-    ("workspace holds another lineage", c_workspace_holds_other_lineage, StepError,
-     r"another lineage.*map this environment to another workspace"),
-    ("locked legacy environment", c_locked_legacy_environment, StepError, r"locked by operator.*ask them to unlock"),
-    ("legacy run in progress", c_run_in_progress, StepError, r"run is in progress.*wait for it to finish"),
-    ("existing workspace differs", c_workspace_differs, StepError, r"exists and differs.*fix it by hand"),
-    ("organization name taken", c_taken_organization, StepError, r"globally unique: choose another new_org"),
-    ("missing step-5 evidence", c_missing_step5_evidence, StepError, r"(?i)step 5|05_commit_and_verify"),
-    ("wrong confirmation text", c_wrong_confirmation, GateError, r"must be exactly 'delete acme-legacy/network-prod'"),
-    ("no confirmation in a batch", c_missing_confirmation, GateError, r"set the parameter confirm = "),
-    ("bad mode", c_bad_mode, ConfigError, r"mode must be 'plan' or 'apply'"),
-    ("bad migration path", c_bad_migration_path, ConfigError, r"migration_path must be 'api' or 'cli'"),
-    ("Terraform 1.x as state mover", c_cli_mover_with_terraform_1x, ConfigError, r"use migration_path = 'api'"),
-    ("unknown step numbers", c_unknown_steps, RunbookError, r"must name steps between 0 and 6"),
-    ("misspelt notebook parameter", c_misspelt_parameter, RunbookError, r"check the spelling"),
-    ("backend in another organization", c_backend_in_other_org, HclError, r"check --from"),
-    ("token planted in the audit trail", c_token_in_archive, AuditError, r"remove them and re-run the archive"),
-    ("corrupt ledger", c_corrupt_ledger, LedgerError, r"move it aside"),
-    ("legacy host redirects to another origin", c_redirect_to_another_origin, RedirectError,
-     r"another origin .*no token or body was sent there: set ATLAS_ADDRESS"),
-    ("token with a pasted newline", c_token_with_newline, ConfigError, r"TFE_TOKEN contains a control character"),
-    ("credential as a variable name", c_token_shaped_variable_name, RunbookError, r"pass that variable's NAME"),
-    ("--param the batch sets itself", c_parameter_the_batch_sets, RunbookError, r"use --mode plan or --mode apply"),
-    ("boolean --param that is not one", c_boolean_parameter_that_is_not, RunbookError, r"must be True or False"),
-    ("--batch given a path", c_batch_name_as_path, RunbookError, r"--batch must be a name"),
-    ("mapping names '..'", c_mapping_dot_dot, MappingError, r"a URL would normalise away"),
-    ("mapping with a second header", c_mapping_second_header, MappingError, r"line 3 repeats the header"),
-    ("mapping not UTF-8", c_mapping_not_utf8, MappingError, r"not UTF-8 text.*save it as UTF-8"),
-    ("environment locked from another --out", c_lock_held_from_another_out, LedgerError, r"whatever its --out"),
-    ("verify without the sidecar", c_verify_without_sidecar, AuditError, r"--no-sidecar"),
-    ("archive without a batch folder", c_malformed_archive, AuditError, r"is not inside the batch's folder"),
-]
 
 
 @pytest.mark.parametrize("label, case, error, fix", CASES, ids=[c[0] for c in CASES])

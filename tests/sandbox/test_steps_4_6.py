@@ -22,9 +22,9 @@ from runbook_lib.context import StepContext
 from runbook_lib.errors import GateError, StepError
 from runbook_lib.legacy import LegacyClient
 from runbook_lib.sandbox import Sandbox
-from runbook_lib.rehearsal import batch_environ, batch_parameters
+from runbook_lib.rehearsal import batch_parameters
 from runbook_lib.settings import Settings
-from sandbox_fixtures import make_1x_ready
+from sandbox_fixtures import make_1x_ready, sandbox_in_environ
 from runbook_lib.steps import commit_verify, decommission, legacy_vcs, organization, state_migration, workspaces
 from runbook_lib.tfe import TfeClient
 
@@ -36,11 +36,8 @@ WRITES = ("POST", "PUT", "PATCH", "DELETE")
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     """A seeded sandbox of this module's own, its variables in os.environ for the module."""
-    with Sandbox(tmp_path_factory.mktemp("sandbox-4-6"), seed=6, tls=True) as sb:
-        with pytest.MonkeyPatch.context() as mp:
-            for name, value in batch_environ(sb.env).items():
-                mp.setenv(name, value)
-            yield sb
+    with sandbox_in_environ(tmp_path_factory.mktemp("sandbox-4-6"), seed=6) as sb:
+        yield sb
 
 
 @pytest.fixture(scope="module")

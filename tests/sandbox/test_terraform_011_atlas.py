@@ -56,16 +56,26 @@ def _current_state_bytes(api: Api, ws_id: str) -> tuple[dict, bytes]:
     return attrs, download.content
 
 
-def test_apply_then_migrate_into_a_locked_workspace(fresh_sandbox: Sandbox, tmp_path: Path):
-    sandbox = fresh_sandbox
+def _applied_on_legacy(sandbox: Sandbox, tmp_path: Path, slug: str) -> tuple[Path, Path]:
+    """A working directory of CONFIG on the atlas backend `slug`, applied by Terraform 0.11 (two resources added).
+
+    Returns:
+        (working directory, plugin directory).
+    """
     plugins = terraform.plugin_dir_011(tmp_path / "plugins")
     cwd = tmp_path / "env"
     cwd.mkdir()
     (cwd / "main.tf").write_text(CONFIG)
-    (cwd / "backend.tf").write_text(_backend("acme-legacy/web.prod"))
+    (cwd / "backend.tf").write_text(_backend(slug))
     _tf(cwd, sandbox, "init", "-input=false", f"-plugin-dir={plugins}")
     applied = _tf(cwd, sandbox, "apply", "-auto-approve", "-input=false")
     assert "2 added" in applied.stdout
+    return cwd, plugins
+
+
+def test_apply_then_migrate_into_a_locked_workspace(fresh_sandbox: Sandbox, tmp_path: Path):
+    sandbox = fresh_sandbox
+    cwd, plugins = _applied_on_legacy(sandbox, tmp_path, "acme-legacy/web.prod")
 
     legacy = Api(sandbox, legacy=True)
     legacy_state = legacy.get("/api/v1/terraform/state/acme-legacy/web.prod")
@@ -105,13 +115,7 @@ def test_apply_then_migrate_into_a_locked_workspace(fresh_sandbox: Sandbox, tmp_
 
 def test_migration_refused_when_another_user_holds_the_lock(fresh_sandbox: Sandbox, tmp_path: Path):
     sandbox = fresh_sandbox
-    plugins = terraform.plugin_dir_011(tmp_path / "plugins")
-    cwd = tmp_path / "env"
-    cwd.mkdir()
-    (cwd / "main.tf").write_text(CONFIG)
-    (cwd / "backend.tf").write_text(_backend("acme-legacy/app"))
-    _tf(cwd, sandbox, "init", "-input=false", f"-plugin-dir={plugins}")
-    _tf(cwd, sandbox, "apply", "-auto-approve", "-input=false")
+    cwd, plugins = _applied_on_legacy(sandbox, tmp_path, "acme-legacy/app")
 
     org = create_organization(sandbox, "acme-locked")
     colleague = sandbox.store.create_user("colleague", "colleague@acme.example")

@@ -312,12 +312,7 @@ def test_webhook_refuses_requests_without_the_hook_secret(fresh_sandbox: Sandbox
 
 def test_a_run_that_exceeds_the_timeout_ends_errored(fresh_sandbox: Sandbox, tmp_path: Path):
     sandbox = fresh_sandbox
-    api = Api(sandbox)
-    sandbox.create_repository("platform/tiny")
-    org, token_id = new_org_with_vcs(api)
-    ws = vcs_workspace(api, org, token_id, "tiny", "platform/tiny", terraform_version="0.11.11")
-    repo = Checkout(sandbox, "platform/tiny", tmp_path / "tiny")
-    repo.write("main.tf", 'resource "null_resource" "one" {}\n')
+    api, ws, repo = _tiny_vcs_workspace(sandbox, tmp_path)
     sandbox.run_settings(timeout=0.05)
     try:
         repo.push("First configuration")
@@ -348,13 +343,20 @@ def test_runs_survive_a_restart_and_seeded_history_is_never_executed(tmp_path: P
         assert len(in_progress) == 1 and sandbox.store.run_job(in_progress[0]["id"]) is None
 
 
-def _restart_requeues(sandbox: Sandbox, tmp_path: Path) -> None:
+def _tiny_vcs_workspace(sandbox: Sandbox, tmp_path: Path) -> tuple[Api, dict, Checkout]:
+    """A new organization's Terraform 0.11 workspace on the repository `platform/tiny`, whose checkout holds
+    one null resource not pushed yet."""
     api = Api(sandbox)
     sandbox.create_repository("platform/tiny")
     org, token_id = new_org_with_vcs(api)
     ws = vcs_workspace(api, org, token_id, "tiny", "platform/tiny", terraform_version="0.11.11")
     repo = Checkout(sandbox, "platform/tiny", tmp_path / "tiny")
     repo.write("main.tf", 'resource "null_resource" "one" {}\n')
+    return api, ws, repo
+
+
+def _restart_requeues(sandbox: Sandbox, tmp_path: Path) -> None:
+    api, ws, repo = _tiny_vcs_workspace(sandbox, tmp_path)
     sandbox.run_settings(paused=True)
     repo.push("First configuration")
     run_id = workspace_runs(api, ws["id"])[0]["id"]

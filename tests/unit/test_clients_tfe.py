@@ -247,15 +247,22 @@ def test_push_state_falls_back_to_inline_when_the_host_asks(tfe_server):
     assert base64.b64decode(last_post.json()["data"]["attributes"]["state"]) == STATE
 
 
-def test_state_version_create_ambiguity_is_read_back(tfe_server):
+@pytest.mark.parametrize("state, downloads", [(None, False), (STATE, True)], ids=["awaiting-upload", "inline"])
+def test_state_version_create_ambiguity_is_read_back(tfe_server, state, downloads):
+    """A 502 after the host stored the version: the client adopts it instead of creating a second one.
+
+    A state-version answer has no md5, so a version created with its state inline is proved "ours" by
+    downloading its bytes; one created without the state is the newest of our serial awaiting its upload.
+    """
     tfe = client(tfe_server)
     ws = tfe.create_workspace("acme", "web")
     app = tfe_server.tfe
     tfe_server.app = lambda r: (app(r), Reply(502))[1] if r.path.endswith("/state-versions") and r.method == "POST" \
         else app(r)
-    sv = tfe.create_state_version(ws.id, serial=7, md5=hashlib.md5(STATE).hexdigest(), lineage="x")
+    sv = tfe.create_state_version(ws.id, serial=7, md5=hashlib.md5(STATE).hexdigest(), lineage="x", state=state)
     assert sv.adopted and sv.id == "sv-1"
     assert tfe_server.count("POST", f"/api/v2/workspaces/{ws.id}/state-versions") == 1
+    assert any(r.path == "/_archivist/down/sv-1" for r in tfe_server.received) is downloads
 
 
 def test_download_md5_mismatch_is_a_clear_error(tfe_server):
@@ -360,23 +367,19 @@ def test_every_mutating_request_carries_the_jsonapi_content_type_and_delete_is_s
                     ("PUT", "/_archivist/up/sv-1", "application/octet-stream")]
 
 
-def test_ambiguous_inline_create_is_read_back_by_the_downloaded_bytes(tfe_server):
-    """A state-version answer has no md5: the read-back proves "ours" by downloading the bytes."""
+def test_ambiguous_inline_create_does_not_adopt_another_state_of_the_same_serial(tfe_server):
+    """The read-back downloads the version of our serial and finds other bytes: not ours, the error stands."""
     tfe = client(tfe_server)
     ws = tfe.create_workspace("acme", "web")
     app = tfe_server.tfe
-    tfe_server.app = lambda r: (app(r), Reply(502))[1] if r.path.endswith("/state-versions") and r.method == "POST" \
-        else app(r)
-    sv = tfe.create_state_version(ws.id, serial=7, md5=hashlib.md5(STATE).hexdigest(), lineage="x", state=STATE)
-    assert sv.adopted and sv.id == "sv-1"
-    assert any(r.path == "/_archivist/down/sv-1" for r in tfe_server.received)
-    tfe_server.tfe.blobs["sv-1"] = STATE + b" "  # another state of the same serial is not ours
+    tfe_server.tfe.blobs["sv-1"] = STATE + b" "
     tfe_server.tfe.state_versions.clear()
     tfe_server.tfe.state_versions.append({"id": "sv-1", "type": "state-versions", "attributes": {
         "serial": 7, "status": "finalized", "hosted-state-download-url": f"{app.base}/_archivist/down/sv-1?sig=y"}})
     tfe_server.app = lambda r: Reply(502) if r.path.endswith("/state-versions") and r.method == "POST" else app(r)
     with pytest.raises(errors.ServerError):
         tfe.create_state_version(ws.id, serial=7, md5=hashlib.md5(STATE).hexdigest(), lineage="x", state=STATE)
+    assert any(r.path == "/_archivist/down/sv-1" for r in tfe_server.received)  # judged by its bytes
 
 
 def _current_run_host(*, include: bool):

@@ -256,7 +256,7 @@ def _mutated(plans_dir: Path, change) -> str:
     return json.dumps(doc)
 
 
-@pytest.mark.parametrize("build,problem", [
+BAD_JSON = [
     (lambda d: "", "plan JSON is empty"),
     (lambda d: "   ", "plan JSON is empty"),
     (lambda d: (d / "v1_update.json").read_text()[:500], "not valid JSON"),
@@ -272,12 +272,7 @@ def _mutated(plans_dir: Path, change) -> str:
     (lambda d: _mutated(d, lambda doc: doc["resource_changes"][0]["change"].update(actions=["update", "delete"])),
      "actions ['update', 'delete'], which this runbook does not know"),
     (lambda d: b'{"format_version": "\xc3\x28"}', "not UTF-8"),
-])
-def test_bad_json_raises_plan_error(plans_dir, build, problem):
-    with pytest.raises(PlanError) as info:
-        parse_plan_json(build(plans_dir))
-    assert problem in str(info.value)
-    assert "\n" not in str(info.value)
+]
 
 
 TERRAFORM_1X_TEXT = """\
@@ -296,7 +291,7 @@ def _drop_line(text: str, needle: str) -> str:
     return "\n".join(line for line in text.splitlines() if needle not in line)
 
 
-@pytest.mark.parametrize("build,problem", [
+BAD_TEXT = [
     (lambda d: "", "plan text is empty"),
     (lambda d: "\x1b[0m\n \n", "plan text is empty"),
     (lambda d: "hello world", "neither a 'Plan: X to add"),
@@ -316,11 +311,17 @@ def _drop_line(text: str, needle: str) -> str:
      "says 'No changes.' but lists 1 resource change;"),
     (lambda d: TERRAFORM_1X_TEXT, "use `show -json` for 0.12 and later"),
     (lambda d: b"\xff\xfe", "not UTF-8"),
-])
-def test_bad_text_raises_plan_error(plans_dir, build, problem):
+]
+
+
+@pytest.mark.parametrize("parse,build,problem", [(parse_plan_json, *case) for case in BAD_JSON]
+                         + [(parse_plan_text, *case) for case in BAD_TEXT])
+def test_bad_plan_raises_plan_error(plans_dir, parse, build, problem):
+    """Either parser refuses with one sentence naming the problem, and never repeats the plan's secrets."""
     with pytest.raises(PlanError) as info:
-        parse_plan_text(build(plans_dir))
+        parse(build(plans_dir))
     assert problem in str(info.value)
+    assert "\n" not in str(info.value)
     assert "hunter2" not in str(info.value)
 
 

@@ -213,6 +213,25 @@ def _b(value: Any) -> int:
     return 1 if value else 0
 
 
+def visible_row(table: str, what: str) -> Callable[..., dict[str, Any]]:
+    """A store method `get_<thing>(key, user)`: the row of `table` (`what`, for its docstring) when the user
+    belongs to the organization that owns it (`_OWNED_THROUGH` says how); NotFoundError when it is missing
+    or foreign, which the API does not tell apart."""
+    def get(self: "StoreBase", key: str, user: dict[str, Any]) -> dict[str, Any]:
+        return self._visible(table, key, user)
+    get.__doc__ = f"{what} the user can see.\n\nRaises:\n    NotFoundError: missing or foreign.\n"
+    return get
+
+
+def row_by_id(table: str, what: str) -> Callable[..., dict[str, Any] | None]:
+    """A store method `<thing>_by_id(id)`: the row of `table` with that id, without access checks, or None
+    (`what` says who may skip the checks, for its docstring)."""
+    def find(self: "StoreBase", row_id: str) -> dict[str, Any] | None:
+        return self._one(f"SELECT * FROM {table} WHERE id = ?", (row_id,))
+    find.__doc__ = f"{what}, or None."
+    return find
+
+
 class StoreBase:
     """SQLite-backed store of both APIs' objects.
 

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from runbook_lib.sandbox import errors
-from runbook_lib.sandbox.store.base import (new_id, now_iso, StoreBase, _valid_ws_name)
+from runbook_lib.sandbox.store.base import (new_id, now_iso, row_by_id, StoreBase, _valid_ws_name, visible_row)
 
 
 # Tables that name their organization in an `org` column (a rename follows them).
@@ -74,16 +74,14 @@ class OrganizationStore(StoreBase):
             ws_ids = [w["id"] for w in self._q("SELECT id FROM workspaces WHERE org = ?", (name,))]
             for ws_id in ws_ids:
                 self.delete_workspace(ws_id)  # type: ignore[attr-defined]
-            client_ids = [c["id"] for c in self._q("SELECT id FROM oauth_clients WHERE org = ?", (name,))]
-            for client_id in client_ids:
-                self.delete_oauth_client(client_id)
-            for table in ("projects", "agent_pools", "org_members"):
+            self._x("DELETE FROM oauth_tokens WHERE client_id IN (SELECT id FROM oauth_clients WHERE org = ?)",
+                    (name,))
+            for table in ("oauth_clients", "projects", "agent_pools", "org_members"):
                 self._x(f"DELETE FROM {table} WHERE org = ?", (name,))
             self._x("DELETE FROM organizations WHERE name = ?", (name,))
 
-    def find_project(self, project_id: str) -> dict[str, Any] | None:
-        """A project without access checks (the caller already checked its organization), or None."""
-        return self._one("SELECT * FROM projects WHERE id = ?", (project_id,))
+    find_project = row_by_id("projects",
+                             "A project without access checks (the caller already checked its organization)")
 
     def create_project(self, org: str, name: Any) -> dict[str, Any]:
         """Create a project in an organization.
@@ -139,16 +137,15 @@ class OrganizationStore(StoreBase):
         return self._insert("agent_pools", {"id": new_id("apool-"), "org": org, "name": name,
                                             "created_at": now_iso()})
 
-    def get_agent_pool(self, pool_id: str, user: dict[str, Any]) -> dict[str, Any]:
-        """An agent pool of one of the user's organizations.
+    get_agent_pool = visible_row("agent_pools", "An agent pool of one of the user's organizations")
+
+    def delete_agent_pool(self, pool_id: str, user: dict[str, Any]) -> None:
+        """Delete an agent pool; an organization that defaulted to it falls back to no default pool.
 
         Raises:
             NotFoundError: missing or foreign.
         """
-        return self._visible("agent_pools", pool_id, user)
-
-    def delete_agent_pool(self, pool_id: str) -> None:
-        """Delete an agent pool; an organization that defaulted to it falls back to no default pool."""
+        pool_id = self.get_agent_pool(pool_id, user)["id"]
         with self.tx():
             self._x("UPDATE organizations SET default_agent_pool_id = NULL WHERE default_agent_pool_id = ?",
                     (pool_id,))
@@ -187,20 +184,19 @@ class OrganizationStore(StoreBase):
                 "service_provider_user": "sandbox-vcs-user", "has_ssh_key": 0, "created_at": now_iso()})
         return row
 
-    def get_oauth_client(self, client_id: str, user: dict[str, Any]) -> dict[str, Any]:
-        """An OAuth client of one of the user's organizations.
-
-        Raises:
-            NotFoundError: missing or foreign.
-        """
-        return self._visible("oauth_clients", client_id, user)
+    get_oauth_client = visible_row("oauth_clients", "An OAuth client of one of the user's organizations")
 
     def list_oauth_clients(self, org: str) -> list[dict[str, Any]]:
         """The organization's OAuth clients, oldest first."""
         return self._q("SELECT * FROM oauth_clients WHERE org = ? ORDER BY created_at, id", (org,))
 
-    def delete_oauth_client(self, client_id: str) -> None:
-        """Delete an OAuth client and its tokens (oauth-clients.mdx `DELETE /oauth-clients/:id`)."""
+    def delete_oauth_client(self, client_id: str, user: dict[str, Any]) -> None:
+        """Delete an OAuth client and its tokens (oauth-clients.mdx `DELETE /oauth-clients/:id`).
+
+        Raises:
+            NotFoundError: missing or foreign.
+        """
+        client_id = self.get_oauth_client(client_id, user)["id"]
         with self.tx():
             self._x("DELETE FROM oauth_tokens WHERE client_id = ?", (client_id,))
             self._x("DELETE FROM oauth_clients WHERE id = ?", (client_id,))

@@ -7,7 +7,7 @@ import secrets
 from typing import Any
 
 from runbook_lib.sandbox import errors
-from runbook_lib.sandbox.store.base import (_b, new_id, now_iso, StoreBase)
+from runbook_lib.sandbox.store.base import (_b, new_id, now_iso, row_by_id, StoreBase, visible_row)
 
 
 # Every run status of run.mdx ("Run States") and go-tfe `run.go` (type RunStatus).
@@ -106,13 +106,7 @@ class RunStore(StoreBase):
                                    "direction": "upload"})
         return row
 
-    def get_configuration_version(self, cv_id: str, user: dict[str, Any]) -> dict[str, Any]:
-        """A configuration version of a workspace the user can see.
-
-        Raises:
-            NotFoundError: missing or foreign.
-        """
-        return self._visible("configuration_versions", cv_id, user)
+    get_configuration_version = visible_row("configuration_versions", "A configuration version of a workspace")
 
     def list_configuration_versions(self, ws_id: str) -> list[dict[str, Any]]:
         """A workspace's configuration versions, newest first."""
@@ -167,17 +161,9 @@ class RunStore(StoreBase):
                 self._pending_run_events.append(("tfe", run["id"]))
         return run
 
-    def get_run(self, run_id: str, user: dict[str, Any]) -> dict[str, Any]:
-        """A run of a workspace the user can see.
+    get_run = visible_row("runs", "A run of a workspace")
 
-        Raises:
-            NotFoundError: missing or foreign.
-        """
-        return self._visible("runs", run_id, user)
-
-    def run_by_id(self, run_id: str) -> dict[str, Any] | None:
-        """A run without access checks (run worker), or None."""
-        return self._one("SELECT * FROM runs WHERE id = ?", (run_id,))
+    run_by_id = row_by_id("runs", "A run without access checks (run worker)")
 
     def list_runs(self, ws_id: str, statuses: list[str] | None = None) -> list[dict[str, Any]]:
         """A workspace's runs, newest first, optionally only those in `statuses`."""
@@ -255,17 +241,9 @@ class RunStore(StoreBase):
         """The plan of a run, or None."""
         return self._one("SELECT * FROM plans WHERE run_id = ?", (run_id,))
 
-    def get_plan(self, plan_id: str, user: dict[str, Any]) -> dict[str, Any]:
-        """A plan of a run the user can see.
+    get_plan = visible_row("plans", "A plan of a run")
 
-        Raises:
-            NotFoundError: missing or foreign.
-        """
-        return self._visible("plans", plan_id, user)
-
-    def plan_by_id(self, plan_id: str) -> dict[str, Any] | None:
-        """A plan without access checks, or None."""
-        return self._one("SELECT * FROM plans WHERE id = ?", (plan_id,))
+    plan_by_id = row_by_id("plans", "A plan without access checks")
 
     def update_plan(self, plan_id: str, status: str | None = None, **fields: Any) -> None:
         """Change a plan (run worker): status, has_changes, counts, log, json_output."""
@@ -286,13 +264,8 @@ class RunStore(StoreBase):
 
     # --- run worker: look-ups without access checks, and the job table ------------------------
 
-    def workspace_by_id(self, ws_id: str) -> dict[str, Any] | None:
-        """A workspace without access checks (run worker, webhook), or None."""
-        return self._one("SELECT * FROM workspaces WHERE id = ?", (ws_id,))
-
-    def environment_by_id(self, env_id: str) -> dict[str, Any] | None:
-        """A legacy environment without access checks (run worker), or None."""
-        return self._one("SELECT * FROM environments WHERE id = ?", (env_id,))
+    workspace_by_id = row_by_id("workspaces", "A workspace without access checks (run worker, webhook)")
+    environment_by_id = row_by_id("environments", "A legacy environment without access checks (run worker)")
 
     def workspaces_linked_to(self, identifier: str) -> list[dict[str, Any]]:
         """Workspaces (of any organization) whose VCS repository is `identifier`, oldest first."""
