@@ -62,29 +62,31 @@ def shared_branch(tmp_path):
     return bare, git.clone(str(bare), tmp_path / "a"), git.clone(str(bare), tmp_path / "b")
 
 
+def _change(clone, env, message):
+    """One environment's change in a clone, committed (not pushed)."""
+    (clone / env / "main.tf").write_text(f"# {message}\n")
+    git.commit_all(clone, message)
+
+
 def _log(bare):
     return git.run(["log", "--format=%s", "master"], bare).split("\n")[:-1]
 
 
 def test_a_push_overtaken_by_another_environment_is_rebased_and_lands(shared_branch):
     bare, a, b = shared_branch
-    (a / "network" / "main.tf").write_text("# network moved\n")
-    (b / "web" / "main.tf").write_text("# web moved\n")
-    git.commit_all(a, "move network")
-    git.commit_all(b, "move web")
+    _change(a, "network", "move network")
+    _change(b, "web", "move web")
     assert git.push(a, "master") == git.head(a)
     landed = git.push(b, "master")  # master moved since b's clone: rebased onto it, pushed again
     assert landed == git.head(b) == git.run(["rev-parse", "master"], bare).strip()
     assert _log(bare) == ["move web", "move network", "two environments"]
-    assert (b / "network" / "main.tf").read_text() == "# network moved\n"  # both changes on the branch
+    assert (b / "network" / "main.tf").read_text() == "# move network\n"  # both changes on the branch
 
 
 def test_a_conflicting_push_is_refused_whole_and_named(shared_branch):
     bare, a, b = shared_branch
-    (a / "web" / "main.tf").write_text("# one change\n")
-    (b / "web" / "main.tf").write_text("# another change\n")
-    git.commit_all(a, "from a")
-    git.commit_all(b, "from b")
+    _change(a, "web", "from a")
+    _change(b, "web", "from b")
     git.push(a, "master")
     mine = git.head(b)
     with pytest.raises(git.GitError, match=r"moved since the clone and this change conflicts .*\(in web/main.tf\); nothing was pushed: run the step again"):
@@ -98,8 +100,7 @@ def test_a_refused_push_that_is_not_a_race_is_not_retried(shared_branch, tmp_pat
     hook = bare / "hooks" / "pre-receive"
     hook.write_text("#!/bin/sh\necho 'protected branch' >&2\nexit 1\n")
     hook.chmod(0o755)
-    (a / "web" / "main.tf").write_text("# change\n")
-    git.commit_all(a, "change")
+    _change(a, "web", "change")
     sleeps = []
     with pytest.raises(git.GitError, match="protected branch"):
         git.push(a, "master", sleep=sleeps.append)

@@ -1,4 +1,5 @@
-"""Step 5's view of runs (runbook_lib/steps/runs.py): who holds a lock, the runs list's budget, the statuses.
+"""Step 5's view of runs (runbook_lib/steps/runs.py): who holds a lock, finding and awaiting the run of a push
+(backoff polling with a timeout, a line per status change, no busy loop; the runs list's budget), the statuses.
 
 A fake TFE client and a fake clock: the schedule of reads is what is checked.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from runbook_lib.errors import StepError
 from runbook_lib.jsonapi import Resource
 from runbook_lib.steps import runs as step_runs
 from runbook_lib.steps.runs import (CANCELABLE_STATUSES, DISCARDABLE_STATUSES, DONE_STATUSES, FAILED_STATUSES,
@@ -85,15 +87,18 @@ class FakeTfe:
 @pytest.fixture
 def clock():
     now = [0.0]
+    sleeps = []
 
     def tick():
         return now[0]
 
     def sleep(seconds):
-        assert seconds > 0
+        assert seconds > 0, "no busy loop"
+        sleeps.append(seconds)
         now[0] += seconds
 
     tick.sleep = sleep
+    tick.sleeps = sleeps
     return tick
 
 
@@ -117,6 +122,30 @@ def test_a_run_queued_behind_another_is_found_in_the_list_sparingly(clock):
     assert all(b - a >= LIST_INTERVAL for a, b in zip(tfe.list_reads, tfe.list_reads[1:]))
     assert tfe.list_reads[-1] >= 20 and len(tfe.list_reads) <= 2  # found in the list, then read by id
     assert tfe.run_reads >= 4
+
+
+def test_waits_with_growing_pauses_and_reports_each_change(clock):
+    tfe = FakeTfe(clock, [(0, "pending"), (5, "planning"), (30, "planned_and_finished")], appear_at=2)
+    lines = []
+    run = wait_for_run(tfe, "ws-1", "abc", timeout=120, interval=1, max_interval=8, progress=lines.append,
+                       clock=clock, sleep=clock.sleep)
+    assert run.id == "run-1" and run.get("status") == "planned_and_finished"
+    assert [line.split(": ")[-1] for line in lines[1:]] == ["no run yet", "pending", "planning", "planned_and_finished"]
+    assert max(clock.sleeps) == 8 and clock.sleeps[1] > clock.sleeps[0]  # backoff, capped
+    assert tfe.workspace_reads + tfe.run_reads + len(tfe.list_reads) < 20  # a dozen polls in half a minute
+
+
+def test_times_out_with_a_clear_message(clock):
+    tfe = FakeTfe(clock, [(0, "pending")])
+    with pytest.raises(StepError, match=r"run run-1 is still pending after 30 s; run the step again"):
+        wait_for_run(tfe, "ws-1", "abc", timeout=30, progress=lambda _: None, clock=clock, sleep=clock.sleep)
+    assert sum(clock.sleeps) <= 30.01
+
+
+def test_no_run_for_the_commit(clock):
+    tfe = FakeTfe(clock, [(0, "pending")], appear_at=10_000)
+    with pytest.raises(StepError, match="no run of commit abc appeared"):
+        wait_for_run(tfe, "ws-1", "abc", timeout=20, progress=lambda _: None, clock=clock, sleep=clock.sleep)
 
 
 def test_locate_run_trusts_a_recorded_id_only_for_its_commit(clock):
