@@ -24,9 +24,10 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
+from runbook_lib.catalog import CONFIRM, GATE_ACTIONS
 from runbook_lib.errors import GateError
 
-ACTIONS = ("delete", "unlink", "force")
+ACTIONS = GATE_ACTIONS
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def _record(decision: Decision, ledger: Any, environment: str | None, step: str 
     print(f"CONFIRMED: {decision.operator} confirmed '{phrase(decision.action, decision.target)}' "
           f"via {decision.via} at {decision.decided_at}")
     if ledger is not None and environment and step:
-        ledger.record(environment, f"{step}/confirm", mode, "passed", evidence=decision.as_evidence())
+        ledger.record(environment, step, mode, "passed", action=CONFIRM, evidence=decision.as_evidence())
 
 
 class PendingGate:
@@ -197,7 +198,7 @@ def recorded_decision(ledger: Any, environment: str, step: str, *, after_row: in
     """
     if ledger is None:
         return None
-    row = ledger.latest(environment, f"{step}/confirm")
+    row = ledger.latest(environment, step, action=CONFIRM)
     if row is None or row.status != "passed" or (after_row is not None and row.id < after_row):
         return None
     return dict(row.evidence)

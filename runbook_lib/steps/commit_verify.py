@@ -48,7 +48,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-from runbook_lib import git, hcl, terraform
+from runbook_lib import catalog, git, hcl, terraform
 from runbook_lib.context import StepContext
 from runbook_lib.errors import ConfigError, ConflictError, HclError, PlanError, StepError
 from runbook_lib.evidence import CutOver, EvidenceError, PlanCounts
@@ -323,7 +323,7 @@ def plan(ctx: StepContext) -> pd.DataFrame:
 def commit_message(ctx: StepContext) -> str:
     """The migration commit's message (names the legacy environment and the workspace)."""
     return (f"Migrate {ctx.row.legacy_slug} to Terraform Enterprise workspace {ctx.row.workspace_slug}\n\n"
-            f"tfe-runbook step 05_commit_and_verify: backend {_opt(ctx, 'backend_target')} -> "
+            f"tfe-runbook step {catalog.COMMIT_AND_VERIFY}: backend {_opt(ctx, 'backend_target')} -> "
             f"{ctx.row.workspace_slug}. The legacy environment's VCS link was removed in step 04.")
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import pandas as pd
 
+from runbook_lib import catalog
 from runbook_lib.context import StepContext
 from runbook_lib.errors import ApiError, ConfigError, NotFoundError, StepError
 from runbook_lib.evidence import VcsLink
@@ -89,7 +90,7 @@ def _workspace_ready(ctx: StepContext) -> tuple[str, str]:
                         f"(apply refuses until the workspace holds the state)")
     current = ctx.tfe.state_version_of(ws)
     if current is None:
-        return "none", (f"{ws.id} holds no state yet: step 03_migrate_state first "
+        return "none", (f"{ws.id} holds no state yet: step {catalog.MIGRATE_STATE} first "
                         f"(apply refuses until the workspace holds the state)")
     return "adopt", f"{ws.id} holds the migrated state (serial {current.get('serial')})"
 

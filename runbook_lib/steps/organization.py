@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 from filelock import FileLock
 
+from runbook_lib import catalog
 from runbook_lib.context import StepContext
 from runbook_lib.errors import ConfigError, StepError, ValidationError
 from runbook_lib.jsonapi import Resource
@@ -57,7 +58,7 @@ def vcs_token_id(ctx: StepContext) -> str:
         clients = [c for c in clients if c.get("http-url") == ctx.options["vcs_http_url"]]
     if not clients:
         raise StepError(f"{ctx.row.new_org} has no VCS connection{' to ' + ctx.options['vcs_http_url'] if ctx.options.get('vcs_http_url') else ''}; "
-                        f"run step 01_create_organization in apply mode first.")
+                        f"run step {catalog.CREATE_ORGANIZATION} in apply mode first.")
     if len(clients) > 1:
         raise StepError(f"{ctx.row.new_org} has {len(clients)} VCS connections "
                         f"({', '.join(str(c.get('http-url')) for c in clients)}); set the vcs_http_url parameter "

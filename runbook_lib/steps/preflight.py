@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from runbook_lib import inventory, mapping, teams
+from runbook_lib import catalog, inventory, mapping, teams
 from runbook_lib.context import StepContext, StepResult, record_verdict
 from runbook_lib.errors import ConfigError
 from runbook_lib.evidence import StateReaders, split_slugs
@@ -24,7 +24,7 @@ from runbook_lib.legacy import LegacyClient
 from runbook_lib.settings import Settings
 from runbook_lib.tfe import TfeClient
 
-STEP = "00_preflight_inventory"
+STEP = catalog.PREFLIGHT
 
 
 @dataclass

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from runbook_lib import git
+from runbook_lib.catalog import RECOVER
 from runbook_lib.context import StepContext
 from runbook_lib.errors import ConflictError, StepError
 from runbook_lib.results import StepResult, plan_frame
@@ -170,7 +171,7 @@ def recover(ctx: StepContext) -> pd.DataFrame:
     if record is not None:
         set_aside(ctx, record["commit"])
     table = pd.DataFrame(done, columns=["object", "name", "result"])
-    ctx.ledger.record(ctx.row.legacy_slug, f"{ctx.step}/recover", ctx.mode, "passed",
+    ctx.ledger.record(ctx.row.legacy_slug, ctx.step, ctx.mode, "passed", action=RECOVER,
                       evidence={"done": table.to_dict("records"), "commit": (record or {}).get("commit")})
     return table
 

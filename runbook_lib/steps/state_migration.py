@@ -41,7 +41,7 @@ from typing import Any
 
 import pandas as pd
 
-from runbook_lib import git, hcl, native, terraform
+from runbook_lib import catalog, git, hcl, native, terraform
 from runbook_lib.audit import sha256_file
 from runbook_lib.context import StepContext
 from runbook_lib.errors import ConfigError, StepError
@@ -77,7 +77,7 @@ def _legacy_preconditions(ctx: StepContext) -> list[dict[str, Any]]:
 def _workspace(ctx: StepContext):
     ws = ctx.tfe.find_workspace(ctx.row.new_org, ctx.row.workspace)
     if ws is None:
-        raise StepError(f"workspace {ctx.row.workspace_slug} does not exist; run step 02_create_workspaces first.")
+        raise StepError(f"workspace {ctx.row.workspace_slug} does not exist; run step {catalog.CREATE_WORKSPACES} first.")
     return ws
 
 
@@ -151,7 +151,7 @@ def plan(ctx: StepContext) -> pd.DataFrame:
     if ws is None:
         # Plan mode may run before step 2 has created the workspace: show what would happen after it.
         rows.append({"object": "workspace", "name": ctx.row.workspace_slug, "action": "none",
-                     "detail": "does not exist yet: step 02_create_workspaces creates it, locked "
+                     "detail": f"does not exist yet: step {catalog.CREATE_WORKSPACES} creates it, locked "
                                "(apply refuses until then)"})
         rows.append({"object": "state version", "name": ctx.row.workspace_slug, "action": "create",
                      "detail": f"upload serial {legacy.serial} via the {_opt(ctx, 'migration_path')} path "

@@ -206,8 +206,8 @@ def test_gate_button_deletes_the_environment(jupyterlab, tmp_path):
     ledger = Ledger(runs / "ledger.sqlite")
     verdict = ledger.latest(SLUG, "06_delete_legacy_environment", "apply")
     assert verdict.status == "passed" and verdict.evidence["confirmation"]["via"] == "button"
-    assert [r.status for r in ledger.history(SLUG) if r.step == "06_delete_legacy_environment"] == ["passed"]
-    decision = ledger.latest(SLUG, "06_delete_legacy_environment/confirm")
+    assert [r.status for r in ledger.history(SLUG) if r.step == "06_delete_legacy_environment" and r.action == "run"] == ["passed"]
+    decision = ledger.latest(SLUG, "06_delete_legacy_environment", action="confirm")
     assert decision.status == "passed" and decision.evidence["via"] == "button"
     assert decision.evidence["action"] == "delete" and decision.evidence["target"] == SLUG
     assert ledger.passed(SLUG, "06_delete_legacy_environment").evidence["deleted"] is True

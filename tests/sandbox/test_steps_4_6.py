@@ -204,7 +204,7 @@ def test_steps_4_6_drift_fails_step6_refuses_and_recovery_restores(sandbox, audi
         assert f"This reverts commit {five.evidence['commit']}" in git.run(["log", "-1", "--format=%B"], path)
         assert not (path / "legacy_backend.tf").exists()  # dns has no backend block in git: back to that
     assert [r for r in _legacy().list_runs(LEGACY_ORG, env) if r["commit_sha"] == five.evidence["commit"]] == []
-    assert ctx.ledger.latest(f"{LEGACY_ORG}/{env}", "05_commit_and_verify/recover").status == "passed"
+    assert ctx.ledger.latest(f"{LEGACY_ORG}/{env}", "05_commit_and_verify", action="recover").status == "passed"
     assert commit_verify.recover(ctx).empty
 
 

@@ -118,8 +118,8 @@ def test_a_waiting_gate_is_neither_raised_nor_failed_and_the_click_finishes_the_
 
     applied.button.click()
     assert state["deleted"]
-    rows = {r.step: r.status for r in ctx.ledger.history()}
-    assert rows == {STEP: "passed", f"{STEP}/confirm": "passed"}
+    rows = {(r.step, r.action): r.status for r in ctx.ledger.history()}
+    assert rows == {(STEP, "run"): "passed", (STEP, "confirm"): "passed"}
     assert "runbook-pass" in applied.status.value and "runbook-waiting" not in applied.status.value
     assert "deleted" in applied.evidence_view.value
     # The cells, run again after the click, show the click's verdict without recording it twice.
