@@ -4,6 +4,10 @@ A notebook builds it from its parameters (`StepContext.create(step=..., **parame
 the step's `plan`, `apply` and `verify`, and ends with `ctx.conclude(result)`, which prints the PASS or
 FAIL line, records the outcome in the ledger, and raises on FAIL so a batch sees the failure.
 
+The step's own parameters become `ctx.options`, the step's frozen dataclass from `runbook_lib.catalog`
+(`ctx.options.wait_timeout`): `create` refuses an option the step does not declare, naming it and the
+step's options, and converts text to the declared type, before anything is written.
+
 In plan mode the clients are read-only: any write raises before a request is sent.
 
 In a batch (``interactive=False``), reads are reused within a step (see `runbook_lib.http.ReadMemo`):
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from runbook_lib.audit import env_dirname
+from runbook_lib.catalog import ALL_ENVIRONMENTS, StepOptions, options_of
 from runbook_lib.errors import ConfigError, StepError
 from runbook_lib.ledger import Ledger
 from runbook_lib.mapping import MappingRow, workspace_name_for, workspace_name_problem
@@ -48,7 +53,7 @@ class StepContext:
         settings: hosts, token variable names, CA bundle.
         audit_dir: this environment's folder of the audit trail.
         ledger: where outcomes are recorded.
-        options: step-specific parameters (migration path, backend target, timeouts, ...).
+        options: the step's options (`catalog.options_of(step)`: migration path, backend target, timeouts, ...).
         confirm: the confirmation text for gated actions ("" when none).
         interactive: True in JupyterLab (gates show a button), False in a batch.
         operator: who runs the step.
@@ -60,7 +65,7 @@ class StepContext:
     settings: Settings
     audit_dir: Path
     ledger: Ledger
-    options: dict[str, Any] = field(default_factory=dict)
+    options: StepOptions = field(default_factory=StepOptions)
     confirm: str = ""
     interactive: bool = True
     operator: str = field(default_factory=getpass.getuser)
@@ -77,7 +82,8 @@ class StepContext:
 
         Args:
             step: the step's name.
-            legacy_org, legacy_env: the legacy environment.
+            legacy_org, legacy_env: the legacy environment ("" for a step that surveys the whole
+                organization, step 0: the row's environment and workspace are then `catalog.ALL_ENVIRONMENTS`).
             new_org: the new organization.
             workspace: the workspace name ("" applies the mapping rule to `legacy_env`).
             mode: "plan" or "apply".
@@ -86,39 +92,46 @@ class StepContext:
             legacy_token_var, tfe_token_var: NAMES of the variables holding the tokens.
             legacy_address, tfe_address, ca_bundle: override ATLAS_ADDRESS, TFE_ADDRESS, REQUESTS_CA_BUNDLE.
             confirm, interactive, operator: see the class.
-            options: step-specific parameters.
+            options: the step's own parameters (its `catalog.options_of(step)` fields).
 
         Raises:
-            ConfigError: bad mode, missing names, a workspace name the new API refuses.
+            ConfigError: bad mode, missing names, a workspace name the new API refuses, an option the step
+                does not know or a value it refuses (nothing is written then, not even a ledger row).
         """
         if mode not in MODES:
             raise ConfigError(f"mode must be 'plan' or 'apply', not {mode!r}.")
-        if not (legacy_org and legacy_env and new_org):
+        kind = options_of(step)
+        step_options = kind.build(step, options)
+        whole_organization = kind.ORGANIZATION_WIDE and not legacy_env and bool(legacy_org and new_org)
+        if not (legacy_org and (legacy_env or whole_organization) and new_org):
             raise ConfigError("set the parameters legacy_org, legacy_env and new_org (the environment to migrate "
                               "and the new organization).")
+        if whole_organization:
+            workspace = legacy_env = ALL_ENVIRONMENTS
         workspace = workspace or workspace_name_for(legacy_env)
-        problem = workspace_name_problem(workspace)
+        problem = None if whole_organization else workspace_name_problem(workspace)
         if problem:
             raise ConfigError(f"{problem}; set the workspace parameter (or the mapping CSV) to a valid name.")
         settings = Settings.from_env(legacy_token_var=legacy_token_var, tfe_token_var=tfe_token_var,
                                      legacy_address=legacy_address, tfe_address=tfe_address, ca_bundle=ca_bundle)
         row = MappingRow(legacy_org, legacy_env, new_org, workspace)
         root = Path(audit_root)
-        audit_dir = root / env_dirname(row.legacy_slug)
+        # A survey of the whole organization writes into the batch folder, not an environment's.
+        audit_dir = root if whole_organization else root / env_dirname(row.legacy_slug)
         audit_dir.mkdir(parents=True, exist_ok=True)
         ledger = Ledger(ledger_path or root / "ledger.sqlite", batch_id=batch_id)
         ctx = cls(step=step, row=row, mode=mode, settings=settings, audit_dir=audit_dir, ledger=ledger,
-                  options=options, confirm=confirm or "", interactive=bool(interactive),
+                  options=step_options, confirm=confirm or "", interactive=bool(interactive),
                   operator=operator or getpass.getuser())
         ctx._row_id = ctx.started_row_id = ledger.start(row.legacy_slug, step, mode)
         print(f"{step} for {row.legacy_slug} -> {row.workspace_slug} in {mode} mode"
               f"{' (reads only: nothing will be changed)' if mode == 'plan' else ''}")
         return ctx
 
-    def option(self, name: str, defaults: dict[str, Any]) -> Any:
-        """A step parameter, or the step's default when it was not given (None or "")."""
-        value = self.options.get(name)
-        return defaults[name] if value in (None, "") else value
+    @property
+    def whole_organization(self) -> bool:
+        """Whether this context is a survey of the whole legacy organization (step 0 without `legacy_env`)."""
+        return self.row.legacy_env == ALL_ENVIRONMENTS
 
     @property
     def applying(self) -> bool:

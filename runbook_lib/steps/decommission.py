@@ -39,7 +39,6 @@ from runbook_lib.state import TerraformState
 from runbook_lib.steps import plan_frame
 from runbook_lib.steps.state_migration import backup
 
-DEFAULTS: dict[str, Any] = {}
 VERIFY_STEP = catalog.COMMIT_AND_VERIFY
 MIGRATE_STEP = catalog.MIGRATE_STATE
 BACKUP_LABEL = "final"

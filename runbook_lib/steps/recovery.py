@@ -83,7 +83,7 @@ def _revert(ctx: StepContext, record: dict[str, Any]) -> str:
     """Revert the migration commit on its branch and push; returns what happened."""
     scratch = Path(tempfile.mkdtemp(prefix="tfe-runbook-05-recover-"))
     try:
-        url = git.repo_url(record["repo"], ctx.option("git_base_url", {"git_base_url": ""}))
+        url = git.repo_url(record["repo"], ctx.options.git_base_url)
         path = git.clone(url, scratch / "repo", record["branch"])
         sha = record["commit"]
         try:
