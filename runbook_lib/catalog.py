@@ -250,6 +250,8 @@ def options_of(step: str) -> type[StepOptions]:
 
 
 def step_parameters(step: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """The parameters among `parameters` that `step` takes as options (a batch's, shared by every step)."""
-    names = set(options_of(step).names())
-    return {k: v for k, v in parameters.items() if k in names}
+    """`parameters` (a batch's, shared by every step) without the options of other steps that `step` does not
+    take. Everything else is kept: the context's own parameters, and a name no step knows, which
+    `StepContext.create` then refuses."""
+    others = {name for kind in OPTIONS.values() for name in kind.names()} - set(options_of(step).names())
+    return {k: v for k, v in parameters.items() if k not in others}

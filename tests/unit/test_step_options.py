@@ -108,6 +108,9 @@ def test_a_batchs_parameters_are_split_by_step():
     assert catalog.step_parameters(catalog.CREATE_WORKSPACES, shared) == {"migration_path": "cli",
                                                                          "vcs_http_url": "https://git"}
     assert catalog.step_parameters(catalog.DELETE_LEGACY_ENVIRONMENT, shared) == {}
+    # The context's own parameters and a name no step knows are kept (create refuses the latter).
+    kept = {"workspace": "w", "mode": "apply", "migraton_path": "cli"}
+    assert catalog.step_parameters(catalog.MIGRATE_STATE, {**shared, **kept}) == {**kept, "migration_path": "cli"}
 
 
 def _create_calls(path):
