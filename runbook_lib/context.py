@@ -28,8 +28,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from runbook_lib import gates
 from runbook_lib.audit import env_dirname
-from runbook_lib.catalog import ALL_ENVIRONMENTS, StepOptions, options_of
+from runbook_lib.catalog import ALL_ENVIRONMENTS, GATED_ACTIONS, StepOptions, options_of
 from runbook_lib.errors import ConfigError, StepError
 from runbook_lib.ledger import Ledger
 from runbook_lib.mapping import MappingRow, workspace_name_for, workspace_name_problem
@@ -178,26 +179,78 @@ class StepContext:
         os.chmod(path, 0o700)
         return path
 
-    def verdict(self, plan: Any, verify: Any) -> StepResult:
-        """The step's result: `verify(self)` after an apply; in plan mode, whether apply would refuse anything."""
+    def apply(self, action: Any, *, otherwise: str = "plan mode: nothing was changed") -> Any:
+        """A notebook's apply cell: `action(self)` in apply mode; in plan mode nothing runs and the note
+        `otherwise` says so. A line of text the action returns is shown as a note too.
+        """
+        from runbook_lib.display import note
+
+        if not self.applying:
+            return note(otherwise)
+        done = action(self)
+        return note(done) if isinstance(done, str) else done
+
+    def gate(self, action: str, plan: Any, apply: Any, verify: Any) -> Any:
+        """A notebook's gated apply cell, in one call (see `runbook_lib.gates`).
+
+        In plan mode nothing is gated and nothing runs (a note says so). In apply mode `apply(self)` runs
+        once the operator confirmed `action` on this environment: by the `confirm` parameter (at once), or
+        interactively by the button this returns, whose click also runs `verify` and the verdict, so the
+        step finishes by itself; until then `verdict` and `conclude` show WAITING.
+
+        Args:
+            action: the gated action, the step's own (`catalog.GATED_ACTIONS`: "unlink" for step 4).
+            plan: the step's plan table, shown beside the button.
+            apply, verify: the step's functions.
+
+        Returns:
+            What `apply` returned, the PendingGate (the button), or the plan-mode note.
+
+        Raises:
+            ConfigError: `action` is not the one this step is gated by.
+            GateError: in a batch, when not confirmed (nothing ran).
+        """
+        expected = GATED_ACTIONS.get(self.step)
+        if expected is not None and action != expected:
+            raise ConfigError(f"step {self.step} is gated by {expected!r}, not {action!r}.")
+        if not self.applying:
+            from runbook_lib.display import note
+
+            return note("plan mode: nothing gated, nothing changed")
+        return gates.step_gate(self, action, plan, apply, verify)
+
+    def verdict(self, plan: Any, verify: Any, applied: Any = None) -> Any:
+        """The step's result: `verify(self)` after an apply; in plan mode, whether apply would refuse anything.
+
+        After a gate (`applied` is what `gate` returned): WAITING while its button waits (a `gates.Waiting`,
+        neither passed nor failed), and the click's own verdict once it was clicked.
+        """
+        if isinstance(applied, gates.PendingGate):
+            if not applied.confirmed:
+                return gates.Waiting(applied)
+            if applied.result is not None:
+                return applied.result
         if self.applying:
             return verify(self)
 
         return plan_verdict(plan)
 
-    def conclude(self, result: StepResult) -> StepResult:
+    def conclude(self, result: Any) -> Any:
         """Print the PASS/FAIL line, record it in the ledger, and raise StepError on FAIL.
 
         Each call records one outcome: the first finishes the row `create` started; a later call (the
         verdict cell run again, e.g. after the operator clicked a gate's button) records a new row, so
-        the ledger's latest row for the step is the latest verdict.
+        the ledger's latest row for the step is the latest verdict. A gate's WAITING is shown, not
+        recorded (the row stays open), and a verdict the gate's click already recorded is shown again.
 
         Returns:
-            The result (for display) when it passed.
+            The result (for display) when it passed, or the WAITING status.
 
         Raises:
             StepError: the step failed; the ledger already holds the failure.
         """
+        if isinstance(result, gates.Waiting) or getattr(result, "concluded_by_gate", False):
+            return result
         # A verdict cell run again (after a gate's button was clicked) is a new outcome: record it too.
         row_id = self._row_id if self._row_id is not None else self.ledger.start(self.row.legacy_slug, self.step,
                                                                                     self.mode)
