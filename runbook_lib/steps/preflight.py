@@ -47,13 +47,14 @@ def survey(ctx: StepContext | None = None, **parameters: Any) -> PreflightReport
             whole organization); its `mode` is only recorded: the preflight only reads. Its option
             `mapping_csv` is where the organization-wide survey writes the proposed mapping (default
             `<audit_root>/mapping.csv`).
-        parameters: without `ctx`, the parameters to create it with (as a notebook's setup cell would).
+        parameters: without `ctx`, the parameters to create it with (as a notebook's setup cell would;
+            `legacy_env` defaults to "", the whole organization).
 
     Returns:
         The report; call `.conclude()` last.
     """
     if ctx is None:
-        ctx = StepContext.create(step=STEP, **parameters)
+        ctx = StepContext.create(step=STEP, **{"legacy_env": "", **parameters})
     elif parameters:
         raise ConfigError(f"pass either a context or its parameters to preflight.survey, not both "
                           f"({', '.join(sorted(parameters))}).")

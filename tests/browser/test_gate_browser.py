@@ -28,6 +28,7 @@ import nbformat
 import pytest
 import requests
 
+from runbook_lib.catalog import step_parameters
 from runbook_lib.context import StepContext
 from runbook_lib.ledger import Ledger
 from runbook_lib.legacy import LegacyClient
@@ -74,7 +75,8 @@ def migrated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[
         params = batch_parameters(sb.env)
         for step, module, extra in [
                 ("01_create_organization", organization, params),
-                ("02_create_workspaces", workspaces, dict(params, accept_empty_sensitive=True)),
+                ("02_create_workspaces", workspaces, dict(step_parameters("02_create_workspaces", params),
+                                                          accept_empty_sensitive=True)),
                 ("03_migrate_state", state_migration, {}),
                 ("04_disable_legacy_vcs", legacy_vcs, {}),
                 ("05_commit_and_verify", commit_verify, {"wait_timeout": 120})]:

@@ -18,6 +18,7 @@ from typing import Iterator
 import pytest
 
 from runbook_lib import gates, git
+from runbook_lib.catalog import step_parameters
 from runbook_lib.context import StepContext
 from runbook_lib.errors import GateError, StepError
 from runbook_lib.legacy import LegacyClient
@@ -60,8 +61,8 @@ def _migrate(sandbox: Sandbox, audit: Path, env: str, *, terraform_version: str 
     params = batch_parameters(sandbox.env)
     for step, module, extra in [
             ("01_create_organization", organization, params),
-            ("02_create_workspaces", workspaces, dict(params, accept_empty_sensitive=True,
-                                                      terraform_version=terraform_version)),
+            ("02_create_workspaces", workspaces, dict(step_parameters("02_create_workspaces", params),
+                                                      accept_empty_sensitive=True, terraform_version=terraform_version)),
             ("03_migrate_state", state_migration, {})]:
         ctx = _ctx(sandbox, audit, step, env, **extra)
         module.apply(ctx)

@@ -133,3 +133,25 @@ def test_each_notebook_names_its_step_from_the_catalog_and_passes_only_its_optio
     common = set(StepContext.create.__kwdefaults__) | {"legacy_org", "legacy_env", "new_org"}
     options = set(keywords) - common
     assert options <= set(catalog.options_of(path.stem).names()), options
+
+
+def test_step_0_takes_its_parameters_or_a_context_like_every_step(tmp_path, monkeypatch):
+    from runbook_lib.steps import preflight
+
+    from runbook_lib import http
+
+    once = http.RetryPolicy(total=0, connect=0, read=0, status=0)  # an unreachable host fails at once
+    monkeypatch.setattr(http, "RetryPolicy", lambda: once)
+    monkeypatch.setenv("ATLAS_TOKEN", "legacy-test-value")
+    monkeypatch.setenv("TFE_TOKEN", "tfe-test-value")
+    # Without a context (the demo's call): the whole organization, one ledger row `<org>/*`, hosts unreachable.
+    report = preflight.survey(legacy_org="acme-legacy", new_org="acme", audit_root=str(tmp_path / "runs"), **HOSTS)
+    assert not report.result.passed and "preflight checks failed" in report.result.summary
+    with pytest.raises(Exception, match="00_preflight_inventory failed for acme-legacy/\\*"):
+        report.conclude()
+    rows = [(r.environment, r.step, r.action, r.status) for r in report._ctx.ledger.history()]
+    assert rows == [("acme-legacy/*", catalog.PREFLIGHT, "run", "failed")]
+    with pytest.raises(ConfigError, match="step 00_preflight_inventory has no option 'mapping'"):
+        preflight.survey(legacy_org="acme-legacy", new_org="acme", audit_root=str(tmp_path / "r2"), mapping="x")
+    with pytest.raises(ConfigError, match="either a context or its parameters"):
+        preflight.survey(_create(tmp_path, catalog.PREFLIGHT), mapping_csv="x")
