@@ -99,6 +99,11 @@ class StepContext:
             ConfigError: bad mode, missing names, a workspace name the new API refuses, an option the step
                 does not know or a value it refuses (nothing is written then, not even a ledger row).
         """
+        # In a notebook, a refusal of the parameters themselves is shown as the one red sentence too (nothing has
+        # started, so nothing is recorded); the setup cell's `view.attach(ctx)` then takes over with the ledger.
+        from runbook_lib.display import attach
+
+        attach(None)
         if mode not in MODES:
             raise ConfigError(f"mode must be 'plan' or 'apply', not {mode!r}.")
         kind = options_of(step)

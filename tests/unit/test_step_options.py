@@ -155,3 +155,22 @@ def test_step_0_takes_its_parameters_or_a_context_like_every_step(tmp_path, monk
         preflight.survey(legacy_org="acme-legacy", new_org="acme", audit_root=str(tmp_path / "r2"), mapping="x")
     with pytest.raises(ConfigError, match="either a context or its parameters"):
         preflight.survey(_create(tmp_path, catalog.PREFLIGHT), mapping_csv="x")
+
+
+def test_in_a_notebook_a_misspelt_option_is_one_red_sentence_not_a_traceback(tmp_path, capsys):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.user_ns.update(StepContext=StepContext, runs=str(tmp_path / "runs"), hosts=HOSTS)
+        outcome = shell.run_cell('StepContext.create(step="05_commit_and_verify", legacy_org="acme-legacy", '
+                                 'legacy_env="web", new_org="acme", audit_root=runs, wait_timout=60, **hosts)')
+        assert isinstance(outcome.error_in_exec, ConfigError)  # the cell still fails (papermill stops there)
+        shown = capsys.readouterr()
+        text = shown.out + shown.err
+        assert "has no option 'wait_timout' (did you mean 'wait_timeout'?)" in text
+        assert "Traceback" not in text and "<module>" not in text
+        assert not (tmp_path / "runs").exists()
+    finally:
+        shell.set_custom_exc((), None)
+        InteractiveShell.clear_instance()
