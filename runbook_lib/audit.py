@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from runbook_lib import __version__, git
+from runbook_lib.catalog import RUN
 from runbook_lib.errors import AuditError
 from runbook_lib.secrets import all_tokens_in_use, scan_bytes
 
@@ -247,7 +248,7 @@ def outcomes_from_ledger(ledger_path: str | Path) -> dict[str, dict[str, str]]:
 
     matrix: dict[str, dict[str, str]] = {}
     for run in Ledger(ledger_path).history():
-        if run.step.endswith("/confirm"):
+        if run.action != RUN:  # confirmations and recoveries are not a step's outcome
             continue
         matrix.setdefault(run.environment, {})[run.step] = run.status
     return matrix

@@ -41,23 +41,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from runbook_lib import audit, kernels, summary
+from runbook_lib import audit, catalog, kernels, summary
 from runbook_lib.errors import LedgerError, RunbookError
 from runbook_lib.ledger import Ledger
 from runbook_lib.mapping import MappingRow
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-STEPS: tuple[str, ...] = (
-    "00_preflight_inventory",
-    "01_create_organization",
-    "02_create_workspaces",
-    "03_migrate_state",
-    "04_disable_legacy_vcs",
-    "05_commit_and_verify",
-    "06_delete_legacy_environment",
-)
-# The action each gated step asks to confirm (see runbook_lib.gates).
-GATED_ACTIONS = {"04_disable_legacy_vcs": "unlink", "06_delete_legacy_environment": "delete"}
+STEPS = catalog.STEPS
+GATED_ACTIONS = catalog.GATED_ACTIONS  # the action each gated step asks to confirm (see runbook_lib.gates)
 # Steps run in phases (PHASE_ENDS): every environment finishes a phase before any starts the next. Workspaces get their
 # state (0-3) before any configuration is cut over (4-5), so a cut-over can repoint `terraform_remote_state`
 # sources to workspaces that already hold the state they read; and no legacy environment is deleted (6)
@@ -805,7 +796,7 @@ class BatchRunner:
     def _write_evidence(self, result: BatchResult, ledger: Ledger) -> None:
         matrix: dict[str, dict[str, str]] = {}
         for run in ledger.history():
-            if run.step.endswith("/confirm"):
+            if run.action != catalog.RUN:  # confirmations and recoveries are not a step's outcome
                 continue
             matrix.setdefault(run.environment, {})[run.step] = run.status
         # Only the parameters some notebook of this run was given: one for a step that was skipped or blocked

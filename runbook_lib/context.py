@@ -4,6 +4,10 @@ A notebook builds it from its parameters (`StepContext.create(step=..., **parame
 the step's `plan`, `apply` and `verify`, and ends with `ctx.conclude(result)`, which prints the PASS or
 FAIL line, records the outcome in the ledger, and raises on FAIL so a batch sees the failure.
 
+The step's own parameters become `ctx.options`, the step's frozen dataclass from `runbook_lib.catalog`
+(`ctx.options.wait_timeout`): `create` refuses an option the step does not declare, naming it and the
+step's options, and converts text to the declared type, before anything is written.
+
 In plan mode the clients are read-only: any write raises before a request is sent.
 
 In a batch (``interactive=False``), reads are reused within a step (see `runbook_lib.http.ReadMemo`):
@@ -24,7 +28,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from runbook_lib import gates
 from runbook_lib.audit import env_dirname
+from runbook_lib.catalog import ALL_ENVIRONMENTS, GATED_ACTIONS, StepOptions, options_of
 from runbook_lib.errors import ConfigError, StepError
 from runbook_lib.ledger import Ledger
 from runbook_lib.mapping import MappingRow, workspace_name_for, workspace_name_problem
@@ -48,7 +54,7 @@ class StepContext:
         settings: hosts, token variable names, CA bundle.
         audit_dir: this environment's folder of the audit trail.
         ledger: where outcomes are recorded.
-        options: step-specific parameters (migration path, backend target, timeouts, ...).
+        options: the step's options (`catalog.options_of(step)`: migration path, backend target, timeouts, ...).
         confirm: the confirmation text for gated actions ("" when none).
         interactive: True in JupyterLab (gates show a button), False in a batch.
         operator: who runs the step.
@@ -60,7 +66,7 @@ class StepContext:
     settings: Settings
     audit_dir: Path
     ledger: Ledger
-    options: dict[str, Any] = field(default_factory=dict)
+    options: StepOptions = field(default_factory=StepOptions)
     confirm: str = ""
     interactive: bool = True
     operator: str = field(default_factory=getpass.getuser)
@@ -77,7 +83,8 @@ class StepContext:
 
         Args:
             step: the step's name.
-            legacy_org, legacy_env: the legacy environment.
+            legacy_org, legacy_env: the legacy environment ("" for a step that surveys the whole
+                organization, step 0: the row's environment and workspace are then `catalog.ALL_ENVIRONMENTS`).
             new_org: the new organization.
             workspace: the workspace name ("" applies the mapping rule to `legacy_env`).
             mode: "plan" or "apply".
@@ -86,39 +93,51 @@ class StepContext:
             legacy_token_var, tfe_token_var: NAMES of the variables holding the tokens.
             legacy_address, tfe_address, ca_bundle: override ATLAS_ADDRESS, TFE_ADDRESS, REQUESTS_CA_BUNDLE.
             confirm, interactive, operator: see the class.
-            options: step-specific parameters.
+            options: the step's own parameters (its `catalog.options_of(step)` fields).
 
         Raises:
-            ConfigError: bad mode, missing names, a workspace name the new API refuses.
+            ConfigError: bad mode, missing names, a workspace name the new API refuses, an option the step
+                does not know or a value it refuses (nothing is written then, not even a ledger row).
         """
+        # In a notebook, a refusal of the parameters themselves is shown as the one red sentence too (nothing has
+        # started, so nothing is recorded); the setup cell's `view.attach(ctx)` then takes over with the ledger.
+        from runbook_lib.display import attach
+
+        attach(None)
         if mode not in MODES:
             raise ConfigError(f"mode must be 'plan' or 'apply', not {mode!r}.")
-        if not (legacy_org and legacy_env and new_org):
+        kind = options_of(step)
+        step_options = kind.build(step, options)
+        whole_organization = kind.ORGANIZATION_WIDE and not legacy_env and bool(legacy_org and new_org)
+        if not (legacy_org and (legacy_env or whole_organization) and new_org):
             raise ConfigError("set the parameters legacy_org, legacy_env and new_org (the environment to migrate "
                               "and the new organization).")
+        if whole_organization:
+            workspace = legacy_env = ALL_ENVIRONMENTS
         workspace = workspace or workspace_name_for(legacy_env)
-        problem = workspace_name_problem(workspace)
+        problem = None if whole_organization else workspace_name_problem(workspace)
         if problem:
             raise ConfigError(f"{problem}; set the workspace parameter (or the mapping CSV) to a valid name.")
         settings = Settings.from_env(legacy_token_var=legacy_token_var, tfe_token_var=tfe_token_var,
                                      legacy_address=legacy_address, tfe_address=tfe_address, ca_bundle=ca_bundle)
         row = MappingRow(legacy_org, legacy_env, new_org, workspace)
         root = Path(audit_root)
-        audit_dir = root / env_dirname(row.legacy_slug)
+        # A survey of the whole organization writes into the batch folder, not an environment's.
+        audit_dir = root if whole_organization else root / env_dirname(row.legacy_slug)
         audit_dir.mkdir(parents=True, exist_ok=True)
         ledger = Ledger(ledger_path or root / "ledger.sqlite", batch_id=batch_id)
         ctx = cls(step=step, row=row, mode=mode, settings=settings, audit_dir=audit_dir, ledger=ledger,
-                  options=options, confirm=confirm or "", interactive=bool(interactive),
+                  options=step_options, confirm=confirm or "", interactive=bool(interactive),
                   operator=operator or getpass.getuser())
         ctx._row_id = ctx.started_row_id = ledger.start(row.legacy_slug, step, mode)
         print(f"{step} for {row.legacy_slug} -> {row.workspace_slug} in {mode} mode"
               f"{' (reads only: nothing will be changed)' if mode == 'plan' else ''}")
         return ctx
 
-    def option(self, name: str, defaults: dict[str, Any]) -> Any:
-        """A step parameter, or the step's default when it was not given (None or "")."""
-        value = self.options.get(name)
-        return defaults[name] if value in (None, "") else value
+    @property
+    def whole_organization(self) -> bool:
+        """Whether this context is a survey of the whole legacy organization (step 0 without `legacy_env`)."""
+        return self.row.legacy_env == ALL_ENVIRONMENTS
 
     @property
     def applying(self) -> bool:
@@ -165,26 +184,78 @@ class StepContext:
         os.chmod(path, 0o700)
         return path
 
-    def verdict(self, plan: Any, verify: Any) -> StepResult:
-        """The step's result: `verify(self)` after an apply; in plan mode, whether apply would refuse anything."""
+    def apply(self, action: Any, *, otherwise: str = "plan mode: nothing was changed") -> Any:
+        """A notebook's apply cell: `action(self)` in apply mode; in plan mode nothing runs and the note
+        `otherwise` says so. A line of text the action returns is shown as a note too.
+        """
+        from runbook_lib.display import note
+
+        if not self.applying:
+            return note(otherwise)
+        done = action(self)
+        return note(done) if isinstance(done, str) else done
+
+    def gate(self, action: str, plan: Any, apply: Any, verify: Any) -> Any:
+        """A notebook's gated apply cell, in one call (see `runbook_lib.gates`).
+
+        In plan mode nothing is gated and nothing runs (a note says so). In apply mode `apply(self)` runs
+        once the operator confirmed `action` on this environment: by the `confirm` parameter (at once), or
+        interactively by the button this returns, whose click also runs `verify` and the verdict, so the
+        step finishes by itself; until then `verdict` and `conclude` show WAITING.
+
+        Args:
+            action: the gated action, the step's own (`catalog.GATED_ACTIONS`: "unlink" for step 4).
+            plan: the step's plan table, shown beside the button.
+            apply, verify: the step's functions.
+
+        Returns:
+            What `apply` returned, the PendingGate (the button), or the plan-mode note.
+
+        Raises:
+            ConfigError: `action` is not the one this step is gated by.
+            GateError: in a batch, when not confirmed (nothing ran).
+        """
+        expected = GATED_ACTIONS.get(self.step)
+        if expected is not None and action != expected:
+            raise ConfigError(f"step {self.step} is gated by {expected!r}, not {action!r}.")
+        if not self.applying:
+            from runbook_lib.display import note
+
+            return note("plan mode: nothing gated, nothing changed")
+        return gates.step_gate(self, action, plan, apply, verify)
+
+    def verdict(self, plan: Any, verify: Any, applied: Any = None) -> Any:
+        """The step's result: `verify(self)` after an apply; in plan mode, whether apply would refuse anything.
+
+        After a gate (`applied` is what `gate` returned): WAITING while its button waits (a `gates.Waiting`,
+        neither passed nor failed), and the click's own verdict once it was clicked.
+        """
+        if isinstance(applied, gates.PendingGate):
+            if not applied.confirmed:
+                return gates.Waiting(applied)
+            if applied.result is not None:
+                return applied.result
         if self.applying:
             return verify(self)
 
         return plan_verdict(plan)
 
-    def conclude(self, result: StepResult) -> StepResult:
+    def conclude(self, result: Any) -> Any:
         """Print the PASS/FAIL line, record it in the ledger, and raise StepError on FAIL.
 
         Each call records one outcome: the first finishes the row `create` started; a later call (the
         verdict cell run again, e.g. after the operator clicked a gate's button) records a new row, so
-        the ledger's latest row for the step is the latest verdict.
+        the ledger's latest row for the step is the latest verdict. A gate's WAITING is shown, not
+        recorded (the row stays open), and a verdict the gate's click already recorded is shown again.
 
         Returns:
-            The result (for display) when it passed.
+            The result (for display) when it passed, or the WAITING status.
 
         Raises:
             StepError: the step failed; the ledger already holds the failure.
         """
+        if isinstance(result, gates.Waiting) or getattr(result, "concluded_by_gate", False):
+            return result
         # A verdict cell run again (after a gate's button was clicked) is a new outcome: record it too.
         row_id = self._row_id if self._row_id is not None else self.ledger.start(self.row.legacy_slug, self.step,
                                                                                     self.mode)

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, Mapping
 
+from runbook_lib import catalog
 from runbook_lib.errors import LedgerError
 
 #: How the inventory table shows a list of environment slugs in one cell.
@@ -67,7 +68,7 @@ def _slugs(value: Any, key: str, step: str, environment: str) -> tuple[str, ...]
 class StateReaders:
     """Step 0: the legacy environments whose state this environment's configuration reads."""
 
-    STEP: ClassVar[str] = "00_preflight_inventory"
+    STEP: ClassVar[str] = catalog.PREFLIGHT
     reads_state_of: tuple[str, ...]
 
     def to_evidence(self) -> dict[str, Any]:
@@ -83,7 +84,7 @@ class StateReaders:
 class MigratedState:
     """Step 3: the legacy state that was migrated (its sha256, for step 6's final comparison)."""
 
-    STEP: ClassVar[str] = "03_migrate_state"
+    STEP: ClassVar[str] = catalog.MIGRATE_STATE
     legacy_sha256: str
 
     def to_evidence(self) -> dict[str, Any]:
@@ -115,7 +116,7 @@ class PlanCounts:
 class CutOver:
     """Step 5: the run of the pushed commit, what it planned, and what the configuration still reads."""
 
-    STEP: ClassVar[str] = "05_commit_and_verify"
+    STEP: ClassVar[str] = catalog.COMMIT_AND_VERIFY
     run_id: str
     commit: str
     has_changes: bool
@@ -145,7 +146,7 @@ class CutOver:
 class VcsLink:
     """Step 4: the VCS link the legacy environment had before it was unlinked (the way back re-links it)."""
 
-    STEP: ClassVar[str] = "04_disable_legacy_vcs"
+    STEP: ClassVar[str] = catalog.DISABLE_LEGACY_VCS
     repo: str
     branch: str | None
     working_directory: str | None

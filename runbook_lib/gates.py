@@ -11,10 +11,12 @@ The same notebook works two ways:
 Either way the decision (who, when, what, how) is printed into the notebook's output and recorded in
 the ledger before the action runs, so the evidence exists even if the action then fails.
 
-In a notebook, `step_gate`, `verdict` and `conclude` make the click finish the step: while the button
-waits, the verdict cells show a WAITING status (neither raised nor recorded as failed: the step's ledger
-row stays open); the click runs the action, the step's verify and its verdict (ledger row finished), and
-the status updates in place, so no cell has to be run again.
+A notebook gates its apply with one call, ``applied = ctx.gate("unlink", plan, step.apply, step.verify)``
+(`StepContext.gate`, which uses `step_gate`), then ``ctx.verdict(plan, step.verify, applied)`` and
+``ctx.conclude(result)``; in plan mode the gate answers with a note and nothing runs. Interactively the
+click finishes the step: while the button waits, the verdict cells show a WAITING status (neither raised
+nor recorded as failed: the step's ledger row stays open); the click runs the action, the step's verify
+and its verdict (ledger row finished), and the status updates in place, so no cell has to be run again.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
+from runbook_lib.catalog import CONFIRM, GATE_ACTIONS
 from runbook_lib.errors import GateError
 
-ACTIONS = ("delete", "unlink", "force")
+ACTIONS = GATE_ACTIONS
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ def _record(decision: Decision, ledger: Any, environment: str | None, step: str 
     print(f"CONFIRMED: {decision.operator} confirmed '{phrase(decision.action, decision.target)}' "
           f"via {decision.via} at {decision.decided_at}")
     if ledger is not None and environment and step:
-        ledger.record(environment, f"{step}/confirm", mode, "passed", evidence=decision.as_evidence())
+        ledger.record(environment, step, mode, "passed", action=CONFIRM, evidence=decision.as_evidence())
 
 
 class PendingGate:
@@ -197,7 +200,7 @@ def recorded_decision(ledger: Any, environment: str, step: str, *, after_row: in
     """
     if ledger is None:
         return None
-    row = ledger.latest(environment, f"{step}/confirm")
+    row = ledger.latest(environment, step, action=CONFIRM)
     if row is None or row.status != "passed" or (after_row is not None and row.id < after_row):
         return None
     return dict(row.evidence)
@@ -275,24 +278,3 @@ def step_gate(ctx: Any, action: str, plan: Any, apply: Callable[[Any], Any], ver
     return guard(action, ctx.row.legacy_slug, confirm=ctx.confirm, interactive=ctx.interactive, run=apply,
                  args=(ctx,), summary=plan, ledger=ctx.ledger, environment=ctx.row.legacy_slug, step=ctx.step,
                  mode=ctx.mode, operator=ctx.operator, then=then)
-
-
-def verdict(ctx: Any, plan: Any, verify: Callable[[Any], Any], applied: Any) -> Any:
-    """The step's verdict after a gated apply: WAITING while the button waits, the click's own verdict after
-    it, otherwise `ctx.verdict(plan, verify)`."""
-    if isinstance(applied, PendingGate):
-        if not applied.confirmed:
-            return Waiting(applied)
-        if applied.result is not None:
-            return applied.result
-    return ctx.verdict(plan, verify)
-
-
-def conclude(ctx: Any, result: Any) -> Any:
-    """The notebook's last cell: WAITING shows the live status (records nothing, raises nothing); a verdict
-    the click already recorded is shown again; otherwise `ctx.conclude(result)`."""
-    if isinstance(result, Waiting):
-        return result
-    if getattr(result, "concluded_by_gate", False):
-        return result
-    return ctx.conclude(result)

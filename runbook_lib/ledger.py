@@ -7,6 +7,12 @@ it is written, and a row that would carry a token is refused.
 
 Several processes (papermill kernels of a parallel batch) write to one ledger; SQLite's WAL mode and
 a busy timeout make that safe, and each write is one short transaction.
+
+Each row names its step and, in the ``action`` column, what it records for that step (`catalog.RUN`, the
+step's own run; `catalog.CONFIRM`, an operator's confirmation; `catalog.RECOVER`, step 5's way back).
+Ledgers written before that column existed put the action into the step name (``05_commit_and_verify/
+recover``); opening one moves it into the column, once (``PRAGMA user_version`` says the ledger's format,
+and the move runs in one exclusive transaction, so two kernels opening it together migrate it once).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+from runbook_lib.catalog import LEDGER_ACTIONS, RUN
 from runbook_lib.errors import LedgerError
 from runbook_lib.secrets import scan_bytes, tokens_in_use
 
@@ -32,6 +39,7 @@ CREATE TABLE IF NOT EXISTS step_runs (
     environment TEXT NOT NULL,
     step TEXT NOT NULL,
     mode TEXT NOT NULL,
+    action TEXT NOT NULL DEFAULT 'run',
     status TEXT NOT NULL,
     started_at TEXT NOT NULL,
     finished_at TEXT,
@@ -45,6 +53,9 @@ CREATE TABLE IF NOT EXISTS step_runs (
 );
 CREATE INDEX IF NOT EXISTS step_runs_env_step ON step_runs (environment, step, id);
 """
+#: The ledger's format (``PRAGMA user_version``): 0 put a confirmation or recovery into the step name
+#: (``<step>/confirm``), 1 has the ``action`` column.
+FORMAT = 1
 
 
 def _is_folder_problem(exc: sqlite3.Error) -> bool:
@@ -60,12 +71,13 @@ def _now() -> str:
 
 @dataclass(frozen=True)
 class StepRun:
-    """One ledger row."""
+    """One ledger row: `action` says what it records for `step` (`catalog.LEDGER_ACTIONS`)."""
 
     id: int
     batch_id: str
     environment: str
     step: str
+    action: str
     mode: str
     status: str
     started_at: str
@@ -101,7 +113,7 @@ class Ledger:
         try:
             db = self._connect()
             try:
-                db.executescript(_SCHEMA)
+                self._prepare(db)
             finally:
                 db.close()  # never leave a connection open across a fork (kernels, batch workers)
         except sqlite3.DatabaseError as exc:
@@ -109,6 +121,36 @@ class Ledger:
                 raise LedgerError(self._folder_problem(str(exc))) from exc
             raise LedgerError(f"the ledger {self.path} cannot be opened ({exc}); "
                               f"move it aside and resume from the audit trail.") from exc
+
+    @staticmethod
+    def _prepare(db: sqlite3.Connection) -> None:
+        """Create the schema, or bring an older ledger to FORMAT, in one exclusive transaction.
+
+        Idempotent: the format is read again inside the transaction, so of two processes opening an old
+        ledger together the second finds it migrated and changes nothing.
+        """
+        if db.execute("PRAGMA user_version").fetchone()[0] >= FORMAT:
+            return  # the common case: no write lock taken
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if db.execute("PRAGMA user_version").fetchone()[0] < FORMAT:
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    db.execute(statement)
+                columns = {row[1] for row in db.execute("PRAGMA table_info(step_runs)")}
+                if "action" not in columns:
+                    db.execute("ALTER TABLE step_runs ADD COLUMN action TEXT NOT NULL DEFAULT 'run'")
+                for action in LEDGER_ACTIONS:
+                    if action != RUN:  # "<step>/<action>" -> step, action
+                        suffix = "/" + action
+                        db.execute("UPDATE step_runs SET step = substr(step, 1, length(step) - ?), action = ? "
+                                   "WHERE step LIKE ?", (len(suffix), action, "%" + suffix))
+                db.execute("CREATE INDEX IF NOT EXISTS step_runs_env_step_action "
+                           "ON step_runs (environment, step, action, id)")
+                db.execute(f"PRAGMA user_version = {FORMAT}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def _folder_problem(self, why: str) -> str:
         return (f"cannot write the ledger in {self.path.parent} ({why}): the folder is read-only or the disk is "
@@ -144,12 +186,19 @@ class Ledger:
                               "record the name of its environment variable instead.")
         return text
 
-    def start(self, environment: str, step: str, mode: str) -> int:
-        """Record that a step starts; returns the row id to pass to `finish`."""
+    def start(self, environment: str, step: str, mode: str, *, action: str = RUN) -> int:
+        """Record that a step (or one of its actions, see `catalog.LEDGER_ACTIONS`) starts; returns the row id
+        to pass to `finish`.
+
+        Raises:
+            LedgerError: an unknown action.
+        """
+        if action not in LEDGER_ACTIONS:
+            raise LedgerError(f"unknown ledger action {action!r}; use one of {', '.join(LEDGER_ACTIONS)}.")
         return self._write(
-            "INSERT INTO step_runs (batch_id, environment, step, mode, status, started_at, operator, host) "
-            "VALUES (?, ?, ?, ?, 'running', ?, ?, ?)",
-            (self.batch_id, environment, step, mode, _now(), getpass.getuser(), socket.gethostname()))
+            "INSERT INTO step_runs (batch_id, environment, step, mode, action, status, started_at, operator, host) "
+            "VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+            (self.batch_id, environment, step, mode, action, _now(), getpass.getuser(), socket.gethostname()))
 
     def finish(self, row_id: int, status: str, *, evidence: dict[str, Any] | None = None,
                error: str | None = None, notebook_path: str | None = None,
@@ -170,9 +219,10 @@ class Ledger:
             "COALESCE(?, notebook_path), notebook_sha256=COALESCE(?, notebook_sha256) WHERE id=?",
             (status, _now(), duration, self._checked_json(evidence), error, notebook_path, notebook_sha256, row_id))
 
-    def record(self, environment: str, step: str, mode: str, status: str, **kwargs: Any) -> int:
-        """Start and finish in one call (for outcomes known at once, like a refusal)."""
-        row_id = self.start(environment, step, mode)
+    def record(self, environment: str, step: str, mode: str, status: str, *, action: str = RUN,
+               **kwargs: Any) -> int:
+        """Start and finish in one call (for outcomes known at once, like a refusal or a confirmation)."""
+        row_id = self.start(environment, step, mode, action=action)
         self.finish(row_id, status, **kwargs)
         return row_id
 
@@ -206,22 +256,25 @@ class Ledger:
             raise LedgerError(f"cannot read the ledger {self.path}: {exc}") from exc
 
     def history(self, environment: str | None = None) -> list[StepRun]:
-        """Every row, oldest first, optionally for one environment."""
+        """Every row (runs, confirmations, recoveries: see `StepRun.action`), oldest first, optionally for one
+        environment."""
         if environment is None:
             return list(self._select("ORDER BY id", ()))
         return list(self._select("WHERE environment=? ORDER BY id", (environment,)))
 
-    def latest(self, environment: str, step: str, mode: str | None = None) -> StepRun | None:
-        """The most recent finished-or-running row of this environment and step (and mode)."""
+    def latest(self, environment: str, step: str, mode: str | None = None, *, action: str = RUN) -> StepRun | None:
+        """The most recent finished-or-running row of this environment, step and action (and mode): by default
+        the step's own runs, not its confirmations or recoveries."""
         if mode is None:
-            rows = list(self._select("WHERE environment=? AND step=? ORDER BY id DESC LIMIT 1", (environment, step)))
+            rows = list(self._select("WHERE environment=? AND step=? AND action=? ORDER BY id DESC LIMIT 1",
+                                     (environment, step, action)))
         else:
-            rows = list(self._select("WHERE environment=? AND step=? AND mode=? ORDER BY id DESC LIMIT 1",
-                                     (environment, step, mode)))
+            rows = list(self._select("WHERE environment=? AND step=? AND action=? AND mode=? ORDER BY id DESC LIMIT 1",
+                                     (environment, step, action, mode)))
         return rows[0] if rows else None
 
     def passed(self, environment: str, step: str, mode: str = "apply") -> StepRun | None:
-        """The latest row of this step if it passed in `mode`, else None (a later failure revokes a pass)."""
+        """The latest run of this step if it passed in `mode`, else None (a later failure revokes a pass)."""
         row = self.latest(environment, step, mode)
         return row if row is not None and row.status == "passed" else None
 

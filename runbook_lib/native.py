@@ -31,7 +31,7 @@ _USE_API = "use migration_path = 'api'"
 
 def requested(ctx: StepContext) -> bool:
     """Whether this run takes the host's own import."""
-    return ctx.options.get("migration_path") == NATIVE
+    return ctx.options.migration_path == NATIVE
 
 
 def unsupported(ctx: StepContext) -> str | None:

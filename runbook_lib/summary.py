@@ -24,6 +24,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from runbook_lib import catalog
+from runbook_lib.catalog import RUN
+
 SUMMARY = "summary.html"
 BACKUP_CHECKSUMS = "backups.sha256"
 STEP_OUTCOME_COLOURS = {"passed": "#c8e6c9", "failed": "#ffcdd2", "refused": "#ffe0b2",
@@ -110,8 +113,9 @@ def environment_evidence(runs: Mapping[str, Any], workspace: str | None) -> dict
         run = runs.get(step)
         return dict(run.evidence) if run is not None and run.status == "passed" else {}
 
-    two, three, four, five, six = (ev("02_create_workspaces"), ev("03_migrate_state"), ev("04_disable_legacy_vcs"),
-                                   ev("05_commit_and_verify"), ev("06_delete_legacy_environment"))
+    two, three, four, five, six = (ev(catalog.CREATE_WORKSPACES), ev(catalog.MIGRATE_STATE),
+                                   ev(catalog.DISABLE_LEGACY_VCS), ev(catalog.COMMIT_AND_VERIFY),
+                                   ev(catalog.DELETE_LEGACY_ENVIRONMENT))
     facts: dict[str, Any] = {"workspace": {"name": workspace,
                                            "id": two.get("workspace_id") or three.get("workspace_id")}}
     if "teams" in two:  # teams step 2 proved on the workspace: name -> access, members, not_members
@@ -133,13 +137,13 @@ def environment_evidence(runs: Mapping[str, Any], workspace: str | None) -> dict
         previous = four.get("previous_vcs") or {}
         decision = four.get("confirmation") or {}
         facts["vcs_unlink"] = {"unlinked": not four.get("vcs"), "previous_repo": previous.get("repo"),
-                               "at": runs["04_disable_legacy_vcs"].finished_at, "via": four.get("unlink_via"),
+                               "at": runs[catalog.DISABLE_LEGACY_VCS].finished_at, "via": four.get("unlink_via"),
                                "confirmed_by": decision.get("operator"), "confirmed_via": decision.get("via")}
     if "deleted" in six:
         decision = six.get("confirmation") or {}
         final = six.get("final_backup") or {}
         facts["deletion"] = {
-            "deleted": bool(six.get("deleted")), "at": runs["06_delete_legacy_environment"].finished_at,
+            "deleted": bool(six.get("deleted")), "at": runs[catalog.DELETE_LEGACY_ENVIRONMENT].finished_at,
             "confirmation_text": f"{decision['action']} {decision['target']}" if decision.get("action") else None,
             "confirmed_by": decision.get("operator"), "confirmed_via": decision.get("via"),
             "confirmed_at": decision.get("decided_at"), "final_backup_sha256": final.get("sha256"),
@@ -163,7 +167,7 @@ def batch_facts(batch_dir: str | Path, *, ledger_path: str | Path, steps: Iterab
     steps = list(steps)
     latest: dict[str, dict[str, Any]] = {}
     for run in Ledger(ledger_path).history():
-        if run.mode == mode and run.step in steps:
+        if run.mode == mode and run.action == RUN and run.step in steps:
             latest.setdefault(run.environment, {})[run.step] = run  # history is oldest first: the last wins
     environments = {}
     for environment in sorted(set(latest) | set(workspaces or {})):

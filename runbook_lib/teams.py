@@ -26,14 +26,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from runbook_lib import catalog
 from runbook_lib.context import StepContext, StepResult
 from runbook_lib.errors import NotFoundError, StepError
 from runbook_lib.jsonapi import Resource
 
 OWNERS = "owners"
 LEVELS = ("read", "write", "admin")
-EXISTING_MEMBER_POLICIES = ("report", "keep", "add")
-DEFAULTS = {"migrate_teams": True, "existing_team_members": "report", "skip_teams": ""}
+EXISTING_MEMBER_POLICIES = catalog.EXISTING_MEMBER_POLICIES
 _VALID_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -73,14 +73,9 @@ class TeamMapping:
         return [m for m in self.existing_members if m not in self.members]
 
 
-def _opt(ctx: StepContext, name: str) -> Any:
-    return ctx.option(name, DEFAULTS)
-
-
 def enabled(ctx: StepContext) -> bool:
     """Whether step 2 carries teams over (`migrate_teams`, default True)."""
-    value = _opt(ctx, "migrate_teams")
-    return value if isinstance(value, bool) else str(value).strip().lower() not in ("false", "0", "no")
+    return ctx.options.migrate_teams
 
 
 def legacy_teams(legacy: Any, org: str, env: str) -> list[dict[str, Any]]:
@@ -125,19 +120,16 @@ def mapping_summary(teams: list[dict[str, Any]], existing: set[str], skip: set[s
 
 
 def _skip(ctx: StepContext) -> set[str]:
-    return {n.strip() for n in str(_opt(ctx, "skip_teams") or "").split(",") if n.strip()}
+    return {n.strip() for n in ctx.options.skip_teams.split(",") if n.strip()}
 
 
 def plan_teams(ctx: StepContext, ws: Resource | None) -> list[TeamMapping]:
     """Read the legacy teams and what the new organization and workspace hold; decide each team's action.
 
     Raises:
-        StepError: `existing_team_members` is not one of report, keep, add; or the legacy host has no teams endpoint.
+        StepError: the legacy host has no teams endpoint.
     """
-    policy = _opt(ctx, "existing_team_members")
-    if policy not in EXISTING_MEMBER_POLICIES:
-        raise StepError(f"existing_team_members must be one of {', '.join(EXISTING_MEMBER_POLICIES)}, "
-                        f"not {policy!r}.")
+    policy = ctx.options.existing_team_members  # one of EXISTING_MEMBER_POLICIES (StepContext.create checked it)
     legacy = legacy_teams(ctx.legacy, ctx.row.legacy_org, ctx.row.legacy_env)
     found = _existing_teams(ctx) if legacy else {}
     access = {a.rel("team"): a for a in ctx.tfe.list_team_access(ws.id)} if ws is not None and legacy else {}
@@ -243,7 +235,7 @@ def apply_teams(ctx: StepContext, ws: Resource) -> list[dict[str, Any]]:
                for m in plans if "refuse" in (m.action, m.access_action)]
     if refused:
         raise StepError("teams refused, nothing changed: " + "; ".join(refused))
-    policy = _opt(ctx, "existing_team_members")
+    policy = ctx.options.existing_team_members
     done = []
     for m in plans:
         if m.action == "none":

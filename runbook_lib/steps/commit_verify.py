@@ -48,9 +48,9 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-from runbook_lib import git, hcl, terraform
+from runbook_lib import catalog, git, hcl, terraform
 from runbook_lib.context import StepContext
-from runbook_lib.errors import ConfigError, ConflictError, HclError, PlanError, StepError
+from runbook_lib.errors import ConflictError, HclError, PlanError, StepError
 from runbook_lib.evidence import CutOver, EvidenceError, PlanCounts
 from runbook_lib.jsonapi import Resource
 from runbook_lib.mapping import workspace_name_for
@@ -63,24 +63,8 @@ from runbook_lib.steps.recovery import recover, recovery, recovery_plan  # noqa:
 from runbook_lib.steps.run_plan import log_tail, read_plan
 from runbook_lib.steps.runs import DONE_STATUSES, FAILED_STATUSES, locate_run, lock_holder, run_commit, wait_for_run
 
-DEFAULTS = {"backend_target": "atlas", "commit_branch": "", "wait_timeout": 900, "git_base_url": "",
-            "tfe_hostname": "", "poll_interval": 1.0, "poll_max_interval": 15.0}
-TARGETS = ("atlas", "remote", "cloud")
+TARGETS = catalog.BACKEND_TARGETS
 #: How long recovery waits for a just-discarded or canceled run to give the workspace's lock back.
-
-
-def _opt(ctx: StepContext, name: str) -> Any:
-    return ctx.option(name, DEFAULTS)
-
-
-def _check_options(ctx: StepContext) -> None:
-    if _opt(ctx, "backend_target") not in TARGETS:
-        raise ConfigError(f"backend_target must be one of {', '.join(TARGETS)}, not {_opt(ctx, 'backend_target')!r}.")
-    try:
-        if float(_opt(ctx, "wait_timeout")) <= 0:
-            raise ValueError
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"wait_timeout must be a positive number of seconds, not {_opt(ctx, 'wait_timeout')!r}.") from exc
 
 
 def _target_problem(target: str, terraform_version: str) -> str | None:
@@ -151,7 +135,7 @@ class Checkout:
 
 
 def _hostname(ctx: StepContext) -> str:
-    return _opt(ctx, "tfe_hostname") or urlsplit(ctx.settings.address("tfe")).netloc
+    return ctx.options.tfe_hostname or urlsplit(ctx.settings.address("tfe")).netloc
 
 
 @contextmanager
@@ -168,12 +152,12 @@ def checkout(ctx: StepContext, source: Source) -> Iterator[Checkout]:
     """
     scratch = Path(tempfile.mkdtemp(prefix="tfe-runbook-05-"))
     try:
-        path = git.clone(git.repo_url(source.repo, _opt(ctx, "git_base_url")), scratch / "repo", source.branch)
+        path = git.clone(git.repo_url(source.repo, ctx.options.git_base_url), scratch / "repo", source.branch)
         root = path / source.working_directory
         if not root.is_dir():
             raise StepError(f"the working directory {source.working_directory!r} is not in {source.repo}.")
         legacy_ref, new_ref = ctx.row.legacy_slug, ctx.row.workspace_slug
-        target = _opt(ctx, "backend_target")
+        target = ctx.options.backend_target
         messages, backups = [], []
         if not len(hcl.find_backends(root)):
             # No backend in git (step 3's API path never needed one): add the legacy block first (seed 3.b),
@@ -266,9 +250,9 @@ def _prerequisites(ctx: StepContext, ws: Resource | None, env: dict[str, Any] | 
         rows.append({"object": "workspace", "name": ws.id, "action": "adopt",
                      "detail": f"holds the migrated state (serial {current.get('serial')}), Terraform "
                                f"{ws.get('terraform-version')}"})
-    problem = _target_problem(_opt(ctx, "backend_target"), ws.get("terraform-version") or "")
+    problem = _target_problem(ctx.options.backend_target, ws.get("terraform-version") or "")
     if problem:
-        rows.append({"object": "backend target", "name": _opt(ctx, "backend_target"), "action": "refuse",
+        rows.append({"object": "backend target", "name": ctx.options.backend_target, "action": "refuse",
                      "detail": problem})
     if env is not None and env.get("vcs"):
         rows.append({"object": "legacy vcs link", "name": ctx.row.legacy_slug, "action": "none",
@@ -285,7 +269,6 @@ def _prerequisites(ctx: StepContext, ws: Resource | None, env: dict[str, Any] | 
 
 def plan(ctx: StepContext) -> pd.DataFrame:
     """What apply would do: rewrite and commit the backend, push, unlock, wait for the run, check it."""
-    _check_options(ctx)
     env = ctx.legacy.find_environment(ctx.row.legacy_org, ctx.row.legacy_env)
     ws = ctx.tfe.find_workspace(ctx.row.new_org, ctx.row.workspace)
     rows = _prerequisites(ctx, ws, env)
@@ -297,7 +280,7 @@ def plan(ctx: StepContext) -> pd.DataFrame:
     record = push_record(ctx)
     try:
         with checkout(ctx, source) as co:
-            branch = _opt(ctx, "commit_branch") or co.branch
+            branch = ctx.options.commit_branch or co.branch
             if record:
                 rows.append({"object": "commit", "name": record["commit"][:12], "action": "adopt",
                              "detail": f"pushed to {record['branch']} at {record['pushed_at']} (audit trail)"})
@@ -315,7 +298,7 @@ def plan(ctx: StepContext) -> pd.DataFrame:
         rows.append({"object": "workspace lock", "name": ws.id, "action": "update" if ws.get("locked") else "none",
                      "detail": "unlock, so the run the push queues starts" if ws.get("locked") else "not locked"})
     rows.append({"object": "run", "name": ctx.row.workspace_slug, "action": "create",
-                 "detail": f"the push starts it; wait up to {_opt(ctx, 'wait_timeout')} s; PASS only when its plan has "
+                 "detail": f"the push starts it; wait up to {ctx.options.wait_timeout} s; PASS only when its plan has "
                            f"no changes and the legacy environment did not run"})
     return plan_frame(rows)
 
@@ -323,7 +306,7 @@ def plan(ctx: StepContext) -> pd.DataFrame:
 def commit_message(ctx: StepContext) -> str:
     """The migration commit's message (names the legacy environment and the workspace)."""
     return (f"Migrate {ctx.row.legacy_slug} to Terraform Enterprise workspace {ctx.row.workspace_slug}\n\n"
-            f"tfe-runbook step 05_commit_and_verify: backend {_opt(ctx, 'backend_target')} -> "
+            f"tfe-runbook step {catalog.COMMIT_AND_VERIFY}: backend {ctx.options.backend_target} -> "
             f"{ctx.row.workspace_slug}. The legacy environment's VCS link was removed in step 04.")
 
 
@@ -338,10 +321,10 @@ def _legacy_run_ids(ctx: StepContext) -> list[str]:
 def _commit_and_push(ctx: StepContext, source: Source) -> dict[str, Any]:
     """Commit the rewrite and push it (or adopt the branch head that already has it); returns the record."""
     with checkout(ctx, source) as co:
-        branch = _opt(ctx, "commit_branch") or co.branch
+        branch = ctx.options.commit_branch or co.branch
         record: dict[str, Any] = {"repo": source.repo, "branch": branch, "tracked_branch": co.branch,
                                   "working_directory": source.working_directory,
-                                  "backend_target": _opt(ctx, "backend_target"), "remote_state": co.remote_state}
+                                  "backend_target": ctx.options.backend_target, "remote_state": co.remote_state}
         if not co.changed:
             # Pushed by an earlier attempt whose record is gone (or by hand): the head is the migration commit.
             sha = git.head(co.path)
@@ -370,12 +353,10 @@ def apply(ctx: StepContext) -> pd.DataFrame:
         A table of what was done (commit, push, unlock, the run and its status).
 
     Raises:
-        ConfigError: bad parameters.
         StepError: a refusal (nothing pushed), or the run did not finish within `wait_timeout` (run the
             step again to keep waiting: the push is adopted, not repeated).
         HclError: the rewrite is refused; nothing pushed.
     """
-    _check_options(ctx)
     env = ctx.legacy.find_environment(ctx.row.legacy_org, ctx.row.legacy_env)
     ws = ctx.tfe.find_workspace(ctx.row.new_org, ctx.row.workspace)
     prereq = [dict(r, action="refuse") if r["action"] == "none" else r for r in _prerequisites(ctx, ws, env)]
@@ -412,8 +393,8 @@ def apply(ctx: StepContext) -> pd.DataFrame:
                          "result": "already unlocked" if fresh is None else f"held by run {fresh[1]}"})
     from runbook_lib.display import live_status  # one status line updated in place in JupyterLab
 
-    run = wait_for_run(ctx.tfe, ws.id, record["commit"], timeout=float(_opt(ctx, "wait_timeout")),
-                       interval=float(_opt(ctx, "poll_interval")), max_interval=float(_opt(ctx, "poll_max_interval")),
+    run = wait_for_run(ctx.tfe, ws.id, record["commit"], timeout=float(ctx.options.wait_timeout),
+                       interval=float(ctx.options.poll_interval), max_interval=float(ctx.options.poll_max_interval),
                        progress=live_status())
     if record.get(RUN_ID) != run.id:
         write_push_record(ctx, {**record, RUN_ID: run.id})  # verify and the way back read the run by id

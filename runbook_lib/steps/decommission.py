@@ -28,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 
+from runbook_lib import catalog
 from runbook_lib.context import StepContext
 from runbook_lib.errors import StepError
 from runbook_lib.evidence import CutOver, EvidenceError, MigratedState, StateReaders
@@ -38,9 +39,8 @@ from runbook_lib.state import TerraformState
 from runbook_lib.steps import plan_frame
 from runbook_lib.steps.state_migration import backup
 
-DEFAULTS: dict[str, Any] = {}
-VERIFY_STEP = "05_commit_and_verify"
-MIGRATE_STEP = "03_migrate_state"
+VERIFY_STEP = catalog.COMMIT_AND_VERIFY
+MIGRATE_STEP = catalog.MIGRATE_STATE
 BACKUP_LABEL = "final"
 
 

@@ -30,28 +30,19 @@ from typing import Any
 
 import pandas as pd
 
+from runbook_lib import catalog
 from runbook_lib.context import StepContext
-from runbook_lib.errors import ApiError, ConfigError, NotFoundError, StepError
+from runbook_lib.errors import ApiError, NotFoundError, StepError
 from runbook_lib.evidence import VcsLink
 from runbook_lib.gates import recorded_decision
 from runbook_lib.results import StepResult
 from runbook_lib.steps import plan_frame
 
-DEFAULTS = {"unlink_via": "api"}
-VIA = ("api", "ui")
+VIA = catalog.UNLINK_VIA
 #: The seed's own words for unlinking in the legacy UI (step 4).
 UI_PATH = ("In legacy TFE, go to the Environment settings page and go to \u201cIntegrations\u201d. In the "
            "\u201cVersion Control Integration\u201d section click \u201cUnlink\u201d.")
 LINK_RECORD = "04_legacy_vcs_link.json"
-
-
-def _opt(ctx: StepContext, name: str) -> Any:
-    return ctx.option(name, DEFAULTS)
-
-
-def _check_options(ctx: StepContext) -> None:
-    if _opt(ctx, "unlink_via") not in VIA:
-        raise ConfigError(f"unlink_via must be 'api' or 'ui', not {_opt(ctx, 'unlink_via')!r}.")
 
 
 class Instructions(str):
@@ -68,7 +59,7 @@ def ui_instructions(ctx: StepContext) -> Instructions:
         The seed's UI path for this environment, and what to do afterwards.
     """
     how = ("This step unlinks through the API (`unlink_via = 'api'`); if the legacy host does not offer that, "
-           "it stops and you unlink by hand:\n\n" if _opt(ctx, "unlink_via") == "api" else "")
+           "it stops and you unlink by hand:\n\n" if ctx.options.unlink_via == "api" else "")
     return Instructions(
         how + f"**Unlink {ctx.row.legacy_slug} by hand.** Sign in to the legacy host ({ctx.settings.address('legacy')}), "
         f"open the environment **{ctx.row.legacy_slug}**. {UI_PATH}\n\n"
@@ -89,14 +80,13 @@ def _workspace_ready(ctx: StepContext) -> tuple[str, str]:
                         f"(apply refuses until the workspace holds the state)")
     current = ctx.tfe.state_version_of(ws)
     if current is None:
-        return "none", (f"{ws.id} holds no state yet: step 03_migrate_state first "
+        return "none", (f"{ws.id} holds no state yet: step {catalog.MIGRATE_STATE} first "
                         f"(apply refuses until the workspace holds the state)")
     return "adopt", f"{ws.id} holds the migrated state (serial {current.get('serial')})"
 
 
 def plan(ctx: StepContext) -> pd.DataFrame:
     """What apply would do: unlink the legacy environment's VCS link (or nothing, when already unlinked)."""
-    _check_options(ctx)
     env = ctx.legacy.get_environment(ctx.row.legacy_org, ctx.row.legacy_env)
     action, detail = _workspace_ready(ctx)
     rows: list[dict[str, Any]] = [{"object": "workspace", "name": ctx.row.workspace_slug, "action": action,
@@ -105,7 +95,7 @@ def plan(ctx: StepContext) -> pd.DataFrame:
     if not vcs:
         rows.append({"object": "legacy vcs link", "name": ctx.row.legacy_slug, "action": "none",
                      "detail": "already unlinked: a push starts no legacy run"})
-    elif _opt(ctx, "unlink_via") == "api":
+    elif ctx.options.unlink_via == "api":
         rows.append({"object": "legacy vcs link", "name": ctx.row.legacy_slug, "action": "update",
                      "detail": f"unlink {_describe(vcs)} through the API (gated: unlink {ctx.row.legacy_slug})"})
     else:
@@ -157,11 +147,9 @@ def apply(ctx: StepContext) -> pd.DataFrame:
         A table of what was done.
 
     Raises:
-        ConfigError: bad `unlink_via`.
         StepError: the workspace does not hold the state yet; the host offers no unlink API; on the UI
             path, the environment is still linked. Nothing was changed.
     """
-    _check_options(ctx)
     action, detail = _workspace_ready(ctx)
     if action != "adopt":
         raise StepError(f"step 4 refused, nothing changed: workspace {detail}.")
@@ -171,7 +159,7 @@ def apply(ctx: StepContext) -> pd.DataFrame:
         return pd.DataFrame([{"object": "legacy vcs link", "name": ctx.row.legacy_slug,
                               "result": "already unlinked"}], columns=["object", "name", "result"])
     _save_link(ctx, vcs)
-    if _opt(ctx, "unlink_via") == "ui":
+    if ctx.options.unlink_via == "ui":
         raise StepError(f"{ctx.row.legacy_slug} is still linked to {_describe(vcs)}. {UI_PATH} Then run this "
                         f"cell again.")
     try:
@@ -200,7 +188,7 @@ def verify(ctx: StepContext) -> StepResult:
     env = ctx.legacy.get_environment(ctx.row.legacy_org, ctx.row.legacy_env)
     decision = recorded_decision(ctx.ledger, ctx.row.legacy_slug, ctx.step, after_row=ctx.started_row_id)
     evidence: dict[str, Any] = {"vcs": env.get("vcs"), "previous_vcs": previous_link(ctx),
-                                "unlink_via": _opt(ctx, "unlink_via"), "confirmation": decision}
+                                "unlink_via": ctx.options.unlink_via, "confirmation": decision}
     vcs = env.get("vcs") or {}
     if vcs:
         if ctx.interactive and decision is None:

@@ -10,24 +10,17 @@ environment variable named by the `vcs_token_var` parameter, never from the note
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import pandas as pd
 from filelock import FileLock
 
+from runbook_lib import catalog
 from runbook_lib.context import StepContext
 from runbook_lib.errors import ConfigError, StepError, ValidationError
 from runbook_lib.jsonapi import Resource
 from runbook_lib.results import StepResult
 from runbook_lib.steps import plan_frame, refusals
 
-DEFAULTS = {"organization_email": "", "vcs_service_provider": "github", "vcs_http_url": "https://github.com",
-            "vcs_api_url": "https://api.github.com", "vcs_token_var": "VCS_OAUTH_TOKEN",
-            "vcs_client_name": "tfe-runbook migration"}
-
-
-def _opt(ctx: StepContext, name: str) -> Any:
-    return ctx.option(name, DEFAULTS)
 
 
 def find_vcs_client(ctx: StepContext, *, fresh: bool = False) -> Resource | None:
@@ -37,8 +30,8 @@ def find_vcs_client(ctx: StepContext, *, fresh: bool = False) -> Resource | None
         fresh: read the list now (under the creation lock: another kernel may just have created it).
     """
     for client in ctx.tfe.list_oauth_clients(ctx.row.new_org, fresh=fresh):
-        if (client.get("service-provider") == _opt(ctx, "vcs_service_provider")
-                and client.get("http-url") == _opt(ctx, "vcs_http_url")):
+        if (client.get("service-provider") == ctx.options.vcs_service_provider
+                and client.get("http-url") == ctx.options.vcs_http_url):
             return client
     return None
 
@@ -53,11 +46,12 @@ def vcs_token_id(ctx: StepContext) -> str:
         StepError: no VCS connection yet (step 1 not applied), several and none chosen, or no token.
     """
     clients = list(ctx.tfe.list_oauth_clients(ctx.row.new_org))
-    if ctx.options.get("vcs_http_url"):
-        clients = [c for c in clients if c.get("http-url") == ctx.options["vcs_http_url"]]
+    wanted = ctx.options.vcs_http_url  # steps 1 and 2 both declare it
+    if wanted:
+        clients = [c for c in clients if c.get("http-url") == wanted]
     if not clients:
-        raise StepError(f"{ctx.row.new_org} has no VCS connection{' to ' + ctx.options['vcs_http_url'] if ctx.options.get('vcs_http_url') else ''}; "
-                        f"run step 01_create_organization in apply mode first.")
+        raise StepError(f"{ctx.row.new_org} has no VCS connection{' to ' + wanted if wanted else ''}; "
+                        f"run step {catalog.CREATE_ORGANIZATION} in apply mode first.")
     if len(clients) > 1:
         raise StepError(f"{ctx.row.new_org} has {len(clients)} VCS connections "
                         f"({', '.join(str(c.get('http-url')) for c in clients)}); set the vcs_http_url parameter "
@@ -69,7 +63,7 @@ def vcs_token_id(ctx: StepContext) -> str:
     token = next(iter(ctx.tfe.list_oauth_tokens(client.id)), None)
     if token is None:
         raise StepError(f"the VCS connection {client.id} of {ctx.row.new_org} has no OAuth token; "
-                        f"reconnect it (step 01) with a valid ${_opt(ctx, 'vcs_token_var')}.")
+                        f"reconnect it (step 01) with a valid ${ctx.options.vcs_token_var}.")
     return token.id
 
 
@@ -79,14 +73,14 @@ def plan(ctx: StepContext) -> pd.DataFrame:
     rows = [{"object": "organization", "name": ctx.row.new_org, "action": "adopt" if org else "create",
              "detail": "visible to the token: adopt it" if org else "does not exist (or is someone else's)"}]
     client = find_vcs_client(ctx) if org else None
-    rows.append({"object": "vcs connection", "name": _opt(ctx, "vcs_http_url"),
+    rows.append({"object": "vcs connection", "name": ctx.options.vcs_http_url,
                  "action": "adopt" if client else "create",
                  "detail": f"OAuth client {client.id}" if client else
-                 f"{_opt(ctx, 'vcs_service_provider')} with the token in ${_opt(ctx, 'vcs_token_var')}"})
-    if not (client or os.environ.get(_opt(ctx, "vcs_token_var"))):
-        rows[-1].update(action="refuse", detail=f"${_opt(ctx, 'vcs_token_var')} is not set: it must hold the VCS "
+                 f"{ctx.options.vcs_service_provider} with the token in ${ctx.options.vcs_token_var}"})
+    if not (client or os.environ.get(ctx.options.vcs_token_var)):
+        rows[-1].update(action="refuse", detail=f"${ctx.options.vcs_token_var} is not set: it must hold the VCS "
                                                 f"provider's access token")
-    if not org and not _opt(ctx, "organization_email"):
+    if not org and not ctx.options.organization_email:
         rows[0].update(action="refuse", detail="set the organization_email parameter (the new owner's email)")
     return plan_frame(rows)
 
@@ -120,7 +114,7 @@ def _organization_or_create(ctx: StepContext) -> Resource:
         if org is not None:
             org.adopted = True
             return org
-        return ctx.tfe.create_organization(ctx.row.new_org, _opt(ctx, "organization_email"), adopt_existing=True)
+        return ctx.tfe.create_organization(ctx.row.new_org, ctx.options.organization_email, adopt_existing=True)
     except ValidationError as exc:
         raise StepError(f"the organization name {ctx.row.new_org!r} is not available ({exc}); organization names "
                         f"are globally unique: choose another new_org.") from exc
@@ -138,12 +132,12 @@ def _vcs_client_or_create(ctx: StepContext, *, new_org: bool) -> tuple[Resource,
     # (another kernel of the batch may just have created it).
     client = None if new_org else find_vcs_client(ctx) or find_vcs_client(ctx, fresh=True)
     if client is None:
-        token = os.environ.get(_opt(ctx, "vcs_token_var"), "")
+        token = os.environ.get(ctx.options.vcs_token_var, "")
         if not token:
-            raise ConfigError(f"set ${_opt(ctx, 'vcs_token_var')} to the VCS provider's access token.")
-        client = ctx.tfe.create_oauth_client(ctx.row.new_org, service_provider=_opt(ctx, "vcs_service_provider"),
-                                             http_url=_opt(ctx, "vcs_http_url"), api_url=_opt(ctx, "vcs_api_url"),
-                                             oauth_token_string=token, name=_opt(ctx, "vcs_client_name"))
+            raise ConfigError(f"set ${ctx.options.vcs_token_var} to the VCS provider's access token.")
+        client = ctx.tfe.create_oauth_client(ctx.row.new_org, service_provider=ctx.options.vcs_service_provider,
+                                             http_url=ctx.options.vcs_http_url, api_url=ctx.options.vcs_api_url,
+                                             oauth_token_string=token, name=ctx.options.vcs_client_name)
         return client, "adopted" if client.adopted else "created"
     return client, "adopted"
 

@@ -15,16 +15,12 @@ from typing import Any
 
 import pandas as pd
 
-from runbook_lib import inventory, mapping, teams
-from runbook_lib.context import StepContext, StepResult, record_verdict
+from runbook_lib import catalog, inventory, mapping, teams
+from runbook_lib.context import StepContext, StepResult
 from runbook_lib.errors import ConfigError
 from runbook_lib.evidence import StateReaders, split_slugs
-from runbook_lib.ledger import Ledger
-from runbook_lib.legacy import LegacyClient
-from runbook_lib.settings import Settings
-from runbook_lib.tfe import TfeClient
 
-STEP = "00_preflight_inventory"
+STEP = catalog.PREFLIGHT
 
 
 @dataclass
@@ -37,58 +33,40 @@ class PreflightReport:
     result: StepResult
     mapping_csv: str | None = None
     _ctx: Any = field(default=None, repr=False)
-    _ledger: Any = field(default=None, repr=False)
-    _row_id: int | None = None
-    _label: str = ""
-    _mode: str = "plan"
 
     def conclude(self) -> StepResult:
         """Print PASS/FAIL, record it, raise StepError on FAIL (as every step's last cell does)."""
-        if self._ctx is not None:
-            return self._ctx.conclude(self.result)
-        return record_verdict(self._ledger, self._row_id, STEP, self._label, self._mode, self.result)
+        return self._ctx.conclude(self.result)
 
 
-def survey(*, legacy_org: str, legacy_env: str = "", new_org: str, workspace: str = "", mode: str = "plan",
-           audit_root: str = "runs/interactive", ledger_path: str = "", batch_id: str = "interactive",
-           legacy_token_var: str = "ATLAS_TOKEN", tfe_token_var: str = "TFE_TOKEN", ca_bundle: str = "",
-           mapping_csv: str = "", interactive: bool = True, **_ignored: Any) -> PreflightReport:
-    """Run the preflight for one environment, or for the whole organization when `legacy_env` is "".
+def survey(ctx: StepContext | None = None, **parameters: Any) -> PreflightReport:
+    """Run the preflight for one environment, or for the whole organization (`ctx.whole_organization`).
 
     Args:
-        legacy_org, legacy_env, new_org, workspace: what to check ("" legacy_env: every environment).
-        mode: ignored beyond being recorded: the preflight only reads.
-        audit_root, ledger_path, batch_id: where the outcome is recorded.
-        legacy_token_var, tfe_token_var, ca_bundle: settings (token variable NAMES).
-        mapping_csv: where the organization-wide survey writes the proposed mapping
-            (default `<audit_root>/mapping.csv`).
-        interactive: False in a batch (the survey's reads are then reused within it, see `StepContext`).
+        ctx: the step's context (`StepContext.create(step=catalog.PREFLIGHT, ...)`, `legacy_env` "" for the
+            whole organization); its `mode` is only recorded: the preflight only reads. Its option
+            `mapping_csv` is where the organization-wide survey writes the proposed mapping (default
+            `<audit_root>/mapping.csv`).
+        parameters: without `ctx`, the parameters to create it with (as a notebook's setup cell would;
+            `legacy_env` defaults to "", the whole organization).
 
     Returns:
         The report; call `.conclude()` last.
     """
-    if not legacy_org or not new_org:
-        raise ConfigError("set the parameters legacy_org and new_org.")
-    if legacy_env:
-        ctx = StepContext.create(step=STEP, legacy_org=legacy_org, legacy_env=legacy_env, new_org=new_org,
-                                 workspace=workspace, mode=mode, audit_root=audit_root, ledger_path=ledger_path,
-                                 batch_id=batch_id, legacy_token_var=legacy_token_var, tfe_token_var=tfe_token_var,
-                                 ca_bundle=ca_bundle, interactive=interactive)
-        settings, legacy, tfe = ctx.settings, ctx.legacy, ctx.tfe
-        rows = [ctx.row]
-    else:
-        ctx = None
-        settings = Settings.from_env(legacy_token_var=legacy_token_var, tfe_token_var=tfe_token_var,
-                                     ca_bundle=ca_bundle)
-        legacy, tfe = LegacyClient(settings, read_only=True), TfeClient(settings, read_only=True)
-        rows = []
-    root = Path(audit_root)
-    ledger = None if ctx else Ledger(ledger_path or root / "ledger.sqlite", batch_id=batch_id)
-    label = f"{legacy_org}/{legacy_env or '*'}"
-    row_id = None if ctx else ledger.start(label, STEP, mode)
+    if ctx is None:
+        ctx = StepContext.create(step=STEP, **{"legacy_env": "", **parameters})
+    elif parameters:
+        raise ConfigError(f"pass either a context or its parameters to preflight.survey, not both "
+                          f"({', '.join(sorted(parameters))}).")
+    settings, legacy, tfe = ctx.settings, ctx.legacy, ctx.tfe
+    legacy_org, new_org = ctx.row.legacy_org, ctx.row.new_org
+    legacy_env = "" if ctx.whole_organization else ctx.row.legacy_env
+    rows = [] if ctx.whole_organization else [ctx.row]
+    root = ctx.audit_dir if ctx.whole_organization else ctx.audit_dir.parent
+    mapping_csv = ctx.options.mapping_csv
 
     checks = inventory.preflight_checks(settings, legacy_org, legacy=legacy, tfe=tfe, legacy_env=legacy_env,
-                                        workspace=(ctx.row.new_org, ctx.row.workspace) if ctx else None)
+                                        workspace=None if ctx.whole_organization else (new_org, ctx.row.workspace))
     failed_checks = checks[~checks["ok"]]
     # Plain HTTP is acceptable only for a local rehearsal; it is shown, and fails only the TLS rows.
     blocking = failed_checks[~failed_checks["check"].str.endswith("TLS")
@@ -124,7 +102,7 @@ def survey(*, legacy_org: str, legacy_env: str = "", new_org: str, workspace: st
                             + (f"; not ready: {'; '.join(not_ready)}" if not_ready else ""),
                             {"environments": len(table), "ready": ready, "mapping_csv": csv_path,
                              "not_ready": not_ready})
-    return PreflightReport(checks, environments, table, result, csv_path, ctx, ledger, row_id, label, mode)
+    return PreflightReport(checks, environments, table, result, csv_path, ctx)
 
 
 def _plain(value: Any) -> Any:

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from runbook_lib import git
+from runbook_lib.catalog import RECOVER
 from runbook_lib.context import StepContext
 from runbook_lib.errors import ConflictError, StepError
 from runbook_lib.results import StepResult, plan_frame
@@ -82,7 +83,7 @@ def _revert(ctx: StepContext, record: dict[str, Any]) -> str:
     """Revert the migration commit on its branch and push; returns what happened."""
     scratch = Path(tempfile.mkdtemp(prefix="tfe-runbook-05-recover-"))
     try:
-        url = git.repo_url(record["repo"], ctx.option("git_base_url", {"git_base_url": ""}))
+        url = git.repo_url(record["repo"], ctx.options.git_base_url)
         path = git.clone(url, scratch / "repo", record["branch"])
         sha = record["commit"]
         try:
@@ -169,7 +170,7 @@ def recover(ctx: StepContext) -> pd.DataFrame:
     if record is not None:
         set_aside(ctx, record["commit"])
     table = pd.DataFrame(done, columns=["object", "name", "result"])
-    ctx.ledger.record(ctx.row.legacy_slug, f"{ctx.step}/recover", ctx.mode, "passed",
+    ctx.ledger.record(ctx.row.legacy_slug, ctx.step, ctx.mode, "passed", action=RECOVER,
                       evidence={"done": table.to_dict("records"), "commit": (record or {}).get("commit")})
     return table
 

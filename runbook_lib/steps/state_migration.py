@@ -41,23 +41,17 @@ from typing import Any
 
 import pandas as pd
 
-from runbook_lib import git, hcl, native, terraform
+from runbook_lib import catalog, git, hcl, native, terraform
 from runbook_lib.audit import sha256_file
 from runbook_lib.context import StepContext
-from runbook_lib.errors import ConfigError, StepError
+from runbook_lib.errors import StepError
 from runbook_lib.evidence import MigratedState
 from runbook_lib.legacy import LegacyState
 from runbook_lib.results import StepResult
 from runbook_lib.state import DIFF_COLUMNS, TerraformState, compare_states
 from runbook_lib.steps import plan_frame, refusals
 
-DEFAULTS = {"migration_path": "api", "cli_target": "atlas", "terraform_bin": "", "git_base_url": "",
-            "plugin_dir": "", "tfe_hostname": ""}
-PATHS = ("api", "cli", "native")
-
-
-def _opt(ctx: StepContext, name: str) -> Any:
-    return ctx.option(name, DEFAULTS)
+PATHS = catalog.MIGRATION_PATHS
 
 
 def _legacy_preconditions(ctx: StepContext) -> list[dict[str, Any]]:
@@ -77,7 +71,7 @@ def _legacy_preconditions(ctx: StepContext) -> list[dict[str, Any]]:
 def _workspace(ctx: StepContext):
     ws = ctx.tfe.find_workspace(ctx.row.new_org, ctx.row.workspace)
     if ws is None:
-        raise StepError(f"workspace {ctx.row.workspace_slug} does not exist; run step 02_create_workspaces first.")
+        raise StepError(f"workspace {ctx.row.workspace_slug} does not exist; run step {catalog.CREATE_WORKSPACES} first.")
     return ws
 
 
@@ -106,21 +100,11 @@ def _decide(legacy: TerraformState | _Checked, held) -> tuple[str, str]:
     return "create", f"upload serial {legacy.serial} over the workspace's serial {serial} (same lineage)"
 
 
-def _check_options(ctx: StepContext) -> None:
-    if _opt(ctx, "migration_path") not in PATHS:
-        raise ConfigError(f"migration_path must be 'api' or 'cli' (or 'native', the host's own import), "
-                          f"not {_opt(ctx, 'migration_path')!r}.")
-    if _opt(ctx, "migration_path") == "cli" and _opt(ctx, "cli_target") != "atlas":
-        raise ConfigError(f"cli_target {_opt(ctx, 'cli_target')!r} is refused for migration_path 'cli': Terraform 1.x "
-                          f"gives a state written into an empty workspace a new lineage; use migration_path = 'api' "
-                          f"(step 5 then switches the backend to remote or cloud).")
-
-
 def _cli_precondition(ctx: StepContext, ws) -> dict[str, Any] | None:
     """The CLI path writes with Terraform 0.11's atlas backend to the legacy address under the new name, so
     the legacy host must also serve the new workspace's state (`/api/v1/terraform/state/<org>/<workspace>`):
     a refusal row when it does not, None when it does (or when the path is not `cli`)."""
-    if _opt(ctx, "migration_path") != "cli":
+    if ctx.options.migration_path != "cli":
         return None
     if ws is None:
         return {"object": "cli path", "name": ctx.row.workspace_slug, "action": "none",
@@ -137,7 +121,6 @@ def _cli_precondition(ctx: StepContext, ws) -> dict[str, Any] | None:
 
 def plan(ctx: StepContext) -> pd.DataFrame:
     """What apply would do: back up, then create a state version (or adopt, or refuse)."""
-    _check_options(ctx)
     rows = _legacy_preconditions(ctx)
     state = ctx.legacy.get_state(ctx.row.legacy_org, ctx.row.legacy_env)
     if state is None:
@@ -151,18 +134,18 @@ def plan(ctx: StepContext) -> pd.DataFrame:
     if ws is None:
         # Plan mode may run before step 2 has created the workspace: show what would happen after it.
         rows.append({"object": "workspace", "name": ctx.row.workspace_slug, "action": "none",
-                     "detail": "does not exist yet: step 02_create_workspaces creates it, locked "
+                     "detail": f"does not exist yet: step {catalog.CREATE_WORKSPACES} creates it, locked "
                                "(apply refuses until then)"})
         rows.append({"object": "state version", "name": ctx.row.workspace_slug, "action": "create",
-                     "detail": f"upload serial {legacy.serial} via the {_opt(ctx, 'migration_path')} path "
+                     "detail": f"upload serial {legacy.serial} via the {ctx.options.migration_path} path "
                                f"once the workspace exists"})
         cli = _cli_precondition(ctx, None)
         return plan_frame(rows + ([cli] if cli else []))
     action, detail = _decide(legacy, ctx.tfe.held_state(ws))
-    if action == "create" and _opt(ctx, "migration_path") == "native":
+    if action == "create" and ctx.options.migration_path == "native":
         action, detail = "refuse", native.missing_state(ctx)
     rows.append({"object": "state version", "name": ctx.row.workspace_slug, "action": action,
-                 "detail": f"{detail} via the {_opt(ctx, 'migration_path')} path"})
+                 "detail": f"{detail} via the {ctx.options.migration_path} path"})
     cli = _cli_precondition(ctx, ws) if action == "create" else None
     if cli:
         rows.append(cli)
@@ -231,7 +214,6 @@ def apply(ctx: StepContext) -> pd.DataFrame:
     Raises:
         StepError: a refusal (nothing uploaded), or the legacy state changed since the backup.
     """
-    _check_options(ctx)
     refused = refusals(plan_frame(_legacy_preconditions(ctx)))
     if refused:
         raise StepError("step 3 refused, nothing changed: " + "; ".join(refused))
@@ -247,12 +229,12 @@ def apply(ctx: StepContext) -> pd.DataFrame:
     result = {"backup": record["file"], "serial": legacy.serial, "lineage": legacy.lineage, "action": action}
     if action == "adopt":
         return pd.DataFrame([{**result, "detail": detail}])
-    if _opt(ctx, "migration_path") == "native":  # the host's import of step 2 should have copied it
+    if ctx.options.migration_path == "native":  # the host's import of step 2 should have copied it
         raise StepError(native.missing_state(ctx))
     cli = _cli_precondition(ctx, ws)
     if cli and cli["action"] == "refuse":
         raise StepError(f"step 3 refused, nothing uploaded: {cli['detail']}.")
-    if _opt(ctx, "migration_path") == "api":
+    if ctx.options.migration_path == "api":
         result.update(_move_by_api(ctx, ws, state))
     else:
         result.update(_move_by_cli(ctx, state))
@@ -284,7 +266,7 @@ def _move_by_api(ctx: StepContext, ws, state: LegacyState) -> dict[str, Any]:
 
 
 def _terraform_for(ctx: StepContext) -> str:
-    return _opt(ctx, "terraform_bin") or ctx.settings.terraform_bin or terraform.terraform_011()
+    return ctx.options.terraform_bin or ctx.settings.terraform_bin or terraform.terraform_011()
 
 
 def _checkout(ctx: StepContext, scratch: Path) -> Path:
@@ -293,7 +275,7 @@ def _checkout(ctx: StepContext, scratch: Path) -> Path:
     if not vcs.get("repo"):
         raise StepError(f"{ctx.row.legacy_slug} has no VCS link, so the CLI path has no configuration to "
                         f"work in; use migration_path = 'api'.")
-    checkout = git.clone(git.repo_url(vcs["repo"], _opt(ctx, "git_base_url")), scratch / "repo", vcs.get("branch") or "")
+    checkout = git.clone(git.repo_url(vcs["repo"], ctx.options.git_base_url), scratch / "repo", vcs.get("branch") or "")
     root = checkout / (vcs.get("working_directory") or "")
     if not root.is_dir():
         raise StepError(f"the working directory {vcs.get('working_directory')!r} is not in {vcs['repo']}.")
@@ -323,7 +305,7 @@ def _move_by_cli(ctx: StepContext, state: LegacyState) -> dict[str, Any]:
 
 def _init_args(ctx: StepContext, binary: str, *extra: str) -> list[str]:
     args = ["init", "-input=false", *extra]
-    plugin_dir = _opt(ctx, "plugin_dir")
+    plugin_dir = ctx.options.plugin_dir
     if plugin_dir:
         args.append(f"-plugin-dir={plugin_dir}")
     return args
@@ -374,7 +356,7 @@ def verify(ctx: StepContext) -> StepResult:
     if len(differences):
         return StepResult(False, f"{len(differences)} resource difference(s) between legacy and workspace state",
                           evidence, table=differences)
-    if _opt(ctx, "migration_path") == "api" and migrated.serial == legacy.serial and not identical:
+    if ctx.options.migration_path == "api" and migrated.serial == legacy.serial and not identical:
         return StepResult(False, "same serial but different bytes on the API path", evidence)
     how = "byte for byte" if identical else "same lineage and resources"
     return StepResult(True, f"workspace {ws.id} holds the legacy state ({how}, serial {migrated.serial})",

@@ -38,12 +38,6 @@ from runbook_lib.steps.organization import vcs_token_id
 
 EMPTY_SENSITIVE_MARK = "[tfe-runbook: sensitive value not carried over - enter it]"
 COMPARED = ("terraform-version", "working-directory", "auto-apply", "execution-mode")
-DEFAULTS = {"sensitive_var_prefix": "TFE_RUNBOOK_VAR_", "accept_empty_sensitive": False,
-            "execution_mode": "remote", "terraform_version": ""}
-
-
-def _opt(ctx: StepContext, name: str) -> Any:
-    return ctx.option(name, DEFAULTS)
 
 
 def lock_reason(ctx: StepContext) -> str:
@@ -55,10 +49,10 @@ def desired(ctx: StepContext, env: dict[str, Any]) -> dict[str, Any]:
     """The workspace attributes that mirror the legacy environment."""
     vcs = env.get("vcs") or {}
     attrs: dict[str, Any] = {
-        "terraform-version": _opt(ctx, "terraform_version") or env.get("terraform_version"),
+        "terraform-version": ctx.options.terraform_version or env.get("terraform_version"),
         "working-directory": vcs.get("working_directory") or "",
         "auto-apply": False,
-        "execution-mode": _opt(ctx, "execution_mode"),
+        "execution-mode": ctx.options.execution_mode,
         "description": f"Migrated from legacy Terraform Enterprise environment {ctx.row.legacy_slug}",
     }
     if vcs:
@@ -101,8 +95,8 @@ def _variable_plan(ctx: StepContext, legacy_vars: list[dict[str, Any]], ws_vars:
         have = existing.get((key, category))
         name = f"{category}:{key}"
         if have is None:
-            source = ("from $" + _opt(ctx, "sensitive_var_prefix") + key
-                      if var.get("sensitive") and os.environ.get(_opt(ctx, "sensitive_var_prefix") + key)
+            source = ("from $" + ctx.options.sensitive_var_prefix + key
+                      if var.get("sensitive") and os.environ.get(ctx.options.sensitive_var_prefix + key)
                       else "empty, for the operator to fill in" if var.get("sensitive") else "copied")
             rows.append({"object": "variable", "name": name, "action": "create",
                          "detail": f"sensitive, value {source}" if var.get("sensitive") else "copied"})
@@ -219,7 +213,7 @@ def apply(ctx: StepContext) -> pd.DataFrame:
         ws = ctx.tfe.update_workspace(ws.id, {"queue-all-runs": True})
         done.append({"object": "queue-all-runs", "name": ws.id, "result": "set to true"})
     existing = {(v.get("key"), v.get("category")) for v in ws_vars}
-    prefix = _opt(ctx, "sensitive_var_prefix")
+    prefix = ctx.options.sensitive_var_prefix
     for var in legacy_vars:
         category = var.get("category") or "terraform"
         if (var["key"], category) in existing:
@@ -280,9 +274,9 @@ def verify(ctx: StepContext) -> StepResult:
     empty = sensitive_to_fill(ctx, variables)  # the list just read, not a second read of the same workspace
     evidence = {"workspace_id": ws.id, "variables": len(legacy_vars), "locked": True,
                 "vcs_repo": vcs.get("repo"), "empty_sensitive": sorted(empty["key"])}
-    if len(empty) and not ctx.options.get("accept_empty_sensitive"):
+    if len(empty) and not ctx.options.accept_empty_sensitive:
         return StepResult(False, f"sensitive variables still empty: {', '.join(empty['key'])}; enter their values "
-                                 f"(or set ${_opt(ctx, 'sensitive_var_prefix')}<KEY> and run again), or set "
+                                 f"(or set ${ctx.options.sensitive_var_prefix}<KEY> and run again), or set "
                                  f"accept_empty_sensitive = True", evidence, table=empty)
     if teams.enabled(ctx):
         failed, evidence["teams"] = teams.verify_teams(ctx, ws)

@@ -28,6 +28,7 @@ import nbformat
 import pytest
 import requests
 
+from runbook_lib.catalog import step_parameters
 from runbook_lib.context import StepContext
 from runbook_lib.ledger import Ledger
 from runbook_lib.legacy import LegacyClient
@@ -74,7 +75,8 @@ def migrated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[
         params = batch_parameters(sb.env)
         for step, module, extra in [
                 ("01_create_organization", organization, params),
-                ("02_create_workspaces", workspaces, dict(params, accept_empty_sensitive=True)),
+                ("02_create_workspaces", workspaces, dict(step_parameters("02_create_workspaces", params),
+                                                          accept_empty_sensitive=True)),
                 ("03_migrate_state", state_migration, {}),
                 ("04_disable_legacy_vcs", legacy_vcs, {}),
                 ("05_commit_and_verify", commit_verify, {"wait_timeout": 120})]:
@@ -206,8 +208,8 @@ def test_gate_button_deletes_the_environment(jupyterlab, tmp_path):
     ledger = Ledger(runs / "ledger.sqlite")
     verdict = ledger.latest(SLUG, "06_delete_legacy_environment", "apply")
     assert verdict.status == "passed" and verdict.evidence["confirmation"]["via"] == "button"
-    assert [r.status for r in ledger.history(SLUG) if r.step == "06_delete_legacy_environment"] == ["passed"]
-    decision = ledger.latest(SLUG, "06_delete_legacy_environment/confirm")
+    assert [r.status for r in ledger.history(SLUG) if r.step == "06_delete_legacy_environment" and r.action == "run"] == ["passed"]
+    decision = ledger.latest(SLUG, "06_delete_legacy_environment", action="confirm")
     assert decision.status == "passed" and decision.evidence["via"] == "button"
     assert decision.evidence["action"] == "delete" and decision.evidence["target"] == SLUG
     assert ledger.passed(SLUG, "06_delete_legacy_environment").evidence["deleted"] is True

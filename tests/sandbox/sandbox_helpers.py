@@ -80,8 +80,12 @@ def create_workspace(api: Api, org: str, name: str, **attributes: Any) -> dict[s
 
 
 def step_context(tmp_path: Any, step: str, env: str, org: str, mode: str = "apply", **options: Any) -> Any:
-    """A step's context for the seeded legacy organization, its audit trail under `tmp_path/runs`."""
+    """A step's context for the seeded legacy organization, its audit trail under `tmp_path/runs`.
+
+    `options` may hold a whole batch's parameters (the rehearsal's): as in a batch, the step takes its own.
+    """
+    from runbook_lib.catalog import step_parameters
     from runbook_lib.context import StepContext
 
     return StepContext.create(step=step, legacy_org="acme-legacy", legacy_env=env, new_org=org, mode=mode,
-                              audit_root=str(tmp_path / "runs"), interactive=False, **options)
+                              audit_root=str(tmp_path / "runs"), interactive=False, **step_parameters(step, options))

@@ -349,6 +349,7 @@ def test_a_terraform_version_that_is_no_version_is_refused(slow_sandbox: Sandbox
 def test_step_2_sets_queue_all_runs_and_step_3_leaves_a_finalized_state(seeded_sandbox: Sandbox, sandbox_environ,
                                                                          new_org: str, tmp_path, monkeypatch):
     from runbook_lib.context import StepContext
+    from runbook_lib.catalog import step_parameters
     from runbook_lib.rehearsal import batch_environ, batch_parameters
     from runbook_lib.steps import organization, state_migration, workspaces
 
@@ -358,7 +359,8 @@ def test_step_2_sets_queue_all_runs_and_step_3_leaves_a_finalized_state(seeded_s
     def ctx(step: str, **options):
         return StepContext.create(step=step, legacy_org="acme-legacy", legacy_env="network-prod", new_org=new_org,
                                   mode="apply", audit_root=str(tmp_path / "runs"), interactive=False,
-                                  **batch_parameters(seeded_sandbox.env), accept_empty_sensitive=True, **options)
+                                  **step_parameters(step, {**batch_parameters(seeded_sandbox.env),
+                                                           "accept_empty_sensitive": True, **options}))
 
     organization.apply(ctx("01_create_organization"))
     workspaces.apply(ctx("02_create_workspaces"))

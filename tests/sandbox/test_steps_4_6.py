@@ -18,6 +18,7 @@ from typing import Iterator
 import pytest
 
 from runbook_lib import gates, git
+from runbook_lib.catalog import step_parameters
 from runbook_lib.context import StepContext
 from runbook_lib.errors import GateError, StepError
 from runbook_lib.legacy import LegacyClient
@@ -57,8 +58,8 @@ def _migrate(sandbox: Sandbox, audit: Path, env: str, *, terraform_version: str 
     params = batch_parameters(sandbox.env)
     for step, module, extra in [
             ("01_create_organization", organization, params),
-            ("02_create_workspaces", workspaces, dict(params, accept_empty_sensitive=True,
-                                                      terraform_version=terraform_version)),
+            ("02_create_workspaces", workspaces, dict(step_parameters("02_create_workspaces", params),
+                                                      accept_empty_sensitive=True, terraform_version=terraform_version)),
             ("03_migrate_state", state_migration, {})]:
         ctx = _ctx(sandbox, audit, step, env, **extra)
         module.apply(ctx)
@@ -201,7 +202,7 @@ def test_steps_4_6_drift_fails_step6_refuses_and_recovery_restores(sandbox, audi
         assert f"This reverts commit {five.evidence['commit']}" in git.run(["log", "-1", "--format=%B"], path)
         assert not (path / "legacy_backend.tf").exists()  # dns has no backend block in git: back to that
     assert [r for r in _legacy().list_runs(LEGACY_ORG, env) if r["commit_sha"] == five.evidence["commit"]] == []
-    assert ctx.ledger.latest(f"{LEGACY_ORG}/{env}", "05_commit_and_verify/recover").status == "passed"
+    assert ctx.ledger.latest(f"{LEGACY_ORG}/{env}", "05_commit_and_verify", action="recover").status == "passed"
     assert commit_verify.recover(ctx).empty
 
 

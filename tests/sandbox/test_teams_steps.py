@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sandbox_helpers import Api, doc, step_context
 
+from runbook_lib.catalog import step_parameters
 from runbook_lib.context import StepContext
 from runbook_lib.errors import StepError
 from runbook_lib.sandbox import Sandbox
@@ -183,7 +184,7 @@ def test_invalid_team_name_is_refused_skip_teams_and_owners_are_left_alone(tmp_p
     def ctx(mode="apply", **options):
         return StepContext.create(step="02_create_workspaces", legacy_org=legacy_org, legacy_env="billing",
                                   new_org=new_org, mode=mode, audit_root=str(tmp_path / "runs"), interactive=False,
-                                  **rehearsal, **options)
+                                  **step_parameters("02_create_workspaces", {**rehearsal, **options}))
 
     _org_ready(tmp_path, rehearsal, new_org)
     plan = workspaces.plan(ctx(mode="plan"))

@@ -108,23 +108,23 @@ def test_a_waiting_gate_is_neither_raised_nor_failed_and_the_click_finishes_the_
     ctx = _ctx(tmp_path)
     state, apply, verify = _steps()
     plan = pd.DataFrame([{"object": "legacy environment", "action": "delete"}])
-    applied = gates.step_gate(ctx, "delete", plan, apply, verify)
+    applied = ctx.gate("delete", plan, apply, verify)
     assert isinstance(applied, gates.PendingGate) and not state["deleted"]
-    result = gates.verdict(ctx, plan, verify, applied)
+    result = ctx.verdict(plan, verify, applied)
     assert isinstance(result, gates.Waiting) and "waiting for your confirmation" in applied.status.value
-    assert gates.conclude(ctx, result) is result  # shows the status; raises nothing
+    assert ctx.conclude(result) is result  # shows the status; raises nothing
     assert [r.status for r in ctx.ledger.history()] == ["running"]  # open, not failed
     assert display.evidence(result) is applied.evidence_view
 
     applied.button.click()
     assert state["deleted"]
-    rows = {r.step: r.status for r in ctx.ledger.history()}
-    assert rows == {STEP: "passed", f"{STEP}/confirm": "passed"}
+    rows = {(r.step, r.action): r.status for r in ctx.ledger.history()}
+    assert rows == {(STEP, "run"): "passed", (STEP, "confirm"): "passed"}
     assert "runbook-pass" in applied.status.value and "runbook-waiting" not in applied.status.value
     assert "deleted" in applied.evidence_view.value
     # The cells, run again after the click, show the click's verdict without recording it twice.
-    again = gates.verdict(ctx, plan, verify, applied)
-    assert again is applied.result and gates.conclude(ctx, again) is again
+    again = ctx.verdict(plan, verify, applied)
+    assert again is applied.result and ctx.conclude(again) is again
     assert len(ctx.ledger.history()) == 2
 
 
@@ -134,7 +134,7 @@ def test_a_refusal_at_the_click_is_recorded_as_refused_not_left_running(tmp_path
     def apply(ctx):
         raise StepError("step 6 refused, nothing changed: the legacy state changed since step 3; migrate it again")
 
-    applied = gates.step_gate(ctx, "delete", None, apply, lambda c: StepResult(True, "unused"))
+    applied = ctx.gate("delete", None, apply, lambda c: StepResult(True, "unused"))
     applied.click()
     row = ctx.ledger.latest(SLUG, STEP)
     assert row.status == "refused" and "migrate it again" in row.error
@@ -144,10 +144,10 @@ def test_a_refusal_at_the_click_is_recorded_as_refused_not_left_running(tmp_path
 def test_batch_gate_runs_at_once_with_the_exact_phrase(tmp_path):
     ctx = _ctx(tmp_path, interactive=False, confirm=f"delete {SLUG}")
     state, apply, verify = _steps()
-    applied = gates.step_gate(ctx, "delete", None, apply, verify)
+    applied = ctx.gate("delete", None, apply, verify)
     assert isinstance(applied, pd.DataFrame) and state["deleted"]
-    result = gates.verdict(ctx, None, verify, applied)
-    assert gates.conclude(ctx, result).passed
+    result = ctx.verdict(None, verify, applied)
+    assert ctx.conclude(result).passed
     assert ctx.ledger.latest(SLUG, STEP).status == "passed"
 
 

@@ -15,7 +15,7 @@ def test_exact_phrase_passes_and_runs_once(tmp_path, capsys):
                          step="06_delete_legacy_environment")
     assert calls == ["ran"] and result is None
     assert "CONFIRMED" in capsys.readouterr().out
-    row = ledger.latest("acme-legacy/web", "06_delete_legacy_environment/confirm")
+    row = ledger.latest("acme-legacy/web", "06_delete_legacy_environment", action="confirm")
     assert row.status == "passed" and row.evidence["via"] == "parameter"
     assert row.evidence["action"] == "delete" and row.evidence["target"] == "acme-legacy/web"
 
@@ -52,7 +52,7 @@ def test_interactive_waits_for_click_then_runs_and_records(tmp_path):
     pending.button.click()  # a double click does not run twice
     assert calls == ["x"] and pending.confirmed and pending.decision.via == "button"
     assert pending.button.disabled
-    assert [r.step for r in ledger.history()] == ["06/confirm"]
+    assert [(r.step, r.action) for r in ledger.history()] == [("06", "confirm")]
 
 
 def test_interactive_failure_is_kept_for_verification():
