@@ -162,7 +162,6 @@ class CreateWorkspacesOptions(StepOptions):
     terraform_version: str = ""             # "": the legacy environment's
     sensitive_var_prefix: str = "TFE_RUNBOOK_VAR_"
     accept_empty_sensitive: bool = False
-    execution_mode: str = "remote"
     vcs_http_url: str = ""                   # which VCS connection links the workspace ("": the only one)
     migrate_teams: bool = True
     existing_team_members: str = "report"

@@ -52,7 +52,8 @@ def desired(ctx: StepContext, env: dict[str, Any]) -> dict[str, Any]:
         "terraform-version": ctx.options.terraform_version or env.get("terraform_version"),
         "working-directory": vcs.get("working_directory") or "",
         "auto-apply": False,
-        "execution-mode": ctx.options.execution_mode,
+        # Step 5 proves the cut-over by a run on the host: a workspace that executes locally never runs.
+        "execution-mode": "remote",
         "description": f"Migrated from legacy Terraform Enterprise environment {ctx.row.legacy_slug}",
     }
     if vcs:

@@ -74,3 +74,21 @@ def test_papermill_reads_every_parameter(nb, tmp_path):
     path = tmp_path / "nb.ipynb"
     nbformat.write(nb, path)
     assert declared_parameters(path) == names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_option_of_a_step_is_a_parameter_of_its_notebook_and_reaches_its_context(path):
+    # An option the notebook does not declare cannot be set from a batch (`--param`) or by the operator,
+    # so an error naming it ("set the vcs_http_url parameter") would send them nowhere.
+    import dataclasses
+
+    from runbook_lib import catalog
+
+    nb = nbformat.read(path, as_version=4)
+    tagged = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    parameters = {node.targets[0].id for node in ast.parse(tagged.source).body}
+    options = {f.name for f in dataclasses.fields(catalog.options_of(path.stem))}
+    assert options <= parameters, f"options without a parameter: {sorted(options - parameters)}"
+    passed = {kw.arg for cell in _code(nb) for node in ast.walk(ast.parse(cell.source))
+              if isinstance(node, ast.Call) for kw in node.keywords}
+    assert options <= passed, f"parameters not passed on: {sorted(options - passed)}"
