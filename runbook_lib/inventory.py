@@ -17,6 +17,7 @@ Every migration starts here (notebook 00). Three tables:
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Iterable
 
 import pandas as pd
@@ -107,10 +108,16 @@ def preflight_checks(settings: Settings, legacy_org: str, *, legacy: LegacyClien
     return pd.DataFrame(rows, columns=["check", "ok", "detail"])
 
 
+#: A flat-map key of a v3 state holding `terraform_remote_state`'s `config.name` (map or block form).
+_FLAT_CONFIG_NAME = re.compile(r"config\.(?:[^.]+\.)?name")
+
+
 def remote_state_reads(state_bytes: bytes | None) -> list[str]:
     """Legacy environments (`org/env`) that a state reads through `terraform_remote_state` with `atlas`.
 
-    Works on v3 (flat attributes, `config.name`) and v4 (`attributes.config.value.name` or `config.name`).
+    Works on v3 (flat attributes: `config.name` for `config = {...}`, `config.<n>.name` for the
+    `config {...}` block form Terraform 0.11 writes as a set, e.g. `config.2816885322.name`) and v4
+    (`attributes.config.value.name` or `config.name`).
     """
     if not state_bytes:
         return []
@@ -123,8 +130,9 @@ def remote_state_reads(state_bytes: bytes | None) -> list[str]:
         for key, resource in (module.get("resources") or {}).items():
             if key.startswith("data.terraform_remote_state."):
                 attrs = ((resource or {}).get("primary") or {}).get("attributes") or {}
-                if attrs.get("backend") == "atlas" and attrs.get("config.name"):
-                    found.add(attrs["config.name"])
+                if attrs.get("backend") == "atlas":
+                    found.update(value for name, value in attrs.items()
+                                 if value and _FLAT_CONFIG_NAME.fullmatch(name))
     for resource in doc.get("resources") or []:
         if resource.get("mode") == "data" and resource.get("type") == "terraform_remote_state":
             for instance in resource.get("instances") or []:

@@ -37,6 +37,12 @@ def test_every_state_is_real_terraform_011(seeded_sandbox: Sandbox, legacy: Api)
     app = json.loads(legacy.get("/api/v1/terraform/state/acme-legacy/app-prod").content)["modules"][0]["resources"]
     remote = app["data.terraform_remote_state.network"]["primary"]["attributes"]
     assert remote["backend"] == "atlas" and remote["vpc_id"] == outputs["network-prod"]["vpc_id"]["value"]
+    # ... and the inventory sees it in the state terraform wrote (step 0's `reads_state_of`, on which the
+    # batch's order and step 6's reader check rely)
+    from runbook_lib.inventory import remote_state_reads
+
+    app_state = legacy.get("/api/v1/terraform/state/acme-legacy/app-prod").content
+    assert remote_state_reads(app_state) == ["acme-legacy/network-prod"]
     # the sensitive value never reached the state in clear
     db = legacy.get("/api/v1/terraform/state/acme-legacy/db-prod").text
     assert "s3cr3t-db-pass" not in db

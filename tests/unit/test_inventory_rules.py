@@ -43,6 +43,16 @@ def test_remote_state_reads_v3_and_v4():
     assert remote_state_reads(b"") == [] and remote_state_reads(b"{not json") == []
 
 
+def test_remote_state_reads_the_block_form_terraform_0_11_writes():
+    # `config { name = ... }` (a block, not `config = {...}`): Terraform 0.11.11 writes it as a set, its
+    # element keyed by a hash (as in the rehearsal seed's app-prod state, written by the real binary)
+    v3 = {"version": 3, "serial": 1, "lineage": "x", "modules": [{"path": ["root"], "resources": {
+        "data.terraform_remote_state.network": {"type": "terraform_remote_state", "primary": {"attributes": {
+            "backend": "atlas", "config.#": "1", "config.2816885322.name": "acme-legacy/network-prod",
+            "environment": "default", "vpc_id": "42241528801222545"}}}}}]}
+    assert remote_state_reads(json.dumps(v3).encode()) == ["acme-legacy/network-prod"]
+
+
 @pytest.fixture()
 def legacy_state(fixtures_dir):
     return TerraformState.from_bytes((fixtures_dir / "states" / "v3.tfstate").read_bytes())
