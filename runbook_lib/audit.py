@@ -32,6 +32,7 @@ import platform
 import socket
 import tarfile
 import tempfile
+import threading
 from datetime import datetime, timezone
 import zlib
 from dataclasses import dataclass
@@ -177,11 +178,24 @@ def runbook_commit() -> str | None:
 def notebook_to_html(notebook_path: str | Path) -> Path:
     """Write an HTML copy beside an executed notebook (inputs kept: they are part of the evidence)."""
     import nbformat
-    from nbconvert import HTMLExporter
 
     notebook_path = Path(notebook_path)
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook_path, as_version=4))
+    body, _ = _html_exporter().from_notebook_node(nbformat.read(notebook_path, as_version=4))
     return atomic_write(notebook_path.with_suffix(".html"), body)
+
+
+_EXPORTERS = threading.local()
+
+
+def _html_exporter() -> Any:
+    """One nbconvert exporter per thread, kept: a new one compiles its templates again (a third of a
+    copy's CPU time). Not shared between threads: its preprocessors are objects with settings of their own."""
+    exporter = getattr(_EXPORTERS, "html", None)
+    if exporter is None:
+        from nbconvert import HTMLExporter
+
+        exporter = _EXPORTERS.html = HTMLExporter()
+    return exporter
 
 
 def write_manifest(batch_dir: str | Path, *, parameters: Mapping[str, Any], outcomes: Mapping[str, Any],

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import os
 import tarfile
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -104,3 +105,25 @@ def test_verify_rejects_non_archive(tmp_path):
     bogus.write_bytes(b"nope")
     with pytest.raises(AuditError, match="not a readable archive"):
         audit.verify_archive(bogus)
+
+
+def test_the_kept_html_exporter_writes_what_a_new_one_writes(tmp_path):
+    # One exporter per thread is kept (its templates compiled once); each copy must still be the
+    # notebook's own, whatever was converted before it in that thread.
+    import shutil
+    import threading
+
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    notebooks = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))[:3]
+    copies = [Path(shutil.copy(nb, tmp_path / nb.name)) for nb in notebooks]
+    for path in copies + copies[::-1]:
+        written = audit.notebook_to_html(path).read_text()
+        assert written == HTMLExporter().from_notebook_node(nbformat.read(path, as_version=4))[0]
+    assert audit._html_exporter() is audit._html_exporter()
+    other = []
+    thread = threading.Thread(target=lambda: other.append(audit._html_exporter()))
+    thread.start()
+    thread.join()
+    assert other[0] is not audit._html_exporter()  # not shared between threads
