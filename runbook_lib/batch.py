@@ -1,8 +1,9 @@
 """Batch runs: the runbook's notebooks through papermill, per environment, resumable.
 
 For each environment of the mapping, the step notebooks run in order, each only after its
-predecessor passed; environments run in parallel (`jobs`), phase by phase (see PHASE_ENDS): 0-3 for every
-environment, then 4-5, then 6. Every executed notebook lands in the audit
+predecessor passed; environments run in parallel (`jobs`), in three phases (see PHASE_ENDS): 0-3, 4-5, 6. An
+environment is cut over (4-5) once every environment whose state it reads is migrated (0-3), and deleted (6)
+once every environment that reads its state is cut over (`runbook_lib.schedule`). Every executed notebook lands in the audit
 trail (`runs/<batch>/<org>__<env>/NN_<step>.ipynb` plus an HTML copy); an earlier attempt of the
 same step is kept beside it with its attempt number, so a retry never erases evidence.
 
@@ -45,14 +46,16 @@ from runbook_lib import audit, catalog, kernels, summary
 from runbook_lib.errors import LedgerError, RunbookError
 from runbook_lib.ledger import Ledger
 from runbook_lib.mapping import MappingRow
+from runbook_lib.schedule import Schedule
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 STEPS = catalog.STEPS
 GATED_ACTIONS = catalog.GATED_ACTIONS  # the action each gated step asks to confirm (see runbook_lib.gates)
-# Steps run in phases (PHASE_ENDS): every environment finishes a phase before any starts the next. Workspaces get their
-# state (0-3) before any configuration is cut over (4-5), so a cut-over can repoint `terraform_remote_state`
-# sources to workspaces that already hold the state they read; and no legacy environment is deleted (6)
-# before every cut-over of the batch has run, since others may still read its state.
+# Steps run in phases (PHASE_ENDS), ordered across environments by `schedule.Schedule`: the workspaces whose
+# state a configuration reads get it (0-3) before that configuration is cut over (4-5), so the cut-over can
+# repoint its `terraform_remote_state` sources to them; and no legacy environment is deleted (6) before every
+# environment of the batch that reads its state is cut over. Where step 0 has not said who reads what, every
+# environment finishes a phase before any starts the next.
 PHASE_ENDS = (3, 5, 6)  # by step number: 00-03, 04-05, 06
 
 
@@ -600,19 +603,7 @@ class BatchRunner:
             self.rate_budget_dir.mkdir(parents=True, exist_ok=True)
             self._pool = kernels.KernelPool(extra_env=self._kernel_env()) if self.kernels == "warm" else None
             self._html = HtmlCopies(max_pending=2 * self.jobs + 2)
-            stopped: set[str] = set()  # environments with a step that did not pass: later phases are blocked
-            outcomes_by_env: dict[str, list[StepOutcome]] = {row.legacy_slug: [] for row in self.rows}
-            for phase in range(len(PHASE_ENDS)):
-                steps = [step for step in self.steps if phase_of(step) == phase]
-                if not steps:
-                    continue
-                futures = [pool.submit(self._run_environment, row, ledger, steps, row.legacy_slug in stopped)
-                           for row in self.rows]
-                for row, future in zip(self.rows, futures):
-                    outcomes = future.result()
-                    outcomes_by_env[row.legacy_slug].extend(outcomes)
-                    if any(o.status not in ("passed", "skipped") for o in outcomes):
-                        stopped.add(row.legacy_slug)
+            outcomes_by_env = self._run_phases(pool, futures, ledger)
             for row in self.rows:
                 result.outcomes.extend(outcomes_by_env[row.legacy_slug])
             self._close_execution()  # every HTML copy written before the manifest lists the files
@@ -636,6 +627,52 @@ class BatchRunner:
                 for lock in locks:
                     lock.release()
         return result
+
+    def _run_phases(self, pool: ThreadPoolExecutor, futures: list[Any], ledger: Ledger
+                    ) -> dict[str, list[StepOutcome]]:
+        """Run every environment's phases as `schedule.Schedule` allows, at most `jobs` at once; returns
+        each environment's outcomes in step order. `futures` collects what was submitted (for a stop)."""
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        rows = {row.legacy_slug: row for row in self.rows}
+        steps_of = {phase: [s for s in self.steps if phase_of(s) == phase] for phase in range(len(PHASE_ENDS))}
+        plan = Schedule(rows, [p for p, steps in steps_of.items() if steps], reads=self._state_reads(ledger))
+        stopped: set[str] = set()  # environments with a step that did not pass: later phases are blocked
+        outcomes_by_env: dict[str, list[StepOutcome]] = {slug: [] for slug in rows}
+        pending: dict[Future, tuple[str, int]] = {}
+        while not plan.done():
+            for slug, phase in plan.ready(limit=self.jobs - len(pending)):
+                plan.start(slug, phase)
+                future = pool.submit(self._run_environment, rows[slug], ledger, steps_of[phase], slug in stopped)
+                pending[future] = (slug, phase)
+                futures.append(future)
+            if not pending:
+                raise RunbookError("the batch's schedule cannot go on (no phase may start and none runs); "
+                                   "this is a bug: run the batch again with --jobs 1 and report it")
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                slug, phase = pending.pop(future)
+                outcomes = future.result()
+                outcomes_by_env[slug].extend(outcomes)
+                if any(o.status not in ("passed", "skipped") for o in outcomes):
+                    stopped.add(slug)
+                plan.finish(slug, phase)
+        return outcomes_by_env
+
+    @staticmethod
+    def _state_reads(ledger: Ledger) -> Callable[[str], frozenset[str] | None]:
+        """Whose state an environment reads, from its latest step 0 evidence; None when there is none."""
+        from runbook_lib.evidence import EvidenceError, StateReaders
+
+        def reads(environment: str) -> frozenset[str] | None:
+            row = ledger.latest(environment, StateReaders.STEP)
+            if row is None or row.status != "passed":
+                return None
+            try:
+                return frozenset(StateReaders.from_evidence(row.evidence, environment).reads_state_of)
+            except EvidenceError:
+                return None
+        return reads
 
     def _close_execution(self) -> None:
         """Stop the kept kernels and wait for the HTML copies still being written (idempotent)."""

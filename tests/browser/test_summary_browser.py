@@ -83,6 +83,25 @@ def test_a_second_sdk_reads_every_workspace_back_as_the_batch_left_it(demo):
         assert row["latest_run"].startswith("run-") and row["agrees"]
 
 
+def test_the_batch_cuts_over_a_reader_after_its_source_and_deletes_the_source_after_its_reader(demo):
+    # app-prod reads network-prod's state (terraform_remote_state): the phases of the two overlap with the
+    # others', but app-prod is cut over only once network-prod holds its state (so the source is repointed)
+    # and network-prod is deleted only once app-prod no longer reads it
+    import json
+
+    from runbook_lib.ledger import Ledger
+
+    ledger = Ledger(demo.batch.batch_dir / "ledger.sqlite")
+    runs = [r for r in ledger.history() if r.action == "run" and r.mode == "apply" and r.status == "passed"]
+    at = {(r.environment, r.step[:2]): (r.started_at, r.finished_at) for r in runs}
+    reader, source = "acme-legacy/app-prod", "acme-legacy/network-prod"
+    assert next(r for r in runs if r.environment == reader and r.step[:2] == "00").evidence["reads_state_of"] == [source]
+    assert at[(reader, "04")][0] >= at[(source, "03")][1]
+    assert at[(source, "06")][0] >= at[(reader, "05")][1]
+    push = json.loads((demo.batch.batch_dir / "acme-legacy__app-prod" / "05_push.json").read_text())
+    assert push["remote_state"] == {"repointed": [f"{source} -> acme/network-prod"], "still_reads_legacy": []}
+
+
 def test_summary_page_is_the_manifest_and_its_evidence_is_the_ledger(demo, tmp_path):
     chromium = _chromium()
     from playwright.sync_api import sync_playwright
