@@ -147,12 +147,12 @@ class PreflightOptions(StepOptions):
 class CreateOrganizationOptions(StepOptions):
     """Step 1: the organization's owner email and its VCS connection (the token's variable NAME)."""
 
-    organization_email: str = ""
-    vcs_service_provider: str = "github"
+    organization_email: str = ""                       # used only when the organization is created
+    vcs_service_provider: str = "github"               # the VCS connection's `service-provider`
     vcs_http_url: str = "https://github.com"
     vcs_api_url: str = "https://api.github.com"
-    vcs_token_var: str = "VCS_OAUTH_TOKEN"
-    vcs_client_name: str = "tfe-runbook migration"
+    vcs_token_var: str = "VCS_OAUTH_TOKEN"             # NAME of the variable holding the VCS token
+    vcs_client_name: str = "tfe-runbook migration"     # the connection's name when this step creates it
 
 
 @dataclass(frozen=True)
@@ -178,10 +178,10 @@ class MigrateStateOptions(StepOptions):
     """Step 3: how the state moves, and the tools of the CLI path."""
 
     migration_path: str = "api"
-    cli_target: str = "atlas"
-    terraform_bin: str = ""
-    git_base_url: str = ""
-    plugin_dir: str = ""
+    cli_target: str = "atlas"      # the CLI path's backend: atlas (remote/cloud are refused, see the step)
+    terraform_bin: str = ""        # the CLI path's Terraform 0.11; "": $TFE_RUNBOOK_TERRAFORM, else the bundled 0.11.11
+    git_base_url: str = ""         # clone URL prefix; "": $TFE_RUNBOOK_GIT_BASE
+    plugin_dir: str = ""           # `terraform init -plugin-dir`: providers without a download
 
     def check(self, step: str) -> None:
         if self.migration_path not in MIGRATION_PATHS:

@@ -17,26 +17,12 @@ pytestmark = pytest.mark.unit
 
 ENV = "acme-legacy/web"
 # The schema of the first ledgers, as they were created (no action column, user_version 0).
-OLD_SCHEMA = """
-CREATE TABLE step_runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    batch_id TEXT NOT NULL,
-    environment TEXT NOT NULL,
-    step TEXT NOT NULL,
-    mode TEXT NOT NULL,
-    status TEXT NOT NULL,
-    started_at TEXT NOT NULL,
-    finished_at TEXT,
-    duration_s REAL,
-    evidence TEXT NOT NULL DEFAULT '{}',
-    error TEXT,
-    notebook_path TEXT,
-    notebook_sha256 TEXT,
-    operator TEXT NOT NULL,
-    host TEXT NOT NULL
-);
-CREATE INDEX step_runs_env_step ON step_runs (environment, step, id);
-"""
+OLD_COLUMNS = ("id INTEGER PRIMARY KEY AUTOINCREMENT, batch_id TEXT NOT NULL, environment TEXT NOT NULL, "
+               "step TEXT NOT NULL, mode TEXT NOT NULL, status TEXT NOT NULL, started_at TEXT NOT NULL, "
+               "finished_at TEXT, duration_s REAL, evidence TEXT NOT NULL DEFAULT '{}', error TEXT, "
+               "notebook_path TEXT, notebook_sha256 TEXT, operator TEXT NOT NULL, host TEXT NOT NULL")
+OLD_SCHEMA = (f"CREATE TABLE step_runs ({OLD_COLUMNS});\n"
+              "CREATE INDEX step_runs_env_step ON step_runs (environment, step, id);\n")
 DECISION = '{"action": "delete", "decided_at": "2026-12-01T10:00:00+00:00", "operator": "alice", ' \
            '"target": "acme-legacy/web", "via": "parameter"}'
 # (step column as written then, status, evidence)
