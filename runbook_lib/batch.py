@@ -46,7 +46,7 @@ from runbook_lib import audit, catalog, kernels, summary
 from runbook_lib.errors import LedgerError, RunbookError
 from runbook_lib.ledger import Ledger
 from runbook_lib.mapping import MappingRow
-from runbook_lib.schedule import Schedule
+from runbook_lib.schedule import CUT_OVER, Schedule
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 STEPS = catalog.STEPS
@@ -118,11 +118,15 @@ def phase_of(step: str) -> int:
 # A kernel that died or stopped answering (kernels.KERNEL_FAULTS) is replaced, and the step run again the same way.
 TRANSIENT_ERRORS = ("ServerError", "TransportError", "RateLimitedError", *kernels.KERNEL_FAULTS)
 KERNEL_MODES = ("warm", "fresh")
-#: `--jobs auto`: environments in flight per request/s of the host's rate limit. An environment in flight
-#: spends most of its time waiting (for runs, for finalization) and asks ~40 requests over its steps; at
-#: 3 requests/s each, the budget (90% of the limit) keeps ~9 environments going at 30/s, enough to fill a
-#: TFE's default run capacity of 10 without every kernel queueing on the bucket.
+#: `--jobs auto`: environments migrating or being deleted per request/s of the host's rate limit. Those
+#: phases ask most of an environment's requests; at ~3 requests/s each, the budget (90% of the limit)
+#: keeps ~10 of them going at 30/s without every kernel queueing on the bucket.
 AUTO_REQUESTS_PER_ENV_S = 2.7
+#: `--jobs auto`: cut-overs in flight besides them (no more than the migrating ones). A cut-over mostly waits
+#: for its run on the host, so it costs a kernel and few requests; a TFE executes 10 runs at once by default
+#: (TFE_CAPACITY_CONCURRENCY), more would only queue there. Without these slots of their own, cut-overs waiting for runs fill every
+#: slot and the migrations behind them wait.
+AUTO_CUT_OVERS = 10
 #: A warm kernel with pandas and the step modules: resident memory budgeted per environment in flight.
 AUTO_KERNEL_MB = 250
 #: Kernels per core: they wait on the network far more than they compute (waiting holds no CPU).
@@ -307,11 +311,12 @@ class JobsChoice:
     by_rate: int
     by_memory: int
     by_cpu: int
+    cut_overs: int = 0  # of `jobs`, at most this many cutting over (0: no cap of their own)
 
     def describe(self) -> str:
-        return (f"--jobs auto: {self.jobs} environments in flight (of {self.environments}; rate limit "
-                f"{self.rate_limit:g}/s from the {self.rate_source} allows {self.by_rate}, memory {self.by_memory}, "
-                f"CPU {self.by_cpu})")
+        return (f"--jobs auto: {self.jobs} environments in flight (of {self.environments}), at most "
+                f"{self.cut_overs} of them cutting over (waiting for runs); rate limit {self.rate_limit:g}/s from "
+                f"the {self.rate_source} allows {self.by_rate} migrating, memory {self.by_memory}, CPU {self.by_cpu}")
 
 
 def choose_jobs(environments: int, rate_limit: float | None, *, cores: int | None = None,
@@ -331,8 +336,10 @@ def choose_jobs(environments: int, rate_limit: float | None, *, cores: int | Non
     by_rate = max(1, int(rate * RATE_LIMIT_FRACTION / AUTO_REQUESTS_PER_ENV_S))
     by_memory = max(1, int(available_mb / 2 / AUTO_KERNEL_MB))  # half the free memory for the kernels
     by_cpu = max(1, cores * AUTO_KERNELS_PER_CORE)
-    jobs = max(1, min(environments, by_rate, by_memory, by_cpu))
-    return JobsChoice(jobs, environments, rate, "host" if rate_limit else "default", by_rate, by_memory, by_cpu)
+    cut_overs = min(by_rate, AUTO_CUT_OVERS)  # their steps ask requests too: no more than the rate carries
+    jobs = max(1, min(environments, by_rate + cut_overs, by_memory, by_cpu))
+    return JobsChoice(jobs, environments, rate, "host" if rate_limit else "default", by_rate, by_memory, by_cpu,
+                      cut_overs=min(jobs, cut_overs))
 
 
 def _available_mb() -> float:
@@ -636,7 +643,9 @@ class BatchRunner:
 
         rows = {row.legacy_slug: row for row in self.rows}
         steps_of = {phase: [s for s in self.steps if phase_of(s) == phase] for phase in range(len(PHASE_ENDS))}
-        plan = Schedule(rows, [p for p, steps in steps_of.items() if steps], reads=self._state_reads(ledger))
+        plan = Schedule(rows, [p for p, steps in steps_of.items() if steps], reads=self._state_reads(ledger),
+                        caps={CUT_OVER: self.jobs_choice.cut_overs} if self.jobs_choice and self.jobs_choice.cut_overs
+                        else None)
         stopped: set[str] = set()  # environments with a step that did not pass: later phases are blocked
         outcomes_by_env: dict[str, list[StepOutcome]] = {slug: [] for slug in rows}
         pending: dict[Future, tuple[str, int]] = {}

@@ -32,12 +32,14 @@ class Schedule:
         phases: the phases the batch's steps cover (a resumed batch may run only some).
         reads: the environments whose state an environment reads, or None while that is unknown; asked
             again until it is known.
+        caps: at most this many environments in a phase at once (`{CUT_OVER: 10}`); others uncapped.
     """
 
     def __init__(self, environments: Iterable[str], phases: Iterable[int],
-                 reads: Callable[[str], frozenset[str] | None]) -> None:
+                 reads: Callable[[str], frozenset[str] | None], caps: dict[int, int] | None = None) -> None:
         self.environments = list(environments)
         self.phases = sorted(set(phases))
+        self.caps = dict(caps or {})
         self._reads_of = reads
         self._reads: dict[str, frozenset[str]] = {}
         self._started: set[tuple[str, int]] = set()
@@ -86,14 +88,17 @@ class Schedule:
         return True
 
     def ready(self, limit: int | None = None) -> list[tuple[str, int]]:
-        """Up to `limit` (environment, phase) pairs that may start now: later phases first (a cut-over
-        mostly waits for the host's run, so it takes a slot before another migration), then in mapping
-        order."""
+        """Up to `limit` (environment, phase) pairs that may start now, within each phase's cap: later
+        phases first (a cut-over mostly waits for the host's run, so it takes a slot before another
+        migration), then in mapping order."""
         found: list[tuple[str, int]] = []
+        running = [p for _, p in self._started - self._finished]
         for phase in reversed(self.phases):
+            room = self.caps.get(phase, len(self.environments)) - running.count(phase)
             for environment in self.environments:
-                if limit is not None and len(found) >= limit:
-                    return found
+                if room <= 0 or (limit is not None and len(found) >= limit):
+                    break
                 if (environment, phase) not in self._started and self._may_start(environment, phase):
                     found.append((environment, phase))
+                    room -= 1
         return found

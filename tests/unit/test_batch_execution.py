@@ -106,13 +106,18 @@ def test_read_reuse_is_scoped_to_one_step_context_and_the_rate_budget_is_not(tmp
 
 def test_jobs_auto_follows_the_host_rate_limit_and_the_machine():
     roomy = dict(cores=2, available_mb=16000)
-    assert batch.choose_jobs(100, 30.0, **roomy).jobs == 10  # 27/s budget at 2.7 requests/s per environment
-    assert batch.choose_jobs(100, 60.0, **roomy).jobs == 16  # then the CPU bound (8 kernels per core)
-    assert batch.choose_jobs(4, 30.0, **roomy).jobs == 4  # never more than the environments
+    # 27/s budget at 2.7 requests/s per migrating environment, and 10 cut-overs (a TFE's default run capacity)
+    wide = batch.choose_jobs(100, 30.0, cores=4, available_mb=16000)
+    assert (wide.jobs, wide.by_rate, wide.cut_overs) == (20, 10, 10) and "at most 10 of them cutting over" in wide.describe()
+    assert batch.choose_jobs(100, 30.0, **roomy).jobs == 16  # then the CPU bound (8 kernels per core)
+    assert batch.choose_jobs(100, 30.0, **roomy).cut_overs == 10
+    few = batch.choose_jobs(4, 30.0, **roomy)
+    assert (few.jobs, few.cut_overs) == (4, 4)  # never more than the environments
     assert batch.choose_jobs(100, 30.0, cores=2, available_mb=1000).jobs == 2  # memory: 250 MB per kernel
     silent = batch.choose_jobs(100, None, **roomy)
     assert silent.rate_limit == 30.0 and silent.rate_source == "default" and "default" in silent.describe()
-    assert batch.choose_jobs(100, 1.0, **roomy).jobs == 1
+    slow = batch.choose_jobs(100, 1.0, **roomy)
+    assert (slow.jobs, slow.cut_overs) == (2, 1)  # cut-overs ask requests too: no more than the rate carries
 
 
 def test_jobs_must_be_a_number_or_auto(tmp_path):

@@ -86,3 +86,17 @@ def test_done_when_every_phase_of_every_environment_finished():
     assert not plan.done()
     _run(plan, ("o/a", MIGRATE))
     assert plan.done() and plan.ready() == []
+
+
+def test_a_capped_phase_leaves_the_other_slots_to_the_others():
+    # cut-overs mostly wait for the host's runs: capped, they cannot take every slot from the migrations
+    envs = [f"o/{i}" for i in range(5)]
+    plan = _schedule({e: set() for e in envs}, environments=envs)
+    plan.caps = {CUT_OVER: 2}
+    _run(plan, *[(e, MIGRATE) for e in envs[:3]])
+    assert plan.ready() == [("o/0", CUT_OVER), ("o/1", CUT_OVER), ("o/3", MIGRATE), ("o/4", MIGRATE)]
+    plan.start("o/0", CUT_OVER)
+    plan.start("o/1", CUT_OVER)
+    assert plan.ready(limit=3) == [("o/3", MIGRATE), ("o/4", MIGRATE)]  # o/2 waits for a cut-over slot
+    plan.finish("o/0", CUT_OVER)
+    assert plan.ready(limit=1) == [("o/2", CUT_OVER)]
