@@ -223,6 +223,10 @@ def _attempt_path(target: Path) -> None:
         html.rename(aside.with_suffix(".html"))
 
 
+#: How much lower the HTML copies' process runs than the steps (`os.nice` increment).
+HTML_NICENESS = 10
+
+
 class HtmlCopies:
     """HTML copies of executed notebooks, written by one background worker, off the steps' critical path.
 
@@ -241,7 +245,10 @@ class HtmlCopies:
                 from concurrent.futures import ProcessPoolExecutor
 
                 # spawn: a fork of a process with running threads may copy a lock held by one of them.
-                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+                # Niced: on a busy machine the steps get the CPU first and the copies take what is left
+                # (while cut-overs wait for their runs); `drain` still waits for every copy.
+                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=os.nice, initargs=(HTML_NICENESS,))
             except (OSError, ImportError):  # no process support here: a thread does the same work
                 self._pool = None
         if self._pool is None:
@@ -609,7 +616,8 @@ class BatchRunner:
             result = BatchResult(self.batch_dir, started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
             self.rate_budget_dir.mkdir(parents=True, exist_ok=True)
             self._pool = kernels.KernelPool(extra_env=self._kernel_env()) if self.kernels == "warm" else None
-            self._html = HtmlCopies(max_pending=2 * self.jobs + 2)
+            # Room for every slot's next seven notebooks: the niced copies lag while the steps keep the CPU busy.
+            self._html = HtmlCopies(max_pending=7 * self.jobs + 2)
             outcomes_by_env = self._run_phases(pool, futures, ledger)
             for row in self.rows:
                 result.outcomes.extend(outcomes_by_env[row.legacy_slug])
