@@ -68,21 +68,26 @@ def _evidence_problem(ctx: StepContext) -> str | None:
 def readers_problem(ctx: StepContext) -> str | None:
     """Environments (known to this batch's ledger) whose configuration still reads this one's legacy state.
 
-    Their `terraform_remote_state` sources read this environment through the atlas backend (step 0's
-    evidence). Deleting it would break their plans, until their step 5 has repointed the source to the
-    migrated workspace (step 5's evidence lists what each still reads) or they are gone themselves.
+    Their `terraform_remote_state` sources read this environment through the atlas backend: step 0 saw it
+    in their legacy state, or their step 5 found it in their configuration and could not repoint it (the
+    source's workspace held no state yet). Deleting it would break their plans, until their step 5 has
+    repointed the source to the migrated workspace (step 5's evidence lists what each still reads) or they
+    are gone themselves.
     """
     readers, unreadable = [], []
-    for env in sorted({run.environment for run in ctx.ledger.history()} - {ctx.row.legacy_slug}):
-        inventory = ctx.ledger.latest(env, StateReaders.STEP)
-        if inventory is None or inventory.status == "running":
-            continue  # never inventoried here, or its inventory is still running (it records nothing until it ends)
+    slug = ctx.row.legacy_slug
+    for env in sorted({run.environment for run in ctx.ledger.history()} - {slug}):
         try:
-            if ctx.row.legacy_slug not in StateReaders.from_evidence(inventory.evidence, env).reads_state_of:
-                continue
+            inventory = ctx.ledger.latest(env, StateReaders.STEP)
+            # not inventoried here, or its inventory still running (it records nothing until it ends): no say
+            listed = (inventory is not None and inventory.status != "running"
+                      and slug in StateReaders.from_evidence(inventory.evidence, env).reads_state_of)
             cut_over = ctx.ledger.passed(env, VERIFY_STEP, "apply")
-            if (cut_over is not None and ctx.row.legacy_slug
-                    not in CutOver.from_evidence(cut_over.evidence, env).still_reads_legacy):
+            # once cut over, its configuration as pushed says: what step 5 left reading the legacy host,
+            # whatever step 0 saw in its state (a source never applied is in the configuration only)
+            reading = (slug in CutOver.from_evidence(cut_over.evidence, env).still_reads_legacy
+                       if cut_over is not None else listed)
+            if not reading:
                 continue
         except EvidenceError as exc:
             unreadable.append(str(exc))

@@ -59,6 +59,14 @@ def test_step6_refuses_while_a_reader_still_reads_the_state(tmp_path):
         decommission.check_ready(ctx)
 
 
+def test_step6_refuses_for_a_reader_its_inventory_missed_but_its_cut_over_left_reading(tmp_path):
+    # a terraform_remote_state source never applied is in the configuration, not the state: step 0 lists
+    # nothing, step 5 could not repoint it (the source's workspace held no state yet) and says so
+    ctx = _ctx(tmp_path, reader_inventory=StateReaders(()).to_evidence(), reader_cut_over=_cut_over([TARGET]))
+    with pytest.raises(StepError, match=f"readers: {READER} still read"):
+        decommission.check_ready(ctx)
+
+
 def test_step6_refuses_when_the_cut_over_key_is_missing(tmp_path):
     renamed = _cut_over([TARGET])
     renamed["still_reading_legacy"] = renamed.pop("still_reads_legacy")  # a renamed key, as an older ledger may hold
