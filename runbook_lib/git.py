@@ -137,7 +137,8 @@ def push(cwd: str | Path, branch: str, remote: str = "origin", *, attempts: int 
         except GitError as exc:
             failure = exc
         if not _remote_moved(cwd, branch, remote):
-            if "lock" not in str(failure) or attempt == attempts:
+            lock_race = "cannot lock ref" in str(failure) or ".lock" in str(failure)
+            if not lock_race or attempt == attempts:
                 raise failure  # not a race with another push: a refusal, a hook, access
             sleep(0.2 * attempt)  # another push holds the ref's lock: it ends in a moment
             continue
@@ -150,7 +151,7 @@ def push(cwd: str | Path, branch: str, remote: str = "origin", *, attempts: int 
                            f"pushed there (in {', '.join(conflicts) or 'the rebased commits'}); nothing was pushed: "
                            f"run the step again, it starts from the new branch head") from exc
     raise GitError(f"{branch} of {remote} kept moving: {attempts} pushes were overtaken by others; nothing "
-                   f"was pushed, run the step again")
+                   f"was pushed, run the step again (the last refusal: {failure})") from failure
 
 
 def _remote_moved(cwd: str | Path, branch: str, remote: str) -> bool:

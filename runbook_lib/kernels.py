@@ -46,8 +46,8 @@ STARTUP_TIMEOUT = 120.0
 #: Papermill writes the executed notebook when it starts, before and after every cell, and when it ends;
 #: each write validates and serializes the whole notebook, about half the batch process's CPU for steps
 #: of quick cells. The warm engine writes it when it starts and ends (the record of every step, failed or
-#: not) and in between at most every this many seconds: a long cell (a run being awaited) still shows its
-#: progress in the file within that time.
+#: not) and in between at most every this many seconds, at a cell's start or end or when a cell prints: a
+#: long cell (a run being awaited, printing its progress) shows in the file within about that time.
 SAVE_EVERY = 5.0
 #: The modules the step notebooks import in their first cell; imported once per kernel.
 WARM_IMPORTS = ("pandas", "runbook_lib.context", "runbook_lib.gates", "runbook_lib.steps.preflight",
@@ -381,8 +381,9 @@ def _define_engine() -> None:
         def execute_notebook(cls, nb: Any, kernel_name: str, output_path: Any = None, progress_bar: Any = True,
                              log_output: bool = False, autosave_cell_every: int = 30, **kwargs: Any) -> Any:
             # Engine.execute_notebook's sequence, with the sparse-saving manager.
+            # papermill's own autosave (on a cell's output) at the same pace: a long cell's output shows within it
             nb_man = SparseSavingManager(nb, output_path=output_path, progress_bar=progress_bar,
-                                         log_output=log_output, autosave_cell_every=autosave_cell_every)
+                                         log_output=log_output, autosave_cell_every=min(autosave_cell_every, SAVE_EVERY))
             nb_man.notebook_start()
             try:
                 cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)

@@ -326,8 +326,9 @@ def _commit_and_push(ctx: StepContext, source: Source) -> dict[str, Any]:
                                   "working_directory": source.working_directory,
                                   "backend_target": ctx.options.backend_target, "remote_state": co.remote_state}
         if not co.changed:
-            # Pushed by an earlier attempt whose record is gone (or by hand): the head is the migration commit.
-            sha = git.head(co.path)
+            # Pushed by an earlier attempt whose record is gone (or by hand): the migration commit is the last
+            # one that changed this working directory (in a monorepo, others push to the same branch after it).
+            sha = git.run(["log", "-1", "--format=%H", "--", source.working_directory or "."], co.path).strip()
             record.update(commit=sha, adopted=True, legacy_runs_before=[], diff="",
                           pushed_at=git.run(["log", "-1", "--format=%cI", sha], co.path).strip())
             return record

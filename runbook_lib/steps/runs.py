@@ -88,12 +88,16 @@ def locate_run(tfe: Any, workspace_id: str, commit: str, run_id: str | None = No
     """The run of `commit`: by its recorded id, else the workspace's current run, else from the runs list.
 
     A recorded id whose run plans another commit (a record changed by hand) is not trusted: the run is
-    looked for afresh.
+    looked for afresh. A recorded run that has ended gives way to a newer current run of the same commit
+    (started again by hand after it failed): that one is what verify judges and the way back discards.
     """
     if run_id:
         run = tfe.get_run(run_id)
         if run_commit(tfe, run) == commit:
-            return run
+            if run.get("status") not in FINAL_RUN_STATUSES:
+                return run
+            newer = current_run_of(tfe, workspace_id, commit)
+            return newer if newer is not None else run
     return current_run_of(tfe, workspace_id, commit) or find_run(tfe, workspace_id, commit)
 
 

@@ -120,6 +120,12 @@ def test_steps_4_6_terraform_011_atlas_without_backend_in_git(sandbox, audit):
     assert "adopted" in commit_verify.apply(again).iloc[0]["result"]
     assert [r for r in sandbox.request_log(since=mark) if r["method"] in WRITES] == []
     assert again.conclude(commit_verify.verify(again)).evidence["run_id"] == ev["run_id"]
+    # the record lost: the commit on the branch that last changed this working directory is adopted
+    (again.audit_dir / commit_verify.PUSH_RECORD).unlink()
+    lost = _ctx(sandbox, audit, "05_commit_and_verify", env)
+    assert commit_verify.apply(lost).iloc[0]["result"] == "adopted: the branch already points at the workspace"
+    assert commit_verify.push_record(lost)["commit"] == ev["commit"]
+    assert lost.conclude(commit_verify.verify(lost)).evidence["run_id"] == ev["run_id"]
 
     six = _ctx(sandbox, audit, "06_delete_legacy_environment", env, confirm=f"delete {LEGACY_ORG}/{env}")
     decommission.check_ready(six)

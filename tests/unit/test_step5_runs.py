@@ -154,6 +154,10 @@ def test_locate_run_trusts_a_recorded_id_only_for_its_commit(clock):
     # an id that names a run of another commit: looked for afresh (current run here)
     assert locate_run(tfe, "ws-1", "abc", "run-0").id == "run-1" and tfe.workspace_reads == 1
     assert tfe.list_reads == []
+    # a recorded run that ended gives way to a newer current run of the same commit (one read more)
+    again = FakeTfe(clock, [(0, "planned")])
+    again.get_run = lambda run_id: Resource(run_id, "runs", {"status": "errored"}, {"configuration-version": "cv-1"})
+    assert locate_run(again, "ws-1", "abc", "run-0").id == "run-1" and again.workspace_reads == 1
     late = FakeTfe(clock, [(0, "pending")], appear_at=0, current_at=10_000)
     assert locate_run(late, "ws-1", "abc").id == "run-1" and len(late.list_reads) == 1
 
