@@ -35,7 +35,7 @@ from _common import (confirm_lines, machine, mapping_rows, print_table, rehearsa
 RATIO_TARGET = 1.5
 
 
-class PeakMemory:
+class Usage:
     """Samples the resident memory of this process and all its descendants (kernels) together, and the CPU
     seconds each process used (its own and its waited-for children's: terraform, git), split between the
     batch and the sandbox, which stands for the TFE host and does the runs' terraform work."""
@@ -74,7 +74,7 @@ class PeakMemory:
             if total / 2**20 > self.peak_mb:
                 self.peak_mb, self.peak_processes = total / 2**20, count
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> "Usage":
         self._thread.start()
         return self
 
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                                  parameters=batch_parameters(sandbox.env), confirm_lines=confirm_lines(rows))
             print(f"{len(rows)} environments seeded in {sandbox.seed_seconds}s; running", flush=True)
             mark = sandbox.log_mark()
-            with PeakMemory() as memory:
+            with Usage() as usage:
                 started = time.monotonic()
                 result = runner.run()
                 wall = time.monotonic() - started
@@ -143,10 +143,10 @@ def main(argv: list[str] | None = None) -> int:
                "run_bound_s": round(run_bound, 1), "bound_s": round(bound, 1), "runs_list_requests": runs_lists,
                "runs_list_bound_s": round(runs_lists / (RUNS_LIST_LIMIT_PER_MINUTE / 60.0), 1), "wall_over_bound": round(wall / bound, 2),
                "answers_429": sum(1 for r in log if r["status"] == 429), "longest_429_streak": longest_429_streak(log),
-               "peak_rss_mb": round(memory.peak_mb), "peak_processes": memory.peak_processes,
-               "batch_cpu_s": round(memory.cpu_seconds(sandbox=False), 1),
-               "sandbox_cpu_s": round(memory.cpu_seconds(sandbox=True), 1),
-               "cpu_bound_s": round((memory.cpu_seconds(sandbox=False) + memory.cpu_seconds(sandbox=True))
+               "peak_rss_mb": round(usage.peak_mb), "peak_processes": usage.peak_processes,
+               "batch_cpu_s": round(usage.cpu_seconds(sandbox=False), 1),
+               "sandbox_cpu_s": round(usage.cpu_seconds(sandbox=True), 1),
+               "cpu_bound_s": round((usage.cpu_seconds(sandbox=False) + usage.cpu_seconds(sandbox=True))
                                     / (os.cpu_count() or 1), 1),
                "jobs": runner.jobs, "jobs_choice": runner.jobs_choice.describe() if runner.jobs_choice else None,
                "kernels_started": runner.kernel_stats.get("started"), "failures": len(failures)}

@@ -124,8 +124,8 @@ KERNEL_MODES = ("warm", "fresh")
 AUTO_REQUESTS_PER_ENV_S = 2.7
 #: `--jobs auto`: cut-overs in flight besides them (no more than the migrating ones). A cut-over mostly waits
 #: for its run on the host, so it costs a kernel and few requests; a TFE executes 10 runs at once by default
-#: (TFE_CAPACITY_CONCURRENCY), more would only queue there. Without these slots of their own, cut-overs waiting for runs fill every
-#: slot and the migrations behind them wait.
+#: (TFE_CAPACITY_CONCURRENCY), more would only queue there. Without slots of their own, cut-overs waiting
+#: for runs fill every slot and the migrations behind them wait.
 AUTO_CUT_OVERS = 10
 #: A warm kernel with pandas and the step modules: resident memory budgeted per environment in flight.
 AUTO_KERNEL_MB = 250

@@ -380,8 +380,8 @@ def _define_engine() -> None:
         @classmethod
         def execute_notebook(cls, nb: Any, kernel_name: str, output_path: Any = None, progress_bar: Any = True,
                              log_output: bool = False, autosave_cell_every: int = 30, **kwargs: Any) -> Any:
-            # Engine.execute_notebook's sequence, with the sparse-saving manager.
-            # papermill's own autosave (on a cell's output) at the same pace: a long cell's output shows within it
+            # Engine.execute_notebook's sequence, with the sparse-saving manager; papermill's own autosave (when
+            # a cell prints) at the same pace, so a long cell's output shows in the file within it.
             nb_man = SparseSavingManager(nb, output_path=output_path, progress_bar=progress_bar,
                                          log_output=log_output, autosave_cell_every=min(autosave_cell_every, SAVE_EVERY))
             nb_man.notebook_start()
