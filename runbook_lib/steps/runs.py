@@ -37,6 +37,8 @@ CANCELABLE_STATUSES = frozenset({"pending", "fetching", "fetching_completed", "p
 #: seconds. Once found, the run is read by id.
 LIST_AFTER = 10.0
 LIST_INTERVAL = 15.0
+#: A poll's pause is at most this share of the time spent in the current status (never below `interval`).
+LATE_FRACTION = 0.25
 
 
 def lock_holder(ws: Resource) -> tuple[str, str] | None:
@@ -108,6 +110,9 @@ def wait_for_run(tfe: Any, workspace_id: str, commit: str, *, timeout: float, in
 
     Polls with exponential backoff (x1.6 from `interval` up to `max_interval`; back to `interval` when
     the status changes), sleeping between polls (no busy loop), and prints a progress line per change.
+    A pause is also never longer than `LATE_FRACTION` of the time the run has spent in its status, so
+    the end of a plan is seen at most about a quarter of its duration late (plain x1.6 backoff saw a 20 s
+    plan end 6 s late; over the waits of a batch that is a run slot of the host left idle).
     Until the run appears it reads the workspace's current run; after `LIST_AFTER` seconds also the runs
     list (at most every `LIST_INTERVAL` seconds: that list has a limit of its own); then it polls the run
     by id. It waits through every documented intermediate status (run.mdx) and returns at a final or
@@ -131,7 +136,7 @@ def wait_for_run(tfe: Any, workspace_id: str, commit: str, *, timeout: float, in
     start = clock()
     deadline = start + timeout
     cache: dict[str, str | None] = {}
-    pause, seen, run = interval, None, None
+    pause, seen, run, seen_at = interval, None, None, start
     listed_at: float | None = None
     progress(f"waiting for the run of commit {commit[:12]} in {workspace_id} (up to {timeout:.0f} s)")
     while True:
@@ -146,7 +151,7 @@ def wait_for_run(tfe: Any, workspace_id: str, commit: str, *, timeout: float, in
         status = run.get("status") if run is not None else "no run yet"
         if status != seen:
             progress(f"[{clock() - start:5.0f} s] {run.id if run is not None else workspace_id}: {status}")
-            seen, pause = status, interval
+            seen, pause, seen_at = status, interval, clock()
         if run is not None and status in DONE_STATUSES:
             return run
         now = clock()
@@ -156,4 +161,4 @@ def wait_for_run(tfe: Any, workspace_id: str, commit: str, *, timeout: float, in
             raise StepError(f"{what} after {timeout:.0f} s; run the step again to keep waiting "
                             f"(the push is adopted, not repeated), or raise wait_timeout.")
         sleep(min(pause, max(deadline - now, 0.05)))
-        pause = min(pause * 1.6, max_interval)
+        pause = min(pause * 1.6, max_interval, max(interval, LATE_FRACTION * (clock() - seen_at)))

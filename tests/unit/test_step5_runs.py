@@ -12,7 +12,7 @@ from runbook_lib.errors import StepError
 from runbook_lib.jsonapi import Resource
 from runbook_lib.steps import runs as step_runs
 from runbook_lib.steps.runs import (CANCELABLE_STATUSES, DISCARDABLE_STATUSES, DONE_STATUSES, FAILED_STATUSES,
-                                    LIST_AFTER, LIST_INTERVAL, lock_holder, locate_run, wait_for_run)
+                                    LATE_FRACTION, LIST_AFTER, LIST_INTERVAL, lock_holder, locate_run, wait_for_run)
 
 # run.mdx "Run States" (go-tfe run.go): every status a run can show.
 ALL_STATUSES = {
@@ -125,14 +125,27 @@ def test_a_run_queued_behind_another_is_found_in_the_list_sparingly(clock):
 
 
 def test_waits_with_growing_pauses_and_reports_each_change(clock):
-    tfe = FakeTfe(clock, [(0, "pending"), (5, "planning"), (30, "planned_and_finished")], appear_at=2)
+    tfe = FakeTfe(clock, [(0, "pending"), (5, "planning"), (90, "planned_and_finished")], appear_at=2)
     lines = []
     run = wait_for_run(tfe, "ws-1", "abc", timeout=120, interval=1, max_interval=8, progress=lines.append,
                        clock=clock, sleep=clock.sleep)
     assert run.id == "run-1" and run.get("status") == "planned_and_finished"
     assert [line.split(": ")[-1] for line in lines[1:]] == ["no run yet", "pending", "planning", "planned_and_finished"]
-    assert max(clock.sleeps) == 8 and clock.sleeps[1] > clock.sleeps[0]  # backoff, capped
-    assert tfe.workspace_reads + tfe.run_reads + len(tfe.list_reads) < 20  # a dozen polls in half a minute
+    assert max(clock.sleeps) == 8 and clock.sleeps[-1] > clock.sleeps[-8]  # backoff, capped
+    assert tfe.workspace_reads + tfe.run_reads + len(tfe.list_reads) < 30  # two dozen polls in a minute and a half
+
+
+@pytest.mark.parametrize("plan_seconds", [3, 12, 20, 21.5, 45, 180])
+def test_the_end_of_a_plan_is_seen_at_most_a_quarter_of_its_duration_late(clock, plan_seconds):
+    tfe = FakeTfe(clock, [(0, "planning"), (plan_seconds, "planned_and_finished")])
+    run = wait_for_run(tfe, "ws-1", "abc", timeout=600, interval=1, max_interval=15, progress=lambda _: None,
+                       clock=clock, sleep=clock.sleep)
+    assert run.get("status") == "planned_and_finished"
+    late = clock() - plan_seconds
+    assert 0 <= late <= max(1.0, LATE_FRACTION * plan_seconds) + 1e-9
+    polls = tfe.workspace_reads + tfe.run_reads
+    # the price: about 16 polls until the pauses reach their cap at a minute (x1.6 backoff alone: 6), then one per 15 s
+    assert polls <= 18 + max(0, plan_seconds - 60) / 15
 
 
 def test_times_out_with_a_clear_message(clock):
