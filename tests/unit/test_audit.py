@@ -4,6 +4,7 @@ import json
 import os
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -127,3 +128,55 @@ def test_the_kept_html_exporter_writes_what_a_new_one_writes(tmp_path):
     thread.start()
     thread.join()
     assert other[0] is not audit._html_exporter()  # not shared between threads
+
+
+def _executed(environment: str, lexer: str) -> Any:
+    """A notebook as a batch leaves it: parameters, tagged cells, tables, streams, an error, markdown."""
+    import nbformat.v4 as v4
+
+    nb = v4.new_notebook(metadata={"language_info": {"name": "python", "pygments_lexer": lexer}})
+    nb.cells = [
+        v4.new_markdown_cell("# Step 3\nMigrate the state of `<env>` <b>once</b>."),
+        v4.new_code_cell(f'legacy_env = "{environment}"\ntoken_env = "ATLAS_TOKEN"', execution_count=1,
+                         metadata={"tags": ["injected-parameters"]}),
+        v4.new_code_cell("from runbook_lib.steps import migrate_state\nctx = migrate_state.context(legacy_env)",
+                         execution_count=2, outputs=[v4.new_output("stream", name="stdout", text=f"{environment}: ok\n")]),
+        v4.new_code_cell("table(plan.rows)  # a <table> & \"quotes\"", execution_count=3, metadata={"tags": ["evidence"]},
+                         outputs=[v4.new_output("display_data", data={
+                             "text/html": f"<style>#T_1 td {{color:red}}</style><table id='T_1'><tr><td>{environment}</td>"
+                                          f"<td><img src='data:image/png;base64,AA=='></td></tr></table>",
+                             "text/plain": environment})]),
+        v4.new_code_cell("1 / 0", execution_count=4, outputs=[v4.new_output(
+            "error", ename="ZeroDivisionError", evalue="division by zero",
+            traceback=["\x1b[0;31mZeroDivisionError\x1b[0m: division by zero"])]),
+        v4.new_code_cell("", execution_count=5),
+    ]
+    return nb
+
+
+def test_the_remembered_filters_change_no_byte_of_any_copy(tmp_path):
+    # The exporter remembers highlighted and cleaned cell sources; a copy must still be exactly what a
+    # new nbconvert exporter writes, whatever was converted before it: other environments of the same
+    # notebook (same sources, other outputs) and notebooks whose language highlights the same source otherwise.
+    import threading
+
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    fresh = HTMLExporter()
+    order = [("app-prod", "ipython3"), ("db-prod", "ipython3"), ("app-prod", "json"), ("web.prod", "ipython3"),
+             ("app-prod", "ipython3"), ("db-prod", "json")]
+
+    def convert(into: list) -> None:
+        for i, (environment, lexer) in enumerate(order):
+            path = tmp_path / f"{threading.get_ident()}-{i}.ipynb"
+            nbformat.write(_executed(environment, lexer), path)
+            into.append((audit.notebook_to_html(path).read_text(),
+                         fresh.from_notebook_node(nbformat.read(path, as_version=4))[0]))
+
+    pages: list = []
+    convert(pages)
+    for written, expected in pages:
+        assert written == expected
+    assert pages[0][0] != pages[2][0] and pages[0][0] != pages[1][0]  # the lexer and the outputs show
+    assert "tabindex" in pages[0][0] and "No description has been provided" in pages[0][0]  # nbconvert's own pass ran
