@@ -122,15 +122,22 @@ KERNEL_MODES = ("warm", "fresh")
 #: phases ask most of an environment's requests; at ~3 requests/s each, the budget (90% of the limit)
 #: keeps ~10 of them going at 30/s without every kernel queueing on the bucket.
 AUTO_REQUESTS_PER_ENV_S = 2.7
-#: `--jobs auto`: cut-overs in flight besides them (no more than the migrating ones). A cut-over mostly waits
-#: for its run on the host, so it costs a kernel and few requests; a TFE executes 10 runs at once by default
-#: (TFE_CAPACITY_CONCURRENCY), more would only queue there. Without slots of their own, cut-overs waiting
+#: `--jobs auto`: cut-overs in flight besides them. A cut-over mostly waits for its run on the host: it costs a
+#: kernel and few requests (steps 4 and 5 ask ~22 in ~30 s, polls included: `AUTO_REQUESTS_PER_CUT_OVER_S`).
+#: A TFE executes 10 runs at once by default (TFE_CAPACITY_CONCURRENCY), and a cut-over holds its slot about
+#: 1.4x as long as its run holds one of the host's (step 4, the push and finding the run before it, reading
+#: the plan back after it: ~8 s around a 20 s plan, measured), so 14 in flight keep the host's 10 run slots
+#: busy; the few runs beyond its capacity wait in its queue. Without slots of their own, cut-overs waiting
 #: for runs fill every slot and the migrations behind them wait.
-AUTO_CUT_OVERS = 10
+AUTO_CUT_OVERS = 14
+AUTO_REQUESTS_PER_CUT_OVER_S = 0.8
 #: A warm kernel with pandas and the step modules: resident memory budgeted per environment in flight.
 AUTO_KERNEL_MB = 250
-#: Kernels per core: they wait on the network far more than they compute (waiting holds no CPU).
-AUTO_KERNELS_PER_CORE = 8
+#: Kernels per core: they wait on the network far more than they compute (waiting holds no CPU). An
+#: environment costs ~4 CPU-seconds in ~50 s of steps (batch process, kernel, HTML copy: measured at 100
+#: environments), so 12 a core keep a core about as busy as it can be; 24 on two cores let 10 migrate while
+#: 14 cut over.
+AUTO_KERNELS_PER_CORE = 12
 
 
 def select_steps(spec: str, steps: Sequence[str] = STEPS) -> list[str]:
@@ -343,7 +350,8 @@ def choose_jobs(environments: int, rate_limit: float | None, *, cores: int | Non
     by_rate = max(1, int(rate * RATE_LIMIT_FRACTION / AUTO_REQUESTS_PER_ENV_S))
     by_memory = max(1, int(available_mb / 2 / AUTO_KERNEL_MB))  # half the free memory for the kernels
     by_cpu = max(1, cores * AUTO_KERNELS_PER_CORE)
-    cut_overs = min(by_rate, AUTO_CUT_OVERS)  # their steps ask requests too: no more than the rate carries
+    # their steps ask requests too: no more than the rate carries
+    cut_overs = max(1, min(AUTO_CUT_OVERS, int(rate * RATE_LIMIT_FRACTION / AUTO_REQUESTS_PER_CUT_OVER_S)))
     jobs = max(1, min(environments, by_rate + cut_overs, by_memory, by_cpu))
     return JobsChoice(jobs, environments, rate, "host" if rate_limit else "default", by_rate, by_memory, by_cpu,
                       cut_overs=min(jobs, cut_overs))
