@@ -46,7 +46,7 @@ from runbook_lib import audit, catalog, kernels, summary
 from runbook_lib.errors import LedgerError, RunbookError
 from runbook_lib.ledger import Ledger
 from runbook_lib.mapping import MappingRow
-from runbook_lib.schedule import CUT_OVER, Schedule
+from runbook_lib.schedule import CUT_OVER, MIGRATE, Schedule
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 STEPS = catalog.STEPS
@@ -326,10 +326,12 @@ class JobsChoice:
     by_memory: int
     by_cpu: int
     cut_overs: int = 0  # of `jobs`, at most this many cutting over (0: no cap of their own)
+    migrating: int = 0  # of `jobs`, at most this many migrating (0: no cap of their own)
 
     def describe(self) -> str:
         return (f"--jobs auto: {self.jobs} environments in flight (of {self.environments}), at most "
-                f"{self.cut_overs} of them cutting over (waiting for runs); rate limit {self.rate_limit:g}/s from "
+                f"{self.migrating} of them migrating and {self.cut_overs} cutting over (waiting for runs); rate "
+                f"limit {self.rate_limit:g}/s from "
                 f"the {self.rate_source} allows {self.by_rate} migrating, memory {self.by_memory}, CPU {self.by_cpu}")
 
 
@@ -354,7 +356,7 @@ def choose_jobs(environments: int, rate_limit: float | None, *, cores: int | Non
     cut_overs = max(1, min(AUTO_CUT_OVERS, int(rate * RATE_LIMIT_FRACTION / AUTO_REQUESTS_PER_CUT_OVER_S)))
     jobs = max(1, min(environments, by_rate + cut_overs, by_memory, by_cpu))
     return JobsChoice(jobs, environments, rate, "host" if rate_limit else "default", by_rate, by_memory, by_cpu,
-                      cut_overs=min(jobs, cut_overs))
+                      cut_overs=min(jobs, cut_overs), migrating=min(jobs, by_rate))
 
 
 def _available_mb() -> float:
@@ -660,7 +662,8 @@ class BatchRunner:
         rows = {row.legacy_slug: row for row in self.rows}
         steps_of = {phase: [s for s in self.steps if phase_of(s) == phase] for phase in range(len(PHASE_ENDS))}
         plan = Schedule(rows, [p for p, steps in steps_of.items() if steps], reads=self._state_reads(ledger),
-                        caps={CUT_OVER: self.jobs_choice.cut_overs} if self.jobs_choice and self.jobs_choice.cut_overs
+                        caps={CUT_OVER: self.jobs_choice.cut_overs, MIGRATE: self.jobs_choice.migrating}
+                        if self.jobs_choice and self.jobs_choice.cut_overs
                         else None)
         stopped: set[str] = set()  # environments with a step that did not pass: later phases are blocked
         outcomes_by_env: dict[str, list[StepOutcome]] = {slug: [] for slug in rows}

@@ -113,7 +113,8 @@ def test_jobs_auto_follows_the_host_rate_limit_and_the_machine():
     # 27/s budget at 2.7 requests/s per migrating environment, and 14 cut-overs (a TFE's default run capacity
     # of 10, and the time a cut-over spends outside its run)
     wide = batch.choose_jobs(100, 30.0, cores=4, available_mb=16000)
-    assert (wide.jobs, wide.by_rate, wide.cut_overs) == (24, 10, 14) and "at most 14 of them cutting over" in wide.describe()
+    assert (wide.jobs, wide.by_rate, wide.migrating, wide.cut_overs) == (24, 10, 10, 14)
+    assert "at most 10 of them migrating and 14 cutting over" in wide.describe()
     assert batch.choose_jobs(100, 30.0, cores=1, available_mb=16000).jobs == 12  # then the CPU bound (12 kernels per core)
     assert batch.choose_jobs(100, 30.0, **roomy).cut_overs == 14
     few = batch.choose_jobs(4, 30.0, **roomy)

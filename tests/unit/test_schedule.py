@@ -100,3 +100,15 @@ def test_a_capped_phase_leaves_the_other_slots_to_the_others():
     assert plan.ready(limit=3) == [("o/3", MIGRATE), ("o/4", MIGRATE)]  # o/2 waits for a cut-over slot
     plan.finish("o/0", CUT_OVER)
     assert plan.ready(limit=1) == [("o/2", CUT_OVER)]
+
+
+def test_capped_migrations_let_the_first_environments_through_sooner():
+    # the host's rate limit carries so many migrations: more at once only share it, and the first
+    # environments reach their cut-over (and the host's run slots) later
+    envs = [f"o/{i}" for i in range(5)]
+    plan = _schedule({e: set() for e in envs}, environments=envs)
+    plan.caps = {MIGRATE: 2, CUT_OVER: 2}
+    assert plan.ready() == [("o/0", MIGRATE), ("o/1", MIGRATE)]
+    _run(plan, ("o/0", MIGRATE))
+    plan.start("o/1", MIGRATE)
+    assert plan.ready() == [("o/0", CUT_OVER), ("o/2", MIGRATE)]
