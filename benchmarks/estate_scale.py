@@ -10,8 +10,9 @@ Reported: the wall time; the bound `max(N * requests_per_env / rate_limit, ceil(
 run_seconds)` with `requests_per_env` measured from the sandbox's request log; their ratio (target
 <= 1.5x, goal 1.2x); beside it, what that bound leaves out: the runs lists' own 30 requests per
 minute (`runs_list_bound_s`, from the measured runs-list reads); the longest streak of consecutive 429 answers (target: never two in a row); the
-peak resident memory of the batch process and all its kernels together (sampled every 0.5 s); and the
-jobs `--jobs auto` chose and why.
+peak resident memory of the batch process and all its kernels together (sampled every 0.5 s); the CPU
+seconds of the batch process, its kernels and its HTML copies' process (`batch_cpu_split_s`) and of the
+sandbox; and the jobs `--jobs auto` chose and why.
 
     .venv/bin/python benchmarks/estate_scale.py [--environments 100] [--run-seconds 20] [--capacity 10]
 """
@@ -42,12 +43,26 @@ class Usage:
 
     def __init__(self, interval: float = 0.5) -> None:
         self.interval, self.peak_mb, self.peak_processes = interval, 0.0, 0
-        self.cpu: dict[int, tuple[bool, float]] = {}  # pid -> (is the sandbox, CPU seconds at the last sample)
+        self.cpu: dict[int, tuple[str, float]] = {}  # pid -> (role, CPU seconds at the last sample)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def cpu_seconds(self, *, sandbox: bool) -> float:
-        return sum(seconds for is_sandbox, seconds in self.cpu.values() if is_sandbox == sandbox)
+    def cpu_seconds(self, *roles: str) -> float:
+        return sum(seconds for role, seconds in self.cpu.values() if role in roles)
+
+    @staticmethod
+    def role(proc: Any, me: Any) -> str:
+        """sandbox (the TFE host), kernels, html (the HTML copies' process), batch (the batch process itself)."""
+        if proc.pid == me.pid:
+            return "batch"
+        cmdline = " ".join(proc.cmdline()[:8])
+        if "sandbox" in cmdline:
+            return "sandbox"
+        if "ipykernel" in cmdline:
+            return "kernels"
+        if "multiprocessing" in cmdline:
+            return "html"
+        return "other"
 
     def _run(self) -> None:
         import psutil
@@ -58,14 +73,15 @@ class Usage:
             total, count = 0, 0
             for proc in [me, *me.children(recursive=True)]:
                 try:
-                    is_sandbox = "sandbox" in " ".join(proc.cmdline()[:6])
+                    role = self.role(proc, me)
                     times = proc.cpu_times()
-                    used = times.user + times.system + times.children_user + times.children_system
-                    if proc.pid == me.pid:
-                        used -= start.user + start.system + start.children_user + start.children_system
-                    self.cpu[proc.pid] = (is_sandbox, used)
+                    if proc.pid == me.pid:  # its own only: its reaped children (kernels, copies) are sampled apart
+                        used = times.user + times.system - start.user - start.system
+                    else:  # with what it waited for (a kernel's git, the sandbox's terraform)
+                        used = times.user + times.system + times.children_user + times.children_system
+                    self.cpu[proc.pid] = (role, used)
                     # The sandbox is a child too, but it stands for the TFE host: not the batch's memory.
-                    if is_sandbox:
+                    if role == "sandbox":
                         continue
                     total += proc.memory_info().rss
                     count += 1
@@ -144,9 +160,11 @@ def main(argv: list[str] | None = None) -> int:
                "runs_list_bound_s": round(runs_lists / (RUNS_LIST_LIMIT_PER_MINUTE / 60.0), 1), "wall_over_bound": round(wall / bound, 2),
                "answers_429": sum(1 for r in log if r["status"] == 429), "longest_429_streak": longest_429_streak(log),
                "peak_rss_mb": round(usage.peak_mb), "peak_processes": usage.peak_processes,
-               "batch_cpu_s": round(usage.cpu_seconds(sandbox=False), 1),
-               "sandbox_cpu_s": round(usage.cpu_seconds(sandbox=True), 1),
-               "cpu_bound_s": round((usage.cpu_seconds(sandbox=False) + usage.cpu_seconds(sandbox=True))
+               "batch_cpu_s": round(usage.cpu_seconds("batch", "kernels", "html", "other"), 1),
+               "batch_cpu_split_s": {role: round(usage.cpu_seconds(role), 1)
+                                     for role in ("batch", "kernels", "html", "other")},
+               "sandbox_cpu_s": round(usage.cpu_seconds("sandbox"), 1),
+               "cpu_bound_s": round(usage.cpu_seconds("batch", "kernels", "html", "other", "sandbox")
                                     / (os.cpu_count() or 1), 1),
                "jobs": runner.jobs, "jobs_choice": runner.jobs_choice.describe() if runner.jobs_choice else None,
                "kernels_started": runner.kernel_stats.get("started"), "failures": len(failures)}

@@ -215,8 +215,8 @@ class KernelPool:
 
     At most `starts_at_once` kernels start at the same time (default: one per core). A start is CPU work
     (about 1.5 CPU-seconds: the kernel and its imports); 24 workers starting theirs together on two cores
-    all got their first kernel after ~18 s, where one after the other the first step begins in ~1.5 s and
-    the others follow while it runs. A worker waiting for its turn takes a kernel given back meanwhile.
+    all got their first kernel after ~18 s, where one after the other the first steps begin within seconds
+    and the others follow while they run. A worker waiting for its turn takes a kernel given back meanwhile.
     """
 
     def __init__(self, kernel_name: str = "python3", extra_env: dict[str, str] | None = None, *,
