@@ -190,6 +190,8 @@ _EXPORTERS = threading.local()
 #: Highlighted and cleaned cell sources an exporter keeps (a batch converts the same step notebooks
 #: over and over: only parameters and outputs differ between environments).
 HTML_FILTER_CACHE = 4096
+#: Cell metadata that records an execution (when, how long), left out of what a highlighted input is remembered by.
+EXECUTION_RECORDS = frozenset({"papermill", "execution"})
 
 
 def _html_exporter() -> Any:
@@ -231,12 +233,16 @@ def _memo_exporter() -> Any:
         return highlighters[lexer](source, language, json.loads(metadata))
 
     class HighlightMemo:
-        """nbconvert's `highlight_code` filter for the notebook being converted (its lexer is set per notebook)."""
+        """nbconvert's `highlight_code` filter for the notebook being converted (its lexer is set per notebook).
+
+        Remembered by the cell's source and metadata, less the records of its execution (papermill's and
+        Jupyter's timings: different in every executed copy, never a matter of highlighting)."""
 
         lexer: str | None = None
 
         def __call__(self, source: str, language: str | None = None, metadata: Any = None) -> str:
-            return highlight(self.lexer, source, language, json.dumps(metadata, sort_keys=True, default=str))
+            kept = None if metadata is None else {k: v for k, v in metadata.items() if k not in EXECUTION_RECORDS}
+            return highlight(self.lexer, source, language, json.dumps(kept, sort_keys=True, default=str))
 
     highlighter = HighlightMemo()
 

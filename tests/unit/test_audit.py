@@ -146,6 +146,11 @@ def _executed(environment: str, lexer: str) -> Any:
                              "text/html": f"<style>#T_1 td {{color:red}}</style><table id='T_1'><tr><td>{environment}</td>"
                                           f"<td><img src='data:image/png;base64,AA=='></td></tr></table>",
                              "text/plain": environment})]),
+        # the same source in every copy: papermill's timings differ, a magic's language only in one
+        v4.new_code_cell("%%bash\necho $TFE_TOKEN_ENV | wc -c  # <not a tag>", execution_count=4,
+                         metadata={"papermill": {"start_time": f"2026-12-01T00:00:0{len(environment) % 10}Z",
+                                                 "duration": len(environment) / 7},
+                                   **({"magics_language": "bash"} if environment == "db-prod" else {})}),
         v4.new_code_cell("1 / 0", execution_count=4, outputs=[v4.new_output(
             "error", ename="ZeroDivisionError", evalue="division by zero",
             traceback=["\x1b[0;31mZeroDivisionError\x1b[0m: division by zero"])]),
