@@ -41,6 +41,7 @@ its result (every status change is a compare-and-set on the run's current status
 
 from __future__ import annotations
 
+import hmac
 import io
 import json
 import logging
@@ -64,6 +65,7 @@ from runbook_lib.sandbox import vcs
 from runbook_lib.sandbox.errors import ConflictError, NotFoundError, SandboxError
 from runbook_lib.sandbox.faults import RunProfile
 from runbook_lib.sandbox.store import Store, md5_hex
+from runbook_lib.sandbox.store.base import RUN_TOKEN
 from runbook_lib.sandbox.store.runs import FINAL_STATUSES, RUN_STATUSES
 
 log = logging.getLogger("runbook_lib.sandbox.runner")
@@ -164,6 +166,8 @@ class Runner:
         self.profile = RunProfile()
         self._profile_rng = random.Random(0)
         self._terraform_slots = threading.Semaphore(workers)
+        self._run_token: str | None = None
+        self._run_token_lock = threading.Lock()
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -678,16 +682,40 @@ class Runner:
     def _run_env(self, terraform_version: str, env_vars: dict[str, str]) -> dict[str, str]:
         env = dict(_NEUTRAL_ENV)
         env["TF_CLI_CONFIG_FILE"] = self._rc_011 if terraform_version.startswith("0.") else self._rc_1x
-        # As TFE gives each run a token: `terraform_remote_state` with the atlas backend reads other
-        # environments' state from this sandbox as the seeded operator.
+        # `terraform_remote_state` with the atlas backend reads other environments' state from this sandbox
+        # with the run's own token, as TFE does (below).
         env["ATLAS_ADDRESS"] = self.address
-        token = self.store.token_for("operator")
+        token = self.run_token()
         if token:
             env["ATLAS_TOKEN"] = token
         if self.ca_file:
             env.update(SSL_CERT_FILE=self.ca_file, ATLAS_CAFILE=self.ca_file)
         env.update(env_vars)
         return env
+
+    def run_token(self) -> str | None:
+        """The token a run's terraform presents to this sandbox.
+
+        TFE "doesn't use existing user credentials; instead it generates a unique per-run API token, and
+        exports it to the Terraform worker's shell environment as `$ATLAS_TOKEN`"; it reads state of any
+        workspace of the organization and is not a user's token (terraform-website, TFE docs, "State >
+        Backend Details", 2018). The sandbox issues one such token for all its runs, with the seeded
+        operator's permissions (created on first use: the operator exists once the sandbox is seeded). It
+        is never the runbook's token, so the server can tell a run's own requests from a client's (faults
+        are injected on the way from a client only: `server.Handler`). None before the operator exists.
+        """
+        with self._run_token_lock:
+            if self._run_token is None:
+                user = self.store.find_user("operator")
+                if user is None:
+                    return None
+                self._run_token = self.store.create_token(user["id"], RUN_TOKEN)
+            return self._run_token
+
+    def is_run_token(self, token: str) -> bool:
+        """Whether `token` is the one this sandbox's runs present (compared in constant time)."""
+        known = self._run_token
+        return bool(token) and known is not None and hmac.compare_digest(token.encode(), known.encode())
 
     def _version(self, binary: str) -> str:
         if binary not in self._versions:

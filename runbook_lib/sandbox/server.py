@@ -1,7 +1,7 @@
 """The sandbox's HTTP(S) server: one process, both APIs, on loopback by default.
 
 Per request, in this order: read the body; fault injection (latency, dropped connection, 5xx, 429
-bursts) for `/api/` paths when switched on; route; authenticate (legacy `X-Atlas-Token`, bearer, admin
+bursts) for `/api/` paths when switched on, except for the requests of the sandbox's own runs; route; authenticate (legacy `X-Atlas-Token`, bearer, admin
 secret, or a capability URL); per-token rate limit (429 with `X-RateLimit-Limit`, `X-RateLimit-Reset`,
 `Retry-After`); the handler inside one store transaction (so a refused request writes nothing); the
 answer; one request-log row (method, path, status, token name, user, rows written; never a token).
@@ -341,7 +341,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._send(*exc.wire(flavour), method=method)
             return
-        if not path.startswith("/_sandbox/"):
+        if not path.startswith("/_sandbox/") and not self._from_a_run():
             decision = app.faults.decide(method, path)
             if decision.latency_s:
                 time.sleep(decision.latency_s)
@@ -400,6 +400,19 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError as exc:
             log.debug("client went away before the answer to %s %s: %s", method, _log_path(path), exc)
             self.close_connection = True
+
+    def _from_a_run(self) -> bool:
+        """Whether a run of this sandbox sent the request (its terraform reading state with the per-run
+        token). Injected faults stand for trouble on the way between a client and the host; a run's own
+        state reads happen inside the host, so they are not faulted (a 429 burst there failed a run's
+        plan, which no client retry could have helped)."""
+        runner = self.server.app.runner
+        if runner is None:
+            return False
+        auth = self.headers.get("Authorization") or ""
+        presented = (self.headers.get("X-Atlas-Token") or "").strip() or (
+            auth[7:].strip() if auth[:7].lower() == "bearer " else "")
+        return runner.is_run_token(presented)
 
     def _authenticate(self, route: routes.Route) -> dict[str, Any] | None:
         app = self.server.app

@@ -367,3 +367,39 @@ def _restart_requeues(sandbox: Sandbox, tmp_path: Path) -> None:
     api = Api(sandbox)
     run = wait_run(api, run_id)
     assert run["attributes"]["status"] == "planned" and run["attributes"]["has-changes"] is True
+
+
+REMOTE_NETWORK = '''data "terraform_remote_state" "network" {
+  backend = "atlas"
+
+  config {
+    name = "acme-legacy/network-prod"
+  }
+}
+'''
+
+
+def test_a_run_reads_other_state_with_its_own_token_and_meets_no_injected_fault(sandbox: Sandbox, tmp_path: Path):
+    # TFE gives each run a per-run token, not a user's (2018 TFE docs, "Backend Details"). Injected faults
+    # stand for trouble between a client and the host; a run's own state reads happen inside the host.
+    from runbook_lib.sandbox.store.base import RUN_TOKEN
+
+    api, legacy = Api(sandbox), Api(sandbox, legacy=True)
+    org, ws = _web_workspace(api, legacy)
+    repo = Checkout(sandbox, WEB, tmp_path / "web")
+    repo.write("backend.tf", _atlas_backend(f"{org}/web-prod"))
+    repo.write("network.tf", REMOTE_NETWORK)  # the plan reads network-prod's state from the host
+    state_reads = "/api/v1/terraform/state/"
+    sandbox.set_faults(error_rate=1.0, path_prefix=state_reads, seed=1)
+    try:
+        assert legacy.get(state_reads + "acme-legacy/network-prod").status_code >= 500  # a client's read: faulted
+        mark = sandbox.log_mark()
+        repo.push("Read the network's outputs")
+        run = wait_run(api, workspace_runs(api, ws["id"])[0]["id"])
+    finally:
+        sandbox.clear_faults()
+    assert run["attributes"]["status"] == "planned_and_finished", _plan_log(api, _plan(api, run))
+    reads = sandbox.request_log(since=mark, path_prefix=state_reads + "acme-legacy/network-prod")
+    assert reads and {(r["token_name"], r["fault"], r["status"]) for r in reads} == {(RUN_TOKEN, None, 200)}
+    assert sandbox.operator_token and RUN_TOKEN not in {r["token_name"] for r in sandbox.request_log(
+        username="operator") if r["path"].startswith("/api/v2/")}  # the operator's own calls carry its token

@@ -167,6 +167,10 @@ _OWNED_THROUGH = {
 }
 
 
+#: The description of the token the sandbox's runs present (`runner.Runner.run_token`).
+RUN_TOKEN = "per-run token (sandbox runs)"
+
+
 def now_iso() -> str:
     """Current UTC time as ISO 8601 with milliseconds and `Z`, the way TFE writes timestamps."""
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
@@ -383,9 +387,9 @@ class StoreBase:
         return value
 
     def token_for(self, username: str) -> str | None:
-        """The first token value of a user (for `sandbox.env`), or None."""
+        """The first token value of a user (for `sandbox.env`), or None; the runs' token is not a user's."""
         row = self._one("SELECT t.value FROM tokens t JOIN users u ON u.id = t.user_id WHERE u.username = ? "
-                        "ORDER BY t.created_at, t.id LIMIT 1", (username,))
+                        "AND t.description != ? ORDER BY t.created_at, t.id LIMIT 1", (username, RUN_TOKEN))
         return row["value"] if row else None
 
     def authenticate(self, value: str) -> dict[str, Any] | None:
