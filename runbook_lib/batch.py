@@ -123,7 +123,8 @@ KERNEL_MODES = ("warm", "fresh")
 #: keeps ~10 of them going at 30/s without every kernel queueing on the bucket.
 AUTO_REQUESTS_PER_ENV_S = 2.7
 #: `--jobs auto`: cut-overs in flight besides them. A cut-over mostly waits for its run on the host: it costs a
-#: kernel and few requests (steps 4 and 5 ask ~22 in ~30 s, polls included: `AUTO_REQUESTS_PER_CUT_OVER_S`).
+#: kernel and few requests (steps 4 and 5 ask ~22 in ~30 s, polls included: `AUTO_REQUESTS_PER_CUT_OVER_S`;
+#: they are given at most half the request budget).
 #: A TFE executes 10 runs at once by default (TFE_CAPACITY_CONCURRENCY), and a cut-over holds its slot about
 #: 1.4x as long as its run holds one of the host's (step 4, the push and finding the run before it, reading
 #: the plan back after it: ~8 s around a 20 s plan, measured), so 14 in flight keep the host's 10 run slots
@@ -294,6 +295,10 @@ class HtmlCopies:
             raise failures[0]
 
 
+class _Interrupted(Exception):
+    """A step that waited for a warm kernel while the batch was interrupted: it is not started."""
+
+
 def _private_kernel_manager(socket_dir: str, extra_env: dict[str, str] | None = None) -> type:
     """A fresh kernel's manager, talking over unix sockets in `socket_dir` (see `kernels.private_kernel_manager_class`)."""
     return kernels.private_kernel_manager_class(socket_dir, asynchronous=True, extra_env=extra_env)
@@ -328,6 +333,10 @@ class JobsChoice:
     cut_overs: int = 0  # of `jobs`, at most this many cutting over (0: no cap of their own)
     migrating: int = 0  # of `jobs`, at most this many migrating (0: no cap of their own)
 
+    def caps(self) -> dict[int, int]:
+        """The schedule's per-phase caps (a phase with 0 has no cap of its own)."""
+        return {phase: cap for phase, cap in ((MIGRATE, self.migrating), (CUT_OVER, self.cut_overs)) if cap > 0}
+
     def describe(self) -> str:
         return (f"--jobs auto: {self.jobs} environments in flight (of {self.environments}), at most "
                 f"{self.migrating} of them migrating and {self.cut_overs} cutting over (waiting for runs); rate "
@@ -352,8 +361,9 @@ def choose_jobs(environments: int, rate_limit: float | None, *, cores: int | Non
     by_rate = max(1, int(rate * RATE_LIMIT_FRACTION / AUTO_REQUESTS_PER_ENV_S))
     by_memory = max(1, int(available_mb / 2 / AUTO_KERNEL_MB))  # half the free memory for the kernels
     by_cpu = max(1, cores * AUTO_KERNELS_PER_CORE)
-    # their steps ask requests too: no more than the rate carries
-    cut_overs = max(1, min(AUTO_CUT_OVERS, int(rate * RATE_LIMIT_FRACTION / AUTO_REQUESTS_PER_CUT_OVER_S)))
+    # Their steps ask requests too, from the budget the migrations use: all of them together at most half of
+    # it (the shared bucket makes the steps wait, never 429, when migrations and cut-overs ask at once).
+    cut_overs = max(1, min(AUTO_CUT_OVERS, int(rate * RATE_LIMIT_FRACTION / 2 / AUTO_REQUESTS_PER_CUT_OVER_S)))
     jobs = max(1, min(environments, by_rate + cut_overs, by_memory, by_cpu))
     return JobsChoice(jobs, environments, rate, "host" if rate_limit else "default", by_rate, by_memory, by_cpu,
                       cut_overs=min(jobs, cut_overs), migrating=min(jobs, by_rate))
@@ -662,9 +672,7 @@ class BatchRunner:
         rows = {row.legacy_slug: row for row in self.rows}
         steps_of = {phase: [s for s in self.steps if phase_of(s) == phase] for phase in range(len(PHASE_ENDS))}
         plan = Schedule(rows, [p for p, steps in steps_of.items() if steps], reads=self._state_reads(ledger),
-                        caps={CUT_OVER: self.jobs_choice.cut_overs, MIGRATE: self.jobs_choice.migrating}
-                        if self.jobs_choice and self.jobs_choice.cut_overs
-                        else None)
+                        caps=self.jobs_choice.caps() if self.jobs_choice else None)
         stopped: set[str] = set()  # environments with a step that did not pass: later phases are blocked
         outcomes_by_env: dict[str, list[StepOutcome]] = {slug: [] for slug in rows}
         pending: dict[Future, tuple[str, int]] = {}
@@ -794,6 +802,8 @@ class BatchRunner:
         error = error_type = None
         try:
             self._execute(step, target, self._parameters(row, step))
+        except _Interrupted:  # Ctrl-C while this step waited for a kernel: it never started
+            return StepOutcome(row.legacy_slug, step, "blocked", error="the batch was interrupted")
         except (PapermillExecutionError, RuntimeError, OSError) as exc:  # RuntimeError/OSError: the kernel died
             error, error_type = _error_text(exc), _error_type(exc)
         seconds = time.monotonic() - started
@@ -846,7 +856,10 @@ class BatchRunner:
                 shutil.rmtree(socket_dir, ignore_errors=True)
             return
         kernels.register_engine()
-        kernel = self._pool.take()
+        kernel = self._pool.take()  # may wait for a start slot (kernels start one per core at a time)
+        if self._stopping.is_set():
+            self._pool.give_back(kernel, healthy=True)
+            raise _Interrupted()
         healthy = False
         try:
             papermill.execute_notebook(source, str(target), **common, engine_name=kernels.WARM_ENGINE,

@@ -124,6 +124,32 @@ def test_jobs_auto_follows_the_host_rate_limit_and_the_machine():
     assert silent.rate_limit == 30.0 and silent.rate_source == "default" and "default" in silent.describe()
     slow = batch.choose_jobs(100, 1.0, **roomy)
     assert (slow.jobs, slow.cut_overs) == (2, 1)  # cut-overs ask requests too: no more than the rate carries
+    ten = batch.choose_jobs(100, 10.0, **roomy)  # 9/s budget: 3 migrating, cut-overs at most half of it
+    assert (ten.migrating, ten.cut_overs, ten.jobs) == (3, 5, 8)
+    assert ten.caps() == {batch.MIGRATE: 3, batch.CUT_OVER: 5}
+    assert batch.JobsChoice(4, 4, 30.0, "host", 2, 9, 9, cut_overs=2).caps() == {batch.CUT_OVER: 2}  # 0: no cap
+
+
+def test_a_step_waiting_for_a_kernel_when_the_batch_is_interrupted_never_starts(tmp_path):
+    from runbook_lib.ledger import Ledger
+
+    row = MappingRow("o", "e", "n", "e")
+    runner = batch.BatchRunner([row], ["00_preflight_inventory"], mode="plan", out=tmp_path, batch_id="b", jobs=1)
+    given_back = []
+
+    class Pool:  # Ctrl-C arrives while this worker waits for a kernel start slot
+        def take(self):
+            runner._stopping.set()
+            return "kernel"
+
+        def give_back(self, kernel, healthy):
+            given_back.append((kernel, healthy))
+
+    runner._pool = Pool()
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    outcome = runner._run_step(row, "00_preflight_inventory", ledger)
+    assert (outcome.status, outcome.error) == ("blocked", "the batch was interrupted")
+    assert given_back == [("kernel", True)] and ledger.history() == []  # nothing ran, nothing recorded
 
 
 def test_jobs_must_be_a_number_or_auto(tmp_path):
