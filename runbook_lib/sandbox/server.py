@@ -410,9 +410,10 @@ class _Handler(BaseHTTPRequestHandler):
         if runner is None:
             return False
         auth = self.headers.get("Authorization") or ""
-        presented = (self.headers.get("X-Atlas-Token") or "").strip() or (
-            auth[7:].strip() if auth[:7].lower() == "bearer " else "")
-        return runner.is_run_token(presented)
+        presented = {(self.headers.get("X-Atlas-Token") or "").strip(),
+                     auth[7:].strip() if auth[:7].lower() == "bearer " else ""} - {""}
+        # every token it presents is the runs' (a client adding it beside its own is still a client)
+        return bool(presented) and all(runner.is_run_token(token) for token in presented)
 
     def _authenticate(self, route: routes.Route) -> dict[str, Any] | None:
         app = self.server.app
