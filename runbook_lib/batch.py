@@ -91,8 +91,9 @@ def lock_path(environment: str, environ: Mapping[str, str] | None = None) -> Pat
 def _stop_workers(pool: ThreadPoolExecutor, futures: Sequence[Any]) -> None:
     """Cancel steps not yet started and wait until the running ones have stopped.
 
-    A Ctrl-C also reaches the kernels (same process group), so running steps end soon; further Ctrl-Cs
-    while waiting are answered with a line, not obeyed: the environment locks must outlive the work.
+    A Ctrl-C does not reach the kernels (jupyter_client starts each in a session of its own), so steps
+    already running go on to their end; further Ctrl-Cs while waiting are answered with a line, not
+    obeyed: the environment locks must outlive the work.
     """
     import sys
     from concurrent.futures import wait
@@ -651,7 +652,7 @@ class BatchRunner:
                 raise
             raise audit.folder_error(exc, self.batch_dir) from exc
         except BaseException:
-            self._stopping.set()  # Ctrl-C: steps running now end (their kernels got it too); no further step starts
+            self._stopping.set()  # Ctrl-C: steps running now go on to their end; no further step starts
             raise
         finally:
             _stop_workers(pool, futures)  # also after a second Ctrl-C: nothing is released while work runs
