@@ -702,7 +702,7 @@ class Runner:
         Backend Details", 2018). The sandbox issues one such token for all its runs, with the seeded
         operator's permissions (created on first use: the operator exists once the sandbox is seeded). It
         is never the runbook's token, so the server can tell a run's own requests from a client's (faults
-        are injected on the way from a client only: `server.Handler`). None before the operator exists.
+        are injected on the way from a client only: `server._Handler._from_a_run`). None before the operator exists.
         """
         with self._run_token_lock:
             if self._run_token is None:
