@@ -4,7 +4,8 @@ Per request, in this order: read the body; fault injection (latency, dropped con
 bursts) for `/api/` paths when switched on, except for the requests of the sandbox's own runs; route;
 authenticate (legacy `X-Atlas-Token`, bearer, admin secret, or a capability URL); per-token rate limit
 (429 with `X-RateLimit-Limit`, `X-RateLimit-Reset`, `Retry-After`); the handler inside one store
-transaction (so a refused request writes nothing); the answer; one request-log row (method, path, status, token name, user, rows written; never a token).
+transaction (so a refused request writes nothing); the answer; one request-log row (method, path,
+status, token name, user, rows written; never a token).
 
 `ThreadingHTTPServer`, HTTP/1.1 keep-alive, TCP_NODELAY; TLS handshakes happen in the connection's
 own thread, so a slow client cannot stall `accept()`.
