@@ -91,6 +91,30 @@ class StepRun:
     host: str
 
 
+#: Seconds to keep asking for WAL mode while other processes hold the ledger (see `_wal`).
+WAL_WAIT = 30.0
+
+
+def _wal(db: sqlite3.Connection) -> None:
+    """Switch a connection's database to write-ahead logging, waiting out other processes.
+
+    Turning a rollback-journal database (an older ledger) into WAL needs it to itself; when several
+    processes open it at once (a batch's kernels), SQLite may answer "database is locked" at once, without
+    the busy timeout, where waiting could deadlock. Asked again every 50 ms for up to `WAL_WAIT` seconds.
+    """
+    import time
+
+    deadline = time.monotonic() + WAL_WAIT
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
+
 class Ledger:
     """SQLite ledger at `path` (created with its schema on first use).
 
@@ -158,8 +182,12 @@ class Ledger:
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA busy_timeout=30000")
+        try:
+            db.execute("PRAGMA busy_timeout=30000")
+            _wal(db)
+        except BaseException:
+            db.close()
+            raise
         db.row_factory = sqlite3.Row
         return db
 
