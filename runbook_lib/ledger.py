@@ -22,6 +22,7 @@ import json
 import os
 import socket
 import sqlite3
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -102,8 +103,6 @@ def _wal(db: sqlite3.Connection) -> None:
     processes open it at once (a batch's kernels), SQLite may answer "database is locked" at once, without
     the busy timeout, where waiting could deadlock. Asked again every 50 ms for up to `WAL_WAIT` seconds.
     """
-    import time
-
     deadline = time.monotonic() + WAL_WAIT
     while True:
         try:

@@ -410,11 +410,15 @@ class _Handler(BaseHTTPRequestHandler):
         runner = self.server.app.runner
         if runner is None:
             return False
-        auth = self.headers.get("Authorization") or ""
-        presented = {(self.headers.get("X-Atlas-Token") or "").strip(),
-                     auth[7:].strip() if auth[:7].lower() == "bearer " else ""} - {""}
+        presented = set(self._tokens()) - {""}
         # every token it presents is the runs' (a client adding it beside its own is still a client)
         return bool(presented) and all(runner.is_run_token(token) for token in presented)
+
+    def _tokens(self) -> tuple[str, str]:
+        """The legacy `X-Atlas-Token` and the bearer token the request presents ("" where it has none)."""
+        auth = self.headers.get("Authorization") or ""
+        return ((self.headers.get("X-Atlas-Token") or "").strip(),
+                auth[7:].strip() if auth[:7].lower() == "bearer " else "")
 
     def _authenticate(self, route: routes.Route) -> dict[str, Any] | None:
         app = self.server.app
@@ -423,11 +427,8 @@ class _Handler(BaseHTTPRequestHandler):
         if route.auth == "admin":
             app.check_admin(self.headers)
             return None
-        if route.auth == "legacy":
-            token = (self.headers.get("X-Atlas-Token") or "").strip()
-        else:
-            auth = self.headers.get("Authorization") or ""
-            token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+        legacy, bearer = self._tokens()
+        token = legacy if route.auth == "legacy" else bearer
         user = app.store.authenticate(token) if token else None
         if user is None:
             raise errors.UnauthorizedError()
