@@ -1,4 +1,4 @@
-"""The audit trail: layout, manifest with checksums, HTML copies, archive and verification.
+"""The audit trail: layout, manifest with checksums, HTML copies; the archive's modules build on it.
 
 Layout of one batch (see README "Audit trail"):
 
@@ -6,14 +6,16 @@ Layout of one batch (see README "Audit trail"):
       manifest.json          versions, operator, host, parameters (no secrets), outcomes, sha256 of every file
       ledger.sqlite          every step run (runbook_lib.ledger)
       summary.html           the auditor's page, a view of the manifest (runbook_lib.summary)
+      INDEX.md               where each answer lives, for auditors (runbook_lib.auditor_index; written by archive)
       <org>__<env>/NN_<step>.ipynb (+ .html)   the executed notebooks
       <org>__<env>/state/    legacy state backups (mode 0600; left out of archives unless asked)
 
-`archive` scans every file it would pack for every token the batch could see and for token- and
-credential-shaped strings and refuses, writing nothing, if it finds one; a manifest older than the
-batch's files is rewritten from the ledger first, and the archive is verified before it is kept.
-`verify_archive` checks the archive against its `.sha256` sidecar and recomputes every checksum against
-the manifest inside, reporting each file that was changed, added or removed.
+Not evidence, never listed nor archived: JupyterLab's `.ipynb_checkpoints/`, the batch's `.locks/`, SQLite's
+`-wal`/`-shm` journals. Symbolic links are never followed (`symlinks` names them; `archive` refuses them).
+
+Packing and scanning an archive is `runbook_lib.archive_writer`, reading one back `runbook_lib.archive_reader`,
+post-run edits `runbook_lib.evidence_edits`; `archive`, `verify_archive`, `ArchiveResult` and `VerifyProblem`
+are reachable from here too.
 
 Every file here is written whole or not at all (`atomic_write`: a temporary name, then a rename), owner-only;
 a read-only folder or a full disk is one sentence naming the folder (`folder_error`).
@@ -25,19 +27,16 @@ import contextlib
 import errno
 import getpass
 import hashlib
-import io
 import json
 import os
 import platform
 import socket
-import tarfile
 import tempfile
 import threading
 from datetime import datetime, timezone
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from runbook_lib import __version__, git
 from runbook_lib.catalog import RUN
@@ -46,6 +45,20 @@ from runbook_lib.secrets import all_tokens_in_use, scan_bytes
 
 MANIFEST = "manifest.json"
 STATE_DIR = "state"
+INDEX = "INDEX.md"
+#: Folders in a batch that hold no evidence: JupyterLab's autosaves and the batch's own locks.
+NOT_EVIDENCE = frozenset({".ipynb_checkpoints", ".locks"})
+#: What `archive` and `verify_archive` are, here as before they had modules of their own.
+_ARCHIVE_NAMES = {"archive": "archive_writer", "ArchiveResult": "archive_writer",
+                  "verify_archive": "archive_reader", "VerifyProblem": "archive_reader"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ARCHIVE_NAMES:
+        import importlib
+
+        return getattr(importlib.import_module(f"runbook_lib.{_ARCHIVE_NAMES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 #: errno values that mean "this folder cannot take the write": read-only, no permission, full, over quota.
@@ -165,9 +178,32 @@ def _is_state_backup(relpath: str) -> bool:
     return len(parts) >= 3 and parts[1] == STATE_DIR
 
 
+def _walk(batch_dir: Path) -> Iterator[tuple[str, os.DirEntry]]:
+    """Every entry under a batch (relative POSIX path, entry), links not followed, non-evidence folders skipped."""
+    pending = [batch_dir]
+    while pending:
+        folder = pending.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                rel = Path(entry.path).relative_to(batch_dir).as_posix()
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.name not in NOT_EVIDENCE:
+                        pending.append(Path(entry.path))
+                    continue
+                yield rel, entry
+
+
 def _files(batch_dir: Path) -> list[str]:
-    return sorted(p.relative_to(batch_dir).as_posix() for p in batch_dir.rglob("*")
-                  if p.is_file() and p.name != MANIFEST and not p.name.endswith(("-wal", "-shm")))
+    """The batch's evidence files: regular files only (a link is never followed), less the manifest and journals."""
+    return sorted(rel for rel, entry in _walk(batch_dir)
+                  if entry.is_file(follow_symlinks=False) and entry.name != MANIFEST
+                  and not entry.name.endswith(("-wal", "-shm")))
+
+
+def symlinks(batch_dir: str | Path) -> dict[str, str]:
+    """Symbolic links inside a batch folder: relative path -> where each points (as written in the link)."""
+    batch_dir = Path(batch_dir)
+    return {rel: os.readlink(entry.path) for rel, entry in sorted(_walk(batch_dir)) if entry.is_symlink()}
 
 
 def runbook_commit() -> str | None:
@@ -311,15 +347,6 @@ def write_summary_html(batch_dir: str | Path, matrix: Mapping[str, Mapping[str, 
     return write(batch_dir, matrix, steps, title)
 
 
-@dataclass(frozen=True)
-class ArchiveResult:
-    path: Path
-    sha256: str
-    files: int
-    excluded_state_backups: int
-    refreshed: str | None = None  # why the manifest was rewritten from the ledger first, if it was
-
-
 def outcomes_from_ledger(ledger_path: str | Path) -> dict[str, dict[str, str]]:
     """environment -> step -> latest status, from a batch's ledger (confirmations left out)."""
     from runbook_lib.ledger import Ledger
@@ -367,6 +394,10 @@ def stale_reasons(batch_dir: str | Path) -> list[str]:
     if not isinstance(listed, dict):
         return [f"its {MANIFEST} lists no files"]
     reasons = []
+    no_evidence = sorted(rel for rel in listed if NOT_EVIDENCE & set(rel.split("/")))
+    if no_evidence:  # an older version listed locks and JupyterLab's autosaves
+        reasons.append(f"it lists {', '.join(no_evidence[:3])}, which is no evidence")
+        listed = {rel: meta for rel, meta in listed.items() if rel not in no_evidence}
     present = set(_files(batch_dir))
     added, missing = sorted(present - set(listed)), sorted(set(listed) - present)
     changed = sorted(rel for rel in present & set(listed)
@@ -416,174 +447,3 @@ def refresh_manifest(batch_dir: str | Path, reasons: list[str]) -> Path:
                                             started_at=started, finished_at=finished, refreshed=note)
     return write_manifest(batch_dir, parameters=parameters, outcomes=outcomes, started_at=started,
                           finished_at=finished, refreshed=note)
-
-
-def _manifest_parameters(batch_dir: Path) -> Mapping[str, Any]:
-    """The parameters an existing manifest recorded (token variable names among them), or {}."""
-    try:
-        manifest = json.loads((batch_dir / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    params = manifest.get("parameters") if isinstance(manifest, dict) else None
-    return params if isinstance(params, dict) else {}
-
-
-def archive(batch_dir: str | Path, *, include_state: bool = False, extra_tokens: Iterable[str] = ()) -> ArchiveResult:
-    """Pack a batch into `<batch>.tar.gz` beside it, with `<batch>.tar.gz.sha256`.
-
-    A manifest older than the batch's files or ledger (an interrupted or killed batch) is first rewritten
-    from the ledger (`refresh_manifest`); the reason is kept in it and in the result. Every file that goes
-    in is scanned, from the very bytes packed, for every token the batch could see (the token variables
-    its parameters name, ``TFE_RUNBOOK_VAR_*``, `extra_tokens`) and for token- and credential-shaped
-    strings; one finding refuses the whole archive. The archive is verified before it is kept.
-
-    Args:
-        batch_dir: `runs/<batch-id>` written by `tfe-runbook run`.
-        include_state: also pack the legacy state backups (they may hold secrets of the infrastructure).
-
-    Raises:
-        AuditError: not a batch folder, a secret found (the message names file and offset, never the
-            secret), files changing while packed (the batch still runs), or a folder that cannot be
-            written; nothing is left under the archive's name.
-    """
-    batch_dir = Path(batch_dir)
-    if not batch_dir.is_dir():
-        raise AuditError(f"{batch_dir} is not a folder; archive a batch folder written by `tfe-runbook run` "
-                         f"(runs/<batch>).")
-    if not (batch_dir / MANIFEST).is_file() and not (batch_dir / "ledger.sqlite").is_file():
-        raise AuditError(f"{batch_dir} has no {MANIFEST} and no ledger.sqlite; archive a batch folder written by "
-                         f"`tfe-runbook run` (runs/<batch>).")
-    _checkpoint_ledger(batch_dir)
-    tokens = [*all_tokens_in_use(_manifest_parameters(batch_dir)), *[t for t in extra_tokens if t]]
-    members = [*_files(batch_dir)]
-    excluded = [m for m in members if _is_state_backup(m) and not include_state]
-    members = [m for m in members if m not in excluded]
-    # Scanned before anything is written (a stale manifest is only rewritten for a clean batch).
-    findings = [f for rel in [MANIFEST, *members] if (batch_dir / rel).is_file()
-                for f in scan_bytes((batch_dir / rel).read_bytes(), rel, tokens)]
-    if findings:
-        where = ", ".join(sorted({f"{f.where} ({f.kind})" for f in findings}))
-        raise AuditError(f"refusing to archive: secrets found in {where}; remove them and re-run the archive "
-                         f"(nothing was written).")
-    reasons = stale_reasons(batch_dir)
-    refreshed = None
-    if reasons:
-        refresh_manifest(batch_dir, reasons)
-        refreshed = "; ".join(reasons)
-    manifest = json.loads((batch_dir / MANIFEST).read_text(encoding="utf-8"))
-    listed: Mapping[str, Any] = manifest.get("files", {})
-    members = [MANIFEST, *members]
-    unlisted = [m for m in members if m != MANIFEST and m not in listed]
-    if unlisted:
-        raise AuditError(f"{batch_dir} changed while it was archived ({unlisted[0]} appeared): a batch is still "
-                         f"writing to it; wait for it to end, then run `tfe-runbook archive {batch_dir}` again.")
-    target = batch_dir.parent / f"{batch_dir.name}.tar.gz"
-    partial = target.with_name(f".{target.name}.partial")
-    findings: list[Any] = []
-    try:
-        with tarfile.open(partial, "w:gz") as tar:
-            for rel in members:
-                data = (batch_dir / rel).read_bytes()  # scanned, checked and packed: the same bytes
-                findings += scan_bytes(data, rel, tokens)
-                if rel != MANIFEST and hashlib.sha256(data).hexdigest() != listed[rel].get("sha256"):
-                    raise AuditError(f"{rel} changed while {batch_dir} was archived: a batch is still writing "
-                                     f"to it; wait for it to end, then run `tfe-runbook archive {batch_dir}` again.")
-                info = tar.gettarinfo(batch_dir / rel, arcname=f"{batch_dir.name}/{rel}")
-                info.size = len(data)
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                tar.addfile(info, io.BytesIO(data))
-        if findings:
-            where = ", ".join(sorted({f"{f.where} ({f.kind})" for f in findings}))
-            raise AuditError(f"refusing to archive: secrets found in {where}; remove them and re-run the archive "
-                             f"(nothing was written).")
-        problems = verify_archive(partial, require_sidecar=False)
-        if problems:
-            raise AuditError(f"the archive of {batch_dir} did not verify ({problems[0].path}: {problems[0].problem}); "
-                             f"nothing was kept: run `tfe-runbook archive {batch_dir}` again once no batch writes to it.")
-        os.chmod(partial, 0o600)
-        os.replace(partial, target)
-    except OSError as exc:
-        if not is_folder_problem(exc):
-            raise
-        raise folder_error(exc, batch_dir.parent) from exc
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(partial)
-    digest = sha256_file(target)
-    atomic_write(target.with_name(target.name + ".sha256"), f"{digest}  {target.name}\n", mode=0o644)
-    return ArchiveResult(target, digest, len(members), len(excluded), refreshed)
-
-
-@dataclass(frozen=True)
-class VerifyProblem:
-    path: str
-    problem: str  # "changed", "missing", "unexpected", "archive checksum", "no sidecar"
-
-
-def _malformed(archive_path: Path, why: str) -> AuditError:
-    return AuditError(f"{archive_path} is not an archive written by `tfe-runbook archive`: {why}.")
-
-
-def verify_archive(archive_path: str | Path, *, require_sidecar: bool = True) -> list[VerifyProblem]:
-    """Recompute every checksum in an archive against its manifest, and the archive's against its sidecar.
-
-    Args:
-        require_sidecar: a missing ``<archive>.sha256`` is a problem ("no sidecar"); when False it is
-            skipped, and only the files inside are checked against the manifest inside (which a replaced
-            archive with a consistent manifest would pass).
-
-    Returns:
-        The problems found, one per file; empty when the archive is intact. State backups that were
-        left out on purpose are not problems.
-
-    Raises:
-        AuditError: not a readable archive, or not one `tfe-runbook archive` writes (no single top folder,
-            no manifest, a manifest of another shape); one sentence.
-    """
-    archive_path = Path(archive_path)
-    problems: list[VerifyProblem] = []
-    sidecar = archive_path.with_name(archive_path.name + ".sha256")
-    if sidecar.is_file():
-        words = sidecar.read_text(encoding="utf-8", errors="replace").split()
-        if not words or sha256_file(archive_path) != words[0]:
-            problems.append(VerifyProblem(sidecar.name if not words else archive_path.name, "archive checksum"))
-    elif require_sidecar:
-        problems.append(VerifyProblem(sidecar.name, "no sidecar"))
-    try:
-        with tarfile.open(archive_path, "r:gz") as tar:
-            contents: dict[str, bytes] = {}
-            tops: set[str] = set()
-            for member in tar.getmembers():
-                top, sep, rel = member.name.partition("/")
-                tops.add(top)
-                if not sep and member.isfile():
-                    raise _malformed(archive_path, f"{member.name} is not inside the batch's folder")
-                if member.isfile() and rel:
-                    handle = tar.extractfile(member)
-                    contents[rel] = handle.read() if handle else b""
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        raise AuditError(f"{archive_path} is not a readable archive ({type(exc).__name__}: {exc}).") from None
-    if len(tops) != 1:
-        raise _malformed(archive_path, f"it holds {len(tops)} top folders, one batch folder was expected")
-    if MANIFEST not in contents:
-        raise _malformed(archive_path, f"it holds no {next(iter(tops))}/{MANIFEST}")
-    try:
-        manifest = json.load(io.BytesIO(contents.pop(MANIFEST)))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return [*problems, VerifyProblem(MANIFEST, "changed")]
-    listed = manifest.get("files") if isinstance(manifest, dict) else None
-    if not isinstance(listed, dict) or not all(isinstance(m, dict) and isinstance(m.get("sha256"), str)
-                                               for m in listed.values()):
-        raise _malformed(archive_path, f"its {MANIFEST} is not a manifest (a \"files\" object of sha256 entries "
-                                       f"was expected)")
-    for rel, meta in sorted(listed.items()):
-        if rel not in contents:
-            if not meta.get("state_backup"):
-                problems.append(VerifyProblem(rel, "missing"))
-            continue
-        if hashlib.sha256(contents[rel]).hexdigest() != meta.get("sha256"):
-            problems.append(VerifyProblem(rel, "changed"))
-    for rel in sorted(set(contents) - set(listed)):
-        problems.append(VerifyProblem(rel, "unexpected"))
-    return problems

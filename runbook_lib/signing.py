@@ -11,6 +11,11 @@ Files beside `runs/<batch>.tar.gz`:
     <batch>.tar.gz.sha256       "<sha256>  <batch>.tar.gz" (written by `audit.archive`)
     <batch>.tar.gz.sha256.sig   the SSH signature of that file (written by `sign_archive`)
 
+What is signed binds the archive to its batch: the `.sha256` line holds the archive's checksum and its
+file name, `<batch>.tar.gz`, the batch id. `check_signature` accepts a signature only for the archive that
+line names, and `archive_reader.verify_archive` holds the archive to it (the name on disk, the one batch
+folder inside, the manifest's `batch`), so a genuinely signed archive of another batch, renamed, fails.
+
 The namespace binds a signature to its purpose: a signature made for another use (git commits, files)
 does not verify here.
 """
@@ -53,7 +58,7 @@ def sign_archive(archive_path: str | Path, key: str | Path) -> Path:
     """Sign the archive's `.sha256` with an SSH private key; returns the signature file.
 
     Args:
-        archive_path: the `.tar.gz` written by `audit.archive` (its `.sha256` must be beside it).
+        archive_path: the `.tar.gz` written by `archive_writer.archive` (its `.sha256` must be beside it).
         key: the private key file (or its `.pub` when the private key is held by ssh-agent).
 
     Raises:
@@ -98,8 +103,9 @@ class SignatureCheck:
 def check_signature(archive_path: str | Path, allowed_signers: str | Path | None) -> SignatureCheck:
     """Check the signature of an archive's `.sha256` against an allowed-signers file.
 
-    The `.sha256` itself is compared with the archive by `audit.verify_archive`; a valid signature over it
-    then proves who vouched for those bytes.
+    The `.sha256` itself is compared with the archive by `archive_reader.verify_archive`; a valid signature
+    over it then proves who vouched for those bytes, under that file name. A signed `.sha256` that names
+    another file than this archive is "invalid" (an archive of another batch, renamed).
 
     Raises:
         AuditError: the allowed-signers file is missing.
@@ -117,6 +123,11 @@ def check_signature(archive_path: str | Path, allowed_signers: str | Path | None
         raise AuditError(f"no allowed-signers file at {allowed}; write one line '<who> <public key>' per signer.")
     if not checksum.is_file():
         return SignatureCheck("invalid", None, f"{checksum.name} is missing, so its signature proves nothing")
+    words = checksum.read_text(encoding="utf-8", errors="replace").split()
+    named = words[1].lstrip("*") if len(words) > 1 else None
+    if named != Path(archive_path).name:
+        return SignatureCheck("invalid", None, f"{checksum.name} vouches for {named!r}, not for this archive "
+                                               f"{Path(archive_path).name!r}: a signature of another archive (or batch)")
     binary = _ssh_keygen()
     found = subprocess.run([binary, "-Y", "find-principals", "-s", str(signature), "-f", str(allowed)],
                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)

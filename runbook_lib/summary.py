@@ -305,6 +305,18 @@ def _yes(value: Any, yes: str = "yes", no: str = "NO") -> str:
     return f"<span class='ok'>{yes}</span>" if value else f"<span class='bad'>{no}</span>"
 
 
+def _edited(manifest: Mapping[str, Any]) -> str:
+    """Files that differ from what the batch recorded, kept by `archive --accept-edits` (`edited_after_run`)."""
+    edits = [e for e in manifest.get("edited_after_run") or [] if isinstance(e, dict)]
+    items = "".join(f"<li><code>{_e(e.get('file'))}</code> {_e(e.get('change'))} after the run (recorded sha256 "
+                    f"<code class='hash'>{_e(e.get('recorded_sha256'))}</code>, now <code class='hash'>"
+                    f"{_e(e.get('sha256'))}</code>; kept by {_e(e.get('accepted_by'))} at {_e(e.get('accepted_at'))})"
+                    + "".join(f"<br>{_e(line)}" for line in e.get("what") or []) + "</li>" for e in edits)
+    return (f"<div class='verdict bad'><b>The evidence changed after the run.</b> {len(edits)} file(s) differ from "
+            f"what the batch recorded and were kept by <code>tfe-runbook archive --accept-edits</code>:"
+            f"<ul>{items}</ul></div>" if edits else "")
+
+
 def _environment(environment: str, data: Mapping[str, Any]) -> str:
     ev = data.get("evidence") or {}
     ws, state, run = ev.get("workspace") or {}, ev.get("state"), ev.get("verifying_run")
@@ -414,7 +426,7 @@ def render(manifest: Mapping[str, Any]) -> str:
                     "notebook, linked above). The evidence below fills in with an apply batch.</p>" + sections)
     title = f"Migration batch {manifest.get('batch')}"
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
-            f"<style>{CSS}</style></head><body><h1>{_e(title)}</h1>{verdict}"
+            f"<style>{CSS}</style></head><body><h1>{_e(title)}</h1>{verdict}{_edited(manifest)}"
             f"<table class='who'>{who}</table>"
             f"<h2>Environments &times; steps</h2><p>Each cell links to the step's executed notebook; its duration "
             f"beside the outcome.</p>{_matrix(manifest)}"

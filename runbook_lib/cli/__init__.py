@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "runbook_lib.cli.demo",
     "runbook_lib.cli.info",
     "runbook_lib.cli.batch",
+    "runbook_lib.cli.evidence",
     "runbook_lib.cli.backend",
     "runbook_lib.cli.sandbox",
 ]

@@ -1,4 +1,4 @@
-"""`tfe-runbook run`, `archive` and `verify`: batches of notebooks and their evidence."""
+"""`tfe-runbook run`: batches of notebooks (their archive and its check: `runbook_lib.cli.evidence`)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import re
 import sys
 from pathlib import Path
 
-from runbook_lib import audit, batch, mapping
-from runbook_lib.errors import AuditError
+from runbook_lib import batch, mapping
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,21 +32,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                      help="extra notebook parameter for every step (e.g. migration_path=cli); repeatable")
     run.set_defaults(func=_run)
-
-    arc = subparsers.add_parser("archive", help="scan a batch for secrets, then pack it as <batch>.tar.gz + sha256")
-    arc.add_argument("batch_dir")
-    arc.add_argument("--include-state", action="store_true", help="also pack the legacy state backups")
-    arc.add_argument("--sign", default="", metavar="KEY",
-                     help="sign the archive's .sha256 with this SSH private key (ssh-keygen -Y sign)")
-    arc.set_defaults(func=_archive)
-
-    ver = subparsers.add_parser("verify", help="recompute every checksum of an archive against its manifest")
-    ver.add_argument("archive")
-    ver.add_argument("--no-sidecar", action="store_true",
-                     help="verify without <archive>.sha256 (then the archive's own checksum is not checked)")
-    ver.add_argument("--allowed-signers", default="", metavar="FILE",
-                     help="require a signature by a key in this ssh-keygen allowed_signers file")
-    ver.set_defaults(func=_verify)
 
 
 def _jobs(value: str) -> int | str:
@@ -119,57 +103,3 @@ def _run(args: argparse.Namespace) -> int:
     print(frame.pivot(index="environment", columns="step", values="status").fillna("-").to_string())
     print(f"\nbatch {result.batch_dir}: summary {result.batch_dir / 'summary.html'}")
     return 0 if result.ok else 1
-
-
-def _archive(args: argparse.Namespace) -> int:
-    result = audit.archive(args.batch_dir, include_state=args.include_state)
-    if result.refreshed:
-        print(f"the manifest was older than the batch ({result.refreshed}); it was rewritten from the ledger "
-              f"first (recorded in its \"refreshed\" field)")
-    print(f"archive {result.path} ({result.files} files, sha256 {result.sha256}); verified")
-    if result.excluded_state_backups:
-        print(f"left out {result.excluded_state_backups} state backup(s); --include-state packs them")
-    _sign(result.path, args.sign)
-    return 0
-
-
-def _sign(archive_path: Path, key: str) -> None:
-    """`archive --sign KEY`: sign the archive's .sha256 (see runbook_lib.signing)."""
-    if key:
-        from runbook_lib import signing
-
-        print(f"signed: {signing.sign_archive(archive_path, key)} (namespace {signing.NAMESPACE})")
-
-
-def _signature(archive_path: str, allowed_signers: str) -> bool:
-    """`verify`: say whether the archive is signed and by whom; False when a required signature fails."""
-    from runbook_lib import signing
-
-    check = signing.check_signature(archive_path, allowed_signers or None)
-    print(f"{archive_path}: {check.detail}")
-    return check.ok or (not allowed_signers and check.status in ("unsigned", "unchecked"))
-
-
-def _verify(args: argparse.Namespace) -> int:
-    archive = Path(args.archive)
-    if not archive.is_file():
-        raise AuditError(f"{archive} does not exist; give the .tar.gz that `tfe-runbook archive` wrote.")
-    sidecar = archive.with_name(archive.name + ".sha256")
-    problems = audit.verify_archive(archive, require_sidecar=not args.no_sidecar)
-    if problems == [audit.VerifyProblem(sidecar.name, "no sidecar")]:
-        raise AuditError(f"{sidecar} is missing, so the archive itself cannot be checked: put the .sha256 that "
-                         f"`tfe-runbook archive` wrote beside it, or run verify --no-sidecar to check only the "
-                         f"files against the manifest inside.")
-    signed = _signature(args.archive, args.allowed_signers)
-    if not problems:
-        print(f"{archive}: every checksum matches its manifest"
-              + ("" if sidecar.is_file() else
-                 f"; NOT checked: the archive's own checksum ({sidecar.name} missing), so a whole archive replaced "
-                 f"by another with a consistent manifest would pass"))
-        if not signed:
-            raise AuditError(f"{args.archive} is not signed by a key in {args.allowed_signers}; nothing in it can be "
-                             f"attributed to its operator.")
-        return 0
-    for problem in problems:
-        print(f"{problem.problem:16} {problem.path}")
-    raise AuditError(f"{archive} does not match its manifest: {len(problems)} problem(s) listed above.")

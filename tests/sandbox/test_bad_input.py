@@ -497,7 +497,7 @@ def c_lock_held_from_another_out(k):
 def c_verify_without_sidecar(k):
     import argparse
 
-    from runbook_lib.cli.batch import _verify
+    from runbook_lib.cli.evidence import _verify
 
     batch = k.tmp / "runs" / "b"
     batch.mkdir(parents=True)
