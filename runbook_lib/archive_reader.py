@@ -73,9 +73,10 @@ def _malformed(archive_path: Path, why: str) -> AuditError:
     return AuditError(f"{archive_path} is not an archive written by `tfe-runbook archive`: {why}.")
 
 
-def _unsafe(archive_path: Path, member: tarfile.TarInfo, why: str) -> AuditError:
+def _unsafe(archive_path: Path, member: tarfile.TarInfo, why: str,
+            rule: str = "holds regular files inside its batch folder only") -> AuditError:
     return AuditError(f"{archive_path} is refused: its member {member.name!r} {why}; an archive written by "
-                      f"`tfe-runbook archive` holds regular files inside its batch folder only (do not extract it).")
+                      f"`tfe-runbook archive` {rule} (do not extract it).")
 
 
 def _check_member(archive_path: Path, member: tarfile.TarInfo) -> None:
@@ -205,8 +206,8 @@ def _members(archive_path: Path, name: str, tar: tarfile.TarFile, capped: _Cappe
             problems.append(VerifyProblem(rel, "unexpected"))
             continue
         if member.size > meta["size"]:
-            raise _unsafe(archive_path, member, f"is {member.size} bytes where its manifest lists {meta['size']}; "
-                                                f"it was not read")
+            raise _unsafe(archive_path, member, f"is {member.size} bytes where its manifest lists {meta['size']}, "
+                                                f"so it was not read", "holds each file at the size its manifest lists")
         seen[rel] = _hash(tar, member)
         if seen[rel] != meta["sha256"]:
             problems.append(VerifyProblem(rel, "changed"))
