@@ -192,7 +192,10 @@ def archive(batch_dir: str | Path, *, include_state: bool = False, extra_tokens:
             written; nothing is left under the archive's name.
     """
     batch_dir = Path(batch_dir)
-    if not batch_dir.is_dir() or batch_dir.is_symlink():
+    if batch_dir.is_symlink():
+        raise AuditError(f"{batch_dir} is a symbolic link (to {os.readlink(batch_dir)}); archive the batch folder "
+                         f"itself, where `tfe-runbook run` wrote it.")
+    if not batch_dir.is_dir():
         raise AuditError(f"{batch_dir} is not a folder; archive a batch folder written by `tfe-runbook run` "
                          f"(runs/<batch>).")
     if not (batch_dir / MANIFEST).is_file() and not (batch_dir / "ledger.sqlite").is_file():

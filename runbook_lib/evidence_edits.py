@@ -154,30 +154,36 @@ def _render(notebook: Path) -> str:
     return audit._html_exporter().from_notebook_node(nbformat.read(notebook, as_version=4))[0]
 
 
-@dataclass
 class _Record:
-    """What the batch recorded: the manifest's listing and when it was written, and the ledger's runs."""
+    """What the batch recorded: the manifest's listing and when it was written, and the ledger's runs
+    (indexed once: a batch of thousands of environments has tens of thousands of runs)."""
 
-    listed: Mapping[str, Any]
-    written: datetime | None
-    runs: list[Any]
+    def __init__(self, listed: Mapping[str, Any], written: datetime | None, runs: Iterable[Any]) -> None:
+        self.listed, self.written = listed, written
+        self._shas: dict[str, list[str]] = {}
+        self._started: dict[tuple[str | None, str | None], datetime] = {}
+        for run in runs:
+            if run.notebook_path and run.notebook_sha256:
+                self._shas.setdefault(run.notebook_path, []).append(run.notebook_sha256)
+            started = _stamp(run.started_at)
+            if started is None:
+                continue
+            folder = audit.env_dirname(run.environment)
+            for key in ((folder, run.step), (folder, None), (None, None)):
+                if key not in self._started or started > self._started[key]:
+                    self._started[key] = started
 
     def notebook_shas(self, rel: str) -> list[str]:
         """The checksums the ledger recorded for a notebook's runs, oldest first."""
-        return [r.notebook_sha256 for r in self.runs if r.notebook_path == rel and r.notebook_sha256]
+        return self._shas.get(rel, [])
 
     def worked_on_since(self, folder: str | None, step: str | None = None) -> bool:
         """Whether the batch started work after the manifest was written: in an environment's folder (any, for
         None) and step (any, for None)."""
         if self.written is None:
             return True  # no manifest yet: everything is the batch's first record
-        for run in self.runs:
-            if (folder and audit.env_dirname(run.environment) != folder) or (step and run.step != step):
-                continue
-            started = _stamp(run.started_at)
-            if started is not None and started >= self.written:
-                return True
-        return False
+        started = self._started.get((folder, step))
+        return started is not None and started >= self.written
 
     def listed_sha(self, rel: str) -> str | None:
         meta = self.listed.get(rel)
@@ -199,8 +205,7 @@ def _record(batch_dir: Path) -> _Record:
     except (OSError, ValueError):
         pass
     ledger = batch_dir / "ledger.sqlite"
-    runs = Ledger(ledger).history() if ledger.is_file() else []
-    return _Record(listed, written, runs)
+    return _Record(listed, written, Ledger(ledger).history() if ledger.is_file() else [])
 
 
 def _is_derived(rel: str) -> bool:
