@@ -442,8 +442,33 @@ def refresh_manifest(batch_dir: str | Path, reasons: list[str]) -> Path:
         known = old.get("environments") if isinstance(old.get("environments"), dict) else {}
         workspaces = {env: ((data.get("evidence") or {}).get("workspace") or {}).get("name")
                       for env, data in known.items() if isinstance(data, dict)}
-        return summary.write_batch_evidence(batch_dir, ledger_path=ledger, steps=steps, mode=mode,
-                                            workspaces=workspaces, parameters=parameters, outcomes=outcomes,
-                                            started_at=started, finished_at=finished, refreshed=note)
-    return write_manifest(batch_dir, parameters=parameters, outcomes=outcomes, started_at=started,
-                          finished_at=finished, refreshed=note)
+        target = summary.write_batch_evidence(batch_dir, ledger_path=ledger, steps=steps, mode=mode,
+                                              workspaces=workspaces, parameters=parameters, outcomes=outcomes,
+                                              started_at=started, finished_at=finished, refreshed=note)
+    else:
+        target = write_manifest(batch_dir, parameters=parameters, outcomes=outcomes, started_at=started,
+                                finished_at=finished, refreshed=note)
+    _keep_who_ran_it(batch_dir, old)
+    return target
+
+
+#: What the manifest says of who ran the batch and with what: a rewrite by `archive` keeps it as the batch wrote it.
+WHO_RAN_IT = ("runbook", "operator", "host", "python")
+
+
+def _keep_who_ran_it(batch_dir: Path, old: Mapping[str, Any]) -> None:
+    """Put back who ran the batch (operator, host, runbook version and commit) after a rewrite by `archive`,
+    recording who rewrote it in `refreshed_by`; summary.html is drawn again when it shows them."""
+    kept = {key: old[key] for key in WHO_RAN_IT if key in old}
+    manifest = json.loads((batch_dir / MANIFEST).read_text(encoding="utf-8"))
+    if not kept or all(manifest.get(key) == value for key, value in kept.items()):
+        return
+    manifest["refreshed_by"] = {key: manifest.get(key) for key in WHO_RAN_IT}
+    manifest.update(kept)
+    if isinstance(manifest.get("steps"), list) and manifest.get("mode"):
+        from runbook_lib import summary
+
+        page = atomic_write(batch_dir / summary.SUMMARY, summary.render(manifest))
+        manifest["files"][summary.SUMMARY] = {"sha256": sha256_file(page), "size": page.stat().st_size,
+                                              "state_backup": False}
+    atomic_write(batch_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")

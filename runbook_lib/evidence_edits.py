@@ -141,8 +141,9 @@ def cell_changes(before: str, after: str) -> tuple[str, ...]:
             lines.append(f"cell {i + 1}: removed")
         else:
             diff = [d for d in difflib.ndiff(old[i], new[i]) if d[:1] in "-+"]
-            lines.append(f"cell {i + 1}: " + "; ".join(_clip(d) for d in diff[:SHOWN_LINES])
-                         + (f"; and {len(diff) - SHOWN_LINES} more lines" if len(diff) > SHOWN_LINES else ""))
+            lines += [f"cell {i + 1}: {_clip(d)}" for d in diff[:SHOWN_LINES]]
+            if len(diff) > SHOWN_LINES:
+                lines.append(f"cell {i + 1}: and {len(diff) - SHOWN_LINES} more lines")
     if len(changed) > SHOWN_CELLS:
         lines.append(f"and {len(changed) - SHOWN_CELLS} more cells")
     return tuple(lines)

@@ -314,7 +314,7 @@ def _edited(manifest: Mapping[str, Any]) -> str:
                     + "".join(f"<br>{_e(line)}" for line in e.get("what") or []) + "</li>" for e in edits)
     return (f"<div class='verdict bad'><b>The evidence changed after the run.</b> {len(edits)} file(s) differ from "
             f"what the batch recorded and were kept by <code>tfe-runbook archive --accept-edits</code>:"
-            f"<ul>{items}</ul></div>" if edits else "")
+            f"<ul style='font-weight:400'>{items}</ul></div>" if edits else "")
 
 
 def _environment(environment: str, data: Mapping[str, Any]) -> str:

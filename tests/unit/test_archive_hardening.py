@@ -304,8 +304,8 @@ def test_archive_refuses_an_executed_notebook_edited_after_its_run(make_batch, c
     [edit] = manifest["edited_after_run"]
     assert edit["file"] == f"{FOLDER}/02_create_workspaces.ipynb" and edit["recorded_by"] == "ledger"
     assert edit["recorded_sha256"] == recorded and edit["sha256"] == audit.sha256_file(notebook)
-    assert any("cell 3" in line and "+ PASS (checked by hand)" in line and "- PASS: 02" in line
-               for line in edit["what"]), edit["what"]
+    assert edit["what"] == ["cell 3: - PASS: 02_create_workspaces for acme-legacy/web",
+                            "cell 3: + PASS (checked by hand): 02_create_workspaces for acme-legacy/web"]
     page = (batch / "summary.html").read_text()
     assert "The evidence changed after the run." in page and "02_create_workspaces.ipynb" in page
     assert "PASS (checked by hand)" in page
@@ -337,10 +337,19 @@ def test_a_step_run_again_after_the_manifest_is_no_edit(make_batch, capsys):
     # A resumed batch ran step 02 again and was killed before its manifest: the ledger vouches for the
     # new notebook, and its HTML copy is the page that notebook renders to.
     batch = make_batch()
+    manifest = json.loads((batch / "manifest.json").read_text())
+    manifest.update(operator="alice", host="jump-1", runbook={"version": "0.0.9", "git_commit": "abc1234"})
+    (batch / "manifest.json").write_text(json.dumps(manifest))  # an earlier version, another operator
     run_step(batch, "02_create_workspaces", verdict="FAIL")
     run_step(batch, "03_migrate_state")
     assert main(["archive", str(batch)]) == 0, capsys.readouterr().err
     assert "rewritten from the ledger" in capsys.readouterr().out
+    # The rewrite says who ran the batch as the batch said it, and who rewrote it apart.
+    manifest = json.loads((batch / "manifest.json").read_text())
+    assert (manifest["operator"], manifest["host"], manifest["runbook"]["git_commit"]) == ("alice", "jump-1", "abc1234")
+    assert manifest["refreshed_by"]["operator"] and manifest["refreshed_by"]["runbook"]["git_commit"] != "abc1234"
+    assert "alice on jump-1" in (batch / "summary.html").read_text()
+    assert manifest["outcomes"][ENV]["02_create_workspaces"] == "failed"
 
 
 # -- what goes in ---------------------------------------------------------------------------------------------------------
