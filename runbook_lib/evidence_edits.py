@@ -11,7 +11,9 @@ otherwise or not at all, the page its notebook renders to now (`audit.notebook_t
 byte for byte). Any other file the manifest lists (a push record, a state backup) must be as listed, unless
 the batch worked on that environment after the manifest was written (a resumed batch that was interrupted).
 Files the batch derives again itself are never edits: the manifest, the summary, the INDEX, ledgers and
-the backups' checksum lists.
+the backups' checksum lists. Evidence removed counts too: a notebook the ledger recorded whose bytes no file
+of its step holds any more, or a file the manifest listed, gone while the batch did not work there (state
+backups excepted: they may be removed once archived).
 
 What changed is shown for notebooks and HTML copies, cell by cell, from the page the run left and the
 page the file renders to now; for other files only the checksums are known.
@@ -45,9 +47,10 @@ class Edit:
 
     Attributes:
         file: its path in the batch folder.
-        change: "changed" (differs from the record) or "added" (no record of it at all).
+        change: "changed" (differs from the record), "added" (no record of it at all) or "removed" (recorded,
+            and gone).
         recorded_sha256: the sha256 the batch recorded (None when "added").
-        sha256: its sha256 now.
+        sha256: its sha256 now (None when "removed").
         recorded_by: where the record is: "ledger", "manifest" or "notebook" (an HTML copy's notebook).
         what: what changed, a few lines (cell by cell for notebooks and HTML copies); may be empty.
     """
@@ -55,7 +58,7 @@ class Edit:
     file: str
     change: str
     recorded_sha256: str | None
-    sha256: str
+    sha256: str | None
     recorded_by: str
     what: tuple[str, ...] = field(default=())
 
@@ -67,6 +70,8 @@ class Edit:
     def sentence(self) -> str:
         record = {"ledger": "the ledger recorded when its step ended", "manifest": "the manifest listed",
                   "notebook": "its notebook renders to"}[self.recorded_by]
+        if self.change == "removed":
+            return f"{self.file}, which {'the ledger recorded' if self.recorded_by == 'ledger' else record}, is gone"
         return (f"{self.file} was added after the run" if self.change == "added"
                 else f"{self.file} differs from what {record}")
 
@@ -174,6 +179,11 @@ class _Record:
                 if key not in self._started or started > self._started[key]:
                     self._started[key] = started
 
+    def recorded_notebooks(self) -> dict[str, list[str]]:
+        """Every notebook inside the batch folder the ledger recorded: path -> checksums, oldest first."""
+        return {rel: shas for rel, shas in self._shas.items()
+                if not rel.startswith("/") and ".." not in rel.split("/")}
+
     def notebook_shas(self, rel: str) -> list[str]:
         """The checksums the ledger recorded for a notebook's runs, oldest first."""
         return self._shas.get(rel, [])
@@ -246,7 +256,33 @@ def find_edits(batch_dir: str | Path, files: Iterable[str]) -> list[Edit]:
             edit = _file_edit(batch_dir, rel, record)
             if edit:
                 edits.append(edit)
-    return edits
+    replaced = {(_canonical(e.file), e.recorded_sha256) for e in notebook_edits.values()}
+    return edits + _removed(batch_dir, files, record, replaced)
+
+
+def _removed(batch_dir: Path, files: list[str], record: _Record, replaced: set[tuple[str, str | None]]) -> list[Edit]:
+    """Evidence gone after the run: a notebook the ledger recorded (no file of its step holds those bytes any
+    more), or a file the manifest listed, while the batch did not work on that environment. State backups may
+    be removed once archived (they may hold the infrastructure's secrets) and are not judged."""
+    kept: dict[str, set[str]] = {}
+    for rel in files:
+        if rel.endswith(".ipynb"):
+            kept.setdefault(_canonical(rel), set()).add(audit.sha256_file(batch_dir / rel))
+    removed = []
+    for rel, shas in sorted(record.recorded_notebooks().items()):
+        folder, _, name = rel.partition("/")
+        if record.worked_on_since(folder, Path(name).stem):
+            continue
+        removed += [Edit(rel, "removed", sha, None, "ledger") for sha in dict.fromkeys(shas)
+                    if sha not in kept.get(rel, set()) and (rel, sha) not in replaced]
+    present = set(files)
+    for rel in sorted(set(record.listed) - present):
+        if rel.endswith(".ipynb") and record.notebook_shas(rel) or _is_derived(rel) or audit._is_state_backup(rel) \
+                or audit.NOT_EVIDENCE & set(rel.split("/")):
+            continue
+        if not record.worked_on_since(rel.partition("/")[0] if "/" in rel else None):
+            removed.append(Edit(rel, "removed", record.listed_sha(rel), None, "manifest"))
+    return removed
 
 
 def _notebook_edit(batch_dir: Path, rel: str, record: _Record) -> Edit | None:

@@ -333,6 +333,21 @@ def test_archive_refuses_edited_html_copies_and_other_evidence(make_batch, capsy
     assert edits[f"{FOLDER}/05_push.json"]["what"] == []
 
 
+def test_archive_refuses_evidence_removed_after_the_run(make_batch, capsys):
+    batch = make_batch()
+    for name in ("01_create_organization.ipynb", "01_create_organization.html", "05_push.json"):
+        (batch / FOLDER / name).unlink()
+    assert main(["archive", str(batch)]) == 1
+    err = _one_sentence(capsys)
+    assert f"{FOLDER}/01_create_organization.ipynb, which the ledger recorded, is gone" in err
+    assert f"{FOLDER}/05_push.json, which the manifest listed, is gone" in err
+    assert main(["archive", str(batch), "--accept-edits"]) == 0
+    removed = {e["file"]: e for e in json.loads((batch / "manifest.json").read_text())["edited_after_run"]}
+    assert {e["change"] for e in removed.values()} == {"removed"} and len(removed) == 3
+    index = (batch / "INDEX.md").read_text()
+    assert "NO executed notebook for step 01" in index and "removed" in index
+
+
 def test_a_step_run_again_after_the_manifest_is_no_edit(make_batch, capsys):
     # A resumed batch ran step 02 again and was killed before its manifest: the ledger vouches for the
     # new notebook, and its HTML copy is the page that notebook renders to.
