@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pandas as pd
 
@@ -285,10 +285,12 @@ def plan(ctx: StepContext) -> pd.DataFrame:
                 rows.append({"object": "commit", "name": record["commit"][:12], "action": "adopt",
                              "detail": f"pushed to {record['branch']} at {record['pushed_at']} (audit trail)"})
             elif co.changed:
-                rows.append({"object": "backend", "name": str(co.root.relative_to(co.path)) or ".", "action": "update",
-                             "detail": co.message})
+                where = co.root.relative_to(co.path).as_posix()
+                rows.append({"object": "backend", "name": "repository root" if where == "." else f"{where}/",
+                             "action": "update", "detail": co.message})
+                subject = commit_message(ctx).splitlines()[0]
                 rows.append({"object": "commit", "name": branch, "action": "create",
-                             "detail": f"{commit_message(ctx)!r}, pushed to {source.repo} {branch}"})
+                             "detail": f"\u201c{subject}\u201d, pushed to {source.repo} {branch}"})
             else:
                 rows.append({"object": "commit", "name": branch, "action": "adopt",
                              "detail": f"{co.message} The branch head is taken as the migration commit."})
@@ -447,7 +449,8 @@ def verify(ctx: StepContext) -> StepResult:
     run = locate_run(ctx.tfe, ws.id, record["commit"], record.get(RUN_ID))
     if run is None:
         return StepResult(False, f"the workspace has no run of the pushed commit {record['commit'][:12]}", evidence)
-    evidence.update(run_id=run.id, run_status=run.get("status"), run_commit=run_commit(ctx.tfe, run))
+    evidence.update(run_id=run.id, run_status=run.get("status"), run_commit=run_commit(ctx.tfe, run),
+                    **_app_links(ctx, run.id))
     legacy_runs = legacy_runs_after_push(ctx, record)
     evidence["legacy_runs_after_push"] = legacy_runs
     if run.get("status") not in DONE_STATUSES:
@@ -482,8 +485,18 @@ def verify(ctx: StepContext) -> StepResult:
     if parsed.output_changes:
         outputs = (f"; only output values change ({', '.join(parsed.output_changes)}): the run waits in "
                    f"{run.get('status')}; apply it to save them (no infrastructure changes) or discard it")
-    return StepResult(True, f"run {run.id} of commit {record['commit'][:12]} planned no changes ({parsed.summary}, "
-                            f"{parsed.source} plan); the legacy environment did not run{outputs}", evidence,
-                      table=parsed.changes)
+    read = "its plan log" if parsed.source == "text" else "its JSON plan"
+    return StepResult(True, f"run {run.id} of commit {record['commit'][:12]} planned no changes "
+                            f"({parsed.summary.rstrip('.')}, read from {read}); the legacy environment did not "
+                            f"run{outputs}", evidence, table=parsed.changes)
+
+
+def _app_links(ctx: StepContext, run_id: str) -> dict[str, str]:
+    """The workspace's and the run's pages on the TFE host, for the auditor's summary: the paths the host's
+    own run notifications link to (`run_url`, `<address>/app/<org>/workspaces/<name>/runs/<run-id>`,
+    notification-configurations.mdx, "Run Notification Payload")."""
+    workspace_url = (f"{ctx.settings.address('tfe')}/app/{quote(ctx.row.new_org, safe='')}/workspaces/"
+                     f"{quote(ctx.row.workspace, safe='')}")
+    return {"workspace_url": workspace_url, "run_url": f"{workspace_url}/runs/{quote(run_id, safe='')}"}
 
 
