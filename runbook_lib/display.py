@@ -383,8 +383,8 @@ def state_match(result: Any) -> Any:
 
 #: What plan mode says where step 5's verify would show the run's plan.
 NO_RUN_IN_PLAN_MODE = ("plan mode: no commit was pushed and no run was started, so there is no plan to show; "
-                       "apply would push the commit, unlock the workspace, wait for the run and pass only if its "
-                       "plan shows no changes")
+                       "apply would push the commit, unlock the workspace, wait for the run and pass only if "
+                       "Terraform plans nothing to change")
 
 
 def plan_evidence(result: Any) -> Any:

@@ -300,8 +300,8 @@ def plan(ctx: StepContext) -> pd.DataFrame:
         rows.append({"object": "workspace lock", "name": ws.id, "action": "update" if ws.get("locked") else "none",
                      "detail": "unlock, so the run the push queues starts" if ws.get("locked") else "not locked"})
     rows.append({"object": "run", "name": ctx.row.workspace_slug, "action": "create",
-                 "detail": f"the push starts it; wait up to {ctx.options.wait_timeout} s; PASS only when its plan has "
-                           f"no changes and the legacy environment did not run"})
+                 "detail": f"the push starts it; apply waits up to {ctx.options.wait_timeout} s, and the step passes "
+                           f"only if Terraform plans nothing to change and the legacy environment did not run"})
     return plan_frame(rows)
 
 
