@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -309,6 +310,13 @@ def _time(stamp: str | None) -> datetime | None:
         return None
 
 
+def anchor(environment: str) -> str:
+    """The page's id of an environment's section: `env-<org>__<env>` (its folder's name), any character
+    outside letters, digits, `.`, `_` and `-` replaced, so no name can shape the page's links."""
+    org, _, env = environment.partition("/")
+    return "env-" + re.sub(r"[^A-Za-z0-9_.-]", "-", f"{org}__{env}")
+
+
 def _short_step(step: str) -> str:
     number, _, name = step.partition("_")
     return f"{number} {name.replace('_', ' ')}"
@@ -450,7 +458,7 @@ def _environment_view(environment: str, data: Mapping[str, Any], mode: str = "ap
                  "reason": fact.get("error")}
                 for step, fact in (data.get("steps") or {}).items()
                 if fact.get("error") and fact.get("status") not in ("passed",)]
-    return {"name": environment, "anchor": f"env-{environment}", "ev": ev, "teams": teams,
+    return {"name": environment, "anchor": anchor(environment), "ev": ev, "teams": teams,
             "has_teams": "teams" in ev, "failures": failures}
 
 
@@ -467,7 +475,7 @@ def render(manifest: Mapping[str, Any]) -> str:
     steps = list(manifest.get("steps") or [])
     day = (_time((manifest.get("ledger") or {}).get("first_started_at")) or _time(manifest.get("started_at"))
            or datetime.min).date().isoformat()
-    matrix = [{"name": e, "anchor": f"env-{e}",
+    matrix = [{"name": e, "anchor": anchor(e),
                "cells": [_cell((d.get("steps") or {}).get(s), mode, day) for s in steps]}
               for e, d in environments.items()]
     sections = [fragment("summary_environment.html.j2", env=_environment_view(e, d, mode))

@@ -449,8 +449,7 @@ def verify(ctx: StepContext) -> StepResult:
     run = locate_run(ctx.tfe, ws.id, record["commit"], record.get(RUN_ID))
     if run is None:
         return StepResult(False, f"the workspace has no run of the pushed commit {record['commit'][:12]}", evidence)
-    evidence.update(run_id=run.id, run_status=run.get("status"), run_commit=run_commit(ctx.tfe, run),
-                    **_app_links(ctx, run.id))
+    evidence.update(run_id=run.id, run_status=run.get("status"), run_commit=run_commit(ctx.tfe, run))
     legacy_runs = legacy_runs_after_push(ctx, record)
     evidence["legacy_runs_after_push"] = legacy_runs
     if run.get("status") not in DONE_STATUSES:
@@ -485,6 +484,7 @@ def verify(ctx: StepContext) -> StepResult:
     if parsed.output_changes:
         outputs = (f"; only output values change ({', '.join(parsed.output_changes)}): the run waits in "
                    f"{run.get('status')}; apply it to save them (no infrastructure changes) or discard it")
+    evidence.update(_app_links(ctx, run.id))  # the run that proved it, on the host, for the auditor
     read = "its plan log" if parsed.source == "text" else "its JSON plan"
     return StepResult(True, f"run {run.id} of commit {record['commit'][:12]} planned no changes "
                             f"({parsed.summary.rstrip('.')}, read from {read}); the legacy environment did not "

@@ -21,26 +21,29 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
-#: A link the pages may carry: a relative path inside the batch, an anchor, or an http(s) URL.
+#: An absolute URL begins with its scheme.
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+#: A relative link the pages may carry: a file of the batch (`<org>__<env>/05_....html`) or an anchor.
+_RELATIVE = re.compile(r"^(?:#[A-Za-z0-9_.-]+|[A-Za-z0-9_~-][A-Za-z0-9_.~-]*(?:/[A-Za-z0-9_~-][A-Za-z0-9_.~-]*)*)$")
 
 
 def href(value: Any) -> str | None:
     """`value` as a link target, or None when it is not one a page should follow.
 
-    Relative paths (`acme__web/05_commit_and_verify.html`), anchors (`#env-...`) and `http(s)://` URLs
-    with a host pass; anything else (`javascript:`, `data:`, `//host`, a backslash, control characters)
-    is refused, so no value can turn a link into a script.
+    A file of the batch (`acme__web/05_commit_and_verify.html`: letters, digits, `_`, `-`, `.`, `~` and
+    `/`, no segment starting with a dot, so no `..`), an anchor (`#env-...`), or an `http(s)://` URL with a
+    host pass; anything else (`javascript:`, `data:`, `//host`, markup, control characters) is refused, so
+    no value can turn a link into a script or point it outside the batch unannounced.
     """
     if value is None:
         return None
     text = str(value)
-    if not text or any(ord(c) < 32 or c in "\\\x7f" for c in text) or text.startswith("//"):
+    if _RELATIVE.match(text):
+        return text
+    if any(ord(c) < 33 or c in "\\\x7f<>\"'`" for c in text):
         return None
-    if _SCHEME.match(text):
-        parts = urlsplit(text)
-        return text if parts.scheme in ("http", "https") and parts.netloc else None
-    return text
+    parts = urlsplit(text)
+    return text if parts.scheme in ("http", "https") and parts.netloc and _SCHEME.match(text) else None
 
 
 def clock(stamp: Any) -> str:

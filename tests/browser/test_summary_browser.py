@@ -137,7 +137,7 @@ def test_summary_page_is_the_manifest_and_its_evidence_is_the_ledger(demo, tmp_p
                 assert "/state/" not in href and href in manifest["files"], href  # archived; no state file
 
             for env in environments:
-                text = page.locator(f"section[id='env-{env}']").inner_text()
+                text = page.locator(f"section[id='{summary.anchor(env)}']").inner_text()
                 three = ledger.passed(env, "03_migrate_state").evidence
                 for fact in (three["legacy_sha256"], three["workspace_sha256"], three["lineage"],
                              three["workspace_id"], three["state_version"]):
