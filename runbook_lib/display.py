@@ -172,10 +172,11 @@ def evidence(result: Any) -> _Shown:
 
 # --- tables ------------------------------------------------------------------------------------------------
 
-#: What a table may take across, in pixels: JupyterLab's output area in a 1,400 px window with its side bar open.
-TABLE_WIDTH = 1150
+#: What a table may take across, in pixels: JupyterLab's output area in a 1,400 px window with its file
+#: browser open is about 950 px wide (measured in Chromium, JupyterLab 4).
+TABLE_WIDTH = 900
 #: Pixels per character at the table's font size (an average of the sans-serif at 12 px), and per cell's padding.
-_CHAR_PX, _PAD_PX = 6.6, 16
+_CHAR_PX, _PAD_PX = 7.0, 16
 #: A column wraps to about this many characters before it asks for more width.
 _WRAP_CHARS = 28
 #: Columns shown in a typewriter font (identifiers a reader compares character by character).
