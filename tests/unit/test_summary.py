@@ -145,7 +145,7 @@ def test_when_covers_every_run_of_a_resumed_batch_and_steps_have_absolute_times(
                            "finished_at": "2999-01-01T00:00:10+00:00"})
     text = " ".join(shown_text(page).split())
     assert f"steps ran from {first} to {last}" in text and "4 step runs in the ledger" in text
-    assert "this run of tfe-runbook run: 2999-01-01T00:00:00+00:00 to 2999-01-01T00:00:10+00:00 (10 s)" in text
+    assert "this run of the batch: 2999-01-01T00:00:00+00:00 to 2999-01-01T00:00:10+00:00 (10 s)" in text
     run = ledger.latest(ENV, STEPS[0], "apply")
     start = run.started_at[11:19]
     assert start in _cell_of(page, "03 migrate state")  # the step's own start (and end) in its cell
