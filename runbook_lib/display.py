@@ -288,6 +288,8 @@ def refusal_line(exc: BaseException, status: str) -> str:
     """The one line a refusal shows: "REFUSED: <reason and fix>" (ANSI red, as JupyterLab shows errors)."""
     if status:
         label = "REFUSED" if status == "refused" else "FAILED"
+    elif f": {WOULD_REFUSE}" in str(exc) and " failed for " in str(exc):  # a plan's verdict: its own words
+        label = LABELS["plan-refused"]
     else:  # no row was open: the verdict cell's own FAIL (already recorded), or a cell run again later
         label = "FAIL" if " failed for " in str(exc) else (
             "REFUSED" if type(exc).__name__ in REFUSAL_ERRORS else "FAILED")

@@ -245,6 +245,20 @@ def test_refusal_in_a_cell_is_one_sentence_and_a_ledger_row(tmp_path, capsys):
         InteractiveShell.clear_instance()
 
 
+def test_a_plan_that_would_refuse_ends_in_plan_words_not_fail(tmp_path, capsys):
+    from runbook_lib.context import record_verdict
+    from runbook_lib.steps import plan_frame, plan_verdict
+
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    refused = plan_verdict(plan_frame([{"object": "workspace", "name": "o/w", "action": "refuse",
+                                        "detail": "holds another lineage"}]))
+    with pytest.raises(StepError) as raised:
+        record_verdict(ledger, ledger.start(SLUG, STEP, "plan"), STEP, SLUG, "plan", refused)
+    assert capsys.readouterr().out.startswith(f"PLAN: APPLY WOULD REFUSE: {STEP} {SLUG} (plan): apply would refuse:")
+    assert display.refusal_line(raised.value, "").startswith("\x1b[1;31mPLAN: APPLY WOULD REFUSE\x1b[0m: ")
+    assert ledger.latest(SLUG, STEP).status == "failed"  # the batch stops there, as apply would
+
+
 def test_plan_verdict_says_apply_would_refuse_when_an_earlier_step_must_run_first():
     from runbook_lib.steps import plan_frame, plan_verdict
 
