@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-from runbook_lib.templates import fragment, render
+from runbook_lib.templates import fragment, href, render
 
 #: Banner colours (background, border, text) by verdict kind.
 COLOURS = {"pass": ("#e8f5e9", "#2e7d32", "#1b5e20"), "fail": ("#ffebee", "#c62828", "#b71c1c"),
@@ -412,13 +412,7 @@ def plan_evidence(result: Any) -> Any:
     changes = fragment_of(table(table_)) if pending else ""
     return _Shown("\n".join([headline, *lines]),
                   render("plan_evidence.html.j2", colour=colour, headline=headline, run_id=ev.get("run_id"),
-                         run_url=_link(ev.get("run_url")), lines=lines, changes=changes))
-
-
-def _link(url: Any) -> str | None:
-    from runbook_lib.templates import href
-
-    return href(url)
+                         run_url=href(ev.get("run_url")), lines=lines, changes=changes))
 
 
 def fragment_of(shown: Any) -> Any:
