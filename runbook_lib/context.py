@@ -274,7 +274,7 @@ def record_verdict(ledger: Ledger, row_id: int, step: str, label: str, mode: str
     """
     ledger.finish(row_id, "passed" if result.passed else "failed", evidence=result.evidence,
                   error=None if result.passed else result.summary)
-    print(f"{'PASS' if result.passed else 'FAIL'}: {step} {label} ({mode}): {result.summary}")
+    print(result.line(f"{step} {label} ({mode})"))  # in its mode's words: PASS, FAIL, PLAN OK, ...
     if not result.passed:
         raise StepError(f"{step} failed for {label}: {result.summary}")
     return result

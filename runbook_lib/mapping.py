@@ -121,13 +121,59 @@ def problems(rows: Iterable[MappingRow]) -> dict[str, list[str]]:
     return found
 
 
-def write_csv(rows: Iterable[MappingRow], path: str | Path | None = None) -> str:
-    """Write the mapping as CSV (to `path` if given); returns the CSV text."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
+#: How a cell begins that a spreadsheet would run as a formula (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> str:
+    """A value as a CSV cell a spreadsheet shows as text (OWASP's rule for CSV injection).
+
+    A value that begins like a formula (`=`, `+`, `-`, `@`, a tab, a carriage return) gets a leading `'`,
+    which spreadsheets take as "this cell is text" and do not show; so does a value that already begins
+    with quotes before such a character, so that `csv_value` gives every value back exactly.
+    """
+    text = "" if value is None else str(value)
+    return "'" + text if text.lstrip("'").startswith(FORMULA_STARTS) else text
+
+
+def csv_value(cell: str) -> str:
+    """The value `csv_cell` wrote: one leading `'` taken off a cell that begins like a formula behind it."""
+    return cell[1:] if cell.startswith("'") and cell.lstrip("'").startswith(FORMULA_STARTS) else cell
+
+
+def unusable_names(rows: Iterable[MappingRow]) -> dict[str, str]:
+    """Rows whose legacy names cannot name an environment in the runbook's requests (not a legacy name, a
+    path segment such as `..`), by slug, with the reason: `read_csv` would refuse them, and no edit of
+    the mapping can fix a name the legacy host gave."""
+    found = {}
     for row in rows:
-        writer.writerow(asdict(row))
+        for name in (row.legacy_org, row.legacy_env):
+            problem = (None if LEGACY_NAME.match(name) else f"{name!r} is not a legacy name (letters, digits, "
+                       f"'-', '_', '.')") or path_segment_problem(name)
+            if problem:
+                found[row.legacy_slug] = problem
+                break
+    return found
+
+
+def write_csv(rows: Iterable[MappingRow], path: str | Path | None = None) -> str:
+    """Write the mapping as CSV (to `path` if given); returns the CSV text.
+
+    Every cell is written so a spreadsheet shows it as text (`csv_cell`), whatever its column. Names are
+    checked here as `read_csv` checks them: a row whose legacy names cannot be used (`unusable_names`) is
+    left out, so the file the survey writes is one `read_csv` accepts; the survey lists such an
+    environment as not ready, with the reason. Workspace names and collisions stay for the operator to
+    edit.
+    """
+    rows = list(rows)
+    unusable = unusable_names(rows)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        if row.legacy_slug not in unusable:
+            record = asdict(row)
+            writer.writerow([csv_cell(record[column]) for column in CSV_COLUMNS])
     text = buffer.getvalue()
     if path is not None:
         Path(path).write_text(text, encoding="utf-8")
@@ -162,7 +208,7 @@ def read_csv(path_or_text: str | Path) -> list[MappingRow]:
         rows, errors, line_of = [], [], {}
         for record in reader:
             line_number = reader.line_num  # physical line (a quoted cell may span lines)
-            values = {k.strip(): (v or "").strip() for k, v in record.items() if k is not None}
+            values = {k.strip(): csv_value((v or "").strip()) for k, v in record.items() if k is not None}
             if [values.get(c, "") for c in CSV_COLUMNS] == list(CSV_COLUMNS):
                 errors.append(f"line {line_number} repeats the header (two files pasted together?); remove it")
                 continue

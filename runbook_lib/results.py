@@ -24,23 +24,38 @@ class StepResult:
         summary: one sentence for the PASS/FAIL line.
         evidence: facts for the ledger (ids, serials, checksums, counts); never a secret.
         table: an optional DataFrame to show.
+        planned: the verdict of a plan (plan mode): it says what apply would do; nothing was done and
+            nothing verified, so it is shown as PLAN OK or "apply would refuse", never PASS.
     """
 
     passed: bool
     summary: str
     evidence: dict[str, Any] = field(default_factory=dict)
     table: Any = None
+    planned: bool = False
+
+    @property
+    def kind(self) -> str:
+        """The verdict's banner kind (`display.verdict_kind`: pass, plan-ok, would-refuse, fail, ...)."""
+        from runbook_lib.display import verdict_kind
+
+        return verdict_kind(self.passed, self.summary, self.planned)
+
+    def line(self, title: str = "") -> str:
+        """The verdict as one plain line in its mode's words ("PASS: <title>: ...", "PLAN OK: ...")."""
+        from runbook_lib.display import LABELS
+
+        return f"{LABELS[self.kind]}: {title + ': ' if title else ''}{self.summary}"
 
     def _repr_html_(self) -> str:
-        """A green (PASS), red (FAIL) or amber (plan mode: apply would refuse) banner, evidence folded."""
-        from runbook_lib.display import banner_html, verdict_kind
+        """A green (PASS), blue (PLAN OK), red (FAIL, apply would refuse) or amber (apply waits for an
+        earlier step) banner, evidence folded."""
+        from runbook_lib.display import banner_html
 
-        return banner_html(verdict_kind(self.passed, self.summary), self.summary, self.evidence)
+        return banner_html(self.kind, self.summary, self.evidence)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        from runbook_lib.display import banner_text, verdict_kind
-
-        printer.text(banner_text(verdict_kind(self.passed, self.summary), self.summary))
+        printer.text(self.line())
 
 
 
@@ -54,20 +69,38 @@ def plan_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=PLAN_COLUMNS)
 
 
+#: The plan table's actions in the words of "apply would ...", in the order a verdict names them.
+_WOULD = {"create": "create", "update": "update", "delete": "delete", "adopt": "adopt", "none": "leave as is"}
+
+
+def would_do(counts: dict[str, int]) -> str:
+    """A plan's action counts as words: "apply would create 2, update 1 and leave 1 as is"."""
+    if not counts:
+        return "apply would do nothing"
+    order = [a for a in _WOULD if a in counts] + sorted(a for a in counts if a not in _WOULD)
+    parts = [f"{_WOULD.get(a, a)} {counts[a]}" if a != "none" else f"leave {counts[a]} as is" for a in order]
+    return "apply would " + (", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0])
+
+
 def plan_verdict(frame: pd.DataFrame) -> StepResult:
-    """The verdict of a step run in plan mode: PASS when apply would refuse nothing; nothing was changed."""
+    """The verdict of a step run in plan mode (`planned`): it says what apply would do, and passes when
+    apply would refuse nothing (the batch then runs the next step); nothing was changed or verified.
+
+    Its evidence is the plan's action counts under `would` (never under `plan`, which is what a run's
+    plan counted: only a real run's plan may say "no changes").
+    """
     refused = refusals(frame)
-    counts = frame["action"].value_counts().to_dict() if len(frame) else {}
-    summary = ", ".join(f"{n} {action}" for action, n in sorted(counts.items())) or "nothing to do"
+    counts = {str(k): int(v) for k, v in frame["action"].value_counts().to_dict().items()} if len(frame) else {}
     if refused:
-        return StepResult(False, "apply would refuse: " + "; ".join(refused), {"plan": counts})
+        return StepResult(False, "apply would refuse: " + "; ".join(refused), {"would": counts}, planned=True)
     # Rows that wait for an earlier step (a plan batch runs before anything is applied): apply would refuse
     # now, so the verdict says so, and passes, since the plan itself found nothing wrong.
     waiting = [f"{r['object']} {r['name']}: {r['detail']}" for r in frame.to_dict("records")
                if r["action"] == "none" and WAITS_FOR_EARLIER_STEP in str(r["detail"])]
     if waiting:
-        return StepResult(True, "apply would refuse: " + "; ".join(waiting), {"plan": counts, "waits": waiting})
-    return StepResult(True, f"plan: {summary}; nothing was changed (plan mode)", {"plan": counts})
+        return StepResult(True, "apply would refuse: " + "; ".join(waiting), {"would": counts, "waits": waiting},
+                          planned=True)
+    return StepResult(True, f"{would_do(counts)}; nothing was changed (plan mode)", {"would": counts}, planned=True)
 
 
 def refusals(frame: pd.DataFrame) -> list[str]:

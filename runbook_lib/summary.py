@@ -2,37 +2,60 @@
 
 `write_batch_evidence` (called by the batch runner at the end of every run) collects the facts of the
 batch from the ledger and the audit trail into the manifest, then renders `summary.html` from the
-manifest alone (`render`), so the page can hold nothing the manifest does not. The facts:
+manifest alone (`render`, the template `templates/summary.html.j2`), so the page can hold nothing the
+manifest does not. The facts:
 
-- who ran it (operator, host, runbook version and git commit), when, in which mode;
-- per environment and step: outcome, start, finish, duration, the executed notebook and its HTML copy;
+- who ran it (operator, host, runbook version and git commit), in which mode, and when: the first and
+  last step of the ledger (every run of a resumed batch) beside this run's own start and end;
+- per environment and step: outcome (in plan mode "plan ok" or "would refuse", never "passed"), absolute
+  start and finish, duration, the failure's reason, the executed notebook and its HTML copy;
+- per step, its effective parameters (the notebook's defaults and the values the batch gave), read from
+  the executed notebooks;
 - per environment, the evidence itself: the legacy state's serial, lineage and sha256 and the migrated
-  state's, and whether they are identical; the workspace and its id; the verifying run, its commit and
-  "no changes"; the legacy VCS unlink; the deletion time, the confirmation text and who gave it; the
-  state backups' checksums, written to `<org>__<env>/backups.sha256` (the backups themselves stay out of
-  the archive: they may hold the infrastructure's secrets).
+  state's, and whether they are identical; the workspace, its id and its page on the TFE host; the
+  verifying run (linked), its commit and "no changes"; the teams step 2 proved; the legacy VCS unlink;
+  the deletion time, the confirmation text and who gave it; the state backups' checksums, written to
+  `<org>__<env>/backups.sha256` (the backups themselves stay out of the archive: they may hold the
+  infrastructure's secrets).
 
 The page is one self-contained HTML file (inline CSS, the timeline as inline SVG: no script, no
-download, it prints as it shows) readable at 1400 px.
+download, it prints as it shows) readable at 1400 px. It reads the manifest and nothing of the steps'
+logic: every value it prints is escaped by the template, and links pass `templates.href`.
 """
 
 from __future__ import annotations
 
-import html
+import ast
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from runbook_lib import catalog
 from runbook_lib.catalog import RUN
+from runbook_lib.display import outcome_label
+from runbook_lib.templates import fragment, render as render_template
 
 SUMMARY = "summary.html"
 BACKUP_CHECKSUMS = "backups.sha256"
-STEP_OUTCOME_COLOURS = {"passed": "#c8e6c9", "failed": "#ffcdd2", "refused": "#ffe0b2",
-                        "skipped": "#e0e0e0", "running": "#fff9c4"}
-BAR_COLOURS = {"passed": "#43a047", "failed": "#e53935", "refused": "#fb8c00", "skipped": "#9e9e9e",
-               "running": "#fdd835"}
+#: A step's outcome (in its mode's words, `display.outcome_label`) -> its colour on the page.
+OUTCOME_COLOURS = {"passed": "#c8e6c9", "plan ok": "#bbdefb", "failed": "#ffcdd2", "would refuse": "#ffcdd2",
+                   "refused": "#ffe0b2", "skipped": "#e0e0e0", "running": "#fff9c4"}
+BAR_COLOURS = {"passed": "#43a047", "plan ok": "#1e88e5", "failed": "#e53935", "would refuse": "#e53935",
+               "refused": "#fb8c00", "skipped": "#9e9e9e", "running": "#fdd835"}
+#: The timeline's legend: an apply batch's outcomes, a plan batch's.
+LEGEND = {False: ("passed", "failed", "refused", "skipped", "running"),
+          True: ("plan ok", "would refuse", "failed", "refused", "skipped", "running")}
+#: Kept for callers of the bare page (`write_summary_html`): ledger status -> colour.
+STEP_OUTCOME_COLOURS = {k: v for k, v in OUTCOME_COLOURS.items() if k in ("passed", "failed", "refused", "skipped",
+                                                                          "running")}
+#: Parameters the batch sets per environment and run (`batch.BATCH_SET_PARAMETERS`): the page shows them
+#: elsewhere (the mapping's names, the mode, the folders), not among a step's parameters.
+PER_ENVIRONMENT_PARAMETERS = ("legacy_org", "legacy_env", "new_org", "workspace", "mode", "audit_root", "ledger_path",
+                              "batch_id", "confirm", "interactive")
+#: A failed step's reason in its cell of the matrix (the whole of it is in the environment's evidence).
+REASON_IN_CELL = 180
 
 
 def write_summary_html(batch_dir: str | Path, matrix: Mapping[str, Mapping[str, str]], steps: Iterable[str],
@@ -46,20 +69,10 @@ def write_summary_html(batch_dir: str | Path, matrix: Mapping[str, Mapping[str, 
         steps: column order.
     """
     steps = list(steps)
-    head = "".join(f"<th>{html.escape(s)}</th>" for s in steps)
-    rows = []
-    for environment in sorted(matrix):
-        cells = []
-        for step in steps:
-            status = matrix[environment].get(step, "")
-            colour = STEP_OUTCOME_COLOURS.get(status, "#ffffff")
-            cells.append(f'<td style="background:{colour}">{html.escape(status or "-")}</td>')
-        rows.append(f"<tr><th>{html.escape(environment)}</th>{''.join(cells)}</tr>")
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #999;"
-            "padding:4px 8px}</style></head><body>"
-            f"<h1>{html.escape(title)}: {html.escape(Path(batch_dir).name)}</h1>"
-            f"<table><tr><th>environment</th>{head}</tr>{''.join(rows)}</table></body></html>\n")
+    rows = [(environment, [(matrix[environment].get(step, ""),
+                            STEP_OUTCOME_COLOURS.get(matrix[environment].get(step, ""), "#ffffff")) for step in steps])
+            for environment in sorted(matrix)]
+    page = render_template("summary_bare.html.j2", title=title, batch=Path(batch_dir).name, steps=steps, rows=rows)
     target = Path(batch_dir) / SUMMARY
     target.write_text(page, encoding="utf-8")
     return target
@@ -73,7 +86,7 @@ def _step_facts(batch_dir: Path, run: Any) -> dict[str, Any]:
     return {"status": run.status, "started_at": run.started_at, "finished_at": run.finished_at,
             "duration_s": round(run.duration_s, 2) if run.duration_s is not None else None,
             "notebook": notebook, "html": page if page and (batch_dir / page).is_file() else None,
-            "error": run.error}
+            "error": run.error, "waits": bool((run.evidence or {}).get("waits"))}
 
 
 def write_backup_checksums(batch_dir: Path, environment: str) -> tuple[str | None, list[dict[str, Any]]]:
@@ -118,6 +131,8 @@ def environment_evidence(runs: Mapping[str, Any], workspace: str | None) -> dict
                                    ev(catalog.DELETE_LEGACY_ENVIRONMENT))
     facts: dict[str, Any] = {"workspace": {"name": workspace,
                                            "id": two.get("workspace_id") or three.get("workspace_id")}}
+    if five.get("workspace_url"):
+        facts["workspace"]["url"] = five["workspace_url"]
     if "teams" in two:  # teams step 2 proved on the workspace: name -> access, members, not_members
         facts["teams"] = two["teams"]
     if "legacy_sha256" in three:  # a plan batch's rows hold plan counts only
@@ -133,6 +148,8 @@ def environment_evidence(runs: Mapping[str, Any], workspace: str | None) -> dict
                                   "run_commit": five.get("run_commit"), "plan": plan,
                                   "no_changes": five.get("has_changes") is False,
                                   "legacy_runs_after_push": len(five.get("legacy_runs_after_push") or [])}
+        if five.get("run_url"):
+            facts["verifying_run"]["url"] = five["run_url"]
     if "vcs" in four:
         previous = four.get("previous_vcs") or {}
         decision = four.get("confirmation") or {}
@@ -151,9 +168,81 @@ def environment_evidence(runs: Mapping[str, Any], workspace: str | None) -> dict
     return facts
 
 
+def notebook_parameters(notebook: Path) -> dict[str, dict[str, Any]]:
+    """A step's effective parameters from its executed notebook: the defaults of its cell tagged
+    `parameters` (literal values; others as their source text) overridden by what papermill injected.
+
+    Returns:
+        name -> {"value": ..., "given": whether the batch gave it}; {} when the notebook cannot be read.
+    """
+    try:
+        document = json.loads(notebook.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    found: dict[str, dict[str, Any]] = {}
+    for cell in document.get("cells") or []:
+        if cell.get("cell_type") != "code" or "parameters" not in ((cell.get("metadata") or {}).get("tags") or []):
+            continue
+        source = "".join(cell.get("source") or [])
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                target, value = node.targets[0].id, node.value
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+                target, value = node.target.id, node.value
+            else:
+                continue
+            try:
+                default = ast.literal_eval(value)
+            except ValueError:
+                default = ast.get_source_segment(source, value)
+            found[target] = {"value": default, "given": False}
+        break
+    given = ((document.get("metadata") or {}).get("papermill") or {}).get("parameters") or {}
+    for name, value in given.items():
+        found[name] = {"value": value, "given": True}
+    return found
+
+
+def step_parameters(batch_dir: Path, latest: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each step's effective parameters over the batch's environments (see `notebook_parameters`), less
+    the ones the batch sets per environment.
+
+    Returns:
+        step -> name -> {"values": the distinct values (one when every environment agrees), "given": the
+        batch gave it to some environment}.
+    """
+    by_step: dict[str, dict[str, dict[str, Any]]] = {}
+    for runs in latest.values():
+        for step, run in runs.items():
+            if not run.notebook_path:
+                continue
+            for name, fact in notebook_parameters(batch_dir / run.notebook_path).items():
+                if name in PER_ENVIRONMENT_PARAMETERS:
+                    continue
+                entry = by_step.setdefault(step, {}).setdefault(name, {"values": [], "given": False})
+                if fact["value"] not in entry["values"]:
+                    entry["values"].append(fact["value"])
+                entry["given"] = entry["given"] or fact["given"]
+    return {step: dict(sorted(names.items())) for step, names in sorted(by_step.items())}
+
+
+def ledger_span(runs: Iterable[Any]) -> dict[str, Any]:
+    """When the batch's steps ran, every run of a resumed batch included: the first start, the last end."""
+    runs = list(runs)
+    starts = [r.started_at for r in runs if r.started_at]
+    ends = [r.finished_at for r in runs if r.finished_at]
+    return {"first_started_at": min(starts) if starts else None, "last_finished_at": max(ends) if ends else None,
+            "step_runs": len(runs)}
+
+
 def batch_facts(batch_dir: str | Path, *, ledger_path: str | Path, steps: Iterable[str], mode: str,
                 workspaces: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The manifest's view of a batch: mode, steps, and per environment its steps and evidence.
+    """The manifest's view of a batch: mode, steps, when, each step's parameters, and per environment its
+    steps and evidence.
 
     Args:
         ledger_path: the batch's ledger.
@@ -166,9 +255,11 @@ def batch_facts(batch_dir: str | Path, *, ledger_path: str | Path, steps: Iterab
     batch_dir = Path(batch_dir)
     steps = list(steps)
     latest: dict[str, dict[str, Any]] = {}
+    ran = []
     for run in Ledger(ledger_path).history():
         if run.mode == mode and run.action == RUN and run.step in steps:
             latest.setdefault(run.environment, {})[run.step] = run  # history is oldest first: the last wins
+            ran.append(run)
     environments = {}
     for environment in sorted(set(latest) | set(workspaces or {})):
         runs = latest.get(environment, {})
@@ -177,7 +268,8 @@ def batch_facts(batch_dir: str | Path, *, ledger_path: str | Path, steps: Iterab
         evidence["backups"] = {"checksums": checksums, "files": backups}
         environments[environment] = {"steps": {s: _step_facts(batch_dir, r) for s, r in runs.items()},
                                      "evidence": evidence}
-    return {"mode": mode, "steps": steps, "environments": environments}
+    return {"mode": mode, "steps": steps, "environments": environments, "ledger": ledger_span(ran),
+            "step_parameters": step_parameters(batch_dir, latest)}
 
 
 def write_batch_evidence(batch_dir: str | Path, *, ledger_path: str | Path, steps: Iterable[str], mode: str,
@@ -211,15 +303,18 @@ def write_batch_evidence(batch_dir: str | Path, *, ledger_path: str | Path, step
 
 # --- the page -----------------------------------------------------------------------------------------------
 
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value))
-
-
 def _time(stamp: str | None) -> datetime | None:
     try:
         return datetime.fromisoformat(stamp) if stamp else None
-    except ValueError:
+    except (TypeError, ValueError):
         return None
+
+
+def anchor(environment: str) -> str:
+    """The page's id of an environment's section: `env-<org>__<env>` (its folder's name), any character
+    outside letters, digits, `.`, `_` and `-` replaced, so no name can shape the page's links."""
+    org, _, env = environment.partition("/")
+    return "env-" + re.sub(r"[^A-Za-z0-9_.-]", "-", f"{org}__{env}")
 
 
 def _short_step(step: str) -> str:
@@ -227,209 +322,175 @@ def _short_step(step: str) -> str:
     return f"{number} {name.replace('_', ' ')}"
 
 
-def _matrix(manifest: Mapping[str, Any]) -> str:
-    steps = manifest.get("steps") or []
-    head = "".join(f"<th>{_e(_short_step(s))}</th>" for s in steps)
-    rows = []
-    for environment, data in manifest.get("environments", {}).items():
-        cells = []
-        for step in steps:
-            fact = (data.get("steps") or {}).get(step)
-            if not fact:
-                cells.append("<td class='st-none'>-</td>")
-                continue
-            label = f"{fact['status']}" + (f" &middot; {fact['duration_s']:.1f} s" if fact.get("duration_s") else "")
-            link = (f"<a href='{_e(fact['html'])}'>{label}</a>" if fact.get("html") else label)
-            tip = _e(fact.get("error") or f"{fact.get('started_at')} to {fact.get('finished_at')}")
-            cells.append(f"<td class='st-{_e(fact['status'])}' title='{tip}'>{link}</td>")
-        rows.append(f"<tr><th scope='row'><a href='#env-{_e(environment)}'>{_e(environment)}</a></th>"
-                    f"{''.join(cells)}</tr>")
-    return (f"<table class='matrix'><thead><tr><th>environment</th>{head}</tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>")
+def _seconds(value: float) -> str:
+    """A duration for a reader: "42 s", "3 min 5 s", "1 h 2 min"."""
+    value = int(round(value))
+    if value < 60:
+        return f"{value} s"
+    if value < 3600:
+        return f"{value // 60} min" + (f" {value % 60} s" if value % 60 else "")
+    return f"{value // 3600} h" + (f" {value % 3600 // 60} min" if value % 3600 // 60 else "")
 
 
-def _timeline(manifest: Mapping[str, Any]) -> str:
+def _cell(fact: Mapping[str, Any] | None, mode: str, day: str) -> dict[str, Any] | None:
+    """One matrix cell: the outcome in its mode's words, when it ran, how long, why it failed."""
+    if not fact:
+        return None
+    label = outcome_label(str(fact.get("status")), mode, fact.get("error"))
+    start, end = _time(fact.get("started_at")), _time(fact.get("finished_at"))
+    when = ""
+    if start:
+        when = start.strftime("%H:%M:%S" if start.date().isoformat() == day else "%Y-%m-%d %H:%M:%S")
+        if end:
+            when += "\u2013" + end.strftime("%H:%M:%S" if end.date() == start.date() else "%Y-%m-%d %H:%M:%S")
+    reason = fact.get("error") if label not in ("passed", "plan ok") else None
+    if reason and len(reason) > REASON_IN_CELL:
+        reason = reason[:REASON_IN_CELL].rstrip() + "\u2026"
+    return {"label": label, "colour": OUTCOME_COLOURS.get(label, "#ffffff"), "html": fact.get("html"),
+            "duration": f"{fact['duration_s']:.1f} s" if fact.get("duration_s") is not None else "", "when": when,
+            "reason": reason, "waits": bool(fact.get("waits")) and label == "plan ok"}
+
+
+#: Tick spacings of the timeline's axis, in seconds: the first that gives at most `_MAX_TICKS` ticks wins.
+_TICK_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+_MAX_TICKS = 8
+
+
+def _tick_label(seconds: int) -> str:
+    if seconds == 0:
+        return "0"
+    if seconds % 3600 == 0:
+        return f"+{seconds // 3600} h"
+    if seconds % 60 == 0:
+        return f"+{seconds // 60} min"
+    return f"+{seconds} s"
+
+
+def axis_ticks(span: float) -> list[tuple[float, str]]:
+    """The timeline's ticks for `span` seconds: round spacings, every label different ("0", "+5 s", ...)."""
+    step = next((s for s in _TICK_STEPS if span / s <= _MAX_TICKS), _TICK_STEPS[-1])
+    return [(float(t), _tick_label(t)) for t in range(0, int(span) + 1, step)]
+
+
+def _timeline(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
     """Environments down, time across, one bar per step run (its outcome's colour, its step number)."""
+    mode = str(manifest.get("mode"))
     bars = []
-    for environment, data in manifest.get("environments", {}).items():
+    for environment, data in (manifest.get("environments") or {}).items():
         for step, fact in (data.get("steps") or {}).items():
             start, end = _time(fact.get("started_at")), _time(fact.get("finished_at"))
             if start and end:
-                bars.append((environment, step, start, end, fact.get("status")))
+                bars.append((environment, step, start, end, outcome_label(str(fact.get("status")), mode,
+                                                                          fact.get("error"))))
     if not bars:
-        return "<p>No step has finished: no timeline.</p>"
+        return None
     origin = min(b[2] for b in bars)
     span = max((max(b[3] for b in bars) - origin).total_seconds(), 1.0)
-    names = list(manifest.get("environments", {}))
+    names = list(manifest.get("environments") or {})
     label_w, width, row_h = 230, 1340, 22
-    height = row_h * len(names) + 30
     scale = (width - label_w - 10) / span
-    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' class='timeline' width='{width}' height='{height}' "
-             f"viewBox='0 0 {width} {height}' role='img' aria-label='timeline of the batch'>"]
-    for i, name in enumerate(names):
-        y = i * row_h
-        parts.append(f"<text x='{label_w - 6}' y='{y + 15}' text-anchor='end' font-size='12'>{_e(name)}</text>")
-        parts.append(f"<line x1='{label_w}' x2='{width - 10}' y1='{y + row_h}' y2='{y + row_h}' stroke='#eee'/>")
-    for environment, step, start, end, status in bars:
-        y = names.index(environment) * row_h + 3
+    drawn = []
+    for environment, step, start, end, label in bars:
         x = label_w + (start - origin).total_seconds() * scale
         w = max((end - start).total_seconds() * scale, 2)
-        seconds = (end - start).total_seconds()
-        parts.append(f"<g><title>{_e(environment)} {_e(step)}: {_e(status)}, {seconds:.1f} s</title>"
-                     f"<rect x='{x:.1f}' y='{y}' width='{w:.1f}' height='{row_h - 6}' rx='2' "
-                     f"fill='{BAR_COLOURS.get(status, '#90a4ae')}'/>"
-                     + (f"<text x='{x + w / 2:.1f}' y='{y + 12}' text-anchor='middle' font-size='10' fill='#fff'>"
-                        f"{_e(step[:2])}</text>" if w > 16 else "") + "</g>")
-    axis_y = row_h * len(names) + 14
-    ticks = 6
-    for k in range(ticks + 1):
-        x = label_w + (width - label_w - 10) * k / ticks
-        anchor = "end" if k == ticks else "middle"
-        parts.append(f"<text x='{x:.1f}' y='{axis_y}' text-anchor='{anchor}' font-size='11' fill='#555'>"
-                     f"+{span * k / ticks:.0f} s</text>")
-    parts.append("</svg>")
-    return "".join(parts)
+        drawn.append({"x": f"{x:.1f}", "y": names.index(environment) * row_h + 3, "w": f"{w:.1f}",
+                      "mid": f"{x + w / 2:.1f}", "number": step[:2] if w > 16 else "",
+                      "colour": BAR_COLOURS.get(label, "#90a4ae"),
+                      "title": f"{environment} {step}: {label}, {(end - start).total_seconds():.1f} s"})
+    ticks = [{"x": f"{label_w + t * scale:.1f}", "label": text,
+              "anchor": "start" if t == 0 else ("end" if label_w + t * scale > width - 40 else "middle")}
+             for t, text in axis_ticks(span)]
+    return {"width": width, "height": row_h * len(names) + 30, "label_w": label_w, "row_h": row_h,
+            "names": [{"name": n, "y": i * row_h} for i, n in enumerate(names)], "bars": drawn, "ticks": ticks,
+            "axis_y": row_h * len(names) + 14, "origin": origin.isoformat(timespec="seconds")}
 
 
-def _legend() -> str:
-    return "".join(f"<span style='background:{colour}'></span>{status}" for status, colour in BAR_COLOURS.items())
-
-
-def _fact_rows(rows: list[tuple[str, Any]]) -> str:
-    return "".join(f"<tr><th>{_e(k)}</th><td>{v}</td></tr>" for k, v in rows)
-
-
-def _yes(value: Any, yes: str = "yes", no: str = "NO") -> str:
-    if value is None:
-        return "<span class='missing'>not recorded</span>"
-    return f"<span class='ok'>{yes}</span>" if value else f"<span class='bad'>{no}</span>"
-
-
-def _edited(manifest: Mapping[str, Any]) -> str:
-    """Files that differ from what the batch recorded, kept by `archive --accept-edits` (`edited_after_run`)."""
-    edits = [e for e in manifest.get("edited_after_run") or [] if isinstance(e, dict)]
-    items = "".join(f"<li><code>{_e(e.get('file'))}</code> {_e(e.get('change'))} after the run (recorded sha256 "
-                    f"<code class='hash'>{_e(e.get('recorded_sha256'))}</code>, now <code class='hash'>"
-                    f"{_e(e.get('sha256'))}</code>; kept by {_e(e.get('accepted_by'))} at {_e(e.get('accepted_at'))})"
-                    + "".join(f"<br>{_e(line)}" for line in e.get("what") or []) + "</li>" for e in edits)
-    return (f"<div class='verdict bad'><b>The evidence changed after the run.</b> {len(edits)} file(s) differ from "
-            f"what the batch recorded and were kept by <code>tfe-runbook archive --accept-edits</code>:"
-            f"<ul style='font-weight:400'>{items}</ul></div>" if edits else "")
-
-
-def _environment(environment: str, data: Mapping[str, Any]) -> str:
-    ev = data.get("evidence") or {}
-    ws, state, run = ev.get("workspace") or {}, ev.get("state"), ev.get("verifying_run")
-    unlink, deletion, backups = ev.get("vcs_unlink"), ev.get("deletion"), ev.get("backups") or {}
-    rows: list[tuple[str, Any]] = [("workspace", f"{_e(ws.get('name'))} <code>{_e(ws.get('id'))}</code>")]
-    if "teams" in ev:
-        from runbook_lib.teams import summary_cell
-
-        rows.append(("teams", _e(summary_cell(ev["teams"]) or "none on the legacy environment")))
-    if state:
-        legacy, migrated = state.get("legacy") or {}, state.get("migrated") or {}
-        rows += [("legacy state", f"serial {_e(legacy.get('serial'))}, lineage <code>{_e(legacy.get('lineage'))}"
-                                  f"</code>, sha256 <code class='hash'>{_e(legacy.get('sha256'))}</code>"),
-                 ("migrated state", f"serial {_e(migrated.get('serial'))}, lineage <code>"
-                                    f"{_e(migrated.get('lineage'))}</code>, sha256 <code class='hash'>"
-                                    f"{_e(migrated.get('sha256'))}</code> (state version "
-                                    f"<code>{_e(migrated.get('state_version'))}</code>)"),
-                 ("identical", _yes(state.get("identical"), "yes, byte for byte", "no (same lineage and resources)")
-                  + f"; {_e(state.get('resources'))} resources")]
-    else:
-        rows.append(("state", "<span class='missing'>step 3 has not passed in apply mode</span>"))
-    if run:
-        plan = run.get("plan") or {}
-        rows += [("verifying run", f"<code>{_e(run.get('run_id'))}</code> of commit <code>{_e(run.get('commit'))}</code>"
-                                   + ("" if run.get("run_commit") == run.get("commit") else
-                                      f" <span class='bad'>(run planned {_e(run.get('run_commit'))})</span>")),
-                 ("plan", _yes(run.get("no_changes"), "no changes", "CHANGES")
-                  + f" ({_e(plan.get('add', 0))} to add, {_e(plan.get('change', 0))} to change, "
-                    f"{_e(plan.get('destroy', 0))} to destroy); legacy runs after the push: "
-                    f"{_e(run.get('legacy_runs_after_push'))}")]
-    else:
-        rows.append(("verifying run", "<span class='missing'>step 5 has not passed in apply mode</span>"))
-    if unlink:
-        rows.append(("legacy VCS unlink", _yes(unlink.get("unlinked"), "unlinked", "STILL LINKED")
-                     + f" from {_e(unlink.get('previous_repo'))} at {_e(unlink.get('at'))} (via {_e(unlink.get('via'))}"
-                       f", confirmed by {_e(unlink.get('confirmed_by'))} via {_e(unlink.get('confirmed_via'))})"))
-    else:
-        rows.append(("legacy VCS unlink", "<span class='missing'>step 4 has not passed in apply mode</span>"))
-    if deletion:
-        rows += [("legacy environment", _yes(deletion.get("deleted"), "deleted", "NOT DELETED")
-                  + f" at {_e(deletion.get('at'))}"),
-                 ("confirmation", f"\u201c{_e(deletion.get('confirmation_text'))}\u201d by "
-                                  f"{_e(deletion.get('confirmed_by'))} via {_e(deletion.get('confirmed_via'))} "
-                                  f"at {_e(deletion.get('confirmed_at'))}"),
-                 ("final backup", f"sha256 <code class='hash'>{_e(deletion.get('final_backup_sha256'))}</code>; same as "
-                                  f"step 3's: {_yes(deletion.get('final_backup_matches_step3'))}")]
-    else:
-        rows.append(("legacy environment", "<span class='missing'>step 6 has not passed in apply mode: not deleted</span>"))
-    if backups.get("checksums"):
-        listed = "".join(f"<li><code>{_e(b['file'])}</code> serial {_e(b.get('serial'))}, sha256 "
-                         f"<code class='hash'>{_e(b['sha256'])}</code>"
-                         + ("" if b["sha256"] == b.get("recorded_sha256") else
-                            " <span class='bad'>differs from its record</span>") + "</li>"
-                         for b in backups.get("files") or [])
-        rows.append(("state backups", f"<a href='{_e(backups['checksums'])}'>{_e(backups['checksums'])}</a> "
-                                      f"(the backups stay out of the archive)<ul>{listed}</ul>"))
-    return (f"<section class='env' id='env-{_e(environment)}'><h3>{_e(environment)}</h3>"
-            f"<table class='facts'>{_fact_rows(rows)}</table></section>")
-
-
-CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1360px;color:#222;
- font-size:14px;line-height:1.4}
-h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:24px 0 8px;border-bottom:1px solid #ddd}
-h3{font-size:15px;margin:16px 0 6px}
-table{border-collapse:collapse} td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
-.who th{background:#f5f5f5;width:170px}
-.matrix td,.matrix th[scope=row]{white-space:nowrap} .matrix a{color:inherit}
-.legend span{display:inline-block;width:12px;height:12px;margin:0 4px 0 12px;vertical-align:middle}
-.st-passed{background:#c8e6c9} .st-failed{background:#ffcdd2} .st-refused{background:#ffe0b2}
-.st-skipped{background:#e0e0e0} .st-running{background:#fff9c4} .st-none{color:#999}
-.facts{width:100%} .facts th{width:170px;background:#fafafa} .facts ul{margin:4px 0;padding-left:18px}
-code{font-size:12px} .hash{word-break:break-all}
-.ok{color:#1b5e20;font-weight:600} .bad{color:#b71c1c;font-weight:700} .missing{color:#8d6e00}
-.verdict{padding:8px 12px;border-left:6px solid;margin:8px 0}
-.verdict.good{background:#e8f5e9;border-color:#2e7d32} .verdict.bad{background:#ffebee;border-color:#c62828}
-@media print{body{margin:0;max-width:none;font-size:11px} a{color:inherit;text-decoration:none}
- .env{break-inside:avoid} svg.timeline{max-width:100%;height:auto}}
-"""
-
-
-def render(manifest: Mapping[str, Any]) -> str:
-    """The summary page of a manifest written by `write_batch_evidence` (pure: same manifest, same page)."""
-    runbook = manifest.get("runbook") or {}
+def _verdict(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The page's first sentence, in the batch's mode's words."""
     environments = manifest.get("environments") or {}
     steps = manifest.get("steps") or []
     complete = [e for e, d in environments.items()
                 if all(((d.get("steps") or {}).get(s) or {}).get("status") == "passed" for s in steps)]
-    verdict = (f"<div class='verdict good'>All {len(environments)} environments passed every step.</div>"
-               if environments and len(complete) == len(environments) else
-               f"<div class='verdict bad'>{len(complete)} of {len(environments)} environments passed every step; "
-               f"not complete: {_e(', '.join(e for e in environments if e not in complete))}.</div>")
-    started, finished = _time(manifest.get("started_at")), _time(manifest.get("finished_at"))
-    took = f" ({(finished - started).total_seconds():.0f} s)" if started and finished else ""
-    who = _fact_rows([
-        ("batch", f"<b>{_e(manifest.get('batch'))}</b>, mode <b>{_e(manifest.get('mode'))}</b>"),
-        ("run by", f"{_e(manifest.get('operator'))} on {_e(manifest.get('host'))}"),
-        ("runbook", f"tfe-runbook {_e(runbook.get('version'))}, commit <code>{_e(runbook.get('git_commit'))}</code>"
-                    f" (Python {_e(manifest.get('python'))})"),
-        ("when", f"{_e(manifest.get('started_at'))} to {_e(manifest.get('finished_at'))}{took}"),
-        ("evidence", "<code>manifest.json</code> (this page is a view of it; sha256 of every file), "
-                     "<code>ledger.sqlite</code>"),
-    ])
-    sections = "".join(_environment(e, d) for e, d in environments.items())
+    missing = [e for e in environments if e not in complete]
     if manifest.get("mode") == "plan":
-        sections = ("<p>A plan batch changes nothing: each step only read and said what apply would do (its "
-                    "notebook, linked above). The evidence below fills in with an apply batch.</p>" + sections)
-    title = f"Migration batch {manifest.get('batch')}"
-    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
-            f"<style>{CSS}</style></head><body><h1>{_e(title)}</h1>{verdict}{_edited(manifest)}"
-            f"<table class='who'>{who}</table>"
-            f"<h2>Environments &times; steps</h2><p>Each cell links to the step's executed notebook; its duration "
-            f"beside the outcome.</p>{_matrix(manifest)}"
-            f"<h2>Timeline</h2><p class='legend'>Each step's run as the ledger timed it, from the batch's first step;"
-            f" the step's number on the wider bars.{_legend()}</p>{_timeline(manifest)}"
-            f"<h2>Evidence per environment</h2>{sections}</body></html>\n")
+        text = (f"Plan batch: nothing was changed and nothing was verified. In {len(complete)} of "
+                f"{len(environments)} environments every step's plan found nothing apply would refuse")
+        return {"kind": "planned" if not missing else "bad", "text": text + (
+            f"; not so: {', '.join(missing)}." if missing else ".")}
+    if environments and not missing:
+        return {"kind": "good", "text": f"All {len(environments)} environments passed every step."}
+    return {"kind": "bad", "text": f"{len(complete)} of {len(environments)} environments passed every step; "
+                                   f"not complete: {', '.join(missing)}."}
+
+
+def _when(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """When the batch ran: every step in the ledger (all runs of a resumed batch) and this run's own times."""
+    ledger = manifest.get("ledger") or {}
+    first, last = _time(ledger.get("first_started_at")), _time(ledger.get("last_finished_at"))
+    started, finished = _time(manifest.get("started_at")), _time(manifest.get("finished_at"))
+    return {"first": ledger.get("first_started_at"), "last": ledger.get("last_finished_at"),
+            "span": _seconds((last - first).total_seconds()) if first and last else "",
+            "step_runs": ledger.get("step_runs"),
+            "started": manifest.get("started_at"), "finished": manifest.get("finished_at"),
+            "took": f"{(finished - started).total_seconds():.0f} s" if started and finished else "",
+            "resumed": bool(first and started and first < started)}
+
+
+def _parameters(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Each step's effective parameters as rows: name, value(s), given by the batch or the default."""
+    rows = []
+    for step, names in (manifest.get("step_parameters") or {}).items():
+        shown = []
+        for name, fact in names.items():
+            values = [repr(v) for v in fact.get("values") or []]  # as the notebook's Python would write them
+            shown.append({"name": name, "values": values, "given": bool(fact.get("given"))})
+        rows.append({"step": _short_step(step), "parameters": shown})
+    return rows
+
+
+def _environment_view(environment: str, data: Mapping[str, Any], mode: str = "apply") -> dict[str, Any]:
+    """What the environment's section shows, from its manifest entry."""
+    ev = data.get("evidence") or {}
+    teams = [{"name": name, "access": (facts or {}).get("access") or "no access",
+              "members": list((facts or {}).get("members") or []), "absent": list((facts or {}).get("not_members") or [])}
+             for name, facts in sorted((ev.get("teams") or {}).items())]
+    failures = [{"step": _short_step(step), "label": outcome_label(str(fact.get("status")), mode, fact.get("error")),
+                 "reason": fact.get("error")}
+                for step, fact in (data.get("steps") or {}).items()
+                if fact.get("error") and fact.get("status") not in ("passed",)]
+    return {"name": environment, "anchor": anchor(environment), "ev": ev, "teams": teams,
+            "has_teams": "teams" in ev, "failures": failures}
+
+
+def _environment(environment: str, data: Mapping[str, Any], mode: str = "apply") -> str:
+    """The evidence section of one environment (HTML)."""
+    return str(fragment("summary_environment.html.j2", env=_environment_view(environment, data, mode)))
+
+
+def _edited(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Files that differ from what the batch recorded, kept by `archive --accept-edits` (`edited_after_run`)."""
+    return [{k: e.get(k) for k in ("file", "change", "recorded_sha256", "sha256", "accepted_by", "accepted_at")}
+            | {"what": list(e.get("what") or [])} for e in manifest.get("edited_after_run") or [] if isinstance(e, dict)]
+
+
+def render(manifest: Mapping[str, Any]) -> str:
+    """The summary page of a manifest written by `write_batch_evidence` (pure: same manifest, same page)."""
+    mode = str(manifest.get("mode"))
+    runbook = manifest.get("runbook") or {}
+    environments = manifest.get("environments") or {}
+    steps = list(manifest.get("steps") or [])
+    day = (_time((manifest.get("ledger") or {}).get("first_started_at")) or _time(manifest.get("started_at"))
+           or datetime.min).date().isoformat()
+    matrix = [{"name": e, "anchor": anchor(e),
+               "cells": [_cell((d.get("steps") or {}).get(s), mode, day) for s in steps]}
+              for e, d in environments.items()]
+    sections = [fragment("summary_environment.html.j2", env=_environment_view(e, d, mode))
+                for e, d in environments.items()]
+    return render_template(
+        "summary.html.j2", title=f"Migration batch {manifest.get('batch')}", mode=mode,
+        batch=manifest.get("batch"), verdict=_verdict(manifest), operator=manifest.get("operator"),
+        host=manifest.get("host"), runbook=runbook, python=manifest.get("python"), when=_when(manifest), day=day,
+        steps=[_short_step(s) for s in steps], matrix=matrix, timeline=_timeline(manifest),
+        legend=[(label, BAR_COLOURS[label]) for label in LEGEND[mode == "plan"]],
+        parameters=_parameters(manifest), sections=sections, refreshed=manifest.get("refreshed"),
+        edited=_edited(manifest)) + "\n"

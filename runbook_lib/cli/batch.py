@@ -7,7 +7,7 @@ import re
 import sys
 from pathlib import Path
 
-from runbook_lib import batch, mapping
+from runbook_lib import batch, display, mapping
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -84,7 +84,9 @@ def _run(args: argparse.Namespace) -> int:
     def progress(outcome: batch.StepOutcome) -> None:
         if outcome.status != "retrying":
             bar.update(1)
-        line = f"{outcome.status.upper():8} {outcome.environment} {outcome.step} ({outcome.seconds:.1f}s)"
+        # In plan mode a step that passed only planned: "PLAN OK", never "PASSED".
+        label = display.outcome_label(outcome.status, args.mode, outcome.error).upper()
+        line = f"{label:8} {outcome.environment} {outcome.step} ({outcome.seconds:.1f}s)"
         if outcome.error and outcome.status in ("failed", "retrying"):
             line += f"\n         {outcome.error}\n         executed notebook: {outcome.notebook}"
         tqdm.write(line, file=sys.stderr)
@@ -100,6 +102,7 @@ def _run(args: argparse.Namespace) -> int:
     result = runner.run()
     bar.close()
     frame = result.frame()
+    frame["status"] = [display.outcome_label(s, args.mode) for s in frame["status"]]
     print(frame.pivot(index="environment", columns="step", values="status").fillna("-").to_string())
     print(f"\nbatch {result.batch_dir}: summary {result.batch_dir / 'summary.html'}")
     return 0 if result.ok else 1

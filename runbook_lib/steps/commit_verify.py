@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pandas as pd
 
@@ -285,10 +285,12 @@ def plan(ctx: StepContext) -> pd.DataFrame:
                 rows.append({"object": "commit", "name": record["commit"][:12], "action": "adopt",
                              "detail": f"pushed to {record['branch']} at {record['pushed_at']} (audit trail)"})
             elif co.changed:
-                rows.append({"object": "backend", "name": str(co.root.relative_to(co.path)) or ".", "action": "update",
-                             "detail": co.message})
+                where = co.root.relative_to(co.path).as_posix()
+                rows.append({"object": "backend", "name": "repository root" if where == "." else f"{where}/",
+                             "action": "update", "detail": co.message})
+                subject = commit_message(ctx).splitlines()[0]
                 rows.append({"object": "commit", "name": branch, "action": "create",
-                             "detail": f"{commit_message(ctx)!r}, pushed to {source.repo} {branch}"})
+                             "detail": f"\u201c{subject}\u201d, pushed to {source.repo} {branch}"})
             else:
                 rows.append({"object": "commit", "name": branch, "action": "adopt",
                              "detail": f"{co.message} The branch head is taken as the migration commit."})
@@ -298,8 +300,8 @@ def plan(ctx: StepContext) -> pd.DataFrame:
         rows.append({"object": "workspace lock", "name": ws.id, "action": "update" if ws.get("locked") else "none",
                      "detail": "unlock, so the run the push queues starts" if ws.get("locked") else "not locked"})
     rows.append({"object": "run", "name": ctx.row.workspace_slug, "action": "create",
-                 "detail": f"the push starts it; wait up to {ctx.options.wait_timeout} s; PASS only when its plan has "
-                           f"no changes and the legacy environment did not run"})
+                 "detail": f"the push starts it; apply waits up to {ctx.options.wait_timeout} s, and the step passes "
+                           f"only if Terraform plans nothing to change and the legacy environment did not run"})
     return plan_frame(rows)
 
 
@@ -482,8 +484,19 @@ def verify(ctx: StepContext) -> StepResult:
     if parsed.output_changes:
         outputs = (f"; only output values change ({', '.join(parsed.output_changes)}): the run waits in "
                    f"{run.get('status')}; apply it to save them (no infrastructure changes) or discard it")
-    return StepResult(True, f"run {run.id} of commit {record['commit'][:12]} planned no changes ({parsed.summary}, "
-                            f"{parsed.source} plan); the legacy environment did not run{outputs}", evidence,
-                      table=parsed.changes)
+    evidence.update(_app_links(ctx, run.id))  # the run that proved it, on the host, for the auditor
+    read = "its plan log" if parsed.source == "text" else "its JSON plan"
+    return StepResult(True, f"run {run.id} of commit {record['commit'][:12]} planned no changes "
+                            f"({parsed.summary.rstrip('.')}, read from {read}); the legacy environment did not "
+                            f"run{outputs}", evidence, table=parsed.changes)
+
+
+def _app_links(ctx: StepContext, run_id: str) -> dict[str, str]:
+    """The workspace's and the run's pages on the TFE host, for the auditor's summary: the paths the host's
+    own run notifications link to (`run_url`, `<address>/app/<org>/workspaces/<name>/runs/<run-id>`,
+    notification-configurations.mdx, "Run Notification Payload")."""
+    workspace_url = (f"{ctx.settings.address('tfe')}/app/{quote(ctx.row.new_org, safe='')}/workspaces/"
+                     f"{quote(ctx.row.workspace, safe='')}")
+    return {"workspace_url": workspace_url, "run_url": f"{workspace_url}/runs/{quote(run_id, safe='')}"}
 
 

@@ -333,7 +333,7 @@ def verify(ctx: StepContext) -> StepResult:
         return StepResult(False, f"{ctx.row.legacy_slug} has no state to compare with")
     ws, current = _workspace_state(ctx)
     if current is None:
-        return StepResult(False, f"workspace {ws.id} has no state")
+        return StepResult(False, f"workspace {ctx.row.workspace_slug} ({ws.id}) has no state")
     stored = ctx.tfe.download_state(current)
     identical = stored == state.data
     if identical:
@@ -359,5 +359,6 @@ def verify(ctx: StepContext) -> StepResult:
     if ctx.options.migration_path == "api" and migrated.serial == legacy.serial and not identical:
         return StepResult(False, "same serial but different bytes on the API path", evidence)
     how = "byte for byte" if identical else "same lineage and resources"
-    return StepResult(True, f"workspace {ws.id} holds the legacy state ({how}, serial {migrated.serial})",
+    return StepResult(True, f"workspace {ctx.row.workspace_slug} ({ws.id}) holds the legacy state ({how}, serial "
+                            f"{migrated.serial})",
                       evidence, table=differences)

@@ -128,16 +128,22 @@ def test_summary_page_is_the_manifest_and_its_evidence_is_the_ledger(demo, tmp_p
             assert str(manifest["runbook"]["git_commit"]) in header and "apply" in header
 
             hrefs = page.eval_on_selector_all("a[href]", "els => els.map(e => e.getAttribute('href'))")
-            assert len(hrefs) == 6 * 7 + 6 + 6  # a notebook per cell, an anchor per row, a checksum file each
+            # a notebook per cell, an anchor per row, a checksum file each, the workspace and its verifying run
+            # on the TFE host each
+            assert len(hrefs) == 6 * 7 + 6 + 6 + 6 * 2
+            tfe = os.environ["TFE_ADDRESS"]
             for href in hrefs:
                 if href.startswith("#"):
                     assert page.locator(f"[id='{href[1:]}']").count() == 1, href
+                    continue
+                if href.startswith(tfe):
+                    assert href.startswith(f"{tfe}/app/acme/workspaces/"), href
                     continue
                 assert (batch / href).is_file(), href
                 assert "/state/" not in href and href in manifest["files"], href  # archived; no state file
 
             for env in environments:
-                text = page.locator(f"section[id='env-{env}']").inner_text()
+                text = page.locator(f"section[id='{summary.anchor(env)}']").inner_text()
                 three = ledger.passed(env, "03_migrate_state").evidence
                 for fact in (three["legacy_sha256"], three["workspace_sha256"], three["lineage"],
                              three["workspace_id"], three["state_version"]):
@@ -145,6 +151,9 @@ def test_summary_page_is_the_manifest_and_its_evidence_is_the_ledger(demo, tmp_p
                 assert f"serial {three['legacy_serial']}" in text and "byte for byte" in text
                 five = ledger.passed(env, "05_commit_and_verify").evidence
                 assert five["run_id"] in text and five["commit"] in text and "no changes" in text
+                assert page.locator(f"section[id='{summary.anchor(env)}'] a[href='{five['run_url']}']").count() == 1
+                for step, fact in manifest["environments"][env]["steps"].items():  # absolute times in each cell
+                    assert fact["started_at"][11:19] in page.locator("table.matrix").inner_text()
                 six_run = ledger.passed(env, "06_delete_legacy_environment")
                 decision = six_run.evidence["confirmation"]
                 assert f"\u201cdelete {env}\u201d by {decision['operator']} via {decision['via']}" in text

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 import pytest
+from hostile_markup import live_markup, shown_text
 
 from runbook_lib import display, gates
 from runbook_lib.context import StepContext, StepResult
@@ -48,39 +50,110 @@ def test_note_and_diff_have_no_quoted_repr():
     assert _pretty(display.note("plan mode: nothing was changed")) == "plan mode: nothing was changed"
     instructions = display.markdown("1. In legacy TFE, open **Integrations**")
     assert _pretty(instructions) == "1. In legacy TFE, open **Integrations**"
-    assert instructions._repr_markdown_() == "1. In legacy TFE, open **Integrations**"
+    assert "<strong>Integrations</strong>" in instructions._repr_html_()  # rendered here, raw HTML escaped
     patch = "--- a/main.tf\n+++ b/main.tf\n@@ -1,3 +1,3 @@\n-    name = \"acme-legacy/web\"\n+    name = \"acme/web\"\n"
     shown = display.diff(patch)
     page = shown._repr_html_()
     assert "background:#e6ffed" in page and "background:#ffeef0" in page  # added green, removed red
-    assert "&quot;acme/web&quot;" in page
+    assert '+    name = "acme/web"' in shown_text(page)
+    assert "</div>\n" not in page  # no white space between the lines of a white-space:pre block
     assert _pretty(shown) == patch
     assert "no change" in display.diff("")._repr_html_()
 
 
-def test_table_wraps_text_blanks_nan_shortens_lineage_and_highlights_not_ready():
+def test_table_is_plain_html_with_inline_styles_full_lineages_and_no_row_numbers():
+    lineage = "56389aa6-1ddc-9949-2cba-b14235e075f0"
+    reason = "locked by alice: unlock it in the legacy UI, then run the preflight again " * 3
     frame = pd.DataFrame([
-        {"environment": "acme-legacy/web", "lineage": "56389aa6-1ddc-9949-2cba-b14235e075f0", "ready": False,
-         "reason": "locked by alice: unlock it in the legacy UI, then run the preflight again " * 3, "serial": math.nan},
+        {"environment": "acme-legacy/web", "lineage": lineage, "ready": False, "reason": reason, "serial": math.nan},
         {"environment": "acme-legacy/db", "lineage": None, "ready": True, "reason": "ready", "serial": 4},
     ])
     shown = display.table(frame, highlight="ready", index="environment")
     page = shown._repr_html_()
-    assert "object at 0x" not in _pretty(shown) and "acme-legacy/web" in _pretty(shown)
-    assert "NaN" not in _pretty(shown) and "None" not in _pretty(shown)
-    assert ">acme-legacy/web<" in page and "index_name" in page  # environment is the index
-    assert "56389aa6...<" in page and "56389aa6-1ddc-9949-2cba-b14235e075f0" in page  # short, full in tooltip
-    assert "nan" not in page.lower().replace("nan;", "") and "None" not in page
-    assert "white-space: pre-wrap" in page
-    import re
-
-    amber = " ".join(sel for sel, body in re.findall(r"([^{}]+)\{([^}]*)\}", page) if "#fff3cd" in body)
-    assert "_row0_col0" in amber and "_row0_col3" in amber and "_row1_" not in amber  # the not-ready row's cells
-    assert ">4<" in page
-    assert ("locked by alice: unlock it in the legacy UI, then run the preflight again " * 3).strip() in page
+    text = _pretty(shown)
+    assert "object at 0x" not in text and "acme-legacy/web" in text and "NaN" not in text and "None" not in text
+    # Untrusted JupyterLab strips <style> elements: everything is inline, nothing in a class or an id.
+    assert "<style" not in page and " id=" not in page and "T_" not in page
+    cells = [c for c in _cells(page)]
+    assert cells[0] == ("th", ["environment", "lineage", "ready", "reason", "serial"])  # no row-number column
+    assert cells[1] == ("tr", ["acme-legacy/web", lineage, "no", reason.strip(), ""])  # the lineage in full
+    assert cells[2] == ("tr", ["acme-legacy/db", "", "yes", "ready", "4"])
+    rows = re.findall(r"<tr style=\"background:([^\"]+)\">", page)
+    assert rows == ["#fff3cd", "transparent"]  # the not-ready row is amber, inline
+    assert "white-space:pre-wrap;overflow-wrap:break-word" in page and "word-break" not in page  # wraps by words
     assert display.table(None) is None
     note = display.note("x")
     assert display.table(note) is note
+
+
+def test_a_wide_table_shows_its_last_columns_below_each_row():
+    wide = pd.DataFrame([{f"column_{i:02d}": f"value {i} " * 4 for i in range(16)} | {"environment": "o/e"}])
+    page = display.table(wide, index="environment")._repr_html_()
+    heads, first = _cells(page)[:2]
+    assert heads[1][0] == "environment" and len(heads[1]) < 17  # some columns folded away ...
+    folded = [f"column_{i:02d}" for i in range(16) if f"column {i:02d}" not in heads[1]]
+    assert folded == sorted(folded) and folded[-1] == "column_15"  # ... the trailing ones
+    for column in folded:  # ... into the line below the row, with their names
+        assert f"{column.replace('_', ' ')}:" in shown_text(page)
+    explicit = display.table(wide, index="environment", details=["column_00"])._repr_html_()
+    assert "column 00" not in _cells(explicit)[0][1] and "column 00:" in shown_text(explicit)
+
+
+def _cells(page: str) -> list[tuple[str, list[str]]]:
+    """(header or row, its cells' text) for each row of a table page (details lines left out)."""
+    from html.parser import HTMLParser
+
+    rows: list[tuple[str, list[str]]] = []
+
+    class Rows(HTMLParser):
+        cell: list[str] | None = None
+        details = False
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "tr":
+                rows.append(("tr", []))
+            elif tag in ("td", "th"):
+                self.details = ("colspan" in dict(attrs))
+                self.cell = []
+                if tag == "th" and rows and not rows[-1][1] and len(rows) == 1:
+                    rows[-1] = ("th", [])
+
+        def handle_endtag(self, tag):
+            if tag in ("td", "th") and self.cell is not None:
+                if not self.details:
+                    rows[-1][1].append("".join(self.cell).strip())
+                self.cell = None
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell.append(data)
+
+    Rows(convert_charrefs=True).feed(page)
+    return [r for r in rows if r[1]]
+
+
+def test_no_fragment_lets_a_hosts_text_become_markup():
+    payload = "<img src=x onerror=alert(1)>\"><svg onload=alert(2)></style><script>alert(3)</script>"
+    result = StepResult(False, payload, {payload: payload, "nested": {"k": [payload]}},
+                        table=pd.DataFrame([{"address": payload, "action": payload}]))
+    five = StepResult(False, payload, {"run_id": payload, "run_url": "javascript:alert(1)", "has_changes": True,
+                                       "plan": {"add": 1, "change": 0, "destroy": 0}, "plan_lines": [payload]},
+                      table=pd.DataFrame([{"address": payload, "action": "create"}]))
+    three = StepResult(False, payload, {"lineage": payload, "legacy_serial": 1, "workspace_serial": 1,
+                                        "resources": payload, "legacy_sha256": payload},
+                       table=pd.DataFrame([{"address": payload, "difference": payload}]))
+    frame = pd.DataFrame([{payload: payload, "ready": False}]).set_index(pd.Index([payload], name="environment"))
+    pages = {"banner": result._repr_html_(), "titled": display.banner_html("fail", payload, {payload: 1}, title=payload),
+             "note": display.note(payload)._repr_html_(), "markdown": display.markdown(
+                 f"1. {payload} [x](javascript:alert(4))")._repr_html_(),
+             "diff": display.diff(f"+{payload}\n-{payload}")._repr_html_(),
+             "evidence": display.evidence(result)._repr_html_(), "table": display.table(frame, highlight="ready",
+                                                                                       details=["ready"])._repr_html_(),
+             "plan": display.plan_evidence(five)._repr_html_(), "state": display.state_match(three)._repr_html_()}
+    for name, page in pages.items():
+        assert live_markup(page) == [], name
+        assert "alert(" in shown_text(page), name  # shown, as text
+    assert "javascript:" not in pages["plan"] and "javascript:" not in pages["markdown"]
 
 
 def _ctx(tmp_path, interactive=True, confirm="") -> StepContext:
@@ -172,6 +245,20 @@ def test_refusal_in_a_cell_is_one_sentence_and_a_ledger_row(tmp_path, capsys):
         InteractiveShell.clear_instance()
 
 
+def test_a_plan_that_would_refuse_ends_in_plan_words_not_fail(tmp_path, capsys):
+    from runbook_lib.context import record_verdict
+    from runbook_lib.steps import plan_frame, plan_verdict
+
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    refused = plan_verdict(plan_frame([{"object": "workspace", "name": "o/w", "action": "refuse",
+                                        "detail": "holds another lineage"}]))
+    with pytest.raises(StepError) as raised:
+        record_verdict(ledger, ledger.start(SLUG, STEP, "plan"), STEP, SLUG, "plan", refused)
+    assert capsys.readouterr().out.startswith(f"PLAN: APPLY WOULD REFUSE: {STEP} {SLUG} (plan): apply would refuse:")
+    assert display.refusal_line(raised.value, "").startswith("\x1b[1;31mPLAN: APPLY WOULD REFUSE\x1b[0m: ")
+    assert ledger.latest(SLUG, STEP).status == "failed"  # the batch stops there, as apply would
+
+
 def test_plan_verdict_says_apply_would_refuse_when_an_earlier_step_must_run_first():
     from runbook_lib.steps import plan_frame, plan_verdict
 
@@ -183,7 +270,13 @@ def test_plan_verdict_says_apply_would_refuse_when_an_earlier_step_must_run_firs
     assert display.verdict_kind(result.passed, result.summary) == "would-refuse"
     fine = plan_verdict(plan_frame([{"object": "legacy vcs link", "name": "o/e", "action": "none",
                                      "detail": "already unlinked"}]))
-    assert fine.passed and fine.summary.startswith("plan: 1 none")
+    assert fine.passed and fine.planned and fine.summary == "apply would leave 1 as is; nothing was changed (plan mode)"
+    assert fine.kind == "plan-ok" and _pretty(fine).startswith("PLAN OK: apply would")  # never PASS
+    assert "runbook-plan-ok" in fine._repr_html_() and "PASS" not in fine._repr_html_()
+    assert fine.evidence == {"would": {"none": 1}}  # not "plan": that is what a run's plan counted
+    several = plan_verdict(plan_frame([{"object": o, "name": "n", "action": a, "detail": ""} for o, a in
+                                       [("a", "create"), ("b", "create"), ("c", "update"), ("d", "adopt")]]))
+    assert several.summary.startswith("apply would create 2, update 1 and adopt 1;")
     refused = plan_verdict(plan_frame([{"object": "state", "name": "o/e", "action": "refuse", "detail": "lineage"}]))
     assert not refused.passed and display.verdict_kind(refused.passed, refused.summary) == "plan-refused"
 
@@ -207,3 +300,24 @@ def test_live_status_prints_outside_a_kernel_and_verify_words(capsys):
     shown = display.plan_evidence(five)
     assert _pretty(shown).splitlines()[0] == "Plan: 0 to add, 0 to change, 0 to destroy (no changes)"
     assert "No changes. Infrastructure is up-to-date." in shown._repr_html_() and "<table" not in shown._repr_html_()
+    assert "font-family:monospace" in shown._repr_html_()  # Terraform's own output in Terraform's font
+
+
+def test_a_plan_never_says_no_changes():
+    from runbook_lib.steps import plan_frame, plan_verdict
+
+    # step 5 in plan mode for a workspace that does not exist: the plan counts what apply would do
+    planned = plan_verdict(plan_frame([
+        {"object": "workspace", "name": "o/w", "action": "none",
+         "detail": "does not exist yet: steps 02-04 first (apply refuses until then)"},
+        {"object": "run", "name": "o/w", "action": "create", "detail": "the push starts it"}]))
+    shown = display.plan_evidence(planned)
+    for text in (_pretty(shown), shown._repr_html_(), _pretty(planned), planned._repr_html_()):
+        assert "no changes" not in text.lower() and "PASS" not in text and "Plan: 0 to add" not in text
+    assert "no run was started" in _pretty(shown)
+    # a plan that would refuse nothing at all still says PLAN OK, and that no run was started
+    clean = plan_verdict(plan_frame([{"object": "run", "name": "o/w", "action": "create", "detail": "x"}]))
+    assert clean.kind == "plan-ok" and "no run was started" in _pretty(display.plan_evidence(clean))
+    # and a run's verdict without its plan's facts says its own summary, not a made-up count
+    assert _pretty(display.plan_evidence(StepResult(False, "run run-1 is still planning", {"run_id": "run-1"}))) \
+        == "run run-1 is still planning"
