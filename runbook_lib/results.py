@@ -24,23 +24,34 @@ class StepResult:
         summary: one sentence for the PASS/FAIL line.
         evidence: facts for the ledger (ids, serials, checksums, counts); never a secret.
         table: an optional DataFrame to show.
+        waits_for_operator: the step needs the operator's hand before it can prove anything (an action in the
+            legacy UI, then a confirmation): recorded as WAITING, neither passed nor failed; `summary` says
+            what to do.
     """
 
     passed: bool
     summary: str
     evidence: dict[str, Any] = field(default_factory=dict)
     table: Any = None
+    waits_for_operator: bool = False
+
+    @property
+    def kind(self) -> str:
+        """The banner kind (`runbook_lib.display.COLOURS`)."""
+        from runbook_lib.display import verdict_kind
+
+        return "waiting" if self.waits_for_operator else verdict_kind(self.passed, self.summary)
 
     def _repr_html_(self) -> str:
-        """A green (PASS), red (FAIL) or amber (plan mode: apply would refuse) banner, evidence folded."""
-        from runbook_lib.display import banner_html, verdict_kind
+        """A green (PASS), red (FAIL) or amber (WAITING; plan mode: apply would refuse) banner, evidence folded."""
+        from runbook_lib.display import banner_html
 
-        return banner_html(verdict_kind(self.passed, self.summary), self.summary, self.evidence)
+        return banner_html(self.kind, self.summary, self.evidence)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        from runbook_lib.display import banner_text, verdict_kind
+        from runbook_lib.display import banner_text
 
-        printer.text(banner_text(verdict_kind(self.passed, self.summary), self.summary))
+        printer.text(banner_text(self.kind, self.summary))
 
 
 
