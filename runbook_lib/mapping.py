@@ -225,7 +225,7 @@ def problems(rows: Iterable[MappingRow]) -> dict[str, list[str]]:
     rows = list(rows)
     found: dict[str, list[str]] = {r.legacy_slug: [] for r in rows}
     targets: dict[tuple[str, str], list[str]] = {}
-    stems: dict[str, list[str]] = {}
+    stems: dict[str, list[MappingRow]] = {}
     seen: set[str] = set()
     for row in rows:
         issues = found[row.legacy_slug]
@@ -244,19 +244,20 @@ def problems(rows: Iterable[MappingRow]) -> dict[str, list[str]]:
             issues.append(f"{problem}; edit the workspace column")
         issues += fact_problems(row)
         targets.setdefault((row.new_org, row.workspace.lower()), []).append(row.legacy_slug)
-        stems.setdefault(row.workspace.replace("-", "_"), []).append(row.legacy_slug)
-    for stem, slugs in stems.items():
-        if len(set(slugs)) > 1:
-            for slug in slugs:
-                found[slug].append(f"its workspace shares the secret variable names TFE_RUNBOOK_VAR__{stem}__* with "
-                                   f"{', '.join(s for s in slugs if s != slug)}; give one of them another workspace "
-                                   f"name")
+        stems.setdefault(row.workspace.replace("-", "_"), []).append(row)
     for (org, _), slugs in targets.items():
         if len(slugs) > 1:
             for slug in slugs:
                 others = ", ".join(s for s in slugs if s != slug)
                 found[slug].append(f"collides with {others} on one workspace name in {org}; "
                                    f"give one of them another workspace name")
+    for stem, same in stems.items():
+        if len({r.workspace for r in same}) > 1:  # one workspace name is a collision, flagged above
+            for row in same:
+                others = ", ".join(r.legacy_slug for r in same if r.workspace != row.workspace)
+                found[row.legacy_slug].append(f"its workspace shares the names of the variables that hold sensitive "
+                                              f"values (TFE_RUNBOOK_VAR__{stem}__*) with {others}; give one of them "
+                                              f"another workspace name")
     return found
 
 

@@ -474,10 +474,6 @@ def verify(ctx: StepContext) -> StepResult:
     if run is None:
         return StepResult(False, f"the workspace has no run of the pushed commit {record['commit'][:12]}", evidence)
     evidence.update(run_id=run.id, run_status=run.get("status"), run_commit=run_commit(ctx.tfe, run))
-    try:
-        legacy_problems, evidence["legacy_after_push"] = legacy_reaction(ctx, record)
-    except EvidenceError as exc:
-        legacy_problems = [str(exc)]
     if run.get("status") not in DONE_STATUSES:
         return StepResult(False, f"run {run.id} is still {run.get('status')}: run the step again to keep waiting",
                           evidence)
@@ -502,6 +498,10 @@ def verify(ctx: StepContext) -> StepResult:
     if parsed.has_changes:
         return StepResult(False, f"the plan of run {run.id} shows changes ({parsed.summary}); the legacy environment "
                                  f"is kept intact: take the recovery path below", evidence, table=parsed.pending)
+    try:
+        legacy_problems, evidence["legacy_after_push"] = legacy_reaction(ctx, record)
+    except EvidenceError as exc:
+        legacy_problems = [str(exc)]
     if legacy_problems:
         return StepResult(False, "the unlink of step 04 is not proven: " + "; ".join(legacy_problems), evidence,
                           table=parsed.changes)

@@ -99,7 +99,7 @@ def readers_problem(ctx: StepContext) -> str | None:
         except EvidenceError as exc:
             unreadable.append(str(exc))
             continue
-        if ctx.ledger.passed(env, ctx.step, "apply") is not None:
+        if ctx.ledger.passed(env, catalog.DELETE_LEGACY_ENVIRONMENT, "apply") is not None:
             continue  # its own step 6 proved it deleted: it reads nothing any more
         readers.append(env)
     problems = []
