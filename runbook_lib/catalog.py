@@ -168,6 +168,7 @@ class CreateWorkspacesOptions(StepOptions):
     skip_teams: str = ""                     # comma-separated legacy team names
     migration_path: str = "api"
     mapping_csv: str = ""                    # the environment's facts ("" -> <audit_root>/mapping.csv)
+    accept_no_configuration: bool = False    # the legacy host shows no configuration version: no variables to copy
 
     def check(self, step: str) -> None:
         self._choice(step, "existing_team_members", EXISTING_MEMBER_POLICIES)

@@ -41,7 +41,7 @@ from runbook_lib import native, teams
 from runbook_lib.context import StepContext
 from runbook_lib.errors import StepError
 from runbook_lib.jsonapi import Resource
-from runbook_lib.legacy import configuration_variables
+from runbook_lib.legacy import NOT_FOUND, configuration_variables, not_visible
 from runbook_lib.mapping import secret_variable
 from runbook_lib.results import StepResult
 from runbook_lib.steps import plan_frame, refusals
@@ -96,6 +96,18 @@ def legacy_view(ctx: StepContext) -> LegacyView:
         vcs = {"repo": row.vcs_repo.strip(), "branch": row.vcs_branch.strip(),
                "working_directory": row.working_directory.strip().strip("/")}
     cv = ctx.legacy.latest_configuration_version(row.legacy_org, row.legacy_env)
+    if cv is None:
+        # A 404: no configuration version, or an environment this token cannot see. The state read tells them
+        # apart; either way no documented read shows its Terraform variables.
+        read = ctx.legacy.read_state(row.legacy_org, row.legacy_env)
+        if read.found == NOT_FOUND:
+            raise StepError(f"step 2 refused, nothing changed: "
+                            f"{not_visible(row.legacy_slug, read.url, ctx.settings.legacy_token_var)}.")
+        if not ctx.options.accept_no_configuration:
+            raise StepError(f"step 2 refused, nothing changed: the legacy host shows no configuration version of "
+                            f"{row.legacy_slug}, so none of its Terraform variables can be read; check its Variables "
+                            f"page ({ctx.legacy_page('variables')}): if it has none, set accept_no_configuration = "
+                            f"True, else enter them in the workspace by hand and set it.")
     shown = configuration_variables(cv)
     hidden = [{"key": v.key, "value": v.value, "category": v.category, "hcl": False, "sensitive": v.sensitive}
               for v in row.hidden_variables]
@@ -191,11 +203,12 @@ def _read(ctx: StepContext) -> tuple[LegacyView, Resource | None, list[Resource]
 
 def plan(ctx: StepContext) -> pd.DataFrame:
     """What apply would do for the workspace, its lock, its VCS link and its variables."""
-    missing = ctx.facts_missing(*_facts(ctx))
-    if missing:
-        return plan_frame([{"object": "mapping", "name": ctx.row.legacy_slug, "action": "refuse",
-                            "detail": missing}])
-    return _plan_rows(ctx, *_read(ctx))
+    try:
+        read = _read(ctx)
+    except StepError as exc:
+        return plan_frame([{"object": "legacy environment", "name": ctx.row.legacy_slug, "action": "refuse",
+                            "detail": str(exc).removeprefix("step 2 refused, nothing changed: ")}])
+    return _plan_rows(ctx, *read)
 
 
 def _plan_rows(ctx: StepContext, view: LegacyView, ws: Resource | None, ws_vars: list[Resource]) -> pd.DataFrame:
