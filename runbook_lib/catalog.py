@@ -184,7 +184,6 @@ class MigrateStateOptions(StepOptions):
     terraform_bin: str = ""        # the CLI path's Terraform 0.11; "": $TFE_RUNBOOK_TERRAFORM, else the bundled 0.11.11
     git_base_url: str = ""         # clone URL prefix; "": $TFE_RUNBOOK_GIT_BASE
     plugin_dir: str = ""           # `terraform init -plugin-dir`: providers without a download
-    mapping_csv: str = ""          # the environment's facts (the CLI path's repository) ("" -> <audit_root>/mapping.csv)
 
     def check(self, step: str) -> None:
         if self.migration_path not in MIGRATION_PATHS:
@@ -231,6 +230,11 @@ class DeleteLegacyEnvironmentOptions(StepOptions):
     legacy UI after the step's final backup."""
 
     accept_no_final_backup: bool = False   # the environment went before step 6 could back it up: step 3's is the last
+    wait_for_deletion: int = 0             # seconds a confirmed step waits for the deletion to show (0: none)
+
+    def check(self, step: str) -> None:
+        if self.wait_for_deletion < 0:
+            raise ConfigError(f"wait_for_deletion must be 0 or more seconds, not {self.wait_for_deletion!r}.")
 
 
 #: Each step's options; a step not listed (a test's own notebook) takes none.

@@ -233,6 +233,47 @@ def run_with_operator(sandbox: Any, make_runner: Any, confirm_file: Path, *, rou
     return results
 
 
+class OperatorAlongside:
+    """An operator working beside a running batch (benchmarks and long rehearsals): unlinks every environment in
+    the legacy UI before the batch starts, and deletes each one in the UI as soon as its step 6 has taken the
+    final backup (`<batch>/<env>/state/final.json`). The batch then needs the confirm lines (`unlink ...`,
+    `delete ...`) and step 6's `wait_for_deletion`, so one run goes through.
+
+    Use as a context manager around the batch's run.
+    """
+
+    def __init__(self, sandbox: Any, rows: Iterable[Any], batch_dir: Path, *, poll: float = 0.5) -> None:
+        import threading
+
+        self.sandbox, self.rows, self.batch_dir, self.poll = sandbox, list(rows), Path(batch_dir), poll
+        self.deleted: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="operator-alongside", daemon=True)
+
+    def __enter__(self) -> "OperatorAlongside":
+        ui = LegacyUi.for_sandbox(self.sandbox)
+        for row in self.rows:
+            ui.unlink(row.legacy_org, row.legacy_env)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _watch(self) -> None:
+        from runbook_lib.audit import env_dirname
+
+        ui = LegacyUi.for_sandbox(self.sandbox)
+        waiting = {row.legacy_slug: row for row in self.rows}
+        while waiting and not self._stop.wait(self.poll):
+            for slug, row in list(waiting.items()):
+                if (self.batch_dir / env_dirname(slug) / "state" / "final.json").is_file():
+                    ui.delete(row.legacy_org, row.legacy_env)
+                    self.deleted.append(slug)
+                    del waiting[slug]
+
+
 def state_outputs(state: Mapping[str, Any]) -> dict[str, Any]:
     """A state's root outputs as name -> value, for version 3 (0.11: the root module's) and 4 alike."""
     if state.get("version") == 3:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
 import pandas as pd
@@ -305,6 +306,19 @@ def deletion_proof(ctx: StepContext) -> dict[str, Any]:
     return facts
 
 
+def _wait_for_deletion(ctx: StepContext, facts: dict[str, Any], *, clock: Any = time.monotonic,
+                       sleep: Any = time.sleep) -> dict[str, Any]:
+    """Read the deletion's signals again every few seconds, for up to `wait_for_deletion` seconds, while the
+    operator deletes in the UI (a batch announces the environments as their final backups are taken)."""
+    deadline = clock() + ctx.options.wait_for_deletion
+    print(f"waiting up to {ctx.options.wait_for_deletion} s for {ctx.row.legacy_slug} to be deleted in the legacy UI "
+          f"({ctx.legacy_page('settings')})", flush=True)
+    while facts.get("still_there") and clock() < deadline:
+        sleep(min(3.0, max(0.0, deadline - clock())))
+        facts = deletion_proof(ctx)
+    return facts
+
+
 def apply(ctx: StepContext) -> pd.DataFrame:
     """After the operator's confirmation that they deleted it: read the deletion's signals (verify judges them).
 
@@ -326,6 +340,8 @@ def verify(ctx: StepContext) -> StepResult:
     run = step5_evidence(ctx)
     record = final_backup(ctx)
     facts = deletion_proof(ctx)
+    if facts.get("still_there") and decision is not None and ctx.options.wait_for_deletion:
+        facts = _wait_for_deletion(ctx, facts)
     evidence: dict[str, Any] = {
         "deleted": facts["proven"], "proof": facts, "confirmation": decision,
         "step5_run_id": run.evidence.get("run_id") if run else None,

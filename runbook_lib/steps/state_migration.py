@@ -274,19 +274,19 @@ def _terraform_for(ctx: StepContext) -> str:
 
 
 def _checkout(ctx: StepContext, scratch: Path) -> Path:
-    """Clone the environment's repository (the mapping names it: the legacy API does not) for the CLI path."""
-    missing = ctx.facts_missing("vcs_repo", "vcs_branch", "working_directory")
-    if missing:
-        raise StepError(f"the CLI path works in a checkout of the configuration, but {missing}.")
-    repo, branch, workdir = (ctx.row.vcs_repo.strip(), ctx.row.vcs_branch.strip(),
-                             ctx.row.working_directory.strip().strip("/"))
-    if not repo:
-        raise StepError(f"the mapping names no repository for {ctx.row.legacy_slug}, so the CLI path has no "
+    """Clone the configuration for the CLI path: the repository, branch and working directory step 2 gave the
+    workspace (from the mapping and the legacy configuration version; the legacy API shows no VCS link)."""
+    ws = _workspace(ctx)
+    repo = ws.get("vcs-repo") or {}
+    if not repo.get("identifier"):
+        raise StepError(f"workspace {ctx.row.workspace_slug} is linked to no repository, so the CLI path has no "
                         f"configuration to work in; use migration_path = 'api'.")
-    checkout = git.clone(git.repo_url(repo, ctx.options.git_base_url), scratch / "repo", branch)
+    workdir = (ws.get("working-directory") or "").strip("/")
+    checkout = git.clone(git.repo_url(repo["identifier"], ctx.options.git_base_url), scratch / "repo",
+                         repo.get("branch") or "")
     root = checkout / workdir
     if not root.is_dir():
-        raise StepError(f"the working directory {workdir!r} is not in {repo}.")
+        raise StepError(f"the working directory {workdir!r} is not in {repo['identifier']}.")
     return root
 
 

@@ -42,20 +42,26 @@ from runbook_lib.context import StepContext
 from runbook_lib.errors import StepError
 from runbook_lib.jsonapi import Resource
 from runbook_lib.legacy import NOT_FOUND, configuration_variables, not_visible
-from runbook_lib.mapping import secret_variable
-from runbook_lib.results import StepResult
+from runbook_lib.mapping import UNKNOWN, secret_variable
+from runbook_lib.results import WAITS_FOR_EARLIER_STEP, StepResult
 from runbook_lib.steps import plan_frame, refusals
 from runbook_lib.steps.organization import vcs_token_id
 
 EMPTY_SENSITIVE_MARK = "[tfe-runbook: sensitive value not carried over - enter it]"
 COMPARED = ("terraform-version", "working-directory", "auto-apply", "execution-mode")
-#: The mapping's facts step 2 needs (`?` in any of them refuses; `teams` only while teams are carried over).
-FACTS = ("terraform_version", "vcs_repo", "vcs_branch", "working_directory", "sensitive_variables", "env_variables",
-         "teams")
+#: The facts the host also shows (read when the mapping says `?`), and those only the mapping can say (`?` refuses;
+#: `teams` only while teams are carried over).
+HOST_FACTS = ("terraform_version", "vcs_repo", "vcs_branch")
+OPERATOR_FACTS = ("working_directory", "sensitive_variables", "env_variables", "teams")
+FACTS = HOST_FACTS + OPERATOR_FACTS
+
+
+def _operator_facts(ctx: StepContext) -> tuple[str, ...]:
+    return OPERATOR_FACTS if teams.enabled(ctx) else tuple(f for f in OPERATOR_FACTS if f != "teams")
 
 
 def _facts(ctx: StepContext) -> tuple[str, ...]:
-    return FACTS if teams.enabled(ctx) else tuple(f for f in FACTS if f != "teams")
+    return HOST_FACTS + _operator_facts(ctx)
 
 
 def lock_reason(ctx: StepContext) -> str:
@@ -82,38 +88,53 @@ class LegacyView:
 
 
 def legacy_view(ctx: StepContext) -> LegacyView:
-    """Read what the workspace must mirror: the mapping's facts and the host's configuration variables.
+    """Read what the workspace must mirror: the mapping's facts and the host's configuration version.
+
+    The Terraform version, repository and branch are facts the host shows (the state's header, the
+    configuration's `remote_slug` and `git_branch`): the survey writes them into the mapping, and where the
+    mapping still says `?` they are read here. The rest only the mapping can say.
 
     Raises:
-        StepError: the mapping leaves a needed fact unknown (`?`); nothing was changed.
+        StepError: a needed fact is unknown, or the legacy host answers 404 (missing or not visible); nothing
+            was changed.
     """
-    missing = ctx.facts_missing(*_facts(ctx))
+    missing = ctx.facts_missing(*_operator_facts(ctx))
     if missing:
         raise StepError(f"step 2 refused, nothing changed: {missing}.")
     row = ctx.row
-    vcs = None
-    if row.vcs_repo.strip():
-        vcs = {"repo": row.vcs_repo.strip(), "branch": row.vcs_branch.strip(),
-               "working_directory": row.working_directory.strip().strip("/")}
     cv = ctx.legacy.latest_configuration_version(row.legacy_org, row.legacy_env)
-    if cv is None:
-        # A 404: no configuration version, or an environment this token cannot see. The state read tells them
-        # apart; either way no documented read shows its Terraform variables.
+    read = None
+    if cv is None or row.terraform_version.strip() == UNKNOWN:
+        # A 404 on the configuration is "no version, or an environment this token cannot see": the state read
+        # tells them apart (and gives the Terraform version the mapping left unknown).
         read = ctx.legacy.read_state(row.legacy_org, row.legacy_env)
         if read.found == NOT_FOUND:
             raise StepError(f"step 2 refused, nothing changed: "
                             f"{not_visible(row.legacy_slug, read.url, ctx.settings.legacy_token_var)}.")
-        if not ctx.options.accept_no_configuration:
-            raise StepError(f"step 2 refused, nothing changed: the legacy host shows no configuration version of "
-                            f"{row.legacy_slug}, so none of its Terraform variables can be read; check its Variables "
-                            f"page ({ctx.legacy_page('variables')}): if it has none, set accept_no_configuration = "
-                            f"True, else enter them in the workspace by hand and set it.")
+    if cv is None and not ctx.options.accept_no_configuration:
+        raise StepError(f"step 2 refused, nothing changed: the legacy host shows no configuration version of "
+                        f"{row.legacy_slug}, so none of its Terraform variables can be read; check its Variables "
+                        f"page ({ctx.legacy_page('variables')}): if it has none, set accept_no_configuration = "
+                        f"True, else enter them in the workspace by hand and set it.")
+    metadata = (cv or {}).get("metadata") or {}
+    host = {"terraform_version": (read.state.terraform_version if read and read.state else None) or "",
+            "vcs_repo": metadata.get("remote_slug") or "", "vcs_branch": metadata.get("git_branch") or ""}
+    facts = {c: getattr(row, c).strip() if getattr(row, c).strip() != UNKNOWN else host[c] for c in HOST_FACTS}
+    if not facts["terraform_version"]:
+        raise StepError(f"step 2 refused, nothing changed: neither the mapping nor the legacy state says which "
+                        f"Terraform version {row.legacy_slug} runs; write it into the mapping's terraform_version.")
+    if row.vcs_repo.strip() == UNKNOWN and not facts["vcs_repo"]:
+        raise StepError(f"step 2 refused, nothing changed: {ctx.facts_missing('vcs_repo')}.")
+    vcs = None
+    if facts["vcs_repo"]:
+        vcs = {"repo": facts["vcs_repo"], "branch": facts["vcs_branch"],
+               "working_directory": row.working_directory.strip().strip("/")}
     shown = configuration_variables(cv)
     hidden = [{"key": v.key, "value": v.value, "category": v.category, "hcl": False, "sensitive": v.sensitive}
               for v in row.hidden_variables]
     taken = {(v["key"], v["category"]) for v in hidden}
     variables = [v for v in shown if (v["key"], v["category"]) not in taken] + hidden
-    return LegacyView(vcs, row.terraform_version.strip(), variables, (cv or {}).get("version"))
+    return LegacyView(vcs, facts["terraform_version"], variables, (cv or {}).get("version"))
 
 
 def desired(ctx: StepContext, view: LegacyView) -> dict[str, Any]:
@@ -203,6 +224,11 @@ def _read(ctx: StepContext) -> tuple[LegacyView, Resource | None, list[Resource]
 
 def plan(ctx: StepContext) -> pd.DataFrame:
     """What apply would do for the workspace, its lock, its VCS link and its variables."""
+    missing = ctx.facts_missing(*_operator_facts(ctx))
+    if missing:
+        # The operator's part, not a conflict: a plan batch before the mapping is filled in says what apply waits for.
+        return plan_frame([{"object": "mapping", "name": ctx.row.legacy_slug, "action": "none",
+                            "detail": f"{missing} ({WAITS_FOR_EARLIER_STEP})"}])
     try:
         read = _read(ctx)
     except StepError as exc:
