@@ -33,7 +33,6 @@ from runbook_lib.sandbox import errors
 from runbook_lib.sandbox.wire import Request, Response
 
 COOKIE = "_atlas_session"
-_SESSIONS: dict[str, dict[str, str]] = {}
 _LOCK = threading.Lock()
 _STYLE = ("body{font-family:sans-serif;margin:2em;max-width:60em}nav a{margin-right:1em}"
           "section{border:1px solid #ccc;padding:1em;margin:1em 0}table{border-collapse:collapse}"
@@ -52,10 +51,19 @@ def _cookies(req: Request) -> dict[str, str]:
     return found
 
 
+def _sessions(req: Request) -> dict[str, dict[str, str]]:
+    """This server's sessions (sid -> user id and CSRF token), kept on the server object: a restart forgets them."""
+    with _LOCK:
+        if not hasattr(req.app, "ui_sessions"):
+            req.app.ui_sessions = {}
+        return req.app.ui_sessions
+
+
 def _session(req: Request) -> dict[str, str] | None:
     sid = _cookies(req).get(COOKIE, "")
+    sessions = _sessions(req)
     with _LOCK:
-        return _SESSIONS.get(sid) if sid else None
+        return sessions.get(sid) if sid else None
 
 
 def _form(req: Request) -> dict[str, str]:
@@ -106,8 +114,9 @@ def login(req: Request) -> Response:
     if user is None or user["username"] != form.get("username"):
         return _page("Sign in", "<h1>Sign in</h1><p class='flash'>Wrong username or password.</p>", status=401)
     sid = secrets.token_urlsafe(24)
+    sessions = _sessions(req)
     with _LOCK:
-        _SESSIONS[sid] = {"user_id": user["id"], "csrf": secrets.token_urlsafe(24)}
+        sessions[sid] = {"user_id": user["id"], "csrf": secrets.token_urlsafe(24)}
     nxt = form.get("next") or "/"
     if not nxt.startswith("/") or nxt.startswith("//"):
         nxt = "/"  # only a path of this host: no open redirect
@@ -157,7 +166,7 @@ def environments(req: Request, org: str) -> Response:
     req.store.require_legacy_access(org, user)
     items = "".join(f"<li><a href='{_base(org, e['name'])}/settings'>{html.escape(e['name'])}</a></li>"
                     for e in req.store.list_environments(org))
-    return _page(org, f"<h1>{html.escape(org)}: environments</h1><ul>{items or '<li>none</li>'}</ul>")
+    return _page(org, f"<h1>{html.escape(org)}: environments</h1>{_flash(req)}<ul>{items or '<li>none</li>'}</ul>")
 
 
 def settings(req: Request, org: str, env: str) -> Response:
