@@ -107,6 +107,10 @@ class LegacyUi:
         return self._submit(org, env, "integrations", "integrations/link", repo=repo, branch=branch,
                             working_directory=working_directory)
 
+    def lock(self, org: str, env: str, reason: str = "") -> str:
+        """Settings > Environment locking > Lock."""
+        return self._submit(org, env, "settings", "settings/lock", reason=reason)
+
     def unlock(self, org: str, env: str) -> str:
         """Settings > Environment locking > Unlock."""
         return self._submit(org, env, "settings", "settings/unlock")
