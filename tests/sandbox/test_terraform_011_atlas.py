@@ -7,7 +7,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 from sandbox_helpers import Api, create_workspace, doc
 from sandbox_fixtures import create_organization
 
