@@ -59,6 +59,9 @@ class LegacyUi:
 
         self.address = address.rstrip("/")
         self.http = requests.Session()
+        # requests lets REQUESTS_CA_BUNDLE (or CURL_CA_BUNDLE) from the environment override `verify`: a shell whose
+        # bundle names the system CAs would refuse the sandbox's certificate. The sandbox is local: no proxies either.
+        self.http.trust_env = False
         self.http.verify = ca_file or True
         answer = self.http.post(f"{self.address}/login", data={"username": username, "password": password,
                                                                "next": "/"}, allow_redirects=False, timeout=30)
@@ -103,6 +106,10 @@ class LegacyUi:
         """Integrations > link a repository (the way back after a failed step 5)."""
         return self._submit(org, env, "integrations", "integrations/link", repo=repo, branch=branch,
                             working_directory=working_directory)
+
+    def lock(self, org: str, env: str, reason: str = "") -> str:
+        """Settings > Environment locking > Lock."""
+        return self._submit(org, env, "settings", "settings/lock", reason=reason)
 
     def unlock(self, org: str, env: str) -> str:
         """Settings > Environment locking > Unlock."""

@@ -129,16 +129,30 @@ def make_1x_ready(sandbox: Sandbox, env: str, legacy_org: str = "acme-legacy") -
         time.sleep(0.5)
 
 
-def write_operator_mapping(sandbox: Sandbox, audit_root: Path, names, new_org: str = "acme") -> Path:
-    """`<audit_root>/mapping.csv` for seeded environments, with the facts an operator reads off the legacy UI
-    (`rehearsal.operator_rows`): where the steps read them."""
-    from runbook_lib.mapping import MappingRow, workspace_name_for, write_csv
+def operator_mapping_rows(sandbox: Sandbox, names, new_org: str = "acme") -> list:
+    """Mapping rows for seeded environments, as notebook 00's survey and then the operator write them: what the
+    legacy host shows (the Terraform version from the state, repository and branch from the latest configuration
+    version: `inventory.fill_from_host`), then the facts an operator reads off the legacy UI
+    (`rehearsal.operator_rows`)."""
+    from runbook_lib import inventory
+    from runbook_lib.legacy import LegacyClient
+    from runbook_lib.mapping import MappingRow, workspace_name_for
     from runbook_lib.rehearsal import operator_rows
+    from runbook_lib.settings import Settings
+
+    rows = [MappingRow(sandbox.legacy_org, name, new_org, workspace_name_for(name)) for name in names]
+    legacy = LegacyClient(Settings.from_env(dict(sandbox.env)), read_only=True)
+    rows = inventory.fill_from_host(rows, inventory.legacy_environments(legacy, sandbox.legacy_org, rows))
+    return operator_rows(sandbox, rows)
+
+
+def write_operator_mapping(sandbox: Sandbox, audit_root: Path, names, new_org: str = "acme") -> Path:
+    """`<audit_root>/mapping.csv` for seeded environments (`operator_mapping_rows`): where the steps read them."""
+    from runbook_lib.mapping import write_csv
 
     path = Path(audit_root) / "mapping.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = [MappingRow(sandbox.legacy_org, name, new_org, workspace_name_for(name)) for name in names]
-    write_csv(operator_rows(sandbox, rows), path)
+    write_csv(operator_mapping_rows(sandbox, names, new_org), path)
     return path
 
 

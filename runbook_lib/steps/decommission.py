@@ -273,32 +273,46 @@ def deletion_proof(ctx: StepContext) -> dict[str, Any]:
     """Read the three signals of a deletion from the legacy host, afresh (see the module docstring).
 
     Returns:
-        {"state": what the state read found, "listed": still in the states list, "others": how many other
-        environments are listed, "organization_visible": the user read of the organization answered, plus
-        "proven" (all signals), "still_there" (the state still answers) and "unproven" (what is missing).
+        {"state": what the state read found, "listed": still in the states list (None: the list answered 404),
+        "others": how many other environments are listed, "organization_visible": the user read of the
+        organization answered, plus "proven" (all signals, and this audit trail saw the environment: its final
+        backup listed it or step 3 passed), "still_there" (the state still answers) and "unproven" (what is
+        missing).
     """
     read = ctx.legacy.read_state(ctx.row.legacy_org, ctx.row.legacy_env, fresh=True)
-    names = ctx.legacy.environments_with_state(ctx.row.legacy_org)
+    try:
+        names: list[str] | None = ctx.legacy.environments_with_state(ctx.row.legacy_org)
+    except NotFoundError:
+        names = None  # the list itself answers 404: the organization is not visible to the token
     try:
         ctx.legacy.get_user(ctx.row.legacy_org)
         visible = True
     except NotFoundError:
         visible = False
     record = final_backup(ctx) or {}
-    others = len([n for n in names if n != ctx.row.legacy_env])
+    others = len([n for n in names or [] if n != ctx.row.legacy_env])
     listed_before = bool(record.get("was_listed")) and int(record.get("listed_before") or 0) > 0
-    facts: dict[str, Any] = {"state": read.found, "listed": ctx.row.legacy_env in names, "others": others,
-                             "organization_visible": visible, "listed_before": record.get("listed_before")}
+    facts: dict[str, Any] = {"state": read.found, "listed": None if names is None else ctx.row.legacy_env in names,
+                             "others": others, "organization_visible": visible,
+                             "listed_before": record.get("listed_before")}
     unproven = []
     if read.found != NOT_FOUND:
         facts["still_there"] = True
         unproven.append(f"the legacy host still serves its state ({read.found})")
-    if facts["listed"]:
+    if names is None:
+        unproven.append(f"the organization's states list answers 404, so it cannot show that {ctx.row.legacy_env} "
+                        f"left it")
+    elif facts["listed"]:
         unproven.append("the organization's states list still has it")
+    # A 404 for an environment nothing here ever saw is no deletion: the final backup saw it listed, or step 3
+    # backed its state up (the final backup may be missing when accepted).
+    if not (record.get("was_listed") or ctx.ledger.passed(ctx.row.legacy_slug, MIGRATE_STEP, "apply")):
+        unproven.append(f"nothing in this audit trail shows that {ctx.row.legacy_slug} existed (no final backup that "
+                        f"listed it, no PASS of step {MIGRATE_STEP}), so its 404 may mean it never did")
     if not visible:
         unproven.append(f"the token no longer sees organization {ctx.row.legacy_org} (its user read answers 404), so "
                         f"a 404 for the environment proves nothing")
-    if not others and not listed_before:
+    if names is not None and not others and not listed_before:
         unproven.append("the states list is empty and no earlier list of this step showed the environment, so an "
                         "empty list may only mean the token sees nothing")
     facts["unproven"] = unproven
@@ -328,7 +342,8 @@ def apply(ctx: StepContext) -> pd.DataFrame:
     facts = deletion_proof(ctx)
     rows = [{"object": "state read", "name": ctx.row.legacy_slug, "result": facts["state"]},
             {"object": "states list", "name": ctx.row.legacy_org,
-             "result": ("still lists it" if facts["listed"] else "does not list it") + f"; {facts['others']} others"},
+             "result": ("404: not visible" if facts["listed"] is None else "still lists it" if facts["listed"]
+                        else "does not list it") + f"; {facts['others']} others"},
             {"object": "organization", "name": ctx.row.legacy_org,
              "result": "visible to the token" if facts["organization_visible"] else "404: not visible"}]
     return pd.DataFrame(rows, columns=["object", "name", "result"])

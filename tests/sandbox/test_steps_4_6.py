@@ -38,7 +38,7 @@ WRITES = ("POST", "PUT", "PATCH", "DELETE")
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     """A seeded sandbox of this module's own, its variables in os.environ for the module."""
-    with sandbox_in_environ(tmp_path_factory.mktemp("sandbox-4-6"), seed=6) as sb:
+    with sandbox_in_environ(tmp_path_factory.mktemp("sandbox-4-6"), seed=7) as sb:
         yield sb
 
 
