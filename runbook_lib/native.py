@@ -84,7 +84,10 @@ def plan_rows(ctx: StepContext, ws: Resource | None) -> list[dict[str, Any]]:
         return [{"object": "host import", "name": ctx.row.legacy_slug, "action": "refuse", "detail": reason}]
     return [{"object": "host import", "name": ctx.row.legacy_slug, "action": "create",
              "detail": "the host creates the workspace with migration-environment and copies the variables, "
-                       "teams, members, access levels, state and VCS settings; the runbook then locks and proves"}]
+                       "teams, members, access levels, state and VCS settings, and locks the legacy environment; "
+                       "the runbook then locks the workspace and proves. The host refuses while a legacy run is in "
+                       f"progress or another user holds its lock: check in the legacy UI first "
+                       f"({ctx.legacy_page('changes/runs')})"}]
 
 
 def create(ctx: StepContext, attributes: dict[str, Any], vcs_repo: dict[str, Any] | None) -> Resource:
@@ -100,8 +103,13 @@ def create(ctx: StepContext, attributes: dict[str, Any], vcs_repo: dict[str, Any
         return ctx.tfe.create_workspace(ctx.row.new_org, ctx.row.workspace, attrs, adopt_existing=True)
     except ValidationError as exc:
         detail = "; ".join(str(e.get("detail") if isinstance(e, dict) else e) for e in (exc.errors or [])) or str(exc)
-        raise StepError(f"the new host refused to import {ctx.row.legacy_slug} ({detail}); {_USE_API}, or use a "
-                        f"user token of an owner of both organizations. Nothing was created.") from exc
+        if "run in progress" in detail or "locked by" in detail:
+            fix = (f"wait for the legacy run, or ask whoever locked it to unlock it, in the legacy UI "
+                   f"({ctx.legacy_page('settings')}), then run step 2 again")
+        else:
+            fix = f"{_USE_API}, or use a user token of an owner of both organizations"
+        raise StepError(f"the new host refused to import {ctx.row.legacy_slug} ({detail}): {fix}. Nothing was "
+                        f"created.") from exc
 
 
 def missing_state(ctx: StepContext) -> str:
