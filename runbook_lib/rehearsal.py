@@ -254,6 +254,7 @@ class OperatorAlongside:
 
         self.sandbox, self.rows, self.batch_dir, self.poll = sandbox, list(rows), Path(batch_dir), poll
         self.deleted: list[str] = []
+        self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="operator-alongside", daemon=True)
 
@@ -267,18 +268,23 @@ class OperatorAlongside:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
+        if self.error is not None and not exc[0]:
+            raise RuntimeError(f"the operator alongside the batch failed: {self.error}") from self.error
 
     def _watch(self) -> None:
         from runbook_lib.audit import env_dirname
 
-        ui = LegacyUi.for_sandbox(self.sandbox)
-        waiting = {row.legacy_slug: row for row in self.rows}
-        while waiting and not self._stop.wait(self.poll):
-            for slug, row in list(waiting.items()):
-                if (self.batch_dir / env_dirname(slug) / "state" / "final.json").is_file():
-                    ui.delete(row.legacy_org, row.legacy_env)
-                    self.deleted.append(slug)
-                    del waiting[slug]
+        try:
+            ui = LegacyUi.for_sandbox(self.sandbox)
+            waiting = {row.legacy_slug: row for row in self.rows}
+            while waiting and not self._stop.wait(self.poll):
+                for slug, row in list(waiting.items()):
+                    if (self.batch_dir / env_dirname(slug) / "state" / "final.json").is_file():
+                        ui.delete(row.legacy_org, row.legacy_env)
+                        self.deleted.append(slug)
+                        del waiting[slug]
+        except Exception as exc:  # noqa: BLE001 - kept and raised by __exit__ in the caller's thread
+            self.error = exc
 
 
 def state_outputs(state: Mapping[str, Any]) -> dict[str, Any]:
