@@ -42,7 +42,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from runbook_lib import audit, catalog, kernels, summary
+from runbook_lib import audit, catalog, kernels, mapping, summary
 from runbook_lib.errors import LedgerError, RunbookError
 from runbook_lib.ledger import Ledger
 from runbook_lib.mapping import MappingRow
@@ -188,7 +188,7 @@ class StepOutcome:
 
     environment: str
     step: str
-    status: str  # passed, failed, skipped (already verified), blocked (predecessor failed)
+    status: str  # passed, failed, waiting (for the operator's hand), skipped (already verified), blocked
     seconds: float = 0.0
     notebook: str | None = None
     error: str | None = None
@@ -633,6 +633,7 @@ class BatchRunner:
             for row in self.rows:
                 audit.private_dir(self.batch_dir / audit.env_dirname(row.legacy_slug))
             audit.check_writable(self.batch_dir)
+            self._write_mapping()
             ledger = Ledger(self.ledger_path, batch_id=self.batch_id)
             result = BatchResult(self.batch_dir, started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
             self.rate_budget_dir.mkdir(parents=True, exist_ok=True)
@@ -663,6 +664,18 @@ class BatchRunner:
                 for lock in locks:
                     lock.release()
         return result
+
+    def _write_mapping(self) -> None:
+        """The batch's mapping, facts included, as `<batch>/mapping.csv`: the steps read an environment's facts
+        from it, and it is evidence of what the operator said. A different earlier one is kept beside it."""
+        from runbook_lib.context import MAPPING_FILE
+
+        target = self.batch_dir / MAPPING_FILE
+        text = mapping.write_csv(self.rows)
+        if target.is_file() and target.read_text(encoding="utf-8") != text:
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            os.replace(target, target.with_name(f"mapping.{stamp}.csv"))
+        target.write_text(text, encoding="utf-8")
 
     def _run_phases(self, pool: ThreadPoolExecutor, futures: list[Any], ledger: Ledger
                     ) -> dict[str, list[StepOutcome]]:
@@ -829,9 +842,12 @@ class BatchRunner:
             ledger.record(row.legacy_slug, step, self.mode, "failed", error=error,
                           notebook_path=str(notebook.relative_to(self.batch_dir)) if notebook else None,
                           notebook_sha256=sha)
-        status = "passed" if fresh is not None and fresh.status == "passed" and error is None else "failed"
+        status = ("passed" if fresh is not None and fresh.status == "passed" and error is None else
+                  "waiting" if fresh is not None and fresh.status == "waiting" and error is None else "failed")
+        if status == "waiting":
+            error = fresh.error  # what the operator is asked to do
         return StepOutcome(row.legacy_slug, step, status, round(seconds, 2),
-                           str(notebook) if notebook else None, error if status == "failed" else None,
+                           str(notebook) if notebook else None, error if status != "passed" else None,
                            error_type if status == "failed" else None)
 
     def _execute(self, step: str, target: Path, parameters: dict[str, Any]) -> None:

@@ -54,7 +54,6 @@ MIGRATION_PATHS = ("api", "cli", "native")
 #: The backend blocks step 5 (and step 3's CLI path) can write.
 BACKEND_TARGETS = ("atlas", "remote", "cloud")
 #: How step 4 removes the legacy VCS link.
-UNLINK_VIA = ("api", "ui")
 #: What step 2 does with a team that already exists with other members.
 EXISTING_MEMBER_POLICIES = ("report", "keep", "add")
 
@@ -136,7 +135,8 @@ def _convert(step: str, name: str, value: Any, kind: Any) -> Any:
 
 @dataclass(frozen=True)
 class PreflightOptions(StepOptions):
-    """Step 0: where the organization-wide survey writes its mapping ("" -> `<audit_root>/mapping.csv`)."""
+    """Step 0: the mapping ("" -> `<audit_root>/mapping.csv`): the organization-wide survey writes it, a
+    per-environment run reads that environment's facts from it."""
 
     ORGANIZATION_WIDE: ClassVar[bool] = True
 
@@ -167,6 +167,8 @@ class CreateWorkspacesOptions(StepOptions):
     existing_team_members: str = "report"
     skip_teams: str = ""                     # comma-separated legacy team names
     migration_path: str = "api"
+    mapping_csv: str = ""                    # the environment's facts ("" -> <audit_root>/mapping.csv)
+    accept_no_configuration: bool = False    # the legacy host shows no configuration version: no variables to copy
 
     def check(self, step: str) -> None:
         self._choice(step, "existing_team_members", EXISTING_MEMBER_POLICIES)
@@ -196,13 +198,9 @@ class MigrateStateOptions(StepOptions):
 
 @dataclass(frozen=True)
 class DisableLegacyVcsOptions(StepOptions):
-    """Step 4: unlink through the legacy API, or by hand in the legacy UI and then confirm."""
+    """Step 4: the operator unlinks in the legacy UI; the mapping says which link that removes."""
 
-    unlink_via: str = "api"
-
-    def check(self, step: str) -> None:
-        if self.unlink_via not in UNLINK_VIA:
-            raise ConfigError(f"unlink_via must be 'api' or 'ui', not {self.unlink_via!r}.")
+    mapping_csv: str = ""          # the mapping with the environment's facts ("" -> <audit_root>/mapping.csv)
 
 
 @dataclass(frozen=True)
@@ -228,7 +226,15 @@ class CommitAndVerifyOptions(StepOptions):
 
 @dataclass(frozen=True)
 class DeleteLegacyEnvironmentOptions(StepOptions):
-    """Step 6 takes no options: what it deletes is named by the mapping row and confirmed by the operator."""
+    """Step 6: what it deletes is named by the mapping row and confirmed by the operator, who deletes it in the
+    legacy UI after the step's final backup."""
+
+    accept_no_final_backup: bool = False   # the environment went before step 6 could back it up: step 3's is the last
+    wait_for_deletion: int = 0             # seconds a confirmed step waits for the deletion to show (0: none)
+
+    def check(self, step: str) -> None:
+        if self.wait_for_deletion < 0:
+            raise ConfigError(f"wait_for_deletion must be 0 or more seconds, not {self.wait_for_deletion!r}.")
 
 
 #: Each step's options; a step not listed (a test's own notebook) takes none.

@@ -31,13 +31,17 @@ from typing import Any
 from runbook_lib import gates
 from runbook_lib.audit import env_dirname
 from runbook_lib.catalog import ALL_ENVIRONMENTS, GATED_ACTIONS, StepOptions, options_of
-from runbook_lib.errors import ConfigError, StepError
+from runbook_lib.errors import ConfigError, MappingError, StepError
 from runbook_lib.ledger import Ledger
-from runbook_lib.mapping import MappingRow, workspace_name_for, workspace_name_problem
+from runbook_lib.mapping import MappingRow, facts_for, workspace_name_for, workspace_name_problem
 from runbook_lib.results import StepResult, plan_verdict  # StepResult re-exported: notebooks import it from here
 from runbook_lib.settings import Settings
 
 MODES = ("plan", "apply")
+#: The ledger status of a step that needs the operator's hand (`StepResult.waits_for_operator`).
+WAITING = "waiting"
+#: The mapping file in a batch (or `audit_root`) folder: the survey writes it, a batch copies its mapping there.
+MAPPING_FILE = "mapping.csv"
 #: How long a step may act on what it read instead of reading it again (a plan reviewed for longer is
 #: read again by the apply). Writes and outside changes end the reuse at once.
 READ_REUSE_SECONDS = 60.0
@@ -55,6 +59,8 @@ class StepContext:
         audit_dir: this environment's folder of the audit trail.
         ledger: where outcomes are recorded.
         options: the step's options (`catalog.options_of(step)`: migration path, backend target, timeouts, ...).
+        mapping_path: the mapping file the row's facts come from (`row` holds what its line says: repository,
+            working directory, the variables and teams the legacy API does not show; `?` where unknown).
         confirm: the confirmation text for gated actions ("" when none).
         interactive: True in JupyterLab (gates show a button), False in a batch.
         operator: who runs the step.
@@ -67,6 +73,7 @@ class StepContext:
     audit_dir: Path
     ledger: Ledger
     options: StepOptions = field(default_factory=StepOptions)
+    mapping_path: Path | None = None
     confirm: str = ""
     interactive: bool = True
     operator: str = field(default_factory=getpass.getuser)
@@ -122,12 +129,18 @@ class StepContext:
                                      legacy_address=legacy_address, tfe_address=tfe_address, ca_bundle=ca_bundle)
         row = MappingRow(legacy_org, legacy_env, new_org, workspace)
         root = Path(audit_root)
+        mapping_path = Path(getattr(step_options, "mapping_csv", "") or root / MAPPING_FILE)
+        if not whole_organization:
+            try:
+                row = facts_for(row, mapping_path)
+            except MappingError as exc:
+                raise ConfigError(str(exc)) from None
         # A survey of the whole organization writes into the batch folder, not an environment's.
         audit_dir = root if whole_organization else root / env_dirname(row.legacy_slug)
         audit_dir.mkdir(parents=True, exist_ok=True)
         ledger = Ledger(ledger_path or root / "ledger.sqlite", batch_id=batch_id)
         ctx = cls(step=step, row=row, mode=mode, settings=settings, audit_dir=audit_dir, ledger=ledger,
-                  options=step_options, confirm=confirm or "", interactive=bool(interactive),
+                  options=step_options, mapping_path=mapping_path, confirm=confirm or "", interactive=bool(interactive),
                   operator=operator or getpass.getuser())
         ctx._row_id = ctx.started_row_id = ledger.start(row.legacy_slug, step, mode)
         print(f"{step} for {row.legacy_slug} -> {row.workspace_slug} in {mode} mode"
@@ -176,6 +189,30 @@ class StepContext:
             if client is not None and client.session.memo is not None:
                 client.session.memo.clear()
 
+    def legacy_page(self, page: str = "settings") -> str:
+        """The URL of this environment's page in the legacy UI (`runbook_lib.legacy.ui_url`)."""
+        from runbook_lib.legacy import ui_url
+
+        return ui_url(self.settings.address("legacy"), self.row.legacy_org, self.row.legacy_env, page)
+
+    def facts_missing(self, *columns: str) -> str | None:
+        """One sentence when the mapping does not say some of these facts (`?`), else None.
+
+        Args:
+            columns: fact columns of the mapping (`mapping.FACT_COLUMNS`; none given: all).
+        """
+        unknown = self.row.unknown(*columns)
+        if not unknown:
+            return None
+        where = self.mapping_path if self.mapping_path is not None and self.mapping_path.is_file() else None
+        source = (f"the mapping {where} does not say" if where else
+                  f"there is no mapping with {self.row.legacy_slug} at {self.mapping_path} (write it with notebook 00, "
+                  f"or set mapping_csv), so nothing says")
+        return (f"{source} {', '.join(unknown)} for {self.row.legacy_slug} ('?'): the legacy API does not show "
+                f"{'them' if len(unknown) > 1 else 'it'}; read {'them' if len(unknown) > 1 else 'it'} off the "
+                f"environment's pages in the legacy UI ({self.legacy_page('variables')}, .../settings, "
+                f".../integrations) and write {'them' if len(unknown) > 1 else 'it'} into the mapping")
+
     @property
     def state_dir(self) -> Path:
         """Where legacy state backups go (mode 0700 folder, 0600 files)."""
@@ -195,25 +232,28 @@ class StepContext:
         done = action(self)
         return note(done) if isinstance(done, str) else done
 
-    def gate(self, action: str, plan: Any, apply: Any, verify: Any) -> Any:
+    def gate(self, action: str, plan: Any, apply: Any, verify: Any, ask: Any = None) -> Any:
         """A notebook's gated apply cell, in one call (see `runbook_lib.gates`).
 
         In plan mode nothing is gated and nothing runs (a note says so). In apply mode `apply(self)` runs
         once the operator confirmed `action` on this environment: by the `confirm` parameter (at once), or
         interactively by the button this returns, whose click also runs `verify` and the verdict, so the
-        step finishes by itself; until then `verdict` and `conclude` show WAITING.
+        step finishes by itself; until then `verdict` and `conclude` show WAITING. For an action the
+        operator does by hand in the legacy UI, `ask(self)` says where; a batch without the confirmation
+        then waits for the operator (`gates.AwaitingOperator`, recorded as WAITING by `conclude`).
 
         Args:
             action: the gated action, the step's own (`catalog.GATED_ACTIONS`: "unlink" for step 4).
             plan: the step's plan table, shown beside the button.
             apply, verify: the step's functions.
+            ask: the step's instructions for the operator (e.g. `legacy_vcs.ask`).
 
         Returns:
-            What `apply` returned, the PendingGate (the button), or the plan-mode note.
+            What `apply` returned, the PendingGate (the button), AwaitingOperator, or the plan-mode note.
 
         Raises:
             ConfigError: `action` is not the one this step is gated by.
-            GateError: in a batch, when not confirmed (nothing ran).
+            GateError: the confirmation names another action or environment (nothing ran).
         """
         expected = GATED_ACTIONS.get(self.step)
         if expected is not None and action != expected:
@@ -222,14 +262,18 @@ class StepContext:
             from runbook_lib.display import note
 
             return note("plan mode: nothing gated, nothing changed")
-        return gates.step_gate(self, action, plan, apply, verify)
+        return gates.step_gate(self, action, plan, apply, verify, ask)
 
     def verdict(self, plan: Any, verify: Any, applied: Any = None) -> Any:
         """The step's result: `verify(self)` after an apply; in plan mode, whether apply would refuse anything.
 
         After a gate (`applied` is what `gate` returned): WAITING while its button waits (a `gates.Waiting`,
-        neither passed nor failed), and the click's own verdict once it was clicked.
+        neither passed nor failed), the click's own verdict once it was clicked, and in a batch a result that
+        waits for the operator (`StepResult.waits_for_operator`) when the confirmation is not there yet.
         """
+        if isinstance(applied, gates.AwaitingOperator):
+            return StepResult(False, applied.summary, {"waiting_for": gates.phrase(applied.action, applied.target)},
+                              waits_for_operator=True)
         if isinstance(applied, gates.PendingGate):
             if not applied.confirmed:
                 return gates.Waiting(applied)
@@ -264,14 +308,19 @@ class StepContext:
 
 
 def record_verdict(ledger: Ledger, row_id: int, step: str, label: str, mode: str, result: StepResult) -> StepResult:
-    """Finish a step's ledger row with its verdict, print the PASS/FAIL line, raise StepError on FAIL.
+    """Finish a step's ledger row with its verdict, print the PASS/FAIL (or WAITING) line, raise StepError on FAIL.
 
     Returns:
-        The result when it passed.
+        The result when it passed, or when it waits for the operator (status `waiting`: not a failure, and
+        nothing after it runs until the operator has acted and the step runs again).
 
     Raises:
         StepError: the step failed; the ledger already holds the failure.
     """
+    if result.waits_for_operator:
+        ledger.finish(row_id, WAITING, evidence=result.evidence, error=result.summary)
+        print(f"WAITING: {step} {label} ({mode}): {result.summary}")
+        return result
     ledger.finish(row_id, "passed" if result.passed else "failed", evidence=result.evidence,
                   error=None if result.passed else result.summary)
     print(result.line(f"{step} {label} ({mode})"))  # in its mode's words: PASS, FAIL, PLAN OK, ...

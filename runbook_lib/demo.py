@@ -2,17 +2,21 @@
 
 What `make demo` (`tfe-runbook demo`) does, printing each part as it goes:
 
-1. starts a sandbox seeded with a legacy organization (HTTPS with its own test CA);
-2. runs the preflight inventory for the whole organization and writes the mapping CSV;
-3. clears the blockers the inventory reports, as an operator would after talking to the owners
-   (lifts the legacy lock, waits for the legacy run in progress), and sets the sensitive variables'
-   values in `$TFE_RUNBOOK_VAR_<KEY>` (rehearsal values; the legacy host never reveals them);
-4. writes the confirmation file for the destructive steps and shows it;
-5. runs notebooks 00-06 for every environment through papermill (`tfe-runbook run`'s engine), the legacy
-   teams, their members and access included, and prints which teams each workspace got; then HashiCorp's
-   own Python SDK (pytfe, when installed) reads every workspace back: unlocked, the legacy lineage and
-   outputs, its newest run planned no changes;
-6. archives the audit trail (after the secret scan) and verifies the archive's checksums.
+1. starts a sandbox seeded with a legacy organization (HTTPS with its own test CA), serving the legacy API
+   as the host documented it, and the legacy web UI;
+2. runs the preflight inventory for the whole organization and writes the mapping CSV: what the host shows
+   filled in, `?` where only the operator can know;
+3. plays the operator: writes those facts into the mapping (working directories, sensitive and environment
+   variable names, teams: what the legacy UI shows), unlocks the locked environment on its settings page,
+   waits for the legacy run in progress, and sets the sensitive values in
+   `$TFE_RUNBOOK_VAR__<workspace>__<KEY>` (rehearsal values; the legacy host never reveals them);
+4. runs notebooks 00-06 for every environment through papermill (`tfe-runbook run`'s engine). Step 4 and
+   step 6 stop as WAITING: the operator (the demo) unlinks, then deletes, each environment in the legacy
+   UI by the same form posts a browser sends, adds the line to the confirm file, and runs the batch again;
+   each step then proves what it can. It prints which teams each workspace got; then HashiCorp's own Python
+   SDK (pytfe, when installed) reads every workspace back: unlocked, the legacy lineage and outputs, its
+   newest run planned no changes;
+5. archives the audit trail (after the secret scan) and verifies the archive's checksums.
 
 It ends with every environment migrated and verified, the legacy estate deleted, and the archive
 verified; or it says which environment and step did not pass and where its notebook is.
@@ -31,10 +35,10 @@ from pathlib import Path
 import pandas as pd
 
 from runbook_lib import audit, mapping, teams
-from runbook_lib.batch import GATED_ACTIONS, STEPS, BatchResult, BatchRunner, StepOutcome
+from runbook_lib.batch import STEPS, BatchResult, BatchRunner, StepOutcome
 from runbook_lib.sandbox import Sandbox
-from runbook_lib.rehearsal import (NEW_ORG, batch_environ, batch_parameters, clear_blockers, read_back_with_pytfe,
-                                   sensitive_values)
+from runbook_lib.rehearsal import (NEW_ORG, batch_environ, batch_parameters, clear_blockers, operator_rows,
+                                   read_back_with_pytfe, run_with_operator, sensitive_values)
 from runbook_lib.steps import preflight
 
 
@@ -83,31 +87,35 @@ def run_demo(out: str | Path = "runs", environments: int = 8, jobs: int = 2) -> 
         print(report.mapping.to_string(index=False))
         report.conclude()
 
-        _say("3. Clearing the blockers the inventory found; sensitive values for the rehearsal")
-        for line in clear_blockers(sandbox, report.environments):
+        _say("3. The operator's part: the facts the legacy API does not show, blockers, sensitive values")
+        csv = Path(report.mapping_csv)
+        rows = operator_rows(sandbox, mapping.read_csv(csv))
+        mapping.write_csv(rows, csv)
+        print(f"{csv}: working directories, sensitive and environment variable names and teams written in "
+              f"(read off the legacy UI, {sandbox.env['SANDBOX_LEGACY_UI']})")
+        for line in clear_blockers(sandbox, rows):
             print(line)
-        secrets = sensitive_values(sandbox)
+        secrets = sensitive_values(sandbox, rows)
         os.environ.update(secrets)
         print("sensitive variables from " + ", ".join(f"${name}" for name in sorted(secrets)))
 
-        _say("4. Confirmations for the destructive steps")
-        rows = mapping.read_csv(Path(report.mapping_csv))
+        _say(f"4. Running notebooks 00-06 for {len(rows)} environments, {jobs} at a time (apply mode); the operator "
+             f"unlinks and deletes in the legacy UI when steps 04 and 06 wait for it")
         confirm_file = out / f"{batch_id}-confirm.txt"
-        lines = [f"{action} {row.legacy_slug}" for row in rows for action in GATED_ACTIONS.values()]
-        confirm_file.write_text("# given by the demo; an operator writes these by hand\n" + "\n".join(lines) + "\n")
-        print(f"{confirm_file}:\n  " + "\n  ".join(lines))
-
-        _say(f"5. Running notebooks 00-06 for {len(rows)} environments, {jobs} at a time (apply mode)")
+        confirm_file.write_text("# the operator's confirmations: a line once each action is done in the legacy UI\n")
 
         def progress(outcome: StepOutcome) -> None:
             line = f"{outcome.status.upper():8} {outcome.environment:32} {outcome.step} ({outcome.seconds:.1f}s)"
-            if outcome.error:
+            if outcome.error and outcome.status != "waiting":
                 line += f"\n         {outcome.error}\n         executed notebook: {outcome.notebook}"
             print(line, flush=True)
 
-        runner = BatchRunner(rows, STEPS, mode="apply", out=out, batch_id=batch_id, jobs=jobs,
-                             parameters=batch_parameters(sandbox.env), confirm_lines=lines, on_step=progress)
-        result = runner.run()
+        def runner(lines: list[str]) -> BatchRunner:
+            return BatchRunner(rows, STEPS, mode="apply", out=out, batch_id=batch_id, jobs=jobs,
+                               parameters=batch_parameters(sandbox.env), confirm_lines=lines, on_step=progress)
+
+        runs = run_with_operator(sandbox, runner, confirm_file, say=lambda text: _say(f"4b. {text}"))
+        result = runs[-1]
         frame = result.frame()
         print(frame.pivot(index="environment", columns="step", values="status").fillna("-").to_string())
         manifest = json.loads((result.batch_dir / audit.MANIFEST).read_text(encoding="utf-8"))
@@ -118,7 +126,7 @@ def run_demo(out: str | Path = "runs", environments: int = 8, jobs: int = 2) -> 
               + "\n  ".join(f"{env}: {cell}" for env, cell in sorted(granted.items())))
         read_back = None
         if result.ok:
-            _say("5b. A second opinion: HashiCorp's Python SDK (pytfe) reads every workspace back")
+            _say("4c. A second opinion: HashiCorp's Python SDK (pytfe) reads every workspace back")
             try:
                 read_back = read_back_with_pytfe(sandbox, result.batch_dir, manifest)
             except ModuleNotFoundError:
@@ -126,7 +134,7 @@ def run_demo(out: str | Path = "runs", environments: int = 8, jobs: int = 2) -> 
             else:
                 print(pd.DataFrame(read_back).to_string(index=False))
 
-    _say("6. Archiving the audit trail and verifying it")
+    _say("5. Archiving the audit trail and verifying it")
     archived, problems = None, []
     if result.ok:
         archived = audit.archive(result.batch_dir)

@@ -169,3 +169,39 @@ class VcsLink:
                                 f"{', '.join(missing) or 'a repository'} (recorded: {evidence!r}); restore the "
                                 f"file from the batch archive, or re-link the legacy environment by hand")
         return cls(str(data["repo"]), data["branch"], data["working_directory"])
+
+
+@dataclass(frozen=True)
+class LegacyBaseline:
+    """Step 4: what the legacy host showed when the operator confirmed the unlink, for step 5 to compare with.
+
+    A still-linked environment answers a push with a new configuration version (its VCS ingress) and, when
+    that run applies, a new state. Step 5 reads both after its push: the same `configuration_version` and the
+    same state `md5` prove the legacy side did not react.
+
+    Attributes:
+        configuration_version: the latest configuration version's number (None: the host answered 404, no
+            version or not visible; the state read below tells those apart).
+        state_md5, state_serial: the state's md5 (hex) and serial at that moment.
+        taken_at: when (UTC, ISO 8601).
+    """
+
+    STEP: ClassVar[str] = catalog.DISABLE_LEGACY_VCS
+    configuration_version: int | None
+    state_md5: str
+    state_serial: int | None
+    taken_at: str
+
+    def to_evidence(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_evidence(cls, evidence: Mapping[str, Any] | None, environment: str) -> "LegacyBaseline":
+        data = _require(evidence, cls, environment)
+        version = data["configuration_version"]
+        if version is not None and not isinstance(version, int) or not isinstance(data["state_md5"], str) \
+                or len(data["state_md5"]) != 32:
+            raise EvidenceError(f"step {cls.STEP}'s evidence for {environment}: the baseline "
+                                f"{ {k: data[k] for k in ('configuration_version', 'state_md5')} } is malformed; run "
+                                f"step {cls.STEP} again")
+        return cls(version, data["state_md5"], data["state_serial"], str(data["taken_at"]))

@@ -4,36 +4,43 @@ Every migration starts here (notebook 00). Three tables:
 
 - `preflight_checks`: both tokens present and accepted, both hosts reachable, TLS verified, the new
   API's rate limit known.
-- `legacy_environments`: one row per legacy environment: terraform version, state serial/lineage/
-  resource count, VCS repo/branch/working directory, variable counts (sensitive ones counted, never
-  shown), lock, run in progress, `terraform_remote_state` reads of other legacy environments
-  (taken from the state itself, so no checkout is needed), and the teams with access, their level and
-  members (`auditors:read[carol,dave]`).
+- `legacy_environments`: one row per legacy environment, from what the legacy host documents: the states
+  list says which environments there are (those with state); the state gives the Terraform version, serial,
+  lineage, resource count and the `terraform_remote_state` reads of other legacy environments; the latest
+  configuration version gives its number, the repository and branch it came from (`remote_slug`,
+  `git_branch`) and the non-sensitive Terraform variables. What the host cannot give (the working directory,
+  sensitive and environment variables, teams; locks and runs in progress, which only its UI shows) comes from
+  the mapping, where the operator writes it; each row's `sources` says which facts came from where.
 - `mapping_frame`: each environment's target workspace, with naming problems, collisions, workspaces
   that already exist (with or without state), a readiness verdict with its reason, and which new
   teams step 2 would create, adopt or refuse.
+
+Two requests per environment (state, latest configuration version), plus the states list.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import asdict, replace
 from typing import Any, Iterable
 
 import pandas as pd
 
 from runbook_lib import teams
-from runbook_lib.errors import ApiError, ConfigError
+from runbook_lib.errors import ApiError, ConfigError, NotFoundError
 from runbook_lib.evidence import join_slugs
-from runbook_lib.legacy import LegacyClient
-from runbook_lib.mapping import MappingRow, problems
+from runbook_lib.legacy import NO_STATE, NOT_FOUND, STATE, LegacyClient, configuration_variables
+from runbook_lib.mapping import FACT_COLUMNS, UNKNOWN, MappingRow, problems, workspace_name_for
 from runbook_lib.settings import Settings
 from runbook_lib.tfe import TfeClient
 
 MIN_API_VERSION = (2, 5)
-ENVIRONMENT_COLUMNS = ["environment", "terraform_version", "state_serial", "lineage", "resources", "vcs_repo",
-                       "vcs_branch", "working_directory", "variables", "sensitive_variables", "env_variables",
-                       "locked", "locked_by", "run_in_progress", "reads_state_of", "teams"]
+ENVIRONMENT_COLUMNS = ["environment", "terraform_version", "state_serial", "lineage", "resources",
+                       "configuration_version", "vcs_repo", "vcs_branch", "working_directory", "variables",
+                       "sensitive_variables", "env_variables", "reads_state_of", "teams", "sources"]
+#: What the legacy API does not show: the operator checks it in the UI before migrating (upgrade guide 3.a).
+UI_ONLY = "locks and runs in progress are shown only in the legacy UI (check them there, guide step 3.a)"
 
 
 def _check(name: str, ok: bool, detail: str) -> dict[str, Any]:
@@ -46,8 +53,7 @@ def preflight_checks(settings: Settings, legacy_org: str, *, legacy: LegacyClien
     """Check tokens, reachability, TLS and the rate limit; never raises for a failed check.
 
     Args:
-        legacy_env: for one environment's survey: the legacy API is checked by reading that environment
-            (which the survey reads next anyway, from the read memo) instead of the organization's state list.
+        legacy_env: one environment's survey (kept for the callers; the legacy check is the same either way).
         workspace: (new organization, workspace) for one environment's survey: the new API's token is
             checked by looking that workspace up (read next anyway) instead of listing organizations.
 
@@ -73,15 +79,14 @@ def preflight_checks(settings: Settings, legacy_org: str, *, legacy: LegacyClien
             rows.append(_check(f"{which} TLS", False, str(exc)))
     try:
         legacy = legacy or LegacyClient(settings, read_only=True)
-        if legacy_env:
-            found = legacy.find_environment(legacy_org, legacy_env) is not None
-            rows.append(_check("legacy API", True, f"environment {legacy_org}/{legacy_env} "
-                                                   f"{'readable' if found else 'looked up (not found)'} with "
-                                                   f"${settings.legacy_token_var}"))
-        else:
-            next(iter(legacy.list_states(legacy_org)), None)
-            rows.append(_check("legacy API", True, f"state list of {legacy_org} readable with "
-                                                   f"${settings.legacy_token_var}"))
+        # An organization is a user on the legacy product (users.html.md), visible only to its members: one
+        # read proves the address, the token and that the token sees the organization.
+        legacy.get_user(legacy_org)
+        rows.append(_check("legacy API", True, f"organization {legacy_org} visible with ${settings.legacy_token_var}"))
+    except NotFoundError as exc:
+        rows.append(_check("legacy API", False, f"{exc.url or legacy_org} answered 404: organization {legacy_org} "
+                                                f"does not exist or ${settings.legacy_token_var} cannot see it; "
+                                                f"check the name and that the token's user is a member"))
     except (ApiError, ConfigError) as exc:
         rows.append(_check("legacy API", False, str(exc)))
     try:
@@ -145,49 +150,92 @@ def remote_state_reads(state_bytes: bytes | None) -> list[str]:
     return sorted(found)
 
 
-def describe_environment(legacy: LegacyClient, org: str, env: dict[str, Any] | str) -> dict[str, Any]:
-    """One inventory row for a legacy environment (4 API calls: environment, state, variables, teams)."""
+def describe_environment(legacy: LegacyClient, row: MappingRow) -> dict[str, Any]:
+    """One inventory row for a legacy environment (2 requests: the state, the latest configuration version).
+
+    Args:
+        row: the environment's mapping row; its facts (where not `?`) are the operator's word and win over
+            what the host shows.
+    """
     from runbook_lib.state import TerraformState
 
-    if isinstance(env, str):
-        env = legacy.get_environment(org, env)
-    name = env["name"]
-    state = legacy.get_state(org, name)
-    parsed = TerraformState.from_bytes(state.data) if state else None
-    variables = legacy.get_variables(org, name)
-    vcs = env.get("vcs") or {}
-    run = env.get("current_run") or {}
+    org, name = row.legacy_org, row.legacy_env
+    read = legacy.read_state(org, name)
+    parsed = TerraformState.from_bytes(read.state.data) if read.state else None
+    cv = legacy.latest_configuration_version(org, name)
+    metadata = (cv or {}).get("metadata") or {}
+    host = {"terraform_version": (parsed.terraform_version if parsed else None) or None,
+            "vcs_repo": metadata.get("remote_slug") or None, "vcs_branch": metadata.get("git_branch") or None}
+    facts, from_host, from_mapping, unknown, differs = {}, [], [], [], []
+    for column in FACT_COLUMNS:
+        given = getattr(row, column).strip()
+        if given != UNKNOWN:
+            facts[column] = given
+            from_mapping.append(column)
+            if host.get(column) and host[column] != given:
+                differs.append(f"{column}: the mapping says {given!r}, the host {host[column]!r}")
+        elif host.get(column):
+            facts[column] = host[column]
+            from_host.append(column)
+        else:
+            facts[column] = UNKNOWN
+            unknown.append(column)
+    state_word = {STATE: f"state serial {parsed.serial}" if parsed else "state",
+                  NO_STATE: "no state", NOT_FOUND: "state 404 (missing or not visible)"}[read.found]
+    config_word = f"configuration v{cv.get('version')}" if cv else "no configuration version (or not visible)"
+    sources = [f"host: {state_word}, {config_word}" + (f" ({', '.join(from_host)})" if from_host else "")]
+    if from_mapping:
+        sources.append(f"mapping: {', '.join(from_mapping)}")
+    if unknown:
+        sources.append(f"unknown: {', '.join(unknown)}")
+    sources += differs
+    hidden = row.hidden_variables
     return {
-        "environment": f"{org}/{name}",
-        "terraform_version": env.get("terraform_version"),
+        "environment": row.legacy_slug,
+        "terraform_version": facts["terraform_version"],
         "state_serial": parsed.serial if parsed else None,
         "lineage": parsed.lineage if parsed else None,
         "resources": parsed.resource_count if parsed else 0,
-        "vcs_repo": vcs.get("repo"),
-        "vcs_branch": vcs.get("branch"),
-        "working_directory": vcs.get("working_directory") or "",
-        "variables": len(variables),
-        "sensitive_variables": sum(1 for v in variables if v.get("sensitive")),
-        "env_variables": sum(1 for v in variables if v.get("category") == "env"),
-        "locked": bool(env.get("locked")),
-        "locked_by": env.get("locked_by"),
-        "run_in_progress": run.get("id") if run else None,
-        "reads_state_of": join_slugs(remote_state_reads(state.data if state else None)),  # split_slugs reads it
-        "teams": teams.inventory_cell(legacy, org, name),
+        "configuration_version": cv.get("version") if cv else None,
+        "vcs_repo": facts["vcs_repo"],
+        "vcs_branch": facts["vcs_branch"],
+        "working_directory": facts["working_directory"],
+        "variables": len(configuration_variables(cv)),
+        # names only (an environment variable's value stays in the mapping)
+        "sensitive_variables": UNKNOWN if "sensitive_variables" in unknown
+        else ", ".join(f"{v.category}:{v.key}" for v in hidden if v.sensitive),
+        "env_variables": UNKNOWN if "env_variables" in unknown
+        else ", ".join(v.key for v in hidden if not v.sensitive),
+        "reads_state_of": join_slugs(remote_state_reads(read.state.data if read.state else None)),  # split_slugs reads it
+        "teams": facts["teams"],
+        "sources": "; ".join(sources),
+        "state_found": read.found,
     }
 
 
-def legacy_environments(legacy: LegacyClient, org: str, names: Iterable[str] | None = None) -> pd.DataFrame:
-    """The legacy estate (or the named environments) as a DataFrame, one row per environment.
+def legacy_environments(legacy: LegacyClient, org: str, rows: Iterable[MappingRow] | None = None) -> pd.DataFrame:
+    """The legacy estate (or the environments of `rows`) as a DataFrame, one row per environment.
 
-    Raises:
-        NotFoundError: a named environment does not exist (the message names it).
+    Without `rows`, the environments are those of the organization's states list (the documented inventory:
+    an environment without state is not listed, and has nothing to migrate), with every operator fact unknown.
     """
-    if names is None:
-        rows = [describe_environment(legacy, org, env) for env in legacy.list_environments(org)]
-    else:
-        rows = [describe_environment(legacy, org, name) for name in names]
-    return pd.DataFrame(rows, columns=ENVIRONMENT_COLUMNS)
+    if rows is None:
+        rows = [MappingRow(org, name, "", "") for name in legacy.environments_with_state(org)]
+    described = [describe_environment(legacy, row) for row in rows]
+    return pd.DataFrame(described, columns=ENVIRONMENT_COLUMNS + ["state_found"])
+
+
+def fill_from_host(rows: Iterable[MappingRow], environments: pd.DataFrame) -> list[MappingRow]:
+    """`rows` with their unknown (`?`) facts taken from what the host showed (`legacy_environments`): the
+    Terraform version (state), repository and branch (configuration metadata). The operator's cells stay."""
+    shown = {e["environment"]: e for e in environments.to_dict("records")}
+    out = []
+    for row in rows:
+        env = shown.get(row.legacy_slug, {})
+        filled = {c: str(env[c]) for c in row.unknown("terraform_version", "vcs_repo", "vcs_branch")
+                  if _present(env.get(c)) and env.get(c) != UNKNOWN}
+        out.append(replace(row, **filled))
+    return out
 
 
 def _workspace_state(tfe: TfeClient, new_org: str, workspace: str) -> tuple[bool, bool, str | None]:
@@ -213,20 +261,24 @@ def readiness(row: dict[str, Any], issues: list[str], exists: bool, ws_lineage: 
     row = {k: v for k, v in row.items() if _present(v)}
     if issues:
         return False, "; ".join(issues)
+    if row.get("state_found") == NOT_FOUND:
+        return False, ("the legacy state answered 404: the environment does not exist or the token cannot see it "
+                       "(the legacy API answers both alike); check the name and the token's membership")
     if row.get("state_serial") is None:
         return False, "the legacy environment has no state to migrate"
-    if row.get("run_in_progress"):
-        return False, f"a legacy run is in progress ({row['run_in_progress']}); wait for it to finish"
-    if row.get("locked"):
-        return False, f"the legacy environment is locked by {row.get('locked_by') or 'someone'}; ask them to unlock it"
+    unknown = [c for c in FACT_COLUMNS if row.get(c) == UNKNOWN]
+    if unknown:
+        return False, (f"the mapping does not say {', '.join(unknown)} ('?'): the legacy API does not show "
+                       f"{'them' if len(unknown) > 1 else 'it'}; read them off the environment's pages in the legacy "
+                       f"UI and write them into the mapping")
     if exists and ws_lineage and ws_lineage != row.get("lineage"):
         return False, (f"the workspace already holds a state of another lineage ({ws_lineage}); "
                        f"map this environment to another workspace")
     if exists and ws_lineage:
-        return True, "ready: the workspace already holds this lineage (the steps will adopt it)"
+        return True, f"ready: the workspace already holds this lineage (the steps will adopt it); {UI_ONLY}"
     if exists:
-        return True, "ready: the workspace exists without state (the steps will adopt it)"
-    return True, "ready"
+        return True, f"ready: the workspace exists without state (the steps will adopt it); {UI_ONLY}"
+    return True, f"ready; {UI_ONLY}"
 
 
 def mapping_frame(rows: list[MappingRow], environments: pd.DataFrame, tfe: TfeClient) -> pd.DataFrame:
@@ -252,6 +304,6 @@ def mapping_frame(rows: list[MappingRow], environments: pd.DataFrame, tfe: TfeCl
         out.append({"environment": row.legacy_slug, "workspace": row.workspace_slug,
                     "workspace_exists": exists, "workspace_has_state": has_state,
                     "ready": ready, "reason": reason,
-                    "teams": teams.mapping_cell(tfe, row.new_org, env.get("teams"), known_teams)})
+                    "teams": teams.mapping_cell(tfe, row.new_org, [asdict(t) for t in row.team_list], known_teams)})
     return pd.DataFrame(out, columns=["environment", "workspace", "workspace_exists", "workspace_has_state",
                                       "ready", "reason", "teams"])

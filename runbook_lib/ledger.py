@@ -32,7 +32,7 @@ from runbook_lib.catalog import LEDGER_ACTIONS, RUN
 from runbook_lib.errors import LedgerError
 from runbook_lib.secrets import scan_bytes, tokens_in_use
 
-STATUSES = ("running", "passed", "failed", "refused", "skipped")
+STATUSES = ("running", "passed", "failed", "refused", "skipped", "waiting")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS step_runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -236,7 +236,7 @@ class Ledger:
             LedgerError: unknown status, unknown row, or evidence/error containing a token.
         """
         if status not in STATUSES or status == "running":
-            raise LedgerError(f"unknown final status {status!r}; use one of passed, failed, refused, skipped.")
+            raise LedgerError(f"unknown final status {status!r}; use one of passed, failed, refused, skipped, waiting.")
         if error and scan_bytes(error.encode(), "error", tokens_in_use()):
             raise LedgerError("refusing to record an error text that contains a token.")
         row = self.get(row_id)

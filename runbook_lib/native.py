@@ -9,8 +9,11 @@ way and the host does the copying; the runbook still plans, locks the workspace,
 every variable, the VCS settings and every team's access.
 
 The runbook asks before it relies on it, and refuses with one sentence naming the `api` path when:
-- the legacy environments are not on the installation that holds the new organization (ATLAS_ADDRESS and
-  TFE_ADDRESS differ): the import reads the environment from the host's own legacy side;
+- the legacy environments are not on the installation that holds the new organization: the import reads the
+  environment from the host's own legacy side. One installation means ATLAS_ADDRESS and TFE_ADDRESS name the
+  same host, or the 2018 SaaS pair: legacy environments at atlas.hashicorp.com, the new product at
+  app.terraform.io (the upgrade guide's own hosts: "https://atlas.hashicorp.com/api/v1/..." in the legacy API
+  pages, "https://app.terraform.io/api/v2/..." in batch.html.md);
 - the token's user is not a member of the new organization's owners team (the import "can only be done
   with a user token" of "a member of the owners team in both the legacy organization and the new
   organization"); the legacy side of that rule has no documented read, so the host's own refusal is
@@ -20,6 +23,7 @@ The runbook asks before it relies on it, and refuses with one sentence naming th
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from runbook_lib.context import StepContext
 from runbook_lib.errors import NotFoundError, StepError, ValidationError
@@ -27,6 +31,18 @@ from runbook_lib.jsonapi import Resource
 
 NATIVE = "native"
 _USE_API = "use migration_path = 'api'"
+
+
+#: The 2018 SaaS: legacy environments and the new product were one installation under two host names.
+SAAS_PAIR = frozenset({"atlas.hashicorp.com", "app.terraform.io"})
+
+
+def one_installation(legacy: str, new: str) -> bool:
+    """Whether two addresses are one installation: the same scheme, host and port, or the 2018 SaaS pair."""
+    a, b = urlsplit(legacy.lower()), urlsplit(new.lower())
+    if (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port):
+        return True
+    return a.scheme == b.scheme == "https" and {a.hostname, b.hostname} == SAAS_PAIR and not a.port and not b.port
 
 
 def requested(ctx: StepContext) -> bool:
@@ -37,7 +53,7 @@ def requested(ctx: StepContext) -> bool:
 def unsupported(ctx: StepContext) -> str | None:
     """Why the new host cannot import this environment itself, in one sentence; None when it can."""
     legacy, new = ctx.settings.address("legacy").lower(), ctx.settings.address("tfe").lower()
-    if legacy != new:
+    if not one_installation(legacy, new):
         return (f"the new host cannot import {ctx.row.legacy_slug} itself: the legacy environments are on {legacy}, "
                 f"not on the installation of the new organization ({new}); {_USE_API}")
     try:
@@ -68,7 +84,10 @@ def plan_rows(ctx: StepContext, ws: Resource | None) -> list[dict[str, Any]]:
         return [{"object": "host import", "name": ctx.row.legacy_slug, "action": "refuse", "detail": reason}]
     return [{"object": "host import", "name": ctx.row.legacy_slug, "action": "create",
              "detail": "the host creates the workspace with migration-environment and copies the variables, "
-                       "teams, members, access levels, state and VCS settings; the runbook then locks and proves"}]
+                       "teams, members, access levels, state and VCS settings, and locks the legacy environment; "
+                       "the runbook then locks the workspace and proves. The host refuses while a legacy run is in "
+                       f"progress or another user holds its lock: check in the legacy UI first "
+                       f"({ctx.legacy_page('changes/runs')})"}]
 
 
 def create(ctx: StepContext, attributes: dict[str, Any], vcs_repo: dict[str, Any] | None) -> Resource:
@@ -84,8 +103,13 @@ def create(ctx: StepContext, attributes: dict[str, Any], vcs_repo: dict[str, Any
         return ctx.tfe.create_workspace(ctx.row.new_org, ctx.row.workspace, attrs, adopt_existing=True)
     except ValidationError as exc:
         detail = "; ".join(str(e.get("detail") if isinstance(e, dict) else e) for e in (exc.errors or [])) or str(exc)
-        raise StepError(f"the new host refused to import {ctx.row.legacy_slug} ({detail}); {_USE_API}, or use a "
-                        f"user token of an owner of both organizations. Nothing was created.") from exc
+        if "run in progress" in detail or "locked by" in detail:
+            fix = (f"wait for the legacy run, or ask whoever locked it to unlock it, in the legacy UI "
+                   f"({ctx.legacy_page('settings')}), then run step 2 again")
+        else:
+            fix = f"{_USE_API}, or use a user token of an owner of both organizations"
+        raise StepError(f"the new host refused to import {ctx.row.legacy_slug} ({detail}): {fix}. Nothing was "
+                        f"created.") from exc
 
 
 def missing_state(ctx: StepContext) -> str:

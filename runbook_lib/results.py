@@ -26,6 +26,9 @@ class StepResult:
         table: an optional DataFrame to show.
         planned: the verdict of a plan (plan mode): it says what apply would do; nothing was done and
             nothing verified, so it is shown as PLAN OK or "apply would refuse", never PASS.
+        waits_for_operator: the step needs the operator's hand before it can prove anything (an action in the
+            legacy UI, then a confirmation): recorded as WAITING, neither passed nor failed; `summary` says
+            what to do.
     """
 
     passed: bool
@@ -33,12 +36,15 @@ class StepResult:
     evidence: dict[str, Any] = field(default_factory=dict)
     table: Any = None
     planned: bool = False
+    waits_for_operator: bool = False
 
     @property
     def kind(self) -> str:
         """The verdict's banner kind (`display.verdict_kind`: pass, plan-ok, would-refuse, fail, ...)."""
         from runbook_lib.display import verdict_kind
 
+        if self.waits_for_operator:
+            return "waiting"
         return verdict_kind(self.passed, self.summary, self.planned)
 
     def line(self, title: str = "") -> str:

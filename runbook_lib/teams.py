@@ -3,7 +3,9 @@
 HashiCorp's own importer of 2018 (a workspace created with `migration-environment`) created the legacy
 environment's teams in the new organization where no team of that name existed, added their members, and
 gave each team the same access level on the workspace (2018 workspaces.html.md). The runbook does the same
-in step 2, through the documented teams, team-membership and team-access APIs, with these rules:
+in step 2, through the documented teams, team-membership and team-access APIs. Which teams the legacy
+environment had is the operator's word (the mapping's `teams` column): the legacy API never showed teams.
+The rules:
 
 - **Names.** A legacy team maps to the new team of the same name. A name the new API refuses (only
   letters, digits, `-` and `_`; teams.html.md) is refused, never rewritten: two teams must not merge
@@ -78,18 +80,19 @@ def enabled(ctx: StepContext) -> bool:
     return ctx.options.migrate_teams
 
 
-def legacy_teams(legacy: Any, org: str, env: str) -> list[dict[str, Any]]:
-    """The teams with access to a legacy environment: [{name, access, members}].
+def legacy_teams(ctx: StepContext) -> list[dict[str, Any]]:
+    """The teams with access to the legacy environment, as the mapping names them: [{name, access, members}].
+
+    The legacy product kept teams in its UI only (no documented endpoint), so the operator writes them into the
+    mapping's `teams` column (`name:access[member,...]`).
 
     Raises:
-        StepError: the legacy host does not serve the (sandbox-defined) teams endpoint.
+        StepError: the mapping does not say (`?`).
     """
-    try:
-        return legacy.get_teams(org, env)
-    except NotFoundError as exc:
-        raise StepError(f"the legacy host did not answer the teams of {org}/{env} (a sandbox-defined endpoint): "
-                        f"adapt LegacyClient.get_teams to your host, or set migrate_teams = False and grant "
-                        f"access by hand.") from exc
+    missing = ctx.facts_missing("teams")
+    if missing:
+        raise StepError(f"{missing}; or set migrate_teams = False and grant access by hand.")
+    return [{"name": t.name, "access": t.access, "members": list(t.members)} for t in ctx.row.team_list]
 
 
 def describe(teams: list[dict[str, Any]]) -> str:
@@ -127,10 +130,10 @@ def plan_teams(ctx: StepContext, ws: Resource | None) -> list[TeamMapping]:
     """Read the legacy teams and what the new organization and workspace hold; decide each team's action.
 
     Raises:
-        StepError: the legacy host has no teams endpoint.
+        StepError: the mapping does not name the environment's teams.
     """
     policy = ctx.options.existing_team_members  # one of EXISTING_MEMBER_POLICIES (StepContext.create checked it)
-    legacy = legacy_teams(ctx.legacy, ctx.row.legacy_org, ctx.row.legacy_env)
+    legacy = legacy_teams(ctx)
     found = _existing_teams(ctx) if legacy else {}
     access = {a.rel("team"): a for a in ctx.tfe.list_team_access(ws.id)} if ws is not None and legacy else {}
     skip = _skip(ctx)
@@ -269,7 +272,7 @@ def verify_teams(ctx: StepContext, ws: Resource) -> tuple[StepResult | None, dic
         (a failing StepResult or None when every team has its level, evidence {team: {access, members,
         without_account}}).
     """
-    legacy = legacy_teams(ctx.legacy, ctx.row.legacy_org, ctx.row.legacy_env)
+    legacy = legacy_teams(ctx)
     skip = _skip(ctx)
     wanted = [t for t in legacy if t["name"] not in skip and t["name"] != OWNERS]
     if not wanted:
@@ -305,29 +308,21 @@ def parse_described(cell: Any) -> list[dict[str, Any]]:
     return out
 
 
-def inventory_cell(legacy: Any, org: str, env: str) -> str:
-    """The inventory's `teams` cell for one environment (a host without the teams endpoint says so)."""
-    try:
-        return describe(legacy.get_teams(org, env))
-    except NotFoundError:
-        return "(the legacy host does not serve teams)"
-
-
-def mapping_cell(tfe: Any, new_org: str, cell: Any, known: dict[str, set[str]]) -> str:
+def mapping_cell(tfe: Any, new_org: str, legacy: list[dict[str, Any]], known: dict[str, set[str]]) -> str:
     """The mapping's `teams` cell: each legacy team created, adopted, refused or left alone in `new_org`.
 
     Args:
+        legacy: the environment's teams ({name, access, ...}; `MappingRow.team_list`).
         known: team names per new organization already read (filled here: one list per organization).
     """
-    teams = parse_described(cell)
-    if not teams:
+    if not legacy:
         return ""
     if new_org not in known:
         try:
             known[new_org] = {t.get("name") for t in tfe.list_teams(new_org)}
         except NotFoundError:
             known[new_org] = set()  # the organization does not exist yet: step 1 creates it
-    return mapping_summary(teams, known[new_org])
+    return mapping_summary(legacy, known[new_org])
 
 
 def summary_cell(evidence: dict[str, Any] | None) -> str:

@@ -98,35 +98,62 @@ def sandbox_in_environ(data_dir: Path, *, seed: int) -> Iterator[Sandbox]:
             yield sandbox
 
 
-def make_1x_ready(env: str, legacy_org: str = "acme-legacy") -> None:
+def make_1x_ready(sandbox: Sandbox, env: str, legacy_org: str = "acme-legacy") -> None:
     """Commit Terraform 1.x syntax to a seeded environment's configuration, then wait for its legacy run.
 
     The seeded configurations use 0.11's `triggers { }` block; 1.x wants the argument `triggers = { }`.
-    The environment is still linked, so the push starts a legacy run; it must end before step 3.
+    The environment is still linked, so the push starts a legacy run; it must end before step 3. (Test set-up:
+    the sandbox's store is read directly; the legacy API has no run list.)
     """
     import tempfile
     import time
     from pathlib import Path
 
     from runbook_lib import git
-    from runbook_lib.legacy import LegacyClient
-    from runbook_lib.settings import Settings
 
-    legacy = LegacyClient(Settings.from_env(), read_only=True)
-    vcs = legacy.get_environment(legacy_org, env)["vcs"]
+    store = sandbox.store
+    row = store.find_environment(legacy_org, env)
+    branch = row["vcs_branch"] or "master"
     with tempfile.TemporaryDirectory() as scratch:
-        path = git.clone(git.repo_url(vcs["repo"]), Path(scratch) / "r", vcs["branch"])
-        main = path / vcs["working_directory"] / "main.tf"
+        path = git.clone(git.repo_url(row["vcs_repo"]), Path(scratch) / "r", branch)
+        main = path / (row["vcs_working_directory"] or "") / "main.tf"
         main.write_text(main.read_text().replace("triggers {", "triggers = {"))
         sha = git.commit_all(path, "Terraform 1.x syntax: triggers is an argument")
-        git.push(path, vcs["branch"])
+        git.push(path, branch)
     # The push reaches the legacy environment through the repository's hook, a moment later: wait until its
     # run exists and has ended (not only "no current run", which is also true before the run starts).
     deadline = time.monotonic() + 120
-    while (legacy.get_environment(legacy_org, env).get("current_run")
-           or not any(r.get("commit_sha") == sha for r in legacy.list_runs(legacy_org, env))):
+    while (store.current_legacy_run(row["id"])
+           or not any(r["commit_sha"] == sha for r in store.list_legacy_runs(row["id"]))):
         assert time.monotonic() < deadline, "the legacy run of the 1.x-syntax commit did not finish"
         time.sleep(0.5)
+
+
+def operator_mapping_rows(sandbox: Sandbox, names, new_org: str = "acme") -> list:
+    """Mapping rows for seeded environments, as notebook 00's survey and then the operator write them: what the
+    legacy host shows (the Terraform version from the state, repository and branch from the latest configuration
+    version: `inventory.fill_from_host`), then the facts an operator reads off the legacy UI
+    (`rehearsal.operator_rows`)."""
+    from runbook_lib import inventory
+    from runbook_lib.legacy import LegacyClient
+    from runbook_lib.mapping import MappingRow, workspace_name_for
+    from runbook_lib.rehearsal import operator_rows
+    from runbook_lib.settings import Settings
+
+    rows = [MappingRow(sandbox.legacy_org, name, new_org, workspace_name_for(name)) for name in names]
+    legacy = LegacyClient(Settings.from_env(dict(sandbox.env)), read_only=True)
+    rows = inventory.fill_from_host(rows, inventory.legacy_environments(legacy, sandbox.legacy_org, rows))
+    return operator_rows(sandbox, rows)
+
+
+def write_operator_mapping(sandbox: Sandbox, audit_root: Path, names, new_org: str = "acme") -> Path:
+    """`<audit_root>/mapping.csv` for seeded environments (`operator_mapping_rows`): where the steps read them."""
+    from runbook_lib.mapping import write_csv
+
+    path = Path(audit_root) / "mapping.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_csv(operator_mapping_rows(sandbox, names, new_org), path)
+    return path
 
 
 def start_batch_cli(out, mapping_csv, params: dict, *, batch: str, jobs: int = 1, steps: str = "0-6",

@@ -20,6 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="seed N legacy environments with real Terraform 0.11 states (once per data directory)")
     serve.add_argument("--rate-limit", type=float, default=30.0, metavar="PER_SECOND",
                        help="requests per second per token (0: off; default 30)")
+    serve.add_argument("--legacy-profile", default="documented", choices=("documented", "site-adapter"),
+                       help="documented (default): the legacy API as the host documented it, plus its web UI; "
+                            "site-adapter: also the undocumented endpoints a site's own adapter may offer")
     serve.set_defaults(func=_serve)
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 
@@ -28,7 +31,7 @@ def _serve(args: argparse.Namespace) -> int:
     from runbook_lib.sandbox.control import ENV_FILE, start_server
 
     server, values = start_server(_path(args.data), host=args.host, port=args.port, tls=args.tls, seed=args.seed,
-                                   rate_limit=args.rate_limit or None)
+                                   rate_limit=args.rate_limit or None, legacy_profile=args.legacy_profile)
     stopped = threading.Event()
     # SIGTERM (from Sandbox.stop or a CI runner) stops cleanly, like Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())

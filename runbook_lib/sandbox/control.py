@@ -39,7 +39,7 @@ from runbook_lib import terraform
 from runbook_lib.errors import ConfigError
 from runbook_lib.sandbox import seed as seed_mod
 from runbook_lib.sandbox.faults import FaultConfig, RunProfile
-from runbook_lib.sandbox.server import ADMIN_HEADER, ADMIN_SECRET_FILE, SandboxServer
+from runbook_lib.sandbox.server import ADMIN_HEADER, ADMIN_SECRET_FILE, DOCUMENTED, SandboxServer
 
 log = logging.getLogger("runbook_lib.sandbox")
 
@@ -104,6 +104,9 @@ def environment_for(server: SandboxServer, tokens: dict[str, str]) -> dict[str, 
         "TFE_TOKEN": tokens["operator"],
         "TFE_HOSTNAME": server.hostname,
         "SANDBOX_LEGACY_ORG": seed_mod.LEGACY_ORG,
+        # The legacy web UI (sign in with the operator's name and ATLAS_TOKEN as the password).
+        "SANDBOX_LEGACY_UI": f"{server.base_url()}/terraform/{seed_mod.LEGACY_ORG}/environments",
+        "SANDBOX_LEGACY_PROFILE": server.legacy_profile,
         "SANDBOX_GIT_ROOT": str(data / "git"),
         "TFE_RUNBOOK_GIT_BASE": str(data / "git"),  # runbook_lib.git.repo_url("org/repo") -> the bare repo
         "SANDBOX_OUTSIDER_TOKEN": tokens["outsider"],
@@ -118,7 +121,7 @@ def environment_for(server: SandboxServer, tokens: dict[str, str]) -> dict[str, 
 
 
 def start_server(data_dir: Path, *, host: str, port: int, tls: bool, seed: int,
-                 rate_limit: float | None) -> tuple[SandboxServer, dict[str, str]]:
+                 rate_limit: float | None, legacy_profile: str = DOCUMENTED) -> tuple[SandboxServer, dict[str, str]]:
     """Start a server on `data_dir`, bootstrap and (once per data directory) seed it, write sandbox.env.
 
     Returns:
@@ -127,7 +130,8 @@ def start_server(data_dir: Path, *, host: str, port: int, tls: bool, seed: int,
     Raises:
         TerraformError: seeding failed.
     """
-    server = SandboxServer(data_dir, host=host, port=port, tls=tls, rate_limit=rate_limit)
+    server = SandboxServer(data_dir, host=host, port=port, tls=tls, rate_limit=rate_limit,
+                           legacy_profile=legacy_profile)
     server.start()
     try:
         tokens = seed_mod.bootstrap(server.store)
@@ -176,13 +180,17 @@ class Sandbox:
             (None: `$TFE_SANDBOX_STATE_FINALIZE_SECONDS`, else 0.2 s; see `store.states`).
         runs: how long runs take and how many run at once (`RunProfile`; None: fast, for tests). Saved in
             the data directory, so a restart (and `tfe-runbook sandbox serve` on it) keeps it.
+        legacy_profile: `documented` (default: only what the legacy host documented, plus its web UI) or
+            `site-adapter` (also the undocumented endpoints a site's own adapter might offer; never a
+            default: name it where you mean it).
     """
 
     def __init__(self, data_dir: str | Path | None = None, *, host: str = "127.0.0.1", port: int = 0,
                  tls: bool = False, seed: int = 0, rate_limit: float | None = 30.0,
                  subprocess: bool = False, state_finalize_seconds: float | None = None,
-                 runs: RunProfile | None = None) -> None:
+                 runs: RunProfile | None = None, legacy_profile: str = DOCUMENTED) -> None:
         self.state_finalize_seconds = state_finalize_seconds
+        self.legacy_profile = legacy_profile
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="tfe-sandbox-")
@@ -219,7 +227,8 @@ class Sandbox:
             self._start_subprocess()
         else:
             self._server, self.env = start_server(self.data_dir, host=self.host, port=self.port, tls=self.tls,
-                                                  seed=self.seed, rate_limit=self._rate_limit)
+                                                  seed=self.seed, rate_limit=self._rate_limit,
+                                                  legacy_profile=self.legacy_profile)
             if self.state_finalize_seconds is not None:
                 self._server.store.state_finalize_seconds = max(0.0, float(self.state_finalize_seconds))
             self.port = self._server.port
@@ -260,7 +269,7 @@ class Sandbox:
             env_file.unlink()  # its reappearance is the readiness signal
         cmd = [sys.executable, "-m", "runbook_lib.cli", "sandbox", "serve", "--data", str(self.data_dir),
                "--host", self.host, "--port", str(self.port), "--seed", str(self.seed),
-               "--rate-limit", str(self._rate_limit or 0)]
+               "--rate-limit", str(self._rate_limit or 0), "--legacy-profile", self.legacy_profile]
         if self.tls:
             cmd.append("--tls")
         log_file = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - owned by the child process

@@ -149,16 +149,6 @@ class LegacyMd5ConflictError(ConflictError):
         return {"errors": [self.detail], "success": False}
 
 
-class LegacySerialError(SandboxError):
-    """412 from the legacy state endpoint: the serial did not go up."""
-
-    status, title = 412, "precondition failed"
-
-    def __init__(self) -> None:
-        super().__init__("Serial The serial provided in the state file is not greater than the serial "
-                         "currently known remotely")
-
-
 class LegacyContentMd5Error(BadRequestError):
     """400 from the legacy state endpoint: the Content-MD5 header does not match the body."""
 

@@ -1,14 +1,23 @@
-"""Handlers of the legacy (Atlas-era) API, `/api/v1`, token in `X-Atlas-Token`; see docs/legacy-api-contract.md.
+"""Handlers of the legacy (Atlas-era) API, `/api/v1`, token in `X-Atlas-Token`: what the legacy host documented.
 
-Two kinds of endpoint, kept visibly apart:
-- documented ones, which a real legacy host served (the state endpoint exactly as Terraform 0.11's
-  `atlas` backend speaks it, state list, configuration versions, variables PUT, plan trigger, user);
-- SANDBOX-DEFINED ones, which the legacy product exposed only in its UI (list/read environments,
-  read variables, VCS unlink/link, lock/unlock, list runs, delete an environment). A real legacy host
-  may not have them; the runbook confines their use to `runbook_lib/legacy.py`.
+The sources, cited beside each handler (full table: docs/legacy-api-contract.md):
+- the 2018 legacy API pages, hashicorp/terraform-website `content/source/docs/enterprise-legacy/api/*.html.md`
+  at 98a35d246 (2018-03-27, their last revision before the pages were removed): `states`, `configurations`,
+  `environments` (variables PUT), `runs` (queue a plan), `users`, and `index` (404 for what is missing *or*
+  not accessible; errors as `{"errors": ...}`);
+- Terraform 0.11.11's atlas backend, hashicorp/terraform `backend/atlas/state_client.go` (what the state
+  endpoint answers and what the client makes of it) and its test host `state_client_test.go`;
+- atlas-go as vendored in Terraform 0.11.11 (`vendor/github.com/hashicorp/atlas-go/v1/terraform.go`: the
+  configuration version document, `tf_vars` of `{key, value, hcl}`).
 
-The state endpoint also serves new workspaces (`<NEW_ORG>/<WORKSPACE>`), which the upgrade guide's step
-3.d-3.e relies on: the atlas backend migrates a legacy state into a workspace through it.
+Nothing else is served by default. Listing or reading environments, reading variables, VCS unlink, locks,
+runs, teams and deleting an environment were UI actions on the legacy product (the seed's step 4: "go to the
+Environment settings page ... click Unlink"); the sandbox has that UI (`legacy_ui`). The endpoints an
+earlier sandbox invented for them live in `legacy_adapter_api`, served only under the explicitly named
+`site-adapter` profile.
+
+The state endpoint also serves new workspaces (`<NEW_ORG>/<WORKSPACE>`), as the 2018 SaaS host, where legacy
+and new were one installation, did for the upgrade guide's step 3.d-3.e.
 """
 
 from __future__ import annotations
@@ -17,7 +26,6 @@ import base64
 import binascii
 import hashlib
 import json
-import math
 from typing import Any
 
 from runbook_lib.sandbox import errors
@@ -25,30 +33,11 @@ from runbook_lib.sandbox.store import md5_b64
 from runbook_lib.sandbox.wire import Request, Response, json_response
 
 STATE_PAGE_SIZE = 20
-ENV_PAGE_SIZE = 100
 
 
 def _user(req: Request) -> dict[str, Any]:
     assert req.user is not None  # legacy routes are authenticated by the server
     return req.user
-
-
-def _env_doc(req: Request, env: dict[str, Any]) -> dict[str, Any]:
-    run = req.store.current_legacy_run(env["id"])
-    vcs = None
-    if env["vcs_repo"]:
-        vcs = {"repo": env["vcs_repo"], "branch": env["vcs_branch"] or "master",
-               "working_directory": env["vcs_working_directory"] or ""}
-    return {"username": env["org"], "name": env["name"], "slug": f"{env['org']}/{env['name']}",
-            "terraform_version": env["terraform_version"], "locked": bool(env["locked"]),
-            "locked_by": env["locked_by"], "lock_reason": env["lock_reason"], "vcs": vcs,
-            "current_run": {"id": run["id"], "status": run["status"]} if run else None,
-            "created_at": env["created_at"], "updated_at": env["updated_at"]}
-
-
-def _run_doc(run: dict[str, Any]) -> dict[str, Any]:
-    return {"id": run["id"], "status": run["status"], "commit_sha": run["commit_sha"], "message": run["message"],
-            "created_at": run["created_at"], "has_changes": bool(run["has_changes"])}
 
 
 def _page(req: Request) -> int:
@@ -83,8 +72,8 @@ def get_state(req: Request, org: str, env: str) -> Response:
 
     Terraform 0.11's atlas backend reads 204 (and 404, and an empty 200) as "no state"
     (`backend/atlas/state_client.go` Get), so an environment without state answers 204 and `terraform init`
-    starts empty; "no such environment" stays a 404 here and on `GET /api/v1/environments/<org>/<env>`,
-    which is where a client tells the two apart.
+    starts empty. A 404 is an unknown environment or one the token cannot see (index.html.md): a client
+    cannot tell those apart, and the legacy host documents nothing else that could.
     """
     kind, target = _state_target(req, org, env, write=False)
     if target is None:
@@ -113,7 +102,10 @@ def _check_content_md5(req: Request) -> None:
 
 
 def put_state(req: Request, org: str, env: str) -> Response:
-    """`PUT /api/v1/terraform/state/<org>/<env>`: 200; 409 md5 conflict; 412 serial backwards; 400 bad MD5.
+    """`PUT /api/v1/terraform/state/<org>/<env>`: 200; 409 same serial, other md5; 400 bad Content-MD5.
+
+    The client sends only these two outcomes' cases (`state_client.go` Put: 200 is success, 409 a conflict it
+    resolves); the conflict rule is Terraform's own test host's (`store.base.atlas_serial_allows`).
 
     As on the legacy product, a PUT naming an environment that does not exist yet in an organization
     the token may write creates that environment (this is how `terraform apply` with a new atlas
@@ -133,7 +125,11 @@ def put_state(req: Request, org: str, env: str) -> Response:
 
 
 def delete_state(req: Request, org: str, env: str) -> Response:
-    """`DELETE /api/v1/terraform/state/<org>/<env>`: 200 (a workspace's state cannot be deleted: 403)."""
+    """`DELETE /api/v1/terraform/state/<org>/<env>`: 200 (a workspace's state cannot be deleted: 403).
+
+    What the atlas backend sends for `terraform state` removal (`state_client.go` Delete: 200, 204 and 404 are
+    success). The environment itself stays: deleting an environment was a UI action.
+    """
     kind, target = _state_target(req, org, env, write=True)
     if target is None:
         raise errors.NotFoundError()
@@ -146,7 +142,13 @@ def delete_state(req: Request, org: str, env: str) -> Response:
 # --- documented: other endpoints -------------------------------------------------------------------------
 
 def list_states(req: Request) -> Response:
-    """`GET /api/v1/terraform/state?username=<org>&page=N`: environments with state, 20 a page."""
+    """`GET /api/v1/terraform/state?username=<org>&page=N`: environments with state, 20 a page.
+
+    states.html.md (98a35d246): "a list of states accessible to the user corresponding to the provided
+    token", filtered by `?username`, paginated by `?page` (default 1); the answer has no page count, so a
+    client reads pages until one comes back short. An organization the token cannot see is a 404 here, as
+    index.html.md says for any resource the user has no access to.
+    """
     org = req.query.get("username") or ""
     req.store.require_legacy_access(org, _user(req))
     rows = req.store.list_legacy_states(org)
@@ -161,24 +163,33 @@ def _env(req: Request, org: str, env: str, *, write: bool = False) -> dict[str, 
 
 
 def latest_configuration_version(req: Request, org: str, env: str) -> Response:
-    """`GET /api/v1/terraform/configurations/<org>/<env>/versions/latest` (404 when none)."""
+    """`GET /api/v1/terraform/configurations/<org>/<env>/versions/latest` (404 when none).
+
+    configurations.html.md (98a35d246) answers `{"version": {"version": 6, "metadata": {...}, "tf_vars": [],
+    "variables": {}}}`; atlas-go's `TerraformConfigVersion` (vendored in Terraform 0.11.11) types `tf_vars` as
+    `[{key, value, hcl}]`, "a single Terraform variable" each, and `variables` as a string map, the same
+    "Terraform variables" the environments page's variables PUT sets. So both carry the environment's
+    Terraform variables; a sensitive value is never revealed, so sensitive variables are left out, and
+    environment variables (category env) appear in neither: no documented endpoint shows them.
+    """
     row = _env(req, org, env)
     cv = req.store.latest_legacy_config_version(row["id"])
     if cv is None:
         raise errors.NotFoundError()
-    tf_vars, env_vars = [], {}
-    for var in req.store.list_legacy_vars(row["id"]):
-        value = None if var["sensitive"] else var["value"]
-        if var["category"] == "terraform":
-            tf_vars.append({"key": var["key"], "value": value, "hcl": bool(var["hcl"])})
-        else:
-            env_vars[var["key"]] = value
+    shown = [v for v in req.store.list_legacy_vars(row["id"]) if v["category"] == "terraform" and not v["sensitive"]]
     return json_response({"version": {"version": cv["version"], "metadata": json.loads(cv["metadata"]),
-                                      "tf_vars": tf_vars, "variables": env_vars}})
+                                      "tf_vars": [{"key": v["key"], "value": v["value"], "hcl": bool(v["hcl"])}
+                                                  for v in shown],
+                                      "variables": {v["key"]: v["value"] for v in shown}}})
 
 
 def create_configuration_version(req: Request, org: str, env: str) -> Response:
-    """`POST /api/v1/terraform/configurations/<org>/<env>/versions`: next version and its upload path."""
+    """`POST /api/v1/terraform/configurations/<org>/<env>/versions`: next version and its upload path.
+
+    configurations.html.md (98a35d246): `{"version": {"metadata": {...}, "variables": {...}}}` in,
+    `{"version": 6, "upload_path": ..., "token": ...}` out; the archive goes to `upload_path` (atlas-go's
+    `putFile` sends it with PUT).
+    """
     row = _env(req, org, env, write=True)
     metadata: dict[str, Any] = {}
     if req.body.strip():
@@ -193,7 +204,13 @@ def create_configuration_version(req: Request, org: str, env: str) -> Response:
 
 
 def put_variables(req: Request, org: str, env: str) -> Response:
-    """`PUT /api/v1/environments/<org>/<env>/variables` {"variables":{"k":"v"}}; an empty value removes."""
+    """`PUT /api/v1/environments/<org>/<env>/variables` {"variables":{"k":"v"}}; an empty value removes.
+
+    environments.html.md (98a35d246): "Existing variables will only be removed when their value is empty.
+    Variables of the same key will be overwritten"; "Due to the sensitive nature of variables, they are not
+    returned on success": the sample response is an empty body. Only string values ("Only string variables
+    can be updated via the API currently").
+    """
     row = _env(req, org, env, write=True)
     doc = req.json()
     variables = doc.get("variables") if isinstance(doc, dict) else None
@@ -204,18 +221,24 @@ def put_variables(req: Request, org: str, env: str) -> Response:
     for key, value in variables.items():
         category = existing[key]["category"] if key in existing else "terraform"
         req.store.set_legacy_var(row["id"], key, value, category=category)
-    return json_response({"success": True})
+    return Response(200)
 
 
 def queue_plan(req: Request, org: str, env: str) -> Response:
-    """`POST /api/v1/environments/<org>/<env>/plan` {"destroy": false}: queues a run (status pending)."""
+    """`POST /api/v1/environments/<org>/<env>/plan` {"destroy": false}: queues a run (status pending).
+
+    runs.html.md (98a35d246): "Requires a configuration version to be present on the environment to succeed,
+    but will otherwise 404"; answers `{"success": true}`.
+    """
     row = _env(req, org, env, write=True)
     destroy = False
     if req.body.strip():
         doc = req.json()
         destroy = bool(doc.get("destroy")) if isinstance(doc, dict) else False
     cv = req.store.latest_legacy_config_version(row["id"])
-    sha = json.loads(cv["metadata"]).get("commit_sha") if cv else None
+    if cv is None:
+        raise errors.NotFoundError()
+    sha = json.loads(cv["metadata"]).get("commit_sha")
     req.store.create_legacy_run(row["id"], status="pending", source="api", commit_sha=sha,
                                 message="Queued manually via the API", is_destroy=destroy,
                                 created_by=_user(req)["username"])
@@ -223,104 +246,17 @@ def queue_plan(req: Request, org: str, env: str) -> Response:
 
 
 def show_user(req: Request, username: str) -> Response:
-    """`GET /api/v1/user/<username>`."""
+    """`GET /api/v1/user/<username>`: the user object itself, not wrapped.
+
+    users.html.md (98a35d246): "Users are both users and organizations"; the sample answer is
+    `{"username": ..., "avatar_url": ..., "profile_html": ..., "profile_markdown": ..., "boxes": []}`. The page
+    does not say who may read whom; the sandbox answers any user to any token, and an organization only to
+    its members (404 otherwise, as index.html.md answers what a user has no access to), so a 200 for an
+    organization means "this token sees it".
+    """
     user = req.store.find_user(username)
     if user is None:
-        raise errors.NotFoundError()
-    return json_response({"user": {"username": user["username"], "email": user["email"]}})
-
-
-# --- SANDBOX-DEFINED (UI-only on the legacy product) ---------------------------------------------------
-
-def list_environments(req: Request, org: str) -> Response:
-    """SANDBOX-DEFINED `GET /api/v1/environments/<org>?page=N`: 100 a page, with meta."""
-    req.store.require_legacy_access(org, _user(req))
-    rows = req.store.list_environments(org)
-    page = _page(req)
-    chunk = rows[(page - 1) * ENV_PAGE_SIZE: page * ENV_PAGE_SIZE]
-    return json_response({"environments": [_env_doc(req, e) for e in chunk],
-                          "meta": {"page": page, "total_pages": max(1, math.ceil(len(rows) / ENV_PAGE_SIZE)),
-                                   "total_count": len(rows)}})
-
-
-def show_environment(req: Request, org: str, env: str) -> Response:
-    """SANDBOX-DEFINED `GET /api/v1/environments/<org>/<env>`."""
-    return json_response({"environment": _env_doc(req, _env(req, org, env))})
-
-
-def list_variables(req: Request, org: str, env: str) -> Response:
-    """SANDBOX-DEFINED `GET /api/v1/environments/<org>/<env>/variables`: sensitive values are null."""
-    row = _env(req, org, env)
-    return json_response({"variables": [
-        {"key": v["key"], "value": None if v["sensitive"] else v["value"], "category": v["category"],
-         "hcl": bool(v["hcl"]), "sensitive": bool(v["sensitive"])} for v in req.store.list_legacy_vars(row["id"])]})
-
-
-def unlink_vcs(req: Request, org: str, env: str) -> Response:
-    """SANDBOX-DEFINED `DELETE /api/v1/environments/<org>/<env>/vcs`: unlink (idempotent)."""
-    row = _env(req, org, env, write=True)
-    if row["vcs_repo"]:
-        req.store.set_environment_vcs(row["id"], None)
-    return json_response({"environment": _env_doc(req, _env(req, org, env))})
-
-
-def link_vcs(req: Request, org: str, env: str) -> Response:
-    """SANDBOX-DEFINED `PUT /api/v1/environments/<org>/<env>/vcs` {"vcs":{repo, branch, working_directory}}."""
-    row = _env(req, org, env, write=True)
-    doc = req.json()
-    vcs = doc.get("vcs") if isinstance(doc, dict) else None
-    if not isinstance(vcs, dict):
-        raise errors.UnprocessableError("can't be blank", pointer="/vcs")
-    repo = vcs.get("repo")
-    if not isinstance(repo, str) or repo.count("/") != 1 or not all(repo.split("/")):
-        raise errors.UnprocessableError("must look like <org>/<repo>", pointer="/repo")
-    branch = vcs.get("branch") or "master"
-    workdir = vcs.get("working_directory") or ""
-    if not isinstance(branch, str) or not isinstance(workdir, str):
-        raise errors.UnprocessableError("branch and working_directory must be strings", pointer="/vcs")
-    req.store.set_environment_vcs(row["id"], {"repo": repo, "branch": branch, "working_directory": workdir})
-    return json_response({"environment": _env_doc(req, _env(req, org, env))})
-
-
-def lock_environment(req: Request, org: str, env: str) -> Response:
-    """SANDBOX-DEFINED `POST /api/v1/environments/<org>/<env>/lock` {"reason"}: 200 ENV; 409 when locked."""
-    row = _env(req, org, env, write=True)
-    reason = ""
-    if req.body.strip():
-        doc = req.json()
-        reason = doc.get("reason") or "" if isinstance(doc, dict) else ""
-        if not isinstance(reason, str):
-            raise errors.UnprocessableError("must be a string", pointer="/reason")
-    req.store.lock_environment(row, _user(req), reason)
-    return json_response(_env_doc(req, _env(req, org, env)))
-
-
-def unlock_environment(req: Request, org: str, env: str) -> Response:
-    """SANDBOX-DEFINED `POST /api/v1/environments/<org>/<env>/unlock`: 200 ENV; 409 locked by another user."""
-    row = _env(req, org, env, write=True)
-    req.store.unlock_environment(row, _user(req))
-    return json_response(_env_doc(req, _env(req, org, env)))
-
-
-def list_runs(req: Request, org: str, env: str) -> Response:
-    """SANDBOX-DEFINED `GET /api/v1/environments/<org>/<env>/runs`: newest first."""
-    row = _env(req, org, env)
-    return json_response({"runs": [_run_doc(r) for r in req.store.list_legacy_runs(row["id"])]})
-
-
-def delete_environment(req: Request, org: str, env: str) -> Response:
-    """SANDBOX-DEFINED `DELETE /api/v1/environments/<org>/<env>`: the environment and all it holds are gone."""
-    row = _env(req, org, env, write=True)
-    req.store.delete_environment(row["id"])
-    return json_response({"success": True})
-
-
-def list_environment_teams(req: Request, org: str, env: str) -> Response:
-    """SANDBOX-DEFINED `GET /api/v1/environments/<org>/<env>/teams`: the teams with access, by name.
-
-    Answer: `{"teams":[{"name":"ops","access":"admin","members":["alice","bob"]}]}`; `access` is one of
-    read, write, admin (the legacy UI's levels); members are usernames of the legacy product.
-    """
-    row = _env(req, org, env)
-    return json_response({"teams": [{"name": t["name"], "access": t["access"], "members": t["members"]}
-                                    for t in req.store.legacy_environment_teams(row["id"])]})
+        if not req.store.legacy_org_exists(username) or req.store.legacy_role(username, _user(req)["id"]) is None:
+            raise errors.NotFoundError()
+    return json_response({"username": username, "avatar_url": f"https://www.gravatar.com/avatar/{username}",
+                          "profile_html": "", "profile_markdown": "", "boxes": []})

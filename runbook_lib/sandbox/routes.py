@@ -10,6 +10,10 @@ Auth kinds:
 - `none`: discovery, ping, health.
 - `capability`: archivist URLs; the random token in the path is the authorisation.
 - `admin`: `X-Sandbox-Admin` secret (see `admin_api`).
+- `ui`: the legacy web UI's pages (`legacy_ui`); each page checks its own session cookie.
+
+A route with a `profile` is served only when the server runs that legacy profile: the `site-adapter`
+routes (`legacy_adapter_api`) are never served by default; every other route always is.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from runbook_lib.sandbox import (admin_api, legacy_api, orgs_api, runs_api, states_api, teams_api, tfe_api,
-                                 tfe_runs_api, vcs, workspaces_api)
+from runbook_lib.sandbox import (admin_api, legacy_adapter_api, legacy_api, legacy_ui, orgs_api, runs_api,
+                                 states_api, teams_api, tfe_api, tfe_runs_api, vcs, workspaces_api)
 from runbook_lib.sandbox.errors import JSONAPI, LEGACY
 
 
@@ -32,6 +36,7 @@ class Route:
     handler: Callable[..., Any]
     auth: str
     extra: dict[str, Any] = field(default_factory=dict)
+    profile: str | None = None  # served only under this legacy profile (None: always)
 
     @property
     def flavour(self) -> str:
@@ -44,17 +49,19 @@ _V1 = "/api/v1"
 _V2 = "/api/v2"
 
 
-def _r(method: str, path: str, handler: Callable[..., Any], auth: str, **extra: Any) -> Route:
+def _r(method: str, path: str, handler: Callable[..., Any], auth: str, profile: str | None = None,
+       **extra: Any) -> Route:
     regex = re.sub(r"<(\w+)>", lambda m: f"(?P<{m.group(1)}>{_SEG})", path)
-    return Route(method, re.compile(f"^{regex}$"), handler, auth, extra)
+    return Route(method, re.compile(f"^{regex}$"), handler, auth, extra, profile)
 
 
-def _at(path: str, auth: str, **handlers: Callable[..., Any]) -> list[Route]:
+def _at(path: str, auth: str, profile: str | None = None, **handlers: Callable[..., Any]) -> list[Route]:
     """The routes of one path, one per method (the keyword), in the order given."""
-    return [_r(method, path, handler, auth) for method, handler in handlers.items()]
+    return [_r(method, path, handler, auth, profile) for method, handler in handlers.items()]
 
 
-L, B = "legacy", "bearer"
+L, B, UI = "legacy", "bearer", "ui"
+SA = legacy_adapter_api.PROFILE
 
 ROUTES: list[Route] = [
     # --- legacy /api/v1: documented ---
@@ -66,15 +73,30 @@ ROUTES: list[Route] = [
     *_at(f"{_V1}/environments/<org>/<env>/variables", L, PUT=legacy_api.put_variables),
     *_at(f"{_V1}/environments/<org>/<env>/plan", L, POST=legacy_api.queue_plan),
     *_at(f"{_V1}/user/<username>", L, GET=legacy_api.show_user),
-    # --- legacy /api/v1: SANDBOX-DEFINED (UI-only on the legacy product) ---
-    *_at(f"{_V1}/environments/<org>", L, GET=legacy_api.list_environments),
-    *_at(f"{_V1}/environments/<org>/<env>", L, GET=legacy_api.show_environment, DELETE=legacy_api.delete_environment),
-    *_at(f"{_V1}/environments/<org>/<env>/variables", L, GET=legacy_api.list_variables),
-    *_at(f"{_V1}/environments/<org>/<env>/vcs", L, DELETE=legacy_api.unlink_vcs, PUT=legacy_api.link_vcs),
-    *_at(f"{_V1}/environments/<org>/<env>/lock", L, POST=legacy_api.lock_environment),
-    *_at(f"{_V1}/environments/<org>/<env>/unlock", L, POST=legacy_api.unlock_environment),
-    *_at(f"{_V1}/environments/<org>/<env>/runs", L, GET=legacy_api.list_runs),
-    *_at(f"{_V1}/environments/<org>/<env>/teams", L, GET=legacy_api.list_environment_teams),
+    # --- legacy /api/v1: the `site-adapter` profile only (UI-only on the legacy product; legacy_adapter_api) ---
+    *_at(f"{_V1}/environments/<org>", L, SA, GET=legacy_adapter_api.list_environments),
+    *_at(f"{_V1}/environments/<org>/<env>", L, SA, GET=legacy_adapter_api.show_environment,
+         DELETE=legacy_adapter_api.delete_environment),
+    *_at(f"{_V1}/environments/<org>/<env>/variables", L, SA, GET=legacy_adapter_api.list_variables),
+    *_at(f"{_V1}/environments/<org>/<env>/vcs", L, SA, DELETE=legacy_adapter_api.unlink_vcs,
+         PUT=legacy_adapter_api.link_vcs),
+    *_at(f"{_V1}/environments/<org>/<env>/lock", L, SA, POST=legacy_adapter_api.lock_environment),
+    *_at(f"{_V1}/environments/<org>/<env>/unlock", L, SA, POST=legacy_adapter_api.unlock_environment),
+    *_at(f"{_V1}/environments/<org>/<env>/runs", L, SA, GET=legacy_adapter_api.list_runs),
+    *_at(f"{_V1}/environments/<org>/<env>/teams", L, SA, GET=legacy_adapter_api.list_environment_teams),
+    # --- the legacy web UI (legacy_ui): where the operator unlinks, deletes, reads variables ---
+    *_at("/login", UI, GET=legacy_ui.login_form, POST=legacy_ui.login),
+    *_at("/terraform/<org>/environments", UI, GET=legacy_ui.environments),
+    *_at("/terraform/<org>/environments/<env>", UI, GET=legacy_ui.environment),
+    *_at("/terraform/<org>/environments/<env>/settings", UI, GET=legacy_ui.settings),
+    *_at("/terraform/<org>/environments/<env>/settings/lock", UI, POST=legacy_ui.lock),
+    *_at("/terraform/<org>/environments/<env>/settings/unlock", UI, POST=legacy_ui.unlock),
+    *_at("/terraform/<org>/environments/<env>/settings/delete", UI, POST=legacy_ui.delete),
+    *_at("/terraform/<org>/environments/<env>/integrations", UI, GET=legacy_ui.integrations),
+    *_at("/terraform/<org>/environments/<env>/integrations/unlink", UI, POST=legacy_ui.unlink),
+    *_at("/terraform/<org>/environments/<env>/integrations/link", UI, POST=legacy_ui.link),
+    *_at("/terraform/<org>/environments/<env>/variables", UI, GET=legacy_ui.variables),
+    *_at("/terraform/<org>/environments/<env>/changes/runs", UI, GET=legacy_ui.runs),
     # --- discovery ---
     *_at("/.well-known/terraform.json", "none", GET=tfe_api.discovery),
     *_at("/api/terraform/motd", "none", GET=tfe_api.motd),
@@ -163,8 +185,11 @@ for _route in ROUTES:
     _BY_METHOD.setdefault(_route.method, []).append(_route)
 
 
-def match(method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
+def match(method: str, path: str, profile: str = "documented") -> tuple[Route | None, dict[str, str], bool]:
     """Find the route for a request.
+
+    Args:
+        profile: the server's legacy profile; a route of another profile is not there at all.
 
     Returns:
         (route, path parameters, path_known): route is None when nothing matches; `path_known` tells
@@ -172,10 +197,12 @@ def match(method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
     """
     path = path.rstrip("/") or "/"
     for route in _BY_METHOD.get(method, ()):
+        if route.profile is not None and route.profile != profile:
+            continue
         found = route.pattern.match(path)
         if found:
             return route, dict(found.groupdict()), True
-    known = any(r.pattern.match(path) for r in ROUTES)
+    known = any(r.pattern.match(path) for r in ROUTES if r.profile is None or r.profile == profile)
     return None, {}, known
 
 

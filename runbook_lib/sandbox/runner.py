@@ -534,7 +534,9 @@ class Runner:
         meta = json.loads(cv["metadata"]) if cv else {}
         if meta.get("commit_sha") != run["commit_sha"]:
             meta = {}
-        repo = meta.get("repo") or env["vcs_repo"]
+        # the ingressed version names its repository as `remote_slug` (vcs.legacy_ingress_metadata): an environment
+        # unlinked since still plans the commit it ingressed when a plan is queued through the API
+        repo = meta.get("remote_slug") or meta.get("repo") or env["vcs_repo"]
         working_dir = meta.get("working_directory", env["vcs_working_directory"] or "") or ""
         state = self.store.current_legacy_state(env["id"])
         spec = RunSpec(terraform_version=env["terraform_version"], working_directory=working_dir,

@@ -45,7 +45,7 @@ of the new product too (accounts, no token); `dave` is an account of the legacy 
 `auditors` team has a member the new organization cannot have until dave signs up.
 
 Every environment has Terraform version 0.11.11, variables (`environment` at least), one
-configuration version (metadata: commit_sha, branch) and one `applied` run with the commit it ran.
+configuration version (metadata: git_branch, remote_type, remote_slug, commit_sha) and one `applied` run with the commit it ran.
 Git history uses fixed author dates, so commit SHAs are the same in every seeded sandbox.
 """
 
@@ -66,6 +66,7 @@ from typing import Any
 from runbook_lib import terraform
 from runbook_lib.errors import TerraformError
 from runbook_lib.sandbox.store import Store, md5_hex
+from runbook_lib.sandbox.vcs import legacy_ingress_metadata
 
 log = logging.getLogger("runbook_lib.sandbox.seed")
 
@@ -445,8 +446,8 @@ def _record_environment(store: Store, spec: EnvSpec, operator: dict[str, Any], s
         for var in spec.variables:
             store.set_legacy_var(env["id"], var.key, var.value, category=var.category, hcl=var.hcl,
                                  sensitive=var.sensitive)
-        store.create_legacy_config_version(env["id"], {"commit_sha": sha, "branch": spec.branch,
-                                                       "repo": f"{LEGACY_ORG}/{spec.repo}"})
+        store.create_legacy_config_version(env["id"], legacy_ingress_metadata(f"{LEGACY_ORG}/{spec.repo}",
+                                                                              spec.branch, sha))
         store.create_legacy_run(env["id"], status="applied", source="vcs", commit_sha=sha,
                                 message=f"Merge to {spec.branch}", has_changes=True,
                                 created_by=operator["username"], created_at="2018-03-01T10:05:00.000Z")

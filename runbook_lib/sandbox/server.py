@@ -39,6 +39,9 @@ ADMIN_HEADER = "X-Sandbox-Admin"
 ADMIN_SECRET_FILE = "admin.secret"
 DB_FILE = "sandbox.sqlite"
 MAX_BODY = 64 * 1024 * 1024
+DOCUMENTED = "documented"
+#: The legacy side's profiles: what the legacy host documented (default), or that plus a site's adapter.
+LEGACY_PROFILES = (DOCUMENTED, "site-adapter")
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -135,12 +138,18 @@ class SandboxServer:
         host: address to listen on (loopback by default).
         port: port (0: any free one).
         tls: serve HTTPS with a trustme CA.
-        rate_limit: requests per second per token (None: off).
+        rate_limit: requests per second per token on /api/v2 (None: off).
         public_host: the host name clients use in URLs (certificate covers localhost and 127.0.0.1).
+        legacy_profile: `documented` (the default: the legacy API as the host documented it, plus its UI) or
+            `site-adapter` (also the undocumented endpoints of `legacy_adapter_api`).
     """
 
     def __init__(self, data_dir: str | Path, *, host: str = "127.0.0.1", port: int = 0, tls: bool = False,
-                 rate_limit: float | None = 30.0, public_host: str = "localhost") -> None:
+                 rate_limit: float | None = 30.0, public_host: str = "localhost",
+                 legacy_profile: str = DOCUMENTED) -> None:
+        if legacy_profile not in LEGACY_PROFILES:
+            raise ValueError(f"legacy profile must be one of {', '.join(LEGACY_PROFILES)}, not {legacy_profile!r}")
+        self.legacy_profile = legacy_profile
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.host, self.port, self.tls, self.public_host = host, port, tls, public_host
@@ -352,11 +361,16 @@ class _Handler(BaseHTTPRequestHandler):
                                       duration_ms=(time.perf_counter() - started) * 1000)
                 self._drop()
                 return
+            if decision.action == "429" and path.startswith("/api/v1/"):
+                # The legacy host documented no rate limit and Terraform 0.11's atlas backend does not retry
+                # a 429 (go-retryablehttp's default policy retries 5xx and transport errors only): a 429 there
+                # is a trouble no real client met, so bursts spare /api/v1.
+                decision.action = None
             if decision.action:
                 fault = decision.action
             elif decision.latency_s:
                 fault = "latency"
-        route, params, _known = routes.match(method, path)
+        route, params, _known = routes.match(method, path, app.legacy_profile)
         token_name: str | None = None
         try:
             if route is not None:
@@ -372,6 +386,7 @@ class _Handler(BaseHTTPRequestHandler):
             user = self._authenticate(route)
             if user is not None:
                 token_name = user["token_name"]
+            if user is not None and route.auth != "legacy":  # /api/v1 has no rate limit (see the faults above)
                 wait = app.limiter.check(user["token_id"])
                 if wait is not None:
                     raise errors.RateLimitedError(headers=app.limiter.headers(wait))
@@ -422,8 +437,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _authenticate(self, route: routes.Route) -> dict[str, Any] | None:
         app = self.server.app
-        if route.auth in ("none", "capability"):
-            return None
+        if route.auth in ("none", "capability", "ui"):
+            return None  # a UI page checks its own session (legacy_ui)
         if route.auth == "admin":
             app.check_admin(self.headers)
             return None

@@ -278,6 +278,17 @@ def vcs_runs_queue(store: Store, ws: dict[str, Any]) -> bool:
     return any(run["source"] != VCS_RUN_SOURCE for run in store.list_runs(ws["id"]))
 
 
+def legacy_ingress_metadata(repository: str, branch: str, sha: str) -> dict[str, str]:
+    """The metadata of a configuration version a linked legacy environment ingressed from a push.
+
+    The keys of the 2018 configurations page's sample (`git_branch`, `remote_type`, `remote_slug`;
+    configurations.html.md at 98a35d246), the repository as the slug; `commit_sha` is the sandbox's own
+    (the page calls metadata "arbitrary"; the legacy runs' `ATLAS_CONFIGURATION_VERSION_GITHUB_COMMIT_SHA`
+    shows the host knew the commit). No working directory: nothing documents one in the metadata.
+    """
+    return {"git_branch": branch, "remote_type": "github", "remote_slug": repository, "commit_sha": sha}
+
+
 #: The `source` of the runs a push queues (a VCS-ingressed configuration version).
 VCS_RUN_SOURCE = "tfe-configuration-version"
 
@@ -334,8 +345,7 @@ def trigger_push(store: Store, data_dir: Path, *, repository: str, ref: str, bef
         working_dir = env["vcs_working_directory"] or ""
         if (env["vcs_branch"] or default) != branch or not touches(changed, [working_dir]):
             continue
-        store.create_legacy_config_version(env["id"], {"commit_sha": after, "branch": branch, "repo": repository,
-                                                       "working_directory": working_dir})
+        store.create_legacy_config_version(env["id"], legacy_ingress_metadata(repository, branch, after))
         run = store.create_legacy_run(env["id"], status="pending", source="vcs", commit_sha=after, message=title)
         result.runs.append({"type": "legacy-runs", "id": run["id"], "target": f"{env['org']}/{env['name']}"})
     for ws in store.workspaces_linked_to(repository):

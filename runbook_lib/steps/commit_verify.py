@@ -22,14 +22,17 @@ Apply, in a scratch checkout of the repository the workspace is linked to:
 Verify, from the servers' answers: the run belongs to the pushed commit; its plan has no changes
 (`runbook_lib.steps.run_plan`: a Terraform 0.11 workspace's plan log is parsed with `plans.parse_plan_text`, a 1.x workspace's JSON
 plan with `plans.parse_plan_json`; the plan's own has-changes flag must agree); and the legacy
-environment started no run after the push (no new run id, none created after the push, none for the
-pushed commit). The evidence (run id, commit, plan counts) is what step 6 requires in the ledger.
+environment did not react to the push, which proves the operator's unlink of step 4: after the run has
+finished (the wait window), the legacy host shows the same latest configuration version and the same state
+(md5) as step 4's baseline. A still-linked environment ingresses a push as a new configuration version; a run
+that applied changes the state. A legacy answer that could mean two things (a 404 now) fails the proof. The
+evidence (run id, commit, plan counts) is what step 6 requires in the ledger.
 
 When the plan shows changes, the step fails and the legacy environment stays as it is. The way back
 (`runbook_lib.steps.recovery`, re-exported here): `recovery_plan` shows it and `recover` takes it:
 discard the waiting run (it must never apply), re-lock the workspace, revert the commit (pushed: the
 workspace queues the revert behind its lock, and the still unlinked legacy environment does not run),
-then re-link the legacy environment's VCS as it was.
+then the operator re-links the legacy environment's VCS as it was, in the legacy UI.
 
 Re-running apply adopts an earlier push (the audit trail's record, or a branch whose backend already
 points at the workspace) instead of committing again.
@@ -51,13 +54,15 @@ import pandas as pd
 from runbook_lib import catalog, git, hcl, terraform
 from runbook_lib.context import StepContext
 from runbook_lib.errors import ConflictError, HclError, PlanError, StepError
-from runbook_lib.evidence import CutOver, EvidenceError, PlanCounts
+from runbook_lib.evidence import CutOver, EvidenceError, LegacyBaseline, PlanCounts
+from runbook_lib.legacy import NOT_FOUND
 from runbook_lib.jsonapi import Resource
 from runbook_lib.mapping import workspace_name_for
 from runbook_lib.results import StepResult
 from runbook_lib.steps import plan_frame, refusals
 # The way back and the push record have their own modules; re-exported here, where the step 5 notebook
 # and its tests find them (`commit_verify.recovery(...)`, `commit_verify.PUSH_RECORD`).
+from runbook_lib.steps.legacy_vcs import recorded_baseline
 from runbook_lib.steps.push_record import PUSH_RECORD, RUN_ID, push_record, write_push_record  # noqa: F401
 from runbook_lib.steps.recovery import recover, recovery, recovery_plan  # noqa: F401
 from runbook_lib.steps.run_plan import log_tail, read_plan
@@ -93,15 +98,17 @@ class Source:
     working_directory: str
 
 
-def repository(ctx: StepContext, ws: Resource | None = None, env: dict[str, Any] | None = None) -> Source | None:
-    """The repository the migration commits to: the workspace's VCS link (step 2 copied it from the
-    environment), else the legacy environment's link; None when neither is linked."""
+def repository(ctx: StepContext, ws: Resource | None = None) -> Source | None:
+    """The repository the migration commits to: the workspace's VCS link (step 2 copied it from the mapping),
+    else the mapping's; None when neither names one."""
     if ws is not None and (ws.get("vcs-repo") or {}).get("identifier"):
         repo = ws.get("vcs-repo")
         return Source(repo["identifier"], repo.get("branch") or "", ws.get("working-directory") or "")
-    vcs = (env or {}).get("vcs") or {}
-    if vcs.get("repo"):
-        return Source(vcs["repo"], vcs.get("branch") or "", vcs.get("working_directory") or "")
+    row = ctx.row
+    if row.vcs_repo.strip() not in ("", "?"):
+        branch = row.vcs_branch.strip() if row.vcs_branch.strip() != "?" else ""
+        workdir = row.working_directory.strip() if row.working_directory.strip() != "?" else ""
+        return Source(row.vcs_repo.strip(), branch, workdir)
     return None
 
 
@@ -219,11 +226,10 @@ def diff(ctx: StepContext) -> DiffText:
     Raises:
         StepError: nothing is linked to a repository; HclError: the rewrite is refused.
     """
-    env = ctx.legacy.find_environment(ctx.row.legacy_org, ctx.row.legacy_env)
     ws = ctx.tfe.find_workspace(ctx.row.new_org, ctx.row.workspace)
-    source = repository(ctx, ws, env)
+    source = repository(ctx, ws)
     if source is None:
-        raise StepError(f"neither {ctx.row.workspace_slug} nor {ctx.row.legacy_slug} is linked to a repository: "
+        raise StepError(f"neither {ctx.row.workspace_slug} nor the mapping's {ctx.row.legacy_slug} names a repository: "
                         f"there is no configuration to commit to.")
     try:
         with checkout(ctx, source) as co:
@@ -235,7 +241,7 @@ def diff(ctx: StepContext) -> DiffText:
 
 # --- plan ------------------------------------------------------------------------------------------------
 
-def _prerequisites(ctx: StepContext, ws: Resource | None, env: dict[str, Any] | None) -> list[dict[str, Any]]:
+def _prerequisites(ctx: StepContext, ws: Resource | None) -> list[dict[str, Any]]:
     """Rows for what earlier steps must have done; action "none" (waits) or "adopt" (done), or "refuse"."""
     rows = []
     if ws is None:
@@ -254,13 +260,20 @@ def _prerequisites(ctx: StepContext, ws: Resource | None, env: dict[str, Any] | 
     if problem:
         rows.append({"object": "backend target", "name": ctx.options.backend_target, "action": "refuse",
                      "detail": problem})
-    if env is not None and env.get("vcs"):
-        rows.append({"object": "legacy vcs link", "name": ctx.row.legacy_slug, "action": "none",
-                     "detail": f"still linked to {env['vcs'].get('repo')}: step 04 first, or the push would run "
-                               f"there too (apply refuses until then)"})
-    if env is not None and env.get("current_run"):
-        rows.append({"object": "legacy run", "name": env["current_run"].get("id"), "action": "refuse",
-                     "detail": f"a legacy run is in progress ({env['current_run'].get('status')}); wait for it"})
+    try:
+        base = recorded_baseline(ctx)
+    except EvidenceError as exc:
+        rows.append({"object": "legacy baseline", "name": ctx.row.legacy_slug, "action": "refuse", "detail": str(exc)})
+    else:
+        if base is None:
+            rows.append({"object": "legacy vcs link", "name": ctx.row.legacy_slug, "action": "none",
+                         "detail": "the operator's unlink (step 04) is not recorded: step 04 first, or the push would "
+                                   "run there too (apply refuses until then)"})
+        else:
+            rows.append({"object": "legacy baseline", "name": ctx.row.legacy_slug, "action": "adopt",
+                         "detail": f"step 04 at {base.taken_at}: configuration version "
+                                   f"{base.configuration_version or 'none'}, state serial {base.state_serial}; "
+                                   f"after the push both must be the same"})
     if not (ws.get("vcs-repo") or {}).get("identifier"):
         rows.append({"object": "workspace vcs link", "name": ws.id, "action": "refuse",
                      "detail": "the workspace is linked to no repository, so a push cannot start its run"})
@@ -269,13 +282,12 @@ def _prerequisites(ctx: StepContext, ws: Resource | None, env: dict[str, Any] | 
 
 def plan(ctx: StepContext) -> pd.DataFrame:
     """What apply would do: rewrite and commit the backend, push, unlock, wait for the run, check it."""
-    env = ctx.legacy.find_environment(ctx.row.legacy_org, ctx.row.legacy_env)
     ws = ctx.tfe.find_workspace(ctx.row.new_org, ctx.row.workspace)
-    rows = _prerequisites(ctx, ws, env)
-    source = repository(ctx, ws, env)
+    rows = _prerequisites(ctx, ws)
+    source = repository(ctx, ws)
     if source is None:
         rows.append({"object": "repository", "name": "-", "action": "refuse",
-                     "detail": "neither the workspace nor the legacy environment is linked to a repository"})
+                     "detail": "neither the workspace nor the mapping names a repository"})
         return plan_frame(rows)
     record = push_record(ctx)
     try:
@@ -301,7 +313,8 @@ def plan(ctx: StepContext) -> pd.DataFrame:
                      "detail": "unlock, so the run the push queues starts" if ws.get("locked") else "not locked"})
     rows.append({"object": "run", "name": ctx.row.workspace_slug, "action": "create",
                  "detail": f"the push starts it; apply waits up to {ctx.options.wait_timeout} s, and the step passes "
-                           f"only if Terraform plans nothing to change and the legacy environment did not run"})
+                           f"only if Terraform plans nothing to change and the legacy host shows no new configuration "
+                           f"version and no state change"})
     return plan_frame(rows)
 
 
@@ -314,12 +327,6 @@ def commit_message(ctx: StepContext) -> str:
 
 # --- apply -----------------------------------------------------------------------------------------------
 
-def _legacy_run_ids(ctx: StepContext) -> list[str]:
-    if ctx.legacy.find_environment(ctx.row.legacy_org, ctx.row.legacy_env) is None:
-        return []
-    return [run["id"] for run in ctx.legacy.list_runs(ctx.row.legacy_org, ctx.row.legacy_env)]
-
-
 def _commit_and_push(ctx: StepContext, source: Source) -> dict[str, Any]:
     """Commit the rewrite and push it (or adopt the branch head that already has it); returns the record."""
     with checkout(ctx, source) as co:
@@ -327,23 +334,24 @@ def _commit_and_push(ctx: StepContext, source: Source) -> dict[str, Any]:
         record: dict[str, Any] = {"repo": source.repo, "branch": branch, "tracked_branch": co.branch,
                                   "working_directory": source.working_directory,
                                   "backend_target": ctx.options.backend_target, "remote_state": co.remote_state}
+        base = recorded_baseline(ctx)
+        record["legacy_baseline"] = base.to_evidence() if base else None
         if not co.changed:
             # Pushed by an earlier attempt whose record is gone (or by hand): the migration commit is the last
             # one that changed this working directory (in a monorepo, others push to the same branch after it).
             sha = git.run(["log", "-1", "--format=%H", "--", source.working_directory or "."], co.path).strip()
-            record.update(commit=sha, adopted=True, legacy_runs_before=[], diff="",
+            record.update(commit=sha, adopted=True, diff="",
                           pushed_at=git.run(["log", "-1", "--format=%cI", sha], co.path).strip())
             return record
-        before = _legacy_run_ids(ctx)
         if branch != co.branch:
             git.run(["checkout", "--quiet", "-B", branch], co.path)
         git.commit_all(co.path, commit_message(ctx))
         pushed_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         # the sha that landed: rebased when another environment of the repository pushed since the clone
         sha = git.push(co.path, branch)
-        record.update(commit=sha, adopted=False, legacy_runs_before=before, diff=str(co.diff), pushed_at=pushed_at)
+        record.update(commit=sha, adopted=False, diff=str(co.diff), pushed_at=pushed_at)
         # The push starts the workspace's run: what was read of the new host is not the present any more. (The
-        # legacy environment was unlinked in step 4; whether it ran anyway is read from its run list, never reused.)
+        # legacy environment was unlinked in step 4; whether it reacted anyway is read afresh by verify.)
         ctx.forget_reads("tfe")
         print(f"pushed {sha[:12]} to {source.repo} {branch}")
         return record
@@ -360,14 +368,13 @@ def apply(ctx: StepContext) -> pd.DataFrame:
             step again to keep waiting: the push is adopted, not repeated).
         HclError: the rewrite is refused; nothing pushed.
     """
-    env = ctx.legacy.find_environment(ctx.row.legacy_org, ctx.row.legacy_env)
     ws = ctx.tfe.find_workspace(ctx.row.new_org, ctx.row.workspace)
-    prereq = [dict(r, action="refuse") if r["action"] == "none" else r for r in _prerequisites(ctx, ws, env)]
+    prereq = [dict(r, action="refuse") if r["action"] == "none" else r for r in _prerequisites(ctx, ws)]
     refused = refusals(plan_frame(prereq))
     if refused:
         raise StepError("step 5 refused, nothing pushed: " + "; ".join(refused))
     assert ws is not None
-    source = repository(ctx, ws, env)
+    source = repository(ctx, ws)
     assert source is not None
     done = []
     record = push_record(ctx)
@@ -405,28 +412,48 @@ def apply(ctx: StepContext) -> pd.DataFrame:
     return pd.DataFrame(done, columns=["object", "name", "result"])
 
 
-def legacy_runs_after_push(ctx: StepContext, record: dict[str, Any]) -> list[dict[str, Any]]:
-    """Legacy runs started by or after the push.
+def legacy_reaction(ctx: StepContext, record: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    """Whether the legacy host reacted to the push: what it shows now against step 4's baseline.
 
-    For this step's own push, every run not in the list read just before it (whatever its timestamp: one
-    that started in the same second as the push is not after it). For a push adopted from an earlier
-    attempt there is no such list: runs of the pushed commit, or created at or after its commit time.
+    Read afresh (never from the read memo) after the workspace's run has finished. A still-linked environment
+    ingresses the push as a new configuration version, and a legacy run that applied changes the state.
+
+    Returns:
+        (what proves a reaction or leaves it unproven, one sentence each (empty: no reaction), the facts read).
     """
-    if ctx.legacy.find_environment(ctx.row.legacy_org, ctx.row.legacy_env) is None:
-        return []  # deleted by step 6 after an earlier PASS: it can start nothing
-    before = set(record["legacy_runs_before"])
-    pushed_at = datetime.fromisoformat(record["pushed_at"].replace("Z", "+00:00"))
-    found = []
-    for run in ctx.legacy.list_runs(ctx.row.legacy_org, ctx.row.legacy_env):
-        if record["adopted"]:
-            created = run.get("created_at")
-            started = run.get("commit_sha") == record["commit"] or bool(
-                created and datetime.fromisoformat(created.replace("Z", "+00:00")) >= pushed_at)
+    if ctx.ledger.passed(ctx.row.legacy_slug, catalog.DELETE_LEGACY_ENVIRONMENT, "apply") is not None:
+        # Deleted by step 6 after an earlier PASS of this step, proven there by positive signals: nothing runs.
+        return [], {"deleted_by_step_6": True}
+    base_doc = record.get("legacy_baseline")
+    if not base_doc:
+        return [f"the push record has no step 04 baseline of {ctx.row.legacy_slug} to compare with; run step 04 "
+                f"(it records one), then this step again"], {}
+    base = LegacyBaseline.from_evidence(base_doc, ctx.row.legacy_slug)
+    read = ctx.legacy.read_state(ctx.row.legacy_org, ctx.row.legacy_env, fresh=True)
+    cv = ctx.legacy.latest_configuration_version(ctx.row.legacy_org, ctx.row.legacy_env, fresh=True)
+    version = (cv or {}).get("version")
+    facts = {"baseline": base.to_evidence(), "configuration_version": version, "state": read.found,
+             "state_serial": read.state.serial if read.state else None,
+             "state_md5": read.state.md5 if read.state else None}
+    problems = []
+    if read.found == NOT_FOUND:
+        problems.append(f"the legacy state answers 404 now (missing, or not visible to the token), so nothing proves "
+                        f"the legacy environment did not run: check it in the legacy UI ({ctx.legacy_page('changes/runs')})")
+    elif read.state is None:
+        problems.append("the legacy state answers 204 (no state) now, unlike at step 04: check the environment in the "
+                        "legacy UI")
+    elif read.state.md5 != base.state_md5:
+        problems.append(f"the legacy state changed after step 04 (serial {base.state_serial} -> {read.state.serial}): "
+                        f"a legacy run applied")
+    if version != base.configuration_version:
+        if version is None:
+            problems.append(f"the legacy configuration versions answer 404 now (version {base.configuration_version} "
+                            f"at step 04), so nothing proves the push was not ingested there")
         else:
-            started = run["id"] not in before
-        if started:
-            found.append({k: run.get(k) for k in ("id", "status", "commit_sha", "created_at")})
-    return found
+            problems.append(f"the legacy environment ingested a new configuration version after step 04 (version "
+                            f"{base.configuration_version or 'none'} -> {version}): it is still linked to the "
+                            f"repository; unlink it in the legacy UI ({ctx.legacy_page('integrations')})")
+    return problems, facts
 
 
 # --- verify ----------------------------------------------------------------------------------------------
@@ -450,8 +477,6 @@ def verify(ctx: StepContext) -> StepResult:
     if run is None:
         return StepResult(False, f"the workspace has no run of the pushed commit {record['commit'][:12]}", evidence)
     evidence.update(run_id=run.id, run_status=run.get("status"), run_commit=run_commit(ctx.tfe, run))
-    legacy_runs = legacy_runs_after_push(ctx, record)
-    evidence["legacy_runs_after_push"] = legacy_runs
     if run.get("status") not in DONE_STATUSES:
         return StepResult(False, f"run {run.id} is still {run.get('status')}: run the step again to keep waiting",
                           evidence)
@@ -476,10 +501,13 @@ def verify(ctx: StepContext) -> StepResult:
     if parsed.has_changes:
         return StepResult(False, f"the plan of run {run.id} shows changes ({parsed.summary}); the legacy environment "
                                  f"is kept intact: take the recovery path below", evidence, table=parsed.pending)
-    if legacy_runs:
-        return StepResult(False, f"the legacy environment started {len(legacy_runs)} run(s) after the push "
-                                 f"({', '.join(r['id'] for r in legacy_runs)}): its VCS link was not disabled",
-                          evidence, table=parsed.changes)
+    try:
+        legacy_problems, evidence["legacy_after_push"] = legacy_reaction(ctx, record)
+    except EvidenceError as exc:
+        legacy_problems = [str(exc)]
+    if legacy_problems:
+        return StepResult(False, "the unlink of step 04 is not proven: " + "; ".join(legacy_problems), evidence,
+                          table=parsed.changes)
     outputs = ""
     if parsed.output_changes:
         outputs = (f"; only output values change ({', '.join(parsed.output_changes)}): the run waits in "
@@ -487,8 +515,9 @@ def verify(ctx: StepContext) -> StepResult:
     evidence.update(_app_links(ctx, run.id))  # the run that proved it, on the host, for the auditor
     read = "its plan log" if parsed.source == "text" else "its JSON plan"
     return StepResult(True, f"run {run.id} of commit {record['commit'][:12]} planned no changes "
-                            f"({parsed.summary.rstrip('.')}, read from {read}); the legacy environment did not "
-                            f"run{outputs}", evidence, table=parsed.changes)
+                            f"({parsed.summary.rstrip('.')}, read from {read}); the legacy host shows no new "
+                            f"configuration version and no state change since step 04{outputs}", evidence,
+                      table=parsed.changes)
 
 
 def _app_links(ctx: StepContext, run_id: str) -> dict[str, str]:

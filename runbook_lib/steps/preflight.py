@@ -1,23 +1,24 @@
 """Step 0: the preflight inventory, for one environment (in a batch) or the whole legacy organization.
 
 With `legacy_env` set it checks that this environment is ready to migrate (tokens, hosts, TLS, its
-state, locks, runs, the target workspace) and passes only if it is. With `legacy_env` empty it
-surveys the whole legacy organization, proposes the mapping by the naming rule, writes it as an
+state, the facts the mapping must give, the target workspace) and passes only if it is. With `legacy_env`
+empty it surveys the whole legacy organization (the documented states list), proposes the mapping by the
+naming rule with what the host shows filled in and `?` where only the operator can know, writes it as an
 editable CSV, and passes when the hosts answered (not-ready environments are listed with reasons).
 It reads only, in either mode.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from runbook_lib import catalog, inventory, mapping, teams
+from runbook_lib import catalog, inventory, mapping
 from runbook_lib.context import StepContext, StepResult
-from runbook_lib.errors import ConfigError
+from runbook_lib.errors import ConfigError, MappingError
 from runbook_lib.evidence import StateReaders, split_slugs
 
 STEP = catalog.PREFLIGHT
@@ -75,11 +76,23 @@ def survey(ctx: StepContext | None = None, **parameters: Any) -> PreflightReport
     table = pd.DataFrame()
     csv_path = None
     if blocking.empty:
-        environments = inventory.legacy_environments(legacy, legacy_org, [legacy_env] if legacy_env else None)
+        existing: list[mapping.MappingRow] = []
         if not legacy_env:
-            names = [e.split("/", 1)[1] for e in environments["environment"]]
-            rows = mapping.propose(legacy_org, names, new_org)
             csv_path = mapping_csv or str(root / "mapping.csv")
+            if Path(csv_path).is_file():
+                # The operator's edits (names, facts) stay; only unknown cells take what the host shows.
+                try:
+                    existing = mapping.read_csv(csv_path)
+                except MappingError as exc:
+                    raise ConfigError(f"the survey did not overwrite {csv_path}, which has problems: {exc} Fix it, "
+                                      f"or move it aside and run the survey again.") from None
+            known = {row.legacy_slug: row for row in existing}
+            rows = [known.get(f"{legacy_org}/{name}") or mapping.MappingRow(legacy_org, name, new_org,
+                                                                            mapping.workspace_name_for(name))
+                    for name in legacy.environments_with_state(legacy_org)]
+        environments = inventory.legacy_environments(legacy, legacy_org, rows)
+        if not legacy_env:
+            rows = mapping.merge(existing, inventory.fill_from_host(rows, environments))
             Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
             mapping.write_csv(rows, csv_path)
         table = inventory.mapping_frame(rows, environments, tfe)
@@ -92,8 +105,10 @@ def survey(ctx: StepContext | None = None, **parameters: Any) -> PreflightReport
         evidence = {"state_serial": _plain(env_row["state_serial"]), "lineage": env_row["lineage"],
                     "resources": _plain(env_row["resources"]), "vcs_repo": env_row["vcs_repo"],
                     "workspace": verdict["workspace"], "ready": bool(verdict["ready"]),
+                    "configuration_version": _plain(env_row["configuration_version"]),
+                    "sources": env_row["sources"], "mapping": str(ctx.mapping_path),
                     **StateReaders(split_slugs(env_row["reads_state_of"])).to_evidence(),
-                    "teams": teams.parse_described(env_row.get("teams")), "team_mapping": verdict["teams"]}
+                    "teams": [asdict(t) for t in ctx.row.team_list], "team_mapping": verdict["teams"]}
         result = StepResult(bool(verdict["ready"]), verdict["reason"], evidence)
     else:
         ready = int(table["ready"].sum())

@@ -17,7 +17,7 @@ PUSH_RECORD = "05_push.json"
 
 
 #: What step 5's verify, the way back and (through step 5's evidence) step 6 read from the record.
-REQUIRED = ("commit", "branch", "repo", "backend_target", "pushed_at", "adopted", "legacy_runs_before", "remote_state")
+REQUIRED = ("commit", "branch", "repo", "backend_target", "pushed_at", "adopted", "legacy_baseline", "remote_state")
 #: Written once apply has found the run of the push (optional: a record from before that, or from an apply
 #: stopped while waiting, has none, and the run is then looked for by its commit).
 RUN_ID = "run_id"

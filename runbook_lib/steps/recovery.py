@@ -1,4 +1,8 @@
-"""The way back after a failed step 5: stop the run, lock the workspace, revert the commit, re-link legacy VCS.
+"""The way back after a failed step 5: stop the run, lock the workspace, revert the commit; the operator re-links.
+
+Re-linking the legacy environment's VCS is a UI action (the legacy host has no API for it), so the way back
+ends with the operator's instructions: the repository, branch and working directory step 4 recorded, and where
+to enter them.
 
 `recovery_plan` shows it (reads only), `recover` takes it (apply mode, idempotent, recorded in the
 ledger), and `recovery` is what the step 5 notebook calls after its verify (nothing when it passed).
@@ -31,8 +35,8 @@ RELOCK_WAIT_S = 30.0
 def recovery_plan(ctx: StepContext) -> pd.DataFrame:
     """The way back after a failed step 5, as a plan table (reads only).
 
-    Rows: discard the run that waits to apply, re-lock the workspace, revert the migration commit,
-    re-link the legacy environment's VCS as it was before step 4.
+    Rows: discard the run that waits to apply, re-lock the workspace, revert the migration commit, and the
+    operator's re-link of the legacy environment's VCS in the legacy UI, as it was before step 4.
     """
     rows: list[dict[str, Any]] = []
     record = push_record(ctx)
@@ -61,22 +65,21 @@ def recovery_plan(ctx: StepContext) -> pd.DataFrame:
         rows.append({"object": "commit", "name": (record or {}).get("commit", "-")[:12], "action": "none",
                      "detail": "no migration commit of this runbook to revert" if record is None
                      else "adopted, not made by this runbook: revert it by hand if it must go"})
-    env = ctx.legacy.find_environment(ctx.row.legacy_org, ctx.row.legacy_env)
     link = previous_link(ctx)
-    if env is None:
+    if link is None:
         rows.append({"object": "legacy vcs link", "name": ctx.row.legacy_slug, "action": "refuse",
-                     "detail": "the legacy environment no longer exists"})
-    elif env.get("vcs"):
-        rows.append({"object": "legacy vcs link", "name": ctx.row.legacy_slug, "action": "none",
-                     "detail": f"linked to {env['vcs'].get('repo')}"})
-    elif link is None:
-        rows.append({"object": "legacy vcs link", "name": ctx.row.legacy_slug, "action": "refuse",
-                     "detail": "the link before step 4 is not known (no record, no workspace link): re-link by hand"})
+                     "detail": "the link before step 4 is not known (no record, no mapping, no workspace link): "
+                               "re-link by hand"})
     else:
         rows.append({"object": "legacy vcs link", "name": ctx.row.legacy_slug, "action": "update",
-                     "detail": f"re-link {link['repo']} (branch {link.get('branch')}, working directory "
-                               f"{link.get('working_directory') or '(root)'})"})
+                     "detail": f"you re-link it in the legacy UI ({ctx.legacy_page('integrations')}): "
+                               f"{_describe_link(link)}"})
     return plan_frame(rows)
+
+
+def _describe_link(link: dict[str, Any]) -> str:
+    return (f"repository {link['repo']}, branch {link.get('branch') or '(default)'}, path to the Terraform files "
+            f"{link.get('working_directory') or '(root)'}")
 
 
 def _revert(ctx: StepContext, record: dict[str, Any]) -> str:
@@ -130,15 +133,16 @@ def recover(ctx: StepContext) -> pd.DataFrame:
     """Take the way back after a failed step 5 (idempotent; see `recovery_plan`).
 
     In order: discard the workspace's waiting run of the migration commit; lock the workspace again;
-    revert the migration commit and push (before re-linking, so the legacy environment does not run
-    the revert); re-link the legacy environment's VCS as it was before step 4. The push record is
-    moved aside, so a later step 5 commits afresh. The outcome is recorded in the ledger.
+    revert the migration commit and push (before the operator re-links, so the legacy environment does not
+    run the revert); then the table tells the operator to re-link the legacy environment's VCS in the legacy
+    UI as it was before step 4. The push record is moved aside, so a later step 5 commits afresh. The
+    outcome is recorded in the ledger.
 
     Returns:
         A table of what was done.
 
     Raises:
-        StepError: in plan mode, or the legacy link cannot be restored (nothing further changed).
+        StepError: in plan mode.
     """
     if not ctx.applying:
         raise StepError("recovery changes the servers: run it in apply mode (recovery_plan shows what it would do).")
@@ -158,15 +162,12 @@ def recover(ctx: StepContext) -> pd.DataFrame:
         done.append({"object": "workspace lock", "name": ws.id, "result": "locked"})
     if record is not None and not record["adopted"]:
         done.append({"object": "commit", "name": record["commit"][:12], "result": _revert(ctx, record)})
-    env = ctx.legacy.get_environment(ctx.row.legacy_org, ctx.row.legacy_env)
-    if not env.get("vcs"):
-        link = previous_link(ctx)
-        if link is None:
-            raise StepError(f"the VCS link {ctx.row.legacy_slug} had before step 4 is not known; re-link it by hand "
-                            f"(legacy UI: Environment settings > Integrations).")
-        ctx.legacy.link_vcs(ctx.row.legacy_org, ctx.row.legacy_env, link["repo"], branch=link.get("branch") or "master",
-                            working_directory=link.get("working_directory") or "")
-        done.append({"object": "legacy vcs link", "name": ctx.row.legacy_slug, "result": f"re-linked {link['repo']}"})
+    link = previous_link(ctx)
+    done.append({"object": "legacy vcs link", "name": ctx.row.legacy_slug,
+                 "result": (f"yours to do: re-link it in the legacy UI ({ctx.legacy_page('integrations')}): "
+                            f"{_describe_link(link)}; the legacy API can neither do it nor show it"
+                            if link is not None else
+                            "yours to do: re-link it by hand in the legacy UI; no record says what it was linked to")})
     if record is not None:
         set_aside(ctx, record["commit"])
     table = pd.DataFrame(done, columns=["object", "name", "result"])

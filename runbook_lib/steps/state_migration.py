@@ -24,8 +24,13 @@
    resources (`runbook_lib.state.compare_states` is empty); on the API path the bytes are identical.
 
 Refusals, with nothing changed: the workspace already holds a state of another lineage (or a newer
-one it did not get from this environment), the legacy state moved between backup and upload, a
-legacy run is in progress, the legacy environment is locked by someone.
+one it did not get from this environment), the legacy state moved between backup and upload (a legacy
+run that applied meanwhile), or the legacy state answers 404 (missing, or not visible to the token).
+
+Locks and runs in progress are shown only in the legacy UI (no documented endpoint); the upgrade guide's
+3.a asks the operator to check them there. What the runbook can prove, it does: the state is read again
+right before it is uploaded (and compared with the backup), step 4 records it once more, and step 5 proves
+it did not change after the push.
 """
 
 from __future__ import annotations
@@ -46,26 +51,24 @@ from runbook_lib.audit import sha256_file
 from runbook_lib.context import StepContext
 from runbook_lib.errors import StepError
 from runbook_lib.evidence import MigratedState
-from runbook_lib.legacy import LegacyState
+from runbook_lib.legacy import NOT_FOUND, LegacyState, not_visible
 from runbook_lib.results import StepResult
 from runbook_lib.state import DIFF_COLUMNS, TerraformState, compare_states
-from runbook_lib.steps import plan_frame, refusals
+from runbook_lib.steps import plan_frame
 
 PATHS = catalog.MIGRATION_PATHS
 
 
-def _legacy_preconditions(ctx: StepContext) -> list[dict[str, Any]]:
-    env = ctx.legacy.get_environment(ctx.row.legacy_org, ctx.row.legacy_env)
-    rows = []
-    run = env.get("current_run") or {}
-    if run:
-        rows.append({"object": "legacy run", "name": run.get("id"), "action": "refuse",
-                     "detail": f"a legacy run is in progress ({run.get('status')}); wait for it to finish"})
-    if env.get("locked"):
-        rows.append({"object": "legacy lock", "name": ctx.row.legacy_slug, "action": "refuse",
-                     "detail": f"locked by {env.get('locked_by') or 'someone'}"
-                               f"{': ' + env['lock_reason'] if env.get('lock_reason') else ''}; ask them to unlock"})
-    return rows
+def _legacy_state(ctx: StepContext) -> tuple[LegacyState | None, dict[str, Any] | None]:
+    """(the legacy state, None), or (None, a refusal row) when there is none or the host answers 404."""
+    read = ctx.legacy.read_state(ctx.row.legacy_org, ctx.row.legacy_env)
+    if read.found == NOT_FOUND:
+        return None, {"object": "legacy state", "name": ctx.row.legacy_slug, "action": "refuse",
+                      "detail": not_visible(ctx.row.legacy_slug, read.url, ctx.settings.legacy_token_var)}
+    if read.state is None:
+        return None, {"object": "legacy state", "name": ctx.row.legacy_slug, "action": "refuse",
+                      "detail": "the legacy environment has no state: nothing to migrate"}
+    return read.state, None
 
 
 def _workspace(ctx: StepContext):
@@ -121,12 +124,13 @@ def _cli_precondition(ctx: StepContext, ws) -> dict[str, Any] | None:
 
 def plan(ctx: StepContext) -> pd.DataFrame:
     """What apply would do: back up, then create a state version (or adopt, or refuse)."""
-    rows = _legacy_preconditions(ctx)
-    state = ctx.legacy.get_state(ctx.row.legacy_org, ctx.row.legacy_env)
-    if state is None:
-        rows.append({"object": "legacy state", "name": ctx.row.legacy_slug, "action": "refuse",
-                     "detail": "the legacy environment has no state: nothing to migrate"})
-        return plan_frame(rows)
+    rows: list[dict[str, Any]] = [{"object": "legacy locks and runs", "name": ctx.row.legacy_slug, "action": "none",
+                                   "detail": "shown only in the legacy UI (guide step 3.a: no run in progress, "
+                                             f"unlocked or locked by you): {ctx.legacy_page('changes/runs')}; the "
+                                             "state is read again before the upload and must not have moved"}]
+    state, refused = _legacy_state(ctx)
+    if refused:
+        return plan_frame(rows + [refused])
     legacy = TerraformState.from_bytes(state.data)
     rows.append({"object": "backup", "name": ctx.row.legacy_slug, "action": "create",
                  "detail": f"{legacy.size} bytes, serial {legacy.serial}, sha256 {legacy.sha256[:16]}..."})
@@ -214,12 +218,10 @@ def apply(ctx: StepContext) -> pd.DataFrame:
     Raises:
         StepError: a refusal (nothing uploaded), or the legacy state changed since the backup.
     """
-    refused = refusals(plan_frame(_legacy_preconditions(ctx)))
+    state, refused = _legacy_state(ctx)
     if refused:
-        raise StepError("step 3 refused, nothing changed: " + "; ".join(refused))
-    state = ctx.legacy.get_state(ctx.row.legacy_org, ctx.row.legacy_env)
-    if state is None:
-        raise StepError(f"{ctx.row.legacy_slug} has no state: nothing to migrate.")
+        raise StepError(f"step 3 refused, nothing changed: {refused['detail']}.")
+    assert state is not None
     legacy = _checked(state)
     record = backup(ctx, state, checked=legacy)
     ws = _workspace(ctx)
@@ -243,9 +245,11 @@ def apply(ctx: StepContext) -> pd.DataFrame:
 
 def _recheck_legacy(ctx: StepContext, backed_up: LegacyState) -> None:
     """Refuse when the legacy state moved since the backup (someone applied in between): read now, not reused."""
-    again = ctx.legacy.get_state(ctx.row.legacy_org, ctx.row.legacy_env, fresh=True)
+    read = ctx.legacy.read_state(ctx.row.legacy_org, ctx.row.legacy_env, fresh=True)
+    again = read.state
     if again is None or again.md5 != backed_up.md5 or again.serial != backed_up.serial:
-        moved = "is gone" if again is None else f"moved to serial {again.serial} (md5 {again.md5})"
+        moved = (f"answers {read.found} (missing, or not visible to the token)" if again is None
+                 else f"moved to serial {again.serial} (md5 {again.md5})")
         raise StepError(f"the legacy state changed between backup (serial {backed_up.serial}, md5 {backed_up.md5}) "
                         f"and upload: it {moved}; nothing was uploaded, run the step again.")
 
@@ -270,15 +274,19 @@ def _terraform_for(ctx: StepContext) -> str:
 
 
 def _checkout(ctx: StepContext, scratch: Path) -> Path:
-    env = ctx.legacy.get_environment(ctx.row.legacy_org, ctx.row.legacy_env)
-    vcs = env.get("vcs") or {}
-    if not vcs.get("repo"):
-        raise StepError(f"{ctx.row.legacy_slug} has no VCS link, so the CLI path has no configuration to "
-                        f"work in; use migration_path = 'api'.")
-    checkout = git.clone(git.repo_url(vcs["repo"], ctx.options.git_base_url), scratch / "repo", vcs.get("branch") or "")
-    root = checkout / (vcs.get("working_directory") or "")
+    """Clone the configuration for the CLI path: the repository, branch and working directory step 2 gave the
+    workspace (from the mapping and the legacy configuration version; the legacy API shows no VCS link)."""
+    ws = _workspace(ctx)
+    repo = ws.get("vcs-repo") or {}
+    if not repo.get("identifier"):
+        raise StepError(f"workspace {ctx.row.workspace_slug} is linked to no repository, so the CLI path has no "
+                        f"configuration to work in; use migration_path = 'api'.")
+    workdir = (ws.get("working-directory") or "").strip("/")
+    checkout = git.clone(git.repo_url(repo["identifier"], ctx.options.git_base_url), scratch / "repo",
+                         repo.get("branch") or "")
+    root = checkout / workdir
     if not root.is_dir():
-        raise StepError(f"the working directory {vcs.get('working_directory')!r} is not in {vcs['repo']}.")
+        raise StepError(f"the working directory {workdir!r} is not in {repo['identifier']}.")
     return root
 
 
@@ -328,9 +336,10 @@ def verify(ctx: StepContext) -> StepResult:
     Identical bytes are parsed once (one state in memory, not two: a 50 MB state stays under 4x its
     size); different bytes (the CLI path re-serializes) are parsed both and compared resource by resource.
     """
-    state = ctx.legacy.get_state(ctx.row.legacy_org, ctx.row.legacy_env)
-    if state is None:
-        return StepResult(False, f"{ctx.row.legacy_slug} has no state to compare with")
+    state, refused = _legacy_state(ctx)
+    if refused:
+        return StepResult(False, f"cannot compare: {refused['detail']}")
+    assert state is not None
     ws, current = _workspace_state(ctx)
     if current is None:
         return StepResult(False, f"workspace {ctx.row.workspace_slug} ({ws.id}) has no state")
@@ -347,7 +356,8 @@ def verify(ctx: StepContext) -> StepResult:
     evidence = {"workspace_id": ws.id, "state_version": current.id, "lineage": migrated.lineage,
                 "legacy_serial": legacy.serial, "workspace_serial": migrated.serial,
                 **MigratedState(legacy.sha256).to_evidence(), "workspace_sha256": migrated.sha256,
-                "identical_bytes": identical, "resources": legacy.resource_count}
+                "identical_bytes": identical, "resources": legacy.resource_count,
+                "migration_path": ctx.options.migration_path}
     if migrated.lineage != legacy.lineage:
         return StepResult(False, f"lineage differs: workspace {migrated.lineage}, legacy {legacy.lineage}", evidence)
     if migrated.serial < legacy.serial:

@@ -5,12 +5,20 @@ Terraform version, auto-apply off, and a lock whose reason names the migration, 
 before step 3 has moved the state (the seed's advice). To leave no window in which a push could start
 a run, the workspace is created without its repository, locked, and only then linked.
 
-Variables are carried over (terraform and env categories, the HCL flag). Sensitive values cannot be
-read from the legacy host: each is created with the value from the environment variable
-`<sensitive_var_prefix><KEY>` when the operator set one, otherwise empty, marked in its description,
-and listed for the operator. Verification refuses while any is still marked empty, unless
-`accept_empty_sensitive` is set. (An operator who types a value in the UI also removes the marker
-from the description.)
+What the workspace mirrors comes from two sources (the legacy host documented no way to read an
+environment): the mapping's facts (repository, branch, working directory, Terraform version; the names of
+the sensitive and environment variables; the teams) and the host's latest configuration version (its
+non-sensitive Terraform variables, with the HCL flag). A fact the mapping leaves `?` is refused, naming
+where in the legacy UI to read it.
+
+Variables are carried over. The Terraform variables the host shows are copied with their values; the
+mapping's non-sensitive environment variables with the values it gives. Sensitive values cannot be read
+from anywhere: each is created with the value of `$TFE_RUNBOOK_VAR__<workspace>__<KEY>`
+(`mapping.secret_variable`: scoped to this workspace, so a value set for one environment never reaches
+another) when the operator set it, otherwise empty, marked in its description, and listed for the
+operator. Verification refuses while any is still marked empty, unless `accept_empty_sensitive` is set.
+(An operator who types a value in the UI also removes the marker from the description.) The plan table
+names each sensitive value's source, never the value.
 
 An existing workspace that matches is adopted; one that differs is shown as a diff and refused.
 
@@ -24,6 +32,7 @@ name, members with an account added, the same access level granted), unless `mig
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -32,12 +41,27 @@ from runbook_lib import native, teams
 from runbook_lib.context import StepContext
 from runbook_lib.errors import StepError
 from runbook_lib.jsonapi import Resource
-from runbook_lib.results import StepResult
+from runbook_lib.legacy import NOT_FOUND, configuration_variables, not_visible
+from runbook_lib.mapping import UNKNOWN, secret_variable
+from runbook_lib.results import WAITS_FOR_EARLIER_STEP, StepResult
 from runbook_lib.steps import plan_frame, refusals
 from runbook_lib.steps.organization import vcs_token_id
 
 EMPTY_SENSITIVE_MARK = "[tfe-runbook: sensitive value not carried over - enter it]"
 COMPARED = ("terraform-version", "working-directory", "auto-apply", "execution-mode")
+#: The facts the host also shows (read when the mapping says `?`), and those only the mapping can say (`?` refuses;
+#: `teams` only while teams are carried over).
+HOST_FACTS = ("terraform_version", "vcs_repo", "vcs_branch")
+OPERATOR_FACTS = ("working_directory", "sensitive_variables", "env_variables", "teams")
+FACTS = HOST_FACTS + OPERATOR_FACTS
+
+
+def _operator_facts(ctx: StepContext) -> tuple[str, ...]:
+    return OPERATOR_FACTS if teams.enabled(ctx) else tuple(f for f in OPERATOR_FACTS if f != "teams")
+
+
+def _facts(ctx: StepContext) -> tuple[str, ...]:
+    return HOST_FACTS + _operator_facts(ctx)
 
 
 def lock_reason(ctx: StepContext) -> str:
@@ -45,11 +69,79 @@ def lock_reason(ctx: StepContext) -> str:
     return f"tfe-runbook: migrating {ctx.row.legacy_slug}; unlocked by step 05 after the state moved"
 
 
-def desired(ctx: StepContext, env: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class LegacyView:
+    """What step 2 mirrors of the legacy environment.
+
+    Attributes:
+        vcs: {"repo", "branch", "working_directory"} from the mapping, or None when it has no repository.
+        terraform_version: the mapping's (the survey took it from the state).
+        variables: [{key, value, category, hcl, sensitive}]: the host's non-sensitive Terraform variables and
+            the mapping's sensitive and environment variables.
+        configuration_version: the latest configuration version's number (None: none, or not visible).
+    """
+
+    vcs: dict[str, str] | None
+    terraform_version: str
+    variables: list[dict[str, Any]]
+    configuration_version: int | None
+
+
+def legacy_view(ctx: StepContext) -> LegacyView:
+    """Read what the workspace must mirror: the mapping's facts and the host's configuration version.
+
+    The Terraform version, repository and branch are facts the host shows (the state's header, the
+    configuration's `remote_slug` and `git_branch`): the survey writes them into the mapping, and where the
+    mapping still says `?` they are read here. The rest only the mapping can say.
+
+    Raises:
+        StepError: a needed fact is unknown, or the legacy host answers 404 (missing or not visible); nothing
+            was changed.
+    """
+    missing = ctx.facts_missing(*_operator_facts(ctx))
+    if missing:
+        raise StepError(f"step 2 refused, nothing changed: {missing}.")
+    row = ctx.row
+    cv = ctx.legacy.latest_configuration_version(row.legacy_org, row.legacy_env)
+    read = None
+    if cv is None or row.terraform_version.strip() == UNKNOWN:
+        # A 404 on the configuration is "no version, or an environment this token cannot see": the state read
+        # tells them apart (and gives the Terraform version the mapping left unknown).
+        read = ctx.legacy.read_state(row.legacy_org, row.legacy_env)
+        if read.found == NOT_FOUND:
+            raise StepError(f"step 2 refused, nothing changed: "
+                            f"{not_visible(row.legacy_slug, read.url, ctx.settings.legacy_token_var)}.")
+    if cv is None and not ctx.options.accept_no_configuration:
+        raise StepError(f"step 2 refused, nothing changed: the legacy host shows no configuration version of "
+                        f"{row.legacy_slug}, so none of its Terraform variables can be read; check its Variables "
+                        f"page ({ctx.legacy_page('variables')}): if it has none, set accept_no_configuration = "
+                        f"True, else enter them in the workspace by hand and set it.")
+    metadata = (cv or {}).get("metadata") or {}
+    host = {"terraform_version": (read.state.terraform_version if read and read.state else None) or "",
+            "vcs_repo": metadata.get("remote_slug") or "", "vcs_branch": metadata.get("git_branch") or ""}
+    facts = {c: getattr(row, c).strip() if getattr(row, c).strip() != UNKNOWN else host[c] for c in HOST_FACTS}
+    if not facts["terraform_version"]:
+        raise StepError(f"step 2 refused, nothing changed: neither the mapping nor the legacy state says which "
+                        f"Terraform version {row.legacy_slug} runs; write it into the mapping's terraform_version.")
+    if row.vcs_repo.strip() == UNKNOWN and not facts["vcs_repo"]:
+        raise StepError(f"step 2 refused, nothing changed: {ctx.facts_missing('vcs_repo')}.")
+    vcs = None
+    if facts["vcs_repo"]:
+        vcs = {"repo": facts["vcs_repo"], "branch": facts["vcs_branch"],
+               "working_directory": row.working_directory.strip().strip("/")}
+    shown = configuration_variables(cv)
+    hidden = [{"key": v.key, "value": v.value, "category": v.category, "hcl": False, "sensitive": v.sensitive}
+              for v in row.hidden_variables]
+    taken = {(v["key"], v["category"]) for v in hidden}
+    variables = [v for v in shown if (v["key"], v["category"]) not in taken] + hidden
+    return LegacyView(vcs, facts["terraform_version"], variables, (cv or {}).get("version"))
+
+
+def desired(ctx: StepContext, view: LegacyView) -> dict[str, Any]:
     """The workspace attributes that mirror the legacy environment."""
-    vcs = env.get("vcs") or {}
+    vcs = view.vcs or {}
     attrs: dict[str, Any] = {
-        "terraform-version": ctx.options.terraform_version or env.get("terraform_version"),
+        "terraform-version": ctx.options.terraform_version or view.terraform_version,
         "working-directory": vcs.get("working_directory") or "",
         "auto-apply": False,
         # Step 5 proves the cut-over by a run on the host: a workspace that executes locally never runs.
@@ -63,8 +155,8 @@ def desired(ctx: StepContext, env: dict[str, Any]) -> dict[str, Any]:
     return attrs
 
 
-def _vcs_differences(ws: Resource, env: dict[str, Any]) -> list[dict[str, Any]]:
-    vcs = env.get("vcs") or {}
+def _vcs_differences(ws: Resource, view: LegacyView) -> list[dict[str, Any]]:
+    vcs = view.vcs or {}
     have = ws.get("vcs-repo") or {}
     if have and not vcs:
         return [{"attribute": "vcs-repo", "workspace": have.get("identifier"), "legacy": None}]
@@ -78,14 +170,20 @@ def _vcs_differences(ws: Resource, env: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def workspace_diff(ws: Resource, ctx: StepContext, env: dict[str, Any]) -> pd.DataFrame:
+def workspace_diff(ws: Resource, ctx: StepContext, view: LegacyView) -> pd.DataFrame:
     """Attributes where an existing workspace differs from what step 2 would create (empty: adoptable)."""
-    want = desired(ctx, env)
+    want = desired(ctx, view)
     rows = [{"attribute": key, "workspace": ws.get(key), "legacy": want[key]}
             for key in COMPARED if ws.get(key) != want[key] and not (key == "working-directory" and
                                                                     (ws.get(key) or "") == want[key])]
-    rows += _vcs_differences(ws, env)
+    rows += _vcs_differences(ws, view)
     return pd.DataFrame(rows, columns=["attribute", "workspace", "legacy"])
+
+
+def _secret(ctx: StepContext, key: str) -> tuple[str, str]:
+    """(the variable that holds this workspace's sensitive value of `key`, its value or "")."""
+    name = secret_variable(ctx.row, key, ctx.options.sensitive_var_prefix)
+    return name, os.environ.get(name, "")
 
 
 def _variable_plan(ctx: StepContext, legacy_vars: list[dict[str, Any]], ws_vars: list[Resource]) -> list[dict]:
@@ -96,11 +194,13 @@ def _variable_plan(ctx: StepContext, legacy_vars: list[dict[str, Any]], ws_vars:
         have = existing.get((key, category))
         name = f"{category}:{key}"
         if have is None:
-            source = ("from $" + ctx.options.sensitive_var_prefix + key
-                      if var.get("sensitive") and os.environ.get(ctx.options.sensitive_var_prefix + key)
-                      else "empty, for the operator to fill in" if var.get("sensitive") else "copied")
-            rows.append({"object": "variable", "name": name, "action": "create",
-                         "detail": f"sensitive, value {source}" if var.get("sensitive") else "copied"})
+            if var.get("sensitive"):
+                secret, value = _secret(ctx, key)
+                source = f"from ${secret}" if value else f"empty, for the operator to fill in (or set ${secret})"
+                detail = f"sensitive, value {source}"
+            else:
+                detail = "copied from the legacy host" if category == "terraform" else "from the mapping"
+            rows.append({"object": "variable", "name": name, "action": "create", "detail": detail})
             continue
         problems = []
         if bool(have.get("sensitive")) != bool(var.get("sensitive")):
@@ -114,29 +214,38 @@ def _variable_plan(ctx: StepContext, legacy_vars: list[dict[str, Any]], ws_vars:
     return rows
 
 
-def _read(ctx: StepContext) -> tuple[dict[str, Any], Resource | None, list[Resource], list[dict[str, Any]]]:
-    """One read of what the step compares: legacy environment, workspace, its variables, legacy variables."""
-    env = ctx.legacy.get_environment(ctx.row.legacy_org, ctx.row.legacy_env)
+def _read(ctx: StepContext) -> tuple[LegacyView, Resource | None, list[Resource]]:
+    """One read of what the step compares: the legacy view, the workspace, its variables."""
+    view = legacy_view(ctx)
     ws = ctx.tfe.find_workspace(ctx.row.new_org, ctx.row.workspace)
     ws_vars = list(ctx.tfe.list_variables(ws.id)) if ws is not None else []
-    return env, ws, ws_vars, ctx.legacy.get_variables(ctx.row.legacy_org, ctx.row.legacy_env)
+    return view, ws, ws_vars
 
 
 def plan(ctx: StepContext) -> pd.DataFrame:
     """What apply would do for the workspace, its lock, its VCS link and its variables."""
-    return _plan_rows(ctx, *_read(ctx))
+    missing = ctx.facts_missing(*_operator_facts(ctx))
+    if missing:
+        # The operator's part, not a conflict: a plan batch before the mapping is filled in says what apply waits for.
+        return plan_frame([{"object": "mapping", "name": ctx.row.legacy_slug, "action": "none",
+                            "detail": f"{missing} ({WAITS_FOR_EARLIER_STEP})"}])
+    try:
+        read = _read(ctx)
+    except StepError as exc:
+        return plan_frame([{"object": "legacy environment", "name": ctx.row.legacy_slug, "action": "refuse",
+                            "detail": str(exc).removeprefix("step 2 refused, nothing changed: ")}])
+    return _plan_rows(ctx, *read)
 
 
-def _plan_rows(ctx: StepContext, env: dict[str, Any], ws: Resource | None, ws_vars: list[Resource],
-               legacy_vars: list[dict[str, Any]]) -> pd.DataFrame:
+def _plan_rows(ctx: StepContext, view: LegacyView, ws: Resource | None, ws_vars: list[Resource]) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     if ws is None:
-        want = desired(ctx, env)
+        want = desired(ctx, view)
         rows.append({"object": "workspace", "name": ctx.row.workspace_slug, "action": "create",
                      "detail": ", ".join(f"{k}={want[k]!r}" for k in COMPARED)})
         rows.append({"object": "lock", "name": ctx.row.workspace_slug, "action": "create", "detail": lock_reason(ctx)})
     else:
-        diff = workspace_diff(ws, ctx, env)
+        diff = workspace_diff(ws, ctx, view)
         if len(diff):
             changes = "; ".join(f"{r['attribute']}: workspace {r['workspace']!r}, legacy {r['legacy']!r}"
                                 for r in diff.to_dict("records"))
@@ -149,7 +258,7 @@ def _plan_rows(ctx: StepContext, env: dict[str, Any], ws: Resource | None, ws_va
                      "action": "adopt" if ws.get("locked") else "create",
                      "detail": "already locked" if ws.get("locked") else lock_reason(ctx)})
     rows += native.plan_rows(ctx, ws)
-    vcs = env.get("vcs") or {}
+    vcs = view.vcs or {}
     if vcs:
         linked = ws is not None and (ws.get("vcs-repo") or {}).get("identifier") == vcs.get("repo")
         rows.append({"object": "vcs link", "name": vcs.get("repo"), "action": "adopt" if linked else "create",
@@ -160,16 +269,16 @@ def _plan_rows(ctx: StepContext, env: dict[str, Any], ws: Resource | None, ws_va
                          "detail": "false -> true, so the first push after linking queues a run"})
     else:
         rows.append({"object": "vcs link", "name": "-", "action": "none",
-                     "detail": "the legacy environment has no VCS link; the workspace gets none"})
-    rows += _variable_plan(ctx, legacy_vars, ws_vars)
+                     "detail": "the mapping names no repository (vcs_repo is empty); the workspace gets none"})
+    rows += _variable_plan(ctx, view.variables, ws_vars)
     if teams.enabled(ctx):
         rows += teams.plan_rows(teams.plan_teams(ctx, ws), ctx.row.workspace_slug)
     return plan_frame(rows)
 
 
-def _vcs_repo(ctx: StepContext, env: dict[str, Any]) -> dict[str, Any] | None:
+def _vcs_repo(ctx: StepContext, view: LegacyView) -> dict[str, Any] | None:
     """The workspace's `vcs-repo` mirroring the environment's link (None when it has none)."""
-    vcs = env.get("vcs") or {}
+    vcs = view.vcs or {}
     if not vcs:
         return None
     repo = {"identifier": vcs["repo"], "oauth-token-id": vcs_token_id(ctx)}
@@ -185,8 +294,8 @@ def apply(ctx: StepContext) -> pd.DataFrame:
         StepError: the plan refuses (an existing workspace or variable differs); nothing was changed.
     """
     # The plan's one read is what apply acts on (it used to read everything a second time right after).
-    env, ws, ws_vars, legacy_vars = _read(ctx)
-    refused = refusals(_plan_rows(ctx, env, ws, ws_vars, legacy_vars))
+    view, ws, ws_vars = _read(ctx)
+    refused = refusals(_plan_rows(ctx, view, ws, ws_vars))
     if refused:
         raise StepError("step 2 refused, nothing changed: " + "; ".join(refused))
     done = []
@@ -194,33 +303,32 @@ def apply(ctx: StepContext) -> pd.DataFrame:
         ws.adopted = True
     else:
         if native.requested(ctx):
-            ws = native.create(ctx, desired(ctx, env), _vcs_repo(ctx, env))
+            ws = native.create(ctx, desired(ctx, view), _vcs_repo(ctx, view))
         else:
-            ws = ctx.tfe.create_workspace(ctx.row.new_org, ctx.row.workspace, desired(ctx, env), adopt_existing=True)
+            ws = ctx.tfe.create_workspace(ctx.row.new_org, ctx.row.workspace, desired(ctx, view), adopt_existing=True)
         # Created just now it has no variables (unless the host imported them); adopted after a race it may.
         ws_vars = list(ctx.tfe.list_variables(ws.id)) if ws.adopted or native.requested(ctx) else []
     done.append({"object": "workspace", "name": ws.id, "result": "adopted" if ws.adopted else "created"})
-    if ws.adopted and len(workspace_diff(ws, ctx, env)):
+    if ws.adopted and len(workspace_diff(ws, ctx, view)):
         raise StepError(f"workspace {ctx.row.workspace_slug} appeared while planning and differs; "
                         f"nothing else was changed: inspect it and run the step again.")
     if not ws.get("locked"):
         ws = ctx.tfe.lock_workspace(ws.id, lock_reason(ctx))
         done.append({"object": "lock", "name": ws.id, "result": "locked"})
-    vcs = env.get("vcs") or {}
+    vcs = view.vcs or {}
     if vcs and (ws.get("vcs-repo") or {}).get("identifier") != vcs.get("repo"):
-        ws = ctx.tfe.update_workspace(ws.id, {"vcs-repo": _vcs_repo(ctx, env), "queue-all-runs": True})
+        ws = ctx.tfe.update_workspace(ws.id, {"vcs-repo": _vcs_repo(ctx, view), "queue-all-runs": True})
         done.append({"object": "vcs link", "name": vcs["repo"], "result": "linked"})
     if vcs and not ws.get("queue-all-runs"):
         ws = ctx.tfe.update_workspace(ws.id, {"queue-all-runs": True})
         done.append({"object": "queue-all-runs", "name": ws.id, "result": "set to true"})
     existing = {(v.get("key"), v.get("category")) for v in ws_vars}
-    prefix = ctx.options.sensitive_var_prefix
-    for var in legacy_vars:
+    for var in view.variables:
         category = var.get("category") or "terraform"
         if (var["key"], category) in existing:
             continue
         if var.get("sensitive"):
-            value = os.environ.get(prefix + var["key"], "")
+            value = _secret(ctx, var["key"])[1]
             description = None if value else EMPTY_SENSITIVE_MARK
         else:
             value, description = var.get("value") or "", None
@@ -249,17 +357,20 @@ def sensitive_to_fill(ctx: StepContext, variables: list[Resource] | None = None)
 
 def verify(ctx: StepContext) -> StepResult:
     """The workspace exists as desired, is locked, linked, and holds every legacy variable."""
-    env = ctx.legacy.get_environment(ctx.row.legacy_org, ctx.row.legacy_env)
+    try:
+        view = legacy_view(ctx)
+    except StepError as exc:
+        return StepResult(False, str(exc).removeprefix("step 2 refused, nothing changed: "))
     ws = ctx.tfe.find_workspace(ctx.row.new_org, ctx.row.workspace)
     if ws is None:
         return StepResult(False, f"workspace {ctx.row.workspace_slug} does not exist")
-    diff = workspace_diff(ws, ctx, env)
+    diff = workspace_diff(ws, ctx, view)
     if len(diff):
         return StepResult(False, f"workspace differs from the legacy environment: {diff.to_dict('records')}",
                           table=diff)
     if not ws.get("locked"):
         return StepResult(False, f"workspace {ws.id} is not locked: a run could plan before the state is there")
-    vcs = env.get("vcs") or {}
+    vcs = view.vcs or {}
     if vcs and (ws.get("vcs-repo") or {}).get("identifier") != vcs.get("repo"):
         return StepResult(False, f"workspace {ws.id} is not linked to {vcs.get('repo')}")
     if vcs and not ws.get("queue-all-runs"):
@@ -267,17 +378,22 @@ def verify(ctx: StepContext) -> StepResult:
                                  f"is queued by hand; run this step again (apply sets it)")
     variables = list(ctx.tfe.list_variables(ws.id))
     have = {(v.get("key"), v.get("category")) for v in variables}
-    legacy_vars = ctx.legacy.get_variables(ctx.row.legacy_org, ctx.row.legacy_env)
+    legacy_vars = view.variables
     missing = [f"{v.get('category')}:{v['key']}" for v in legacy_vars
                if (v["key"], v.get("category") or "terraform") not in have]
     if missing:
         return StepResult(False, f"variables missing in the workspace: {', '.join(missing)}")
     empty = sensitive_to_fill(ctx, variables)  # the list just read, not a second read of the same workspace
     evidence = {"workspace_id": ws.id, "variables": len(legacy_vars), "locked": True,
-                "vcs_repo": vcs.get("repo"), "empty_sensitive": sorted(empty["key"])}
+                "vcs_repo": vcs.get("repo"), "empty_sensitive": sorted(empty["key"]),
+                "legacy_configuration_version": view.configuration_version,
+                "from_mapping": {c: getattr(ctx.row, c) for c in _facts(ctx)},
+                "sensitive_sources": {f"{v['category']}:{v['key']}": "$" + _secret(ctx, v["key"])[0]
+                                      for v in legacy_vars if v.get("sensitive")}}
     if len(empty) and not ctx.options.accept_empty_sensitive:
         return StepResult(False, f"sensitive variables still empty: {', '.join(empty['key'])}; enter their values "
-                                 f"(or set ${ctx.options.sensitive_var_prefix}<KEY> and run again), or set "
+                                 f"(or set ${secret_variable(ctx.row, '<KEY>', ctx.options.sensitive_var_prefix)} and "
+                                 f"run again), or set "
                                  f"accept_empty_sensitive = True", evidence, table=empty)
     if teams.enabled(ctx):
         failed, evidence["teams"] = teams.verify_teams(ctx, ws)

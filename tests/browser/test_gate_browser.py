@@ -1,12 +1,16 @@
-"""The interactive gate in a real browser: JupyterLab on loopback, headless Chromium, notebook 06.
+"""The operator's hand in a real browser: JupyterLab and the sandbox's legacy UI, headless Chromium.
 
-An environment of a sandbox of this test's own goes through steps 1-5 (library calls; step 5's PASS
-lands in the ledger). A copy of notebook 06 with its parameters set for that environment (apply mode,
-interactive) is opened in JupyterLab; Run All shows the gate and a WAITING status (no traceback, the
-ledger row still open); clicking "Confirm: delete <env>" deletes the environment, which the legacy API then
-no longer knows, and finishes the step by itself: the status turns to PASS with the button's decision and
-the ledger row passes, without any cell run again. Screenshots go to $TFE_RUNBOOK_SCREENSHOTS (default:
-the test's tmp_path).
+An environment of a sandbox of this test's own goes through steps 1-3 (library calls). Then, as an operator
+would, in one browser:
+- notebook 04 (apply mode, interactive) in JupyterLab: Run All shows the instructions and a WAITING status (no
+  traceback, the ledger row still open); in a second tab the operator signs in to the legacy UI, opens the
+  environment's Integrations page and clicks "Unlink"; back in JupyterLab, "Done: I unlinked ..." finishes the
+  step by itself (PASS in place, baseline recorded);
+- step 5 runs (library call) and proves the unlink: the legacy host did not react to the push;
+- notebook 06: Run All takes the final backup and waits; in the legacy UI the operator types the environment's
+  name and clicks "Delete environment"; back in JupyterLab they type the name (the button stays disabled until
+  then) and click "Done: I deleted ..."; the step proves the deletion from the legacy host and turns PASS.
+Screenshots go to $TFE_RUNBOOK_SCREENSHOTS (default: the test's tmp_path).
 
 Chromium is Debian's `chromium` package driven by Playwright (`executable_path`); `.ci/run` installs it.
 The test is skipped only when it is missing and cannot be installed here (the reason is printed).
@@ -31,17 +35,18 @@ import requests
 from runbook_lib.catalog import step_parameters
 from runbook_lib.context import StepContext
 from runbook_lib.ledger import Ledger
-from runbook_lib.legacy import LegacyClient
+from runbook_lib.legacy import NOT_FOUND, STATE, LegacyClient
 from runbook_lib.sandbox import Sandbox
 from runbook_lib.sandbox.control import free_port
 from runbook_lib.rehearsal import batch_environ, batch_parameters
 from runbook_lib.settings import Settings
-from runbook_lib.steps import commit_verify, legacy_vcs, organization, state_migration, workspaces
+from runbook_lib.steps import commit_verify, organization, state_migration, workspaces
+from sandbox_fixtures import write_operator_mapping
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "06_delete_legacy_environment.ipynb"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 VENV_BIN = Path(sys.executable).parent
 ENV = "web.prod"
 SLUG = f"acme-legacy/{ENV}"
@@ -66,37 +71,36 @@ def _chromium() -> str:
 
 @pytest.fixture
 def migrated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Sandbox, dict[str, str], Path]]:
-    """A sandbox whose web.prod went through steps 1-5 (PASS in the ledger under `<tmp>/runs`)."""
-    with Sandbox(tmp_path / "sandbox", seed=6, tls=True) as sb:
+    """A sandbox whose web.prod went through steps 1-3 (PASS in the ledger under `<tmp>/runs`)."""
+    with Sandbox(tmp_path / "sandbox", seed=6) as sb:  # plain HTTP: the browser needs no test CA
         environ = batch_environ(sb.env)
         for name, value in environ.items():
             monkeypatch.setenv(name, value)
         runs = tmp_path / "runs"
+        write_operator_mapping(sb, runs, [ENV])
         params = batch_parameters(sb.env)
         for step, module, extra in [
                 ("01_create_organization", organization, params),
                 ("02_create_workspaces", workspaces, dict(step_parameters("02_create_workspaces", params),
                                                           accept_empty_sensitive=True)),
-                ("03_migrate_state", state_migration, {}),
-                ("04_disable_legacy_vcs", legacy_vcs, {}),
-                ("05_commit_and_verify", commit_verify, {"wait_timeout": 120})]:
+                ("03_migrate_state", state_migration, {})]:
             ctx = StepContext.create(step=step, legacy_org="acme-legacy", legacy_env=ENV, new_org="acme",
                                      mode="apply", audit_root=str(runs), interactive=False, **extra)
-            module.apply(ctx)  # step 4's gate is exercised elsewhere; here the library call is the setup
+            module.apply(ctx)
             ctx.conclude(module.verify(ctx))
         yield sb, environ, runs
 
 
-def _notebook_for(target: Path, runs: Path) -> Path:
-    """A copy of notebook 06 whose parameters name web.prod, apply mode, interactive, this ledger."""
-    nb = nbformat.read(NOTEBOOK, 4)
+def _notebook_for(target: Path, runs: Path, name: str) -> Path:
+    """A copy of a step notebook whose parameters name web.prod, apply mode, interactive, this ledger."""
+    nb = nbformat.read(NOTEBOOKS / name, 4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     values = {"legacy_env": ENV, "mode": "apply", "audit_root": str(runs), "ledger_path": str(runs / "ledger.sqlite"),
               "interactive": True, "confirm": ""}
-    for name, value in values.items():
-        cell.source, n = re.subn(rf"^{name} = .*$", f"{name} = {value!r}", cell.source, flags=re.MULTILINE)
-        assert n == 1, name
-    path = target / NOTEBOOK.name
+    for name_, value in values.items():
+        cell.source, n = re.subn(rf"^{name_} = .*$", f"{name_} = {value!r}", cell.source, flags=re.MULTILINE)
+        assert n == 1, name_
+    path = target / name
     nbformat.write(nb, path)
     return path
 
@@ -104,10 +108,11 @@ def _notebook_for(target: Path, runs: Path) -> Path:
 @pytest.fixture
 def jupyterlab(tmp_path: Path, migrated) -> Iterator[tuple[str, Path]]:
     """JupyterLab on 127.0.0.1 serving a folder with the prepared notebook; yields (notebook URL, runs)."""
-    _sb, environ, runs = migrated
+    sandbox, environ, runs = migrated
     root = tmp_path / "lab"
     root.mkdir()
-    notebook = _notebook_for(root, runs)
+    for name in ("04_disable_legacy_vcs.ipynb", "06_delete_legacy_environment.ipynb"):
+        _notebook_for(root, runs, name)
     token = secrets.token_hex(16)
     port = free_port()
     env = {**os.environ, **environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "jcfg"),
@@ -130,7 +135,7 @@ def jupyterlab(tmp_path: Path, migrated) -> Iterator[tuple[str, Path]]:
                 pass
             assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "jupyterlab.log").read_text()[-2000:]
             time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}/lab/tree/{notebook.name}?token={token}", runs
+        yield f"http://127.0.0.1:{port}/lab/tree/{{}}?token={token}", runs, sandbox
     finally:
         proc.terminate()
         try:
@@ -153,63 +158,112 @@ def _dismiss_news(page) -> None:
         page.wait_for_timeout(1000)  # the toast slides away
 
 
-def test_gate_button_deletes_the_environment(jupyterlab, tmp_path):
-    chromium = _chromium()
+def _open_and_run_all(page, url: str) -> None:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
-    from playwright.sync_api import sync_playwright
 
-    url, runs = jupyterlab
+    page.goto(url)
+    page.locator(".jp-NotebookPanel").first.wait_for(timeout=60_000)
+    # A fresh JupyterLab asks which kernel to start: take the notebook's own (Python 3).
+    select = page.locator(".jp-Dialog button", has_text=re.compile(r"^Select$"))
+    try:
+        select.wait_for(timeout=10_000)
+        select.click()
+    except PlaywrightTimeout:
+        pass  # no dialog: the kernel started on its own
+    # The kernel must be up before Run All (otherwise the run is queued behind its start); the notebook open
+    # in front is the one that counts (an earlier one keeps its own idle kernel).
+    _idle(page)
+    _run_all(page)
+
+
+def _idle(page) -> None:
+    page.locator(".jp-NotebookPanel:visible .jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(
+        timeout=60_000)
+
+
+def _legacy_ui(page, sandbox: Sandbox, path: str) -> None:
+    """Open a page of the sandbox's legacy UI, signing in as the operator when asked."""
+    page.goto(f"{sandbox.address}{path}")
+    if "/login" in page.url:
+        page.get_by_label("Username").fill("operator")
+        page.get_by_label("Password").fill(sandbox.operator_token)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"**{path}")
+
+
+def test_the_operator_unlinks_and_deletes_in_the_legacy_ui_during_the_notebook_runs(jupyterlab, tmp_path):
+    chromium = _chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    url, runs, sandbox = jupyterlab
     shots = Path(os.environ.get("TFE_RUNBOOK_SCREENSHOTS") or tmp_path)
     legacy = LegacyClient(Settings.from_env(), read_only=True)
-    assert legacy.find_environment("acme-legacy", ENV) is not None
+    ledger = Ledger(runs / "ledger.sqlite")
+    env_page = f"/terraform/acme-legacy/environments/{ENV}"
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        lab, ui = context.new_page(), context.new_page()
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(url)
-            page.locator(".jp-NotebookPanel").first.wait_for(timeout=60_000)
-            # A fresh JupyterLab asks which kernel to start: take the notebook's own (Python 3).
-            select = page.locator(".jp-Dialog button", has_text=re.compile(r"^Select$"))
-            try:
-                select.wait_for(timeout=10_000)
-                select.click()
-            except PlaywrightTimeout:
-                pass  # no dialog: the kernel started on its own
-            # The kernel must be up before Run All (otherwise the run is queued behind its start).
-            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(timeout=60_000)
-            _run_all(page)
-            button = page.get_by_role("button", name=f"Confirm: delete {SLUG}")
-            button.wait_for(timeout=60_000)
-            # Before the click: the gate and a WAITING status, no traceback, nothing deleted, and the
-            # step's ledger row open (not recorded as failed).
-            page.get_by_text("waiting for your confirmation").first.wait_for(timeout=30_000)
-            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(timeout=60_000)
-            assert page.get_by_text("Traceback").count() == 0
-            assert page.locator(".jp-OutputArea-output", has_text=re.compile(r"StepError|GateError|FAIL")).count() == 0
-            assert legacy.find_environment("acme-legacy", ENV) is not None
-            row = Ledger(runs / "ledger.sqlite").latest(SLUG, "06_delete_legacy_environment", "apply")
-            assert row.status == "running", row
-            _dismiss_news(page)
-            page.screenshot(path=str(shots / "06-waiting.png"), full_page=True)
-            button.click()
-            page.get_by_text(f"DONE: delete {SLUG}").wait_for(timeout=60_000)
-            # The click finished the step: PASS in place (the status the verdict cell shows), no cell re-run.
-            page.locator(".runbook-pass", has_text=re.compile(r"06_delete_legacy_environment .* via button")
-                         ).first.wait_for(timeout=60_000)
-            assert page.locator(".runbook-waiting").count() == 0
-            page.get_by_text("evidence (").first.wait_for(timeout=10_000)  # the verify cell's evidence, in place
-            page.screenshot(path=str(shots / "06-passed.png"), full_page=True)
-            assert legacy.find_environment("acme-legacy", ENV) is None
+            # --- step 4 ---
+            _open_and_run_all(lab, url.format("04_disable_legacy_vcs.ipynb"))
+            done = lab.get_by_role("button", name=f"Done: I unlinked {SLUG} in the legacy UI")
+            done.wait_for(timeout=60_000)
+            lab.get_by_text("waiting for you").first.wait_for(timeout=30_000)
+            _idle(lab)
+            assert lab.get_by_text("Traceback").count() == 0
+            assert ledger.latest(SLUG, "04_disable_legacy_vcs", "apply").status == "running"
+            _dismiss_news(lab)
+            lab.screenshot(path=str(shots / "04-waiting.png"), full_page=True)
+            _legacy_ui(ui, sandbox, f"{env_page}/integrations")
+            ui.get_by_text("Version Control Integration").wait_for(timeout=10_000)
+            ui.screenshot(path=str(shots / "legacy-ui-integrations.png"), full_page=True)
+            ui.get_by_role("button", name="Unlink").click()
+            ui.get_by_text("Unlinked from version control.").wait_for(timeout=10_000)
+            assert sandbox.store.find_environment("acme-legacy", ENV)["vcs_repo"] is None
+            done.click()
+            lab.locator(".runbook-pass", has_text=re.compile(r"04_disable_legacy_vcs .*Not proven yet: step 5")
+                        ).first.wait_for(timeout=60_000)
+            lab.screenshot(path=str(shots / "04-passed.png"), full_page=True)
+
+            # --- step 5 (library call): proves the unlink ---
+            ctx = StepContext.create(step="05_commit_and_verify", legacy_org="acme-legacy", legacy_env=ENV,
+                                     new_org="acme", mode="apply", audit_root=str(runs), interactive=False,
+                                     wait_timeout=120)
+            commit_verify.apply(ctx)
+            five = ctx.conclude(commit_verify.verify(ctx))
+            assert "no new configuration version and no state change" in five.summary
+
+            # --- step 6 ---
+            _open_and_run_all(lab, url.format("06_delete_legacy_environment.ipynb"))
+            done = lab.get_by_role("button", name=f"Done: I deleted {SLUG} in the legacy UI")
+            done.wait_for(timeout=60_000)
+            _idle(lab)
+            assert (runs / "acme-legacy__web.prod" / "state" / "final.json").is_file()  # backed up before the ask
+            assert done.is_disabled()  # until the environment's name is typed
+            assert legacy.read_state("acme-legacy", ENV).found == STATE
+            _legacy_ui(ui, sandbox, f"{env_page}/settings")
+            ui.get_by_label("confirm").fill(ENV)
+            ui.get_by_role("button", name="Delete environment").click()
+            ui.get_by_text(f"Deleted {ENV}.").wait_for(timeout=10_000)
+            lab.get_by_placeholder(SLUG).fill(SLUG)
+            expect(done).to_be_enabled(timeout=10_000)  # the kernel enables it once the typed name matches
+            lab.screenshot(path=str(shots / "06-waiting.png"), full_page=True)
+            done.click()
+            lab.locator(".runbook-pass", has_text=re.compile(r"06_delete_legacy_environment .*gone from the legacy "
+                                                             r"host")).first.wait_for(timeout=60_000)
+            assert lab.locator(".runbook-waiting").count() == 0
+            lab.screenshot(path=str(shots / "06-passed.png"), full_page=True)
         except Exception:
-            page.screenshot(path=str(tmp_path / "failure.png"))  # kept with the test's tmp_path for diagnosis
+            lab.screenshot(path=str(tmp_path / "failure-lab.png"))  # kept with the test's tmp_path for diagnosis
+            ui.screenshot(path=str(tmp_path / "failure-ui.png"))
             raise
         finally:
             browser.close()
-    ledger = Ledger(runs / "ledger.sqlite")
+    assert legacy.read_state("acme-legacy", ENV).found == NOT_FOUND
     verdict = ledger.latest(SLUG, "06_delete_legacy_environment", "apply")
     assert verdict.status == "passed" and verdict.evidence["confirmation"]["via"] == "button"
-    assert [r.status for r in ledger.history(SLUG) if r.step == "06_delete_legacy_environment" and r.action == "run"] == ["passed"]
+    assert verdict.evidence["proof"]["proven"] is True
     decision = ledger.latest(SLUG, "06_delete_legacy_environment", action="confirm")
-    assert decision.status == "passed" and decision.evidence["via"] == "button"
     assert decision.evidence["action"] == "delete" and decision.evidence["target"] == SLUG
-    assert ledger.passed(SLUG, "06_delete_legacy_environment").evidence["deleted"] is True
+    assert ledger.latest(SLUG, "04_disable_legacy_vcs", "apply").evidence["confirmation"]["via"] == "button"

@@ -9,6 +9,7 @@ import uuid
 
 from runbook_lib.ledger import Ledger
 from runbook_lib.mapping import propose, write_csv
+from runbook_lib.rehearsal import operator_rows
 from runbook_lib.settings import Settings
 from runbook_lib.tfe import TfeClient
 from sandbox_fixtures import start_batch_cli, step_running
@@ -19,7 +20,7 @@ ENVS = ["network-prod", "web.prod", "dns-prod"]
 def test_sigkill_mid_batch_then_resume(tmp_path, rehearsal, seeded_sandbox):
     org = f"crash-{uuid.uuid4().hex[:8]}"
     mapping_csv = tmp_path / "mapping.csv"
-    write_csv(propose("acme-legacy", ENVS, org), mapping_csv)
+    write_csv(operator_rows(seeded_sandbox, propose("acme-legacy", ENVS, org)), mapping_csv)
     params = {**rehearsal, "accept_empty_sensitive": "True"}
     ledger_path = tmp_path / "runs" / "b" / "ledger.sqlite"
 

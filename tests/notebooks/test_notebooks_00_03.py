@@ -18,6 +18,7 @@ import pytest
 from runbook_lib.batch import STEPS, BatchRunner
 from runbook_lib.ledger import Ledger
 from runbook_lib.mapping import propose
+from runbook_lib.rehearsal import operator_rows
 from runbook_lib.settings import Settings
 from runbook_lib.state import TerraformState
 from runbook_lib.tfe import TfeClient
@@ -37,8 +38,8 @@ def test_nbval_default_parameters_change_nothing(notebooks_copy, rehearsal, seed
     assert writes == [], "plan mode must not write"
 
 
-def _batch(tmp_path, rehearsal, envs, org, batch_id, **params):
-    rows = propose("acme-legacy", envs, org)
+def _batch(tmp_path, rehearsal, envs, org, batch_id, sandbox, **params):
+    rows = operator_rows(sandbox, propose("acme-legacy", envs, org))
     return BatchRunner(rows, STEPS[:4], mode="apply", out=tmp_path / "runs", batch_id=batch_id, jobs=2,
                        parameters={**rehearsal, **params}).run()
 
@@ -54,7 +55,7 @@ def _tfe() -> TfeClient:
 ])
 def test_apply_batch_then_rerun_changes_nothing(tmp_path, rehearsal, seeded_sandbox, path, envs, version):
     org = f"mig-{uuid.uuid4().hex[:8]}"
-    result = _batch(tmp_path, rehearsal, envs, org, "first", migration_path=path, terraform_version=version,
+    result = _batch(tmp_path, rehearsal, envs, org, "first", seeded_sandbox, migration_path=path, terraform_version=version,
                     accept_empty_sensitive=True)
     assert result.ok, result.frame().to_string()
 
@@ -73,14 +74,14 @@ def test_apply_batch_then_rerun_changes_nothing(tmp_path, rehearsal, seeded_sand
 
     # The same command again: every step is skipped, nothing is sent.
     mark = seeded_sandbox.log_mark()
-    again = _batch(tmp_path, rehearsal, envs, org, "first", migration_path=path, terraform_version=version,
+    again = _batch(tmp_path, rehearsal, envs, org, "first", seeded_sandbox, migration_path=path, terraform_version=version,
                    accept_empty_sensitive=True)
     assert {o.status for o in again.outcomes} == {"skipped"}
     assert seeded_sandbox.request_log(since=mark) == []
 
     # A new batch runs every notebook again: each step adopts what exists and writes nothing.
     mark = seeded_sandbox.log_mark()
-    rerun = _batch(tmp_path, rehearsal, envs, org, "second", migration_path=path, terraform_version=version,
+    rerun = _batch(tmp_path, rehearsal, envs, org, "second", seeded_sandbox, migration_path=path, terraform_version=version,
                    accept_empty_sensitive=True)
     assert rerun.ok, rerun.frame().to_string()
     writes = [f"{r['method']} {r['path']}" for r in seeded_sandbox.request_log(since=mark)

@@ -10,6 +10,7 @@ import uuid
 from runbook_lib import audit
 from runbook_lib.batch import STEPS, BatchRunner
 from runbook_lib.mapping import propose
+from runbook_lib.rehearsal import operator_rows
 from runbook_lib.secrets import scan_bytes
 
 
@@ -17,7 +18,7 @@ def test_no_token_in_notebooks_html_ledger_manifest_or_archive(tmp_path, rehears
     tokens = [os.environ["ATLAS_TOKEN"], os.environ["TFE_TOKEN"], os.environ["VCS_OAUTH_TOKEN"],
               seeded_sandbox.outsider_token]
     org = f"sec-{uuid.uuid4().hex[:8]}"
-    rows = propose("acme-legacy", ["dns-prod"], org)  # the environment with sensitive variables
+    rows = operator_rows(seeded_sandbox, propose("acme-legacy", ["dns-prod"], org))  # the environment with sensitive variables
     steps = [s for s in STEPS if s < "04"]  # steps 4-6 are added to this proof once they land
     result = BatchRunner(rows, steps, mode="apply", out=tmp_path / "runs", batch_id="b",
                          parameters={**rehearsal, "accept_empty_sensitive": True}).run()

@@ -139,10 +139,11 @@ def _comparable(ledger: Ledger) -> list[tuple]:
              r.notebook_path) for r in ledger.history()]
 
 
-def test_two_environments_in_one_warm_kernel_match_fresh_kernels(tmp_path, rehearsal, notebooks_copy):
+def test_two_environments_in_one_warm_kernel_match_fresh_kernels(tmp_path, rehearsal, notebooks_copy, seeded_sandbox):
     from runbook_lib.batch import STEPS
+    from runbook_lib.rehearsal import operator_rows
 
-    rows = propose("acme-legacy", ["network-prod", "web.prod"], "warm-compare")
+    rows = operator_rows(seeded_sandbox, propose("acme-legacy", ["network-prod", "web.prod"], "warm-compare"))
     ledgers = {}
     for kernels in ("fresh", "warm"):
         runner = BatchRunner(rows, STEPS[:4], mode="plan", out=tmp_path / kernels, batch_id="p", jobs=1,

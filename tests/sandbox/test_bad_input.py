@@ -13,18 +13,19 @@ import json
 import ssl
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from sandbox_fixtures import write_operator_mapping
 
 from runbook_lib import audit, gates, hcl, mapping
 from runbook_lib.batch import BatchRunner, STEPS, select_steps
 from runbook_lib.cli import main as cli_main
 from runbook_lib.context import StepContext
 from runbook_lib.errors import (AuditError, AuthError, ConfigError, ConflictError, GateError, HclError, LedgerError,
-                                MappingError, NotFoundError, RunbookError, StateError, StepError, TransportError,
+                                MappingError, RunbookError, StateError, StepError, TransportError,
                                 ValidationError)
 from runbook_lib.http import RedirectError, RetryPolicy
 from runbook_lib.ledger import Ledger
@@ -72,8 +73,14 @@ class Kit:
         rows = mapping.propose("acme-legacy", ["network-prod"], self.org)
         return BatchRunner(rows, steps, mode=mode, out=self.tmp / out, batch_id=batch_id, parameters=parameters)
 
+    def write_mapping(self, *envs: str) -> None:
+        """The mapping of these environments where the steps read it, with what the survey and the operator
+        wrote (`sandbox_fixtures.write_operator_mapping`)."""
+        write_operator_mapping(self.sandbox, self.tmp / "runs", envs, new_org=self.org)
+
     def prepare(self, env: str) -> None:
         """Steps 1 and 2 applied for `env` (a real precondition some cases need)."""
+        self.write_mapping(env)
         organization.apply(self.ctx("01_create_organization", env, **self.params))
         workspaces.apply(self.ctx("02_create_workspaces", env, accept_empty_sensitive=True))
 
@@ -140,9 +147,10 @@ def bad_input(label: str, error: type[Exception], fix: str) -> Callable:
     return register
 
 
-@bad_input("unknown environment", NotFoundError, r"404")
+@bad_input("unknown environment", StepError,
+           r"answered 404: acme-legacy/no-such-env does not exist or \$ATLAS_TOKEN cannot see it.*check the name")
 def c_unknown_environment(k):
-    return lambda: workspaces.plan(k.ctx("02_create_workspaces", "no-such-env"))
+    return lambda: state_migration.apply(k.ctx("03_migrate_state", "no-such-env"))
 
 
 @bad_input("unknown environment on the CLI", MappingError, r"add a row")
@@ -195,7 +203,7 @@ def c_wrong_token(k):
 
 @bad_input("wrong legacy token", AuthError, r"check that the token in \$ATLAS_TOKEN")
 def c_wrong_legacy_token(k):
-    return lambda: k.legacy(ATLAS_TOKEN=TOKEN_SHAPED).get_environment("acme-legacy", "network-prod")
+    return lambda: k.legacy(ATLAS_TOKEN=TOKEN_SHAPED).get_state("acme-legacy", "network-prod")
 
 
 @bad_input("token variable unset", ConfigError, r"set the environment variable TFE_TOKEN")
@@ -298,16 +306,24 @@ def c_workspace_holds_other_lineage(k):
     return lambda: state_migration.apply(k.ctx("03_migrate_state"))
 
 
-@bad_input("locked legacy environment", StepError, r"locked by operator.*ask them to unlock")
-def c_locked_legacy_environment(k):
-    k.prepare("db-prod")
-    return lambda: state_migration.apply(k.ctx("03_migrate_state", "db-prod"))
+@bad_input("mapping leaves a fact unknown", StepError,
+           r"does not say working_directory for acme-legacy/network-prod.*write it into the mapping")
+def c_mapping_fact_unknown(k):
+    k.write_mapping("network-prod")
+    path = k.tmp / "runs" / "mapping.csv"
+    rows = [replace(row, working_directory=mapping.UNKNOWN) for row in mapping.read_csv(path)]
+    mapping.write_csv(rows, path)
+    organization.apply(k.ctx("01_create_organization", **k.params))
+    return lambda: workspaces.apply(k.ctx("02_create_workspaces"))
 
 
-@bad_input("legacy run in progress", StepError, r"run is in progress.*wait for it to finish")
-def c_run_in_progress(k):
-    k.prepare("app-staging")
-    return lambda: state_migration.apply(k.ctx("03_migrate_state", "app-staging"))
+@bad_input("mapping names another workspace", ConfigError, r"maps acme-legacy/network-prod to .*/net, not .*"
+                                                           r"set the workspace parameter to match, or edit the mapping")
+def c_mapping_other_workspace(k):
+    k.write_mapping("network-prod")
+    path = k.tmp / "runs" / "mapping.csv"
+    mapping.write_csv([replace(row, workspace="net") for row in mapping.read_csv(path)], path)
+    return lambda: k.ctx("02_create_workspaces")
 
 
 @bad_input("existing workspace differs", StepError, r"exists and differs.*fix it by hand")
@@ -316,6 +332,7 @@ def c_workspace_differs(k):
     tfe.create_organization(k.org, "ops@acme.example")
     tfe.create_workspace(k.org, "network-prod", {"terraform-version": "1.2.3"})
     organization.apply(k.ctx("01_create_organization", **k.params))
+    k.write_mapping("network-prod")
     return lambda: workspaces.apply(k.ctx("02_create_workspaces"))
 
 
@@ -327,7 +344,8 @@ def c_taken_organization(k):
 
 @bad_input("missing step-5 evidence", StepError, r"(?i)step 5|05_commit_and_verify")
 def c_missing_step5_evidence(k):
-    return lambda: decommission.apply(k.ctx("06_delete_legacy_environment", confirm="delete acme-legacy/network-prod"))
+    return lambda: decommission.check_ready(k.ctx("06_delete_legacy_environment",
+                                                  confirm="delete acme-legacy/network-prod"))
 
 
 @bad_input("wrong confirmation text", GateError, r"must be exactly 'delete acme-legacy/network-prod'")
@@ -424,7 +442,7 @@ def c_redirect_to_another_origin(k):
 
     def redirect(handler):
         handler.send_response(307)
-        handler.send_header("Location", f"{other_url}/api/v1/environments/acme-legacy/network-prod")
+        handler.send_header("Location", f"{other_url}/api/v1/terraform/state/acme-legacy/network-prod")
         handler.send_header("Content-Length", "0")
         handler.end_headers()
     legacy_url, _, stop_legacy = _recording_server(redirect)
@@ -434,7 +452,7 @@ def c_redirect_to_another_origin(k):
         stop_other()
         assert stolen == [], "the legacy token followed the redirect"
     k.cleanup = cleanup
-    return lambda: k.legacy(ATLAS_ADDRESS=legacy_url).get_environment("acme-legacy", "network-prod")
+    return lambda: k.legacy(ATLAS_ADDRESS=legacy_url).get_state("acme-legacy", "network-prod")
 
 
 @bad_input("token with a pasted newline", ConfigError, r"TFE_TOKEN contains a control character")

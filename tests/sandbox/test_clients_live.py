@@ -9,7 +9,8 @@ from pytfe.errors import NotFound
 from runbook_lib import inventory, mapping
 from runbook_lib.errors import NotFoundError, ServerError
 from runbook_lib.http import RetryPolicy
-from runbook_lib.legacy import LegacyClient
+from runbook_lib.legacy import NOT_FOUND, STATE, LegacyClient, configuration_variables
+from runbook_lib.rehearsal import operator_rows
 from runbook_lib.sandbox import Sandbox
 from runbook_lib.settings import Settings
 from runbook_lib.tfe import TfeClient
@@ -24,15 +25,27 @@ def _settings(sb: Sandbox) -> Settings:
 def test_both_clients_read_the_seeded_estate(seeded_sandbox: Sandbox):
     s = _settings(seeded_sandbox)
     legacy, tfe = LegacyClient(s, read_only=True), TfeClient(s, read_only=True)
-    names = {e["name"] for e in legacy.list_environments("acme-legacy")}
-    assert {"network-prod", "web.prod", "app-staging", "db-prod"} <= names
+    names = legacy.environments_with_state("acme-legacy")  # the documented states list
+    assert {"network-prod", "web.prod", "app-staging", "db-prod"} <= set(names) and names == sorted(names)
     state = legacy.get_state("acme-legacy", "network-prod")
     assert state.serial >= 1 and state.lineage and len(state.md5) == 32
+    assert legacy.read_state("acme-legacy", "network-prod").found == STATE
+    version = legacy.latest_configuration_version("acme-legacy", "network-prod")
+    assert version["metadata"]["remote_slug"] == "acme-legacy/infrastructure"
+    assert {v["key"] for v in configuration_variables(version)} == {"environment", "cidr_block"}  # no env variable
+    assert legacy.get_user("acme-legacy")["username"] == "acme-legacy"
     assert tfe.ping()["api_version"] >= "2.5"
     with pytest.raises(NotFoundError):
         tfe.get_organization("outsider-corp")  # another user's organization answers 404
+    # Another organization's environment: every documented read answers 404, which proves nothing but "not visible".
+    with pytest.raises(NotFoundError, match="does not exist or \\$ATLAS_TOKEN cannot see it"):
+        legacy.get_state("outsider-legacy", "private-env")
+    assert legacy.read_state("outsider-legacy", "private-env").found == NOT_FOUND
+    assert legacy.latest_configuration_version("outsider-legacy", "private-env") is None
     with pytest.raises(NotFoundError):
-        legacy.get_environment("outsider-legacy", "private-env")
+        legacy.environments_with_state("outsider-legacy")
+    with pytest.raises(NotFoundError):
+        legacy.get_user("outsider-legacy")
 
 
 @pytest.fixture
@@ -103,8 +116,8 @@ def test_inventory_agrees_with_pytfe(seeded_sandbox: Sandbox, new_org: str):
     tfe.push_state(other.id, legacy.get_state("acme-legacy", "web.prod").data)
 
     envs = ["network-prod", "app-prod", "dns-prod", "web.prod", "monitoring-prod"]
-    rows = mapping.propose("acme-legacy", envs, new_org)
-    frame = inventory.mapping_frame(rows, inventory.legacy_environments(legacy, "acme-legacy", envs), tfe)
+    rows = operator_rows(seeded_sandbox, mapping.propose("acme-legacy", envs, new_org))  # the facts the UI shows
+    frame = inventory.mapping_frame(rows, inventory.legacy_environments(legacy, "acme-legacy", rows), tfe)
 
     config = TFEConfig(address=seeded_sandbox.tfe_address, token=seeded_sandbox.operator_token,
                        ca_bundle=seeded_sandbox.ca_file)
@@ -122,6 +135,7 @@ def test_inventory_agrees_with_pytfe(seeded_sandbox: Sandbox, new_org: str):
         assert row["workspace_has_state"] == has_state.get(name, False), row
     verdicts = dict(zip(frame["environment"], frame["ready"]))
     assert verdicts["acme-legacy/network-prod"] and verdicts["acme-legacy/app-prod"]
+    assert verdicts["acme-legacy/monitoring-prod"]  # no workspace yet, every fact known
     assert not verdicts["acme-legacy/dns-prod"]  # holds another environment's lineage
     assert frame.set_index("environment").loc["acme-legacy/web.prod", "workspace"] == f"{new_org}/web-prod"
 

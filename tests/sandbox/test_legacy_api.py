@@ -1,4 +1,9 @@
-"""The legacy API (/api/v1) exactly as docs/legacy-api-contract.md describes it."""
+"""The legacy API (/api/v1) as the legacy host documented it, and nothing else by default.
+
+Sources (docs/legacy-api-contract.md): the 2018 legacy API pages (hashicorp/terraform-website 98a35d246) and
+Terraform 0.11.11's atlas backend. The endpoints an earlier sandbox invented for UI-only actions are served only
+under the explicitly named `site-adapter` profile (the last test here names it).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,21 @@ import base64
 import hashlib
 import json
 
+import pytest
 from sandbox_helpers import Api
 
 from runbook_lib.sandbox import Sandbox
 
-ENV_KEYS = {"username", "name", "slug", "terraform_version", "locked", "locked_by", "lock_reason", "vcs",
-            "current_run", "created_at", "updated_at"}
+#: What the legacy product did in its UI only: not served by the documented profile.
+UI_ONLY = [("GET", "/api/v1/environments/acme-legacy"), ("GET", "/api/v1/environments/acme-legacy/web.prod"),
+           ("GET", "/api/v1/environments/acme-legacy/web.prod/variables"),
+           ("DELETE", "/api/v1/environments/acme-legacy/web.prod/vcs"),
+           ("PUT", "/api/v1/environments/acme-legacy/web.prod/vcs"),
+           ("POST", "/api/v1/environments/acme-legacy/web.prod/lock"),
+           ("POST", "/api/v1/environments/acme-legacy/web.prod/unlock"),
+           ("GET", "/api/v1/environments/acme-legacy/web.prod/runs"),
+           ("GET", "/api/v1/environments/acme-legacy/web.prod/teams"),
+           ("DELETE", "/api/v1/environments/acme-legacy/web.prod")]
 
 
 def _state(serial: int, lineage: str = "lin-legacy") -> bytes:
@@ -20,51 +34,53 @@ def _state(serial: int, lineage: str = "lin-legacy") -> bytes:
                       indent=4).encode()
 
 
+def _md5(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
 # --- reading the seeded estate ----------------------------------------------------------------------------
 
-def test_environments_list_and_read(seeded_sandbox: Sandbox, legacy: Api):
-    listed = legacy.get("/api/v1/environments/acme-legacy")
-    assert listed.status_code == 200
-    body = listed.json()
-    assert body["meta"] == {"page": 1, "total_pages": 1, "total_count": 10}
-    envs = {e["name"]: e for e in body["environments"]}
-    assert all(set(e) == ENV_KEYS for e in envs.values())
-    web = envs["web.prod"]
-    assert web["slug"] == "acme-legacy/web.prod" and web["terraform_version"] == "0.11.11"
-    assert web["vcs"] == {"repo": "acme-legacy/web", "branch": "master", "working_directory": ""}
-    assert envs["network-prod"]["vcs"]["working_directory"] == "network/prod"
-    assert envs["app-staging"]["current_run"]["status"] == "planning"
-    assert envs["db-prod"]["locked"] is True and envs["db-prod"]["locked_by"] == "operator"
-    assert envs["web.prod"]["current_run"] is None and envs["web.prod"]["locked"] is False
-    one = legacy.get("/api/v1/environments/acme-legacy/web.prod").json()
-    assert one == {"environment": web}
+def test_the_ui_only_endpoints_are_not_served_and_change_nothing(seeded_sandbox: Sandbox, legacy: Api):
+    mark = seeded_sandbox.log_mark()
+    for method, path in UI_ONLY:
+        answer = legacy.request(method, path, json={})
+        assert answer.status_code == 404 and answer.json() == {"errors": ["not found"]}, (method, path)
+    assert all(r["changes"] == 0 for r in seeded_sandbox.request_log(since=mark))
+    # the environment is there all the same: the documented state endpoint serves it
+    assert legacy.get("/api/v1/terraform/state/acme-legacy/web.prod").status_code == 200
 
 
 def test_state_get_with_content_md5_and_list(legacy: Api):
     answer = legacy.get("/api/v1/terraform/state/acme-legacy/network-prod?atlas_run_id=")
     assert answer.status_code == 200
-    assert answer.headers["Content-MD5"] == base64.b64encode(hashlib.md5(answer.content).digest()).decode()
+    assert answer.headers["Content-MD5"] == _md5(answer.content)
     assert json.loads(answer.content)["terraform_version"] == "0.11.11"
     states = legacy.get("/api/v1/terraform/state?username=acme-legacy&page=1").json()["states"]
     assert len(states) == 10 and {"username": "acme-legacy", "name": "web.prod"} in [s["environment"] for s in states]
+    assert set(states[0]) == {"updated_at", "environment"}  # states.html.md's shape, no page count
+    assert legacy.get("/api/v1/terraform/state?username=acme-legacy&page=2").json() == {"states": []}
     assert legacy.get("/api/v1/terraform/state/acme-legacy/no-such-env").status_code == 404
 
 
-def test_variables_runs_config_version_user(legacy: Api):
-    variables = legacy.get("/api/v1/environments/acme-legacy/dns-prod/variables").json()["variables"]
-    by_key = {v["key"]: v for v in variables}
-    assert by_key["dns_api_key"] == {"key": "dns_api_key", "value": None, "category": "terraform", "hcl": False,
-                                     "sensitive": True}
-    assert by_key["DNS_PROVIDER_TOKEN"]["value"] is None and by_key["DNS_PROVIDER_TOKEN"]["category"] == "env"
-    assert by_key["zone"]["value"] == "acme.example"
-    runs = legacy.get("/api/v1/environments/acme-legacy/app-staging/runs").json()["runs"]
-    assert [r["status"] for r in runs] == ["planning", "applied"]
-    assert set(runs[0]) == {"id", "status", "commit_sha", "message", "created_at", "has_changes"}
-    version = legacy.get("/api/v1/terraform/configurations/acme-legacy/app-staging/versions/latest").json()["version"]
-    assert version["version"] == 1 and version["metadata"]["branch"] == "staging"
-    assert version["metadata"]["commit_sha"] == runs[0]["commit_sha"]
-    assert legacy.get("/api/v1/user/operator").json() == {"user": {"username": "operator",
-                                                                    "email": "operator@acme.example"}}
+def test_the_latest_configuration_version_shows_non_sensitive_terraform_variables_only(legacy: Api):
+    version = legacy.get("/api/v1/terraform/configurations/acme-legacy/dns-prod/versions/latest").json()["version"]
+    assert set(version) == {"version", "metadata", "tf_vars", "variables"}
+    assert version["metadata"] == {"git_branch": "master", "remote_type": "github", "remote_slug": "acme-legacy/dns",
+                                   "commit_sha": version["metadata"]["commit_sha"]}
+    # dns-prod also has the sensitive `dns_api_key` and the env variable DNS_PROVIDER_TOKEN: neither is shown
+    assert version["tf_vars"] == [{"key": "environment", "value": "production", "hcl": False},
+                                  {"key": "zone", "value": "acme.example", "hcl": False}]
+    assert version["variables"] == {"environment": "production", "zone": "acme.example"}
+    network = legacy.get("/api/v1/terraform/configurations/acme-legacy/network-prod/versions/latest").json()
+    assert "AWS_DEFAULT_REGION" not in json.dumps(network)  # an environment variable: UI only
+
+
+def test_a_user_and_an_organization_are_answered_unwrapped_and_a_foreign_organization_is_404(seeded_sandbox, legacy):
+    user = legacy.get("/api/v1/user/operator").json()
+    assert user["username"] == "operator" and "user" not in user and user["boxes"] == []  # users.html.md's sample
+    assert legacy.get("/api/v1/user/acme-legacy").json()["username"] == "acme-legacy"
+    assert legacy.get("/api/v1/user/outsider-legacy").status_code == 404  # not a member: not visible
+    assert legacy.get("/api/v1/user/nobody-at-all").status_code == 404
 
 
 def test_auth_and_foreign_organizations(seeded_sandbox: Sandbox):
@@ -73,44 +89,77 @@ def test_auth_and_foreign_organizations(seeded_sandbox: Sandbox):
         answer = Api(seeded_sandbox, token, legacy=True).get("/api/v1/terraform/state/acme-legacy/web.prod")
         assert answer.status_code == 401 and answer.json() == {"errors": ["requires auth"]}
     # a bearer token is not how the legacy API authenticates
-    assert Api(seeded_sandbox).get("/api/v1/environments/acme-legacy").status_code == 401
+    assert Api(seeded_sandbox).get("/api/v1/terraform/state?username=acme-legacy").status_code == 401
     outsider = Api(seeded_sandbox, seeded_sandbox.outsider_token, legacy=True)
-    for path in ("/api/v1/terraform/state/acme-legacy/web.prod", "/api/v1/environments/acme-legacy",
-                 "/api/v1/environments/acme-legacy/web.prod/variables"):
+    for path in ("/api/v1/terraform/state/acme-legacy/web.prod", "/api/v1/terraform/state?username=acme-legacy",
+                 "/api/v1/terraform/configurations/acme-legacy/web.prod/versions/latest"):
         answer = outsider.get(path)
-        assert answer.status_code == 404 and answer.json() == {"errors": ["not found"]}
+        assert answer.status_code == 404 and answer.json() == {"errors": ["not found"]}, path
     put = outsider.put("/api/v1/terraform/state/acme-legacy/web.prod", data=_state(99))
     assert put.status_code == 404
-    operator = Api(seeded_sandbox, legacy=True)
-    assert operator.get("/api/v1/environments/outsider-legacy/private-env").status_code == 404
     assert all(r["changes"] == 0 for r in seeded_sandbox.request_log(since=mark))
 
 
 # --- changing things (own sandbox) -----------------------------------------------------------------------
 
-def test_state_endpoint_rules(fresh_sandbox: Sandbox):
+def test_state_endpoint_rules_are_terraform_011s(fresh_sandbox: Sandbox):
     sandbox = fresh_sandbox
     legacy = Api(sandbox, legacy=True)
     path = "/api/v1/terraform/state/acme-legacy/svc?atlas_run_id="
     assert legacy.get(path).status_code == 404
-    first = _state(1)
-    ok = legacy.put(path, data=first, headers={"Content-MD5": base64.b64encode(hashlib.md5(first).digest()).decode(),
-                                               "Content-Type": "application/json"})
+    first = _state(2)
+    ok = legacy.put(path, data=first, headers={"Content-MD5": _md5(first), "Content-Type": "application/json"})
     assert ok.status_code == 200  # a PUT to a new name in your organization creates the environment
-    assert legacy.get("/api/v1/environments/acme-legacy/svc").status_code == 200
     assert legacy.put(path, data=first).status_code == 200  # identical: accepted, nothing new
     mark = sandbox.log_mark()
-    bad_md5 = legacy.put(path, data=_state(2), headers={"Content-MD5": base64.b64encode(b"x" * 16).decode()})
-    assert bad_md5.status_code == 400
+    assert legacy.put(path, data=_state(3), headers={"Content-MD5": base64.b64encode(b"x" * 16).decode()}
+                      ).status_code == 400
     assert legacy.put(path, data=b"not a state").status_code == 422
-    assert legacy.put(path, data=_state(0)).status_code == 412
-    assert legacy.put(path, data=_state(1, lineage="other")).status_code == 409
+    conflict = legacy.put(path, data=_state(2, lineage="other"))  # the same serial, another md5
+    assert conflict.status_code == 409 and conflict.json()["success"] is False
     assert all(r["changes"] == 0 for r in sandbox.request_log(since=mark))
-    assert legacy.get(path).content == first
-    assert legacy.put(path, data=_state(2)).status_code == 200
-    assert json.loads(legacy.get(path).content)["serial"] == 2
+    # Terraform's own test host (state_client_test.go) stores a lower serial: no 412 exists
+    assert legacy.put(path, data=_state(1)).status_code == 200
+    assert json.loads(legacy.get(path).content)["serial"] == 1
     assert legacy.delete(path).status_code == 200
     assert legacy.get(path).status_code == 204  # the environment remains, without state
+
+
+def test_variables_put_answers_an_empty_body_and_plan_needs_a_configuration(fresh_sandbox: Sandbox):
+    sandbox = fresh_sandbox
+    sandbox.run_settings(paused=True)  # queued runs stay pending: this checks the queueing, not the worker
+    legacy = Api(sandbox, legacy=True)
+    legacy.put("/api/v1/terraform/state/acme-legacy/web.prod", data=_state(1))
+    base = "/api/v1/environments/acme-legacy/web.prod"
+    env_id = sandbox.store.find_environment("acme-legacy", "web.prod")["id"]
+    sandbox.store.set_legacy_var(env_id, "secret", "s3", sensitive=True)
+    answer = legacy.put(f"{base}/variables", json={"variables": {"size": "3", "secret": "s4"}})
+    assert answer.status_code == 200 and answer.content == b""  # environments.html.md: "(empty body)"
+    values = {v["key"]: v for v in sandbox.store.list_legacy_vars(env_id)}
+    assert values["size"]["value"] == "3" and values["secret"]["value"] == "s4" and values["secret"]["sensitive"]
+    assert legacy.put(f"{base}/variables", json={"variables": ["not", "a", "map"]}).status_code == 422
+    # runs.html.md: "Requires a configuration version to be present on the environment [...] will otherwise 404"
+    assert legacy.post(f"{base}/plan", json={"destroy": False}).status_code == 404
+    created = legacy.post("/api/v1/terraform/configurations/acme-legacy/web.prod/versions",
+                          json={"version": {"metadata": {"git_branch": "main"}}})
+    assert created.status_code == 201 and created.json()["version"] == 1
+    assert legacy.post(f"{base}/plan", json={"destroy": False}).json() == {"success": True}
+    assert sandbox.store.current_legacy_run(env_id)["status"] == "pending"
+
+
+def test_no_429_on_the_legacy_api_whatever_the_rate_or_the_injected_bursts(fresh_sandbox: Sandbox):
+    """The legacy host documented no rate limit and Terraform 0.11's atlas backend does not retry a 429."""
+    sandbox = fresh_sandbox
+    legacy = Api(sandbox, legacy=True, retry_429=False)
+    legacy.put("/api/v1/terraform/state/acme-legacy/svc", data=_state(1))
+    sandbox.set_rate_limit(2)
+    sandbox.set_faults(burst_rate=1.0, burst_length=50, seed=3)
+    try:
+        statuses = {legacy.get("/api/v1/terraform/state/acme-legacy/svc").status_code for _ in range(40)}
+        new_api = Api(sandbox, retry_429=False).get("/api/v2/organizations").status_code
+    finally:
+        sandbox.clear_faults()
+    assert statuses == {200} and new_api == 429  # the new API still meets them
 
 
 def test_read_only_member_gets_403_on_writes(fresh_sandbox: Sandbox):
@@ -122,54 +171,30 @@ def test_read_only_member_gets_403_on_writes(fresh_sandbox: Sandbox):
     assert reader.get("/api/v1/terraform/state/acme-legacy/ro").status_code == 200
     refused = reader.put("/api/v1/terraform/state/acme-legacy/ro", data=_state(2))
     assert refused.status_code == 403 and refused.json() == {"errors": ["invalid auth"]}
-    assert reader.delete("/api/v1/environments/acme-legacy/ro").status_code == 403
+    assert reader.put("/api/v1/environments/acme-legacy/ro/variables", json={"variables": {"a": "b"}}
+                      ).status_code == 403
 
 
-def test_lock_vcs_variables_plan_delete(fresh_sandbox: Sandbox):
-    sandbox = fresh_sandbox
-    sandbox.run_settings(paused=True)  # queued runs stay pending: this test checks the queueing, not the worker
+# --- the site-adapter profile: only when named -------------------------------------------------------------
+
+@pytest.fixture
+def adapter_sandbox(tmp_path):
+    with Sandbox(tmp_path / "adapter", legacy_profile="site-adapter") as sandbox:
+        yield sandbox
+
+
+def test_the_site_adapter_profile_serves_the_undocumented_endpoints_only_when_named(adapter_sandbox: Sandbox):
+    sandbox = adapter_sandbox
+    assert sandbox.env["SANDBOX_LEGACY_PROFILE"] == "site-adapter"
+    sandbox.run_settings(paused=True)
     legacy = Api(sandbox, legacy=True)
     legacy.put("/api/v1/terraform/state/acme-legacy/web.prod", data=_state(1))
     base = "/api/v1/environments/acme-legacy/web.prod"
-
-    locked = legacy.post(f"{base}/lock", json={"reason": "migration"})
-    assert locked.status_code == 200 and locked.json()["locked"] is True and locked.json()["lock_reason"] == "migration"
-    again = legacy.post(f"{base}/lock", json={"reason": "x"})
-    assert again.status_code == 409 and again.json() == {"errors": ["environment is already locked"]}
-    colleague = sandbox.store.create_user("colleague", "c@acme.example")
-    sandbox.store.add_legacy_member("acme-legacy", colleague["id"], "admin")
-    other = Api(sandbox, sandbox.store.create_token(colleague["id"], "colleague-api-token"), legacy=True)
-    assert other.post(f"{base}/unlock").status_code == 409
-    assert legacy.post(f"{base}/unlock").json()["locked"] is False
-    assert legacy.post(f"{base}/unlock").status_code == 200  # idempotent
-
-    linked = legacy.put(f"{base}/vcs", json={"vcs": {"repo": "acme-legacy/web", "branch": "main",
-                                                     "working_directory": "envs/prod"}})
-    assert linked.json()["environment"]["vcs"] == {"repo": "acme-legacy/web", "branch": "main",
-                                                   "working_directory": "envs/prod"}
-    invalid = legacy.put(f"{base}/vcs", json={"vcs": {"repo": "no-slash"}})
-    assert invalid.status_code == 422 and "repo" in invalid.json()["errors"]
+    assert legacy.get("/api/v1/environments/acme-legacy").json()["meta"]["total_count"] == 1
+    assert legacy.post(f"{base}/lock", json={"reason": "migration"}).json()["locked"] is True
+    assert legacy.put(f"{base}/vcs", json={"vcs": {"repo": "acme-legacy/web"}}).json()["environment"]["vcs"]["repo"] \
+        == "acme-legacy/web"
     assert legacy.delete(f"{base}/vcs").json()["environment"]["vcs"] is None
-    assert legacy.delete(f"{base}/vcs").status_code == 200  # idempotent
-
-    sandbox.store.set_legacy_var(sandbox.store.find_environment("acme-legacy", "web.prod")["id"], "secret", "s3",
-                                 sensitive=True)
-    assert legacy.put(f"{base}/variables", json={"variables": {"size": "3", "secret": "s4"}}).json() == {"success": True}
-    by_key = {v["key"]: v for v in legacy.get(f"{base}/variables").json()["variables"]}
-    assert by_key["size"]["value"] == "3" and by_key["secret"] == {"key": "secret", "value": None,
-                                                                   "category": "terraform", "hcl": False,
-                                                                   "sensitive": True}
-    legacy.put(f"{base}/variables", json={"variables": {"size": ""}})
-    assert [v["key"] for v in legacy.get(f"{base}/variables").json()["variables"]] == ["secret"]
-    assert legacy.put(f"{base}/variables", json={"variables": ["not", "a", "map"]}).status_code == 422
-
-    announced: list[tuple[str, str]] = []
-    sandbox.store.run_listeners.append(lambda kind, run_id: announced.append((kind, run_id)))
-    assert legacy.post(f"{base}/plan", json={"destroy": False}).json() == {"success": True}
-    runs = legacy.get(f"{base}/runs").json()["runs"]
-    assert runs[0]["status"] == "pending" and announced == [("legacy", runs[0]["id"])]
-    assert legacy.get(base).json()["environment"]["current_run"] == {"id": runs[0]["id"], "status": "pending"}
-
+    assert legacy.get(f"{base}/teams").json() == {"teams": []}
     assert legacy.delete(base).json() == {"success": True}
-    for path in (base, f"{base}/runs", f"{base}/variables", "/api/v1/terraform/state/acme-legacy/web.prod"):
-        assert legacy.get(path).status_code == 404, path
+    assert legacy.get("/api/v1/terraform/state/acme-legacy/web.prod").status_code == 404

@@ -352,9 +352,11 @@ def test_step_2_sets_queue_all_runs_and_step_3_leaves_a_finalized_state(seeded_s
     from runbook_lib.catalog import step_parameters
     from runbook_lib.rehearsal import batch_environ, batch_parameters
     from runbook_lib.steps import organization, state_migration, workspaces
+    from sandbox_fixtures import write_operator_mapping
 
     for name, value in batch_environ(seeded_sandbox.env).items():
         monkeypatch.setenv(name, value)
+    write_operator_mapping(seeded_sandbox, tmp_path / "runs", ["network-prod"], new_org=new_org)
 
     def ctx(step: str, **options):
         return StepContext.create(step=step, legacy_org="acme-legacy", legacy_env="network-prod", new_org=new_org,

@@ -18,15 +18,15 @@ def test_runs_take_their_time_and_no_more_run_at_once_than_the_capacity(tmp_path
     with Sandbox(tmp_path / "sandbox", seed=2, runs=profile) as sandbox:
         legacy = Api(sandbox, legacy=True)
         envs = [spec.name for spec in sandbox.seeded_environments()]
-        before = {env: {r["id"] for r in legacy_runs(legacy, env)} for env in envs}
+        before = {env: {r["id"] for r in legacy_runs(sandbox, env)} for env in envs}
         queued = time.monotonic()
         for env in envs:
             assert legacy.post(f"/api/v1/environments/acme-legacy/{env}/plan", data="{}").status_code == 200
-        new = {env: next(r["id"] for r in legacy_runs(legacy, env) if r["id"] not in before[env]) for env in envs}
+        new = {env: next(r["id"] for r in legacy_runs(sandbox, env) if r["id"] not in before[env]) for env in envs}
         most_planning, settled_at = 0, {}
         while len(settled_at) < len(envs):
             assert time.monotonic() - queued < 120, "the runs did not settle"
-            statuses = {env: next(r["status"] for r in legacy_runs(legacy, env) if r["id"] == new[env])
+            statuses = {env: next(r["status"] for r in legacy_runs(sandbox, env) if r["id"] == new[env])
                         for env in envs}
             most_planning = max(most_planning, sum(1 for s in statuses.values() if s == "planning"))
             for env, status in statuses.items():

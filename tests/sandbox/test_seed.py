@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sandbox_helpers import Api
 
+from runbook_lib.rehearsal import LegacyUi
 from runbook_lib.sandbox import Sandbox
 from runbook_lib.sandbox.seed import ENVIRONMENTS, environment_specs
 
@@ -49,37 +50,50 @@ def test_every_state_is_real_terraform_011(seeded_sandbox: Sandbox, legacy: Api)
 
 
 def test_git_repositories_match_the_vcs_links(seeded_sandbox: Sandbox, legacy: Api):
+    """The links (kept by the legacy UI: the store is read here) match the repositories, and the latest
+    configuration version (the documented API) names the same repository, branch and commit."""
     root = Path(seeded_sandbox.env["SANDBOX_GIT_ROOT"])
     for spec in seeded_sandbox.seeded_environments():
-        env = legacy.get(f"/api/v1/environments/acme-legacy/{spec.name}").json()["environment"]
-        org, repo = env["vcs"]["repo"].split("/")
+        env = seeded_sandbox.store.find_environment("acme-legacy", spec.name)
+        vcs = {"repo": env["vcs_repo"], "branch": env["vcs_branch"], "working_directory": env["vcs_working_directory"]}
+        assert vcs == spec.vcs, spec.name
+        org, repo = vcs["repo"].split("/")
         bare = root / org / f"{repo}.git"
         assert _git(bare, "rev-parse", "--is-bare-repository") == "true"
-        workdir = env["vcs"]["working_directory"]
+        workdir = vcs["working_directory"]
         prefix = f"{workdir}/" if workdir else ""
-        files = _git(bare, "ls-tree", "-r", "--name-only", env["vcs"]["branch"]).splitlines()
+        files = _git(bare, "ls-tree", "-r", "--name-only", vcs["branch"]).splitlines()
         assert f"{prefix}main.tf" in files, (spec.name, files)
         backend = f"{prefix}backend.tf"
         assert (backend in files) == spec.backend_in_git, spec.name
         if spec.backend_in_git:
-            text = _git(bare, "show", f"{env['vcs']['branch']}:{backend}")
+            text = _git(bare, "show", f"{vcs['branch']}:{backend}")
             assert f'name = "acme-legacy/{spec.name}"' in text and "address" not in text
-        latest = legacy.get(f"/api/v1/terraform/configurations/acme-legacy/{spec.name}/versions/latest").json()
-        assert latest["version"]["metadata"]["commit_sha"] == _git(bare, "rev-parse", env["vcs"]["branch"])
+        metadata = legacy.get(f"/api/v1/terraform/configurations/acme-legacy/{spec.name}/versions/latest"
+                              ).json()["version"]["metadata"]
+        assert metadata["commit_sha"] == _git(bare, "rev-parse", vcs["branch"])
+        assert (metadata["remote_slug"], metadata["git_branch"]) == (vcs["repo"], vcs["branch"])
     monorepo = _git(root / "acme-legacy" / "infrastructure.git", "ls-tree", "-r", "--name-only", "master")
     assert {"network/prod/main.tf", "database/prod/main.tf"} <= set(monorepo.splitlines())
     assert set(_git(root / "acme-legacy" / "app.git", "branch", "--format=%(refname:short)").split()) == {"master", "staging"}
 
 
 def test_special_cases_exist(seeded_sandbox: Sandbox, legacy: Api):
-    envs = {e["name"]: e for e in legacy.get("/api/v1/environments/acme-legacy").json()["environments"]}
-    assert any("." in name for name in envs)
-    assert any(e["current_run"] and e["current_run"]["status"] == "planning" for e in envs.values())
-    assert any(e["locked"] for e in envs.values())
-    assert len({e["vcs"]["repo"] for e in envs.values() if e["vcs"]["working_directory"]}) == 1
-    sensitive = [v for v in legacy.get("/api/v1/environments/acme-legacy/dns-prod/variables").json()["variables"]
-                 if v["sensitive"]]
-    assert len(sensitive) == 2 and all(v["value"] is None for v in sensitive)
+    """Locks, runs and sensitive variables are what the legacy UI showed (the store is read here); the documented
+    states list names every environment, and the UI's variables page names the sensitive ones, never their values."""
+    store = seeded_sandbox.store
+    states = legacy.get("/api/v1/terraform/state?username=acme-legacy&page=1").json()["states"]
+    names = [s["environment"]["name"] for s in states]
+    assert any("." in name for name in names)
+    envs = {name: store.find_environment("acme-legacy", name) for name in names}
+    running = {name for name, e in envs.items() if store.current_legacy_run(e["id"])}
+    assert running == {"app-staging"} and store.current_legacy_run(envs["app-staging"]["id"])["status"] == "planning"
+    assert {name: e["locked_by"] for name, e in envs.items() if e["locked"]} == {"db-prod": "operator"}
+    assert len({e["vcs_repo"] for e in envs.values() if e["vcs_working_directory"]}) == 1
+    sensitive = [v for v in store.list_legacy_vars(envs["dns-prod"]["id"]) if v["sensitive"]]
+    assert {v["key"] for v in sensitive} == {"dns_api_key", "DNS_PROVIDER_TOKEN"}
+    page = LegacyUi.for_sandbox(seeded_sandbox).page("acme-legacy", "dns-prod", "variables")
+    assert all(v["key"] in page and v["value"] not in page for v in sensitive)
 
 
 def test_bootstrap_objects_for_the_outsider(seeded_sandbox: Sandbox):
@@ -87,6 +101,8 @@ def test_bootstrap_objects_for_the_outsider(seeded_sandbox: Sandbox):
     ws = outsider.get("/api/v2/organizations/outsider-corp/workspaces/payments-prod")
     assert ws.status_code == 200 and ws.json()["data"]["relationships"]["current-state-version"]["data"]
     legacy = Api(seeded_sandbox, seeded_sandbox.outsider_token, legacy=True)
-    assert legacy.get("/api/v1/environments/outsider-legacy/private-env").status_code == 200
+    assert legacy.get("/api/v1/terraform/state/outsider-legacy/private-env").status_code == 200
+    assert Api(seeded_sandbox, legacy=True).get("/api/v1/terraform/state/outsider-legacy/private-env"
+                                                ).status_code == 404  # not the operator's
     assert [o["id"] for o in Api(seeded_sandbox).get("/api/v2/organizations").json()["data"]
             if o["id"] == "outsider-corp"] == []

@@ -75,12 +75,12 @@ def test_restart_keeps_everything_and_tokens(fresh_sandbox: Sandbox):
 def test_request_log_has_token_names_never_values(fresh_sandbox: Sandbox):
     mark = fresh_sandbox.log_mark()
     Api(fresh_sandbox).get("/api/v2/organizations")
-    Api(fresh_sandbox, legacy=True).get("/api/v1/environments/acme-legacy")
+    Api(fresh_sandbox, legacy=True).get("/api/v1/terraform/state?username=acme-legacy")
     Api(fresh_sandbox, token="x" * 20).get("/api/v2/organizations")
     rows = fresh_sandbox.request_log(since=mark)
     assert [(r["method"], r["path"], r["status"], r["username"]) for r in rows] == [
         ("GET", "/api/v2/organizations", 200, "operator"),
-        ("GET", "/api/v1/environments/acme-legacy", 200, "operator"),
+        ("GET", "/api/v1/terraform/state", 200, "operator"),
         ("GET", "/api/v2/organizations", 401, None)]
     assert rows[0]["token_name"] == "operator-api-token"
     dump = repr(fresh_sandbox.request_log())

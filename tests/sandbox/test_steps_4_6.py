@@ -1,12 +1,13 @@
-"""Steps 4-6 as library calls against a sandbox of their own (they unlink, push and delete legacy objects).
+"""Steps 4-6 as library calls against a sandbox of their own (they push, and the operator unlinks and deletes).
 
-Each environment goes through steps 1-3 first (the API path), then:
+The operator's part (unlinking and deleting in the legacy UI) is played by `rehearsal.LegacyUi`, through the
+sandbox's UI pages; the steps never touch the UI. Each environment goes through steps 1-3 first (the API path):
 - a Terraform 0.11 workspace with the atlas target, an environment without a backend block in git;
 - a Terraform 1.x workspace with the cloud target (its configuration made 1.x-ready first);
 - a drifted environment (the workspace's variable differs): step 5 fails, the legacy environment stays,
-  step 6 refuses without sending a DELETE, and `commit_verify.recover` takes the way back;
-- the refusals: step 4 before the state moved, step 5 while the legacy link exists, step 6 without
-  evidence or confirmation.
+  step 6 refuses, and `commit_verify.recover` takes the way back, leaving the re-link to the operator;
+- an operator who confirms the unlink without doing it: step 4 cannot tell, step 5 proves it was not done;
+- the refusals: step 4 before the state moved, step 5 before step 4, a confirmation naming another environment.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from runbook_lib import gates, git
 from runbook_lib.catalog import step_parameters
 from runbook_lib.context import StepContext
 from runbook_lib.errors import GateError, StepError
-from runbook_lib.legacy import LegacyClient
+from runbook_lib.legacy import NOT_FOUND, LegacyClient
 from runbook_lib.sandbox import Sandbox
-from runbook_lib.rehearsal import batch_parameters
+from runbook_lib.rehearsal import LegacyUi, batch_parameters
 from runbook_lib.settings import Settings
-from sandbox_fixtures import make_1x_ready, sandbox_in_environ
+from sandbox_fixtures import make_1x_ready, sandbox_in_environ, write_operator_mapping
 from runbook_lib.steps import commit_verify, decommission, legacy_vcs, organization, state_migration, workspaces
 from runbook_lib.tfe import TfeClient
 
@@ -37,13 +38,21 @@ WRITES = ("POST", "PUT", "PATCH", "DELETE")
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     """A seeded sandbox of this module's own, its variables in os.environ for the module."""
-    with sandbox_in_environ(tmp_path_factory.mktemp("sandbox-4-6"), seed=6) as sb:
+    with sandbox_in_environ(tmp_path_factory.mktemp("sandbox-4-6"), seed=7) as sb:
         yield sb
 
 
 @pytest.fixture(scope="module")
-def audit(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("runs")
+def audit(tmp_path_factory: pytest.TempPathFactory, sandbox: Sandbox) -> Path:
+    root = tmp_path_factory.mktemp("runs")
+    write_operator_mapping(sandbox, root, [spec.name for spec in sandbox.seeded_environments()])
+    return root
+
+
+@pytest.fixture(scope="module")
+def ui(sandbox: Sandbox) -> LegacyUi:
+    """The operator, signed in to the sandbox's legacy UI."""
+    return LegacyUi.for_sandbox(sandbox)
 
 
 def _ctx(sandbox: Sandbox, audit: Path, step: str, env: str, **options) -> StepContext:
@@ -69,10 +78,13 @@ def _migrate(sandbox: Sandbox, audit: Path, env: str, *, terraform_version: str 
 def _gated(ctx: StepContext, action: str, module) -> object:
     return gates.guard(action, ctx.row.legacy_slug, confirm=ctx.confirm, interactive=ctx.interactive, run=module.apply,
                        args=(ctx,), summary=module.plan(ctx), ledger=ctx.ledger, environment=ctx.row.legacy_slug,
-                       step=ctx.step)
+                       step=ctx.step, instructions=str(module.ask(ctx)))
 
 
-def _step4(sandbox, audit, env):
+def _step4(sandbox, audit, env, ui=None):
+    """The operator unlinks in the UI (unless `ui` is None: they say so without doing it), then confirms."""
+    if ui is not None:
+        ui.unlink(LEGACY_ORG, env)
     ctx = _ctx(sandbox, audit, "04_disable_legacy_vcs", env, confirm=f"unlink {LEGACY_ORG}/{env}")
     _gated(ctx, "unlink", legacy_vcs)
     return ctx.conclude(legacy_vcs.verify(ctx))
@@ -84,6 +96,16 @@ def _step5(sandbox, audit, env, **options):
     return ctx, commit_verify.verify(ctx)
 
 
+def _step6(sandbox, audit, env, ui):
+    """Final backup, the operator deletes in the UI and confirms, the step proves it."""
+    six = _ctx(sandbox, audit, "06_delete_legacy_environment", env, confirm=f"delete {LEGACY_ORG}/{env}")
+    decommission.check_ready(six)
+    decommission.take_final_backup(six)
+    ui.delete(LEGACY_ORG, env)
+    _gated(six, "delete", decommission)
+    return six.conclude(decommission.verify(six))
+
+
 def _legacy() -> LegacyClient:
     return LegacyClient(Settings.from_env(), read_only=True)
 
@@ -92,18 +114,21 @@ def _tfe() -> TfeClient:
     return TfeClient(Settings.from_env(), read_only=True)
 
 
-def test_steps_4_6_terraform_011_atlas_without_backend_in_git(sandbox, audit):
+def test_steps_4_6_terraform_011_atlas_without_backend_in_git(sandbox, audit, ui):
     env = "web.prod"  # no backend block in git; a period in the name
     _migrate(sandbox, audit, env)
-    four = _step4(sandbox, audit, env)
+    four = _step4(sandbox, audit, env, ui)
     assert four.evidence["previous_vcs"]["repo"] == "acme-legacy/web"
-    assert _legacy().get_environment(LEGACY_ORG, env)["vcs"] is None
+    assert four.evidence["configuration_version"] == 1 and len(four.evidence["state_md5"]) == 32
+    assert "Not proven yet: step 5 proves it" in four.summary  # no more than happened
 
     ctx, five = _step5(sandbox, audit, env, backend_target="atlas")
     assert five.passed, five.summary
     ev = five.evidence
     assert ev["plan"] == {"add": 0, "change": 0, "destroy": 0} and ev["plan_source"] == "text"
-    assert ev["run_commit"] == ev["commit"] and ev["legacy_runs_after_push"] == []
+    assert ev["run_commit"] == ev["commit"]
+    after = ev["legacy_after_push"]
+    assert after["configuration_version"] == 1 and after["state_md5"] == four.evidence["state_md5"]
     assert not _tfe().get_workspace(NEW_ORG, "web-prod").get("locked")
     ctx.conclude(five)
     assert five.table.empty  # 0.11 prints "No changes" and no resource lines
@@ -127,22 +152,26 @@ def test_steps_4_6_terraform_011_atlas_without_backend_in_git(sandbox, audit):
     assert commit_verify.push_record(lost)["commit"] == ev["commit"]
     assert lost.conclude(commit_verify.verify(lost)).evidence["run_id"] == ev["run_id"]
 
-    six = _ctx(sandbox, audit, "06_delete_legacy_environment", env, confirm=f"delete {LEGACY_ORG}/{env}")
-    decommission.check_ready(six)
-    _gated(six, "delete", decommission)
-    result = six.conclude(decommission.verify(six))
-    assert _legacy().find_environment(LEGACY_ORG, env) is None
+    mark = sandbox.log_mark()
+    result = _step6(sandbox, audit, env, ui)
+    assert _legacy().read_state(LEGACY_ORG, env).found == NOT_FOUND
+    proof = result.evidence["proof"]
+    assert proof["proven"] and proof["state"] == NOT_FOUND and not proof["listed"] and proof["organization_visible"]
     backup = result.evidence["final_backup"]
-    assert backup["matches_step3"] is True
+    assert backup["matches_step3"] is True and backup["was_listed"] is True
     assert oct((audit / backup["file"]).stat().st_mode & 0o777) == "0o600"
     assert result.evidence["confirmation"]["via"] == "parameter"
+    # the runbook itself sent no deletion: only the operator's form post in the UI did
+    assert [r for r in sandbox.request_log(since=mark) if r["method"] == "DELETE"] == []
+    assert [r["path"] for r in sandbox.request_log(since=mark) if r["method"] == "POST" and "delete" in r["path"]] \
+        == [f"/terraform/{LEGACY_ORG}/environments/{env}/settings/delete"]
 
 
-def test_steps_4_6_terraform_1x_cloud_block(sandbox, audit):
+def test_steps_4_6_terraform_1x_cloud_block(sandbox, audit, ui):
     env = "network-prod"
-    make_1x_ready(env)
+    make_1x_ready(sandbox, env)
     _migrate(sandbox, audit, env, terraform_version="1.15.5")
-    _step4(sandbox, audit, env)
+    _step4(sandbox, audit, env, ui)
     ctx, five = _step5(sandbox, audit, env, backend_target="cloud")
     assert five.passed, five.summary
     assert five.evidence["plan_source"] == "json" and five.evidence["plan"] == {"add": 0, "change": 0, "destroy": 0}
@@ -151,13 +180,10 @@ def test_steps_4_6_terraform_1x_cloud_block(sandbox, audit):
         path = git.clone(git.repo_url("acme-legacy/infrastructure"), Path(scratch) / "r")
         text = (path / "network" / "prod" / "backend.tf").read_text()
         assert "cloud {" in text and 'organization = "acme"' in text and "atlas" not in text
-
-    six = _ctx(sandbox, audit, "06_delete_legacy_environment", env, confirm=f"delete {LEGACY_ORG}/{env}")
-    _gated(six, "delete", decommission)
-    assert six.conclude(decommission.verify(six)).evidence["deleted"] is True
+    assert _step6(sandbox, audit, env, ui).evidence["deleted"] is True
 
 
-def test_steps_4_6_drift_fails_step6_refuses_and_recovery_restores(sandbox, audit):
+def test_steps_4_6_drift_fails_step6_refuses_and_recovery_leaves_the_relink_to_the_operator(sandbox, audit, ui):
     env = "dns-prod"
     _migrate(sandbox, audit, env)
     # Drift: the workspace's variable differs from the legacy one, so the plan replaces resources.
@@ -166,7 +192,7 @@ def test_steps_4_6_drift_fails_step6_refuses_and_recovery_restores(sandbox, audi
     var = next(v for v in tfe.list_variables(ws.id) if v.get("key") == "zone")
     tfe.update_variable(ws.id, var.id, {"value": "drifted.example"})
     legacy_before = _legacy().get_state(LEGACY_ORG, env)
-    _step4(sandbox, audit, env)
+    _step4(sandbox, audit, env, ui)
 
     ctx, five = _step5(sandbox, audit, env)
     assert not five.passed and "shows changes" in five.summary
@@ -174,32 +200,24 @@ def test_steps_4_6_drift_fails_step6_refuses_and_recovery_restores(sandbox, audi
     assert "replace" in set(five.table["action"]) or "update" in set(five.table["action"])
     with pytest.raises(StepError, match="shows changes"):
         ctx.conclude(five)
-    # The legacy environment is intact: still there, same state.
-    assert _legacy().get_state(LEGACY_ORG, env).md5 == legacy_before.md5
+    assert _legacy().get_state(LEGACY_ORG, env).md5 == legacy_before.md5  # the legacy environment is intact
 
-    # Step 6 refuses, with and without confirmation, and sends no DELETE.
-    mark = sandbox.log_mark()
+    # Step 6 refuses (no PASS of step 5) before any backup or question.
     six = _ctx(sandbox, audit, "06_delete_legacy_environment", env, confirm=f"delete {LEGACY_ORG}/{env}")
     assert "refuse" not in set(decommission.plan(six)["action"])  # waits for step 5 rather than conflicts
     with pytest.raises(StepError, match="no PASS of step 05_commit_and_verify.*latest run there failed"):
         decommission.check_ready(six)
-    with pytest.raises(StepError, match="nothing changed"):
-        _gated(six, "delete", decommission)
-    unconfirmed = _ctx(sandbox, audit, "06_delete_legacy_environment", env)
-    with pytest.raises(StepError, match="evidence: .*confirmation: set confirm = 'delete acme-legacy/dns-prod'"):
-        decommission.check_ready(unconfirmed)
-    with pytest.raises(GateError, match="not confirmed"):
-        _gated(unconfirmed, "delete", decommission)
-    assert [r for r in sandbox.request_log(since=mark) if r["method"] == "DELETE"] == []
-    assert _legacy().find_environment(LEGACY_ORG, env) is not None
 
-    # The way back, planned then taken (and taken again: nothing more to do).
+    # The way back, planned then taken (and taken again: nothing more to do); the re-link is the operator's.
     planned = commit_verify.recovery(ctx, five)
     assert list(planned["action"]) == ["update", "update", "update", "update"]
+    assert "you re-link it in the legacy UI" in planned.iloc[3]["detail"]
     done = commit_verify.recover(ctx)
     assert list(done["object"]) == ["run", "workspace lock", "commit", "legacy vcs link"]
-    env_after = _legacy().get_environment(LEGACY_ORG, env)
-    assert env_after["vcs"] == {"repo": "acme-legacy/dns", "branch": "master", "working_directory": ""}
+    assert done.iloc[3]["result"].startswith("yours to do: re-link it in the legacy UI") and "acme-legacy/dns" in \
+        done.iloc[3]["result"]
+    assert sandbox.store.find_environment(LEGACY_ORG, env)["vcs_repo"] is None  # the runbook did not re-link
+    ui.link(LEGACY_ORG, env, "acme-legacy/dns", "master", "")
     ws_after = _tfe().get_workspace_by_id(ws.id)
     assert ws_after.get("locked") is True
     assert _tfe().get_run(five.evidence["run_id"]).get("status") == "discarded"
@@ -207,38 +225,50 @@ def test_steps_4_6_drift_fails_step6_refuses_and_recovery_restores(sandbox, audi
         path = git.clone(git.repo_url("acme-legacy/dns"), Path(scratch) / "r")
         assert f"This reverts commit {five.evidence['commit']}" in git.run(["log", "-1", "--format=%B"], path)
         assert not (path / "legacy_backend.tf").exists()  # dns has no backend block in git: back to that
-    assert [r for r in _legacy().list_runs(LEGACY_ORG, env) if r["commit_sha"] == five.evidence["commit"]] == []
     assert ctx.ledger.latest(f"{LEGACY_ORG}/{env}", "05_commit_and_verify", action="recover").status == "passed"
-    assert commit_verify.recover(ctx).empty
+    again = commit_verify.recover(ctx)
+    assert list(again["object"]) == ["legacy vcs link"]  # only the reminder: nothing else is left to do
 
 
-def test_steps_4_6_refusals_change_nothing(sandbox, audit):
+def test_an_unlink_confirmed_but_not_done_is_caught_by_step_5(sandbox, audit):
+    env = "monitoring-prod"
+    _migrate(sandbox, audit, env)
+    four = _step4(sandbox, audit, env, ui=None)   # the operator says it is done, but never clicked Unlink
+    assert four.passed and "Not proven yet" in four.summary  # step 4 cannot see a link: it says so
+    ctx, five = _step5(sandbox, audit, env)
+    assert not five.passed and "the unlink of step 04 is not proven" in five.summary
+    assert "ingested a new configuration version after step 04 (version 1 -> 2)" in five.summary
+    with pytest.raises(StepError):
+        ctx.conclude(five)
+
+
+def test_steps_4_6_refusals_change_nothing(sandbox, audit, ui):
     env = "app-prod"
     mark = sandbox.log_mark()
     four = _ctx(sandbox, audit, "04_disable_legacy_vcs", env, confirm=f"unlink {LEGACY_ORG}/{env}")
-    with pytest.raises(StepError, match="step 4 refused, nothing changed"):
+    with pytest.raises(StepError, match="step 4 refused, nothing recorded"):
         legacy_vcs.apply(four)   # before steps 2-3 the workspace holds no state
     five = _ctx(sandbox, audit, "05_commit_and_verify", env)
     with pytest.raises(StepError, match="step 5 refused, nothing pushed"):
         commit_verify.apply(five)
     assert [r for r in sandbox.request_log(since=mark) if r["method"] in WRITES] == []
-    assert _legacy().get_environment(LEGACY_ORG, env)["vcs"] is not None
 
     _migrate(sandbox, audit, env)
-    with pytest.raises(StepError, match="still linked .*step 04 first"):
+    with pytest.raises(StepError, match="unlink .*is not recorded: step 04 first"):
         commit_verify.apply(_ctx(sandbox, audit, "05_commit_and_verify", env))
     wrong = _ctx(sandbox, audit, "04_disable_legacy_vcs", env, confirm=f"unlink {LEGACY_ORG}/web.prod")
     with pytest.raises(GateError, match="wrong confirmation"):
         _gated(wrong, "unlink", legacy_vcs)
-    ui = _ctx(sandbox, audit, "04_disable_legacy_vcs", env, unlink_via="ui", confirm=f"unlink {LEGACY_ORG}/{env}")
-    with pytest.raises(StepError, match="still linked .*Integrations"):
-        _gated(ui, "unlink", legacy_vcs)   # the operator confirmed but did not unlink in the UI
-    assert _legacy().get_environment(LEGACY_ORG, env)["vcs"] is not None
-    assert "Version Control Integration" in legacy_vcs.ui_instructions(ui)
+    # In a batch without the confirmation the step waits for the operator: nothing failed, nothing recorded.
+    waiting = _ctx(sandbox, audit, "04_disable_legacy_vcs", env)
+    held = _gated(waiting, "unlink", legacy_vcs)
+    assert isinstance(held, gates.AwaitingOperator) and "Version Control Integration" in held.summary
+    assert not (waiting.audit_dir / legacy_vcs.BASELINE_RECORD).exists()
     # Interactively, the verdict does not claim PASS before the click.
-    waiting = _ctx(sandbox, audit, "04_disable_legacy_vcs", env, interactive=True)
-    pending = _gated(waiting, "unlink", legacy_vcs)
+    interactive = _ctx(sandbox, audit, "04_disable_legacy_vcs", env, interactive=True)
+    pending = _gated(interactive, "unlink", legacy_vcs)
     assert isinstance(pending, gates.PendingGate)
-    assert "waiting for your confirmation" in legacy_vcs.verify(waiting).summary
+    assert "waiting for your confirmation" in legacy_vcs.verify(interactive).summary
+    ui.unlink(LEGACY_ORG, env)
     pending.click()
-    assert pending.error is None and legacy_vcs.verify(waiting).passed
+    assert pending.error is None and legacy_vcs.verify(interactive).passed

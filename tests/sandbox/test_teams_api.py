@@ -1,9 +1,12 @@
-"""Teams on the wire: legacy teams (sandbox-defined), new teams, team membership and team access."""
+"""Teams on the wire: legacy teams (shown only in the legacy UI), new teams, team membership and team access."""
 
 from __future__ import annotations
 
+import pytest
+import requests
 from sandbox_helpers import Api, create_workspace, doc
 
+from runbook_lib.rehearsal import LegacyUi
 from runbook_lib.sandbox import Sandbox
 
 
@@ -23,17 +26,24 @@ def _access_doc(team_id: str, ws_id: str, access: str) -> dict:
 
 
 def test_seeded_legacy_teams(seeded_sandbox: Sandbox, legacy: Api):
-    teams = legacy.get("/api/v1/environments/acme-legacy/app-prod/teams").json()["teams"]
-    assert teams == [{"name": "auditors", "access": "read", "members": ["carol", "dave"]},
-                     {"name": "developers", "access": "write", "members": ["alice", "bob"]}]
-    network = legacy.get("/api/v1/environments/acme-legacy/network-prod/teams").json()["teams"]
-    assert {t["name"]: t["access"] for t in network} == {"auditors": "read", "platform": "admin"}
-    # dave is an account of the legacy product only; the others exist on the new host
+    """The legacy API has no teams endpoint (the operator copies them from the settings page into the mapping)."""
     store = seeded_sandbox.store
+    app = store.legacy_environment_teams(store.find_environment("acme-legacy", "app-prod")["id"])
+    assert [{k: t[k] for k in ("name", "access", "members")} for t in app] == [
+        {"name": "auditors", "access": "read", "members": ["carol", "dave"]},
+        {"name": "developers", "access": "write", "members": ["alice", "bob"]}]
+    network = store.legacy_environment_teams(store.find_environment("acme-legacy", "network-prod")["id"])
+    assert {t["name"]: t["access"] for t in network} == {"auditors": "read", "platform": "admin"}
+    page = LegacyUi.for_sandbox(seeded_sandbox).page("acme-legacy", "app-prod", "settings")
+    assert "<td>auditors</td><td>read</td><td>carol, dave</td>" in page
+    assert "<td>developers</td><td>write</td><td>alice, bob</td>" in page
+    # dave is an account of the legacy product only; the others exist on the new host
     assert store.find_user("dave") is None and all(store.find_user(u) for u in ("alice", "bob", "carol"))
-    assert legacy.get("/api/v1/environments/acme-legacy/nope/teams").status_code == 404
-    outsider = Api(seeded_sandbox, seeded_sandbox.outsider_token, legacy=True)
-    assert outsider.get("/api/v1/environments/acme-legacy/app-prod/teams").status_code == 404
+    assert legacy.get("/api/v1/environments/acme-legacy/app-prod/teams").status_code == 404  # not documented
+    outsider = LegacyUi(seeded_sandbox.legacy_address, "outsider", seeded_sandbox.outsider_token,
+                        seeded_sandbox.ca_file)
+    with pytest.raises(requests.HTTPError, match="404"):
+        outsider.page("acme-legacy", "app-prod", "settings")
 
 
 def test_create_list_show_and_filter_teams(seeded_sandbox: Sandbox, api: Api, new_org: str):

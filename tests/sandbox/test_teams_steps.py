@@ -1,8 +1,13 @@
-"""Step 2 carries the legacy teams over: created or adopted by name, members with an account, the same access."""
+"""Step 2 carries the legacy teams over: created or adopted by name, members with an account, the same access.
+
+Which teams an environment had is the operator's word: the mapping's `teams` column (the legacy API never showed
+teams; the operator copies them off the environment's settings page). `write_operator_mapping` writes the seed's.
+"""
 
 from __future__ import annotations
 
 import pytest
+from sandbox_fixtures import write_operator_mapping
 from sandbox_helpers import Api, doc, step_context
 
 from runbook_lib.catalog import step_parameters
@@ -36,6 +41,7 @@ def _team_state(api: Api, org: str, ws_name: str) -> dict:
 
 
 def test_teams_created_with_members_and_access_then_idempotent(tmp_path, rehearsal, seeded_sandbox, new_org):
+    write_operator_mapping(seeded_sandbox, tmp_path / "runs", ["app-prod", "network-prod"], new_org=new_org)
     _org_ready(tmp_path, rehearsal, new_org)
     ctx = _ctx(tmp_path, "02_create_workspaces", "app-prod", new_org, mode="plan", **rehearsal)
     plan = workspaces.plan(ctx)
@@ -85,6 +91,7 @@ def _existing_team(api: Api, org: str, name: str, *members: str) -> str:
 
 def test_existing_team_with_other_members_is_a_diff_changed_only_when_asked(tmp_path, rehearsal, seeded_sandbox,
                                                                            new_org):
+    write_operator_mapping(seeded_sandbox, tmp_path / "runs", ["web.prod"], new_org=new_org)
     _org_ready(tmp_path, rehearsal, new_org)
     api = Api(seeded_sandbox)
     _existing_team(api, new_org, "developers", "carol", "alice")
@@ -111,6 +118,7 @@ def test_existing_team_with_other_members_is_a_diff_changed_only_when_asked(tmp_
 
 
 def test_other_access_level_is_refused_and_verify_reads_access_back(tmp_path, rehearsal, seeded_sandbox, new_org):
+    write_operator_mapping(seeded_sandbox, tmp_path / "runs", ["cache-staging"], new_org=new_org)
     _org_ready(tmp_path, rehearsal, new_org)
     api = Api(seeded_sandbox)
     ctx = _ctx(tmp_path, "02_create_workspaces", "cache-staging", new_org, **rehearsal, migrate_teams=False)
@@ -135,28 +143,37 @@ def test_other_access_level_is_refused_and_verify_reads_access_back(tmp_path, re
 
 
 def test_inventory_lists_teams_and_the_mapping_says_what_step_2_does(tmp_path, rehearsal, seeded_sandbox, new_org):
+    from dataclasses import replace
+
     from runbook_lib import inventory
     from runbook_lib.legacy import LegacyClient
-    from runbook_lib.mapping import propose
+    from runbook_lib.mapping import UNKNOWN, propose
+    from runbook_lib.rehearsal import operator_rows
     from runbook_lib.settings import Settings
     from runbook_lib.tfe import TfeClient
 
     settings = Settings.from_env()
     legacy, tfe = LegacyClient(settings, read_only=True), TfeClient(settings, read_only=True)
-    envs = inventory.legacy_environments(legacy, "acme-legacy", ["app-prod", "network-prod"])
-    assert list(envs["teams"]) == ["auditors:read[carol,dave]; developers:write[alice,bob]",
-                                   "auditors:read[carol,dave]; platform:admin[alice,operator]"]
-    rows = propose("acme-legacy", ["app-prod", "network-prod"], new_org)
+    rows = operator_rows(seeded_sandbox, propose("acme-legacy", ["app-prod", "network-prod"], new_org))
+    envs = inventory.legacy_environments(legacy, "acme-legacy", rows)
+    assert list(envs["teams"]) == ["developers:write[alice,bob]; auditors:read[carol,dave]",
+                                   "platform:admin[operator,alice]; auditors:read[carol,dave]"]
+    assert all("mapping: " in s and "teams" in s.split("mapping: ")[1] for s in envs["sources"])  # the operator's
     _existing_team(Api(seeded_sandbox), new_org, "platform", "alice", "operator")
     frame = inventory.mapping_frame(rows, envs, tfe)
-    assert list(frame["teams"]) == ["auditors (read): create; developers (write): create",
-                                    "auditors (read): create; platform (admin): adopt"]
+    assert list(frame["teams"]) == ["developers (write): create; auditors (read): create",
+                                    "platform (admin): adopt; auditors (read): create"]  # in the mapping's order
     # an organization step 1 has not created yet: every team would be created
-    later = inventory.mapping_frame(propose("acme-legacy", ["app-prod"], "not-created-yet"), envs, tfe)
-    assert later["teams"].iloc[0] == "auditors (read): create; developers (write): create"
+    later = inventory.mapping_frame([replace(rows[0], new_org="not-created-yet")], envs, tfe)
+    assert later["teams"].iloc[0] == "developers (write): create; auditors (read): create"
+    # the survey's own rows: nothing says which teams there are, so the environment is not ready
+    unknown = [replace(rows[0], teams=UNKNOWN)]
+    unsaid = inventory.mapping_frame(unknown, inventory.legacy_environments(legacy, "acme-legacy", unknown), tfe)
+    assert not unsaid["ready"].iloc[0] and "teams" in unsaid["reason"].iloc[0] and unsaid["teams"].iloc[0] == ""
 
 
 def test_plan_before_the_organization_exists_creates_every_team(tmp_path, rehearsal, seeded_sandbox):
+    write_operator_mapping(seeded_sandbox, tmp_path / "runs", ["app-prod"], new_org="org-not-created-yet")
     ctx = _ctx(tmp_path, "02_create_workspaces", "app-prod", "org-not-created-yet", mode="plan", **rehearsal)
     plan = workspaces.plan(ctx)
     assert dict(plan[plan["object"] == "team"].set_index("name")["action"]) == {"auditors": "create",
@@ -169,6 +186,8 @@ def test_invalid_team_name_is_refused_skip_teams_and_owners_are_left_alone(tmp_p
 
     from runbook_lib.sandbox.seed import _synthetic_state
 
+    from runbook_lib.mapping import MappingRow, write_csv
+
     store = seeded_sandbox.store
     legacy_org = f"teams-legacy-{uuid.uuid4().hex[:6]}"  # an organization of its own: the shared estate stays as seeded
     operator = store.find_user("operator")
@@ -177,9 +196,13 @@ def test_invalid_team_name_is_refused_skip_teams_and_owners_are_left_alone(tmp_p
         store.add_legacy_member(legacy_org, operator["id"], "admin")
         env = store.create_environment(legacy_org, "billing")
         store.put_legacy_state(env["id"], _synthetic_state(3))
-        for name, access, members in (("release.managers", "write", ("alice",)), ("owners", "admin", ("operator",)),
-                                      ("finance", "read", ("bob",))):
-            store.grant_legacy_access(store.create_legacy_team(legacy_org, name, members)["id"], env["id"], access)
+        store.create_legacy_config_version(env["id"], {})
+    # what the operator read off its settings page, with no repository and no hidden variables
+    (tmp_path / "runs").mkdir(parents=True, exist_ok=True)
+    write_csv([MappingRow(legacy_org, "billing", new_org, "billing", terraform_version="0.11.11", vcs_repo="",
+                          vcs_branch="", working_directory="", sensitive_variables="", env_variables="",
+                          teams="release.managers:write[alice]; owners:admin[operator]; finance:read[bob]")],
+              tmp_path / "runs" / "mapping.csv")
 
     def ctx(mode="apply", **options):
         return StepContext.create(step="02_create_workspaces", legacy_org=legacy_org, legacy_env="billing",

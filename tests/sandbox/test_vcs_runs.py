@@ -19,6 +19,7 @@ from vcs_helpers import (Checkout, legacy_runs, legacy_state, new_org_with_vcs, 
                          wait_legacy_run, wait_run, workspace_runs)
 
 from runbook_lib.plans import parse_plan_text
+from runbook_lib.rehearsal import LegacyUi
 from runbook_lib.sandbox import Sandbox
 from runbook_lib.sandbox.vcs import HOOK_HEADER, hook_secret
 
@@ -91,7 +92,7 @@ def _plan_log(api: Api, plan: dict) -> str:
 def test_push_with_unchanged_configuration_plans_no_changes(sandbox: Sandbox, tmp_path: Path):
     api, legacy = Api(sandbox), Api(sandbox, legacy=True)
     org, ws = _web_workspace(api, legacy)
-    before_legacy = legacy_runs(legacy, "web.prod")
+    before_legacy = legacy_runs(sandbox, "web.prod")
     repo = Checkout(sandbox, WEB, tmp_path / "web")
     # step 5's commit: the backend block now names the new workspace; the resources are unchanged
     repo.write("backend.tf", _atlas_backend(f"{org}/web-prod"))
@@ -133,16 +134,16 @@ def test_push_with_unchanged_configuration_plans_no_changes(sandbox: Sandbox, tm
     assert {i["type"] for i in with_plan["included"]} == {"runs", "plans"}
 
     # the legacy environment is still linked (step 4 not done here): it planned the same commit, 0.11, no changes
-    new_legacy = [r for r in legacy_runs(legacy, "web.prod") if r["id"] not in {b["id"] for b in before_legacy}]
+    new_legacy = [r for r in legacy_runs(sandbox, "web.prod") if r["id"] not in {b["id"] for b in before_legacy}]
     assert len(new_legacy) == 1 and new_legacy[0]["commit_sha"] == sha
-    settled = wait_legacy_run(legacy, "web.prod", new_legacy[0]["id"])
-    assert settled["status"] == "planned_and_finished" and settled["has_changes"] is False
+    settled = wait_legacy_run(sandbox, "web.prod", new_legacy[0]["id"])
+    assert settled["status"] == "planned_and_finished" and settled["has_changes"] == 0
 
 
 def test_changed_configuration_gives_counts_and_a_confirmed_apply_writes_a_state_version(sandbox: Sandbox,
                                                                                          tmp_path: Path):
     api, legacy = Api(sandbox), Api(sandbox, legacy=True)
-    legacy.delete("/api/v1/environments/acme-legacy/web.prod/vcs")  # step 4 done: only the workspace runs
+    LegacyUi.for_sandbox(sandbox).unlink("acme-legacy", "web.prod")  # step 4 done: only the workspace runs
     org, ws = _web_workspace(api, legacy)
     first = api.get(f"/api/v2/workspaces/{ws['id']}/current-state-version").json()["data"]["attributes"]
     first_lineage = json.loads(api.get(first["hosted-state-download-url"]).content)["lineage"]
@@ -196,7 +197,7 @@ def test_locked_workspace_holds_its_run_until_unlocked(sandbox: Sandbox, tmp_pat
     repo.write("backend.tf", _atlas_backend(f"{org}/web-prod"))
     repo.push("Move the backend to the new workspace")
     run_id = workspace_runs(api, ws["id"])[0]["id"]
-    wait_legacy_run(legacy, "web.prod", legacy_runs(legacy, "web.prod")[0]["id"])  # a free worker was there...
+    wait_legacy_run(sandbox, "web.prod", legacy_runs(sandbox, "web.prod")[0]["id"])  # a free worker was there...
     time.sleep(1.0)  # ...and four dispatcher polls (0.25 s) later the workspace's run still waits
     held = api.get(f"/api/v2/runs/{run_id}").json()["data"]
     assert held["attributes"]["status"] == "pending"
@@ -220,34 +221,35 @@ def test_unlinked_legacy_environment_gets_no_run(sandbox: Sandbox, tmp_path: Pat
     # linked: a push starts a legacy run
     repo.write("README.md", "# web\n\nbefore step 4\n")
     sha, _ = repo.push("Before step 4")
-    linked = legacy_runs(legacy, "web.prod")[0]
+    linked = legacy_runs(sandbox, "web.prod")[0]
     assert linked["commit_sha"] == sha and linked["status"] in ("pending", "planning", "planned_and_finished")
-    wait_legacy_run(legacy, "web.prod", linked["id"])
+    wait_legacy_run(sandbox, "web.prod", linked["id"])
 
-    # step 4: unlink; the next push starts the workspace's run only
-    unlinked = legacy.delete("/api/v1/environments/acme-legacy/web.prod/vcs")
-    assert unlinked.status_code == 200 and unlinked.json()["environment"]["vcs"] is None
-    count = len(legacy_runs(legacy, "web.prod"))
+    # step 4: the operator unlinks in the legacy UI; the next push starts the workspace's run only
+    assert LegacyUi.for_sandbox(sandbox).unlink("acme-legacy", "web.prod") == "Unlinked from version control."
+    assert sandbox.store.find_environment("acme-legacy", "web.prod")["vcs_repo"] is None
+    count = len(legacy_runs(sandbox, "web.prod"))
     repo.write("backend.tf", _atlas_backend(f"{org}/web-prod"))
     sha, output = repo.push("Move the backend to the new workspace")
     assert "started 1 run(s)" in output and "legacy-runs" not in output
-    assert len(legacy_runs(legacy, "web.prod")) == count
+    assert len(legacy_runs(sandbox, "web.prod")) == count
     run = wait_run(api, workspace_runs(api, ws["id"])[0]["id"])
     assert run["attributes"]["status"] == "planned_and_finished"
     sandbox.wait_for_runs(timeout=60)
-    assert len(legacy_runs(legacy, "web.prod")) == count  # nothing arrived later either
+    assert len(legacy_runs(sandbox, "web.prod")) == count  # nothing arrived later either
 
     # the documented legacy plan trigger still queues a real (0.11) run, from the last known commit
     assert legacy.post("/api/v1/environments/acme-legacy/web.prod/plan", json={"destroy": False}).json() == {
         "success": True}
-    queued = legacy_runs(legacy, "web.prod")[0]
-    assert wait_legacy_run(legacy, "web.prod", queued["id"])["status"] == "planned_and_finished"
+    queued = legacy_runs(sandbox, "web.prod")[0]
+    done = wait_legacy_run(sandbox, "web.prod", queued["id"])
+    assert done["status"] == "planned_and_finished", done["plan_log"]
 
 
 def test_1x_workspace_plans_a_migrated_011_state_and_honours_its_working_directory(sandbox: Sandbox,
                                                                                     tmp_path: Path):
     api, legacy = Api(sandbox), Api(sandbox, legacy=True)
-    legacy.delete("/api/v1/environments/acme-legacy/network-prod/vcs")  # step 4: its 0.11 cannot read 1.x syntax
+    LegacyUi.for_sandbox(sandbox).unlink("acme-legacy", "network-prod")  # step 4: its 0.11 cannot read 1.x syntax
     org, token_id = new_org_with_vcs(api)
     ws = vcs_workspace(api, org, token_id, "network-prod", INFRA, terraform_version="1.15.5",
                        working_directory="network/prod",
@@ -338,8 +340,7 @@ def test_runs_survive_a_restart_and_seeded_history_is_never_executed(tmp_path: P
     with Sandbox(tmp_path / "sandbox", seed=3) as sandbox:
         _restart_requeues(sandbox, tmp_path)
         # app-staging's seeded run "in progress" is history, not a job: still planning after the restart
-        legacy = Api(sandbox, legacy=True)
-        in_progress = [r for r in legacy_runs(legacy, "app-staging") if r["status"] == "planning"]
+        in_progress = [r for r in legacy_runs(sandbox, "app-staging") if r["status"] == "planning"]
         assert len(in_progress) == 1 and sandbox.store.run_job(in_progress[0]["id"]) is None
 
 

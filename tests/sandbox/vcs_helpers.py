@@ -1,7 +1,8 @@
 """Helpers for the VCS/run tests: real git clones and pushes, migrated workspaces, waiting for runs.
 
 How a test (or the runbook's step 5) waits for a run: poll `GET /api/v2/runs/:id` until its status is
-final or `planned` (awaiting confirmation); a legacy run: poll the environment's run list. The push
+final or `planned` (awaiting confirmation). A legacy run: the legacy API documents no way to list or read runs
+(the operator saw them in the legacy UI), so these tests read the sandbox's store in-process. The push
 itself returns only after the sandbox created the runs (the hook waits for the webhook's answer), so
 "no run was created" can be checked right after `git push`.
 """
@@ -67,18 +68,18 @@ def wait_run(api: Api, run_id: str, statuses: tuple[str, ...] = SETTLED, timeout
         time.sleep(0.1)
 
 
-def legacy_runs(legacy: Api, env: str, org: str = "acme-legacy") -> list[dict[str, Any]]:
-    """A legacy environment's runs, newest first."""
-    response = legacy.get(f"/api/v1/environments/{org}/{env}/runs")
-    assert response.status_code == 200, response.text
-    return response.json()["runs"]
+def legacy_runs(sandbox: Sandbox, env: str, org: str = "acme-legacy") -> list[dict[str, Any]]:
+    """A legacy environment's runs, newest first (the store's rows: no documented endpoint lists them)."""
+    row = sandbox.store.find_environment(org, env)
+    assert row is not None, f"no legacy environment {org}/{env}"
+    return sandbox.store.list_legacy_runs(row["id"])
 
 
-def wait_legacy_run(legacy: Api, env: str, run_id: str, timeout: float = 60) -> dict[str, Any]:
+def wait_legacy_run(sandbox: Sandbox, env: str, run_id: str, timeout: float = 60) -> dict[str, Any]:
     """Poll a legacy run until it settled; returns its record."""
     deadline = time.monotonic() + timeout
     while True:
-        run = next(r for r in legacy_runs(legacy, env) if r["id"] == run_id)
+        run = next(r for r in legacy_runs(sandbox, env) if r["id"] == run_id)
         if run["status"] in SETTLED:
             return run
         assert time.monotonic() < deadline, f"legacy run {run_id} still {run['status']} after {timeout}s"

@@ -184,11 +184,12 @@ def test_a_waiting_gate_is_neither_raised_nor_failed_and_the_click_finishes_the_
     applied = ctx.gate("delete", plan, apply, verify)
     assert isinstance(applied, gates.PendingGate) and not state["deleted"]
     result = ctx.verdict(plan, verify, applied)
-    assert isinstance(result, gates.Waiting) and "waiting for your confirmation" in applied.status.value
+    assert isinstance(result, gates.Waiting) and "waiting for you" in applied.status.value
     assert ctx.conclude(result) is result  # shows the status; raises nothing
     assert [r.status for r in ctx.ledger.history()] == ["running"]  # open, not failed
     assert display.evidence(result) is applied.evidence_view
 
+    applied.typed.value = SLUG  # deleting asks for the environment's name first
     applied.button.click()
     assert state["deleted"]
     rows = {(r.step, r.action): r.status for r in ctx.ledger.history()}
@@ -208,6 +209,7 @@ def test_a_refusal_at_the_click_is_recorded_as_refused_not_left_running(tmp_path
         raise StepError("step 6 refused, nothing changed: the legacy state changed since step 3; migrate it again")
 
     applied = ctx.gate("delete", None, apply, lambda c: StepResult(True, "unused"))
+    applied.typed.value = SLUG
     applied.click()
     row = ctx.ledger.latest(SLUG, STEP)
     assert row.status == "refused" and "migrate it again" in row.error
@@ -321,3 +323,15 @@ def test_a_plan_never_says_no_changes():
     # and a run's verdict without its plan's facts says its own summary, not a made-up count
     assert _pretty(display.plan_evidence(StepResult(False, "run run-1 is still planning", {"run_id": "run-1"}))) \
         == "run run-1 is still planning"
+
+
+def test_a_batch_gate_without_its_confirmation_is_recorded_as_waiting_not_failed(tmp_path):
+    ctx = _ctx(tmp_path, interactive=False)
+    state, apply, verify = _steps()
+    plan = pd.DataFrame([{"object": "legacy environment", "action": "delete"}])
+    applied = ctx.gate("delete", plan, apply, verify, ask=lambda c: f"Delete {SLUG} in the legacy UI.")
+    result = ctx.verdict(plan, verify, applied)
+    assert result.waits_for_operator and not result.passed and not state["deleted"]
+    assert ctx.conclude(result) is result  # no StepError: waiting is not a failure
+    row = ctx.ledger.latest(SLUG, STEP)
+    assert row.status == "waiting" and f"delete {SLUG}" in row.error and "runbook-waiting" in result._repr_html_()

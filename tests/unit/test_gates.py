@@ -48,6 +48,12 @@ def test_interactive_waits_for_click_then_runs_and_records(tmp_path):
     assert isinstance(pending, gates.PendingGate)
     assert calls == [] and not pending.confirmed
     assert ledger.history() == []
+    pending.click()  # deleting: nothing happens before the environment's name is typed
+    assert calls == [] and not pending.confirmed and pending.button.disabled
+    pending.typed.value = "o/x"
+    assert pending.button.disabled
+    pending.typed.value = "o/e"
+    assert not pending.button.disabled
     pending.button.click()
     pending.button.click()  # a double click does not run twice
     assert calls == ["x"] and pending.confirmed and pending.decision.via == "button"
@@ -60,6 +66,7 @@ def test_interactive_failure_is_kept_for_verification():
         raise RuntimeError("legacy host said no")
 
     pending = gates.guard("delete", "o/e", confirm=None, interactive=True, run=boom)
+    pending.typed.value = "o/e"
     pending.click()
     assert isinstance(pending.error, RuntimeError) and pending.outcome is None
 
@@ -67,3 +74,28 @@ def test_interactive_failure_is_kept_for_verification():
 def test_unknown_action_refused():
     with pytest.raises(GateError, match="unknown gated action"):
         gates.check("drop", "o/e", "drop o/e")
+
+
+def test_an_unlink_gate_says_the_operator_has_done_it_and_needs_no_typed_name():
+    pending = gates.guard("unlink", "o/e", confirm="", interactive=True, run=lambda: None,
+                          instructions="**Unlink o/e** in the legacy UI")
+    assert pending.typed is None and not pending.button.disabled
+    assert pending.button.description == "Done: I unlinked o/e in the legacy UI"
+
+
+def test_a_batch_without_the_confirmation_waits_for_the_operator_and_runs_nothing():
+    calls = []
+    waiting = gates.guard("delete", "o/e", confirm="", interactive=False, run=calls.append, args=("x",),
+                          instructions="Delete <o/e> in the legacy UI.")
+    assert isinstance(waiting, gates.AwaitingOperator) and calls == []
+    assert "delete o/e" in waiting.summary and "confirm file" in waiting.summary
+    assert "&lt;o/e&gt;" in waiting._repr_html_() and "<o/e>" not in waiting._repr_html_()  # host text escaped
+
+
+def test_a_batch_confirmation_for_another_environment_is_refused_not_waited_on():
+    with pytest.raises(GateError, match="wrong confirmation"):
+        gates.guard("delete", "o/e", confirm="delete o/x", interactive=False, run=print, instructions="x")
+
+
+def test_instructions_render_as_escaped_html():
+    assert gates.instructions_html("**a <b>**\n\n`c&d`") == "<p><b>a &lt;b&gt;</b></p><p><code>c&amp;d</code></p>"

@@ -11,15 +11,19 @@ from runbook_lib.tfe import HeldState
 from runbook_lib.state import TerraformState
 from runbook_lib.steps.state_migration import _decide
 
-READY_ROW = {"state_serial": 4, "lineage": "L1", "run_in_progress": None, "locked": False, "locked_by": None}
+READY_ROW = {"state_serial": 4, "lineage": "L1", "state_found": "state", "terraform_version": "0.11.11",
+             "vcs_repo": "a/b", "vcs_branch": "", "working_directory": "", "sensitive_variables": "",
+             "env_variables": "", "teams": ""}
 
 
 @pytest.mark.parametrize("row, issues, exists, lineage, ready, reason", [
     (READY_ROW, [], False, None, True, "ready"),
     (READY_ROW, ["collides with x"], False, None, False, "collides with x"),
-    ({**READY_ROW, "state_serial": None}, [], False, None, False, "no state"),
-    ({**READY_ROW, "run_in_progress": "run-1"}, [], False, None, False, "run is in progress (run-1)"),
-    ({**READY_ROW, "locked": True, "locked_by": "alice"}, [], False, None, False, "locked by alice"),
+    ({**READY_ROW, "state_serial": None, "state_found": "no state"}, [], False, None, False, "no state"),
+    ({**READY_ROW, "state_serial": None, "state_found": "not found"}, [], False, None, False,
+     "does not exist or the token cannot see it"),
+    ({**READY_ROW, "working_directory": "?", "teams": "?"}, [], False, None, False,
+     "the mapping does not say working_directory, teams"),
     (READY_ROW, [], True, "L2", False, "another lineage (L2)"),
     (READY_ROW, [], True, "L1", True, "already holds this lineage"),
     (READY_ROW, [], True, None, True, "exists without state"),
@@ -83,5 +87,11 @@ def test_decide_refuses_a_foreign_lineage_whatever_the_serials(legacy_state, ser
 
 
 def test_readiness_treats_empty_table_cells_as_absent():
-    row = {**READY_ROW, "run_in_progress": float("nan"), "locked_by": float("nan")}
-    assert readiness(row, [], False, None) == (True, "ready")
+    row = {**READY_ROW, "configuration_version": float("nan"), "vcs_branch": float("nan")}
+    ready, reason = readiness(row, [], False, None)
+    assert ready and reason.startswith("ready;") and "legacy UI" in reason  # locks and runs: the UI only
+
+
+def test_a_404_state_is_never_ready_whatever_else_is_known():
+    ready, reason = readiness({**READY_ROW, "state_found": "not found", "state_serial": 4}, [], False, None)
+    assert not ready and "answered 404" in reason

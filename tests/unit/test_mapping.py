@@ -33,7 +33,8 @@ def test_csv_roundtrip(tmp_path):
     path = tmp_path / "mapping.csv"
     mapping.write_csv(rows, path)
     assert mapping.read_csv(path) == rows
-    assert path.read_text().splitlines()[0] == "legacy_org,legacy_env,new_org,workspace"
+    assert path.read_text().splitlines()[0] == ",".join(mapping.CSV_COLUMNS)
+    assert path.read_text().splitlines()[0].startswith("legacy_org,legacy_env,new_org,workspace,")
 
 
 @pytest.mark.parametrize("text, message", [
@@ -90,3 +91,61 @@ def test_a_file_that_is_not_utf8_is_one_sentence(tmp_path):
     with pytest.raises(MappingError, match=r"is not UTF-8 text \(byte \d+ cannot be read\): save it as UTF-8") as caught:
         mapping.read_csv(path)
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_a_mapping_without_the_fact_columns_reads_with_every_fact_unknown():
+    rows = mapping.read_csv("legacy_org,legacy_env,new_org,workspace\nacme-legacy,db,acme,db\n")
+    assert rows[0].unknown() == list(mapping.FACT_COLUMNS)
+
+
+def test_facts_round_trip_and_parse():
+    row = mapping.MappingRow("acme-legacy", "dns.prod", "acme", "dns-prod", terraform_version="0.11.11",
+                             vcs_repo="acme-legacy/dns", vcs_branch="", working_directory="envs/prod",
+                             sensitive_variables="dns_api_key; env:DNS_TOKEN", env_variables="REGION=eu-west=1",
+                             teams="ops:admin[alice,bob]; auditors:read[]")
+    back = mapping.read_csv(mapping.write_csv([row]))[0]
+    assert back == row and back.unknown() == []
+    assert [(v.key, v.category, v.sensitive, v.value) for v in back.hidden_variables] == [
+        ("dns_api_key", "terraform", True, None), ("DNS_TOKEN", "env", True, None), ("REGION", "env", False, "eu-west=1")]
+    assert [(t.name, t.access, t.members) for t in back.team_list] == [("ops", "admin", ("alice", "bob")),
+                                                                        ("auditors", "read", ())]
+    assert mapping.secret_variable(back, "dns_api_key") == "TFE_RUNBOOK_VAR__dns_prod__dns_api_key"
+
+
+@pytest.mark.parametrize("column, value, message", [
+    ("vcs_repo", "just-a-name", "is not org/repo"),
+    ("working_directory", "../elsewhere", "relative path inside"),
+    ("sensitive_variables", "x:y", "is not a variable name"),
+    ("env_variables", "NOVALUE", "is not NAME=value"),
+    ("teams", "ops:owner[a]", "with access read, write or admin"),
+])
+def test_malformed_facts_are_refused_naming_the_column(column, value, message):
+    row = mapping.MappingRow("acme-legacy", "db", "acme", "db", **{column: value})
+    with pytest.raises(MappingError, match=f"line 2 \\(acme-legacy/db\\): {column}.*{message}"):
+        mapping.read_csv(mapping.write_csv([row]))
+
+
+def test_two_workspaces_that_share_their_secret_variable_names_are_flagged():
+    found = mapping.problems([mapping.MappingRow("a", "x", "n", "web-prod"), mapping.MappingRow("a", "y", "n", "web_prod")])
+    assert all("TFE_RUNBOOK_VAR__web_prod__" in found[s][0] for s in ("a/x", "a/y"))
+
+
+def test_the_survey_never_overwrites_what_the_operator_wrote():
+    mine = mapping.MappingRow("a", "x", "n", "my-name", working_directory="d", teams="", vcs_repo="?")
+    survey = [mapping.MappingRow("a", "x", "n", "x", vcs_repo="a/x", working_directory="?", terraform_version="0.11.11"),
+              mapping.MappingRow("a", "new", "n", "new")]
+    merged = mapping.merge([mine], survey)
+    assert merged[0].workspace == "my-name" and merged[0].working_directory == "d" and merged[0].teams == ""
+    assert merged[0].vcs_repo == "a/x" and merged[0].terraform_version == "0.11.11"  # only its '?' cells filled
+    assert [r.legacy_env for r in merged] == ["x", "new"]
+
+
+def test_facts_for_reads_one_line_and_refuses_another_workspace(tmp_path):
+    path = tmp_path / "mapping.csv"
+    mapping.write_csv([mapping.MappingRow("a", "x", "n", "x", working_directory="d"),
+                       mapping.MappingRow("a", "y", "n", "y")], path)
+    assert mapping.facts_for(mapping.MappingRow("a", "x", "n", "x"), path).working_directory == "d"
+    assert mapping.facts_for(mapping.MappingRow("a", "z", "n", "z"), path).unknown() == list(mapping.FACT_COLUMNS)
+    assert mapping.facts_for(mapping.MappingRow("a", "x", "n", "x"), tmp_path / "none.csv").working_directory == "?"
+    with pytest.raises(MappingError, match="maps a/x to n/x, not n/other"):
+        mapping.facts_for(mapping.MappingRow("a", "x", "n", "other"), path)

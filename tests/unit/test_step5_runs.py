@@ -219,7 +219,7 @@ def test_verify_fails_by_name_on_a_run_that_proves_nothing(tmp_path, status, wor
 
     (tmp_path / commit_verify.PUSH_RECORD).write_text(json.dumps({
         "commit": "c" * 40, "branch": "master", "repo": "acme/app", "backend_target": "remote",
-        "pushed_at": "2026-12-01T12:00:00+00:00", "legacy_runs_before": [], "adopted": False,
+        "pushed_at": "2026-12-01T12:00:00+00:00", "legacy_baseline": None, "adopted": False,
         "remote_state": {"repointed": [], "still_reads_legacy": []}}))
     ctx = SimpleNamespace(audit_dir=tmp_path, tfe=_VerifyTfe(status), legacy=_NoLegacy(),
                           row=SimpleNamespace(new_org="acme", workspace="app", legacy_org="acme-legacy",

@@ -109,7 +109,7 @@ def test_a_push_record_without_the_remote_state_is_refused_not_read_as_none(tmp_
     from runbook_lib.steps import commit_verify
 
     record = {"commit": "c" * 40, "branch": "master", "repo": "acme/app", "backend_target": "remote",
-              "pushed_at": "2026-12-01T12:00:00+00:00", "legacy_runs_before": [], "adopted": False,
+              "pushed_at": "2026-12-01T12:00:00+00:00", "legacy_baseline": None, "adopted": False,
               "remote_state": {"repointed": []}}  # still_reads_legacy missing: unknown, not "none"
     (tmp_path / commit_verify.PUSH_RECORD).write_text(json.dumps(record))
     result = commit_verify.verify(SimpleNamespace(audit_dir=tmp_path))

@@ -29,9 +29,9 @@ MISSPELT = {
     catalog.CREATE_ORGANIZATION: ("vcs_http_ulr", "vcs_http_url"),
     catalog.CREATE_WORKSPACES: ("acept_empty_sensitive", "accept_empty_sensitive"),
     catalog.MIGRATE_STATE: ("migraton_path", "migration_path"),
-    catalog.DISABLE_LEGACY_VCS: ("unlink_by", "unlink_via"),
+    catalog.DISABLE_LEGACY_VCS: ("mapping_cvs", "mapping_csv"),
     catalog.COMMIT_AND_VERIFY: ("backend_targt", "backend_target"),
-    catalog.DELETE_LEGACY_ENVIRONMENT: ("wait_timeout", None),
+    catalog.DELETE_LEGACY_ENVIRONMENT: ("accept_no_final_backups", "accept_no_final_backup"),
 }
 
 
@@ -77,7 +77,8 @@ def test_text_parameters_become_the_declared_types(tmp_path):
     (catalog.CREATE_WORKSPACES, {"existing_team_members": "merge"}, "existing_team_members must be one of report"),
     (catalog.MIGRATE_STATE, {"migration_path": "rsync"}, "migration_path must be 'api' or 'cli'"),
     (catalog.MIGRATE_STATE, {"migration_path": "cli", "cli_target": "cloud"}, "new lineage"),
-    (catalog.DISABLE_LEGACY_VCS, {"unlink_via": "email"}, "unlink_via must be 'api' or 'ui'"),
+    (catalog.DISABLE_LEGACY_VCS, {"unlink_via": "api"}, "step 04_disable_legacy_vcs has no option 'unlink_via'"),
+    (catalog.DELETE_LEGACY_ENVIRONMENT, {"accept_no_final_backup": "maybe"}, "must be True or False"),
 ])
 def test_a_value_the_step_refuses_is_one_sentence_and_writes_nothing(tmp_path, step, options, words):
     with pytest.raises(ConfigError, match=words.replace("(", r"\(")):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runbook_lib import teams
-from runbook_lib.errors import NotFoundError
+from runbook_lib.errors import NotFoundError, StepError
 from runbook_lib.jsonapi import Resource
 
 APP_PROD = [{"name": "auditors", "access": "read", "members": ["carol", "dave"]},
@@ -61,23 +61,29 @@ class _Tfe:
 
 
 def test_mapping_cell_reads_each_organization_once_and_tolerates_a_missing_one():
-    cell = teams.describe(APP_PROD)
+    cell = APP_PROD
     known: dict = {}
     tfe = _Tfe(["developers"])
     assert teams.mapping_cell(tfe, "acme", cell, known) == "auditors (read): create; developers (write): adopt"
     teams.mapping_cell(tfe, "acme", cell, known)
     assert tfe.calls == 1
     assert teams.mapping_cell(_Tfe(None), "new", cell, {}) == "auditors (read): create; developers (write): create"
-    assert teams.mapping_cell(tfe, "acme", "", known) == ""
+    assert teams.mapping_cell(tfe, "acme", [], known) == ""
 
 
-def test_inventory_cell_when_the_legacy_host_has_no_teams_endpoint():
-    class Legacy:
-        def get_teams(self, org, env):
-            raise NotFoundError("404")
+def test_the_legacy_teams_are_the_mappings_and_unknown_teams_refuse():
+    from types import SimpleNamespace
 
-    assert teams.inventory_cell(Legacy(), "acme-legacy", "web.prod") == "(the legacy host does not serve teams)"
-    assert teams.parse_described("(the legacy host does not serve teams)") == []
+    from runbook_lib.mapping import MappingRow
+
+    def ctx(cell):
+        row = MappingRow("acme-legacy", "web.prod", "acme", "web-prod", teams=cell)
+        return SimpleNamespace(row=row, facts_missing=lambda *c: "the mapping does not say teams" if cell == "?" else None)
+    assert teams.legacy_teams(ctx("ops:admin[alice]; auditors:read[]")) == [
+        {"name": "ops", "access": "admin", "members": ["alice"]}, {"name": "auditors", "access": "read", "members": []}]
+    assert teams.legacy_teams(ctx("")) == []
+    with pytest.raises(StepError, match="does not say teams.*migrate_teams = False"):
+        teams.legacy_teams(ctx("?"))
 
 
 def test_summary_shows_the_teams_step_2_proved():

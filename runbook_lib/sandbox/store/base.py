@@ -456,15 +456,16 @@ def _check_ws_name(name: Any) -> None:
 
 
 def atlas_serial_allows(current: dict[str, Any], serial: int, digest: str) -> bool:
-    """The atlas state endpoint's rule for a PUT against the current state (Terraform 0.11 backend/atlas):
-    True to store it; False for the same serial and bytes again (an idempotent retry, stored once).
+    """The atlas state endpoint's rule for a PUT against the current state: True to store it; False for the
+    same serial and bytes again (an idempotent retry, stored once).
+
+    The rule is Terraform 0.11's own test host (`backend/atlas/state_client_test.go`, `fakeAtlas.handler`):
+    a conflict is "the same serial and another md5"; any other PUT is stored, a lower serial included.
+    Neither that code nor the 2018 legacy API pages show a 412, so the sandbox answers none.
 
     Raises:
-        LegacySerialError: 412, the serial goes backwards.
         LegacyMd5ConflictError: 409, the same serial with other content.
     """
-    if serial < current["serial"]:
-        raise errors.LegacySerialError()
     if serial == current["serial"]:
         if current["md5"] == digest:
             return False

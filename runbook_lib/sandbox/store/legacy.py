@@ -145,8 +145,7 @@ class LegacyStore(StoreBase):
 
         Raises:
             UnprocessableError: the body is not a state.
-            LegacySerialError: 412, serial lower than the current one.
-            LegacyMd5ConflictError: 409, same serial with different content.
+            LegacyMd5ConflictError: 409, same serial with different content (`atlas_serial_allows`).
         """
         info = parse_state(body)
         digest = md5_hex(body)

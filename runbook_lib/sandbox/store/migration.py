@@ -21,20 +21,40 @@ As the 2018 workspaces page describes it (hashicorp/terraform-website,
 - "VCS repo ingress settings (like branch and working directory) will be copied over into the workspace."
   The repository itself comes from the request's `vcs-repo` (the sample payload sends it); its branch,
   when the request leaves it empty, and the working directory come from the environment.
+
+What the 2018 upgrade guides add (content/source/docs/enterprise/upgrade/{index,batch}.html.md at 7d396061a):
+- preconditions, 3.a: "Make sure that no runs are currently in progress" and "that the environment is either
+  unlocked, or locked by your currently logged-in user account. [...] If you start migrating with a run in
+  progress or with the workspace locked by a different user, the migration will fail": 422, nothing created;
+- the import locks the legacy environment: batch.html.md, the API "automaticaly locks the legacy environment";
+  3.e, "The legacy environment is locked and will perform no more runs unless someone in your organization
+  unlocks it". The lock is the importing user's (the one user who was allowed to hold it);
+- history later: "TFE immediately imports the settings and current state, and asynchronously imports
+  historical states and runs", and "History migration is a silent background process, and TFE does not
+  display its status to normal users". Here the older legacy states appear as older state versions of the
+  workspace `history_import_seconds` after the import (materialized when the workspace's versions are next
+  read); no API answer says whether that has happened. If the environment is deleted first, they never come.
 """
 
 from __future__ import annotations
 
+import json
+import secrets
+import time
 from typing import Any
 
 from runbook_lib.sandbox import errors
 from runbook_lib.sandbox.store.base import StoreBase, _valid_ws_name, md5_hex, new_id, now_iso
 
 _POINTER = "/data/attributes/migration-environment"
+_HISTORY = "legacy-history:"
 
 
 class MigrationStore(StoreBase):
     """The `migration-environment` import (called by workspace creation, inside its transaction)."""
+
+    #: Seconds until the host has imported an environment's state history (see the module docstring).
+    history_import_seconds: float = 5.0
 
     def import_legacy_environment(self, ws: dict[str, Any], source: str, user: dict[str, Any]) -> dict[str, Any]:
         """Copy a legacy environment into a workspace just created; raise to roll the creation back.
@@ -64,6 +84,12 @@ class MigrationStore(StoreBase):
         env = self.find_environment(org, name)  # type: ignore[attr-defined]
         if env is None:
             raise errors.UnprocessableError("Migration environment not found", pointer=_POINTER)
+        if self.current_legacy_run(env["id"]) is not None:  # type: ignore[attr-defined]
+            raise errors.UnprocessableError("Migration environment has a run in progress; wait for it to finish",
+                                            pointer=_POINTER)
+        if env["locked"] and env["locked_by"] != user["username"]:
+            raise errors.UnprocessableError(f"Migration environment is locked by {env['locked_by']}; it must be "
+                                            f"unlocked or locked by you", pointer=_POINTER)
         teams = self.legacy_environment_teams(env["id"])  # type: ignore[attr-defined]
         for team in teams:
             if not _valid_ws_name(team["name"]):
@@ -81,11 +107,41 @@ class MigrationStore(StoreBase):
             self.create_state_version(ws, user, serial=state["serial"],  # type: ignore[attr-defined]
                                       md5=md5_hex(body), lineage=state["lineage"], state=body, force=True,
                                       require_lock=False)
+            if self._one("SELECT 1 FROM legacy_states WHERE env_id = ? AND id < ?", (env["id"], state["id"])):
+                self.set_meta(_HISTORY + ws["id"], json.dumps(  # type: ignore[attr-defined]
+                    {"env_id": env["id"], "before": state["id"], "due": time.time() + self.history_import_seconds}))
+        if not env["locked"]:
+            self.update_environment(env["id"], locked=1, locked_by=user["username"],  # type: ignore[attr-defined]
+                                    lock_reason=f"migrated to workspace {ws['org']}/{ws['name']}")
         fields: dict[str, Any] = {"working_directory": env["vcs_working_directory"] or ""}
         if ws["vcs_identifier"] and not ws["vcs_branch"]:
             fields["vcs_branch"] = env["vcs_branch"] or ""
         self._update("workspaces", "id", ws["id"], fields)
         return {**ws, **fields}
+
+    def import_history_due(self, ws_id: str) -> None:
+        """Add the imported environment's older states to the workspace once the background import is due."""
+        pending = self.find_meta(_HISTORY + ws_id)  # type: ignore[attr-defined]
+        if pending is None:
+            return
+        job = json.loads(pending)
+        if time.time() < job["due"]:
+            return
+        with self.tx():  # type: ignore[attr-defined]
+            self._x("DELETE FROM meta WHERE key = ?", (_HISTORY + ws_id,))
+            lowest = self._one("SELECT MIN(seq) AS seq FROM state_versions WHERE workspace_id = ?", (ws_id,))
+            seq = (lowest["seq"] if lowest and lowest["seq"] is not None else 1) - 1
+            for old in self._q("SELECT * FROM legacy_states WHERE env_id = ? AND id < ? ORDER BY id DESC",
+                               (job["env_id"], job["before"])):  # gone with a deleted environment
+                body = bytes(old["body"])
+                row = {"id": new_id("sv-"), "workspace_id": ws_id, "seq": seq, "serial": old["serial"],
+                       "lineage": old["lineage"], "md5": md5_hex(body), "status": "finalized", "state": body,
+                       "download_token": secrets.token_urlsafe(24), "json_download_token": secrets.token_urlsafe(24),
+                       "created_at": old["created_at"]}
+                self._insert("state_versions", row)
+                self._insert("blobs", {"token": row["download_token"], "kind": "state", "owner_id": row["id"],
+                                       "direction": "download"})
+                seq -= 1
 
     def _import_team(self, ws: dict[str, Any], team: dict[str, Any]) -> None:
         row = self._one("SELECT * FROM teams WHERE org = ? AND name = ?", (ws["org"], team["name"]))

@@ -88,6 +88,7 @@ class StateStore(StoreBase):
     def list_state_versions(self, ws_id: str) -> list[dict[str, Any]]:
         """A workspace's state versions, newest first."""
         self._finalize_due()
+        self.import_history_due(ws_id)  # type: ignore[attr-defined] # a native import's history (store.migration)
         return self._q("SELECT * FROM state_versions WHERE workspace_id = ? ORDER BY seq DESC", (ws_id,))
 
     def get_state_version(self, sv_id: str, user: dict[str, Any]) -> dict[str, Any]:
@@ -174,14 +175,15 @@ class StateStore(StoreBase):
         """A PUT on the legacy state endpoint naming a new workspace (seed step 3.d-3.e).
 
         Accepted when the workspace is unlocked or locked by the same user. Legacy status codes, since
-        the atlas backend reads them: 412 for a serial going backwards, 409 for md5/lineage conflicts.
+        the atlas backend reads them: 409 for an md5 conflict at the same serial (`atlas_serial_allows`)
+        and for another lineage.
 
         Returns:
             True when a new state version was created.
 
         Raises:
             ConflictError: locked by someone else, or lineage differs.
-            LegacySerialError, LegacyMd5ConflictError: as for a legacy environment.
+            LegacyMd5ConflictError: as for a legacy environment.
         """
         if ws["locked"] and (ws["locked_by_user"] != user["id"] or ws["locked_by_run"]):
             raise errors.ConflictError("workspace is locked by another user")
