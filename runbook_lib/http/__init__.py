@@ -15,7 +15,11 @@ comes from the ``ca_bundle`` setting). Each concern has a module of its own in t
 * `memo`: read reuse within a step (`ReadMemo`): a session given a memo answers a repeated *lookup* (the
   clients mark which reads are lookups; polls never are) from the answer it got at most `ReadMemo.max_age`
   seconds ago, and forgets every answer the moment it sends a write;
-* `auth` (the token, only to the API host's origin) and `urls` (origins, URLs safe to quote).
+* `deadline`: a wall-clock bound on every request, retries, redirects and body included;
+* `body`: the answer's body, streamed within a size cap, and JSON that is not one clear error;
+* `adapter`: the requests adapter that ties the rate, the deadline and the answers to each send;
+* `auth` (the token, only to the API host's origin) and `urls` (origins as urllib3 connects to them, URLs
+  safe to quote, the checks a redirect's target passes).
 
 Every name the rest of the runbook imports from ``runbook_lib.http`` is importable from here.
 """
@@ -30,8 +34,11 @@ from urllib.parse import urlsplit
 
 import requests
 
-from runbook_lib.errors import ConfigError, RunbookError
+from runbook_lib.errors import ConfigError, RunbookError, TransportError
+from runbook_lib.http.adapter import TransportAdapter
 from runbook_lib.http.auth import NoAuth, TokenAuth
+from runbook_lib.http.body import AnswerTooLargeError, MalformedAnswerError, cap_for, read_body
+from runbook_lib.http.deadline import Deadline, current
 from runbook_lib.http.error_map import error_from_exception, error_from_response
 from runbook_lib.http.memo import ReadMemo
 from runbook_lib.http.rate import (
@@ -40,7 +47,6 @@ from runbook_lib.http.rate import (
     RATE_LIMIT_FRACTION,
     RUNS_LIST_LIMIT_PER_MINUTE,
     FileTokenBucket,
-    LimitedAdapter,
     TokenBucket,
     shared_bucket,
 )
@@ -61,7 +67,7 @@ __all__ = [
     "FileTokenBucket", "shared_bucket", "ReadMemo", "create_or_adopt", "origin", "redact_url",
     "error_from_response", "error_from_exception", "DEFAULT_RATE_LIMIT", "RATE_LIMIT_FRACTION",
     "RUNS_LIST_LIMIT_PER_MINUTE", "RATE_BUDGET_DIR_VAR", "IDEMPOTENT_METHODS", "READ_METHODS", "RETRY_STATUSES",
-    "REDIRECT_STATUSES", "MAX_REDIRECTS", "WRITE_METHODS_WITH_TYPE",
+    "REDIRECT_STATUSES", "MAX_REDIRECTS", "WRITE_METHODS_WITH_TYPE", "AnswerTooLargeError", "MalformedAnswerError",
 ]
 
 
@@ -110,6 +116,7 @@ class ApiSession:
         self.which = which
         self.base_url = settings.address(which)
         self.host = urlsplit(self.base_url).netloc.lower()
+        self._origin = origin(self.base_url)
         self.token_var = settings.legacy_token_var if which == "legacy" else settings.tfe_token_var
         self.read_only = read_only
         self.retry_policy = retry or RetryPolicy()
@@ -125,8 +132,8 @@ class ApiSession:
                               f"ca_bundle parameter) at the PEM file of the CA that signed {self.host}'s certificate.")
         self.verify: str | bool = settings.ca_bundle or True
         self._session = requests.Session()
-        adapter = LimitedAdapter(self.rate_limiter, shared_bucket(self.host, "runs-list") if which == "tfe" else None,
-                                  max_retries=self.retry_policy.build())
+        adapter = TransportAdapter(self.rate_limiter, shared_bucket(self.host, "runs-list") if which == "tfe" else None,
+                                   max_retries=self.retry_policy.build())
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
         self._session.auth = TokenAuth(settings, which, auth_header, auth_prefix, self.base_url)
@@ -176,6 +183,8 @@ class ApiSession:
             ConfigError: the token variable is unset.
             RedirectError: a redirect to another origin (or a write redirected with 301/302/303, or more
                 than `MAX_REDIRECTS` hops); nothing was sent to its target.
+            AnswerTooLargeError: the answer passed its size cap (`runbook_lib.http.body`).
+            TransportError: the request did not finish within ``Settings.request_deadline`` seconds.
         """
         method = method.upper()
         url = self.url(path_or_url)
@@ -198,27 +207,39 @@ class ApiSession:
         if (self.write_content_type and auth and method in WRITE_METHODS_WITH_TYPE
                 and not any(k.lower() == "content-type" for k in sent_headers)):
             sent_headers["Content-Type"] = self.write_content_type
-        # requests never follows a redirect itself: `_follow_redirects` decides, hop by hop.
-        kwargs: dict[str, Any] = dict(params=params, data=data, headers=sent_headers,
-                                      timeout=self.timeout, verify=self.verify, allow_redirects=False)
+        # requests never follows a redirect itself: `_follow_redirects` decides, hop by hop. The body is
+        # streamed and read here, within its cap.
+        kwargs: dict[str, Any] = dict(params=params, data=data, headers=sent_headers, timeout=self.timeout,
+                                      verify=self.verify, allow_redirects=False, stream=True)
         if json is not None:
             kwargs["json"] = json
         if not auth:
             kwargs["auth"] = NoAuth()
         with self._count_lock:
             self.request_count += 1
-        response = self._send(method, url, kwargs, signed=signed)
-        if allow_redirects and response.status_code in REDIRECT_STATUSES and response.headers.get("Location"):
-            response = self._follow_redirects(method, response, kwargs, signed_redirect=signed_redirect)
-            signed = True  # a redirect's target is a capability URL as far as error messages go
+        limit, limit_var = cap_for({**self._session.headers, **sent_headers}, self.settings.max_answer_bytes,
+                                   self.settings.max_download_bytes)
+        with Deadline(self.settings.request_deadline):
+            response = self._send(method, url, kwargs, signed=signed)
+            if allow_redirects and response.status_code in REDIRECT_STATUSES and response.headers.get("Location"):
+                response = self._follow_redirects(method, response, kwargs, signed_redirect=signed_redirect)
+                signed = True  # a redirect's target is a capability URL as far as error messages go
+            final_url = response.url or url
+            try:
+                read_body(response, limit=limit, variable=limit_var, method=method,
+                          signed=signed or not self._on_api_host(final_url))
+            except requests.RequestException as exc:
+                raise self._transport_error(exc, method, final_url, signed=True) from None
+        if self._on_api_host(final_url):
+            response.address_var = self._address_var()  # type: ignore[attr-defined]
         if response.status_code in ok:
             if memo_key is not None:
                 self.memo.put(memo_key, response)  # type: ignore[union-attr]
             self._note_headers(response)
             return response
-        final_url = response.url or url
         error = error_from_response(response, method=method, url=final_url, token_var=self.token_var,
-                                    signed=signed or bool(response.history) or not self._on_api_host(final_url))
+                                    signed=signed or bool(response.history) or not self._on_api_host(final_url),
+                                    address_var=self._address_var())
         if error is not None:
             raise error
         if memo_key is not None:
@@ -232,11 +253,27 @@ class ApiSession:
             return self._session.request(method, url, **kwargs)
         except requests.RequestException as exc:
             failed_url = getattr(exc.request, "url", None) or url
-            error = error_from_exception(exc, method=method, url=failed_url, signed=signed)
+            error = self._transport_error(exc, method, failed_url, signed=signed)
             if signed:
                 # requests' own message quotes the full URL, signature included: do not chain it.
                 raise error from None
             raise error from exc
+
+    def _transport_error(self, exc: requests.RequestException, method: str, url: str, *,
+                         signed: bool) -> TransportError:
+        """The `TransportError` for a failed send or body read: the deadline's when it passed, else the map's."""
+        deadline = current()
+        if deadline is not None and deadline.expired:
+            safe = redact_url(url, signed=signed)
+            where = f"{method} {urlsplit(safe).path or '/'} on {urlsplit(safe).netloc}"
+            maybe = "" if method in IDEMPOTENT_METHODS else " (it may have been applied: read back before repeating)"
+            return TransportError(
+                f"{where} did not finish within {deadline.seconds:g}s (the request deadline, "
+                f"TFE_RUNBOOK_REQUEST_DEADLINE): the host answered too slowly or not at all{maybe}; run the step "
+                f"again later, or raise TFE_RUNBOOK_REQUEST_DEADLINE for a slow link.",
+                method=method, url=safe, status=None)
+        return error_from_exception(exc, method=method, url=url, signed=signed,
+                                    address_var=self._address_var() if self._on_api_host(url) else "")
 
     def _follow_redirects(self, method: str, response: requests.Response, kwargs: Mapping[str, Any], *,
                           signed_redirect: bool) -> requests.Response:
@@ -250,7 +287,7 @@ class ApiSession:
             self.last_headers = response.headers
 
     def _on_api_host(self, url: str) -> bool:
-        return urlsplit(url).netloc.lower() == self.host
+        return origin(url) == self._origin
 
     def close(self) -> None:
         """Close the pooled connections."""

@@ -6,6 +6,7 @@ Neither function ever sees a request header, so no exception can carry a token; 
 
 from __future__ import annotations
 
+import http.client
 import ssl
 from urllib.parse import urlsplit
 
@@ -22,7 +23,7 @@ from runbook_lib.errors import (
     TransportError,
     ValidationError,
 )
-from runbook_lib.http.retry import IDEMPOTENT_METHODS
+from runbook_lib.http.retry import IDEMPOTENT_METHODS, refused
 from runbook_lib.http.urls import redact_url
 from runbook_lib.jsonapi import error_summary, parse_errors
 
@@ -33,7 +34,7 @@ _REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not
 
 
 def error_from_response(response: requests.Response, *, method: str | None = None, url: str | None = None,
-                        token_var: str = "", signed: bool = False) -> ApiError | None:
+                        token_var: str = "", signed: bool = False, address_var: str = "") -> ApiError | None:
     """Map an HTTP answer to the runbook's exception for it: the one place that knows status codes.
 
     Args:
@@ -41,6 +42,7 @@ def error_from_response(response: requests.Response, *, method: str | None = Non
         method, url: of the request; taken from ``response.request`` when omitted.
         token_var: name of the environment variable that holds the token, for the 401/403 hint.
         signed: the URL is a signed hosted link (see `redact_url`).
+        address_var: the setting that names this host, for a plain-http request to an HTTPS port.
 
     Returns:
         None for 1xx-3xx; otherwise an `ApiError` subclass carrying method, redacted URL, status and the
@@ -68,6 +70,10 @@ def error_from_response(response: requests.Response, *, method: str | None = Non
         cls, hint = NotFoundError, f"it does not exist, or {token} cannot see it"
     elif status in (409, 412):
         cls, hint = ConflictError, "it exists, is locked, or conflicts with what the server has"
+    elif status == 400 and _PLAIN_HTTP_TO_HTTPS in response.content[:4096]:
+        # nginx's answer to plain http on its TLS port: the address's scheme is wrong.
+        cls, hint = ValidationError, (f"plain http reached an HTTPS port, so the scheme is wrong: set "
+                                      f"{address_var or 'the address'} to https://{host}")
     elif status in (400, 422):
         cls, hint = ValidationError, "the server refused the request as invalid"
     elif status == 429:
@@ -80,14 +86,23 @@ def error_from_response(response: requests.Response, *, method: str | None = Non
     return cls(message, method=method, url=safe_url, status=status, errors=errors)
 
 
+#: What nginx (in front of TFE) answers, with a 400, to plain http on its TLS port.
+_PLAIN_HTTP_TO_HTTPS = b"plain HTTP request was sent to HTTPS port"
+#: What OpenSSL says when the other end answers a TLS handshake with something else (plain HTTP).
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "wrong version number", "record layer failure", "packet length too long",
+            "http request", "unknown protocol")
+
+
 def error_from_exception(exc: requests.RequestException, *, method: str, url: str,
-                         signed: bool = False) -> TransportError:
+                         signed: bool = False, address_var: str = "") -> TransportError:
     """Map a requests exception (after the transport's retries) to a `TransportError` naming the fix.
 
     Args:
         exc: what requests raised.
         method, url: of the request.
         signed: the URL is a signed hosted link (see `redact_url`).
+        address_var: the setting that names this host (``TFE_ADDRESS``), for a wrong port or scheme; "" for
+            a host no setting names (a signed link).
 
     Returns:
         The `TransportError` to raise (``from exc`` unless the URL is signed; see `ApiSession.request`).
@@ -97,19 +112,36 @@ def error_from_exception(exc: requests.RequestException, *, method: str, url: st
     path = urlsplit(safe_url).path or "/"
     root = _root_cause(exc)
     maybe_applied = method not in IDEMPOTENT_METHODS
-    if isinstance(exc, requests.exceptions.SSLError) or isinstance(root, ssl.SSLError):
+    scheme = urlsplit(safe_url).scheme
+    setting = address_var or "the address"
+    tls_said = " ".join(str(x) for x in (getattr(root, "reason", None), getattr(root, "verify_message", None), root))
+    if (isinstance(exc, requests.exceptions.SSLError) or isinstance(root, ssl.SSLError)) \
+            and any(words in tls_said for words in _NOT_TLS):
+        message = (f"{method} {path}: {host} does not speak TLS on that port, so the scheme may be wrong: set "
+                   f"{setting} to http://{host} if the host serves plain HTTP there, or to the port of its HTTPS "
+                   f"listener.")
+    elif isinstance(exc, requests.exceptions.SSLError) or isinstance(root, ssl.SSLError):
         # The verifier's own reason ("certificate has expired", "unable to get local issuer certificate")
         # tells an expired CA from a wrong one; it never holds a secret.
         reason = getattr(root, "verify_message", None) or getattr(root, "reason", None)
         message = (f"TLS verification failed for {host}{f' ({reason})' if reason else ''}: set the CA bundle (the "
                    f"ca_bundle setting, or REQUESTS_CA_BUNDLE) to the PEM file of your private CA, renewed if it "
                    f"expired; verification is never turned off.")
+    elif refused(exc):
+        message = (f"{method} {path} could not connect to {host}: the connection was refused, so nothing listens "
+                   f"on that port; check the address and that the host is up (the port in {setting} may be "
+                   f"wrong).")
     elif isinstance(exc, requests.exceptions.ConnectTimeout) or isinstance(root, ConnectTimeoutError) \
             and not isinstance(root, NewConnectionError):
         message = f"{method} {path} could not connect to {host} in time: check the address and the network."
     elif isinstance(exc, requests.exceptions.Timeout) or isinstance(root, (ReadTimeoutError, TimeoutError)):
         message = (f"{method} {path} got no answer from {host} in time: raise read_timeout or try again"
                    f"{' (not retried: it may have been applied; read back before repeating)' if maybe_applied else ''}.")
+    elif scheme == "http" and isinstance(exc, requests.exceptions.ConnectionError) \
+            and isinstance(root, (ConnectionResetError, http.client.RemoteDisconnected, http.client.BadStatusLine)):
+        message = (f"{method} {path}: {host} closed the connection without an HTTP answer; if it serves HTTPS, "
+                   f"the scheme may be wrong: set {setting} to https://{host}"
+                   f"{'; not retried because it may have been applied' if maybe_applied else ''}.")
     elif isinstance(exc, requests.exceptions.ConnectionError):
         message = (f"{method} {path} lost the connection to {host} ({type(root).__name__}): check the address "
                    f"and that the host is up"

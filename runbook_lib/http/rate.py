@@ -1,8 +1,8 @@
 """The client-side rate limit: one token bucket per host, per process or (in a batch) per batch.
 
 The rate follows the host's ``X-RateLimit-Limit`` times `RATE_LIMIT_FRACTION`; the runs lists have a budget
-of their own (`RUNS_LIST_LIMIT_PER_MINUTE`). `LimitedAdapter` takes the tokens: retries happen inside
-urllib3, below it, and take none.
+of their own (`RUNS_LIST_LIMIT_PER_MINUTE`, for the paths `RUNS_LIST_PATH` matches). The transport's adapter
+(`runbook_lib.http.adapter`) takes the tokens: retries happen inside urllib3, below it, and take none.
 """
 
 from __future__ import annotations
@@ -11,10 +11,7 @@ import os
 import re
 import threading
 import time
-from typing import Any, Callable, Mapping
-from urllib.parse import urlsplit
-
-from requests.adapters import HTTPAdapter
+from typing import Callable, Mapping
 
 #: The share of the server's X-RateLimit-Limit the client allows itself. go-tfe uses 0.66; during a migration
 #: window the runbook is the token's main user and a batch of hundreds of environments is bound by this rate,
@@ -25,7 +22,7 @@ DEFAULT_RATE_LIMIT = 30.0
 #: "List Runs in a Workspace" and "List Runs in an Organization" have "an adjusted rate limit of 30 requests
 #: per minute" (terraform-docs-common, website/docs/cloud-docs/api-docs/run.mdx); no header announces it.
 RUNS_LIST_LIMIT_PER_MINUTE = 30.0
-_RUNS_LIST_PATH = re.compile(r"/api/v2/(?:workspaces|organizations)/[^/]+/runs/?$")
+RUNS_LIST_PATH = re.compile(r"/api/v2/(?:workspaces|organizations)/[^/]+/runs/?$")
 
 
 class TokenBucket:
@@ -195,26 +192,3 @@ def shared_bucket(host: str, kind: str = "api") -> TokenBucket:
                 bucket = TokenBucket(rate)
             bucket = _SHARED_BUCKETS[(folder, host, kind)] = bucket
         return bucket
-
-
-class LimitedAdapter(HTTPAdapter):
-    """HTTPAdapter that takes a token from the bucket before each send and learns the limit after.
-
-    Retries happen inside urllib3, below this adapter, so they take no token: they are already spaced by
-    Retry-After, X-RateLimit-Reset or the backoff.
-    """
-
-    def __init__(self, bucket: TokenBucket, runs_list: TokenBucket | None = None, **kwargs: Any) -> None:
-        self.bucket = bucket
-        self.runs_list = runs_list
-        super().__init__(**kwargs)
-
-    def send(self, request, **kwargs):  # type: ignore[override]
-        if self.runs_list is not None and request.method == "GET" and _RUNS_LIST_PATH.search(
-                urlsplit(request.url or "").path):
-            self.runs_list.acquire()  # the runs lists' own limit, on top of the general one
-        self.bucket.acquire()
-        response = super().send(request, **kwargs)
-        self.bucket.observe(response.headers)
-        return response
-

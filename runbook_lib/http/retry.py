@@ -9,6 +9,11 @@ rate-limit headers, and `create_or_adopt`, which resolves a create whose outcome
   dropped connection after a POST is *not* retried; the clients resolve it by reading back and adopting
   what exists (`create_or_adopt`).
 * TLS and other non-transient errors are never retried.
+* A refused connection is not retried on a host that has not answered this process yet: nothing listens at
+  that address (a wrong port), and twenty seconds of retries would only hide it. Once a host has answered,
+  a refused connection is passing trouble (the host restarting) and is retried as any connection failure.
+* Nothing is retried, and no wait between retries reaches, past the request's deadline
+  (`runbook_lib.http.deadline`).
 * Waits: ``Retry-After`` when present (seconds, decimals accepted, or an HTTP date); otherwise on 429
   ``X-RateLimit-Reset`` seconds (TFE's header, a float) plus jitter; otherwise exponential backoff with
   jitter, capped.
@@ -22,9 +27,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
+from urllib3.exceptions import MaxRetryError, NewConnectionError
 from urllib3.util.retry import Retry
 
 from runbook_lib.errors import ServerError, TransportError
+from runbook_lib.http.deadline import RequestDeadlineExceeded, current
+from runbook_lib.http.urls import origin
 
 T = TypeVar("T")
 
@@ -80,11 +88,65 @@ class RetryPolicy:
         )
 
 
-class RateLimitAwareRetry(Retry):
-    """urllib3 `Retry` that also waits out TFE's ``X-RateLimit-Reset`` and retries any method on 429.
+#: Origins (scheme, host, port) that have answered this process at least once (`note_answered`).
+_ANSWERED: set[tuple[str, str, int | None]] = set()
 
-    Only the waiting and the 429 rule differ from urllib3; counting, backoff and exhaustion are urllib3's.
+
+def note_answered(url: str) -> None:
+    """Remember that the host of `url` answered (any HTTP answer, error statuses included)."""
+    _ANSWERED.add(origin(url))
+
+
+def has_answered(scheme: str, host: str, port: int | None) -> bool:
+    """Whether the origin has answered this process before."""
+    scheme = scheme.lower()
+    return (scheme, host.lower().strip("[]"), port or {"https": 443, "http": 80}.get(scheme)) in _ANSWERED
+
+
+def refused(error: BaseException | None) -> bool:
+    """Whether `error` (urllib3's, or a requests exception around it) is a refused connection."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, ConnectionRefusedError):
+            return True
+        inner = getattr(error, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = next((a for a in getattr(error, "args", ()) if isinstance(a, BaseException)), None)
+        error = inner if isinstance(inner, BaseException) else (error.__cause__ or error.__context__)
+    return False
+
+
+class RateLimitAwareRetry(Retry):
+    """urllib3 `Retry` that also waits out TFE's ``X-RateLimit-Reset``, retries any method on 429, fails fast on
+    a refused connection to a host that never answered, and keeps within the request's deadline.
+
+    Only these rules differ from urllib3; counting, backoff and exhaustion are urllib3's.
     """
+
+    def increment(self, method: str | None = None, url: str | None = None, response: Any = None,
+                  error: Exception | None = None, _pool: Any = None, _stacktrace: Any = None) -> "Retry":
+        deadline = current()
+        if deadline is not None and deadline.expired:
+            raise MaxRetryError(_pool, url or "", RequestDeadlineExceeded("the request deadline passed")) from error
+        if (isinstance(error, NewConnectionError) and refused(error) and _pool is not None
+                and not has_answered(_pool.scheme, _pool.host, _pool.port)):
+            raise MaxRetryError(_pool, url or "", error) from error
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+    def sleep(self, response: Any = None) -> None:
+        deadline = current()
+        if deadline is None:
+            return super().sleep(response)
+        wait = self.get_retry_after(response) if response is not None and self.respect_retry_after_header else None
+        if wait is None:
+            wait = self.get_backoff_time()
+        if wait >= deadline.remaining():
+            # Waiting would end past the deadline: give up now rather than sleep into certain failure.
+            deadline.abandoned = True
+            raise MaxRetryError(None, "", RequestDeadlineExceeded("the request deadline would pass while waiting"))
+        if wait > 0:
+            time.sleep(wait)
 
     def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
         # A 429 comes from the rate limiter in front of the API: the request was refused before it was
