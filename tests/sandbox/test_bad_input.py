@@ -605,6 +605,18 @@ def c_wrong_port(k):
 _PASSWORD_URL = "https://oauth2:hunter2-gitlab-pass@gitlab.example.com/acme"
 
 
+@bad_input("--param URL with a password", RunbookError,
+           r"--param git_base_url carries a credential in its URL .*git credential helper")
+def c_url_parameter_with_password(k):
+    return lambda: k.batch({"git_base_url": _PASSWORD_URL})
+
+
+@bad_input("step option URL with a token as user", ConfigError,
+           r"option vcs_http_url of step 01_create_organization carries a credential in its URL")
+def c_url_option_with_userinfo(k):
+    return lambda: k.ctx("01_create_organization", vcs_http_url="https://x-token-auth@bitbucket.example.com")
+
+
 @bad_input("address with a password", ConfigError, r"TFE_ADDRESS carries a credential in its URL")
 def c_address_with_password(k):
     return lambda: k.tfe(TFE_ADDRESS=k.env["TFE_ADDRESS"].replace("https://", "https://ops:pw@")).ping()
