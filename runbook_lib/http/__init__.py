@@ -179,12 +179,12 @@ class ApiSession:
         Raises:
             ReadOnlyError: a write on a read-only client; nothing was sent.
             ApiError: its subclass for the answer's status (see `error_from_response`).
-            TransportError: connection, timeout or TLS failure after the retries.
+            TransportError: connection, timeout or TLS failure after the retries, or the request did not
+                finish within ``Settings.request_deadline`` seconds (`runbook_lib.http.deadline`).
             ConfigError: the token variable is unset.
             RedirectError: a redirect to another origin (or a write redirected with 301/302/303, or more
                 than `MAX_REDIRECTS` hops); nothing was sent to its target.
             AnswerTooLargeError: the answer passed its size cap (`runbook_lib.http.body`).
-            TransportError: the request did not finish within ``Settings.request_deadline`` seconds.
         """
         method = method.upper()
         url = self.url(path_or_url)
@@ -225,11 +225,14 @@ class ApiSession:
                 response = self._follow_redirects(method, response, kwargs, signed_redirect=signed_redirect)
                 signed = True  # a redirect's target is a capability URL as far as error messages go
             final_url = response.url or url
+            hidden = signed or not self._on_api_host(final_url)  # a signed link's path is never quoted
             try:
-                read_body(response, limit=limit, variable=limit_var, method=method,
-                          signed=signed or not self._on_api_host(final_url))
+                read_body(response, limit=limit, variable=limit_var, method=method, signed=hidden)
             except requests.RequestException as exc:
-                raise self._transport_error(exc, method, final_url, signed=True) from None
+                error = self._transport_error(exc, method, final_url, signed=hidden)
+                if hidden:
+                    raise error from None
+                raise error from exc
         if self._on_api_host(final_url):
             response.address_var = self._address_var()  # type: ignore[attr-defined]
         if response.status_code in ok:

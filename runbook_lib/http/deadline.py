@@ -2,10 +2,11 @@
 
 The socket timeouts (``connect_timeout``, ``read_timeout``) bound one wait each; a host that trickles a byte
 a second never lets one expire, and kept a ping open for 39 s with a 3 s read timeout. So each request runs
-under a `Deadline`: when it passes, one watchdog thread per process shuts down the socket of every connection
-the request is using (the blocked read returns at once); and it is a bound the retries respect (no retry, and no wait between
-retries, reaches past it). `ApiSession.request` opens it; the connection classes here register their
-sockets with the deadline of the thread that uses them; `RetryPolicy`'s retry consults `current()`.
+under a `Deadline`: when it passes, one watchdog thread per process shuts down the socket of every
+connection the request is using (the blocked read returns at once); and the retries respect it (no retry,
+and no wait between retries, reaches past it). `ApiSession.request` opens it; the connection classes here
+register their sockets with the deadline of the thread that uses them; `RetryPolicy`'s retry consults
+`current()`.
 """
 
 from __future__ import annotations

@@ -100,15 +100,18 @@ def redact_url(url: str, *, signed: bool = False) -> str:
     return urlunsplit((scheme, netloc, path, "", ""))
 
 
-def _addresses(host: str, resolve: Callable[[str], Iterable[str]] | None) -> list[ipaddress._BaseAddress]:
+def _resolve(name: str) -> Iterable[str]:
+    """The addresses the system resolver gives a host name (as urllib3 will resolve it to connect)."""
+    return {str(info[4][0]) for info in socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)}
+
+
+def _addresses(host: str,
+               resolve: Callable[[str], Iterable[str]]) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     """The IP addresses `host` stands for: itself when it is one, else what the resolver answers."""
     try:
         return [ipaddress.ip_address(host)]
     except ValueError:
         pass
-    if resolve is None:
-        def resolve(name: str) -> Iterable[str]:
-            return {info[4][0] for info in socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)}
     found = []
     for text in resolve(host):
         try:
@@ -118,7 +121,7 @@ def _addresses(host: str, resolve: Callable[[str], Iterable[str]] | None) -> lis
     return found
 
 
-def _internal(address: ipaddress._BaseAddress) -> bool:
+def _internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Loopback, link-local, private and every other range that is not the public internet."""
     mapped = getattr(address, "ipv4_mapped", None)
     return not (mapped or address).is_global
@@ -131,7 +134,8 @@ def signed_link_problem(target: str, api_url: str, *,
     The link is followed only over https, except to the API host itself (its own scheme, whatever the port),
     and never to a loopback, link-local or private address unless the API host is one of them too (a
     rehearsal sandbox, a TFE inside a private network): a host that could point the runbook at internal
-    services gets nothing but a refusal.
+    services gets nothing but a refusal. A host name is judged by what it resolves to now; urllib3 resolves
+    it again to connect, so a name that answers otherwise a moment later (DNS rebinding) is not caught here.
 
     Args:
         target: the redirect's target (prepared).
@@ -148,8 +152,8 @@ def signed_link_problem(target: str, api_url: str, *,
     if scheme != "https":
         return "plain http to another host"
     try:
-        addresses = _addresses(host, resolve)
-        api_addresses = _addresses(api_host, resolve)
+        addresses = _addresses(host, resolve or _resolve)
+        api_addresses = _addresses(api_host, resolve or _resolve)
     except OSError:
         return "a host name that does not resolve"
     if not addresses:

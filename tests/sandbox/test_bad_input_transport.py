@@ -52,7 +52,7 @@ def test_a_host_trickling_a_byte_a_second_is_cut_at_the_deadline(env):
 
 
 _CLIENT = textwrap.dedent("""
-    import json, os, resource, sys, tracemalloc
+    import json, os, sys, tracemalloc
     from runbook_lib.http import AnswerTooLargeError
     from runbook_lib.settings import Settings
     from runbook_lib.tfe import TfeClient
@@ -68,8 +68,11 @@ _CLIENT = textwrap.dedent("""
         said = str(e)
     traced_peak = tracemalloc.get_traced_memory()[1] // 1024
     tracemalloc.stop()
-    print(json.dumps({"rss_before_kb": rss_before, "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                      "traced_peak_kb": traced_peak, "said": said}))
+    # VmHWM, not ru_maxrss: the latter keeps the high-water mark of the process this one was started from.
+    with open("/proc/self/status") as status:
+        peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    print(json.dumps({"rss_before_kb": rss_before, "peak_rss_kb": peak, "traced_peak_kb": traced_peak,
+                      "said": said}))
 """)
 
 
@@ -89,7 +92,7 @@ def test_a_one_gigabyte_answer_costs_at_most_about_the_cap_in_memory():
           f"the host sent {sent / 2 ** 20:.0f} MiB before the client hung up; {took:.1f} s")
     assert "going on past it, over the cap of 64 MiB" in found["said"]
     assert mib["traced_peak_kb"] < 64 + 16  # the bytes up to the cap once, plus a chunk and the buffers
-    assert mib["peak_rss_kb"] - mib["rss_before_kb"] < 2 * 64
+    assert mib["peak_rss_kb"] - mib["rss_before_kb"] < 64 + 32
     assert sent < 128 * 2 ** 20
 
 

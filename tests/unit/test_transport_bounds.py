@@ -139,8 +139,9 @@ def test_a_quick_answer_is_untouched_by_the_deadline():
 
 def test_an_endless_answer_is_cut_at_the_cap_and_memory_stays_bounded():
     with raw_host(chunked_json) as host:
-        with pytest.raises(AnswerTooLargeError, match=r"GET /api/v2/organizations on 127.0.0.1:\d+ answered 200 going on past it, over the "
-                                                   r"cap of 2 MiB; .*raise TFE_RUNBOOK_MAX_ANSWER_MB"):
+        with pytest.raises(AnswerTooLargeError, match=r"GET /api/v2/organizations on 127.0.0.1:\d+ answered 200 "
+                                                      r"going on past it, over the cap of 2 MiB; .*raise "
+                                                      r"TFE_RUNBOOK_MAX_ANSWER_MB"):
             session(host.url, max_answer_bytes=2 * 1024 * 1024).request("GET", "/api/v2/organizations")
         time.sleep(0.2)
         assert host.sent < 8 * 1024 * 1024  # read up to the cap (and the socket's buffers), then hung up
