@@ -561,7 +561,7 @@ class BatchRunner:
                 that is not one (or is a credential), any credential-shaped value, or a value of the wrong
                 type. Messages never repeat a value that looks like a credential.
         """
-        from runbook_lib.secrets import credential_shape, scan_bytes
+        from runbook_lib.secrets import credential_shape, scan_bytes, url_credential_problem
 
         reserved = sorted(set(given) & set(BATCH_SET_PARAMETERS))
         if reserved:
@@ -586,6 +586,9 @@ class BatchRunner:
                 raise RunbookError(f"--param {name} looks like {shape}, not a value a notebook may hold (its value "
                                    f"is not repeated here): put the secret in an environment variable and pass "
                                    f"that variable's NAME{' as ' + name if names_a_variable(name) else ''}.")
+            problem = url_credential_problem(f"--param {name}", value)
+            if problem:
+                raise RunbookError(problem)
             if names_a_variable(name) and not _VAR_NAME.match(text):
                 raise RunbookError(f"--param {name} must be the NAME of an environment variable (letters, digits and "
                                    f"'_', not starting with a digit), like TFE_TOKEN.")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Mapping, Sequence, get_type_hints
 
 from runbook_lib.errors import ConfigError
+from runbook_lib.secrets import refuse_url_credential
 
 #: Step names, one per notebook.
 PREFLIGHT = "00_preflight_inventory"
@@ -81,7 +82,8 @@ class StepOptions:
         """The options of `step` from the parameters `given` (only the step's own options).
 
         Raises:
-            ConfigError: an unknown option, a value that does not fit its type, or one the step refuses.
+            ConfigError: an unknown option, a value that does not fit its type, a URL carrying a credential, or
+                one the step refuses.
         """
         known = cls.names()
         unknown = sorted(set(given) - set(known))
@@ -94,6 +96,8 @@ class StepOptions:
         types = get_type_hints(cls)
         values = {name: _convert(step, name, value, types[name]) for name, value in given.items()
                   if value is not None and value != ""}
+        for name, value in values.items():
+            refuse_url_credential(f"option {name} of step {step}", value)
         options = cls(**values)
         options.check(step)
         return options

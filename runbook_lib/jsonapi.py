@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 from urllib.parse import quote
 
+from runbook_lib.paging import DEFAULT_MAX_PAGES, PageGuard
+
 #: The JSON:API media type: every request body, and every POST, PATCH and DELETE, carries it.
 MEDIA_TYPE = "application/vnd.api+json"
 
@@ -150,12 +152,22 @@ def next_page(doc: Mapping[str, Any]) -> int | None:
     return int(value) if value not in (None, "") else None
 
 
+def _total_count(doc: Mapping[str, Any]) -> int | None:
+    pagination = ((doc.get("meta") or {}).get("pagination") or {}) if isinstance(doc, Mapping) else {}
+    value = pagination.get("total-count")
+    return int(value) if isinstance(value, int) or (isinstance(value, str) and value.isdigit()) else None
+
+
 def paginate(session: Any, path: str, params: Mapping[str, Any] | None = None, *,
              page_size: int = PAGE_SIZE, reuse: bool = False, fresh: bool = False) -> Iterator[Resource]:
     """Yield every resource of a paged collection, following ``meta.pagination.next-page``.
 
+    A `runbook_lib.paging.PageGuard` stops a listing whose host keeps it paging (a page number that does not
+    advance, an item seen twice, more than ``Settings.max_pages`` pages) with one sentence naming the host.
+
     Args:
-        session: an `runbook_lib.http.ApiSession` (anything with ``request(method, path, params=...)``).
+        session: an `runbook_lib.http.ApiSession` (anything with ``request(method, path, params=...)``; its
+            ``host`` and ``settings.max_pages`` when it has them).
         path: collection path (``/api/v2/organizations/acme/workspaces``).
         params: extra query parameters (filters, search).
         page_size: ``page[size]``; 100 (the maximum) by default.
@@ -167,18 +179,24 @@ def paginate(session: Any, path: str, params: Mapping[str, Any] | None = None, *
 
     Raises:
         ApiError: from the session, for any page.
+        PaginationError: the host's pagination does not end (see `runbook_lib.paging`).
     """
+    settings = getattr(session, "settings", None)
+    guard = PageGuard(getattr(session, "host", ""), f"the listing {path}",
+                      getattr(settings, "max_pages", DEFAULT_MAX_PAGES))
     number: int | None = 1
     while number is not None:
+        guard.page()
         query = dict(params or {})
         query.update({"page[number]": number, "page[size]": page_size})
         doc = (session.request("GET", path, params=query, reuse=True, fresh=fresh) if reuse
                else session.request("GET", path, params=query)).json()
-        for item in doc.get("data") or []:
-            yield parse_resource(item)
-        following = next_page(doc)
-        # A server that repeats a page number would loop forever; stop instead.
-        number = following if following is not None and following > number else None
+        items = [parse_resource(item) for item in doc.get("data") or []]
+        for resource in items:
+            if resource.id:
+                guard.item((resource.type, resource.id))
+        yield from items
+        number = guard.next_page(number, next_page(doc), _total_count(doc))
 
 
 def parse_errors(body: bytes | str | Any, content_type: str = "") -> Any:

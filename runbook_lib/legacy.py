@@ -224,10 +224,14 @@ class LegacyClient(ApiClient):
 
         The documented list has no page count: a page shorter than 20 entries is the last.
         """
+        from runbook_lib.paging import PageGuard  # a host that never sends a short page is stopped by the guard
+
+        guard = PageGuard(self.session.host, f"states of {organization}", self.session.settings.max_pages)
         page = 1
         while True:
+            guard.page()
             doc = self._json("GET", "/terraform/state", params={"username": organization, "page": page})
-            states = doc.get("states") or []
+            states = guard.items(doc.get("states") or [])
             yield from states
             if len(states) < STATE_LIST_PAGE_SIZE:
                 return

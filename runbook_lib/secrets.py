@@ -7,7 +7,9 @@ and other well-known credential shapes (VCS provider tokens, cloud access keys, 
 from another shell or an old run is caught as well.
 
 `credential_shape` tells whether a string where a variable *name* belongs is a credential instead
-(those prefixes, or a long high-entropy string).
+(those prefixes, or a long high-entropy string); `url_credential_problem` whether a URL-valued parameter or
+setting carries a credential in its user info (``https://oauth2:<password>@gitlab.example.com``), which would
+be written into every notebook, its HTML copy and the manifest.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Mapping
+
+from runbook_lib.errors import ConfigError
 
 _TOKEN_PATTERN = r"[A-Za-z0-9]{6,}\.atlasv1\.[A-Za-z0-9_\-]{16,}"
 TOKEN_SHAPE = re.compile(_TOKEN_PATTERN.encode())
@@ -109,6 +113,54 @@ def credential_shape(value: str) -> str | None:
     if len(value) >= 20 and mixed and _entropy(value) >= 3.5:
         return "a long random string"
     return None
+
+
+#: `scheme://` at the start of a value: the value is a URL (`git_base_url`, `vcs_http_url`, an address).
+_URL_START = re.compile(r"^\s*[A-Za-z][A-Za-z0-9+.\-]*://")
+#: The schemes whose user info is a login name rather than a secret (`ssh://git@github.com/org`).
+_LOGIN_SCHEMES = ("ssh", "git+ssh", "ssh+git")
+
+
+def url_credential_problem(what: str, value: object) -> str | None:
+    """One sentence refusing a URL that carries a credential in its user info, or None when it carries none.
+
+    Refused: any URL with a password (``scheme://user:secret@host``), and any user info at all on a scheme
+    other than ssh (``https://<token>@github.com``, ``https://oauth2:<password>@gitlab.example.com``): on
+    https the user name is itself often the token. An ssh login name alone (``ssh://git@host``) is no secret.
+    A backslash before the ``@`` counts too (``http://h\\@other``: parsers disagree on where the host is). The
+    sentence never repeats the value.
+
+    Args:
+        what: how to name the parameter or setting in the sentence (``--param git_base_url``).
+        value: its value; anything but text is never a URL.
+
+    Returns:
+        The sentence, or None.
+    """
+    if not isinstance(value, str) or not _URL_START.match(value):
+        return None
+    scheme, rest = value.strip().split("://", 1)
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "@" not in authority:
+        return None
+    userinfo = authority.rsplit("@", 1)[0]
+    if scheme.lower() in _LOGIN_SCHEMES and ":" not in userinfo and "\\" not in userinfo:
+        return None
+    return (f"{what} carries a credential in its URL (user info before '@'), which would be written into the "
+            f"notebooks, their HTML copies and the manifest (the value is not repeated here): give the URL without "
+            f"it, and let a git credential helper supply the password for clone URLs, or the token variable "
+            f"(vcs_token_var, TFE_TOKEN, ATLAS_TOKEN) for the hosts.")
+
+
+def refuse_url_credential(what: str, value: object) -> None:
+    """Raise `ConfigError` with `url_credential_problem`'s sentence when `value` carries a credential.
+
+    Raises:
+        ConfigError: the URL has user info that may be a secret.
+    """
+    problem = url_credential_problem(what, value)
+    if problem:
+        raise ConfigError(problem)
 
 
 def scan_bytes(data: bytes, where: str, tokens: Iterable[str] = ()) -> list[SecretFinding]:

@@ -27,8 +27,10 @@ from runbook_lib.context import StepContext
 from runbook_lib.errors import (AuditError, AuthError, ConfigError, ConflictError, GateError, HclError, LedgerError,
                                 MappingError, RunbookError, StateError, StepError, TransportError,
                                 ValidationError)
-from runbook_lib.http import RedirectError, RetryPolicy
+from hostile_hosts import RawHost, answer, chunked_json, raw_host, trickle
+from runbook_lib.http import AnswerTooLargeError, RedirectError, RetryPolicy
 from runbook_lib.ledger import Ledger
+from runbook_lib.paging import PaginationError
 from runbook_lib.legacy import LegacyClient
 from runbook_lib.rehearsal import batch_environ, batch_parameters
 from runbook_lib.settings import Settings
@@ -407,7 +409,7 @@ def c_corrupt_ledger(k):
     return lambda: Ledger(path)
 
 
-def _recording_server(answer: Callable[[http.server.BaseHTTPRequestHandler], None]):
+def _recording_server(answer: Callable[[http.server.BaseHTTPRequestHandler], None], host: str = "127.0.0.1"):
     """A local HTTP server calling `answer` per request; returns (url, received header dicts, stop)."""
     received: list[dict[str, str]] = []
 
@@ -421,13 +423,13 @@ def _recording_server(answer: Callable[[http.server.BaseHTTPRequestHandler], Non
 
         do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd = http.server.ThreadingHTTPServer((host, 0), Handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
 
     def stop() -> None:
         httpd.shutdown()
         httpd.server_close()
-    return f"http://127.0.0.1:{httpd.server_address[1]}", received, stop
+    return f"http://{host}:{httpd.server_address[1]}", received, stop
 
 
 @bad_input("legacy host redirects to another origin", RedirectError,
@@ -453,6 +455,189 @@ def c_redirect_to_another_origin(k):
         assert stolen == [], "the legacy token followed the redirect"
     k.cleanup = cleanup
     return lambda: k.legacy(ATLAS_ADDRESS=legacy_url).get_state("acme-legacy", "network-prod")
+
+
+def _hostile(k, host: RawHost) -> RawHost:
+    """Start `host` for one case and stop it in the case's cleanup."""
+    host.__enter__()
+    k.cleanup = lambda: host.__exit__(None, None, None)
+    return host
+
+
+@bad_input("307 whose Location hides another host behind a backslash", RedirectError,
+           r"backslash; the runbook does not follow it, so no token or body was sent anywhere: set TFE_ADDRESS")
+def c_redirect_behind_a_backslash(k):
+    # Python's urlsplit reads http://127.0.0.2:P2\@127.0.0.1:P1/... as 127.0.0.1:P1 (the API itself);
+    # urllib3, which connects, reads 127.0.0.2:P2. Two real listeners: nothing may reach the second.
+    other = RawHost(answer(201, {"data": {"id": "var-x", "type": "vars", "attributes": {}}}), host="127.0.0.2")
+    other.__enter__()
+    port: list[int] = []
+
+    def redirect(handler):
+        handler.send_response(307)
+        handler.send_header("Location", f"http://127.0.0.2:{other.port}\\@127.0.0.1:{port[0]}/api/v2/vars")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+    api_url, _, stop_api = _recording_server(redirect)
+    port.append(int(api_url.rsplit(":", 1)[1]))
+
+    def cleanup():
+        stop_api()
+        other.__exit__(None, None, None)
+        assert other.received == [], "the POST and its sensitive value reached the second host"
+    k.cleanup = cleanup
+    return lambda: k.tfe(TFE_ADDRESS=api_url).create_variable("ws-x", "db_password", "hunter2-sensitive",
+                                                               sensitive=True)
+
+
+@bad_input("plan JSON link to another loopback host over plain http", RedirectError,
+           r"sending the download to http://127.0.0.2:\d+, plain http to another host; .*nothing was sent there")
+def c_signed_link_elsewhere(k):
+    store = _hostile(k, RawHost(answer(200, {"resource_changes": []}, {"Content-Type": "application/json"}),
+                                host="127.0.0.2"))
+
+    def redirect(handler):
+        handler.send_response(307)
+        handler.send_header("Location", f"{store.url}/_archivist/v1/object/SIGNED")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+    api_url, _, stop_api = _recording_server(redirect)
+    stop_store = k.cleanup
+
+    def cleanup():
+        stop_api()
+        stop_store()
+        assert store.received == [], "the signed link was followed"
+    k.cleanup = cleanup
+    return lambda: k.tfe(TFE_ADDRESS=api_url).plan_json("plan-x")
+
+
+@bad_input("host trickling its answer a byte a second", TransportError,
+           r"did not finish within 2s \(the request deadline, TFE_RUNBOOK_REQUEST_DEADLINE\)")
+def c_trickling_host(k):
+    host = _hostile(k, RawHost(trickle(1.0, length=12)))
+    return lambda: k.tfe(TFE_ADDRESS=host.url, TFE_RUNBOOK_REQUEST_DEADLINE="2").ping()
+
+
+@bad_input("oversize chunked JSON answer", AnswerTooLargeError,
+           r"GET /api/v2/organizations on 127\.0\.0\.1:\d+ answered 200 going on past it, over the cap of 1 MiB; "
+           r"reading stopped there: if the answer is genuine, raise TFE_RUNBOOK_MAX_ANSWER_MB")
+def c_oversize_answer(k):
+    host = _hostile(k, raw_host(lambda ref: chunked_json(ref, total=8 * 1024 * 1024)))
+    return lambda: list(k.tfe(TFE_ADDRESS=host.url, TFE_RUNBOOK_MAX_ANSWER_MB="1").list_organizations())
+
+
+def _paging_host(k, *, same: bool, pages: int) -> str:
+    """A TFE host whose workspace list says next-page = n + 1 for `pages` pages: the same item on each (`same`)
+    or a new one; returns its address."""
+    def app(handler):
+        number = int((handler.path.split("page%5Bnumber%5D=", 1) + ["1"])[1].split("&", 1)[0])
+        ident = "ws-same" if same else f"ws-{number}"
+        body = json.dumps({"data": [{"id": ident, "type": "workspaces", "attributes": {"name": ident}}],
+                           "meta": {"pagination": {"current-page": number,
+                                                   "next-page": number + 1 if number < pages else None}}}).encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/vnd.api+json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+    url, _, stop = _recording_server(app)
+    k.cleanup = stop
+    return url
+
+
+@bad_input("TFE listing that repeats its items on every next page", PaginationError,
+           r"127\.0\.0\.1:\d+ listed the same item of the listing .*workspaces on page 1 and again on page 2")
+def c_tfe_pagination_repeats(k):
+    url = _paging_host(k, same=True, pages=50)
+    return lambda: list(k.tfe(TFE_ADDRESS=url).list_workspaces("acme"))
+
+
+@bad_input("TFE listing past the page cap", PaginationError,
+           r"127\.0\.0\.1:\d+ still announced more .* after 5 pages.*raise TFE_RUNBOOK_MAX_PAGES")
+def c_tfe_pagination_cap(k):
+    url = _paging_host(k, same=False, pages=8)
+    return lambda: list(k.tfe(TFE_ADDRESS=url, TFE_RUNBOOK_MAX_PAGES="5").list_workspaces("acme"))
+
+
+@bad_input("legacy states list serving the same page forever", PaginationError,
+           r"127\.0\.0\.1:\d+ listed the same item of states of acme-legacy on page 1 and again on page 2")
+def c_legacy_states_repeat(k):
+    states = [{"updated_at": "2018-05-01T00:00:00Z", "environment": {"username": "acme-legacy", "name": f"e{i}"}}
+              for i in range(20)]
+    body = json.dumps({"states": states}).encode()
+    served = [0]
+
+    def app(handler):
+        served[0] += 1
+        page = body if served[0] <= 30 else b'{"states": []}'  # today's client would stop after 30 pages
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(page)))
+        handler.end_headers()
+        handler.wfile.write(page)
+    url, _, stop = _recording_server(app)
+    k.cleanup = stop
+    return lambda: list(k.legacy(ATLAS_ADDRESS=url).list_states("acme-legacy"))
+
+
+@bad_input("token with a line separator (U+2028)", ConfigError, r"TFE_TOKEN contains a character that is not ASCII")
+def c_token_with_line_separator(k):
+    pasted = k.env["TFE_TOKEN"][:14] + "\u2028" + k.env["TFE_TOKEN"][14:]
+    return lambda: k.tfe(TFE_TOKEN=pasted).get_organization(k.org)
+
+
+@bad_input("token with an emoji", ConfigError, r"ATLAS_TOKEN contains a character that is not ASCII")
+def c_token_with_emoji(k):
+    return lambda: k.legacy(ATLAS_TOKEN=k.env["ATLAS_TOKEN"] + "\U0001F511").get_environment("acme-legacy",
+                                                                                              "network-prod")
+
+
+@bad_input("http:// against the https host", TransportError,
+           r"closed the connection without an HTTP answer; if it serves HTTPS, the scheme may be wrong: "
+           r"set TFE_ADDRESS to https://")
+def c_http_against_https(k):
+    return lambda: k.tfe(TFE_ADDRESS=k.env["TFE_ADDRESS"].replace("https://", "http://")).ping()
+
+
+@bad_input("https:// against a plain http host", TransportError,
+           r"does not speak TLS on that port, so the scheme may be wrong: set ATLAS_ADDRESS to http://")
+def c_https_against_http(k):
+    url, _, stop = _recording_server(lambda handler: None)
+    k.cleanup = stop
+    return lambda: k.legacy(ATLAS_ADDRESS=url.replace("http://", "https://")).get_environment("acme-legacy",
+                                                                                               "network-prod")
+
+
+@bad_input("wrong port", TransportError, r"connection was refused, so nothing listens on that port; .*the port in "
+                                         r"TFE_ADDRESS may be wrong")
+def c_wrong_port(k):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return lambda: k.tfe(TFE_ADDRESS=f"https://127.0.0.1:{port}").ping()
+
+
+_PASSWORD_URL = "https://oauth2:hunter2-gitlab-pass@gitlab.example.com/acme"
+
+
+@bad_input("--param URL with a password", RunbookError,
+           r"--param git_base_url carries a credential in its URL .*git credential helper")
+def c_url_parameter_with_password(k):
+    return lambda: k.batch({"git_base_url": _PASSWORD_URL})
+
+
+@bad_input("step option URL with a token as user", ConfigError,
+           r"option vcs_http_url of step 01_create_organization carries a credential in its URL")
+def c_url_option_with_userinfo(k):
+    return lambda: k.ctx("01_create_organization", vcs_http_url="https://x-token-auth@bitbucket.example.com")
+
+
+@bad_input("address with a password", ConfigError, r"TFE_ADDRESS carries a credential in its URL")
+def c_address_with_password(k):
+    return lambda: k.tfe(TFE_ADDRESS=k.env["TFE_ADDRESS"].replace("https://", "https://ops:pw@")).ping()
 
 
 @bad_input("token with a pasted newline", ConfigError, r"TFE_TOKEN contains a control character")
@@ -554,6 +739,7 @@ def test_bad_input(label, case, error, fix, tmp_path, seeded_sandbox, monkeypatc
     message = str(info.value)
     assert len(message) < 600 and "\n" not in message.strip(), "one sentence, not a dump"
     assert TOKEN_SHAPED not in message and seeded_sandbox.operator_token not in message
+    assert "hunter2" not in message, "a URL's password was repeated"
     written = [f"{r['method']} {r['path']}" for r in seeded_sandbox.request_log(since=mark) if r["changes"]]
     assert written == [], f"{label}: the sandbox recorded writes {written}"
 

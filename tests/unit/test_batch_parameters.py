@@ -98,3 +98,16 @@ def test_manifest_records_only_parameters_a_notebook_was_given(tmp_path):
     r._write_evidence(BatchResult(r.batch_dir), Ledger(r.ledger_path, batch_id="b"))
     recorded = json.loads((r.batch_dir / "manifest.json").read_text())["parameters"]
     assert recorded["accept_empty_sensitive"] is False and "cli_target" not in recorded
+
+
+@pytest.mark.parametrize("name", ["git_base_url", "vcs_http_url"])
+def test_a_url_parameter_with_a_credential_is_refused_before_any_notebook_is_written(tmp_path, capsys, name):
+    value = "https://oauth2:hunter2-pass@gitlab.example.com/acme"
+    with pytest.raises(RunbookError, match=f"--param {name} carries a credential in its URL") as caught:
+        runner(tmp_path, **{name: value})
+    assert "hunter2" not in str(caught.value)
+    csv = tmp_path / "m.csv"
+    mapping.write_csv(ROWS, csv)
+    code = cli_main(["run", "--mapping", str(csv), "--out", str(tmp_path / "runs"), "--param", f"{name}={value}"])
+    assert code == 1 and "hunter2" not in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

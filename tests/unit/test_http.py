@@ -352,9 +352,11 @@ def test_tls_wrong_ca_names_the_fix_and_is_not_retried(tls_server, tmp_path: Pat
 def test_verification_is_never_turned_off():
     import runbook_lib
     src = Path(runbook_lib.__file__).parent
-    for name in ("http.py", "tfe.py", "legacy.py", "jsonapi.py"):
-        text = (src / name).read_text()
-        assert "verify=False" not in text and "CERT_NONE" not in text, name
+    files = [*sorted((src / "http").glob("*.py")), *sorted((src / "tfe").glob("*.py")), src / "legacy.py",
+             src / "jsonapi.py"]
+    for path in files:
+        text = path.read_text()
+        assert "verify=False" not in text and "CERT_NONE" not in text, path.name
     assert make_session("https://tfe.example.com").verify is True
 
 

@@ -64,3 +64,26 @@ def test_credential_shape_leaves_variable_names_alone(name):
 def test_credential_shapes_inside_base64_are_not_findings():
     blob = b"data:font/woff2;base64,QmFzZTY0ATBB" + b"Qx" * 20 + b"AKIAABCDEFGHIJKLMNOPQ" + b"ghp_" + b"a" * 40
     assert scan_bytes(blob, "f") == []
+
+
+@pytest.mark.parametrize("value", [
+    "https://oauth2:hunter2-pass@gitlab.example.com/acme",   # a password
+    "https://ghx-not-a-known-shape@github.com",               # on https the user name is often the token
+    "HTTP://user@host.example",
+    "ssh://git:pw@github.com/acme",                            # a password on ssh too
+    "http://127.0.0.2:8001\\@127.0.0.1:8002/x",                # parsers disagree on where the host is
+])
+def test_a_url_with_a_credential_is_refused_without_repeating_it(value):
+    from runbook_lib.secrets import url_credential_problem
+
+    said = url_credential_problem("--param git_base_url", value)
+    assert said and said.startswith("--param git_base_url carries a credential in its URL")
+    assert "credential helper" in said and value not in said and "hunter2" not in said and "pw" not in said.split()
+
+
+@pytest.mark.parametrize("value", ["https://github.com", "ssh://git@github.com/acme", "git@github.com:acme",
+                                   "https://h.example/path@version", "https://h.example/?q=a@b", "", "plain text", 7])
+def test_urls_without_a_credential_pass(value):
+    from runbook_lib.secrets import url_credential_problem
+
+    assert url_credential_problem("x", value) is None

@@ -86,6 +86,17 @@ def test_a_value_the_step_refuses_is_one_sentence_and_writes_nothing(tmp_path, s
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("step, name", [(catalog.MIGRATE_STATE, "git_base_url"),
+                                        (catalog.COMMIT_AND_VERIFY, "git_base_url"),
+                                        (catalog.CREATE_ORGANIZATION, "vcs_api_url"),
+                                        (catalog.CREATE_WORKSPACES, "vcs_http_url")])
+def test_a_url_option_with_a_credential_is_refused_and_writes_nothing(tmp_path, step, name):
+    with pytest.raises(ConfigError, match=f"option {name} of step {step} carries a credential") as caught:
+        _create(tmp_path, step, **{name: "https://oauth2:hunter2-pass@gitlab.example.com/acme"})
+    assert "hunter2" not in str(caught.value)
+    assert not (tmp_path / "runs").exists()
+
+
 def test_only_step_0_surveys_the_whole_organization(tmp_path):
     ctx = _create(tmp_path, catalog.PREFLIGHT, legacy_env="", mapping_csv=str(tmp_path / "m.csv"))
     assert ctx.whole_organization and ctx.row.legacy_slug == f"acme-legacy/{catalog.ALL_ENVIRONMENTS}"

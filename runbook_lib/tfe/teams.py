@@ -1,30 +1,18 @@
-"""The new API's teams, team membership and team access (`TfeClient` includes these methods).
-
-Kept apart from `runbook_lib.tfe` so each module stays readable; the methods use the client's plumbing
-(`_get`, `_list`, `_send`, `_create_unique`, `session`) exactly as its other methods do.
-"""
+"""Teams, team membership and team access to workspaces."""
 
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from typing import Iterator
 
 from runbook_lib.http import create_or_adopt
-from runbook_lib.jsonapi import MEDIA_TYPE as JSONAPI
 from runbook_lib.jsonapi import Resource, document
 from runbook_lib.jsonapi import segment as _seg
+from runbook_lib.tfe.base import API, JSONAPI, TfeBase
 
-API = "/api/v2"
 
-
-class TeamsApi:
+class TeamsApi(TfeBase):
     """Teams (``/organizations/:org/teams``), their members and their access to workspaces (``team-workspaces``)."""
-
-    session: Any
-    _get: Any
-    _list: Any
-    _send: Any
-    _create_unique: Any
 
     def list_teams(self, organization: str, *, fresh: bool = False) -> Iterator[Resource]:
         """Yield the organization's teams (``owners`` included); relationship ``users`` lists member ids."""
