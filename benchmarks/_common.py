@@ -125,31 +125,19 @@ def rehearsal_sandbox(data_dir: Path, environments: int, *, subprocess: bool = F
         The started `Sandbox`; `os.environ` holds the rehearsal's variables (tokens, VCS token,
         sensitive values) while it runs.
     """
-    from runbook_lib.legacy import LegacyClient
     from runbook_lib.sandbox import Sandbox
     from runbook_lib.sandbox.control import free_port
-    from runbook_lib.rehearsal import batch_environ
-    from runbook_lib.settings import Settings
+    from runbook_lib.rehearsal import batch_environ, clear_blockers, sensitive_values
 
     port = free_port()
     saved = dict(os.environ)
     started = time.monotonic()
     with Sandbox(data_dir, port=port, seed=environments, rate_limit=rate_limit, runs=runs) as sandbox:
         os.environ.update(batch_environ(sandbox.env))
-        legacy = LegacyClient(Settings.from_env())
-        org = sandbox.legacy_org
-        # What runbook_lib.demo._clear_blockers does after the inventory: the operator's part.
-        for spec in sandbox.seeded_environments():
-            if spec.locked:
-                legacy.unlock(org, spec.name)
-            if spec.run_in_progress:
-                run = (legacy.get_environment(org, spec.name).get("current_run") or {}).get("id")
-                if run:
-                    sandbox.store.update_legacy_run(run, status="planned_and_finished")
-            for var in spec.variables:
-                if var.sensitive:
-                    os.environ[f"TFE_RUNBOOK_VAR_{var.key}"] = var.value
-        legacy.session.close()
+        # What runbook_lib.demo does after the inventory: the operator's part (the legacy UI; sensitive values).
+        rows = mapping_rows(sandbox, "any")
+        clear_blockers(sandbox, rows)
+        os.environ.update(sensitive_values(sandbox, rows))
     seeded_s = time.monotonic() - started
     try:
         served = Sandbox(data_dir, port=port, seed=environments, rate_limit=rate_limit, subprocess=subprocess,
@@ -174,14 +162,23 @@ def mapping_rows(sandbox: Any, new_org: str) -> list[Any]:
     """
     from runbook_lib import mapping
 
+    from runbook_lib.rehearsal import operator_rows
+
     specs = sandbox.seeded_environments()
     read = {s.reads for s in specs if s.reads}
     ordered = sorted(specs, key=lambda s: 0 if s.reads else 2 if s.name in read else 1)
-    return mapping.propose(sandbox.legacy_org, [s.name for s in ordered], new_org)
+    # with the facts the operator writes into the mapping (the legacy API does not show them)
+    return operator_rows(sandbox, mapping.propose(sandbox.legacy_org, [s.name for s in ordered], new_org))
+
+
+#: Step 6 waits this long for the operator's deletion (`rehearsal.OperatorAlongside` deletes in the legacy UI as
+#: soon as the final backup is taken), so one batch run goes through.
+OPERATOR_PARAMETERS = {"wait_for_deletion": 300}
 
 
 def confirm_lines(rows: Sequence[Any]) -> list[str]:
-    """The confirm-file lines for every gated action of every row (as the demo writes them)."""
+    """The confirm-file lines for every gated action of every row: the operator unlinks every environment in the
+    legacy UI before the batch and deletes each one as the batch backs it up (`rehearsal.OperatorAlongside`)."""
     from runbook_lib.batch import GATED_ACTIONS
 
     return [f"{action} {row.legacy_slug}" for row in rows for action in GATED_ACTIONS.values()]

@@ -33,7 +33,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from _common import (confirm_lines, mapping_rows, print_table, rehearsal_sandbox, report_targets, target,
+from _common import (OPERATOR_PARAMETERS, confirm_lines, mapping_rows, print_table, rehearsal_sandbox, report_targets, target,
                      wait_for_quiet, write_results)
 
 CALLS_TARGET = 40
@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet = wait_for_quiet()
 
     from runbook_lib.batch import STEPS, BatchRunner, StepOutcome
+    from runbook_lib.rehearsal import OperatorAlongside
     from runbook_lib.rehearsal import batch_parameters
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-calls-"))
@@ -103,9 +104,10 @@ def main(argv: list[str] | None = None) -> int:
                 if outcome.status in ("failed", "blocked"):  # not "retrying": its retry is logged next
                     failures.append(f"{outcome.environment} {outcome.step}: {outcome.error}")
 
-            BatchRunner(rows, STEPS, mode="apply", out=scratch / "runs", batch_id="calls", jobs=1,
-                        parameters=batch_parameters(sandbox.env), confirm_lines=confirm_lines(rows),
-                        on_step=on_step).run()
+            with OperatorAlongside(sandbox, rows, scratch / "runs" / "calls"):  # the operator's part, in the UI
+                BatchRunner(rows, STEPS, mode="apply", out=scratch / "runs", batch_id="calls", jobs=1,
+                            parameters={**batch_parameters(sandbox.env), **OPERATOR_PARAMETERS},
+                            confirm_lines=confirm_lines(rows), on_step=on_step).run()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

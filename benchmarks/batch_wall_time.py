@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import (confirm_lines, machine, mapping_rows, median, print_table, rehearsal_sandbox, report_targets,
+from _common import (OPERATOR_PARAMETERS, confirm_lines, machine, mapping_rows, median, print_table, rehearsal_sandbox, report_targets,
                      target, wait_for_quiet, write_results)
 
 OVERHEAD_TARGET_S = 2.0
@@ -75,6 +75,7 @@ def run_floor(runner: Any, rows: list[Any]) -> tuple[float, dict[tuple[str, str]
     times: dict[tuple[str, str], float] = {}
     failures: list[str] = []
     runner.batch_dir.mkdir(parents=True, exist_ok=True)
+    runner._write_mapping()  # the steps read the operator's facts from the batch's mapping, as in a batch
     started = time.monotonic()
     for row in rows:
         for step in runner.steps:
@@ -125,15 +126,16 @@ def _cpu_seconds(who: int | None = None) -> float:
 def run_batch(label: str, how: tuple[int, str] | None, environments: int, scratch: Path) -> dict[str, Any]:
     """One run on its own freshly seeded sandbox; `how` is (jobs, kernels), None for the in-process floor."""
     from runbook_lib.batch import STEPS, BatchRunner
-    from runbook_lib.rehearsal import batch_parameters
+    from runbook_lib.rehearsal import OperatorAlongside, batch_parameters
 
     load = wait_for_quiet()
     with rehearsal_sandbox(scratch / f"sandbox-{label}", environments, subprocess=True) as sandbox:
         rows = mapping_rows(sandbox, f"acme-{label}")  # each run into its own new organization
         jobs, kernels = how or (1, "fresh")
         runner = BatchRunner(rows, STEPS, mode="apply", out=scratch / "runs", batch_id=label, jobs=jobs,
-                             parameters=batch_parameters(sandbox.env), confirm_lines=confirm_lines(rows),
-                             kernels=kernels)
+                             parameters={**batch_parameters(sandbox.env), **OPERATOR_PARAMETERS},
+                             confirm_lines=confirm_lines(rows), kernels=kernels)
+        operator = OperatorAlongside(sandbox, rows, runner.batch_dir).__enter__()  # the operator's part, in the UI
         print(f"{label}: {len(rows)} environments seeded in {sandbox.seed_seconds}s; running", flush=True)
         mark = sandbox.log_mark()
         cpu_before, own_before = _cpu_seconds(), _cpu_seconds(resource.RUSAGE_SELF)
@@ -153,6 +155,7 @@ def run_batch(label: str, how: tuple[int, str] | None, environments: int, scratc
         log = sandbox.request_log(since=mark)
         result["requests"] = sum(1 for r in log if not r["path"].startswith("/_sandbox/"))
         result["answers_429"] = sum(1 for r in log if r["status"] == 429)
+        operator.__exit__(None, None, None)
     # CPU seconds of this process and of the reaped children (kernels, git, and the sandbox with its
     # terraform runs, reaped when it stopped) over the wall time: how many of the 2 cores the run kept busy.
     cpu = _cpu_seconds() - cpu_before

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import (confirm_lines, machine, mapping_rows, print_table, rehearsal_sandbox, report_targets, target,
+from _common import (OPERATOR_PARAMETERS, confirm_lines, machine, mapping_rows, print_table, rehearsal_sandbox, report_targets, target,
                      wait_for_quiet, write_results)
 
 RATIO_TARGET = 1.5
@@ -112,6 +112,7 @@ def longest_429_streak(log: list[dict[str, Any]]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from runbook_lib.batch import STEPS, BatchRunner
+    from runbook_lib.rehearsal import OperatorAlongside
     from runbook_lib.http import RUNS_LIST_LIMIT_PER_MINUTE
     from runbook_lib.sandbox.faults import RunProfile
     from runbook_lib.rehearsal import batch_parameters
@@ -133,10 +134,12 @@ def main(argv: list[str] | None = None) -> int:
                                runs=profile) as sandbox:
             rows = mapping_rows(sandbox, "acme-estate")
             runner = BatchRunner(rows, STEPS, mode="apply", out=scratch / "runs", batch_id="estate", jobs=jobs,
-                                 parameters=batch_parameters(sandbox.env), confirm_lines=confirm_lines(rows))
+                                 parameters={**batch_parameters(sandbox.env), **OPERATOR_PARAMETERS},
+                                 confirm_lines=confirm_lines(rows))
             print(f"{len(rows)} environments seeded in {sandbox.seed_seconds}s; running", flush=True)
             mark = sandbox.log_mark()
-            with Usage() as usage:
+            # the operator unlinks every environment in the legacy UI first and deletes each as it is backed up
+            with Usage() as usage, OperatorAlongside(sandbox, rows, runner.batch_dir):
                 started = time.monotonic()
                 result = runner.run()
                 wall = time.monotonic() - started
