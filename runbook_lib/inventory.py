@@ -41,6 +41,8 @@ ENVIRONMENT_COLUMNS = ["environment", "terraform_version", "state_serial", "line
                        "sensitive_variables", "env_variables", "reads_state_of", "teams", "sources"]
 #: What the legacy API does not show: the operator checks it in the UI before migrating (upgrade guide 3.a).
 UI_ONLY = "locks and runs in progress are shown only in the legacy UI (check them there, guide step 3.a)"
+#: How the inventory says that a legacy state answered 404: never "gone", never "no state".
+STATE_404 = "404 (missing, or not visible to the token)"
 
 
 def _check(name: str, ok: bool, detail: str) -> dict[str, Any]:
@@ -181,7 +183,7 @@ def describe_environment(legacy: LegacyClient, row: MappingRow) -> dict[str, Any
             facts[column] = UNKNOWN
             unknown.append(column)
     state_word = {STATE: f"state serial {parsed.serial}" if parsed else "state",
-                  NO_STATE: "no state", NOT_FOUND: "state 404 (missing or not visible)"}[read.found]
+                  NO_STATE: "no state", NOT_FOUND: STATE_404}[read.found]
     config_word = f"configuration v{cv.get('version')}" if cv else "no configuration version (or not visible)"
     sources = [f"host: {state_word}, {config_word}" + (f" ({', '.join(from_host)})" if from_host else "")]
     if from_mapping:
@@ -209,7 +211,7 @@ def describe_environment(legacy: LegacyClient, row: MappingRow) -> dict[str, Any
         "reads_state_of": join_slugs(remote_state_reads(read.state.data if read.state else None)),  # split_slugs reads it
         "teams": facts["teams"],
         "sources": "; ".join(sources),
-        "state_found": read.found,
+        "legacy_state": {STATE: "read", NO_STATE: "none (204)", NOT_FOUND: STATE_404}[read.found],
     }
 
 
@@ -222,7 +224,7 @@ def legacy_environments(legacy: LegacyClient, org: str, rows: Iterable[MappingRo
     if rows is None:
         rows = [MappingRow(org, name, "", "") for name in legacy.environments_with_state(org)]
     described = [describe_environment(legacy, row) for row in rows]
-    return pd.DataFrame(described, columns=ENVIRONMENT_COLUMNS + ["state_found"])
+    return pd.DataFrame(described, columns=ENVIRONMENT_COLUMNS + ["legacy_state"])
 
 
 def fill_from_host(rows: Iterable[MappingRow], environments: pd.DataFrame) -> list[MappingRow]:
@@ -261,7 +263,7 @@ def readiness(row: dict[str, Any], issues: list[str], exists: bool, ws_lineage: 
     row = {k: v for k, v in row.items() if _present(v)}
     if issues:
         return False, "; ".join(issues)
-    if row.get("state_found") == NOT_FOUND:
+    if row.get("legacy_state") == STATE_404:
         return False, ("the legacy state answered 404: the environment does not exist or the token cannot see it "
                        "(the legacy API answers both alike); check the name and the token's membership")
     if row.get("state_serial") is None:

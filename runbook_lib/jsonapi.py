@@ -192,7 +192,9 @@ def paginate(session: Any, path: str, params: Mapping[str, Any] | None = None, *
         doc = (session.request("GET", path, params=query, reuse=True, fresh=fresh) if reuse
                else session.request("GET", path, params=query)).json()
         items = [parse_resource(item) for item in doc.get("data") or []]
+        included = [parse_resource(item) for item in doc.get("included") or [] if isinstance(item, Mapping)]
         for resource in items:
+            resource.included = included  # the page's `?include=` resources, shared by its items
             if resource.id:
                 guard.item((resource.type, resource.id))
         yield from items

@@ -127,7 +127,10 @@ def _skip(ctx: StepContext) -> set[str]:
 
 
 def plan_teams(ctx: StepContext, ws: Resource | None) -> list[TeamMapping]:
-    """Read the legacy teams and what the new organization and workspace hold; decide each team's action.
+    """Read what the new organization and workspace hold; decide each legacy team's action.
+
+    Two reads: the organization's teams with their members (one listing, `include=users`) and the
+    workspace's team access.
 
     Raises:
         StepError: the mapping does not name the environment's teams.
@@ -153,13 +156,12 @@ def plan_teams(ctx: StepContext, ws: Resource | None) -> list[TeamMapping]:
         if problem:
             m.action, m.detail, m.access_action = "refuse", problem, "none"
             continue
-        m.team = found.get(t["name"])
+        m.team, m.existing_members = found.get(t["name"], (None, []))
         if m.team is None:
             m.action = "create"
             m.detail = (f"members to add: {', '.join(m.members) or '(none)'}; those without an account on the new "
                         f"host are listed, not invited")
         else:
-            m.existing_members = ctx.tfe.team_members(m.team.id)
             m.action = "adopt"
             m.detail = _member_diff(m, policy)
             if m.extra and policy == "report":
@@ -178,10 +180,11 @@ def plan_teams(ctx: StepContext, ws: Resource | None) -> list[TeamMapping]:
     return plans
 
 
-def _existing_teams(ctx: StepContext) -> dict[str, Resource]:
-    """The new organization's teams by name (none when step 1 has not created the organization yet)."""
+def _existing_teams(ctx: StepContext) -> dict[str, tuple[Resource, list[str]]]:
+    """The new organization's teams by name, with their members (none when step 1 has not created the
+    organization yet)."""
     try:
-        return {t.get("name"): t for t in ctx.tfe.list_teams(ctx.row.new_org)}
+        return ctx.tfe.teams_with_members(ctx.row.new_org)
     except NotFoundError:
         return {}
 
@@ -227,13 +230,17 @@ def _add_members(ctx: StepContext, team_id: str, usernames: list[str]) -> tuple[
     return added, absent
 
 
-def apply_teams(ctx: StepContext, ws: Resource) -> list[dict[str, Any]]:
+def apply_teams(ctx: StepContext, ws: Resource, plans: list[TeamMapping] | None = None) -> list[dict[str, Any]]:
     """Create or adopt each team, add its members, grant its access on the workspace.
+
+    Args:
+        plans: what `plan_teams` decided for this workspace before the step's first write (read again when
+            not given).
 
     Raises:
         StepError: the plan refuses a team or its access; nothing was changed.
     """
-    plans = plan_teams(ctx, ws)
+    plans = plan_teams(ctx, ws) if plans is None else plans
     refused = [f"team {m.name}: {m.detail if m.action == 'refuse' else m.access_detail}"
                for m in plans if "refuse" in (m.action, m.access_action)]
     if refused:
@@ -277,13 +284,12 @@ def verify_teams(ctx: StepContext, ws: Resource) -> tuple[StepResult | None, dic
     wanted = [t for t in legacy if t["name"] not in skip and t["name"] != OWNERS]
     if not wanted:
         return None, {}
-    teams = {t.get("name"): t for t in ctx.tfe.list_teams(ctx.row.new_org, fresh=True)}
+    teams = ctx.tfe.teams_with_members(ctx.row.new_org, fresh=True)  # one listing: teams and members
     held = {a.rel("team"): a.get("access") for a in ctx.tfe.list_team_access(ws.id, fresh=True)}
     evidence, problems = {}, []
     for t in wanted:
-        team = teams.get(t["name"])
+        team, members = teams.get(t["name"], (None, []))
         level = held.get(team.id) if team is not None else None
-        members = ctx.tfe.team_members(team.id) if team is not None else []
         evidence[t["name"]] = {"access": level, "members": members,
                                "not_members": [m for m in t.get("members") or [] if m not in members]}
         if team is None:

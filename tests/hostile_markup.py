@@ -59,28 +59,24 @@ def _hostile_state(body: bytes) -> bytes:
 def plant(sandbox: Any, org: str, env: str) -> Planted:
     """Write every payload into the legacy environment `org/env` of an in-process sandbox's store.
 
-    Where the inventory reads each fact today: the environment's VCS link (branch, working directory),
-    its variables, its state. Where it will read them: the latest configuration version's metadata
-    (branch and repository) and its `variables` / `tf_vars` (non-sensitive variables), written here too;
-    the working directory, sensitive variable names and teams come from the mapping file
-    (`Planted.mapping_columns`). Repoint this one function when the inventory moves.
+    Where the inventory reads each fact: the latest configuration version's metadata (`git_branch`, the
+    branch) and its Terraform variables (the variable key, from the environment's variables), the state (its
+    lineage and a `terraform_remote_state` source); the working directory comes from the mapping file
+    (`Planted.mapping_columns`, which the caller writes into the mapping as an operator would).
     """
     store = sandbox.store
     environment = store.find_environment(org, env)
     assert environment is not None, f"{org}/{env} is not in the sandbox"
-    vcs = {"repo": environment["vcs_repo"], "branch": BRANCH, "working_directory": WORKING_DIRECTORY}
     with store.tx():
-        store.set_environment_vcs(environment["id"], vcs)
         store.set_legacy_var(environment["id"], VARIABLE_KEY, "planted", category="terraform")
         store.create_legacy_config_version(environment["id"], {
-            "repo": vcs["repo"], "branch": BRANCH, "commit_sha": "0" * 40,
-            "variables": [{"key": VARIABLE_KEY, "value": "planted", "category": "terraform", "hcl": False,
-                           "sensitive": False}],
-            "tf_vars": [{"key": VARIABLE_KEY, "value": "planted", "hcl": False, "sensitive": False}]})
+            "git_branch": BRANCH, "remote_type": "github", "remote_slug": environment["vcs_repo"],
+            "commit_sha": "0" * 40})
     current = store.current_legacy_state(environment["id"])
     assert current is not None, f"{org}/{env} has no state to plant into"
     assert store.put_legacy_state(environment["id"], _hostile_state(bytes(current["body"])))
-    return Planted(dict(PAYLOADS), {"working_directory": WORKING_DIRECTORY, "sensitive_variables": VARIABLE_KEY})
+    return Planted(dict(PAYLOADS), {"working_directory": WORKING_DIRECTORY, "sensitive_variables": "",
+                                    "env_variables": "", "teams": ""})
 
 
 class _Scan(HTMLParser):

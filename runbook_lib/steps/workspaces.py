@@ -237,7 +237,12 @@ def plan(ctx: StepContext) -> pd.DataFrame:
     return _plan_rows(ctx, *read)
 
 
-def _plan_rows(ctx: StepContext, view: LegacyView, ws: Resource | None, ws_vars: list[Resource]) -> pd.DataFrame:
+def _team_plans(ctx: StepContext, ws: Resource | None) -> list[teams.TeamMapping]:
+    return teams.plan_teams(ctx, ws) if teams.enabled(ctx) else []
+
+
+def _plan_rows(ctx: StepContext, view: LegacyView, ws: Resource | None, ws_vars: list[Resource],
+               team_plans: list[teams.TeamMapping] | None = None) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     if ws is None:
         want = desired(ctx, view)
@@ -272,7 +277,7 @@ def _plan_rows(ctx: StepContext, view: LegacyView, ws: Resource | None, ws_vars:
                      "detail": "the mapping names no repository (vcs_repo is empty); the workspace gets none"})
     rows += _variable_plan(ctx, view.variables, ws_vars)
     if teams.enabled(ctx):
-        rows += teams.plan_rows(teams.plan_teams(ctx, ws), ctx.row.workspace_slug)
+        rows += teams.plan_rows(_team_plans(ctx, ws) if team_plans is None else team_plans, ctx.row.workspace_slug)
     return plan_frame(rows)
 
 
@@ -295,7 +300,10 @@ def apply(ctx: StepContext) -> pd.DataFrame:
     """
     # The plan's one read is what apply acts on (it used to read everything a second time right after).
     view, ws, ws_vars = _read(ctx)
-    refused = refusals(_plan_rows(ctx, view, ws, ws_vars))
+    # Read once, before the first write: what the teams need is decided here and applied below (a write
+    # forgets the read memo, so asking again later would read every team again).
+    team_plans = _team_plans(ctx, ws)
+    refused = refusals(_plan_rows(ctx, view, ws, ws_vars, team_plans))
     if refused:
         raise StepError("step 2 refused, nothing changed: " + "; ".join(refused))
     done = []
@@ -337,7 +345,8 @@ def apply(ctx: StepContext) -> pd.DataFrame:
         done.append({"object": "variable", "name": f"{category}:{var['key']}",
                      "result": "created" + (" (sensitive, EMPTY)" if description else "")})
     if teams.enabled(ctx):
-        done += teams.apply_teams(ctx, ws)
+        # the host's own import created teams and access itself: decide again on what it left
+        done += teams.apply_teams(ctx, ws, None if native.requested(ctx) else team_plans)
     return pd.DataFrame(done, columns=["object", "name", "result"])
 
 

@@ -22,6 +22,21 @@ class TeamsApi(TfeBase):
         """The team of that name, or None."""
         return next((t for t in self.list_teams(organization, fresh=fresh) if t.get("name") == name), None)
 
+    def teams_with_members(self, organization: str, *, fresh: bool = False) -> dict[str, tuple[Resource, list[str]]]:
+        """Every team of the organization with its members' usernames, in one listing
+        (``GET /organizations/:org/teams?include=users``, teams.mdx "List teams": `include` may be `users`).
+
+        Returns:
+            {team name: (team, sorted member usernames)}.
+        """
+        out = {}
+        for team in self._list(f"/organizations/{_seg(organization)}/teams", {"include": "users"}, reuse=True,
+                               fresh=fresh):
+            ids = set(team.rel("users") or [])
+            names = sorted(u.get("username") for u in team.included if u.type == "users" and u.id in ids)
+            out[team.get("name")] = (team, names)
+        return out
+
     def team_members(self, team_id: str) -> list[str]:
         """The usernames of a team's members (``GET /teams/:id?include=users``), sorted."""
         team = self._get(f"/teams/{_seg(team_id)}", {"include": "users"}, reuse=True)

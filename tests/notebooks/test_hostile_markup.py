@@ -10,6 +10,7 @@ event handler, no injected element and no script link, while showing every paylo
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -42,7 +43,8 @@ def _pages(folder: Path) -> dict[str, str]:
 
 def test_a_plan_batch_writes_no_live_markup(hostile):
     sandbox, planted, out = hostile
-    runner = BatchRunner(propose(sandbox.legacy_org, [ENV], NEW_ORG), list(STEPS[:3]), mode="plan", out=out / "runs",
+    rows = [replace(row, **planted.mapping_columns) for row in propose(sandbox.legacy_org, [ENV], NEW_ORG)]
+    runner = BatchRunner(rows, list(STEPS[:3]), mode="plan", out=out / "runs",
                          batch_id="hostile", jobs=1, parameters=batch_parameters(sandbox.env))
     result = runner.run()
     pages = _pages(result.batch_dir)
@@ -72,5 +74,5 @@ def test_the_survey_writes_no_live_markup(hostile):
     page = audit.notebook_to_html(executed).read_text(encoding="utf-8")
     assert live_markup(page) == []
     text = shown_text(page)
-    for payload in (LINEAGE, REMOTE_STATE, BRANCH, WORKING_DIRECTORY):
+    for payload in (LINEAGE, REMOTE_STATE, BRANCH):  # the working directory is the operator's to write
         assert payload in text, payload

@@ -24,6 +24,7 @@ from runbook_lib import gates, mapping
 from runbook_lib.catalog import step_parameters
 from runbook_lib.context import StepContext
 from runbook_lib.errors import StepError
+from runbook_lib.inventory import STATE_404
 from runbook_lib.legacy import NOT_FOUND
 from runbook_lib.rehearsal import LegacyUi, batch_parameters
 from runbook_lib.sandbox import Sandbox
@@ -105,7 +106,7 @@ def test_step_0_an_environment_answering_404_is_not_ready(sandbox, audit, tmp_pa
     ghost = preflight.survey(_ctx(audit, "00_preflight_inventory", GHOST, mode="plan"))
     assert not ghost.result.passed and not ghost.result.evidence["ready"]
     assert "answered 404" in ghost.result.summary and "cannot see it" in ghost.result.summary
-    assert ghost.environments.iloc[0]["state_found"] == NOT_FOUND
+    assert ghost.environments.iloc[0]["legacy_state"] == STATE_404
     with pytest.raises(StepError):
         ghost.conclude()
 

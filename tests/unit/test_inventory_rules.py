@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from runbook_lib.inventory import readiness, remote_state_reads
+from runbook_lib.inventory import STATE_404, readiness, remote_state_reads
 from runbook_lib.tfe import HeldState
 from runbook_lib.state import TerraformState
 from runbook_lib.steps.state_migration import _decide
 
-READY_ROW = {"state_serial": 4, "lineage": "L1", "state_found": "state", "terraform_version": "0.11.11",
+READY_ROW = {"state_serial": 4, "lineage": "L1", "legacy_state": "read", "terraform_version": "0.11.11",
              "vcs_repo": "a/b", "vcs_branch": "", "working_directory": "", "sensitive_variables": "",
              "env_variables": "", "teams": ""}
 
@@ -19,8 +19,8 @@ READY_ROW = {"state_serial": 4, "lineage": "L1", "state_found": "state", "terraf
 @pytest.mark.parametrize("row, issues, exists, lineage, ready, reason", [
     (READY_ROW, [], False, None, True, "ready"),
     (READY_ROW, ["collides with x"], False, None, False, "collides with x"),
-    ({**READY_ROW, "state_serial": None, "state_found": "no state"}, [], False, None, False, "no state"),
-    ({**READY_ROW, "state_serial": None, "state_found": "not found"}, [], False, None, False,
+    ({**READY_ROW, "state_serial": None, "legacy_state": "none (204)"}, [], False, None, False, "no state"),
+    ({**READY_ROW, "state_serial": None, "legacy_state": STATE_404}, [], False, None, False,
      "does not exist or the token cannot see it"),
     ({**READY_ROW, "working_directory": "?", "teams": "?"}, [], False, None, False,
      "the mapping does not say working_directory, teams"),
@@ -93,5 +93,5 @@ def test_readiness_treats_empty_table_cells_as_absent():
 
 
 def test_a_404_state_is_never_ready_whatever_else_is_known():
-    ready, reason = readiness({**READY_ROW, "state_found": "not found", "state_serial": 4}, [], False, None)
+    ready, reason = readiness({**READY_ROW, "legacy_state": STATE_404, "state_serial": 4}, [], False, None)
     assert not ready and "answered 404" in reason
