@@ -41,11 +41,11 @@ SUMMARY = "summary.html"
 BACKUP_CHECKSUMS = "backups.sha256"
 #: A step's outcome (in its mode's words, `display.outcome_label`) -> its colour on the page.
 OUTCOME_COLOURS = {"passed": "#c8e6c9", "plan ok": "#bbdefb", "failed": "#ffcdd2", "would refuse": "#ffcdd2",
-                   "refused": "#ffe0b2", "skipped": "#e0e0e0", "running": "#fff9c4"}
+                   "refused": "#ffe0b2", "waiting": "#ffecb3", "skipped": "#e0e0e0", "running": "#fff9c4"}
 BAR_COLOURS = {"passed": "#43a047", "plan ok": "#1e88e5", "failed": "#e53935", "would refuse": "#e53935",
-               "refused": "#fb8c00", "skipped": "#9e9e9e", "running": "#fdd835"}
-#: The timeline's legend: an apply batch's outcomes, a plan batch's.
-LEGEND = {False: ("passed", "failed", "refused", "skipped", "running"),
+               "refused": "#fb8c00", "waiting": "#ffb300", "skipped": "#9e9e9e", "running": "#fdd835"}
+#: The timeline's legend: an apply batch's outcomes (waiting: for the operator's hand), a plan batch's.
+LEGEND = {False: ("passed", "failed", "refused", "waiting", "skipped", "running"),
           True: ("plan ok", "would refuse", "failed", "refused", "skipped", "running")}
 #: Kept for callers of the bare page (`write_summary_html`): ledger status -> colour.
 STEP_OUTCOME_COLOURS = {k: v for k, v in OUTCOME_COLOURS.items() if k in ("passed", "failed", "refused", "skipped",
@@ -144,18 +144,28 @@ def environment_evidence(runs: Mapping[str, Any], workspace: str | None) -> dict
             "identical": bool(three.get("identical_bytes")), "resources": three.get("resources")}
     if "run_id" in five:
         plan = five.get("plan") or {}
+        after = five.get("legacy_after_push") or {}
+        base = after.get("baseline") or {}
         facts["verifying_run"] = {"run_id": five.get("run_id"), "commit": five.get("commit"),
                                   "run_commit": five.get("run_commit"), "plan": plan,
                                   "no_changes": five.get("has_changes") is False,
-                                  "legacy_runs_after_push": len(five.get("legacy_runs_after_push") or [])}
+                                  # the proof of step 4's unlink: the legacy host as step 4 left it
+                                  "legacy_unchanged": (bool(after) and not after.get("deleted_by_step_6")
+                                                       and after.get("configuration_version")
+                                                       == base.get("configuration_version")
+                                                       and after.get("state_md5") == base.get("state_md5"))
+                                  if after else None,
+                                  "legacy_configuration_version": after.get("configuration_version"),
+                                  "legacy_state_serial": after.get("state_serial")}
         if five.get("run_url"):
             facts["verifying_run"]["url"] = five["run_url"]
-    if "vcs" in four:
+    if "state_md5" in four:  # the operator unlinked in the legacy UI; step 4 recorded the baseline
         previous = four.get("previous_vcs") or {}
         decision = four.get("confirmation") or {}
-        facts["vcs_unlink"] = {"unlinked": not four.get("vcs"), "previous_repo": previous.get("repo"),
-                               "at": runs[catalog.DISABLE_LEGACY_VCS].finished_at, "via": four.get("unlink_via"),
-                               "confirmed_by": decision.get("operator"), "confirmed_via": decision.get("via")}
+        facts["vcs_unlink"] = {"previous_repo": previous.get("repo"), "at": runs[catalog.DISABLE_LEGACY_VCS].finished_at,
+                               "confirmed_by": decision.get("operator"), "confirmed_via": decision.get("via"),
+                               "baseline_configuration_version": four.get("configuration_version"),
+                               "baseline_state_serial": four.get("state_serial")}
     if "deleted" in six:
         decision = six.get("confirmation") or {}
         final = six.get("final_backup") or {}
@@ -164,7 +174,8 @@ def environment_evidence(runs: Mapping[str, Any], workspace: str | None) -> dict
             "confirmation_text": f"{decision['action']} {decision['target']}" if decision.get("action") else None,
             "confirmed_by": decision.get("operator"), "confirmed_via": decision.get("via"),
             "confirmed_at": decision.get("decided_at"), "final_backup_sha256": final.get("sha256"),
-            "final_backup_matches_step3": final.get("matches_step3")}
+            "final_backup_matches_step3": final.get("matches_step3"),
+            "proof": {k: (six.get("proof") or {}).get(k) for k in ("state", "listed", "others", "organization_visible")}}
     return facts
 
 
@@ -419,8 +430,13 @@ def _verdict(manifest: Mapping[str, Any]) -> dict[str, Any]:
             f"; not so: {', '.join(missing)}." if missing else ".")}
     if environments and not missing:
         return {"kind": "good", "text": f"All {len(environments)} environments passed every step."}
-    return {"kind": "bad", "text": f"{len(complete)} of {len(environments)} environments passed every step; "
-                                   f"not complete: {', '.join(missing)}."}
+    waiting = [e for e in missing if any(((environments[e].get("steps") or {}).get(s) or {}).get("status") == "waiting"
+                                         for s in steps)]
+    text = f"{len(complete)} of {len(environments)} environments passed every step; not complete: {', '.join(missing)}."
+    if waiting:
+        text += (f" Waiting for your hand in the legacy UI (then the confirm line, and the batch again): "
+                 f"{', '.join(waiting)}.")
+    return {"kind": "bad", "text": text}
 
 
 def _when(manifest: Mapping[str, Any]) -> dict[str, Any]:
