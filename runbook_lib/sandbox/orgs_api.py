@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from runbook_lib.sandbox import errors
+from runbook_lib.sandbox import documents, errors
 from runbook_lib.sandbox.tfe_api import EXECUTION_MODES, OAUTH_PROVIDERS, _rel, _user
 from runbook_lib.sandbox.wire import (Request, Response, check_str, jsonapi_response, paginate, parse_resource,
                                       relationship_id)
 
 
 # --- organizations -------------------------------------------------------------------------------------
+
+@documents.renders("organizations")
+def _org_render(req: Request, org: dict[str, Any]) -> dict[str, Any]:
+    return _org_doc(org)
+
 
 def _org_doc(org: dict[str, Any]) -> dict[str, Any]:
     # Attributes and relationships as go-tfe `organization.go` (struct Organization) decodes them. A

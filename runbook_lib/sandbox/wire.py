@@ -59,6 +59,10 @@ class Request:
             return json.loads(self.body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise errors.BadRequestError(f"the request body is not valid JSON: {exc.msg if hasattr(exc, 'msg') else exc}") from exc
+        except ValueError as exc:
+            # Python refuses to convert an integer of more than 4,300 digits (its int max_str_digits guard):
+            # the body is not a document the API can take, so a 400, not an unexpected 500.
+            raise errors.BadRequestError(f"the request body holds a number the sandbox cannot read: {exc}") from None
         except RecursionError:
             # Deeply nested arrays/objects exhaust the parser's stack: a 400, not an unexpected 500.
             raise errors.BadRequestError("the request body nests too deeply to be a JSON:API document") from None

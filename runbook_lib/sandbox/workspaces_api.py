@@ -7,8 +7,8 @@ import json
 import re
 from typing import Any
 
-from runbook_lib.sandbox import errors
-from runbook_lib.sandbox.states_api import _state_version_doc
+from runbook_lib.sandbox import documents, errors
+from runbook_lib.sandbox.states_api import workspace_outputs
 from runbook_lib.sandbox.tfe_api import EXECUTION_MODES, _ALL_PERMISSIONS, _rel, _user, _ws
 from runbook_lib.sandbox.wire import (Request, Response, check_bool, check_str, jsonapi_response, paginate,
                                      parse_resource, relationship_id)
@@ -16,7 +16,8 @@ from runbook_lib.sandbox.wire import (Request, Response, check_bool, check_str, 
 
 # --- workspaces ------------------------------------------------------------------------------------------
 
-def _workspace_doc(req: Request, ws: dict[str, Any]) -> dict[str, Any]:
+@documents.renders("workspaces")
+def workspace_doc(req: Request, ws: dict[str, Any]) -> dict[str, Any]:
     store = req.store
     settings = store.workspace_settings(ws["id"])
     current = store.current_state_version(ws["id"])
@@ -62,7 +63,8 @@ def _workspace_doc(req: Request, ws: dict[str, Any]) -> dict[str, Any]:
         "plan-duration-average": None, "policy-check-failures": None, "run-failures": None,
         "workspace-kpis-runs-count": len(runs),
         "actions": {"is-destroyable": True},
-        "permissions": {name: True for name in _ALL_PERMISSIONS},
+        # what the caller may do here (go-tfe `workspace.go` WorkspacePermissions; a team token's access)
+        "permissions": store.workspace_grant(req.user, ws["id"]).can() if req.user else {n: True for n in _ALL_PERMISSIONS},
         "setting-overwrites": store.setting_overwrites(ws["id"]),
     }
     return {"id": ws["id"], "type": "workspaces", "attributes": attributes, "relationships": {
@@ -73,7 +75,8 @@ def _workspace_doc(req: Request, ws: dict[str, Any]) -> dict[str, Any]:
         "current-configuration-version": _rel("configuration-versions", _current_cv_id(store, ws["id"])),
         "latest-run": _rel("runs", latest_run["id"] if latest_run else None),
         "locked-by": {"data": locked_by},
-        "outputs": {"data": []}, "remote-state-consumers": {
+        "outputs": {"data": [{"id": o["id"], "type": o["type"]} for o in workspace_outputs(req, ws)]},
+        "remote-state-consumers": {
             "links": {"related": f"/api/v2/workspaces/{ws['id']}/relationships/remote-state-consumers"}},
         # the workspace's variables as a to-many relationship (go-tfe `workspace.go` Variables, read by
         # `variable_integration_test.go` after a create)
@@ -179,47 +182,43 @@ def _with_project(req: Request, org: str, attrs: dict[str, Any], rels: dict[str,
 def create_workspace(req: Request, org: str) -> Response:
     """`POST /api/v2/organizations/:org/workspaces`: 201, or 422 for a blank/invalid/taken name."""
     req.store.get_organization(org, _user(req))
+    req.store.require_org_workspace_creation(org, _user(req))
     attrs, rels = parse_resource(req, "workspaces")
     attrs = _with_project(req, org, _workspace_attrs(_with_tags(attrs, rels)), rels)
     ws = req.store.create_workspace(org, attrs, _user(req))
-    return jsonapi_response({"data": _workspace_doc(req, ws)}, 201)
+    return jsonapi_response({"data": workspace_doc(req, ws)}, 201)
 
 
 def _include_state(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
     current = req.store.current_state_version(ws["id"])
-    return [_state_version_doc(req, current)] if current else []
+    return [documents.render(req, "state-versions", current)] if current else []
 
 
 def _include_org(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
-    from runbook_lib.sandbox.orgs_api import _org_doc
-    return [_org_doc(req.store.get_organization(ws["org"], _user(req)))]
+    return [documents.render(req, "organizations", req.store.get_organization(ws["org"], _user(req)))]
 
 
 def _include_current_run(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
-    from runbook_lib.sandbox.tfe_runs_api import _run_doc
     current = req.store.current_run(ws["id"])
-    return [_run_doc(req, current)] if current else []
+    return [documents.render(req, "runs", current)] if current else []
 
 
 def _include_current_run_plan(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
-    from runbook_lib.sandbox.tfe_runs_api import _plan_doc
     current = req.store.current_run(ws["id"])
     plan = req.store.plan_for_run(current["id"]) if current else None
-    return _include_current_run(req, ws) + ([_plan_doc(req, plan)] if plan is not None else [])
+    return _include_current_run(req, ws) + ([documents.render(req, "plans", plan)] if plan is not None else [])
 
 
 def _include_current_run_cv(req: Request, ws: dict[str, Any], *, ingress: bool = False) -> list[dict[str, Any]]:
     """The current run and its configuration version (and that version's ingress attributes): a
     multi-part include returns the resources along the path too (JSON:API "Inclusion of Related
     Resources"), so one workspace read names the commit its current run plans."""
-    from runbook_lib.sandbox.runs_api import ingress_doc
-    from runbook_lib.sandbox.tfe_runs_api import _cv_doc
     current = req.store.current_run(ws["id"])
     if not current or not current["configuration_version_id"]:
         return _include_current_run(req, ws)
     cv = req.store.get_configuration_version(current["configuration_version_id"], _user(req))
-    return (_include_current_run(req, ws) + [_cv_doc(req, cv)]
-            + ([ingress_doc(cv)] if ingress and cv["ingress"] else []))
+    return (_include_current_run(req, ws) + [documents.render(req, "configuration-versions", cv)]
+            + ([documents.render(req, "ingress-attributes", cv)] if ingress and cv["ingress"] else []))
 
 
 def _include_locked_by(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
@@ -238,8 +237,8 @@ def _include_nothing(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
 
 #: `?include=` values the sandbox serves on a workspace (workspaces.mdx "Available Related Resources";
 #: the state version's spelling `current-state-version` is go-tfe's `WSCurrentStateVer`, tested against
-#: the real API in `workspace_integration_test.go`). `outputs` and `effective_tag_bindings` are empty:
-#: the sandbox keeps neither. The `current_run.*` paths are go-tfe's `WSCurrentRunPlan`,
+#: the real API in `workspace_integration_test.go`). `outputs` are the current state version's outputs
+#: (sensitive values null); `effective_tag_bindings` is empty: the sandbox keeps none. The `current_run.*` paths are go-tfe's `WSCurrentRunPlan`,
 #: `WSCurrentRunConfigVer` and `WSCurrentrunConfigVerIngress` (`workspace.go` `WSIncludeOpt`). Any other
 #: value is a 400, as the real API answers an invalid include.
 WORKSPACE_INCLUDES = {"current-state-version": _include_state, "organization": _include_org,
@@ -248,7 +247,7 @@ WORKSPACE_INCLUDES = {"current-state-version": _include_state, "organization": _
                       "current_run.configuration_version.ingress_attributes":
                           lambda req, ws: _include_current_run_cv(req, ws, ingress=True),
                       "locked_by": _include_locked_by,
-                      "outputs": _include_nothing, "effective_tag_bindings": _include_nothing}
+                      "outputs": workspace_outputs, "effective_tag_bindings": _include_nothing}
 
 
 def _includes(req: Request) -> list[str]:
@@ -346,7 +345,7 @@ def list_workspaces(req: Request, org: str) -> Response:
     rows = _sorted(req, _filter_tags(req, rows))
     rows, meta, links = paginate(req, rows)
     meta["status-counts"] = {"total": meta["pagination"]["total-count"]}
-    doc: dict[str, Any] = {"data": [_workspace_doc(req, w) for w in rows], "links": links, "meta": meta}
+    doc: dict[str, Any] = {"data": [workspace_doc(req, w) for w in rows], "links": links, "meta": meta}
     if includes:
         doc["included"] = _included(req, rows, includes)
     return jsonapi_response(doc)
@@ -360,7 +359,7 @@ def show_workspace(req: Request, org: str | None = None, name: str | None = None
     """
     includes = _includes(req)
     ws = _ws(req, org, name, ws_id)
-    doc: dict[str, Any] = {"data": _workspace_doc(req, ws)}
+    doc: dict[str, Any] = {"data": workspace_doc(req, ws)}
     if includes:
         doc["included"] = _included(req, [ws], includes)
     return jsonapi_response(doc)
@@ -368,12 +367,12 @@ def show_workspace(req: Request, org: str | None = None, name: str | None = None
 
 def update_workspace(req: Request, org: str | None = None, name: str | None = None,
                      ws_id: str | None = None) -> Response:
-    """`PATCH` a workspace by name or id."""
-    ws = _ws(req, org, name, ws_id)
+    """`PATCH` a workspace by name or id (admin access: permissions.mdx "Workspace Admins")."""
+    ws = _ws(req, org, name, ws_id, need="update")
     attrs, rels = parse_resource(req, "workspaces")
     attrs = _with_project(req, ws["org"], _workspace_attrs(_with_tags(attrs, rels)), rels)
     updated = req.store.update_workspace(ws, attrs, _user(req))
-    return jsonapi_response({"data": _workspace_doc(req, updated)})
+    return jsonapi_response({"data": workspace_doc(req, updated)})
 
 
 def delete_workspace(req: Request, org: str | None = None, name: str | None = None,
@@ -381,7 +380,7 @@ def delete_workspace(req: Request, org: str | None = None, name: str | None = No
     """`DELETE` a workspace by name or id: 204, a force delete whatever the workspace manages
     (workspaces.mdx "Force Delete a workspace"). With `safe` (the route `POST .../actions/safe-delete`):
     204, or 409 while the workspace manages resources (workspaces.mdx "Safe Delete a workspace")."""
-    ws = _ws(req, org, name, ws_id)
+    ws = _ws(req, org, name, ws_id, need="delete" if safe else "force-delete")
     (req.store.safe_delete_workspace if safe else req.store.delete_workspace)(ws["id"])
     return Response(204)
 
@@ -404,21 +403,21 @@ def _lock_reason(req: Request) -> str:
 
 def lock_workspace(req: Request, ws_id: str) -> Response:
     """`POST /api/v2/workspaces/:id/actions/lock`: 200, or 409 when already locked."""
-    ws = _ws(req, ws_id=ws_id)
+    ws = _ws(req, ws_id=ws_id, need="lock")
     reason = _lock_reason(req)
-    return jsonapi_response({"data": _workspace_doc(req, req.store.lock_workspace(ws, _user(req), reason))})
+    return jsonapi_response({"data": workspace_doc(req, req.store.lock_workspace(ws, _user(req), reason))})
 
 
 def unlock_workspace(req: Request, ws_id: str) -> Response:
     """`POST /api/v2/workspaces/:id/actions/unlock`: 200, or 409 (not locked / locked by another)."""
-    ws = _ws(req, ws_id=ws_id)
-    return jsonapi_response({"data": _workspace_doc(req, req.store.unlock_workspace(ws, _user(req)))})
+    ws = _ws(req, ws_id=ws_id, need="lock")
+    return jsonapi_response({"data": workspace_doc(req, req.store.unlock_workspace(ws, _user(req)))})
 
 
 def force_unlock_workspace(req: Request, ws_id: str) -> Response:
     """`POST /api/v2/workspaces/:id/actions/force-unlock`: 200, or 409 when not locked."""
-    ws = _ws(req, ws_id=ws_id)
-    return jsonapi_response({"data": _workspace_doc(req, req.store.unlock_workspace(ws, _user(req), force=True))})
+    ws = _ws(req, ws_id=ws_id, need="force-unlock")
+    return jsonapi_response({"data": workspace_doc(req, req.store.unlock_workspace(ws, _user(req), force=True))})
 
 
 # --- tags -------------------------------------------------------------------------------------------------
@@ -465,7 +464,7 @@ def list_workspace_tags(req: Request, ws_id: str) -> Response:
 
 def add_workspace_tags(req: Request, ws_id: str) -> Response:
     """`POST /api/v2/workspaces/:id/relationships/tags`: 204 (workspaces.mdx "Add tags to a workspace")."""
-    ws = _ws(req, ws_id=ws_id)
+    ws = _ws(req, ws_id=ws_id, need="manage-tags")
     req.store.change_workspace_tags(ws, _tag_names(req, ws), add=True)
     return Response(204)
 
@@ -473,7 +472,7 @@ def add_workspace_tags(req: Request, ws_id: str) -> Response:
 def remove_workspace_tags(req: Request, ws_id: str) -> Response:
     """`DELETE /api/v2/workspaces/:id/relationships/tags`: 204 (workspaces.mdx "Remove tags from
     workspace")."""
-    ws = _ws(req, ws_id=ws_id)
+    ws = _ws(req, ws_id=ws_id, need="manage-tags")
     req.store.change_workspace_tags(ws, _tag_names(req, ws), add=False)
     return Response(204)
 
@@ -517,26 +516,26 @@ def _var_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
 
 def list_vars(req: Request, ws_id: str) -> Response:
     """`GET /api/v2/workspaces/:id/vars`: all variables (not paged, as in TFE); sensitive values null."""
-    ws = _ws(req, ws_id=ws_id)
+    ws = _ws(req, ws_id=ws_id, need="read-variables")
     return jsonapi_response({"data": [_var_doc(v) for v in req.store.list_vars(ws["id"])]})
 
 
 def create_var(req: Request, ws_id: str) -> Response:
     """`POST /api/v2/workspaces/:id/vars`: 201; 422 for a blank/taken key or a bad category."""
-    ws = _ws(req, ws_id=ws_id)
+    ws = _ws(req, ws_id=ws_id, need="write-variables")
     attrs, _ = parse_resource(req, "vars")
     return jsonapi_response({"data": _var_doc(req.store.create_var(ws["id"], _var_attrs(attrs)))}, 201)
 
 
 def show_var(req: Request, ws_id: str, var_id: str) -> Response:
     """`GET /api/v2/workspaces/:id/vars/:var_id`."""
-    ws = _ws(req, ws_id=ws_id)
+    ws = _ws(req, ws_id=ws_id, need="read-variables")
     return jsonapi_response({"data": _var_doc(req.store.get_var(ws["id"], var_id))})
 
 
 def update_var(req: Request, ws_id: str, var_id: str) -> Response:
     """`PATCH /api/v2/workspaces/:id/vars/:var_id`."""
-    ws = _ws(req, ws_id=ws_id)
+    ws = _ws(req, ws_id=ws_id, need="write-variables")
     var = req.store.get_var(ws["id"], var_id)
     attrs, _ = parse_resource(req, "vars")
     return jsonapi_response({"data": _var_doc(req.store.update_var(var, _var_attrs(attrs)))})
@@ -544,7 +543,7 @@ def update_var(req: Request, ws_id: str, var_id: str) -> Response:
 
 def delete_var(req: Request, ws_id: str, var_id: str) -> Response:
     """`DELETE /api/v2/workspaces/:id/vars/:var_id`: 204."""
-    ws = _ws(req, ws_id=ws_id)
+    ws = _ws(req, ws_id=ws_id, need="write-variables")
     var = req.store.get_var(ws["id"], var_id)
     req.store.delete_var(var["id"])
     return Response(204)

@@ -81,6 +81,14 @@ RUN_TRANSITIONS: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in {
 # lock the workspace"). A saved plan ends the run's hold until it is confirmed.
 _RELEASES_LOCK = FINAL_STATUSES | {"planned_and_saved"}
 
+# An apply's status follows its run (applies.mdx "Apply States"): `pending` until the run is confirmed,
+# `queued` until terraform starts, `running`, then `finished`; a run that ends before its apply started
+# leaves it `unreachable`, one that ends during it `errored` or `canceled`.
+_APPLY_STATUS = {"confirmed": "queued", "queuing_apply": "queued", "apply_queued": "queued",
+                 "pre_apply_running": "queued", "pre_apply_completed": "queued", "applying": "running",
+                 "applied": "finished"}
+APPLY_FINAL = frozenset(("finished", "errored", "canceled", "unreachable"))
+
 
 class RunStore(StoreBase):
     """Configuration versions, runs, plans, and the run worker's job table."""
@@ -105,6 +113,8 @@ class RunStore(StoreBase):
             self._insert("blobs", {"token": row["upload_token"], "kind": "cv", "owner_id": row["id"],
                                    "direction": "upload"})
         return row
+
+    configuration_version_by_id = row_by_id("configuration_versions", "A configuration version without access checks")
 
     get_configuration_version = visible_row("configuration_versions", "A configuration version of a workspace")
 
@@ -150,9 +160,15 @@ class RunStore(StoreBase):
                 "changes": 0, "destructions": 0, "imports": 0, "log": None, "json_output": None,
                 "json_download_token": secrets.token_urlsafe(24), "log_token": secrets.token_urlsafe(24),
                 "status_timestamps": json.dumps({"queued-at": stamp})}
+        apply = {"id": "apply-" + run["id"].removeprefix("run-"), "run_id": run["id"], "status": "pending",
+                 "log": None, "log_token": secrets.token_urlsafe(24), "confirmed_by": None,
+                 "status_timestamps": "{}"}
         with self.tx():
             self._insert("runs", run)
             self._insert("plans", plan)
+            self._insert("applies", apply)
+            self._insert("blobs", {"token": apply["log_token"], "kind": "apply-log", "owner_id": apply["id"],
+                                   "direction": "download"})
             self._insert("blobs", {"token": plan["json_download_token"], "kind": "plan-json", "owner_id": plan["id"],
                                    "direction": "download"})
             self._insert("blobs", {"token": plan["log_token"], "kind": "plan-log", "owner_id": plan["id"],
@@ -172,6 +188,11 @@ class RunStore(StoreBase):
             return self._q(f"SELECT * FROM runs WHERE workspace_id = ? AND status IN ({marks}) "
                            "ORDER BY created_at DESC, rowid DESC", (ws_id, *statuses))
         return self._q("SELECT * FROM runs WHERE workspace_id = ? ORDER BY created_at DESC, rowid DESC", (ws_id,))
+
+    def list_org_runs(self, org: str) -> list[dict[str, Any]]:
+        """Every run of the organization's workspaces, newest first."""
+        return self._q("SELECT r.* FROM runs r JOIN workspaces w ON w.id = r.workspace_id WHERE w.org = ? "
+                       "ORDER BY r.created_at DESC, r.rowid DESC", (org,))
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         """Change a run's other columns (configuration version, has_changes); statuses go through
@@ -222,7 +243,48 @@ class RunStore(StoreBase):
             fields.update(status=status, status_timestamps=json.dumps(stamps))
             self._update("runs", "id", run_id, fields)
             self._hold_workspace_lock(run, status)
+            self._follow_with_apply(run_id, status)
             return self.run_by_id(run_id)  # type: ignore[return-value]
+
+    def _follow_with_apply(self, run_id: str, status: str) -> None:
+        apply = self.apply_for_run(run_id)
+        if apply is None or apply["status"] in APPLY_FINAL:
+            return
+        new = _APPLY_STATUS.get(status)
+        if new is None and status in FINAL_STATUSES:
+            new = ("unreachable" if apply["status"] == "pending" else
+                   "canceled" if status in ("canceled", "force_canceled") else "errored")
+        if new and new != apply["status"]:
+            self.update_apply(apply["id"], new)
+
+    def apply_for_run(self, run_id: str) -> dict[str, Any] | None:
+        """The apply of a run, or None (runs stored before applies were modelled have none)."""
+        return self._one("SELECT * FROM applies WHERE run_id = ?", (run_id,))
+
+    get_apply = visible_row("applies", "An apply of a run")
+
+    apply_by_id = row_by_id("applies", "An apply without access checks")
+
+    def update_apply(self, apply_id: str, status: str | None = None, **fields: Any) -> None:
+        """Change an apply: status (stamped `<status>-at`), counts, log, confirmed_by."""
+        with self.tx():
+            apply = self.apply_by_id(apply_id)
+            if apply is None:
+                raise errors.NotFoundError()
+            if status:
+                stamps = json.loads(apply["status_timestamps"])
+                stamps[{"running": "started-at", "finished": "finished-at"}.get(status, f"{status}-at")] = now_iso()
+                fields.update(status=status, status_timestamps=json.dumps(stamps))
+            self._update("applies", "id", apply_id, fields)
+
+    def set_redacted_plan(self, plan_id: str, body: bytes) -> None:
+        """Keep a plan's redacted JSON (plan JSON with provider schemas; run worker)."""
+        self._x("INSERT OR REPLACE INTO plan_redacted (plan_id, body) VALUES (?, ?)", (plan_id, body))
+
+    def redacted_plan(self, plan_id: str) -> bytes | None:
+        """A plan's redacted JSON, or None (Terraform 0.11 plans and unfinished ones have none)."""
+        row = self._one("SELECT body FROM plan_redacted WHERE plan_id = ?", (plan_id,))
+        return bytes(row["body"]) if row else None
 
     def _hold_workspace_lock(self, run: dict[str, Any], status: str) -> None:
         ws = self._one("SELECT id, locked, locked_by_run FROM workspaces WHERE id = ?", (run["workspace_id"],))

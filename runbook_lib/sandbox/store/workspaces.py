@@ -285,6 +285,7 @@ class WorkspaceStore(StoreBase):
             run_ids = [r["id"] for r in self._q("SELECT id FROM runs WHERE workspace_id = ?", (ws_id,))]
             for run_id in run_ids:
                 self._x("DELETE FROM plans WHERE run_id = ?", (run_id,))
+                self._x("DELETE FROM applies WHERE run_id = ?", (run_id,))
             for table in ("runs", "state_versions", "vars", "configuration_versions"):
                 self._x(f"DELETE FROM {table} WHERE workspace_id = ?", (ws_id,))
             self._x("DELETE FROM workspaces WHERE id = ?", (ws_id,))
@@ -300,9 +301,16 @@ class WorkspaceStore(StoreBase):
         """Delete a workspace only if it manages no resources (workspaces.mdx "Safe Delete a workspace").
 
         Raises:
-            ConflictError: its current state still manages resources (nothing deleted).
+            ConflictError: the workspace is locked, or its current state still manages resources (nothing
+                deleted).
         """
         with self.tx():
+            ws = self.workspace_by_id(ws_id)  # type: ignore[attr-defined]
+            if ws is not None and ws["locked"]:
+                # go-tfe `errors.go` ErrWorkspaceLockedCannotDelete, matched on "locked" in the 409's text
+                # (`tfe.go` checkResponseCode); `workspace_integration_test.go` SafeDelete "when workspace is locked"
+                raise errors.ConflictError("Workspace is currently locked. Workspace must be unlocked before it can "
+                                           "be safely deleted")
             managed = self.managed_resources(ws_id)
             if managed:
                 raise errors.ConflictError(f"Workspace is not safe to delete because it is managing resources "
