@@ -351,6 +351,32 @@ def trigger_push(store: Store, data_dir: Path, *, repository: str, ref: str, bef
     return result
 
 
+def queue_on_link(store: Store, data_dir: Path, ws: dict[str, Any]) -> dict[str, Any] | None:
+    """The run TFE queues when a workspace is linked to a repository with `queue-all-runs` on: the head of its
+    branch is ingested and planned "immediately after workspace creation" (workspaces.mdx
+    `data.attributes.queue-all-runs`); a later PATCH that links a repository does the same. The run waits
+    behind the workspace's lock like any other (run-states.mdx `pending`). None when nothing is queued
+    (`queue-all-runs` off, or the repository or branch does not exist in the sandbox).
+    """
+    if not ws["vcs_identifier"] or not ws["queue_all_runs"]:
+        return None
+    try:
+        bare = repository_path(data_dir, ws["vcs_identifier"])
+        if not (bare / "HEAD").is_file():
+            return None
+        default = default_branch(bare)
+        branch = ws["vcs_branch"] or default
+        sha = branch_head(bare, branch)
+    except (git.GitError, errors.SandboxError, OSError):
+        return None  # an empty repository or a branch that does not exist yet: the first push will queue
+    message = commit_message(bare, sha)
+    cv = ingest_commit(store, ws, bare, identifier=ws["vcs_identifier"], branch=branch, sha=sha, message=message,
+                       default=default)
+    title = message.splitlines()[0] if message else ""
+    return store.create_run(ws, None, cv_id=cv["id"], message=title or f"Triggered by linking {ws['vcs_identifier']}",
+                            source=VCS_RUN_SOURCE)
+
+
 def push_webhook(req: Request) -> Response:
     """`POST /_sandbox/vcs/push` (SANDBOX-DEFINED): a repository's hook reports a pushed ref.
 

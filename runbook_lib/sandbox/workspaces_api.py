@@ -7,7 +7,7 @@ import json
 import re
 from typing import Any
 
-from runbook_lib.sandbox import documents, errors
+from runbook_lib.sandbox import documents, errors, vcs
 from runbook_lib.sandbox.states_api import workspace_outputs
 from runbook_lib.sandbox.tfe_api import EXECUTION_MODES, _ALL_PERMISSIONS, _rel, _user, _ws
 from runbook_lib.sandbox.wire import (Request, Response, check_bool, check_str, jsonapi_response, paginate,
@@ -186,7 +186,15 @@ def create_workspace(req: Request, org: str) -> Response:
     attrs, rels = parse_resource(req, "workspaces")
     attrs = _with_project(req, org, _workspace_attrs(_with_tags(attrs, rels)), rels)
     ws = req.store.create_workspace(org, attrs, _user(req))
+    _queue_on_link(req, ws)
     return jsonapi_response({"data": workspace_doc(req, ws)}, 201)
+
+
+def _queue_on_link(req: Request, ws: dict[str, Any]) -> None:
+    """Linking a repository with `queue-all-runs` queues a run of its branch head (vcs.queue_on_link)."""
+    data_dir = getattr(req.app, "data_dir", None)
+    if data_dir is not None:
+        vcs.queue_on_link(req.store, data_dir, ws)
 
 
 def _include_state(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
@@ -372,6 +380,8 @@ def update_workspace(req: Request, org: str | None = None, name: str | None = No
     attrs, rels = parse_resource(req, "workspaces")
     attrs = _with_project(req, ws["org"], _workspace_attrs(_with_tags(attrs, rels)), rels)
     updated = req.store.update_workspace(ws, attrs, _user(req))
+    if (updated["vcs_identifier"], updated["vcs_branch"]) != (ws["vcs_identifier"], ws["vcs_branch"]):
+        _queue_on_link(req, updated)  # a new link queues the branch head (turning queue-all-runs on does not)
     return jsonapi_response({"data": workspace_doc(req, updated)})
 
 

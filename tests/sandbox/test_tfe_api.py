@@ -311,7 +311,10 @@ def test_runs_plans_and_configuration_versions(fresh_sandbox: Sandbox):
     redirect = api.get(f"/api/v2/runs/{data['id']}/plan/json-output", allow_redirects=False)
     assert redirect.status_code == 307
     assert api.get(redirect.headers["Location"]).json() == {"resource_changes": []}
-    finished = api.get(f"/api/v2/workspaces/{ws['id']}/runs?filter[status]=planned_and_finished").json()
+    # plan-only runs are listed only when filter[operation] asks for them (run.mdx "List Runs in a Workspace")
+    assert api.get(f"/api/v2/workspaces/{ws['id']}/runs?filter[status]=planned_and_finished").json()["data"] == []
+    finished = api.get(f"/api/v2/workspaces/{ws['id']}/runs?filter[status]=planned_and_finished"
+                       "&filter[operation]=plan_only,plan_and_apply").json()
     assert [r["id"] for r in finished["data"]] == [data["id"]]
     assert api.get(f"/api/v2/workspaces/{ws['id']}/runs?filter[status]=pending").json()["data"] == []
     assert "planned-and-finished-at" in api.get(f"/api/v2/runs/{data['id']}").json()["data"]["attributes"]["status-timestamps"]

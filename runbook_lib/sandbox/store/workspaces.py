@@ -305,17 +305,19 @@ class WorkspaceStore(StoreBase):
                 deleted).
         """
         with self.tx():
+            managed = self.managed_resources(ws_id)
+            if managed:
+                raise errors.ConflictError(f"Workspace is not safe to delete because it is managing resources "
+                                           f"({managed} in its current state). Destroy them first, or force "
+                                           f"delete with DELETE /api/v2/workspaces/{ws_id}.")
+            # (resources first: which of the two a real host names for a locked workspace managing
+            # resources is not documented; the resources are what the operator must act on)
             ws = self.workspace_by_id(ws_id)  # type: ignore[attr-defined]
             if ws is not None and ws["locked"]:
                 # go-tfe `errors.go` ErrWorkspaceLockedCannotDelete, matched on "locked" in the 409's text
                 # (`tfe.go` checkResponseCode); `workspace_integration_test.go` SafeDelete "when workspace is locked"
                 raise errors.ConflictError("Workspace is currently locked. Workspace must be unlocked before it can "
                                            "be safely deleted")
-            managed = self.managed_resources(ws_id)
-            if managed:
-                raise errors.ConflictError(f"Workspace is not safe to delete because it is managing resources "
-                                           f"({managed} in its current state). Destroy them first, or force "
-                                           f"delete with DELETE /api/v2/workspaces/{ws_id}.")
             self.delete_workspace(ws_id)
 
     def lock_workspace(self, ws: dict[str, Any], user: dict[str, Any], reason: str) -> dict[str, Any]:
