@@ -195,7 +195,8 @@ def create_team_token(req: Request, team_id: str) -> Response:
     shown); it replaces the team's previous token (team-tokens.mdx "Generate a new team token")."""
     expired_at = None
     if req.body.strip():
-        attrs, _ = parse_resource(req, "authentication-tokens")
+        # go-tfe `team_token.go` TeamTokenCreateOptions has no JSON:API type, so its body says `"type": ""`
+        attrs, _ = parse_resource(req, "authentication-tokens", require_type=False)
         expired_at = attrs.get("expired-at")
         if expired_at is not None and not (isinstance(expired_at, str) and _ISO.fullmatch(expired_at)):
             raise errors.UnprocessableError("expired-at must be an ISO 8601 time like 2030-01-01T00:00:00.000Z",

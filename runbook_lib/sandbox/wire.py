@@ -93,7 +93,8 @@ def parse_resource(req: Request, expected_type: str | None, *, require_type: boo
     Args:
         req: the request.
         expected_type: the `data.type` the endpoint takes (a different one answers 409, per JSON:API).
-        require_type: False for action endpoints whose clients send `"type": ""` (Terraform's lock body).
+        require_type: False for endpoints whose clients send `"type": ""` (Terraform's lock body, go-tfe's
+            team token options, which carry no JSON:API type); a type that is given must still match.
 
     Returns:
         (attributes, relationships), both dicts.
@@ -108,10 +109,10 @@ def parse_resource(req: Request, expected_type: str | None, *, require_type: boo
     if not isinstance(data, dict):
         raise errors.UnprocessableError("param is missing or the value is empty: data", pointer="/data")
     kind = data.get("type")
-    if require_type and expected_type is not None:
-        if not kind:
+    if expected_type is not None:
+        if not kind and require_type:
             raise errors.UnprocessableError("param is missing or the value is empty: type", pointer="/data/type")
-        if kind != expected_type:
+        if kind and kind != expected_type:
             raise errors.ConflictError(f"the resource type {kind!r} does not match this endpoint "
                                        f"(expected {expected_type!r})")
     attrs = data.get("attributes") or {}

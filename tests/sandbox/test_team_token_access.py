@@ -100,3 +100,15 @@ def test_a_number_of_more_than_4300_digits_is_a_400(seeded_sandbox: Sandbox, api
     answer = api.post(f"/api/v2/organizations/{new_org}/workspaces", data=body)
     assert answer.status_code == 400 and "number" in answer.json()["errors"][0]["detail"]
     assert _writes(seeded_sandbox, mark) == 0
+
+
+def test_a_team_token_body_without_a_type_is_taken_and_a_wrong_type_is_not(seeded_sandbox: Sandbox, api: Api,
+                                                                          new_org: str):
+    # go-tfe `team_token.go` TeamTokenCreateOptions carries no JSON:API type: its body says `"type": ""`
+    team = api.post(f"/api/v2/organizations/{new_org}/teams", json=doc("teams", name="typeless")).json()["data"]
+    made = api.post(f"/api/v2/teams/{team['id']}/authentication-token", json={"data": {"type": "", "attributes": {}}})
+    assert made.status_code == 201, made.text
+    wrong = api.post(f"/api/v2/teams/{team['id']}/authentication-token", json=doc("workspaces"))
+    assert wrong.status_code == 409
+    assert Api(seeded_sandbox, made.json()["data"]["attributes"]["token"]).get(
+        f"/api/v2/organizations/{new_org}").status_code == 200
