@@ -99,10 +99,13 @@ def custom_grant(attrs: dict[str, Any]) -> Grant:
 
 def check_custom(attrs: dict[str, Any], access: str) -> str | None:
     """Why team-access attributes are refused (None when they are fine): the permission attributes only
-    with `custom` ("Can only be used when `access` is `custom`"), each within its documented values."""
+    with `custom` ("Can only be used when `access` is `custom`"; the wording is TFE's own, which go-tfe
+    `team_access_integration_test.go` Add "with invalid custom options" asserts), each within its
+    documented values."""
     given = [k for k in CUSTOM_KEYS if k in attrs]
     if given and access != "custom":
-        return f"{', '.join(given)} can only be set when access is custom"
+        return (f"{given[0].replace('-', ' ').capitalize()} is read-only when access level is '{access}'; "
+                "use the 'custom' access level to set this attribute.")
     for key, values in (("runs", RUNS), ("variables", VARIABLES), ("state-versions", STATE_VERSIONS),
                         ("sentinel-mocks", SENTINEL_MOCKS)):
         if key in attrs and attrs[key] not in values:

@@ -108,20 +108,67 @@ def _state_version_doc(req: Request, sv: dict[str, Any]) -> dict[str, Any]:
         "links": {"self": f"/api/v2/state-versions/{sv['id']}"}}
 
 
+#: `?include=` on the state-version GET routes (state-versions.mdx "Available Related Resources"; go-tfe
+#: `state_version.go` StateVersionIncludeOpt). A multi-part path includes the run along it (JSON:API 1.0
+#: "Inclusion of Related Resources").
+STATE_VERSION_INCLUDES = ("created_by", "run", "run.created_by", "run.configuration_version", "outputs")
+
+
+def _sv_includes(req: Request) -> list[str]:
+    includes = [i for i in (req.query.get("include") or "").split(",") if i]
+    unknown = [i for i in includes if i not in STATE_VERSION_INCLUDES]
+    if unknown:
+        raise errors.BadRequestError(f"Invalid include parameter: {', '.join(unknown)} (state versions include "
+                                     f"{', '.join(STATE_VERSION_INCLUDES)})")
+    return includes
+
+
+def _sv_document(req: Request, data: Any, svs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A state-version document with the `included` resources `?include=` asks for (outputs with their values:
+    these routes need the right to read state, which reveals them)."""
+    includes = _sv_includes(req)
+    doc: dict[str, Any] = {"data": data}
+    if not includes:
+        return doc
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def add(kind: str, row: dict[str, Any] | None) -> None:
+        if row is not None:
+            rendered = documents.render(req, kind, row)
+            out[(kind, rendered["id"])] = rendered
+
+    for sv in svs:
+        if "created_by" in includes and sv["created_by"]:
+            add("users", req.store.find_user_by_id(sv["created_by"]))
+        run = req.store.run_by_id(sv["run_id"]) if sv["run_id"] else None
+        if run is not None and {"run", "run.created_by", "run.configuration_version"} & set(includes):
+            add("runs", run)
+            if "run.created_by" in includes and run["created_by"]:
+                add("users", req.store.find_user_by_id(run["created_by"]))
+            if "run.configuration_version" in includes and run["configuration_version_id"]:
+                add("configuration-versions", req.store.configuration_version_by_id(run["configuration_version_id"]))
+        if "outputs" in includes:
+            for i, o in enumerate(_state_outputs(sv)):
+                rendered = output_doc(sv, i, o)
+                out[("state-version-outputs", rendered["id"])] = rendered
+    doc["included"] = list(out.values())
+    return doc
+
+
 def current_state_version(req: Request, ws_id: str) -> Response:
     """`GET /api/v2/workspaces/:id/current-state-version`: 404 when the workspace has no state."""
     ws = _ws(req, ws_id=ws_id, need="read-state")
     sv = req.store.current_state_version(ws["id"])
     if sv is None:
         raise errors.NotFoundError()
-    return jsonapi_response({"data": _state_version_doc(req, sv)})
+    return jsonapi_response(_sv_document(req, _state_version_doc(req, sv), [sv]))
 
 
 def show_state_version(req: Request, sv_id: str) -> Response:
     """`GET /api/v2/state-versions/:id`."""
     sv = req.store.get_state_version(sv_id, _user(req))
     _ws_of(req, sv["workspace_id"], "read-state")
-    return jsonapi_response({"data": _state_version_doc(req, sv)})
+    return jsonapi_response(_sv_document(req, _state_version_doc(req, sv), [sv]))
 
 
 def list_state_version_outputs(req: Request, sv_id: str) -> Response:
@@ -177,23 +224,37 @@ def workspace_outputs(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
         "output-type": d["attributes"]["type"], "value": d["attributes"]["value"]}} for d in docs]
 
 
+#: State version statuses `filter[status]` takes (state-versions.mdx "List State Versions for a Workspace").
+SV_STATUSES = ("pending", "finalized", "discarded")
+
+
+def _sv_page(req: Request, ws: dict[str, Any]) -> Response:
+    """A workspace's state versions, newest first, narrowed by `filter[status]`, paged, with `include`."""
+    rows = req.store.list_state_versions(ws["id"])
+    status = req.query.get("filter[status]")
+    if status:
+        if status not in SV_STATUSES:
+            raise errors.BadRequestError(f"filter[status] {status!r} is not one of {', '.join(SV_STATUSES)}")
+        rows = [r for r in rows if r["status"] == status]
+    rows, meta, links = paginate(req, rows)
+    doc = _sv_document(req, [_state_version_doc(req, s) for s in rows], rows)
+    doc.update(links=links, meta=meta)
+    return jsonapi_response(doc)
+
+
 def list_workspace_state_versions(req: Request, ws_id: str) -> Response:
     """`GET /api/v2/workspaces/:id/state-versions` (paged, newest first)."""
-    ws = _ws(req, ws_id=ws_id, need="read-state")
-    rows, meta, links = paginate(req, req.store.list_state_versions(ws["id"]))
-    return jsonapi_response({"data": [_state_version_doc(req, s) for s in rows], "links": links, "meta": meta})
+    return _sv_page(req, _ws(req, ws_id=ws_id, need="read-state"))
 
 
 def list_state_versions(req: Request) -> Response:
-    """`GET /api/v2/state-versions?filter[workspace][name]=&filter[organization][name]=` (paged)."""
+    """`GET /api/v2/state-versions?filter[workspace][name]=&filter[organization][name]=` (paged; `filter[status]`)."""
     org = req.query.get("filter[organization][name]")
     name = req.query.get("filter[workspace][name]")
     if not org or not name:
         raise errors.UnprocessableError("filter[organization][name] and filter[workspace][name] are required",
                                         pointer="/filter")
-    ws = _ws(req, org, name, need="read-state")
-    rows, meta, links = paginate(req, req.store.list_state_versions(ws["id"]))
-    return jsonapi_response({"data": [_state_version_doc(req, s) for s in rows], "links": links, "meta": meta})
+    return _sv_page(req, _ws(req, org, name, need="read-state"))
 
 
 def create_state_version(req: Request, ws_id: str) -> Response:
