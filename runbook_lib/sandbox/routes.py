@@ -18,8 +18,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from runbook_lib.sandbox import (admin_api, config_versions_api, legacy_api, orgs_api, plans_api, runs_api, states_api,
-                                 teams_api, tfe_api, tfe_runs_api, vcs, workspaces_api)
+from runbook_lib.sandbox import (admin_api, comments_api, config_versions_api, legacy_api, orgs_api, plans_api, runs_api,
+                                 states_api, teams_api, tfe_api, tfe_runs_api, vcs, workspaces_api)
 from runbook_lib.sandbox.errors import JSONAPI, LEGACY
 
 
@@ -138,7 +138,10 @@ ROUTES: list[Route] = [
     *_at(f"{_V2}/plans/<plan_id>/json-output-redacted", B, GET=plans_api.plan_json_output_redacted),
     *_at(f"{_V2}/applies/<apply_id>", B, GET=plans_api.show_apply),
     *_at(f"{_V2}/runs/<run_id>/apply", B, GET=plans_api.show_run_apply),
-    *_at(f"{_V2}/runs/<run_id>/run-events", B, GET=tfe_runs_api.run_events),
+    *_at(f"{_V2}/runs/<run_id>/run-events", B, GET=comments_api.list_run_events),
+    *_at(f"{_V2}/run-events/<event_id>", B, GET=comments_api.show_run_event),
+    *_at(f"{_V2}/runs/<run_id>/comments", B, GET=comments_api.list_comments, POST=comments_api.create_comment),
+    *_at(f"{_V2}/comments/<comment_id>", B, GET=comments_api.show_comment),
     # --- runs after creation, VCS ingress (see runs_api) ---
     *_at(f"{_V2}/runs/<run_id>/actions/apply", B, POST=runs_api.apply_run),
     *_at(f"{_V2}/runs/<run_id>/actions/discard", B, POST=runs_api.discard_run),

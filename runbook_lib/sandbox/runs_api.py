@@ -24,6 +24,11 @@ from runbook_lib.sandbox.store.runs import CANCELABLE_STATUSES, CONFIRMABLE_STAT
 from runbook_lib.sandbox.wire import Request, Response, json_response
 
 
+#: Seconds from a cancel to `force-cancel-available-at` (run.mdx "a cool-off period"; the docs give no length,
+#: so this is the sandbox's).
+FORCE_CANCEL_COOL_OFF_S = 60
+
+
 def _runner(req: Request) -> Any:
     return getattr(req.app, "runner", None)
 
@@ -33,19 +38,31 @@ def _user(req: Request) -> dict[str, Any]:
     return req.user
 
 
-def _comment(req: Request) -> None:
-    """Validate the optional body `{"comment": "..."}` (TFE records it; the sandbox has nowhere to show it)."""
-    if req.body.strip():
-        doc = req.json()
-        if not isinstance(doc, dict) or not isinstance(doc.get("comment", ""), (str, type(None))):
-            raise errors.UnprocessableError("comment must be a string", pointer="/comment")
+def _comment(req: Request) -> str | None:
+    """The optional body `{"comment": "..."}` of a run action (run.mdx: "An optional comment about the run");
+    the caller records it as a comment on the run once the action succeeded (`_record_comment`)."""
+    if not req.body.strip():
+        return None
+    doc = req.json()
+    if not isinstance(doc, dict) or not isinstance(doc.get("comment", ""), (str, type(None))):
+        raise errors.UnprocessableError("comment must be a string", pointer="/comment")
+    unknown = sorted(set(doc) - {"comment"})
+    if unknown:
+        raise errors.UnprocessableError(f"{', '.join(unknown)} is not a parameter of this run action (it takes "
+                                        "only comment)", pointer=f"/{unknown[0]}")
+    return doc.get("comment") or None
+
+
+def _record_comment(req: Request, run_id: str, comment: str | None) -> None:
+    if comment:
+        req.store.add_comment(run_id, comment, _user(req))
 
 
 def apply_run(req: Request, run_id: str) -> Response:
     """`POST /api/v2/runs/:id/actions/apply`: confirm a run paused for confirmation; 202 (409 otherwise)."""
     run = req.store.get_run(run_id, _user(req))
     req.store.require(_user(req), req.store.get_workspace(run["workspace_id"], _user(req)), "apply")
-    _comment(req)
+    comment = _comment(req)
     if req.store.run_job(run_id) is None:
         # Seeded history is never executed: nothing would carry a confirmation on.
         raise errors.ConflictError(f"transition not allowed: a {run['status']} run cannot become confirmed")
@@ -54,6 +71,7 @@ def apply_run(req: Request, run_id: str) -> Response:
     if apply is not None:  # run.mdx `relationships.confirmed-by`: the user who confirmed the apply
         req.store.update_apply(apply["id"], confirmed_by=_user(req)["id"])
     req.store.set_run_job(run_id, state="apply")
+    _record_comment(req, run_id, comment)
     runner = _runner(req)
     if runner is not None:
         runner.wake()  # it waits for this transaction's commit (the store lock) before it looks
@@ -76,7 +94,7 @@ def force_cancel_run(req: Request, run_id: str) -> Response:
     """`POST /api/v2/runs/:id/actions/force-cancel`: 409 for every run (run.mdx "Forcefully cancel a run":
     409 when the run "was not planning or applying, has not been canceled non-forcefully, or the cool-off
     period has not yet passed"). The sandbox's cancel ends a run at once (`canceled`), so no run is ever
-    left canceling with a cool-off to wait out; `is-force-cancelable` is always false."""
+    left canceling after its cool-off; `is-force-cancelable` is always false."""
     run = req.store.get_run(run_id, _user(req))
     req.store.require(_user(req), req.store.get_workspace(run["workspace_id"], _user(req)), "force-cancel")
     _comment(req)
@@ -87,8 +105,13 @@ def force_cancel_run(req: Request, run_id: str) -> Response:
 def _stop(req: Request, run_id: str, allowed: frozenset[str], status: str) -> Response:
     run = req.store.get_run(run_id, _user(req))
     req.store.require(_user(req), req.store.get_workspace(run["workspace_id"], _user(req)), "cancel")
-    _comment(req)
+    comment = _comment(req)
     req.store.transition_run(run_id, status, only_from=tuple(allowed))
+    if status == "canceled":
+        # run.mdx "Forcefully cancel a run": after a cancel, `force-cancel-available-at` names when the cool-off
+        # ends (go-tfe `run_integration_test.go` ForceCancel "after a normal cancel" waits for it)
+        req.store.note_cancel_requested(run_id, FORCE_CANCEL_COOL_OFF_S)
+    _record_comment(req, run_id, comment)
     plan = req.store.plan_for_run(run_id)
     if plan and plan["status"] in ("pending", "running"):
         req.store.update_plan(plan["id"], "unreachable" if plan["status"] == "pending" else "canceled")

@@ -38,6 +38,7 @@ def run_doc(req: Request, run: dict[str, Any]) -> dict[str, Any]:
     plan = req.store.plan_for_run(run["id"])
     apply = req.store.apply_for_run(run["id"])
     status = run["status"]
+    stamps = json.loads(run["status_timestamps"])
     options = json.loads(run["options"] or "{}")
     can = req.store.run_permissions(_user(req), run["workspace_id"])
     return {"id": run["id"], "type": "runs", "attributes": {
@@ -46,11 +47,12 @@ def run_doc(req: Request, run: dict[str, Any]) -> dict[str, Any]:
                     "is-discardable": status in DISCARDABLE_STATUSES,
                     "is-force-cancelable": False},
         "auto-apply": bool(run["auto_apply"]), "allow-empty-apply": options.get("allow-empty-apply", False),
-        "canceled-at": None, "created-at": run["created_at"], "has-changes": bool(run["has_changes"]),
+        "canceled-at": stamps.get("canceled-at"), "created-at": run["created_at"],
+        "force-cancel-available-at": req.store.force_cancel_available_at(run["id"]), "has-changes": bool(run["has_changes"]),
         "is-destroy": bool(run["is_destroy"]), "message": run["message"], "plan-only": bool(run["plan_only"]),
         "refresh": options.get("refresh", True), "refresh-only": options.get("refresh-only", False),
         "replace-addrs": options.get("replace-addrs"), "save-plan": options.get("save-plan", False),
-        "source": run["source"], "status": status, "status-timestamps": json.loads(run["status_timestamps"]),
+        "source": run["source"], "status": status, "status-timestamps": stamps,
         "target-addrs": options.get("target-addrs"), "trigger-reason": "manual",
         "terraform-version": run_terraform_version(req, run), "position-in-queue": 0,
         # go-tfe decodes an absent list as nil; run.mdx shows `variables` only when the run was given some.
@@ -64,7 +66,11 @@ def run_doc(req: Request, run: dict[str, Any]) -> dict[str, Any]:
                           # who confirmed the apply (run.mdx `relationships.confirmed-by`), null until then
                           "confirmed-by": _rel("users", apply["confirmed_by"] if apply else None),
                           "task-stages": {"data": []}, "run-events": {
-                              "links": {"related": f"/api/v2/runs/{run['id']}/run-events"}}},
+                              "links": {"related": f"/api/v2/runs/{run['id']}/run-events"}},
+                          # comments.mdx; go-tfe `run.go` Comments
+                          "comments": {"data": [{"id": c["id"], "type": "comments"}
+                                                for c in req.store.list_comments(run["id"])],
+                                       "links": {"related": f"/api/v2/runs/{run['id']}/comments"}}},
         "links": {"self": f"/api/v2/runs/{run['id']}"}}
 
 
@@ -298,15 +304,6 @@ def capacity(req: Request, org: str) -> Response:
                and r["status"] not in CONFIRMABLE_STATUSES and r["status"] not in DISCARDABLE_STATUSES]
     return jsonapi_response({"data": {"id": org, "type": "organization-capacity", "attributes": {
         "pending": sum(1 for r in runs if r["status"] == "pending"), "running": len(working)}}})
-
-
-def run_events(req: Request, run_id: str) -> Response:
-    """`GET /api/v2/runs/:id/run-events` (go-tfe `run_event.go`; the cloud backend lists them before every
-    run to show policy and task enforcement warnings, `internal/cloud/backend_run_warning.go`): the sandbox
-    records no events (no policies, no run tasks), so the list is empty."""
-    run = req.store.get_run(run_id, _user(req))
-    _ws_of(req, run["workspace_id"])
-    return jsonapi_response({"data": []})
 
 
 def show_run(req: Request, run_id: str) -> Response:

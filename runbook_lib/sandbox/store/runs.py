@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from runbook_lib.sandbox import errors
@@ -173,6 +174,9 @@ class RunStore(StoreBase):
                                    "direction": "download"})
             self._insert("blobs", {"token": plan["log_token"], "kind": "plan-log", "owner_id": plan["id"],
                                    "direction": "download"})
+            # the run's first event (Terraform `internal/cloud/backend_run_warning_test.go` lists a run's
+            # events as `created` ... `queued`)
+            self.record_run_event(run["id"], "created", run["created_by"])
             if status == "pending":
                 self._pending_run_events.append(("tfe", run["id"]))
         return run
@@ -323,6 +327,52 @@ class RunStore(StoreBase):
         """The uploaded tarball of a configuration version (run worker), or None."""
         row = self._one("SELECT tarball FROM configuration_versions WHERE id = ?", (cv_id,))
         return row["tarball"] if row else None
+
+    def note_cancel_requested(self, run_id: str, cool_off_s: float) -> None:
+        """Remember when a run's force-cancel becomes available (`cool_off_s` after its cancel)."""
+        stamp = datetime.now(timezone.utc) + timedelta(seconds=cool_off_s)
+        self.set_meta(f"force-cancel-at:{run_id}", stamp.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z")
+
+    def force_cancel_available_at(self, run_id: str) -> str | None:
+        """When a canceled run's force-cancel became available, or None (never canceled)."""
+        return self.find_meta(f"force-cancel-at:{run_id}")
+
+    # --- comments and run events (comments.mdx; go-tfe `comment.go`, `run_event.go`) ------------------
+
+    def record_run_event(self, run_id: str, action: str, actor_id: str | None, *, comment_id: str | None = None,
+                         description: str | None = None) -> dict[str, Any]:
+        """Append an event to a run's history."""
+        return self._insert("run_events", {"id": new_id("re-"), "run_id": run_id, "action": action,
+                                           "description": description, "actor_id": actor_id,
+                                           "comment_id": comment_id, "created_at": now_iso()})
+
+    def add_comment(self, run_id: str, body: str, user: dict[str, Any] | None) -> dict[str, Any]:
+        """Comment on a run: the comment and its `commented` event (go-tfe `run_event_integration_test.go`
+        finds a comment's event by that action, with the commenter as its actor)."""
+        actor = user["id"] if user else None
+        with self.tx():
+            row = self._insert("comments", {"id": new_id("wsc-"), "run_id": run_id, "body": body,
+                                            "created_by": actor, "created_at": now_iso()})
+            self.record_run_event(run_id, "commented", actor, comment_id=row["id"])
+        return row
+
+    get_comment = visible_row("comments", "A comment on a run")
+
+    get_run_event = visible_row("run_events", "An event of a run")
+
+    def list_comments(self, run_id: str) -> list[dict[str, Any]]:
+        """A run's comments, oldest first."""
+        return self._q("SELECT * FROM comments WHERE run_id = ? ORDER BY created_at, rowid", (run_id,))
+
+    def comment_event(self, comment_id: str) -> dict[str, Any] | None:
+        """The event a comment made, or None."""
+        return self._one("SELECT * FROM run_events WHERE comment_id = ?", (comment_id,))
+
+    comment_by_id = row_by_id("comments", "A comment without access checks (compound documents)")
+
+    def list_run_events(self, run_id: str) -> list[dict[str, Any]]:
+        """A run's events, oldest first."""
+        return self._q("SELECT * FROM run_events WHERE run_id = ? ORDER BY created_at, rowid", (run_id,))
 
     # --- run worker: look-ups without access checks, and the job table ------------------------
 
