@@ -187,7 +187,7 @@ def _listed(req: Request, rows: list[dict[str, Any]], org: str | None = None) ->
     """The runs a list's query parameters select (run.mdx "List Runs in a Workspace", Query Parameters):
     `filter[operation]` (default: every operation but `plan_only`, "By default, plan_only runs will be
     excluded"), `filter[status]`, `filter[source]`, `filter[status_group]`, `filter[timeframe]`,
-    `filter[agent_pool_names]` (no sandbox run uses an agent pool, so it selects none), `search[commit]`,
+    `filter[agent_pool_names]` (the pool of an agent-mode workspace when the run was created), `search[commit]`,
     `search[basic]` (commit sha, run id or message: the sandbox's VCS records no usernames). `search[user]`
     is refused: a run's VCS username is not modelled."""
     query = req.query
@@ -224,8 +224,9 @@ def _listed(req: Request, rows: list[dict[str, Any]], org: str | None = None) ->
             rows = [r for r in rows if r["created_at"].startswith(timeframe + "-")]
         else:
             raise errors.BadRequestError("filter[timeframe] must be a year or \"year\"")
-    if listed("filter[agent_pool_names]"):
-        rows = []  # no sandbox run executes on an agent pool
+    pools = listed("filter[agent_pool_names]")
+    if pools:
+        rows = [r for r in rows if req.store.run_agent_pool_name(r) in pools]
     names = listed("filter[workspace_names]")
     if names and org is not None:  # the organization's list only
         ids = {w["id"] for n in names if (w := req.store.find_workspace(org, n)) is not None}

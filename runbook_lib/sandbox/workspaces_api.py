@@ -73,6 +73,8 @@ def workspace_doc(req: Request, ws: dict[str, Any]) -> dict[str, Any]:
         "current-run": _rel("runs", current_run["id"] if current_run else None),
         "project": _rel("projects", store.workspace_project_id(ws)),
         "current-configuration-version": _rel("configuration-versions", _current_cv_id(store, ws["id"])),
+        # the pool its runs use (workspaces.mdx `agent-pool-id`; go-tfe `workspace.go` AgentPool)
+        "agent-pool": _rel("agent-pools", store.workspace_agent_pool(ws)),
         "latest-run": _rel("runs", latest_run["id"] if latest_run else None),
         "locked-by": {"data": locked_by},
         "outputs": {"data": [{"id": o["id"], "type": o["type"]} for o in workspace_outputs(req, ws)]},
@@ -106,7 +108,7 @@ _VERSION = re.compile(rf"{_ONE_VERSION}(?:,{_ONE_VERSION})*")
 def _workspace_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
     """Validate the types of workspace attributes (values are checked by the store)."""
     for name in ("name", "description", "terraform-version", "working-directory", "source-name", "source-url",
-                 "migration-environment"):
+                 "migration-environment", "agent-pool-id"):
         check_str(attrs, name)
     for name in ("auto-apply", "queue-all-runs", "speculative-enabled", "file-triggers-enabled"):
         check_bool(attrs, name)

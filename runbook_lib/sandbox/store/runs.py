@@ -146,6 +146,11 @@ class RunStore(StoreBase):
         A run in a locked workspace stays pending (queued), as in real TFE.
         """
         stamp = now_iso()
+        # the agent pool the run is for, when its workspace runs on agents (run.mdx `filter[agent_pool_names]`:
+        # "runs that use one of the agent pools"); the sandbox's run worker stands in for the pool's agents
+        pool = self.workspace_agent_pool(ws)  # type: ignore[attr-defined]
+        if pool:
+            options = {**(options or {}), "agent-pool-id": pool}
         stamps = {status_timestamp_key(status): stamp}
         if status == "pending":
             # A new run may be planned as soon as the workspace lets it (go-tfe RunStatusTimestamps
@@ -192,6 +197,12 @@ class RunStore(StoreBase):
             return self._q(f"SELECT * FROM runs WHERE workspace_id = ? AND status IN ({marks}) "
                            "ORDER BY created_at DESC, rowid DESC", (ws_id, *statuses))
         return self._q("SELECT * FROM runs WHERE workspace_id = ? ORDER BY created_at DESC, rowid DESC", (ws_id,))
+
+    def run_agent_pool_name(self, run: dict[str, Any]) -> str | None:
+        """The name of the agent pool a run was created for, or None (not an agent-mode run, or the pool is gone)."""
+        pool_id = json.loads(run["options"] or "{}").get("agent-pool-id")
+        row = self._one("SELECT name FROM agent_pools WHERE id = ?", (pool_id,)) if pool_id else None
+        return row["name"] if row else None
 
     def list_org_runs(self, org: str) -> list[dict[str, Any]]:
         """Every run of the organization's workspaces, newest first."""

@@ -67,6 +67,46 @@ class WorkspaceStore(StoreBase):
         org = self._one("SELECT default_execution_mode FROM organizations WHERE name = ?", (ws["org"],))
         return org["default_execution_mode"] if org else ws["execution_mode"]
 
+    def workspace_agent_pool(self, ws: dict[str, Any]) -> str | None:
+        """The agent pool a workspace's runs use: its own, or its organization's `default-agent-pool` while it
+        inherits (`setting-overwrites.agent-pool` false); None unless its execution mode is `agent`
+        (workspaces.mdx `agent-pool-id`, `setting-overwrites`)."""
+        if self.effective_execution_mode(ws) != "agent":
+            return None
+        if self.setting_overwrites(ws["id"])["agent-pool"]:
+            return self.find_meta(f"ws-agent-pool:{ws['id']}")
+        org = self._one("SELECT default_agent_pool_id FROM organizations WHERE name = ?", (ws["org"],))
+        return org["default_agent_pool_id"] if org else None
+
+    def _keep_agent_pool(self, ws_id: str, attrs: dict[str, Any]) -> None:
+        """Store a create's or update's `agent-pool-id` (workspaces.mdx: "Required when `execution-mode` is set
+        to `agent`. The ID of the agent pool belonging to the workspace's organization. This value must not be
+        specified if `execution-mode` is set to `remote` or `local`"); a workspace leaving agent mode drops it.
+
+        Raises:
+            UnprocessableError: a pool without agent mode, another organization's pool, or agent mode without one.
+        """
+        ws = self.workspace_by_id(ws_id)  # type: ignore[attr-defined]
+        key = f"ws-agent-pool:{ws_id}"
+        agent = self.effective_execution_mode(ws) == "agent"
+        pool_id = attrs.get("agent-pool-id")
+        pointer = "/data/attributes/agent-pool-id"
+        if pool_id is not None:
+            if not agent:
+                raise errors.UnprocessableError("agent-pool-id can only be set when execution-mode is agent",
+                                                pointer=pointer)
+            if not self._one("SELECT 1 FROM agent_pools WHERE id = ? AND org = ?", (pool_id, ws["org"])):
+                raise errors.UnprocessableError(f"agent-pool-id {pool_id!r} is no agent pool of this organization",
+                                                pointer=pointer)
+            self.set_meta(key, pool_id)
+            flags = self.setting_overwrites(ws_id)
+            if not flags["agent-pool"] and "agent-pool" not in (attrs.get("setting-overwrites") or {}):
+                self.set_meta(f"ws-overwrites:{ws_id}", json.dumps({**flags, "agent-pool": True}))
+        elif not agent or "agent-pool-id" in attrs:
+            self._x("DELETE FROM meta WHERE key = ?", (key,))
+        if agent and self.workspace_agent_pool(ws) is None:
+            raise errors.UnprocessableError("Agent pool must be set when execution mode is agent", pointer=pointer)
+
     def _resolve_overwrites(self, org: str, attrs: dict[str, Any],
                             current: dict[str, bool] | None) -> tuple[dict[str, bool], str | None]:
         """The `setting-overwrites` flags after a create (`current` None) or update, and the execution mode
@@ -127,6 +167,7 @@ class WorkspaceStore(StoreBase):
             created = self._insert("workspaces", row)
             self._store_settings(row["id"], attrs)
             self.set_meta(f"ws-overwrites:{row['id']}", json.dumps(overwrites))
+            self._keep_agent_pool(row["id"], attrs)
             if attrs.get("project"):  # a project id the API checked belongs to the organization
                 self.set_meta(f"ws-project:{row['id']}", attrs["project"])
             if attrs.get("migration-environment"):  # the host's own import (store/migration.py)
@@ -277,6 +318,8 @@ class WorkspaceStore(StoreBase):
         if fields:
             fields["updated_at"] = now_iso()
             self._update("workspaces", "id", ws["id"], fields)
+        if {"execution-mode", "setting-overwrites", "agent-pool-id"} & set(attrs):
+            self._keep_agent_pool(ws["id"], attrs)
         return self._one("SELECT * FROM workspaces WHERE id = ?", (ws["id"],))  # type: ignore[return-value]
 
     def delete_workspace(self, ws_id: str) -> None:
@@ -289,7 +332,8 @@ class WorkspaceStore(StoreBase):
             for table in ("runs", "state_versions", "vars", "configuration_versions"):
                 self._x(f"DELETE FROM {table} WHERE workspace_id = ?", (ws_id,))
             self._x("DELETE FROM workspaces WHERE id = ?", (ws_id,))
-            for key in (f"ws-settings:{ws_id}", f"ws-overwrites:{ws_id}", f"ws-project:{ws_id}"):
+            for key in (f"ws-settings:{ws_id}", f"ws-overwrites:{ws_id}", f"ws-project:{ws_id}",
+                        f"ws-agent-pool:{ws_id}"):
                 self._x("DELETE FROM meta WHERE key = ?", (key,))
 
     def managed_resources(self, ws_id: str) -> int:
