@@ -32,6 +32,14 @@ class Route:
     handler: Callable[..., Any]
     auth: str
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the path as the table writes it (`/api/v2/workspaces/<ws_id>`): with the method, the key of
+    #: `params.TAKES`
+    template: str = ""
+
+    @property
+    def key(self) -> str:
+        """`METHOD /path/<template>`, the route's name in `params.TAKES`."""
+        return f"{self.method} {self.template}"
 
     @property
     def flavour(self) -> str:
@@ -46,7 +54,7 @@ _V2 = "/api/v2"
 
 def _r(method: str, path: str, handler: Callable[..., Any], auth: str, **extra: Any) -> Route:
     regex = re.sub(r"<(\w+)>", lambda m: f"(?P<{m.group(1)}>{_SEG})", path)
-    return Route(method, re.compile(f"^{regex}$"), handler, auth, extra)
+    return Route(method, re.compile(f"^{regex}$"), handler, auth, extra, path)
 
 
 def _at(path: str, auth: str, **handlers: Callable[..., Any]) -> list[Route]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import urlencode
 
-from runbook_lib.sandbox import errors
+from runbook_lib.sandbox import errors, params
 
 if TYPE_CHECKING:  # pragma: no cover
     from runbook_lib.sandbox.store import Store
@@ -35,6 +35,8 @@ class Request:
         base_url: `scheme://host[:port]` as the client addressed the server (for absolute links).
         user: the authenticated user row (None on unauthenticated routes).
         app: the `SandboxServer` (only the admin handlers use it: faults, rate limit).
+        route_key: the route's name in `params.TAKES` (`METHOD /api/v2/...`), whose body keys
+            `parse_resource` holds the request to.
     """
 
     method: str
@@ -46,6 +48,7 @@ class Request:
     base_url: str
     user: dict[str, Any] | None = None
     app: Any = None
+    route_key: str | None = None
 
     def json(self) -> Any:
         """The body as JSON.
@@ -87,12 +90,13 @@ def jsonapi_response(obj: Any, status: int = 200) -> Response:
     return json_response(obj, status, JSONAPI_TYPE)
 
 
-def parse_resource(req: Request, expected_type: str | None, *, require_type: bool = True) -> tuple[dict, dict]:
+def parse_resource(req: Request, expected_type: str | tuple[str, ...] | None, *,
+                   require_type: bool = True) -> tuple[dict, dict]:
     """Attributes and relationships of a JSON:API request document.
 
     Args:
         req: the request.
-        expected_type: the `data.type` the endpoint takes (a different one answers 409, per JSON:API).
+        expected_type: the `data.type` the endpoint takes, or the types (a different one answers 409, per JSON:API).
         require_type: False for endpoints whose clients send `"type": ""` (Terraform's lock body, go-tfe's
             team token options, which carry no JSON:API type); a type that is given must still match.
 
@@ -101,7 +105,8 @@ def parse_resource(req: Request, expected_type: str | None, *, require_type: boo
 
     Raises:
         BadRequestError: not JSON.
-        UnprocessableError: no `data` object, or attributes/relationships not objects.
+        UnprocessableError: no `data` object, attributes/relationships not objects, or a key the route does
+            not honour (`params.check_body`).
         ConflictError: `data.type` differs from `expected_type`.
     """
     doc = req.json()
@@ -112,15 +117,17 @@ def parse_resource(req: Request, expected_type: str | None, *, require_type: boo
     if expected_type is not None:
         if not kind and require_type:
             raise errors.UnprocessableError("param is missing or the value is empty: type", pointer="/data/type")
-        if kind and kind != expected_type:
+        expected = (expected_type,) if isinstance(expected_type, str) else expected_type
+        if kind and kind not in expected:
             raise errors.ConflictError(f"the resource type {kind!r} does not match this endpoint "
-                                       f"(expected {expected_type!r})")
+                                       f"(expected {' or '.join(map(repr, expected))})")
     attrs = data.get("attributes") or {}
     rels = data.get("relationships") or {}
     if not isinstance(attrs, dict):
         raise errors.UnprocessableError("attributes must be an object", pointer="/data/attributes")
     if not isinstance(rels, dict):
         raise errors.UnprocessableError("relationships must be an object", pointer="/data/relationships")
+    params.check_body(req.route_key, attrs, rels)
     return attrs, rels
 
 
