@@ -219,6 +219,7 @@ class Runner(RunFlows):
                     # Repositories created after start (e.g. `git init --bare` by hand) get their hook here.
                     self.install_hooks()
                     last_scan = time.monotonic()
+                self.store.queue_scheduled_destroys()  # a workspace's auto-destroy-at may have come
                 if not self.paused:
                     self._dispatch_once()
             except sqlite3.ProgrammingError:

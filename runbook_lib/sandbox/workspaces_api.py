@@ -57,7 +57,9 @@ def workspace_doc(req: Request, ws: dict[str, Any]) -> dict[str, Any]:
         "migration-environment": ws["migration_environment"],
         "vcs-repo": vcs, "vcs-repo-identifier": ws["vcs_identifier"],
         "created-at": ws["created_at"], "updated-at": ws["updated_at"], "latest-change-at": ws["updated_at"],
-        "resource-count": store.managed_resources(ws["id"]), "global-remote-state": False,
+        # every run of the organization may read every workspace's state (params.py refuses false: remote state
+        # consumers are not modelled)
+        "resource-count": store.managed_resources(ws["id"]), "global-remote-state": True,
         "structured-run-output-enabled": settings["structured-run-output-enabled"],
         "assessments-enabled": settings["assessments-enabled"], "tag-names": settings["tag-names"], "apply-duration-average": None,
         "plan-duration-average": None, "policy-check-failures": None, "run-failures": None,
@@ -101,6 +103,7 @@ def _current_cv_id(store: Any, ws_id: str) -> str | None:
     return cv["id"] if cv else None
 
 
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
 _ONE_VERSION = r"\s*(?:[<>=!~]=?|~>)?\s*v?\d+(?:\.\d+){0,2}(?:-[0-9A-Za-z.-]+)?\s*"
 _VERSION = re.compile(rf"{_ONE_VERSION}(?:,{_ONE_VERSION})*")
 
@@ -135,6 +138,9 @@ def _workspace_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
         raise errors.UnprocessableError("setting-overwrites must map execution-mode and agent-pool to booleans",
                                         pointer="/data/attributes/setting-overwrites")
     check_str(attrs, "auto-destroy-at")
+    if attrs.get("auto-destroy-at") and not _ISO_TIME.fullmatch(attrs["auto-destroy-at"]):
+        raise errors.UnprocessableError("auto-destroy-at must be an ISO 8601 time like 2030-01-01T00:00:00Z",
+                                        pointer="/data/attributes/auto-destroy-at")
     patterns = attrs.get("trigger-patterns")
     if patterns is not None and not (isinstance(patterns, list) and all(isinstance(p, str) for p in patterns)):
         raise errors.UnprocessableError("trigger-patterns must be a list of strings",
@@ -245,19 +251,38 @@ def _include_nothing(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
+def _include_current_cv(req: Request, ws: dict[str, Any], *, ingress: bool = False) -> list[dict[str, Any]]:
+    """The workspace's current configuration version (and its commit)."""
+    cv = req.store.current_configuration_version(ws["id"])
+    if cv is None:
+        return []
+    return [documents.render(req, "configuration-versions", cv)] + (
+        [documents.render(req, "ingress-attributes", cv)] if ingress and cv["ingress"] else [])
+
+
+def _include_project(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
+    project = req.store.find_project(req.store.workspace_project_id(ws) or "")
+    return [documents.render(req, "projects", project)] if project else []
+
+
 #: `?include=` values the sandbox serves on a workspace (workspaces.mdx "Available Related Resources";
 #: the state version's spelling `current-state-version` is go-tfe's `WSCurrentStateVer`, tested against
 #: the real API in `workspace_integration_test.go`). `outputs` are the current state version's outputs
 #: (sensitive values null); `effective_tag_bindings` is empty: the sandbox keeps none. The `current_run.*` paths are go-tfe's `WSCurrentRunPlan`,
 #: `WSCurrentRunConfigVer` and `WSCurrentrunConfigVerIngress` (`workspace.go` `WSIncludeOpt`). Any other
-#: value is a 400, as the real API answers an invalid include.
+#: value is a 400, as the real API answers an invalid include (`readme` among them: the sandbox keeps no
+#: configuration's README).
 WORKSPACE_INCLUDES = {"current-state-version": _include_state, "organization": _include_org,
                       "current_run": _include_current_run, "current_run.plan": _include_current_run_plan,
                       "current_run.configuration_version": _include_current_run_cv,
                       "current_run.configuration_version.ingress_attributes":
                           lambda req, ws: _include_current_run_cv(req, ws, ingress=True),
                       "locked_by": _include_locked_by,
-                      "outputs": workspace_outputs, "effective_tag_bindings": _include_nothing}
+                      "outputs": workspace_outputs, "effective_tag_bindings": _include_nothing,
+                      "current_configuration_version": _include_current_cv,
+                      "current_configuration_version.ingress_attributes":
+                          lambda req, ws: _include_current_cv(req, ws, ingress=True),
+                      "project": _include_project}
 
 
 def _includes(req: Request) -> list[str]:
@@ -393,6 +418,12 @@ def delete_workspace(req: Request, org: str | None = None, name: str | None = No
     (workspaces.mdx "Force Delete a workspace"). With `safe` (the route `POST .../actions/safe-delete`):
     204, or 409 while the workspace manages resources (workspaces.mdx "Safe Delete a workspace")."""
     ws = _ws(req, org, name, ws_id, need="delete" if safe else "force-delete")
+    if not safe and req.store.managed_resources(ws["id"]) and not req.store.is_owner(ws["org"], _user(req)["id"]) \
+            and not req.store.org_allows_force_delete(req.store.get_organization(ws["org"], _user(req))):
+        # organizations.mdx `allow-force-delete-workspaces`: "If false, only organization owners may delete these
+        # workspaces" (those with resources under management)
+        raise errors.ForbiddenError("Only organization owners may force delete a workspace managing resources "
+                                    "(the organization's allow-force-delete-workspaces is false)")
     (req.store.safe_delete_workspace if safe else req.store.delete_workspace)(ws["id"])
     return Response(204)
 
@@ -407,6 +438,10 @@ def _lock_reason(req: Request) -> str:
         attrs, _ = parse_resource(req, None, require_type=False)
         reason = attrs.get("reason", "")
     else:
+        unknown = sorted(set(doc) - {"reason"})
+        if unknown:  # workspaces.mdx "Lock a workspace": the body takes a reason only
+            raise errors.UnprocessableError(f"{unknown[0]} is not a parameter of a lock (it takes reason)",
+                                            pointer=f"/{unknown[0]}")
         reason = doc.get("reason", "")
     if reason is not None and not isinstance(reason, str):
         raise errors.UnprocessableError("reason must be a string", pointer="/data/attributes/reason")
@@ -450,6 +485,11 @@ def _tag_names(req: Request, ws: dict[str, Any]) -> list[str]:
                 for n in req.store.workspace_settings(w["id"])["tag-names"]}
     names = []
     for index, item in enumerate(data):
+        extra = sorted((set(item) - {"type", "id", "attributes"}) | {f"attributes.{k}" for k in (
+            item.get("attributes") or {}) if k != "name"}) if isinstance(item, dict) else []
+        if extra:  # workspaces.mdx: a tag is given by `id` or `attributes.name`
+            raise errors.UnprocessableError(f"{extra[0]} is not a key of a tag (it takes id or attributes.name)",
+                                            pointer=f"/data/{index}")
         name = (item.get("attributes") or {}).get("name") if isinstance(item, dict) else None
         if isinstance(item, dict) and item.get("type") not in (None, "tags"):
             raise errors.ConflictError(f"the resource type {item.get('type')!r} does not match this endpoint "
@@ -491,18 +531,11 @@ def remove_workspace_tags(req: Request, ws_id: str) -> Response:
 
 # --- variables --------------------------------------------------------------------------------------------
 
-def _var_version(var: dict[str, Any]) -> str:
-    """An opaque `version-id` that changes whenever the variable does (go-tfe `variable_integration_test.go`
-    Update asserts a new one after every change)."""
-    content = json.dumps([var[k] for k in ("key", "value", "description", "category", "hcl", "sensitive")])
-    return "v-" + hashlib.sha256(content.encode()).hexdigest()[:20]
-
-
-def _var_doc(var: dict[str, Any]) -> dict[str, Any]:
+def _var_doc(req: Request, var: dict[str, Any]) -> dict[str, Any]:
     return {"id": var["id"], "type": "vars", "attributes": {
         "key": var["key"], "value": None if var["sensitive"] else var["value"],
         "description": var["description"], "sensitive": bool(var["sensitive"]), "category": var["category"],
-        "hcl": bool(var["hcl"]), "version-id": _var_version(var)},
+        "hcl": bool(var["hcl"]), "version-id": req.store.var_version(var)},
         "relationships": {"configurable": {"data": {"id": var["workspace_id"], "type": "workspaces"},
                                            "links": {"related": f"/api/v2/workspaces/{var['workspace_id']}"}}},
         "links": {"self": f"/api/v2/workspaces/{var['workspace_id']}/vars/{var['id']}"}}
@@ -529,20 +562,20 @@ def _var_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
 def list_vars(req: Request, ws_id: str) -> Response:
     """`GET /api/v2/workspaces/:id/vars`: all variables (not paged, as in TFE); sensitive values null."""
     ws = _ws(req, ws_id=ws_id, need="read-variables")
-    return jsonapi_response({"data": [_var_doc(v) for v in req.store.list_vars(ws["id"])]})
+    return jsonapi_response({"data": [_var_doc(req, v) for v in req.store.list_vars(ws["id"])]})
 
 
 def create_var(req: Request, ws_id: str) -> Response:
     """`POST /api/v2/workspaces/:id/vars`: 201; 422 for a blank/taken key or a bad category."""
     ws = _ws(req, ws_id=ws_id, need="write-variables")
     attrs, _ = parse_resource(req, "vars")
-    return jsonapi_response({"data": _var_doc(req.store.create_var(ws["id"], _var_attrs(attrs)))}, 201)
+    return jsonapi_response({"data": _var_doc(req, req.store.create_var(ws["id"], _var_attrs(attrs)))}, 201)
 
 
 def show_var(req: Request, ws_id: str, var_id: str) -> Response:
     """`GET /api/v2/workspaces/:id/vars/:var_id`."""
     ws = _ws(req, ws_id=ws_id, need="read-variables")
-    return jsonapi_response({"data": _var_doc(req.store.get_var(ws["id"], var_id))})
+    return jsonapi_response({"data": _var_doc(req, req.store.get_var(ws["id"], var_id))})
 
 
 def update_var(req: Request, ws_id: str, var_id: str) -> Response:
@@ -550,7 +583,7 @@ def update_var(req: Request, ws_id: str, var_id: str) -> Response:
     ws = _ws(req, ws_id=ws_id, need="write-variables")
     var = req.store.get_var(ws["id"], var_id)
     attrs, _ = parse_resource(req, "vars")
-    return jsonapi_response({"data": _var_doc(req.store.update_var(var, _var_attrs(attrs)))})
+    return jsonapi_response({"data": _var_doc(req, req.store.update_var(var, _var_attrs(attrs)))})
 
 
 def delete_var(req: Request, ws_id: str, var_id: str) -> Response:

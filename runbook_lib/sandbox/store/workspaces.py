@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from datetime import datetime, timezone
 from typing import Any
 
 from runbook_lib.sandbox import errors
-from runbook_lib.sandbox.store.base import (_b, _check_ws_name, new_id, now_iso, parse_state, StoreBase)
+from runbook_lib.sandbox.store.base import (FINAL_RUN_STATUSES, _b, _check_ws_name, new_id, now_iso, parse_state,
+                                            StoreBase)
 
 
 def count_managed_resources(state: bytes | None) -> int:
@@ -53,6 +56,45 @@ class WorkspaceStore(StoreBase):
             return False
         self.set_meta(f"ws-settings:{ws_id}", json.dumps({**self.workspace_settings(ws_id), **given}))
         return True
+
+    def queue_scheduled_destroys(self) -> list[str]:
+        """Queue the destroy run of every workspace whose `auto-destroy-at` has come, and unset that time once the
+        run has ended (workspaces.mdx `auto-destroy-at`: "Timestamp when the next scheduled destroy run will
+        occur"; settings/deletion.mdx: auto-destroy runs do not wait for approval, and "After HCP Terraform performs
+        an auto-destroy run, it unsets the `auto-destroy-at` field"). Called by the run worker on each poll.
+
+        Returns:
+            The ids of the runs queued now.
+        """
+        queued = []
+        now = datetime.now(timezone.utc)
+        for row in self._q("SELECT key, value FROM meta WHERE key LIKE 'ws-settings:%'"):
+            ws_id = row["key"].split(":", 1)[1]
+            due = json.loads(row["value"] or "{}").get("auto-destroy-at")
+            if not due:
+                continue
+            marker = f"ws-auto-destroy-run:{ws_id}"
+            with self.tx():
+                fired = self.find_meta(marker)  # "<run id> <the time it was queued for>"
+                if fired:
+                    run_id, _, fired_for = fired.partition(" ")
+                    run = self._one("SELECT status FROM runs WHERE id = ?", (run_id,))
+                    if run is None or run["status"] in FINAL_RUN_STATUSES:
+                        if fired_for == due:  # not rescheduled meanwhile
+                            self._store_settings(ws_id, {"auto-destroy-at": None})
+                        self._x("DELETE FROM meta WHERE key = ?", (marker,))
+                    continue
+                ws = self._one("SELECT * FROM workspaces WHERE id = ?", (ws_id,))
+                if ws is None or datetime.fromisoformat(due.replace("Z", "+00:00")) > now:
+                    continue
+                cv = self.current_configuration_version(ws_id)  # type: ignore[attr-defined]
+                run = self.create_run(ws, None, cv_id=cv["id"] if cv else None,  # type: ignore[attr-defined]
+                                      message="Triggered by the workspace's scheduled destroy (auto-destroy-at)",
+                                      is_destroy=True, auto_apply=True,
+                                      options={"terraform-version": ws["terraform_version"]})
+                self.set_meta(marker, f"{run['id']} {due}")
+                queued.append(run["id"])
+        return queued
 
     def setting_overwrites(self, ws_id: str) -> dict[str, bool]:
         """The workspace's `setting-overwrites` flags (true: its own value; false: the organization's)."""
@@ -333,7 +375,7 @@ class WorkspaceStore(StoreBase):
                 self._x(f"DELETE FROM {table} WHERE workspace_id = ?", (ws_id,))
             self._x("DELETE FROM workspaces WHERE id = ?", (ws_id,))
             for key in (f"ws-settings:{ws_id}", f"ws-overwrites:{ws_id}", f"ws-project:{ws_id}",
-                        f"ws-agent-pool:{ws_id}"):
+                        f"ws-agent-pool:{ws_id}", f"ws-auto-destroy-run:{ws_id}"):
                 self._x("DELETE FROM meta WHERE key = ?", (key,))
 
     def managed_resources(self, ws_id: str) -> int:
@@ -445,11 +487,14 @@ class WorkspaceStore(StoreBase):
                                             pointer="/data/attributes/category")
         if self._one("SELECT 1 FROM vars WHERE workspace_id = ? AND key = ? AND category = ?", (ws_id, key, category)):
             raise errors.UnprocessableError("Key has already been taken", pointer="/data/attributes/key")
-        return self._insert("vars", {"id": new_id("var-"), "workspace_id": ws_id, "key": key,
-                                     "value": "" if attrs.get("value") is None else str(attrs["value"]),
-                                     "description": attrs.get("description"), "category": category,
-                                     "hcl": _b(attrs.get("hcl")), "sensitive": _b(attrs.get("sensitive")),
-                                     "created_at": now_iso()})
+        with self.tx():
+            row = self._insert("vars", {"id": new_id("var-"), "workspace_id": ws_id, "key": key,
+                                        "value": "" if attrs.get("value") is None else str(attrs["value"]),
+                                        "description": attrs.get("description"), "category": category,
+                                        "hcl": _b(attrs.get("hcl")), "sensitive": _b(attrs.get("sensitive")),
+                                        "created_at": now_iso()})
+            self._new_var_version(row["id"])
+        return row
 
     def update_var(self, var: dict[str, Any], attrs: dict[str, Any]) -> dict[str, Any]:
         """Update a variable; a sensitive variable cannot be made non-sensitive (as in real TFE).
@@ -483,10 +528,28 @@ class WorkspaceStore(StoreBase):
                 fields[attr] = attrs[attr]
         if "hcl" in attrs:
             fields["hcl"] = _b(attrs["hcl"])
-        self._update("vars", "id", var["id"], fields)
+        with self.tx():
+            self._update("vars", "id", var["id"], fields)
+            self._new_var_version(var["id"])
         return self.get_var(var["workspace_id"], var["id"])
+
+    def _new_var_version(self, var_id: str) -> None:
+        """Issue a variable a new `version-id`: on create and on every update, even one that changes no value
+        (workspace-variables.mdx sample responses; go-tfe `variable_integration_test.go` Update asserts a new one
+        after each update)."""
+        self.set_meta(f"var-version:{var_id}", new_id("", 20))
+
+    def var_version(self, var: dict[str, Any]) -> str:
+        """A variable's `version-id` (one issued before versions were kept: derived from its content)."""
+        kept = self.find_meta(f"var-version:{var['id']}")
+        if kept:
+            return kept
+        content = json.dumps([var[k] for k in ("key", "value", "description", "category", "hcl", "sensitive")])
+        return hashlib.sha256(content.encode()).hexdigest()[:20]
 
     def delete_var(self, var_id: str) -> None:
         """Delete a variable."""
-        self._x("DELETE FROM vars WHERE id = ?", (var_id,))
+        with self.tx():
+            self._x("DELETE FROM vars WHERE id = ?", (var_id,))
+            self._x("DELETE FROM meta WHERE key = ?", (f"var-version:{var_id}",))
 
