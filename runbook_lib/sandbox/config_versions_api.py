@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from runbook_lib.sandbox import documents, errors
-from runbook_lib.sandbox.tfe_api import _archivist, _user, _ws
+from runbook_lib.sandbox.tfe_api import _archivist, _rel, _user, _ws
 from runbook_lib.sandbox.wire import Request, Response, check_bool, jsonapi_response, paginate, parse_resource
 
 
@@ -23,7 +23,9 @@ def cv_doc(req: Request, cv: dict[str, Any], *, created: bool = False) -> dict[s
         "source": cv["source"], "speculative": bool(cv["speculative"]), "status": cv["status"],
         "status-timestamps": {}, "provisional": bool(cv["provisional"]),
         "upload-url": _archivist(req, cv["upload_token"]) if created and cv["status"] == "pending" else None},
-        "relationships": {"ingress-attributes": {
+        "relationships": {"run": _rel("runs", run["id"] if (run := req.store.first_run_of_configuration(cv["id"]))
+                                      else None),
+                          "ingress-attributes": {
             "data": {"id": "ia-" + cv["id"].removeprefix("cv-"), "type": "ingress-attributes"} if cv["ingress"] else None,
             "links": {"related": f"/api/v2/configuration-versions/{cv['id']}/ingress-attributes"}}},
         "links": {"self": f"/api/v2/configuration-versions/{cv['id']}",
@@ -44,16 +46,43 @@ def create_configuration_version(req: Request, ws_id: str) -> Response:
     return jsonapi_response({"data": cv_doc(req, cv, created=True)}, 201)
 
 
+#: `?include=` on configuration versions (configuration-versions.mdx "Available Related Resources": the
+#: commit, and "the run created by the configuration", the first run that used it).
+CV_INCLUDES = ("ingress_attributes", "run")
+
+
+def _cv_document(req: Request, data: Any, cvs: list[dict[str, Any]]) -> dict[str, Any]:
+    includes = [i for i in (req.query.get("include") or "").split(",") if i]
+    unknown = [i for i in includes if i not in CV_INCLUDES]
+    if unknown:
+        raise errors.BadRequestError(f"Invalid include parameter: {', '.join(unknown)} (configuration versions "
+                                     f"include {', '.join(CV_INCLUDES)})")
+    doc: dict[str, Any] = {"data": data}
+    if includes:
+        included = []
+        for cv in cvs:
+            if "ingress_attributes" in includes and cv["ingress"]:
+                included.append(documents.render(req, "ingress-attributes", cv))
+            run = req.store.first_run_of_configuration(cv["id"]) if "run" in includes else None
+            if run is not None:
+                included.append(documents.render(req, "runs", run))
+        doc["included"] = included
+    return doc
+
+
 def list_configuration_versions(req: Request, ws_id: str) -> Response:
-    """`GET /api/v2/workspaces/:id/configuration-versions` (paged)."""
+    """`GET /api/v2/workspaces/:id/configuration-versions` (paged; `include=ingress_attributes,run`)."""
     ws = _ws(req, ws_id=ws_id)
     rows, meta, links = paginate(req, req.store.list_configuration_versions(ws["id"]))
-    return jsonapi_response({"data": [cv_doc(req, c) for c in rows], "links": links, "meta": meta})
+    doc = _cv_document(req, [cv_doc(req, c) for c in rows], rows)
+    doc.update(links=links, meta=meta)
+    return jsonapi_response(doc)
 
 
 def show_configuration_version(req: Request, cv_id: str) -> Response:
-    """`GET /api/v2/configuration-versions/:id`."""
-    return jsonapi_response({"data": cv_doc(req, req.store.get_configuration_version(cv_id, _user(req)))})
+    """`GET /api/v2/configuration-versions/:id` (`include=ingress_attributes,run`)."""
+    cv = req.store.get_configuration_version(cv_id, _user(req))
+    return jsonapi_response(_cv_document(req, cv_doc(req, cv), [cv]))
 
 
 def download_configuration_version(req: Request, cv_id: str) -> Response:

@@ -67,6 +67,14 @@ class RunSpec:
     #: plan keeps a redacted JSON plan with provider schemas for the CLI to render (TFE v202302-1 and later;
     #: Terraform `internal/cloud/backend_plan.go` shouldRenderStructuredRunOutput)
     structured: bool = False
+    #: the run's options (run.mdx "Create a Run"), passed to terraform's plan as its flags: `target-addrs`
+    #: (`-target`), `replace-addrs` (`-replace`), `refresh` false (`-refresh=false`), `refresh-only`
+    #: (`-refresh-only`); `debugging-mode` is `TF_LOG=TRACE` for the run's terraform
+    targets: tuple[str, ...] = ()
+    replaces: tuple[str, ...] = ()
+    refresh: bool = True
+    refresh_only: bool = False
+    debug: bool = False
 
 
 @dataclass
@@ -131,7 +139,8 @@ class TerraformExecution:
             legacy = spec.terraform_version.startswith("0.")
             binary = terraform.terraform_011() if legacy else terraform.terraform_1x()
             env = self._run_env(spec.terraform_version,
-                                {v["key"]: v["value"] for v in spec.variables if v["category"] == "env"})
+                                {v["key"]: v["value"] for v in spec.variables if v["category"] == "env"},
+                                debug=spec.debug)
             (cwd / OVERRIDE_FILE).write_text(OVERRIDE_TEXT)
             _write_tfvars(cwd / "terraform.tfvars", [v for v in spec.variables if v["category"] == "terraform"],
                           legacy=legacy)
@@ -150,9 +159,11 @@ class TerraformExecution:
             if init.returncode != 0:
                 log_parts.append(init.output)
                 raise RunFailed(f"terraform init failed with exit code {init.returncode}")
+            options = [*(f"-target={a}" for a in spec.targets), *(f"-replace={a}" for a in spec.replaces),
+                       *([] if spec.refresh else ["-refresh=false"]), *(["-refresh-only"] if spec.refresh_only else [])]
             plan = self._tf(binary, ["plan", "-input=false", "-no-color", "-detailed-exitcode", "-out=plan.out",
                                      *(["-json"] if structured else []),
-                                     *destroy], cwd, env, deadline)
+                                     *destroy, *options], cwd, env, deadline)
             log_parts.append(header + plan.output)
             if plan.returncode not in (0, 2):
                 raise RunFailed(f"terraform plan failed with exit code {plan.returncode}")
@@ -229,8 +240,10 @@ class TerraformExecution:
                 raise RunFailed(f"preparing the 0.11 state for Terraform 1.x failed:\n{result.output}")
         return (prep / "terraform.tfstate").read_bytes()
 
-    def _run_env(self, terraform_version: str, env_vars: dict[str, str]) -> dict[str, str]:
+    def _run_env(self, terraform_version: str, env_vars: dict[str, str], *, debug: bool = False) -> dict[str, str]:
         env = dict(_NEUTRAL_ENV)
+        if debug:  # run.mdx `debugging-mode`: "equivalent to setting the `TF_LOG` environment variable to `TRACE`"
+            env["TF_LOG"] = "TRACE"
         env["TF_CLI_CONFIG_FILE"] = self._rc_011 if terraform_version.startswith("0.") else self._rc_1x
         # `terraform_remote_state` with the atlas backend reads other environments' state from this sandbox
         # with the run's own token, as TFE does (below).

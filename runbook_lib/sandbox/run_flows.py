@@ -81,12 +81,22 @@ class RunFlows(TerraformExecution):
             return
         run_dir = self.runs_dir / run_id
         current = self.store.current_state_version(ws["id"])
-        spec = RunSpec(terraform_version=ws["terraform_version"], working_directory=ws["working_directory"] or "",
+        options = json.loads(run["options"] or "{}")
+        # run-specific variables are HCL literals that take precedence over the workspace's (run.mdx "Create a
+        # Run": "All values must be expressed as an HCL literal")
+        own = {v["key"]: v["value"] for v in options.get("variables") or []}
+        variables = [{"key": v["key"], "value": v["value"], "category": v["category"], "hcl": bool(v["hcl"])}
+                     for v in self.store.list_vars(ws["id"])
+                     if not (v["category"] == "terraform" and v["key"] in own)]
+        variables += [{"key": k, "value": value, "category": "terraform", "hcl": True} for k, value in own.items()]
+        spec = RunSpec(terraform_version=options.get("terraform-version") or ws["terraform_version"],
+                       working_directory=ws["working_directory"] or "",
                        state=self.store.state_version_bytes(current["id"]) if current else None,
-                       variables=[{"key": v["key"], "value": v["value"], "category": v["category"],
-                                   "hcl": bool(v["hcl"])} for v in self.store.list_vars(ws["id"])],
-                       is_destroy=bool(run["is_destroy"]),
-                       structured=bool(self.store.workspace_settings(ws["id"])["structured-run-output-enabled"]))
+                       variables=variables, is_destroy=bool(run["is_destroy"]),
+                       structured=bool(self.store.workspace_settings(ws["id"])["structured-run-output-enabled"]),
+                       targets=tuple(options.get("target-addrs") or ()), replaces=tuple(options.get("replace-addrs") or ()),
+                       refresh=options.get("refresh", True), refresh_only=bool(options.get("refresh-only")),
+                       debug=bool(options.get("debugging-mode")))
         try:
             tarball = self._workspace_configuration(run, ws)
             outcome = self.execute_plan(run_dir, spec, tarball)
@@ -101,10 +111,11 @@ class RunFlows(TerraformExecution):
         plan_fields = {"has_changes": int(outcome.has_changes), "additions": outcome.additions,
                        "changes": outcome.changes, "destructions": outcome.destructions, "log": outcome.log,
                        "json_output": outcome.json_output}
-        # run.mdx: a plan without changes (or a plan-only run) ends `planned_and_finished`; a saved-plan
-        # run (`save-plan`) ends `planned_and_saved` and waits for a later confirmation.
-        options = json.loads(run["options"] or "{}")
-        status = ("planned_and_finished" if not outcome.has_changes or run["plan_only"]
+        # run.mdx: a plan without changes (or a plan-only run) ends `planned_and_finished`, unless the run was
+        # created with `allow-empty-apply` ("can apply the run even when the plan contains no changes"); a
+        # saved-plan run (`save-plan`) ends `planned_and_saved` and waits for a later confirmation.
+        applies = outcome.has_changes or bool(options.get("allow-empty-apply"))
+        status = ("planned_and_finished" if not applies or run["plan_only"]
                   else "planned_and_saved" if options.get("save-plan") else "planned")
         if status == "planned":
             # Written before the status shows `planned`: a confirmation may follow at once.
@@ -160,7 +171,9 @@ class RunFlows(TerraformExecution):
         try:
             info = json.loads((run_dir / "run.json").read_text())
             cwd, binary = Path(info["cwd"]), info["binary"]
-            env = self._run_env(ws["terraform_version"], self._env_vars(ws["id"]))
+            options = json.loads(run["options"] or "{}")
+            env = self._run_env(options.get("terraform-version") or ws["terraform_version"], self._env_vars(ws["id"]),
+                                debug=bool(options.get("debugging-mode")))
             structured = bool(info.get("structured"))
             result = self._tf(binary, ["apply", "-input=false", "-no-color", *(["-json"] if structured else []),
                                        "plan.out"], cwd, env, deadline)

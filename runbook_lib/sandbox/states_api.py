@@ -308,7 +308,7 @@ def archivist_put(req: Request, token: str) -> Response:
     if blob["kind"] in ("state", "json-state"):
         req.store.upload_state(blob["owner_id"], blob["kind"], req.body)
     elif blob["kind"] == "cv":
-        req.store.upload_configuration(blob["owner_id"], req.body)
+        req.store.upload_configuration(blob["owner_id"], req.body, queue=True)
     elif blob["kind"] == "legacy-cv":
         env_id, version = blob["owner_id"].rsplit(":", 1)
         req.store.upload_legacy_configuration(env_id, int(version), req.body)

@@ -48,8 +48,11 @@ def _team_doc(req: Request, team: dict[str, Any], users: list[dict[str, Any]]) -
 def _with_included(req: Request, docs: list[dict[str, Any]], users: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """`include=users` adds every member's user record once; any other include is a 400."""
     include = [i for i in (req.query.get("include") or "").split(",") if i]
-    if any(i != "users" for i in include):
-        raise errors.BadRequestError("Invalid include parameter; only 'users' is available for teams")
+    unknown = [i for i in include if i != "users"]
+    if unknown:
+        # `organization-memberships` (teams.mdx) is not modelled: the sandbox keeps no membership records
+        raise errors.BadRequestError(f"Invalid include parameter: {', '.join(unknown)} (the sandbox includes users "
+                                     "only: it keeps no organization membership records)")
     return {"included": [_user_doc(u) for u in users.values()]} if include else {}
 
 
@@ -83,6 +86,10 @@ def update_team(req: Request, team_id: str) -> Response:
     """`PATCH /api/v2/teams/:id` (teams.mdx "Update a Team"): name, `organization-access`, `visibility`,
     `sso-team-id`, `allow-member-token-management`; 422 for an invalid or taken name or a bad value."""
     attrs, _ = parse_resource(req, "teams")
+    if "allow-team-token-management" in attrs:
+        # teams.mdx "Update a Team" spells go-tfe's `allow-member-token-management` this way: the same setting
+        attrs = {**{k: v for k, v in attrs.items() if k != "allow-team-token-management"},
+                 "allow-member-token-management": attrs["allow-team-token-management"]}
     team = req.store.update_team(team_id, attrs, _user(req))
     return jsonapi_response({"data": _team_doc(req, team, req.store.team_users(team["id"]))})
 
@@ -108,7 +115,8 @@ def _usernames(req: Request) -> list[str]:
         raise errors.UnprocessableError("data must be a non-empty list of users", pointer="/data")
     names = []
     for item in data:
-        if not isinstance(item, dict) or item.get("type") != "users" or not isinstance(item.get("id"), str):
+        if not isinstance(item, dict) or item.get("type") != "users" or not isinstance(item.get("id"), str) \
+                or set(item) - {"type", "id"}:
             raise errors.UnprocessableError("each entry must be {\"type\": \"users\", \"id\": <username>}",
                                             pointer="/data")
         names.append(item["id"])
@@ -195,8 +203,9 @@ def create_team_token(req: Request, team_id: str) -> Response:
     shown); it replaces the team's previous token (team-tokens.mdx "Generate a new team token")."""
     expired_at = None
     if req.body.strip():
+        # team-tokens.mdx: `data.type` "Must be `authentication-token`" (the answer's type is the plural);
         # go-tfe `team_token.go` TeamTokenCreateOptions has no JSON:API type, so its body says `"type": ""`
-        attrs, _ = parse_resource(req, "authentication-tokens", require_type=False)
+        attrs, _ = parse_resource(req, ("authentication-token", "authentication-tokens"), require_type=False)
         expired_at = attrs.get("expired-at")
         if expired_at is not None and not (isinstance(expired_at, str) and _ISO.fullmatch(expired_at)):
             raise errors.UnprocessableError("expired-at must be an ISO 8601 time like 2030-01-01T00:00:00.000Z",

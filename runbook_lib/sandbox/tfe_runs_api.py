@@ -29,7 +29,8 @@ RUN_INCLUDES = ("workspace", "created_by", "plan", "apply", "configuration_versi
 
 #: Attributes a run create request may set besides message/is-destroy/plan-only/auto-apply, answered
 #: back as sent (go-tfe `run.go` RunCreateOptions; run.mdx "Create a Run").
-_RUN_OPTION_BOOLS = ("allow-empty-apply", "save-plan", "refresh", "refresh-only", "allow-config-generation")
+_RUN_OPTION_BOOLS = ("allow-empty-apply", "save-plan", "refresh", "refresh-only", "allow-config-generation",
+                     "debugging-mode")
 _RUN_OPTION_LISTS = ("target-addrs", "replace-addrs")
 
 
@@ -187,17 +188,15 @@ def _listed(req: Request, rows: list[dict[str, Any]], org: str | None = None) ->
     """The runs a list's query parameters select (run.mdx "List Runs in a Workspace", Query Parameters):
     `filter[operation]` (default: every operation but `plan_only`, "By default, plan_only runs will be
     excluded"), `filter[status]`, `filter[source]`, `filter[status_group]`, `filter[timeframe]`,
-    `filter[agent_pool_names]` (the pool of an agent-mode workspace when the run was created), `search[commit]`,
-    `search[basic]` (commit sha, run id or message: the sandbox's VCS records no usernames). `search[user]`
-    is refused: a run's VCS username is not modelled."""
+    `filter[agent_pool_names]` (the pool of an agent-mode workspace when the run was created), `search[user]`
+    (the VCS username that pushed the run's commit, `sender-username` of its ingress attributes), `search[commit]`,
+    `search[basic]` (username, commit sha, run id or message; ignored when `search[user]` or `search[commit]`
+    is given). The organization's list has runs of the last year unless `filter[timeframe]` says otherwise."""
     query = req.query
 
     def listed(name: str) -> list[str]:
         return [v for v in (query.get(name) or "").split(",") if v]
 
-    if query.get("search[user]"):
-        raise errors.BadRequestError("search[user] is not modelled by the sandbox: its VCS records no usernames "
-                                     "(use search[commit] or search[basic])")
     operations = listed("filter[operation]") or [o for o in RUN_OPERATIONS if o != "plan_only"]
     unknown = sorted(set(operations) - set(RUN_OPERATIONS))
     if unknown:
@@ -215,7 +214,8 @@ def _listed(req: Request, rows: list[dict[str, Any]], org: str | None = None) ->
         if group not in STATUS_GROUPS:
             raise errors.BadRequestError(f"filter[status_group] must be one of {', '.join(STATUS_GROUPS)}")
         rows = [r for r in rows if STATUS_GROUPS[group](r["status"])]
-    timeframe = query.get("filter[timeframe]")
+    # run.mdx "List Runs in an Organization": "If omitted, the endpoint returns runs created in the last year"
+    timeframe = query.get("filter[timeframe]") or ("year" if org is not None else None)
     if timeframe:
         if timeframe == "year":
             cutoff = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 365 * 86400))
@@ -231,20 +231,22 @@ def _listed(req: Request, rows: list[dict[str, Any]], org: str | None = None) ->
     if names and org is not None:  # the organization's list only
         ids = {w["id"] for n in names if (w := req.store.find_workspace(org, n)) is not None}
         rows = [r for r in rows if r["workspace_id"] in ids]
-    commit = query.get("search[commit]") or ""
-    basic = "" if commit else (query.get("search[basic]") or "")
-    if commit or basic:
-        rows = [r for r in rows if _run_matches(req, r, commit, basic)]
+    commit, user = query.get("search[commit]") or "", query.get("search[user]") or ""
+    basic = "" if commit or user else (query.get("search[basic]") or "")
+    if commit or user or basic:
+        rows = [r for r in rows if _run_matches(req, r, commit, user, basic)]
     return rows
 
 
-def _run_matches(req: Request, run: dict[str, Any], commit: str, basic: str) -> bool:
+def _run_matches(req: Request, run: dict[str, Any], commit: str, user: str, basic: str) -> bool:
     cv = req.store.configuration_version_by_id(run["configuration_version_id"]) if run["configuration_version_id"] else None
-    sha = (json.loads(cv["ingress"]).get("commit-sha") if cv and cv["ingress"] else None) or ""
-    if commit:
-        return bool(sha) and sha.startswith(commit)
+    ingress = json.loads(cv["ingress"]) if cv and cv["ingress"] else {}
+    sha, sender = ingress.get("commit-sha") or "", (ingress.get("sender-username") or "").lower()
+    if commit or user:
+        return (not commit or (bool(sha) and sha.startswith(commit))) and (not user or sender == user.lower())
     needle = basic.lower()
-    return (bool(sha) and sha.startswith(basic)) or needle in run["id"].lower() or needle in (run["message"] or "").lower()
+    return ((bool(sha) and sha.startswith(basic)) or (bool(sender) and needle == sender)
+            or needle in run["id"].lower() or needle in (run["message"] or "").lower())
 
 
 def list_runs(req: Request, ws_id: str) -> Response:
@@ -339,6 +341,10 @@ def create_run(req: Request) -> Response:
         cv_id = latest[0]["id"] if latest else None
     for name in ("is-destroy", "plan-only", "auto-apply", *_RUN_OPTION_BOOLS):
         check_bool(attrs, name)
+    if attrs.get("is-destroy") and not req.store.workspace_settings(ws["id"])["allow-destroy-plan"]:
+        # workspaces.mdx `allow-destroy-plan`: "Whether destroy plans can be queued on the workspace"
+        raise errors.UnprocessableError("Destroy plans are not allowed on this workspace (its allow-destroy-plan is "
+                                        "false)", pointer="/data/attributes/is-destroy")
     speculative = bool(cv_id) and bool(req.store.configuration_version_by_id(cv_id)["speculative"])
     if speculative:
         # configuration-versions.mdx `speculative`: "may only be used to create runs which are speculative,
@@ -373,6 +379,15 @@ def create_run(req: Request) -> Response:
         options["terraform-version"] = version
     else:
         options["terraform-version"] = ws["terraform_version"]
+    if attrs.get("refresh-only") and attrs.get("is-destroy"):
+        # run.mdx: `is-destroy` and `refresh-only` are "Mutually exclusive"
+        raise errors.UnprocessableError("refresh-only and is-destroy are mutually exclusive",
+                                        pointer="/data/attributes/refresh-only")
+    if options["terraform-version"].startswith("0.") and (attrs.get("refresh-only") or options.get("replace-addrs")):
+        # the sandbox plans 0.x workspaces with Terraform 0.11, which has neither `-refresh-only` nor `-replace`
+        name = "refresh-only" if attrs.get("refresh-only") else "replace-addrs"
+        raise errors.UnprocessableError(f"{name} needs a Terraform newer than 0.11; the sandbox plans "
+                                        f"{options['terraform-version']} with 0.11.11", pointer=f"/data/attributes/{name}")
     run = req.store.create_run(ws, _user(req), cv_id=cv_id,
                                message=attrs.get("message") or "Queued manually via the Terraform Enterprise API",
                                is_destroy=attrs.get("is-destroy", False), plan_only=attrs.get("plan-only", False),

@@ -130,9 +130,27 @@ class RunStore(StoreBase):
         return self._one("SELECT * FROM configuration_versions WHERE workspace_id = ? AND provisional = 0 "
                          "ORDER BY created_at DESC, rowid DESC LIMIT 1", (ws_id,))
 
-    def upload_configuration(self, cv_id: str, tarball: bytes) -> None:
-        """Store an uploaded configuration tarball; the version becomes `uploaded`."""
-        self._update("configuration_versions", "id", cv_id, {"tarball": tarball, "status": "uploaded"})
+    def upload_configuration(self, cv_id: str, tarball: bytes, *, queue: bool = False) -> None:
+        """Store an uploaded configuration tarball; the version becomes `uploaded`.
+
+        With `queue` (an upload through the version's upload URL), a version created with `auto-queue-runs`
+        queues a run (configuration-versions.mdx: "When true, runs are queued automatically when the
+        configuration version is uploaded"; the default), plan-only when the version is speculative. The VCS
+        ingress queues its own runs (vcs.py) and does not ask.
+        """
+        with self.tx():
+            self._update("configuration_versions", "id", cv_id, {"tarball": tarball, "status": "uploaded"})
+            cv = self.configuration_version_by_id(cv_id)
+            ws = self.workspace_by_id(cv["workspace_id"]) if cv else None
+            if queue and cv is not None and ws is not None and cv["auto_queue_runs"]:
+                self.create_run(ws, None, cv_id=cv_id, message="Triggered via API", plan_only=bool(cv["speculative"]),
+                                options={"terraform-version": ws["terraform_version"]})
+
+    def first_run_of_configuration(self, cv_id: str) -> dict[str, Any] | None:
+        """The first run that used a configuration version ("the run created by the configuration",
+        configuration-versions.mdx), or None."""
+        return self._one("SELECT * FROM runs WHERE configuration_version_id = ? ORDER BY created_at, rowid LIMIT 1",
+                         (cv_id,))
 
     def create_run(self, ws: dict[str, Any], user: dict[str, Any] | None, *, cv_id: str | None, message: str,
                    is_destroy: bool = False, plan_only: bool = False, auto_apply: bool | None = None,
@@ -148,7 +166,8 @@ class RunStore(StoreBase):
         stamp = now_iso()
         # the agent pool the run is for, when its workspace runs on agents (run.mdx `filter[agent_pool_names]`:
         # "runs that use one of the agent pools"); the sandbox's run worker stands in for the pool's agents
-        pool = self.workspace_agent_pool(ws)  # type: ignore[attr-defined]
+        full = self.workspace_by_id(ws["id"])
+        pool = self.workspace_agent_pool(full) if full else None  # type: ignore[attr-defined]
         if pool:
             options = {**(options or {}), "agent-pool-id": pool}
         stamps = {status_timestamp_key(status): stamp}
