@@ -85,6 +85,9 @@ _WS_BODY = ("name", "agent-pool-id", "allow-destroy-plan", "auto-apply", "auto-d
             "setting-overwrites", "setting-overwrites.execution-mode", "setting-overwrites.agent-pool",
             "relationships.project", "structured-run-output-enabled", "tag-names", "relationships.tags",
             "migration-environment")
+#: create only: a workspace's source and the host's own import (workspaces.mdx "Update a Workspace" lists neither)
+_WS_CREATE_ONLY = ("source-name", "source-url", "migration-environment")
+_WS_UPDATE_BODY = tuple(k for k in _WS_BODY if k not in _WS_CREATE_ONLY)
 _WS_ONLY = {
     "assessments-enabled": ((False,), "health assessments are not modelled: no workspace is assessed"),
     "auto-apply-run-trigger": ((False,), "run triggers are not modelled"),
@@ -126,7 +129,11 @@ TAKES: dict[str, Takes] = {
     "GET /api/v2/account/details": Takes(),
     # --- organizations (organizations.mdx) ---
     "GET /api/v2/organizations": Takes(query=(*PAGE, "q", "q[email]", "q[name]", "include")),
-    "POST /api/v2/organizations": Takes(body=_ORG_BODY, only=_ORG_ONLY, sources=_ORG_SOURCES),
+    "POST /api/v2/organizations": Takes(
+        body=tuple(k for k in _ORG_BODY if k not in ("default-agent-pool-id", "relationships.default-agent-pool")),
+        only=_ORG_ONLY, sources=_ORG_SOURCES, refused={
+            "default-agent-pool-id": "a new organization has no agent pool yet: create the organization, then a "
+                                     "pool, then set it with PATCH"}),
     "GET /api/v2/organizations/<org>": Takes(query=("include",)),
     "PATCH /api/v2/organizations/<org>": Takes(body=_ORG_BODY, only=_ORG_ONLY, sources=_ORG_SOURCES),
     "DELETE /api/v2/organizations/<org>": Takes(),
@@ -179,9 +186,10 @@ TAKES: dict[str, Takes] = {
                                                        sources=_WS_SOURCES),
     "GET /api/v2/organizations/<org>/workspaces/<name>": Takes(query=_WS_INCLUDE_QUERY),
     "GET /api/v2/workspaces/<ws_id>": Takes(query=_WS_INCLUDE_QUERY),
-    "PATCH /api/v2/organizations/<org>/workspaces/<name>": Takes(body=_WS_BODY, only=_WS_ONLY, refused=_WS_REFUSED,
-                                                               sources=_WS_SOURCES),
-    "PATCH /api/v2/workspaces/<ws_id>": Takes(body=_WS_BODY, only=_WS_ONLY, refused=_WS_REFUSED, sources=_WS_SOURCES),
+    "PATCH /api/v2/organizations/<org>/workspaces/<name>": Takes(body=_WS_UPDATE_BODY, only=_WS_ONLY,
+                                                               refused=_WS_REFUSED, sources=_WS_SOURCES),
+    "PATCH /api/v2/workspaces/<ws_id>": Takes(body=_WS_UPDATE_BODY, only=_WS_ONLY, refused=_WS_REFUSED,
+                                              sources=_WS_SOURCES),
     "DELETE /api/v2/organizations/<org>/workspaces/<name>": Takes(),
     "DELETE /api/v2/workspaces/<ws_id>": Takes(),
     "POST /api/v2/organizations/<org>/workspaces/<name>/actions/safe-delete": Takes(),
@@ -300,6 +308,34 @@ def check_query(route_key: str | None, query: Mapping[str, str]) -> None:
 def _generic(name: str) -> str:
     """`filter[tagged][0][key]` -> `filter[tagged][i][key]` (the docs' spelling of an indexed parameter)."""
     return re.sub(r"\[\d+\]", "[i]", name)
+
+
+def check_document(route_key: str | None, doc: Mapping[str, Any]) -> None:
+    """Refuse a member of a JSON:API request document beside `data` (422 naming it): the deprecated `filter`
+    form of a variable create (workspace-variables.mdx), or anything else.
+
+    Raises:
+        UnprocessableError: the first member refused.
+    """
+    declared = takes(route_key)
+    if declared is None:
+        return
+    for name, value in doc.items():
+        if name == "data":
+            continue
+        for path in _paths(name, value):
+            if path in declared.refused:
+                raise errors.UnprocessableError(f"{path} is not modelled by the sandbox: {declared.refused[path]}",
+                                                pointer="/" + path.replace(".", "/"))
+        raise errors.UnprocessableError(f"{name} is not a member of the request documents this route takes (it "
+                                        "takes data)", pointer=f"/{name}")
+
+
+def _paths(prefix: str, value: Any) -> list[str]:
+    """The dotted paths of the leaves of a JSON value (`filter.workspace.name`)."""
+    if isinstance(value, dict) and value:
+        return [p for key, sub in value.items() for p in _paths(f"{prefix}.{key}", sub)]
+    return [prefix]
 
 
 def check_body(route_key: str | None, attrs: Mapping[str, Any], rels: Mapping[str, Any]) -> None:

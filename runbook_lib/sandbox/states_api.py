@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from typing import Any
 
 from runbook_lib.sandbox import documents, errors
@@ -17,8 +18,13 @@ from runbook_lib.sandbox.wire import Request, Response, check_bool, check_str, j
 # --- state versions ---------------------------------------------------------------------------------------
 
 def _state_outputs(sv: dict[str, Any]) -> list[dict[str, Any]]:
-    """The root outputs of a finalized version's state, by name: [{name, value, sensitive, type}] where `type`
-    is the cty type a format-4 state records (None for a 0.11 state, which records only a simple type)."""
+    """The root outputs of a version, by name: [{name, value, sensitive, type}] where `type` is the cty type a
+    format-4 state records (None for a 0.11 state, which records only a simple type). They come from the
+    `json-state-outputs` the version was created with ("If provided, the workspace outputs populate
+    immediately", state-versions.mdx), else from its state once finalized."""
+    given = _given_outputs(sv)
+    if given is not None:
+        return given
     if sv["status"] != "finalized" or not sv["state"]:
         return []
     try:
@@ -38,11 +44,22 @@ def _state_outputs(sv: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
+def _given_outputs(sv: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The outputs of a version's `json-state-outputs` (base64 of `terraform show -json`'s `values.outputs`:
+    name -> {value, type, sensitive}), or None when it was created without."""
+    if not sv.get("json_state_outputs"):
+        return None
+    doc = json.loads(base64.b64decode(sv["json_state_outputs"]))
+    return [{"name": name, "value": out.get("value"), "sensitive": bool(out.get("sensitive")), "type": out.get("type"),
+             "legacy_type": None} for name, out in sorted(doc.items())]
+
+
 def _state_facts(sv: dict[str, Any]) -> tuple[int, list[str]]:
     """(managed resources, output names) of a finalized version's state; (0, []) before."""
+    names = [o["name"] for o in _state_outputs(sv)]
     if sv["status"] != "finalized" or not sv["state"]:
-        return 0, []
-    return count_managed_resources(bytes(sv["state"])), [o["name"] for o in _state_outputs(sv)]
+        return 0, names
+    return count_managed_resources(bytes(sv["state"])), names
 
 
 def output_id(sv_id: str, index: int) -> str:
@@ -278,6 +295,15 @@ def create_state_version(req: Request, ws_id: str) -> Response:
     state = _b64(attrs, "state")
     json_state = _b64(attrs, "json-state")
     outputs = attrs.get("json-state-outputs")
+    if outputs is not None:
+        try:
+            decoded = json.loads(base64.b64decode(outputs, validate=True)) if isinstance(outputs, str) else None
+        except (binascii.Error, ValueError):
+            decoded = None
+        if not isinstance(decoded, dict) or not all(isinstance(v, dict) for v in decoded.values()):
+            raise errors.UnprocessableError("json-state-outputs must be base64 of a JSON object of outputs (name -> "
+                                            "{value, type, sensitive}, as terraform show -json writes them)",
+                                            pointer="/data/attributes/json-state-outputs")
     run_id = relationship_id(rels, "run", "runs")
     sv, created = req.store.create_state_version(
         ws, _user(req), serial=serial, md5=md5.lower(), lineage=attrs.get("lineage"), state=state,

@@ -113,6 +113,7 @@ def parse_resource(req: Request, expected_type: str | tuple[str, ...] | None, *,
     data = doc.get("data") if isinstance(doc, dict) else None
     if not isinstance(data, dict):
         raise errors.UnprocessableError("param is missing or the value is empty: data", pointer="/data")
+    params.check_document(req.route_key, doc)
     kind = data.get("type")
     if expected_type is not None:
         if not kind and require_type:

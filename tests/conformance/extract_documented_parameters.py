@@ -198,7 +198,8 @@ def extract(clone: Path) -> dict:
         # a request body's keys: its "Request Body" tables, and `data.` keys of any other table of the section
         # (team-access.mdx lists PATCH's attributes beside the path parameter)
         body = [k for name, block in subs.items() if name.lower().startswith("request body") for k in _table_keys(block)]
-        body += [k for k in _table_keys(section) if k.startswith("data.") and k not in body]
+        if not route.startswith("GET "):  # a GET's `data.` tables describe its answer
+            body += [k for k in _table_keys(section) if k.startswith("data.") and k not in body]
         includes = _related(text) if route.startswith("GET ") and route not in NO_PAGE_INCLUDES else []
         routes[route] = {"page": f"{page}.mdx", "section": heading, "query": query, "body": body,
                          "includes": includes}
