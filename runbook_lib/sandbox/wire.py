@@ -128,6 +128,9 @@ def parse_resource(req: Request, expected_type: str | tuple[str, ...] | None, *,
         raise errors.UnprocessableError("attributes must be an object", pointer="/data/attributes")
     if not isinstance(rels, dict):
         raise errors.UnprocessableError("relationships must be an object", pointer="/data/relationships")
+    if kind and attrs.get("type") == kind:
+        # pytfe (HashiCorp's Python SDK) repeats the document's type among the attributes: it asks for nothing
+        attrs = {k: v for k, v in attrs.items() if k != "type"}
     params.check_body(req.route_key, attrs, rels)
     return attrs, rels
 
