@@ -22,8 +22,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from runbook_lib.sandbox import (admin_api, legacy_adapter_api, legacy_api, legacy_ui, orgs_api, runs_api,
-                                 states_api, teams_api, tfe_api, tfe_runs_api, vcs, workspaces_api)
+from runbook_lib.sandbox import (admin_api, comments_api, config_versions_api, legacy_adapter_api, legacy_api,
+                                 legacy_ui, orgs_api, plans_api, runs_api, states_api, teams_api, tfe_api,
+                                 tfe_runs_api, vcs, workspaces_api)
 from runbook_lib.sandbox.errors import JSONAPI, LEGACY
 
 
@@ -36,7 +37,15 @@ class Route:
     handler: Callable[..., Any]
     auth: str
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the path as the table writes it (`/api/v2/workspaces/<ws_id>`): with the method, the key of
+    #: `params.TAKES`
+    template: str = ""
     profile: str | None = None  # served only under this legacy profile (None: always)
+
+    @property
+    def key(self) -> str:
+        """`METHOD /path/<template>`, the route's name in `params.TAKES`."""
+        return f"{self.method} {self.template}"
 
     @property
     def flavour(self) -> str:
@@ -52,7 +61,7 @@ _V2 = "/api/v2"
 def _r(method: str, path: str, handler: Callable[..., Any], auth: str, profile: str | None = None,
        **extra: Any) -> Route:
     regex = re.sub(r"<(\w+)>", lambda m: f"(?P<{m.group(1)}>{_SEG})", path)
-    return Route(method, re.compile(f"^{regex}$"), handler, auth, extra, profile)
+    return Route(method, re.compile(f"^{regex}$"), handler, auth, extra, path, profile)
 
 
 def _at(path: str, auth: str, profile: str | None = None, **handlers: Callable[..., Any]) -> list[Route]:
@@ -107,6 +116,9 @@ ROUTES: list[Route] = [
     *_at(f"{_V2}/organizations/<org>", B, GET=orgs_api.show_organization, PATCH=orgs_api.update_organization,
          DELETE=orgs_api.delete_organization),
     *_at(f"{_V2}/organizations/<org>/entitlement-set", B, GET=orgs_api.entitlement_set),
+    *_at(f"{_V2}/organizations/<org>/capacity", B, GET=tfe_runs_api.capacity),
+    *_at(f"{_V2}/organizations/<org>/runs/queue", B, GET=tfe_runs_api.run_queue),
+    *_at(f"{_V2}/organizations/<org>/runs", B, GET=tfe_runs_api.list_org_runs),
     *_at(f"{_V2}/organizations/<org>/projects", B, GET=orgs_api.list_projects, POST=orgs_api.create_project),
     *_at(f"{_V2}/projects/<project_id>", B, GET=orgs_api.show_project, DELETE=orgs_api.delete_project),
     *_at(f"{_V2}/organizations/<org>/agent-pools", B, POST=orgs_api.create_agent_pool),
@@ -135,30 +147,42 @@ ROUTES: list[Route] = [
          POST=states_api.create_state_version),
     *_at(f"{_V2}/state-versions", B, GET=states_api.list_state_versions),
     *_at(f"{_V2}/state-versions/<sv_id>", B, GET=states_api.show_state_version),
+    *_at(f"{_V2}/state-versions/<sv_id>/outputs", B, GET=states_api.list_state_version_outputs),
+    *_at(f"{_V2}/state-version-outputs/<output_id_>", B, GET=states_api.show_state_version_output),
+    *_at(f"{_V2}/workspaces/<ws_id>/current-state-version-outputs", B, GET=states_api.current_state_version_outputs),
     *_at(f"{_V2}/workspaces/<ws_id>/relationships/tags", B, GET=workspaces_api.list_workspace_tags,
          POST=workspaces_api.add_workspace_tags, DELETE=workspaces_api.remove_workspace_tags),
     *_at(f"{_V2}/workspaces/<ws_id>/vars", B, GET=workspaces_api.list_vars, POST=workspaces_api.create_var),
     *_at(f"{_V2}/workspaces/<ws_id>/vars/<var_id>", B, GET=workspaces_api.show_var, PATCH=workspaces_api.update_var,
          DELETE=workspaces_api.delete_var),
-    *_at(f"{_V2}/workspaces/<ws_id>/configuration-versions", B, GET=tfe_runs_api.list_configuration_versions,
-         POST=tfe_runs_api.create_configuration_version),
-    *_at(f"{_V2}/configuration-versions/<cv_id>", B, GET=tfe_runs_api.show_configuration_version),
-    *_at(f"{_V2}/configuration-versions/<cv_id>/download", B, GET=tfe_runs_api.download_configuration_version),
+    *_at(f"{_V2}/workspaces/<ws_id>/configuration-versions", B, GET=config_versions_api.list_configuration_versions,
+         POST=config_versions_api.create_configuration_version),
+    *_at(f"{_V2}/configuration-versions/<cv_id>", B, GET=config_versions_api.show_configuration_version),
+    *_at(f"{_V2}/configuration-versions/<cv_id>/download", B, GET=config_versions_api.download_configuration_version),
     *_at(f"{_V2}/workspaces/<ws_id>/runs", B, GET=tfe_runs_api.list_runs),
     *_at(f"{_V2}/runs", B, POST=tfe_runs_api.create_run),
     *_at(f"{_V2}/runs/<run_id>", B, GET=tfe_runs_api.show_run),
-    *_at(f"{_V2}/runs/<run_id>/plan", B, GET=tfe_runs_api.show_run_plan),
-    *_at(f"{_V2}/runs/<run_id>/plan/json-output", B, GET=tfe_runs_api.plan_json_output),
-    *_at(f"{_V2}/plans/<plan_id>", B, GET=tfe_runs_api.show_plan),
-    *_at(f"{_V2}/plans/<plan_id>/json-output", B, GET=tfe_runs_api.plan_json_output),
+    *_at(f"{_V2}/runs/<run_id>/plan", B, GET=plans_api.show_run_plan),
+    *_at(f"{_V2}/runs/<run_id>/plan/json-output", B, GET=plans_api.plan_json_output),
+    *_at(f"{_V2}/plans/<plan_id>", B, GET=plans_api.show_plan),
+    *_at(f"{_V2}/plans/<plan_id>/json-output", B, GET=plans_api.plan_json_output),
+    *_at(f"{_V2}/plans/<plan_id>/json-output-redacted", B, GET=plans_api.plan_json_output_redacted),
+    *_at(f"{_V2}/applies/<apply_id>", B, GET=plans_api.show_apply),
+    *_at(f"{_V2}/runs/<run_id>/apply", B, GET=plans_api.show_run_apply),
+    *_at(f"{_V2}/runs/<run_id>/run-events", B, GET=comments_api.list_run_events),
+    *_at(f"{_V2}/run-events/<event_id>", B, GET=comments_api.show_run_event),
+    *_at(f"{_V2}/runs/<run_id>/comments", B, GET=comments_api.list_comments, POST=comments_api.create_comment),
+    *_at(f"{_V2}/comments/<comment_id>", B, GET=comments_api.show_comment),
     # --- runs after creation, VCS ingress (see runs_api) ---
     *_at(f"{_V2}/runs/<run_id>/actions/apply", B, POST=runs_api.apply_run),
     *_at(f"{_V2}/runs/<run_id>/actions/discard", B, POST=runs_api.discard_run),
     *_at(f"{_V2}/runs/<run_id>/actions/cancel", B, POST=runs_api.cancel_run),
-    *_at(f"{_V2}/configuration-versions/<cv_id>/ingress-attributes", B, GET=runs_api.ingress_attributes),
+    *_at(f"{_V2}/runs/<run_id>/actions/force-cancel", B, POST=runs_api.force_cancel_run),
+    *_at(f"{_V2}/configuration-versions/<cv_id>/ingress-attributes", B, GET=config_versions_api.ingress_attributes),
     # --- teams, team membership, team access (see teams_api) ---
     *_at(f"{_V2}/organizations/<org>/teams", B, GET=teams_api.list_teams, POST=teams_api.create_team),
-    *_at(f"{_V2}/teams/<team_id>", B, GET=teams_api.show_team, DELETE=teams_api.delete_team),
+    *_at(f"{_V2}/teams/<team_id>", B, GET=teams_api.show_team, PATCH=teams_api.update_team,
+         DELETE=teams_api.delete_team),
     *_at(f"{_V2}/teams/<team_id>/relationships/users", B, POST=teams_api.add_team_users,
          DELETE=teams_api.remove_team_users),
     *_at(f"{_V2}/teams/<team_id>/authentication-token", B, POST=teams_api.create_team_token,

@@ -10,8 +10,6 @@ New API (`/api/v2`, bearer token), as TFE answers them:
   a Run"; a terraform command already running finishes; its result is dropped); 409 for a paused or
   finished run.
 Every status change goes through `Store.transition_run` (store/runs.py), the table of run.mdx.
-- `GET /configuration-versions/:id/ingress-attributes`: the commit a VCS configuration version holds;
-  404 for versions uploaded through the API.
 
 Admin surface (SANDBOX-DEFINED, `X-Sandbox-Admin` secret): `GET /_sandbox/runs` and `PUT /_sandbox/runs`
 `{"paused": bool, "timeout": seconds}` -> `{"paused", "timeout", "workers", "idle"}`.
@@ -19,12 +17,16 @@ Admin surface (SANDBOX-DEFINED, `X-Sandbox-Admin` secret): `GET /_sandbox/runs` 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from runbook_lib.sandbox import errors
 from runbook_lib.sandbox.store.runs import CANCELABLE_STATUSES, CONFIRMABLE_STATUSES, DISCARDABLE_STATUSES
-from runbook_lib.sandbox.wire import Request, Response, json_response, jsonapi_response
+from runbook_lib.sandbox.wire import Request, Response, json_response
+
+
+#: Seconds from a cancel to `force-cancel-available-at` (run.mdx "a cool-off period"; the docs give no length,
+#: so this is the sandbox's).
+FORCE_CANCEL_COOL_OFF_S = 60
 
 
 def _runner(req: Request) -> Any:
@@ -36,23 +38,40 @@ def _user(req: Request) -> dict[str, Any]:
     return req.user
 
 
-def _comment(req: Request) -> None:
-    """Validate the optional body `{"comment": "..."}` (TFE records it; the sandbox has nowhere to show it)."""
-    if req.body.strip():
-        doc = req.json()
-        if not isinstance(doc, dict) or not isinstance(doc.get("comment", ""), (str, type(None))):
-            raise errors.UnprocessableError("comment must be a string", pointer="/comment")
+def _comment(req: Request) -> str | None:
+    """The optional body `{"comment": "..."}` of a run action (run.mdx: "An optional comment about the run");
+    the caller records it as a comment on the run once the action succeeded (`_record_comment`)."""
+    if not req.body.strip():
+        return None
+    doc = req.json()
+    if not isinstance(doc, dict) or not isinstance(doc.get("comment", ""), (str, type(None))):
+        raise errors.UnprocessableError("comment must be a string", pointer="/comment")
+    unknown = sorted(set(doc) - {"comment"})
+    if unknown:
+        raise errors.UnprocessableError(f"{', '.join(unknown)} is not a parameter of this run action (it takes "
+                                        "only comment)", pointer=f"/{unknown[0]}")
+    return doc.get("comment") or None
+
+
+def _record_comment(req: Request, run_id: str, comment: str | None) -> None:
+    if comment:
+        req.store.add_comment(run_id, comment, _user(req))
 
 
 def apply_run(req: Request, run_id: str) -> Response:
     """`POST /api/v2/runs/:id/actions/apply`: confirm a run paused for confirmation; 202 (409 otherwise)."""
     run = req.store.get_run(run_id, _user(req))
-    _comment(req)
+    req.store.require(_user(req), req.store.get_workspace(run["workspace_id"], _user(req)), "apply")
+    comment = _comment(req)
     if req.store.run_job(run_id) is None:
         # Seeded history is never executed: nothing would carry a confirmation on.
         raise errors.ConflictError(f"transition not allowed: a {run['status']} run cannot become confirmed")
     req.store.transition_run(run_id, "confirmed", only_from=tuple(CONFIRMABLE_STATUSES))
+    apply = req.store.apply_for_run(run_id)
+    if apply is not None:  # run.mdx `relationships.confirmed-by`: the user who confirmed the apply
+        req.store.update_apply(apply["id"], confirmed_by=_user(req)["id"])
     req.store.set_run_job(run_id, state="apply")
+    _record_comment(req, run_id, comment)
     runner = _runner(req)
     if runner is not None:
         runner.wake()  # it waits for this transaction's commit (the store lock) before it looks
@@ -71,10 +90,28 @@ def cancel_run(req: Request, run_id: str) -> Response:
     return _stop(req, run_id, CANCELABLE_STATUSES, "canceled")
 
 
-def _stop(req: Request, run_id: str, allowed: frozenset[str], status: str) -> Response:
-    req.store.get_run(run_id, _user(req))
+def force_cancel_run(req: Request, run_id: str) -> Response:
+    """`POST /api/v2/runs/:id/actions/force-cancel`: 409 for every run (run.mdx "Forcefully cancel a run":
+    409 when the run "was not planning or applying, has not been canceled non-forcefully, or the cool-off
+    period has not yet passed"). The sandbox's cancel ends a run at once (`canceled`), so no run is ever
+    left canceling after its cool-off; `is-force-cancelable` is always false."""
+    run = req.store.get_run(run_id, _user(req))
+    req.store.require(_user(req), req.store.get_workspace(run["workspace_id"], _user(req)), "force-cancel")
     _comment(req)
+    raise errors.ConflictError(f"run {run_id} cannot be force-canceled: it is {run['status']}, and the sandbox's "
+                               "cancel ends a run at once, so there is no cancel in progress to force")
+
+
+def _stop(req: Request, run_id: str, allowed: frozenset[str], status: str) -> Response:
+    run = req.store.get_run(run_id, _user(req))
+    req.store.require(_user(req), req.store.get_workspace(run["workspace_id"], _user(req)), "cancel")
+    comment = _comment(req)
     req.store.transition_run(run_id, status, only_from=tuple(allowed))
+    if status == "canceled":
+        # run.mdx "Forcefully cancel a run": after a cancel, `force-cancel-available-at` names when the cool-off
+        # ends (go-tfe `run_integration_test.go` ForceCancel "after a normal cancel" waits for it)
+        req.store.note_cancel_requested(run_id, FORCE_CANCEL_COOL_OFF_S)
+    _record_comment(req, run_id, comment)
     plan = req.store.plan_for_run(run_id)
     if plan and plan["status"] in ("pending", "running"):
         req.store.update_plan(plan["id"], "unreachable" if plan["status"] == "pending" else "canceled")
@@ -86,27 +123,6 @@ def _stop(req: Request, run_id: str, allowed: frozenset[str], status: str) -> Re
         if runner is not None and not running:
             runner.discard_workdir(run_id)
     return Response(202)
-
-
-def ingress_attributes(req: Request, cv_id: str) -> Response:
-    """`GET /api/v2/configuration-versions/:id/ingress-attributes`: the commit of a VCS configuration version."""
-    cv = req.store.get_configuration_version(cv_id, _user(req))
-    if not cv["ingress"]:
-        raise errors.NotFoundError()
-    return jsonapi_response({"data": ingress_doc(cv)})
-
-
-def ingress_doc(cv: dict[str, Any]) -> dict[str, Any]:
-    """The `ingress-attributes` resource of a configuration version that has them."""
-    attrs = json.loads(cv["ingress"])
-    return {"id": ingress_id(cv["id"]), "type": "ingress-attributes", "attributes": attrs,
-            "relationships": {"created-by": {"data": None}},
-            "links": {"self": f"/api/v2/configuration-versions/{cv['id']}/ingress-attributes"}}
-
-
-def ingress_id(cv_id: str) -> str:
-    """A stable id for a configuration version's ingress attributes (`cv-X` -> `ia-X`)."""
-    return "ia-" + cv_id.removeprefix("cv-")
 
 
 def _settings(req: Request) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from runbook_lib.sandbox import errors, routes
+from runbook_lib.sandbox.params import check_query
 from runbook_lib.sandbox.faults import FaultInjector, RateLimiter
 from runbook_lib.sandbox.runner import Runner
 from runbook_lib.sandbox.store import Store
@@ -392,7 +393,8 @@ class _Handler(BaseHTTPRequestHandler):
                     raise errors.RateLimitedError(headers=app.limiter.headers(wait))
             base_url = app.base_url(self.headers.get("Host"))
             req = Request(method=method, path=path, query=query, headers=self.headers, body=body,
-                          store=app.store, base_url=base_url, user=user, app=app)
+                          store=app.store, base_url=base_url, user=user, app=app, route_key=route.key)
+            check_query(route.key, query)  # a parameter the route does not honour is a 400
             # Counted inside the transaction, which holds the store's lock: rows written meanwhile by other
             # threads (parallel requests, the run worker) are not charged to this request.
             with app.store.tx():

@@ -16,23 +16,29 @@ today's `teams.mdx` / `team-access.mdx` (hashicorp/terraform-docs-common):
 
 from __future__ import annotations
 
+import re
+from datetime import datetime, timezone
 from typing import Any
 
 from runbook_lib.sandbox import errors
 from runbook_lib.sandbox.tfe_api import _rel, _user, _user_doc
 from runbook_lib.sandbox.wire import Request, Response, jsonapi_response, paginate, parse_resource, relationship_id
-from runbook_lib.sandbox.store.teams import OWNERS
+from runbook_lib.sandbox.store.teams import OWNERS, check_team_attributes
+
+_ISO = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
 
 
 def _team_doc(req: Request, team: dict[str, Any], users: list[dict[str, Any]]) -> dict[str, Any]:
     owners = team["name"] == OWNERS
+    settings = req.store.team_settings(team)
     return {"id": team["id"], "type": "teams", "attributes": {
-        "name": team["name"], "users-count": len(users), "visibility": "secret",
+        "name": team["name"], "users-count": len(users), "visibility": settings["visibility"],
+        "sso-team-id": settings["sso-team-id"],
+        "allow-member-token-management": settings["allow-member-token-management"],
         "permissions": {"can-update-membership": True, "can-destroy": not owners,
                         "can-update-organization-access": not owners, "can-update-api-token": True,
                         "can-update-visibility": True},
-        "organization-access": {"manage-workspaces": owners, "manage-policies": owners,
-                                "manage-vcs-settings": owners}},
+        "organization-access": settings["organization-access"]},
         "relationships": {"users": {"data": [{"id": u["id"], "type": "users"} for u in users]},
                           "organization": _rel("organizations", team["org"]),
                           "authentication-token": {"meta": {}}},
@@ -42,8 +48,11 @@ def _team_doc(req: Request, team: dict[str, Any], users: list[dict[str, Any]]) -
 def _with_included(req: Request, docs: list[dict[str, Any]], users: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """`include=users` adds every member's user record once; any other include is a 400."""
     include = [i for i in (req.query.get("include") or "").split(",") if i]
-    if any(i != "users" for i in include):
-        raise errors.BadRequestError("Invalid include parameter; only 'users' is available for teams")
+    unknown = [i for i in include if i != "users"]
+    if unknown:
+        # `organization-memberships` (teams.mdx) is not modelled: the sandbox keeps no membership records
+        raise errors.BadRequestError(f"Invalid include parameter: {', '.join(unknown)} (the sandbox includes users "
+                                     "only: it keeps no organization membership records)")
     return {"included": [_user_doc(u) for u in users.values()]} if include else {}
 
 
@@ -67,8 +76,22 @@ def list_teams(req: Request, org: str) -> Response:
 def create_team(req: Request, org: str) -> Response:
     """`POST /api/v2/organizations/:org/teams` {name}: 201; 422 for a blank, invalid or taken name."""
     attrs, _ = parse_resource(req, "teams")
+    check_team_attributes(attrs)
     team = req.store.create_team(org, attrs.get("name"), _user(req))
+    req.store.keep_team_settings(team["id"], attrs)
     return jsonapi_response({"data": _team_doc(req, team, [])}, 201)
+
+
+def update_team(req: Request, team_id: str) -> Response:
+    """`PATCH /api/v2/teams/:id` (teams.mdx "Update a Team"): name, `organization-access`, `visibility`,
+    `sso-team-id`, `allow-member-token-management`; 422 for an invalid or taken name or a bad value."""
+    attrs, _ = parse_resource(req, "teams")
+    if "allow-team-token-management" in attrs:
+        # teams.mdx "Update a Team" spells go-tfe's `allow-member-token-management` this way: the same setting
+        attrs = {**{k: v for k, v in attrs.items() if k != "allow-team-token-management"},
+                 "allow-member-token-management": attrs["allow-team-token-management"]}
+    team = req.store.update_team(team_id, attrs, _user(req))
+    return jsonapi_response({"data": _team_doc(req, team, req.store.team_users(team["id"]))})
 
 
 def show_team(req: Request, team_id: str) -> Response:
@@ -92,7 +115,8 @@ def _usernames(req: Request) -> list[str]:
         raise errors.UnprocessableError("data must be a non-empty list of users", pointer="/data")
     names = []
     for item in data:
-        if not isinstance(item, dict) or item.get("type") != "users" or not isinstance(item.get("id"), str):
+        if not isinstance(item, dict) or item.get("type") != "users" or not isinstance(item.get("id"), str) \
+                or set(item) - {"type", "id"}:
             raise errors.UnprocessableError("each entry must be {\"type\": \"users\", \"id\": <username>}",
                                             pointer="/data")
         names.append(item["id"])
@@ -113,8 +137,11 @@ def remove_team_users(req: Request, team_id: str) -> Response:
 
 # --- team access ---------------------------------------------------------------------------------------
 
-def _access_doc(row: dict[str, Any]) -> dict[str, Any]:
-    return {"id": row["id"], "type": "team-workspaces", "attributes": {"access": row["access"]},
+def _access_doc(req: Request, row: dict[str, Any]) -> dict[str, Any]:
+    # a fixed level is answered with the permissions it stands for (team-access.mdx sample responses:
+    # `runs`, `variables`, `state-versions`, `sentinel-mocks`, `workspace-locking`, `run-tasks`)
+    return {"id": row["id"], "type": "team-workspaces",
+            "attributes": {"access": row["access"], **req.store.access_grant(row).attributes()},
             "relationships": {
                 "team": {**_rel("teams", row["team_id"]), "links": {"related": f"/api/v2/teams/{row['team_id']}"}},
                 "workspace": {**_rel("workspaces", row["workspace_id"]),
@@ -128,7 +155,7 @@ def list_team_access(req: Request) -> Response:
     if not ws_id:
         raise errors.BadRequestError("filter[workspace][id] is required")
     rows, meta, links = paginate(req, req.store.list_team_access(ws_id, _user(req)))
-    return jsonapi_response({"data": [_access_doc(r) for r in rows], "links": links, "meta": meta})
+    return jsonapi_response({"data": [_access_doc(req, r) for r in rows], "links": links, "meta": meta})
 
 
 def create_team_access(req: Request) -> Response:
@@ -140,20 +167,20 @@ def create_team_access(req: Request) -> Response:
         missing = "team" if not team_id else "workspace"
         raise errors.UnprocessableError(f"{missing.capitalize()} can't be blank",
                                         pointer=f"/data/relationships/{missing}")
-    row = req.store.create_team_access(team_id, ws_id, attrs.get("access"), _user(req))
-    return jsonapi_response({"data": _access_doc(row)}, 201)
+    row = req.store.create_team_access(team_id, ws_id, attrs.get("access"), _user(req), attrs)
+    return jsonapi_response({"data": _access_doc(req, row)}, 201)
 
 
 def show_team_access(req: Request, access_id: str) -> Response:
     """`GET /api/v2/team-workspaces/:id`."""
-    return jsonapi_response({"data": _access_doc(req.store.get_team_access(access_id, _user(req)))})
+    return jsonapi_response({"data": _access_doc(req, req.store.get_team_access(access_id, _user(req)))})
 
 
 def update_team_access(req: Request, access_id: str) -> Response:
     """`PATCH /api/v2/team-workspaces/:id` {access}."""
     attrs, _ = parse_resource(req, "team-workspaces")
-    return jsonapi_response({"data": _access_doc(req.store.update_team_access(access_id, attrs.get("access"),
-                                                                               _user(req)))})
+    return jsonapi_response({"data": _access_doc(req, req.store.update_team_access(
+        access_id, attrs.get("access"), _user(req), attrs))})
 
 
 def delete_team_access(req: Request, access_id: str) -> Response:
@@ -167,14 +194,26 @@ def delete_team_access(req: Request, access_id: str) -> Response:
 def _team_token_doc(row: dict[str, Any], value: str | None = None) -> dict[str, Any]:
     return {"id": row["id"], "type": "authentication-tokens", "attributes": {
         "created-at": row["created_at"], "last-used-at": None, "description": row["description"],
-        "token": value, "expired-at": None},
+        "token": value, "expired-at": row.get("expired_at")},
         "relationships": {"team": _rel("teams", row["team_id"])}}
 
 
 def create_team_token(req: Request, team_id: str) -> Response:
     """`POST /api/v2/teams/:id/authentication-token`: 201 with the token's value (the only time it is
     shown); it replaces the team's previous token (team-tokens.mdx "Generate a new team token")."""
-    row, value = req.store.create_team_token(team_id, _user(req))
+    expired_at = None
+    if req.body.strip():
+        # team-tokens.mdx: `data.type` "Must be `authentication-token`" (the answer's type is the plural);
+        # go-tfe `team_token.go` TeamTokenCreateOptions has no JSON:API type, so its body says `"type": ""`
+        attrs, _ = parse_resource(req, ("authentication-token", "authentication-tokens"), require_type=False)
+        expired_at = attrs.get("expired-at")
+        if expired_at is not None and not (isinstance(expired_at, str) and _ISO.fullmatch(expired_at)):
+            raise errors.UnprocessableError("expired-at must be an ISO 8601 time like 2030-01-01T00:00:00.000Z",
+                                            pointer="/data/attributes/expired-at")
+        if expired_at:  # kept as the sandbox writes times, so it compares with the clock as text
+            stamp = datetime.fromisoformat(expired_at.replace("Z", "+00:00")).astimezone(timezone.utc)
+            expired_at = stamp.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    row, value = req.store.create_team_token(team_id, _user(req), expired_at)
     return jsonapi_response({"data": _team_token_doc(row, value)}, 201)
 
 

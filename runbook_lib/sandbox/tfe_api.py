@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from runbook_lib.sandbox import documents
 from runbook_lib.sandbox.wire import Request, Response, jsonapi_response
 
 API_VERSION = "2.5"
@@ -81,6 +82,11 @@ def account_details(req: Request) -> Response:
     return jsonapi_response({"data": _user_doc(_user(req))})
 
 
+@documents.renders("users")
+def _user_render(req: Request, user: dict[str, Any]) -> dict[str, Any]:
+    return _user_doc(user)
+
+
 def _user_doc(user: dict[str, Any]) -> dict[str, Any]:
     return {"id": user["id"], "type": "users", "attributes": {
         "username": user["username"], "email": user["email"], "is-service-account": False,
@@ -89,8 +95,21 @@ def _user_doc(user: dict[str, Any]) -> dict[str, Any]:
                         "can-change-username": True}},
         "links": {"self": f"/api/v2/users/{user['id']}"}}
 
-def _ws(req: Request, org: str | None = None, name: str | None = None, ws_id: str | None = None) -> dict[str, Any]:
+def _ws(req: Request, org: str | None = None, name: str | None = None, ws_id: str | None = None, *,
+        need: str | None = None) -> dict[str, Any]:
+    """The workspace a request names (404 when the caller cannot see it); with `need`, also refused unless the
+    caller's access allows that action (`access.NEEDS`; a team token's team access, see store/teams.py)."""
     if ws_id is not None:
-        return req.store.get_workspace(ws_id, _user(req))
-    return req.store.get_workspace_by_name(org or "", name or "", _user(req))
+        ws = req.store.get_workspace(ws_id, _user(req))
+    else:
+        ws = req.store.get_workspace_by_name(org or "", name or "", _user(req))
+    if need is not None:
+        req.store.require(_user(req), ws, need)
+    return ws
+
+
+def _ws_of(req: Request, ws_id: str, need: str | None = None) -> dict[str, Any]:
+    """The workspace of an object read by id (a run, a plan, a state version): a team token sees only those of
+    workspaces its team can see, and with `need` may do only what its access allows."""
+    return _ws(req, ws_id=ws_id, need=need)
 

@@ -1,112 +1,77 @@
-"""Handlers of the new API for configuration versions, runs and plans."""
+"""Handlers of the new API for runs: create, read, list (run.mdx; go-tfe `run.go`). What a run does after
+it was created (apply, discard, cancel) is `runs_api`; its plan is `plans_api`."""
 
 from __future__ import annotations
 
 import json
 import math
-import re
 import threading
 import time
 from typing import Any
 
-from runbook_lib.sandbox import errors
-from runbook_lib.sandbox.store.runs import CANCELABLE_STATUSES, CONFIRMABLE_STATUSES, DISCARDABLE_STATUSES
-from runbook_lib.sandbox.tfe_api import _archivist, _rel, _user, _user_doc, _ws
-from runbook_lib.sandbox.workspaces_api import _workspace_doc
-from runbook_lib.sandbox.wire import Request, Response, check_bool, check_str, jsonapi_response, paginate, parse_resource, relationship_id
+from runbook_lib.sandbox import documents, errors
+from runbook_lib.sandbox.plans_api import run_terraform_version
+from runbook_lib.sandbox.store.runs import (CANCELABLE_STATUSES, CONFIRMABLE_STATUSES, DISCARDABLE_STATUSES,
+                                            FINAL_STATUSES as FINAL_RUN_STATUSES)
+from runbook_lib.sandbox.tfe_api import _rel, _user, _ws, _ws_of
+from runbook_lib.sandbox.wire import (Request, Response, check_bool, check_str, jsonapi_response, paginate,
+                                     parse_resource, relationship_id)
 
 
-# --- configuration versions -------------------------------------------------------------------------------
-
-def _cv_doc(req: Request, cv: dict[str, Any], *, created: bool = False) -> dict[str, Any]:
-    # `upload-url` is answered only by the create request (configuration-versions.mdx "Create a
-    # Configuration Version": the URL is in the creation response; go-tfe's
-    # TestConfigurationVersionsCreate reads it back empty).
-    return {"id": cv["id"], "type": "configuration-versions", "attributes": {
-        "auto-queue-runs": bool(cv["auto_queue_runs"]), "error": None, "error-message": None,
-        "source": cv["source"], "speculative": bool(cv["speculative"]), "status": cv["status"],
-        "status-timestamps": {}, "provisional": bool(cv["provisional"]),
-        "upload-url": _archivist(req, cv["upload_token"]) if created and cv["status"] == "pending" else None},
-        "relationships": {"ingress-attributes": {
-            "data": {"id": "ia-" + cv["id"].removeprefix("cv-"), "type": "ingress-attributes"} if cv["ingress"] else None,
-            "links": {"related": f"/api/v2/configuration-versions/{cv['id']}/ingress-attributes"}}},
-        "links": {"self": f"/api/v2/configuration-versions/{cv['id']}",
-                  "download": f"/api/v2/configuration-versions/{cv['id']}/download"}}
-
-
-def create_configuration_version(req: Request, ws_id: str) -> Response:
-    """`POST /api/v2/workspaces/:id/configuration-versions`: 201 with an `upload-url`."""
-    ws = _ws(req, ws_id=ws_id)
-    attrs: dict[str, Any] = {}
-    if req.body.strip():
-        attrs, _ = parse_resource(req, "configuration-versions")
-    for name in ("auto-queue-runs", "speculative", "provisional"):
-        check_bool(attrs, name)
-    cv = req.store.create_configuration_version(ws["id"], auto_queue_runs=attrs.get("auto-queue-runs", True),
-                                                speculative=attrs.get("speculative", False),
-                                                provisional=attrs.get("provisional", False))
-    return jsonapi_response({"data": _cv_doc(req, cv, created=True)}, 201)
-
-
-def list_configuration_versions(req: Request, ws_id: str) -> Response:
-    """`GET /api/v2/workspaces/:id/configuration-versions` (paged)."""
-    ws = _ws(req, ws_id=ws_id)
-    rows, meta, links = paginate(req, req.store.list_configuration_versions(ws["id"]))
-    return jsonapi_response({"data": [_cv_doc(req, c) for c in rows], "links": links, "meta": meta})
-
-
-def show_configuration_version(req: Request, cv_id: str) -> Response:
-    """`GET /api/v2/configuration-versions/:id`."""
-    return jsonapi_response({"data": _cv_doc(req, req.store.get_configuration_version(cv_id, _user(req)))})
-
-
-def download_configuration_version(req: Request, cv_id: str) -> Response:
-    """`GET /api/v2/configuration-versions/:id/download`: the uploaded tarball (configuration-versions.mdx
-    "Download Configuration Files"); 404 until something was uploaded."""
-    cv = req.store.get_configuration_version(cv_id, _user(req))
-    tarball = req.store.configuration_tarball(cv["id"])
-    if tarball is None:
-        raise errors.NotFoundError()
-    return Response(200, bytes(tarball), {"Content-Type": "application/octet-stream"})
-
-
-# --- runs and plans ---------------------------------------------------------------------------------------
+# --- runs ---------------------------------------------------------------------------------------
 
 #: `?include=` values served on runs (go-tfe `run.go` RunIncludeOpt; the others are HCP features or
 #: resources the sandbox does not model).
-RUN_INCLUDES = ("workspace", "created_by", "plan", "configuration_version")
+#: `task_stages` is empty: the sandbox runs no run tasks (the cloud backend asks for it on every run,
+#: `internal/cloud/backend_taskStages.go`); `cost_estimate` is absent: cost estimation is not modelled.
+RUN_INCLUDES = ("workspace", "created_by", "plan", "apply", "configuration_version",
+                "configuration_version.ingress_attributes", "task_stages")
 
 #: Attributes a run create request may set besides message/is-destroy/plan-only/auto-apply, answered
 #: back as sent (go-tfe `run.go` RunCreateOptions; run.mdx "Create a Run").
-_RUN_OPTION_BOOLS = ("allow-empty-apply", "save-plan", "refresh", "refresh-only", "allow-config-generation")
+_RUN_OPTION_BOOLS = ("allow-empty-apply", "save-plan", "refresh", "refresh-only", "allow-config-generation",
+                     "debugging-mode")
 _RUN_OPTION_LISTS = ("target-addrs", "replace-addrs")
 
 
-def _run_doc(req: Request, run: dict[str, Any]) -> dict[str, Any]:
+@documents.renders("runs")
+def run_doc(req: Request, run: dict[str, Any]) -> dict[str, Any]:
     plan = req.store.plan_for_run(run["id"])
+    apply = req.store.apply_for_run(run["id"])
     status = run["status"]
+    stamps = json.loads(run["status_timestamps"])
     options = json.loads(run["options"] or "{}")
+    can = req.store.run_permissions(_user(req), run["workspace_id"])
     return {"id": run["id"], "type": "runs", "attributes": {
         "actions": {"is-cancelable": status in CANCELABLE_STATUSES,
                     "is-confirmable": status in CONFIRMABLE_STATUSES,
                     "is-discardable": status in DISCARDABLE_STATUSES,
                     "is-force-cancelable": False},
         "auto-apply": bool(run["auto_apply"]), "allow-empty-apply": options.get("allow-empty-apply", False),
-        "canceled-at": None, "created-at": run["created_at"], "has-changes": bool(run["has_changes"]),
+        "canceled-at": stamps.get("canceled-at"), "created-at": run["created_at"],
+        "force-cancel-available-at": req.store.force_cancel_available_at(run["id"]), "has-changes": bool(run["has_changes"]),
         "is-destroy": bool(run["is_destroy"]), "message": run["message"], "plan-only": bool(run["plan_only"]),
         "refresh": options.get("refresh", True), "refresh-only": options.get("refresh-only", False),
         "replace-addrs": options.get("replace-addrs"), "save-plan": options.get("save-plan", False),
-        "source": run["source"], "status": status, "status-timestamps": json.loads(run["status_timestamps"]),
+        "source": run["source"], "status": status, "status-timestamps": stamps,
         "target-addrs": options.get("target-addrs"), "trigger-reason": "manual",
-        "terraform-version": _run_terraform_version(req, run), "position-in-queue": 0,
+        "terraform-version": run_terraform_version(req, run), "position-in-queue": 0,
         # go-tfe decodes an absent list as nil; run.mdx shows `variables` only when the run was given some.
         "variables": options.get("variables") or None,
-        "permissions": {"can-apply": True, "can-cancel": True, "can-comment": True, "can-discard": True,
-                        "can-force-execute": True, "can-force-cancel": True, "can-override-policy-check": True}},
+        # what the caller may do with it (run.mdx sample `permissions`; team access: permissions.mdx)
+        "permissions": can},
         "relationships": {"workspace": _rel("workspaces", run["workspace_id"]),
                           "configuration-version": _rel("configuration-versions", run["configuration_version_id"]),
-                          "plan": _rel("plans", plan["id"] if plan else None), "apply": {"data": None},
-                          "created-by": _rel("users", run["created_by"])},
+                          "plan": _rel("plans", plan["id"] if plan else None), "apply": _rel("applies", apply["id"] if apply else None),
+                          "created-by": _rel("users", run["created_by"]),
+                          # who confirmed the apply (run.mdx `relationships.confirmed-by`), null until then
+                          "confirmed-by": _rel("users", apply["confirmed_by"] if apply else None),
+                          "task-stages": {"data": []}, "run-events": {
+                              "links": {"related": f"/api/v2/runs/{run['id']}/run-events"}},
+                          # comments.mdx; go-tfe `run.go` Comments
+                          "comments": {"data": [{"id": c["id"], "type": "comments"}
+                                                for c in req.store.list_comments(run["id"])],
+                                       "links": {"related": f"/api/v2/runs/{run['id']}/comments"}}},
         "links": {"self": f"/api/v2/runs/{run['id']}"}}
 
 
@@ -125,18 +90,26 @@ def _included(req: Request, runs: list[dict[str, Any]], includes: list[str]) -> 
         if "workspace" in includes:
             ws = req.store.workspace_by_id(run["workspace_id"])
             if ws is not None:
-                out[("workspaces", ws["id"])] = _workspace_doc(req, ws)
+                out[("workspaces", ws["id"])] = documents.render(req, "workspaces", ws)
         if "created_by" in includes and run["created_by"]:
             user = req.store.find_user_by_id(run["created_by"])
             if user is not None:
-                out[("users", user["id"])] = _user_doc(user)
+                out[("users", user["id"])] = documents.render(req, "users", user)
         if "plan" in includes:
             plan = req.store.plan_for_run(run["id"])
             if plan is not None:
-                out[("plans", plan["id"])] = _plan_doc(req, plan)
-        if "configuration_version" in includes and run["configuration_version_id"]:
+                out[("plans", plan["id"])] = documents.render(req, "plans", plan)
+        if "apply" in includes:
+            apply = req.store.apply_for_run(run["id"])
+            if apply is not None:
+                out[("applies", apply["id"])] = documents.render(req, "applies", apply)
+        wants_cv = {"configuration_version", "configuration_version.ingress_attributes"} & set(includes)
+        if wants_cv and run["configuration_version_id"]:
             cv = req.store.get_configuration_version(run["configuration_version_id"], _user(req))
-            out[("configuration-versions", cv["id"])] = _cv_doc(req, cv)
+            out[("configuration-versions", cv["id"])] = documents.render(req, "configuration-versions", cv)
+            if "configuration_version.ingress_attributes" in includes and cv["ingress"]:
+                doc = documents.render(req, "ingress-attributes", cv)
+                out[("ingress-attributes", doc["id"])] = doc
     return list(out.values())
 
 
@@ -187,21 +160,160 @@ def _check_list_limit(req: Request) -> None:
                                                "Retry-After": str(max(1, math.ceil(wait)))})
 
 
+#: Run operations (run.mdx "Run Operations"), derived from how a run was created.
+RUN_OPERATIONS = ("plan_only", "plan_and_apply", "save_plan", "refresh_only", "destroy", "empty_apply")
+#: Run status groups (run.mdx "Run Status Groups").
+STATUS_GROUPS = {"non_final": lambda s: s not in FINAL_RUN_STATUSES,
+                 "final": lambda s: s in FINAL_RUN_STATUSES,
+                 "discardable": lambda s: s in ("planned", "planned_and_saved", "cost_estimated", "policy_checked",
+                                                "policy_override", "post_plan_running", "post_plan_completed")}
+RUN_SOURCES = ("tfe-ui", "tfe-api", "tfe-configuration-version")
+
+
+def run_operation(run: dict[str, Any]) -> str:
+    """The operation of a run (run.mdx "Run Operations")."""
+    options = json.loads(run["options"] or "{}")
+    if run["plan_only"]:
+        return "plan_only"
+    if options.get("save-plan"):
+        return "save_plan"
+    if options.get("refresh-only"):
+        return "refresh_only"
+    if run["is_destroy"]:
+        return "destroy"
+    return "empty_apply" if options.get("allow-empty-apply") else "plan_and_apply"
+
+
+def _listed(req: Request, rows: list[dict[str, Any]], org: str | None = None) -> list[dict[str, Any]]:
+    """The runs a list's query parameters select (run.mdx "List Runs in a Workspace", Query Parameters):
+    `filter[operation]` (default: every operation but `plan_only`, "By default, plan_only runs will be
+    excluded"), `filter[status]`, `filter[source]`, `filter[status_group]`, `filter[timeframe]`,
+    `filter[agent_pool_names]` (the pool of an agent-mode workspace when the run was created), `search[user]`
+    (the VCS username that pushed the run's commit, `sender-username` of its ingress attributes), `search[commit]`,
+    `search[basic]` (username, commit sha, run id or message; ignored when `search[user]` or `search[commit]`
+    is given). The organization's list has runs of the last year unless `filter[timeframe]` says otherwise."""
+    query = req.query
+
+    def listed(name: str) -> list[str]:
+        return [v for v in (query.get(name) or "").split(",") if v]
+
+    operations = listed("filter[operation]") or [o for o in RUN_OPERATIONS if o != "plan_only"]
+    unknown = sorted(set(operations) - set(RUN_OPERATIONS))
+    if unknown:
+        raise errors.BadRequestError(f"filter[operation] has unknown operations {', '.join(unknown)} "
+                                     f"(known: {', '.join(RUN_OPERATIONS)})")
+    rows = [r for r in rows if run_operation(r) in operations]
+    statuses = listed("filter[status]")
+    if statuses:
+        rows = [r for r in rows if r["status"] in statuses]
+    sources = listed("filter[source]")
+    if sources:
+        rows = [r for r in rows if r["source"] in sources]
+    group = query.get("filter[status_group]")
+    if group:
+        if group not in STATUS_GROUPS:
+            raise errors.BadRequestError(f"filter[status_group] must be one of {', '.join(STATUS_GROUPS)}")
+        rows = [r for r in rows if STATUS_GROUPS[group](r["status"])]
+    # run.mdx "List Runs in an Organization": "If omitted, the endpoint returns runs created in the last year"
+    timeframe = query.get("filter[timeframe]") or ("year" if org is not None else None)
+    if timeframe:
+        if timeframe == "year":
+            cutoff = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 365 * 86400))
+            rows = [r for r in rows if r["created_at"] >= cutoff]
+        elif timeframe.isdigit():
+            rows = [r for r in rows if r["created_at"].startswith(timeframe + "-")]
+        else:
+            raise errors.BadRequestError("filter[timeframe] must be a year or \"year\"")
+    pools = listed("filter[agent_pool_names]")
+    if pools:
+        rows = [r for r in rows if req.store.run_agent_pool_name(r) in pools]
+    names = listed("filter[workspace_names]")
+    if names and org is not None:  # the organization's list only
+        ids = {w["id"] for n in names if (w := req.store.find_workspace(org, n)) is not None}
+        rows = [r for r in rows if r["workspace_id"] in ids]
+    commit, user = query.get("search[commit]") or "", query.get("search[user]") or ""
+    basic = "" if commit or user else (query.get("search[basic]") or "")
+    if commit or user or basic:
+        rows = [r for r in rows if _run_matches(req, r, commit, user, basic)]
+    return rows
+
+
+def _run_matches(req: Request, run: dict[str, Any], commit: str, user: str, basic: str) -> bool:
+    cv = req.store.configuration_version_by_id(run["configuration_version_id"]) if run["configuration_version_id"] else None
+    ingress = json.loads(cv["ingress"]) if cv and cv["ingress"] else {}
+    sha, sender = ingress.get("commit-sha") or "", (ingress.get("sender-username") or "").lower()
+    if commit or user:
+        return (not commit or (bool(sha) and sha.startswith(commit))) and (not user or sender == user.lower())
+    needle = basic.lower()
+    return ((bool(sha) and sha.startswith(basic)) or (bool(sender) and needle == sender)
+            or needle in run["id"].lower() or needle in (run["message"] or "").lower())
+
+
 def list_runs(req: Request, ws_id: str) -> Response:
-    """`GET /api/v2/workspaces/:id/runs` (paged; `filter[status]` comma list; 30 reads a minute per user)."""
+    """`GET /api/v2/workspaces/:id/runs` (paged; the filters of `_listed`; 30 reads a minute per user)."""
     ws = _ws(req, ws_id=ws_id)
     _check_list_limit(req)
-    statuses = [s for s in (req.query.get("filter[status]") or "").split(",") if s]
-    rows, meta, links = paginate(req, req.store.list_runs(ws["id"], statuses or None))
-    doc = _runs_document(req, [_run_doc(req, r) for r in rows], rows)
+    rows, meta, links = paginate(req, _listed(req, req.store.list_runs(ws["id"])))
+    doc = _runs_document(req, [run_doc(req, r) for r in rows], rows)
     doc.update(links=links, meta=meta)
     return jsonapi_response(doc)
+
+
+def list_org_runs(req: Request, org: str) -> Response:
+    """`GET /api/v2/organizations/:org/runs` (run.mdx "List Runs in an Organization"): the runs of the
+    workspaces the caller sees, the filters of `_listed` plus `filter[workspace_names]`; 30 reads a minute;
+    pagination without `total-count` and `total-pages`, as the page says."""
+    req.store.get_organization(org, _user(req))
+    _check_list_limit(req)
+    visible = {w["id"] for w in req.store.visible_to(_user(req), req.store.list_workspaces(org))}
+    rows = [r for r in req.store.list_org_runs(org) if r["workspace_id"] in visible]
+    rows, meta, links = paginate(req, _listed(req, rows, org))
+    for key in ("total-count", "total-pages"):
+        meta["pagination"].pop(key, None)
+    links.pop("last", None)
+    doc = _runs_document(req, [run_doc(req, r) for r in rows], rows)
+    doc.update(links=links, meta=meta)
+    return jsonapi_response(doc)
+
+
+def _queued(req: Request, org: str) -> list[dict[str, Any]]:
+    """The organization's runs waiting to start, oldest first (`pending`)."""
+    return sorted((r for r in req.store.list_org_runs(org) if r["status"] == "pending"),
+                  key=lambda r: r["created_at"])
+
+
+def run_queue(req: Request, org: str) -> Response:
+    """`GET /api/v2/organizations/:org/runs/queue` (go-tfe `organization.go` ReadRunQueue; Terraform
+    `internal/cloud/backend_common.go` waitForRun reads each run's `position-in-queue` here): the pending
+    runs, oldest first, positions from 1."""
+    req.store.get_organization(org, _user(req))
+    queued = _queued(req, org)
+    rows, meta, links = paginate(req, queued)
+    data = []
+    for row in rows:
+        doc = run_doc(req, row)
+        doc["attributes"]["position-in-queue"] = queued.index(row) + 1
+        data.append(doc)
+    return jsonapi_response({"data": data, "links": links, "meta": meta})
+
+
+def capacity(req: Request, org: str) -> Response:
+    """`GET /api/v2/organizations/:org/capacity` (go-tfe `organization.go` ReadCapacity, type
+    `organization-capacity`): runs pending and runs working now (every status between leaving the queue and
+    a pause or an end)."""
+    req.store.get_organization(org, _user(req))
+    runs = req.store.list_org_runs(org)
+    working = [r for r in runs if r["status"] not in FINAL_RUN_STATUSES and r["status"] != "pending"
+               and r["status"] not in CONFIRMABLE_STATUSES and r["status"] not in DISCARDABLE_STATUSES]
+    return jsonapi_response({"data": {"id": org, "type": "organization-capacity", "attributes": {
+        "pending": sum(1 for r in runs if r["status"] == "pending"), "running": len(working)}}})
 
 
 def show_run(req: Request, run_id: str) -> Response:
     """`GET /api/v2/runs/:id` (`?include=workspace,created_by,plan,configuration_version`)."""
     run = req.store.get_run(run_id, _user(req))
-    return jsonapi_response(_runs_document(req, _run_doc(req, run), [run]))
+    _ws_of(req, run["workspace_id"])
+    return jsonapi_response(_runs_document(req, run_doc(req, run), [run]))
 
 
 def _to_one(rels: dict[str, Any], name: str, kind: str) -> str | None:
@@ -217,7 +329,7 @@ def create_run(req: Request) -> Response:
     ws_id = _to_one(rels, "workspace", "workspaces")
     if not ws_id:
         raise errors.UnprocessableError("Workspace is required", pointer="/data/relationships/workspace")
-    ws = _ws(req, ws_id=ws_id)
+    ws = _ws(req, ws_id=ws_id, need="queue-run")
     cv_id = _to_one(rels, "configuration-version", "configuration-versions")
     if cv_id:
         cv = req.store.get_configuration_version(cv_id, _user(req))
@@ -229,6 +341,18 @@ def create_run(req: Request) -> Response:
         cv_id = latest[0]["id"] if latest else None
     for name in ("is-destroy", "plan-only", "auto-apply", *_RUN_OPTION_BOOLS):
         check_bool(attrs, name)
+    if attrs.get("is-destroy") and not req.store.workspace_settings(ws["id"])["allow-destroy-plan"]:
+        # workspaces.mdx `allow-destroy-plan`: "Whether destroy plans can be queued on the workspace"
+        raise errors.UnprocessableError("Destroy plans are not allowed on this workspace (its allow-destroy-plan is "
+                                        "false)", pointer="/data/attributes/is-destroy")
+    speculative = bool(cv_id) and bool(req.store.configuration_version_by_id(cv_id)["speculative"])
+    if speculative:
+        # configuration-versions.mdx `speculative`: "may only be used to create runs which are speculative,
+        # that is, can neither be confirmed nor applied" (`terraform plan` with a cloud block uploads one)
+        if attrs.get("plan-only") is False:
+            raise errors.UnprocessableError("a speculative configuration version only makes plan-only runs",
+                                            pointer="/data/attributes/plan-only")
+        attrs["plan-only"] = True
     check_str(attrs, "message")
     check_str(attrs, "terraform-version")
     options: dict[str, Any] = {name: attrs[name] for name in _RUN_OPTION_BOOLS if name in attrs}
@@ -255,70 +379,17 @@ def create_run(req: Request) -> Response:
         options["terraform-version"] = version
     else:
         options["terraform-version"] = ws["terraform_version"]
+    if attrs.get("refresh-only") and attrs.get("is-destroy"):
+        # run.mdx: `is-destroy` and `refresh-only` are "Mutually exclusive"
+        raise errors.UnprocessableError("refresh-only and is-destroy are mutually exclusive",
+                                        pointer="/data/attributes/refresh-only")
+    if options["terraform-version"].startswith("0.") and (attrs.get("refresh-only") or options.get("replace-addrs")):
+        # the sandbox plans 0.x workspaces with Terraform 0.11, which has neither `-refresh-only` nor `-replace`
+        name = "refresh-only" if attrs.get("refresh-only") else "replace-addrs"
+        raise errors.UnprocessableError(f"{name} needs a Terraform newer than 0.11; the sandbox plans "
+                                        f"{options['terraform-version']} with 0.11.11", pointer=f"/data/attributes/{name}")
     run = req.store.create_run(ws, _user(req), cv_id=cv_id,
                                message=attrs.get("message") or "Queued manually via the Terraform Enterprise API",
                                is_destroy=attrs.get("is-destroy", False), plan_only=attrs.get("plan-only", False),
                                auto_apply=attrs.get("auto-apply"), options=options)
-    return jsonapi_response({"data": _run_doc(req, run)}, 201)
-
-
-def _plan_doc(req: Request, plan: dict[str, Any]) -> dict[str, Any]:
-    return {"id": plan["id"], "type": "plans", "attributes": {
-        "has-changes": bool(plan["has_changes"]), "resource-additions": plan["additions"],
-        "resource-changes": plan["changes"], "resource-destructions": plan["destructions"],
-        "resource-imports": plan["imports"], "status": plan["status"],
-        "status-timestamps": json.loads(plan["status_timestamps"]),
-        "log-read-url": _archivist(req, plan["log_token"]), "execution-details": {"mode": "remote"},
-        "generated-configuration": False},
-        "relationships": {"state-versions": {"data": []}, "exports": {"data": []}},
-        "links": {"self": f"/api/v2/plans/{plan['id']}", "json-output": f"/api/v2/plans/{plan['id']}/json-output"}}
-
-
-def show_plan(req: Request, plan_id: str) -> Response:
-    """`GET /api/v2/plans/:id`: counts, `has-changes`, status, log URL."""
-    return jsonapi_response({"data": _plan_doc(req, req.store.get_plan(plan_id, _user(req)))})
-
-
-def show_run_plan(req: Request, run_id: str) -> Response:
-    """`GET /api/v2/runs/:id/plan`."""
-    run = req.store.get_run(run_id, _user(req))
-    plan = req.store.plan_for_run(run["id"])
-    if plan is None:
-        raise errors.NotFoundError()
-    return jsonapi_response({"data": _plan_doc(req, plan)})
-
-
-def plan_json_output(req: Request, plan_id: str | None = None, run_id: str | None = None) -> Response:
-    """`GET /api/v2/plans/:id/json-output` (or via the run): 307 to a short-lived URL; 204 until finished."""
-    if run_id is not None:
-        run = req.store.get_run(run_id, _user(req))
-        plan = req.store.plan_for_run(run["id"])
-        if plan is None:
-            raise errors.NotFoundError()
-    else:
-        plan = req.store.get_plan(plan_id or "", _user(req))
-    run = req.store.run_by_id(plan["run_id"])
-    version = _run_terraform_version(req, run) if run else None
-    if version and _before_0_12(version):
-        # plans.mdx "Retrieve the JSON execution plan": plans made by Terraform before 0.12 have none (422).
-        raise errors.UnprocessableError(f"JSON plans are only available for plans made by Terraform 0.12 or "
-                                        f"later; this plan was made by Terraform {version}")
-    if plan["status"] != "finished" or plan["json_output"] is None:
-        return Response(204)
-    return Response(307, b"", {"Location": _archivist(req, plan["json_download_token"]) or ""})
-
-
-def _run_terraform_version(req: Request, run: dict[str, Any]) -> str | None:
-    """The Terraform version a run plans with: its own (plan-only runs may set one), else its workspace's
-    (a run started by a push has no options of its own)."""
-    version = json.loads(run["options"] or "{}").get("terraform-version")
-    if version:
-        return version
-    ws = req.store.workspace_by_id(run["workspace_id"])
-    return ws["terraform_version"] if ws else None
-
-
-def _before_0_12(version: str) -> bool:
-    """True for a version like `0.11.14`; "latest" and other non-numeric versions are recent."""
-    found = re.match(r"v?(\d+)\.(\d+)", version)
-    return bool(found) and (int(found.group(1)), int(found.group(2))) < (0, 12)
+    return jsonapi_response({"data": run_doc(req, run)}, 201)

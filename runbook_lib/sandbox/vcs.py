@@ -25,6 +25,7 @@ from __future__ import annotations
 import hmac
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -209,6 +210,11 @@ def commit_message(bare: Path, sha: str) -> str:
     return git.run(["log", "-1", "--format=%B", sha], bare).strip()
 
 
+def commit_author(bare: Path, sha: str) -> str:
+    """The committer name of a commit (the username a run search by `search[user]` matches)."""
+    return git.run(["log", "-1", "--format=%cn", sha], bare).strip()
+
+
 def archive(bare: Path, sha: str) -> bytes:
     """The tree of a commit as a .tar.gz (what TFE ingests as a configuration version).
 
@@ -259,15 +265,42 @@ def _cv_source(store: Store, ws: dict[str, Any]) -> str:
     return "tfe-vcs"
 
 
-def workspace_triggered(ws: dict[str, Any], changed: list[str] | None) -> bool:
+def workspace_triggered(ws: dict[str, Any], changed: list[str] | None, patterns: list[str] | tuple[str, ...] = ()) -> bool:
     """TFE's automatic-run rule for one workspace and one push.
 
-    File triggers off: every push runs. On: a push runs when it touches the working directory or a
-    trigger prefix; a workspace at the repository root runs on every push.
+    File triggers off: every push runs. On, with trigger patterns: a push runs when a changed file matches one
+    of them (workspaces.mdx `trigger-patterns`: glob patterns "always appended to the root directory of the
+    repository"; `**` crosses directories, `*` does not). On, without: a push runs when it touches the working
+    directory or a trigger prefix; a workspace at the repository root runs on every push.
     """
     if not ws["file_triggers_enabled"]:
         return True
+    if patterns:
+        return changed is None or any(_glob(p).fullmatch(path) for p in patterns for path in changed)
     return touches(changed, [ws["working_directory"] or "", *json.loads(ws["trigger_prefixes"] or "[]")])
+
+
+def _glob(pattern: str) -> re.Pattern[str]:
+    """A trigger pattern as a regex over repository paths (`**/` any directories, `**` anything, `*` and `?`
+    within one path segment)."""
+    out, text, i = [], pattern.lstrip("/"), 0
+    while i < len(text):
+        if text.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif text.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif text[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif text[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(text[i]))
+            i += 1
+    return re.compile("".join(out))
 
 
 def vcs_runs_queue(store: Store, ws: dict[str, Any]) -> bool:
@@ -304,7 +337,8 @@ def ingest_commit(store: Store, ws: dict[str, Any], bare: Path, *, identifier: s
                "commit-url": f"{bare}#{sha}", "compare-url": None, "identifier": identifier,
                "is-pull-request": False, "on-default-branch": branch == default, "pull-request-number": None,
                "pull-request-title": None, "pull-request-body": None, "pull-request-url": None, "tag": None,
-               "sender-username": "sandbox-vcs-user", "sender-avatar-url": None, "sender-html-url": None}
+               # the sandbox's git host has no accounts: whoever committed the head is who pushed it
+               "sender-username": commit_author(bare, sha), "sender-avatar-url": None, "sender-html-url": None}
     cv = store.create_configuration_version(ws["id"], auto_queue_runs=True, source=_cv_source(store, ws),
                                             ingress=ingress)
     store.upload_configuration(cv["id"], archive(bare, sha))
@@ -349,7 +383,8 @@ def trigger_push(store: Store, data_dir: Path, *, repository: str, ref: str, bef
         run = store.create_legacy_run(env["id"], status="pending", source="vcs", commit_sha=after, message=title)
         result.runs.append({"type": "legacy-runs", "id": run["id"], "target": f"{env['org']}/{env['name']}"})
     for ws in store.workspaces_linked_to(repository):
-        if (ws["vcs_branch"] or default) != branch or not workspace_triggered(ws, changed):
+        if (ws["vcs_branch"] or default) != branch or not workspace_triggered(
+                ws, changed, store.workspace_settings(ws["id"])["trigger-patterns"]):
             continue
         if not vcs_runs_queue(store, ws):
             continue
@@ -359,6 +394,32 @@ def trigger_push(store: Store, data_dir: Path, *, repository: str, ref: str, bef
                                source=VCS_RUN_SOURCE)
         result.runs.append({"type": "runs", "id": run["id"], "target": f"{ws['org']}/{ws['name']}"})
     return result
+
+
+def queue_on_link(store: Store, data_dir: Path, ws: dict[str, Any]) -> dict[str, Any] | None:
+    """The run TFE queues when a workspace is linked to a repository with `queue-all-runs` on: the head of its
+    branch is ingested and planned "immediately after workspace creation" (workspaces.mdx
+    `data.attributes.queue-all-runs`); a later PATCH that links a repository does the same. The run waits
+    behind the workspace's lock like any other (run-states.mdx `pending`). None when nothing is queued
+    (`queue-all-runs` off, or the repository or branch does not exist in the sandbox).
+    """
+    if not ws["vcs_identifier"] or not ws["queue_all_runs"]:
+        return None
+    try:
+        bare = repository_path(data_dir, ws["vcs_identifier"])
+        if not (bare / "HEAD").is_file():
+            return None
+        default = default_branch(bare)
+        branch = ws["vcs_branch"] or default
+        sha = branch_head(bare, branch)
+    except (git.GitError, errors.SandboxError, OSError):
+        return None  # an empty repository or a branch that does not exist yet: the first push will queue
+    message = commit_message(bare, sha)
+    cv = ingest_commit(store, ws, bare, identifier=ws["vcs_identifier"], branch=branch, sha=sha, message=message,
+                       default=default)
+    title = message.splitlines()[0] if message else ""
+    return store.create_run(ws, None, cv_id=cv["id"], message=title or f"Triggered by linking {ws['vcs_identifier']}",
+                            source=VCS_RUN_SOURCE)
 
 
 def push_webhook(req: Request) -> Response:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import urlencode
 
-from runbook_lib.sandbox import errors
+from runbook_lib.sandbox import errors, params
 
 if TYPE_CHECKING:  # pragma: no cover
     from runbook_lib.sandbox.store import Store
@@ -35,6 +35,8 @@ class Request:
         base_url: `scheme://host[:port]` as the client addressed the server (for absolute links).
         user: the authenticated user row (None on unauthenticated routes).
         app: the `SandboxServer` (only the admin handlers use it: faults, rate limit).
+        route_key: the route's name in `params.TAKES` (`METHOD /api/v2/...`), whose body keys
+            `parse_resource` holds the request to.
     """
 
     method: str
@@ -46,6 +48,7 @@ class Request:
     base_url: str
     user: dict[str, Any] | None = None
     app: Any = None
+    route_key: str | None = None
 
     def json(self) -> Any:
         """The body as JSON.
@@ -59,6 +62,10 @@ class Request:
             return json.loads(self.body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise errors.BadRequestError(f"the request body is not valid JSON: {exc.msg if hasattr(exc, 'msg') else exc}") from exc
+        except ValueError as exc:
+            # Python refuses to convert an integer of more than 4,300 digits (its int max_str_digits guard):
+            # the body is not a document the API can take, so a 400, not an unexpected 500.
+            raise errors.BadRequestError(f"the request body holds a number the sandbox cannot read: {exc}") from None
         except RecursionError:
             # Deeply nested arrays/objects exhaust the parser's stack: a 400, not an unexpected 500.
             raise errors.BadRequestError("the request body nests too deeply to be a JSON:API document") from None
@@ -83,39 +90,48 @@ def jsonapi_response(obj: Any, status: int = 200) -> Response:
     return json_response(obj, status, JSONAPI_TYPE)
 
 
-def parse_resource(req: Request, expected_type: str | None, *, require_type: bool = True) -> tuple[dict, dict]:
+def parse_resource(req: Request, expected_type: str | tuple[str, ...] | None, *,
+                   require_type: bool = True) -> tuple[dict, dict]:
     """Attributes and relationships of a JSON:API request document.
 
     Args:
         req: the request.
-        expected_type: the `data.type` the endpoint takes (a different one answers 409, per JSON:API).
-        require_type: False for action endpoints whose clients send `"type": ""` (Terraform's lock body).
+        expected_type: the `data.type` the endpoint takes, or the types (a different one answers 409, per JSON:API).
+        require_type: False for endpoints whose clients send `"type": ""` (Terraform's lock body, go-tfe's
+            team token options, which carry no JSON:API type); a type that is given must still match.
 
     Returns:
         (attributes, relationships), both dicts.
 
     Raises:
         BadRequestError: not JSON.
-        UnprocessableError: no `data` object, or attributes/relationships not objects.
+        UnprocessableError: no `data` object, attributes/relationships not objects, or a key the route does
+            not honour (`params.check_body`).
         ConflictError: `data.type` differs from `expected_type`.
     """
     doc = req.json()
     data = doc.get("data") if isinstance(doc, dict) else None
     if not isinstance(data, dict):
         raise errors.UnprocessableError("param is missing or the value is empty: data", pointer="/data")
+    params.check_document(req.route_key, doc)
     kind = data.get("type")
-    if require_type and expected_type is not None:
-        if not kind:
+    if expected_type is not None:
+        if not kind and require_type:
             raise errors.UnprocessableError("param is missing or the value is empty: type", pointer="/data/type")
-        if kind != expected_type:
+        expected = (expected_type,) if isinstance(expected_type, str) else expected_type
+        if kind and kind not in expected:
             raise errors.ConflictError(f"the resource type {kind!r} does not match this endpoint "
-                                       f"(expected {expected_type!r})")
+                                       f"(expected {' or '.join(map(repr, expected))})")
     attrs = data.get("attributes") or {}
     rels = data.get("relationships") or {}
     if not isinstance(attrs, dict):
         raise errors.UnprocessableError("attributes must be an object", pointer="/data/attributes")
     if not isinstance(rels, dict):
         raise errors.UnprocessableError("relationships must be an object", pointer="/data/relationships")
+    if kind and attrs.get("type") == kind:
+        # pytfe (HashiCorp's Python SDK) repeats the document's type among the attributes: it asks for nothing
+        attrs = {k: v for k, v in attrs.items() if k != "type"}
+    params.check_body(req.route_key, attrs, rels)
     return attrs, rels
 
 

@@ -7,8 +7,8 @@ import json
 import re
 from typing import Any
 
-from runbook_lib.sandbox import errors
-from runbook_lib.sandbox.states_api import _state_version_doc
+from runbook_lib.sandbox import documents, errors, vcs
+from runbook_lib.sandbox.states_api import workspace_outputs
 from runbook_lib.sandbox.tfe_api import EXECUTION_MODES, _ALL_PERMISSIONS, _rel, _user, _ws
 from runbook_lib.sandbox.wire import (Request, Response, check_bool, check_str, jsonapi_response, paginate,
                                      parse_resource, relationship_id)
@@ -16,7 +16,8 @@ from runbook_lib.sandbox.wire import (Request, Response, check_bool, check_str, 
 
 # --- workspaces ------------------------------------------------------------------------------------------
 
-def _workspace_doc(req: Request, ws: dict[str, Any]) -> dict[str, Any]:
+@documents.renders("workspaces")
+def workspace_doc(req: Request, ws: dict[str, Any]) -> dict[str, Any]:
     store = req.store
     settings = store.workspace_settings(ws["id"])
     current = store.current_state_version(ws["id"])
@@ -56,13 +57,16 @@ def _workspace_doc(req: Request, ws: dict[str, Any]) -> dict[str, Any]:
         "migration-environment": ws["migration_environment"],
         "vcs-repo": vcs, "vcs-repo-identifier": ws["vcs_identifier"],
         "created-at": ws["created_at"], "updated-at": ws["updated_at"], "latest-change-at": ws["updated_at"],
-        "resource-count": store.managed_resources(ws["id"]), "global-remote-state": False,
+        # every run of the organization may read every workspace's state (params.py refuses false: remote state
+        # consumers are not modelled)
+        "resource-count": store.managed_resources(ws["id"]), "global-remote-state": True,
         "structured-run-output-enabled": settings["structured-run-output-enabled"],
         "assessments-enabled": settings["assessments-enabled"], "tag-names": settings["tag-names"], "apply-duration-average": None,
         "plan-duration-average": None, "policy-check-failures": None, "run-failures": None,
         "workspace-kpis-runs-count": len(runs),
         "actions": {"is-destroyable": True},
-        "permissions": {name: True for name in _ALL_PERMISSIONS},
+        # what the caller may do here (go-tfe `workspace.go` WorkspacePermissions; a team token's access)
+        "permissions": store.workspace_grant(req.user, ws["id"]).can() if req.user else {n: True for n in _ALL_PERMISSIONS},
         "setting-overwrites": store.setting_overwrites(ws["id"]),
     }
     return {"id": ws["id"], "type": "workspaces", "attributes": attributes, "relationships": {
@@ -71,9 +75,12 @@ def _workspace_doc(req: Request, ws: dict[str, Any]) -> dict[str, Any]:
         "current-run": _rel("runs", current_run["id"] if current_run else None),
         "project": _rel("projects", store.workspace_project_id(ws)),
         "current-configuration-version": _rel("configuration-versions", _current_cv_id(store, ws["id"])),
+        # the pool its runs use (workspaces.mdx `agent-pool-id`; go-tfe `workspace.go` AgentPool)
+        "agent-pool": _rel("agent-pools", store.workspace_agent_pool(ws)),
         "latest-run": _rel("runs", latest_run["id"] if latest_run else None),
         "locked-by": {"data": locked_by},
-        "outputs": {"data": []}, "remote-state-consumers": {
+        "outputs": {"data": [{"id": o["id"], "type": o["type"]} for o in workspace_outputs(req, ws)]},
+        "remote-state-consumers": {
             "links": {"related": f"/api/v2/workspaces/{ws['id']}/relationships/remote-state-consumers"}},
         # the workspace's variables as a to-many relationship (go-tfe `workspace.go` Variables, read by
         # `variable_integration_test.go` after a create)
@@ -96,6 +103,7 @@ def _current_cv_id(store: Any, ws_id: str) -> str | None:
     return cv["id"] if cv else None
 
 
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
 _ONE_VERSION = r"\s*(?:[<>=!~]=?|~>)?\s*v?\d+(?:\.\d+){0,2}(?:-[0-9A-Za-z.-]+)?\s*"
 _VERSION = re.compile(rf"{_ONE_VERSION}(?:,{_ONE_VERSION})*")
 
@@ -103,7 +111,7 @@ _VERSION = re.compile(rf"{_ONE_VERSION}(?:,{_ONE_VERSION})*")
 def _workspace_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
     """Validate the types of workspace attributes (values are checked by the store)."""
     for name in ("name", "description", "terraform-version", "working-directory", "source-name", "source-url",
-                 "migration-environment"):
+                 "migration-environment", "agent-pool-id"):
         check_str(attrs, name)
     for name in ("auto-apply", "queue-all-runs", "speculative-enabled", "file-triggers-enabled"):
         check_bool(attrs, name)
@@ -130,6 +138,9 @@ def _workspace_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
         raise errors.UnprocessableError("setting-overwrites must map execution-mode and agent-pool to booleans",
                                         pointer="/data/attributes/setting-overwrites")
     check_str(attrs, "auto-destroy-at")
+    if attrs.get("auto-destroy-at") and not _ISO_TIME.fullmatch(attrs["auto-destroy-at"]):
+        raise errors.UnprocessableError("auto-destroy-at must be an ISO 8601 time like 2030-01-01T00:00:00Z",
+                                        pointer="/data/attributes/auto-destroy-at")
     patterns = attrs.get("trigger-patterns")
     if patterns is not None and not (isinstance(patterns, list) and all(isinstance(p, str) for p in patterns)):
         raise errors.UnprocessableError("trigger-patterns must be a list of strings",
@@ -179,47 +190,51 @@ def _with_project(req: Request, org: str, attrs: dict[str, Any], rels: dict[str,
 def create_workspace(req: Request, org: str) -> Response:
     """`POST /api/v2/organizations/:org/workspaces`: 201, or 422 for a blank/invalid/taken name."""
     req.store.get_organization(org, _user(req))
+    req.store.require_org_workspace_creation(org, _user(req))
     attrs, rels = parse_resource(req, "workspaces")
     attrs = _with_project(req, org, _workspace_attrs(_with_tags(attrs, rels)), rels)
     ws = req.store.create_workspace(org, attrs, _user(req))
-    return jsonapi_response({"data": _workspace_doc(req, ws)}, 201)
+    _queue_on_link(req, ws)
+    return jsonapi_response({"data": workspace_doc(req, ws)}, 201)
+
+
+def _queue_on_link(req: Request, ws: dict[str, Any]) -> None:
+    """Linking a repository with `queue-all-runs` queues a run of its branch head (vcs.queue_on_link)."""
+    data_dir = getattr(req.app, "data_dir", None)
+    if data_dir is not None:
+        vcs.queue_on_link(req.store, data_dir, ws)
 
 
 def _include_state(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
     current = req.store.current_state_version(ws["id"])
-    return [_state_version_doc(req, current)] if current else []
+    return [documents.render(req, "state-versions", current)] if current else []
 
 
 def _include_org(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
-    from runbook_lib.sandbox.orgs_api import _org_doc
-    return [_org_doc(req.store.get_organization(ws["org"], _user(req)))]
+    return [documents.render(req, "organizations", req.store.get_organization(ws["org"], _user(req)))]
 
 
 def _include_current_run(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
-    from runbook_lib.sandbox.tfe_runs_api import _run_doc
     current = req.store.current_run(ws["id"])
-    return [_run_doc(req, current)] if current else []
+    return [documents.render(req, "runs", current)] if current else []
 
 
 def _include_current_run_plan(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
-    from runbook_lib.sandbox.tfe_runs_api import _plan_doc
     current = req.store.current_run(ws["id"])
     plan = req.store.plan_for_run(current["id"]) if current else None
-    return _include_current_run(req, ws) + ([_plan_doc(req, plan)] if plan is not None else [])
+    return _include_current_run(req, ws) + ([documents.render(req, "plans", plan)] if plan is not None else [])
 
 
 def _include_current_run_cv(req: Request, ws: dict[str, Any], *, ingress: bool = False) -> list[dict[str, Any]]:
     """The current run and its configuration version (and that version's ingress attributes): a
     multi-part include returns the resources along the path too (JSON:API "Inclusion of Related
     Resources"), so one workspace read names the commit its current run plans."""
-    from runbook_lib.sandbox.runs_api import ingress_doc
-    from runbook_lib.sandbox.tfe_runs_api import _cv_doc
     current = req.store.current_run(ws["id"])
     if not current or not current["configuration_version_id"]:
         return _include_current_run(req, ws)
     cv = req.store.get_configuration_version(current["configuration_version_id"], _user(req))
-    return (_include_current_run(req, ws) + [_cv_doc(req, cv)]
-            + ([ingress_doc(cv)] if ingress and cv["ingress"] else []))
+    return (_include_current_run(req, ws) + [documents.render(req, "configuration-versions", cv)]
+            + ([documents.render(req, "ingress-attributes", cv)] if ingress and cv["ingress"] else []))
 
 
 def _include_locked_by(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
@@ -236,19 +251,38 @@ def _include_nothing(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
+def _include_current_cv(req: Request, ws: dict[str, Any], *, ingress: bool = False) -> list[dict[str, Any]]:
+    """The workspace's current configuration version (and its commit)."""
+    cv = req.store.current_configuration_version(ws["id"])
+    if cv is None:
+        return []
+    return [documents.render(req, "configuration-versions", cv)] + (
+        [documents.render(req, "ingress-attributes", cv)] if ingress and cv["ingress"] else [])
+
+
+def _include_project(req: Request, ws: dict[str, Any]) -> list[dict[str, Any]]:
+    project = req.store.find_project(req.store.workspace_project_id(ws) or "")
+    return [documents.render(req, "projects", project)] if project else []
+
+
 #: `?include=` values the sandbox serves on a workspace (workspaces.mdx "Available Related Resources";
 #: the state version's spelling `current-state-version` is go-tfe's `WSCurrentStateVer`, tested against
-#: the real API in `workspace_integration_test.go`). `outputs` and `effective_tag_bindings` are empty:
-#: the sandbox keeps neither. The `current_run.*` paths are go-tfe's `WSCurrentRunPlan`,
+#: the real API in `workspace_integration_test.go`). `outputs` are the current state version's outputs
+#: (sensitive values null); `effective_tag_bindings` is empty: the sandbox keeps none. The `current_run.*` paths are go-tfe's `WSCurrentRunPlan`,
 #: `WSCurrentRunConfigVer` and `WSCurrentrunConfigVerIngress` (`workspace.go` `WSIncludeOpt`). Any other
-#: value is a 400, as the real API answers an invalid include.
+#: value is a 400, as the real API answers an invalid include (`readme` among them: the sandbox keeps no
+#: configuration's README).
 WORKSPACE_INCLUDES = {"current-state-version": _include_state, "organization": _include_org,
                       "current_run": _include_current_run, "current_run.plan": _include_current_run_plan,
                       "current_run.configuration_version": _include_current_run_cv,
                       "current_run.configuration_version.ingress_attributes":
                           lambda req, ws: _include_current_run_cv(req, ws, ingress=True),
                       "locked_by": _include_locked_by,
-                      "outputs": _include_nothing, "effective_tag_bindings": _include_nothing}
+                      "outputs": workspace_outputs, "effective_tag_bindings": _include_nothing,
+                      "current_configuration_version": _include_current_cv,
+                      "current_configuration_version.ingress_attributes":
+                          lambda req, ws: _include_current_cv(req, ws, ingress=True),
+                      "project": _include_project}
 
 
 def _includes(req: Request) -> list[str]:
@@ -346,7 +380,7 @@ def list_workspaces(req: Request, org: str) -> Response:
     rows = _sorted(req, _filter_tags(req, rows))
     rows, meta, links = paginate(req, rows)
     meta["status-counts"] = {"total": meta["pagination"]["total-count"]}
-    doc: dict[str, Any] = {"data": [_workspace_doc(req, w) for w in rows], "links": links, "meta": meta}
+    doc: dict[str, Any] = {"data": [workspace_doc(req, w) for w in rows], "links": links, "meta": meta}
     if includes:
         doc["included"] = _included(req, rows, includes)
     return jsonapi_response(doc)
@@ -360,7 +394,7 @@ def show_workspace(req: Request, org: str | None = None, name: str | None = None
     """
     includes = _includes(req)
     ws = _ws(req, org, name, ws_id)
-    doc: dict[str, Any] = {"data": _workspace_doc(req, ws)}
+    doc: dict[str, Any] = {"data": workspace_doc(req, ws)}
     if includes:
         doc["included"] = _included(req, [ws], includes)
     return jsonapi_response(doc)
@@ -368,12 +402,14 @@ def show_workspace(req: Request, org: str | None = None, name: str | None = None
 
 def update_workspace(req: Request, org: str | None = None, name: str | None = None,
                      ws_id: str | None = None) -> Response:
-    """`PATCH` a workspace by name or id."""
-    ws = _ws(req, org, name, ws_id)
+    """`PATCH` a workspace by name or id (admin access: permissions.mdx "Workspace Admins")."""
+    ws = _ws(req, org, name, ws_id, need="update")
     attrs, rels = parse_resource(req, "workspaces")
     attrs = _with_project(req, ws["org"], _workspace_attrs(_with_tags(attrs, rels)), rels)
     updated = req.store.update_workspace(ws, attrs, _user(req))
-    return jsonapi_response({"data": _workspace_doc(req, updated)})
+    if (updated["vcs_identifier"], updated["vcs_branch"]) != (ws["vcs_identifier"], ws["vcs_branch"]):
+        _queue_on_link(req, updated)  # a new link queues the branch head (turning queue-all-runs on does not)
+    return jsonapi_response({"data": workspace_doc(req, updated)})
 
 
 def delete_workspace(req: Request, org: str | None = None, name: str | None = None,
@@ -381,7 +417,13 @@ def delete_workspace(req: Request, org: str | None = None, name: str | None = No
     """`DELETE` a workspace by name or id: 204, a force delete whatever the workspace manages
     (workspaces.mdx "Force Delete a workspace"). With `safe` (the route `POST .../actions/safe-delete`):
     204, or 409 while the workspace manages resources (workspaces.mdx "Safe Delete a workspace")."""
-    ws = _ws(req, org, name, ws_id)
+    ws = _ws(req, org, name, ws_id, need="delete" if safe else "force-delete")
+    if not safe and req.store.managed_resources(ws["id"]) and not req.store.is_owner(ws["org"], _user(req)["id"]) \
+            and not req.store.org_allows_force_delete(req.store.get_organization(ws["org"], _user(req))):
+        # organizations.mdx `allow-force-delete-workspaces`: "If false, only organization owners may delete these
+        # workspaces" (those with resources under management)
+        raise errors.ForbiddenError("Only organization owners may force delete a workspace managing resources "
+                                    "(the organization's allow-force-delete-workspaces is false)")
     (req.store.safe_delete_workspace if safe else req.store.delete_workspace)(ws["id"])
     return Response(204)
 
@@ -396,6 +438,10 @@ def _lock_reason(req: Request) -> str:
         attrs, _ = parse_resource(req, None, require_type=False)
         reason = attrs.get("reason", "")
     else:
+        unknown = sorted(set(doc) - {"reason"})
+        if unknown:  # workspaces.mdx "Lock a workspace": the body takes a reason only
+            raise errors.UnprocessableError(f"{unknown[0]} is not a parameter of a lock (it takes reason)",
+                                            pointer=f"/{unknown[0]}")
         reason = doc.get("reason", "")
     if reason is not None and not isinstance(reason, str):
         raise errors.UnprocessableError("reason must be a string", pointer="/data/attributes/reason")
@@ -404,21 +450,21 @@ def _lock_reason(req: Request) -> str:
 
 def lock_workspace(req: Request, ws_id: str) -> Response:
     """`POST /api/v2/workspaces/:id/actions/lock`: 200, or 409 when already locked."""
-    ws = _ws(req, ws_id=ws_id)
+    ws = _ws(req, ws_id=ws_id, need="lock")
     reason = _lock_reason(req)
-    return jsonapi_response({"data": _workspace_doc(req, req.store.lock_workspace(ws, _user(req), reason))})
+    return jsonapi_response({"data": workspace_doc(req, req.store.lock_workspace(ws, _user(req), reason))})
 
 
 def unlock_workspace(req: Request, ws_id: str) -> Response:
     """`POST /api/v2/workspaces/:id/actions/unlock`: 200, or 409 (not locked / locked by another)."""
-    ws = _ws(req, ws_id=ws_id)
-    return jsonapi_response({"data": _workspace_doc(req, req.store.unlock_workspace(ws, _user(req)))})
+    ws = _ws(req, ws_id=ws_id, need="lock")
+    return jsonapi_response({"data": workspace_doc(req, req.store.unlock_workspace(ws, _user(req)))})
 
 
 def force_unlock_workspace(req: Request, ws_id: str) -> Response:
     """`POST /api/v2/workspaces/:id/actions/force-unlock`: 200, or 409 when not locked."""
-    ws = _ws(req, ws_id=ws_id)
-    return jsonapi_response({"data": _workspace_doc(req, req.store.unlock_workspace(ws, _user(req), force=True))})
+    ws = _ws(req, ws_id=ws_id, need="force-unlock")
+    return jsonapi_response({"data": workspace_doc(req, req.store.unlock_workspace(ws, _user(req), force=True))})
 
 
 # --- tags -------------------------------------------------------------------------------------------------
@@ -439,6 +485,11 @@ def _tag_names(req: Request, ws: dict[str, Any]) -> list[str]:
                 for n in req.store.workspace_settings(w["id"])["tag-names"]}
     names = []
     for index, item in enumerate(data):
+        extra = sorted((set(item) - {"type", "id", "attributes"}) | {f"attributes.{k}" for k in (
+            item.get("attributes") or {}) if k != "name"}) if isinstance(item, dict) else []
+        if extra:  # workspaces.mdx: a tag is given by `id` or `attributes.name`
+            raise errors.UnprocessableError(f"{extra[0]} is not a key of a tag (it takes id or attributes.name)",
+                                            pointer=f"/data/{index}")
         name = (item.get("attributes") or {}).get("name") if isinstance(item, dict) else None
         if isinstance(item, dict) and item.get("type") not in (None, "tags"):
             raise errors.ConflictError(f"the resource type {item.get('type')!r} does not match this endpoint "
@@ -465,7 +516,7 @@ def list_workspace_tags(req: Request, ws_id: str) -> Response:
 
 def add_workspace_tags(req: Request, ws_id: str) -> Response:
     """`POST /api/v2/workspaces/:id/relationships/tags`: 204 (workspaces.mdx "Add tags to a workspace")."""
-    ws = _ws(req, ws_id=ws_id)
+    ws = _ws(req, ws_id=ws_id, need="manage-tags")
     req.store.change_workspace_tags(ws, _tag_names(req, ws), add=True)
     return Response(204)
 
@@ -473,25 +524,18 @@ def add_workspace_tags(req: Request, ws_id: str) -> Response:
 def remove_workspace_tags(req: Request, ws_id: str) -> Response:
     """`DELETE /api/v2/workspaces/:id/relationships/tags`: 204 (workspaces.mdx "Remove tags from
     workspace")."""
-    ws = _ws(req, ws_id=ws_id)
+    ws = _ws(req, ws_id=ws_id, need="manage-tags")
     req.store.change_workspace_tags(ws, _tag_names(req, ws), add=False)
     return Response(204)
 
 
 # --- variables --------------------------------------------------------------------------------------------
 
-def _var_version(var: dict[str, Any]) -> str:
-    """An opaque `version-id` that changes whenever the variable does (go-tfe `variable_integration_test.go`
-    Update asserts a new one after every change)."""
-    content = json.dumps([var[k] for k in ("key", "value", "description", "category", "hcl", "sensitive")])
-    return "v-" + hashlib.sha256(content.encode()).hexdigest()[:20]
-
-
-def _var_doc(var: dict[str, Any]) -> dict[str, Any]:
+def _var_doc(req: Request, var: dict[str, Any]) -> dict[str, Any]:
     return {"id": var["id"], "type": "vars", "attributes": {
         "key": var["key"], "value": None if var["sensitive"] else var["value"],
         "description": var["description"], "sensitive": bool(var["sensitive"]), "category": var["category"],
-        "hcl": bool(var["hcl"]), "version-id": _var_version(var)},
+        "hcl": bool(var["hcl"]), "version-id": req.store.var_version(var)},
         "relationships": {"configurable": {"data": {"id": var["workspace_id"], "type": "workspaces"},
                                            "links": {"related": f"/api/v2/workspaces/{var['workspace_id']}"}}},
         "links": {"self": f"/api/v2/workspaces/{var['workspace_id']}/vars/{var['id']}"}}
@@ -517,34 +561,34 @@ def _var_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
 
 def list_vars(req: Request, ws_id: str) -> Response:
     """`GET /api/v2/workspaces/:id/vars`: all variables (not paged, as in TFE); sensitive values null."""
-    ws = _ws(req, ws_id=ws_id)
-    return jsonapi_response({"data": [_var_doc(v) for v in req.store.list_vars(ws["id"])]})
+    ws = _ws(req, ws_id=ws_id, need="read-variables")
+    return jsonapi_response({"data": [_var_doc(req, v) for v in req.store.list_vars(ws["id"])]})
 
 
 def create_var(req: Request, ws_id: str) -> Response:
     """`POST /api/v2/workspaces/:id/vars`: 201; 422 for a blank/taken key or a bad category."""
-    ws = _ws(req, ws_id=ws_id)
+    ws = _ws(req, ws_id=ws_id, need="write-variables")
     attrs, _ = parse_resource(req, "vars")
-    return jsonapi_response({"data": _var_doc(req.store.create_var(ws["id"], _var_attrs(attrs)))}, 201)
+    return jsonapi_response({"data": _var_doc(req, req.store.create_var(ws["id"], _var_attrs(attrs)))}, 201)
 
 
 def show_var(req: Request, ws_id: str, var_id: str) -> Response:
     """`GET /api/v2/workspaces/:id/vars/:var_id`."""
-    ws = _ws(req, ws_id=ws_id)
-    return jsonapi_response({"data": _var_doc(req.store.get_var(ws["id"], var_id))})
+    ws = _ws(req, ws_id=ws_id, need="read-variables")
+    return jsonapi_response({"data": _var_doc(req, req.store.get_var(ws["id"], var_id))})
 
 
 def update_var(req: Request, ws_id: str, var_id: str) -> Response:
     """`PATCH /api/v2/workspaces/:id/vars/:var_id`."""
-    ws = _ws(req, ws_id=ws_id)
+    ws = _ws(req, ws_id=ws_id, need="write-variables")
     var = req.store.get_var(ws["id"], var_id)
     attrs, _ = parse_resource(req, "vars")
-    return jsonapi_response({"data": _var_doc(req.store.update_var(var, _var_attrs(attrs)))})
+    return jsonapi_response({"data": _var_doc(req, req.store.update_var(var, _var_attrs(attrs)))})
 
 
 def delete_var(req: Request, ws_id: str, var_id: str) -> Response:
     """`DELETE /api/v2/workspaces/:id/vars/:var_id`: 204."""
-    ws = _ws(req, ws_id=ws_id)
+    ws = _ws(req, ws_id=ws_id, need="write-variables")
     var = req.store.get_var(ws["id"], var_id)
     req.store.delete_var(var["id"])
     return Response(204)

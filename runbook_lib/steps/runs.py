@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from runbook_lib.errors import StepError
+from runbook_lib.errors import ConflictError, StepError
 from runbook_lib.jsonapi import Resource
 from runbook_lib.tfe import FINAL_RUN_STATUSES
 
@@ -86,6 +86,34 @@ def current_run_of(tfe: Any, workspace_id: str, commit: str) -> Resource | None:
     return run if run is not None and sha == commit else None
 
 
+def current_run_or_clear(tfe: Any, workspace_id: str, commit: str, discarded: set[str],
+                         progress: Callable[[str], None] = print) -> Resource | None:
+    """The workspace's current run when it plans `commit`; else, when the current run is another commit's run
+    paused for confirmation, discard it so the push's run can start (one workspace read per call).
+
+    Linking a repository with `queue-all-runs` makes TFE ingest the branch head and queue a run at once
+    (workspaces.mdx `queue-all-runs`); step 2 links a locked workspace, so that run waits behind the lock and
+    goes first when step 5 unlocks. It plans the configuration before the backend change: if it has changes it
+    waits for confirmation and holds the queue ahead of the push's run (run-states.mdx: one run at a time),
+    and step 5 would wait for nothing. Such a run is discarded (run.mdx "Discard a Run": it can never apply);
+    one still working is waited for (discard answers 409 while it plans); none is ever taken as the proof,
+    which is only a run of the pushed commit. A run of the pushed commit itself is never touched.
+    """
+    run, sha = tfe.current_run(workspace_id)
+    if run is None or sha == commit:
+        return run
+    if run.get("status") in DISCARDABLE_STATUSES and run.id not in discarded:
+        discarded.add(run.id)
+        try:
+            tfe.discard_run(run.id, comment=f"tfe-runbook step 5: a run of {str(sha)[:12]} queued before the push "
+                                            f"of {commit[:12]}; it held the queue ahead of the push's run")
+            progress(f"discarded run {run.id} of commit {str(sha)[:12]} ({run.get('status')}): it was queued before "
+                     f"the push and held the queue ahead of the push's run")
+        except ConflictError:
+            pass  # it moved on meanwhile (applied by someone, or already discarded): the next read shows it
+    return None
+
+
 def locate_run(tfe: Any, workspace_id: str, commit: str, run_id: str | None = None) -> Resource | None:
     """The run of `commit`: by its recorded id, else the workspace's current run, else from the runs list.
 
@@ -114,7 +142,8 @@ def wait_for_run(tfe: Any, workspace_id: str, commit: str, *, timeout: float, in
     the end of a plan is seen at most 0.4x its duration late, about 2.6 s for a 20 s plan with 9 polls
     (plain x1.6 backoff: 6.3 s with 6 polls; over the waits of a batch that is a run slot of the host left
     idle). A smaller share polls more without seeing the end sooner (0.25: 12 polls, 2.5 s).
-    Until the run appears it reads the workspace's current run; after `LIST_AFTER` seconds also the runs
+    Until the run appears it reads the workspace's current run, and discards a run of another commit that
+    waits for confirmation ahead of it (`current_run_or_clear`); after `LIST_AFTER` seconds also the runs
     list (at most every `LIST_INTERVAL` seconds: that list has a limit of its own); then it polls the run
     by id. It waits through every documented intermediate status (run.mdx) and returns at a final or
     paused one.
@@ -137,6 +166,7 @@ def wait_for_run(tfe: Any, workspace_id: str, commit: str, *, timeout: float, in
     start = clock()
     deadline = start + timeout
     cache: dict[str, str | None] = {}
+    discarded: set[str] = set()
     pause, seen, run, seen_at = interval, None, None, start
     listed_at: float | None = None
     progress(f"waiting for the run of commit {commit[:12]} in {workspace_id} (up to {timeout:.0f} s)")
@@ -144,7 +174,7 @@ def wait_for_run(tfe: Any, workspace_id: str, commit: str, *, timeout: float, in
         if run is not None:
             run = tfe.get_run(run.id)  # by id: the runs list has a budget of its own
         else:
-            run = current_run_of(tfe, workspace_id, commit)
+            run = current_run_or_clear(tfe, workspace_id, commit, discarded, progress)
             now = clock()
             if run is None and now - start >= LIST_AFTER and (listed_at is None or now - listed_at >= LIST_INTERVAL):
                 listed_at = now  # queued behind another run, perhaps: not current yet, but in the list

@@ -128,3 +128,33 @@ def test_run_create_answers_go_tfe_options_and_includes(fresh_sandbox: Sandbox):
     kinds = {(i["type"], i["id"]) for i in listed["included"]}
     assert ("workspaces", ws["id"]) in kinds and any(kind == "users" for kind, _ in kinds)
     assert api.get(f"/api/v2/runs/{run['id']}?include=nonsense").status_code == 400
+
+
+def test_comments_and_run_events_and_the_force_cancel_cool_off(fresh_sandbox: Sandbox):
+    # comments.mdx; go-tfe `comment.go`, `run_event.go`; run.mdx "Cancel a Run" (`comment`), "Forcefully cancel
+    # a run" (`force-cancel-available-at` once a cancel was asked for)
+    api, ws = _setup(fresh_sandbox)
+    run = _run(api, ws["id"])
+    made = api.post(f"/api/v2/runs/{run['id']}/comments", json=doc("comments", body="looks right"))
+    assert made.status_code == 201, made.text
+    comment = made.json()["data"]
+    assert api.get(f"/api/v2/comments/{comment['id']}").json()["data"]["attributes"]["body"] == "looks right"
+    assert api.post(f"/api/v2/runs/{run['id']}/comments", json=doc("comments", body=" ")).status_code == 422
+    assert api.post(f"/api/v2/runs/{run['id']}/actions/cancel", json={"comment": "stuck"}).status_code == 202
+    assert api.post(f"/api/v2/runs/{run['id']}/actions/cancel", json={"reason": "x"}).status_code == 422
+    read = api.get(f"/api/v2/runs/{run['id']}").json()["data"]
+    assert read["attributes"]["force-cancel-available-at"] > read["attributes"]["canceled-at"]
+    assert read["attributes"]["actions"]["is-force-cancelable"] is False  # the cancel already ended it
+    bodies = [api.get(f"/api/v2/comments/{c['id']}").json()["data"]["attributes"]["body"]
+              for c in read["relationships"]["comments"]["data"]]
+    assert bodies == ["looks right", "stuck"]
+    events = api.get(f"/api/v2/runs/{run['id']}/run-events?include=actor,comment").json()
+    assert [e["attributes"]["action"] for e in events["data"]] == ["created", "commented", "commented"]
+    event = events["data"][1]
+    assert event["relationships"]["comment"]["data"]["id"] == comment["id"]
+    included = {(i["type"], i["id"]) for i in events["included"]}
+    assert ("comments", comment["id"]) in included and ("users", event["relationships"]["actor"]["data"]["id"]) in included
+    assert api.get(f"/api/v2/run-events/{event['id']}").json()["data"]["attributes"]["action"] == "commented"
+    assert api.get(f"/api/v2/runs/{run['id']}/run-events?include=target").status_code == 400
+    outsider = Api(fresh_sandbox, fresh_sandbox.outsider_token)
+    assert outsider.get(f"/api/v2/comments/{comment['id']}").status_code == 404

@@ -79,6 +79,31 @@ def test_bad_team_requests_change_nothing(seeded_sandbox: Sandbox, api: Api, new
     _assert_no_writes(seeded_sandbox, mark)
 
 
+def test_a_team_update_keeps_every_attribute_and_refuses_a_name_the_docs_forbid(seeded_sandbox: Sandbox, api: Api,
+                                                                                 new_org: str):
+    # teams.mdx "Update a Team"; go-tfe `team_integration_test.go` TestTeamsUpdate "with valid options" sends the
+    # same attributes with the name "foo bar", which teams.mdx forbids (docs/sandbox-behaviour.md argues it)
+    team = api.post(f"/api/v2/organizations/{new_org}/teams", json=doc("teams", name="renamed-later", **{
+        "organization-access": {"manage-policies": True, "manage-modules": True}})).json()["data"]
+    wanted = {"name": "foo-bar", "visibility": "organization", "allow-member-token-management": True,
+              "sso-team-id": "idp-group-7",
+              "organization-access": {"manage-policies": False, "manage-vcs-settings": True,
+                                      "manage-policy-overrides": True, "manage-providers": True,
+                                      "manage-modules": False}}
+    updated = api.patch(f"/api/v2/teams/{team['id']}", json=doc("teams", **wanted))
+    assert updated.status_code == 200, updated.text
+    for answer in (updated.json()["data"], api.get(f"/api/v2/teams/{team['id']}").json()["data"]):
+        attrs = answer["attributes"]
+        assert {k: attrs[k] for k in ("name", "visibility", "allow-member-token-management", "sso-team-id")} == {
+            k: wanted[k] for k in ("name", "visibility", "allow-member-token-management", "sso-team-id")}
+        assert {k: attrs["organization-access"][k] for k in wanted["organization-access"]} == \
+            wanted["organization-access"]
+    mark = seeded_sandbox.log_mark()
+    spaced = api.patch(f"/api/v2/teams/{team['id']}", json=doc("teams", name="foo bar"))
+    assert spaced.status_code == 422 and "Name is invalid" in spaced.text
+    _assert_no_writes(seeded_sandbox, mark)
+
+
 def test_team_membership_by_username(seeded_sandbox: Sandbox, api: Api, new_org: str):
     team = api.post(f"/api/v2/organizations/{new_org}/teams", json=doc("teams", name="auditors")).json()["data"]
     path = f"/api/v2/teams/{team['id']}/relationships/users"

@@ -254,6 +254,30 @@ def test_state_version_rules(seeded_sandbox: Sandbox, new_org: str):
     assert Api(seeded_sandbox, legacy=True).get(f"/api/v1/terraform/state/{new_org}/state-rules").content == body
 
 
+def test_state_versions_include_their_outputs_and_filter_by_status(seeded_sandbox: Sandbox, new_org: str):
+    # state-versions.mdx "Available Related Resources" and "List State Versions" (`filter[status]`); go-tfe
+    # `state_version_output_integration_test.go` reads `outputs` included with the current version
+    api = Api(seeded_sandbox)
+    ws_id = create_workspace(api, new_org, "state-includes")["id"]
+    api.post(f"/api/v2/workspaces/{ws_id}/actions/lock")
+    done = _sv(api, ws_id, _state(1, extra="hello")).json()["data"]
+    _sv(api, ws_id, _state(2), inline=False)  # pending until its upload
+    current = api.get(f"/api/v2/workspaces/{ws_id}/current-state-version?include=outputs,created_by").json()
+    included = {(i["type"], i["id"]): i for i in current["included"]}
+    out_id = current["data"]["relationships"]["outputs"]["data"][0]["id"]
+    assert included[("state-version-outputs", out_id)]["attributes"] == api.get(
+        f"/api/v2/state-version-outputs/{out_id}").json()["data"]["attributes"]
+    assert included[("state-version-outputs", out_id)]["attributes"]["value"] == "hello"
+    assert any(kind == "users" for kind, _ in included)
+    listed = f"/api/v2/state-versions?filter[organization][name]={new_org}&filter[workspace][name]=state-includes"
+    assert [s["id"] for s in api.get(listed + "&filter[status]=finalized").json()["data"]] == [done["id"]]
+    assert [s["attributes"]["status"] for s in api.get(listed + "&filter[status]=pending").json()["data"]] == [
+        "pending"]
+    for bad in (listed + "&filter[status]=lost", f"/api/v2/state-versions/{done['id']}?include=workspace"):
+        refused = api.get(bad)
+        assert refused.status_code == 400 and ("lost" in refused.text or "workspace" in refused.text)
+
+
 # --- variables, runs, plans, configuration versions ------------------------------------------------------
 
 def test_variables_sensitive_values_are_write_only(seeded_sandbox: Sandbox, new_org: str):
@@ -311,7 +335,10 @@ def test_runs_plans_and_configuration_versions(fresh_sandbox: Sandbox):
     redirect = api.get(f"/api/v2/runs/{data['id']}/plan/json-output", allow_redirects=False)
     assert redirect.status_code == 307
     assert api.get(redirect.headers["Location"]).json() == {"resource_changes": []}
-    finished = api.get(f"/api/v2/workspaces/{ws['id']}/runs?filter[status]=planned_and_finished").json()
+    # plan-only runs are listed only when filter[operation] asks for them (run.mdx "List Runs in a Workspace")
+    assert api.get(f"/api/v2/workspaces/{ws['id']}/runs?filter[status]=planned_and_finished").json()["data"] == []
+    finished = api.get(f"/api/v2/workspaces/{ws['id']}/runs?filter[status]=planned_and_finished"
+                       "&filter[operation]=plan_only,plan_and_apply").json()
     assert [r["id"] for r in finished["data"]] == [data["id"]]
     assert api.get(f"/api/v2/workspaces/{ws['id']}/runs?filter[status]=pending").json()["data"] == []
     assert "planned-and-finished-at" in api.get(f"/api/v2/runs/{data['id']}").json()["data"]["attributes"]["status-timestamps"]

@@ -56,6 +56,34 @@ def test_bad_setting_overwrites_are_refused(api: Api, new_org: str):
     assert api.get(f"/api/v2/organizations/{new_org}/workspaces/bad-overwrites").status_code == 404
 
 
+def test_agent_mode_needs_a_pool_of_the_organization_and_runs_are_listed_by_pool(seeded_sandbox: Sandbox, api: Api,
+                                                                                  new_org: str):
+    # workspaces.mdx `agent-pool-id`; run.mdx `filter[agent_pool_names]`; go-tfe `run_integration_test.go`
+    # ListForOrganization "with filter by agent pool"
+    seeded_sandbox.run_settings(paused=True)
+    pool = api.post(f"/api/v2/organizations/{new_org}/agent-pools", json=doc("agent-pools", name="pool-a"))
+    assert pool.status_code == 201, pool.text
+    pool_id = pool.json()["data"]["id"]
+    mark = seeded_sandbox.log_mark()
+    for attrs, needle in (({"execution-mode": "agent"}, "must be set"),
+                          ({"execution-mode": "remote", "agent-pool-id": pool_id}, "only be set"),
+                          ({"execution-mode": "agent", "agent-pool-id": "apool-nonesuch"}, "no agent pool")):
+        refused = api.post(f"/api/v2/organizations/{new_org}/workspaces", json=doc("workspaces", name="agents", **attrs))
+        assert refused.status_code == 422 and needle in refused.text, refused.text
+    assert all(r["changes"] == 0 for r in seeded_sandbox.request_log(since=mark))
+    ws = create_workspace(api, new_org, "agents", **{"execution-mode": "agent", "agent-pool-id": pool_id})
+    assert ws["relationships"]["agent-pool"]["data"]["id"] == pool_id
+    other = create_workspace(api, new_org, "no-agents")
+    for target in (ws, other):
+        made = api.post("/api/v2/runs", json={"data": {"type": "runs", "relationships": {
+            "workspace": {"data": {"type": "workspaces", "id": target["id"]}}}}})
+        assert made.status_code == 201, made.text
+    listed = api.get(f"/api/v2/organizations/{new_org}/runs", params={"filter[agent_pool_names]": "pool-a"}).json()
+    assert [r["relationships"]["workspace"]["data"]["id"] for r in listed["data"]] == [ws["id"]]
+    moved = api.patch(f"/api/v2/workspaces/{ws['id']}", json=doc("workspaces", **{"execution-mode": "remote"}))
+    assert moved.status_code == 200 and moved.json()["data"]["relationships"]["agent-pool"]["data"] is None
+
+
 def _names(api: Api, org: str, **query: str) -> list[str]:
     answer = api.get(f"/api/v2/organizations/{org}/workspaces", params=query)
     assert answer.status_code == 200, answer.text

@@ -111,11 +111,18 @@ def vcs_workspace(api: Api, org: str, token_id: str, name: str, identifier: str,
     `queue-all-runs` is true unless given: with TFE's default (false) a push queues no run until one was
     queued through the API (workspaces.mdx), and these tests are about what a push starts.
     """
-    attributes.setdefault("queue-all-runs", True)
+    queue_all = attributes.pop("queue-all-runs", True)
     ws = create_workspace(api, org, name, **{"terraform-version": terraform_version,
                                              "working-directory": working_directory, "auto-apply": False,
+                                             "queue-all-runs": False,
                                              "vcs-repo": {"identifier": identifier, "oauth-token-id": token_id,
                                                           "branch": branch}}, **attributes)
+    if queue_all:
+        # set after the link: linked with it on, the workspace would queue a run of the branch head at once
+        # (workspaces.mdx `queue-all-runs`), and these tests are about what a push starts
+        turned = api.patch(f"/api/v2/workspaces/{ws['id']}", json=doc("workspaces", **{"queue-all-runs": True}))
+        assert turned.status_code == 200, turned.text
+        ws = turned.json()["data"]
     for category, values in (("terraform", variables or {}), ("env", env_variables or {})):
         for key, value in values.items():
             created = api.post(f"/api/v2/workspaces/{ws['id']}/vars",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from runbook_lib.plans import parse_plan_json, parse_plan_text
-from runbook_lib.sandbox.runner import _counts_011, _counts_json
+from runbook_lib.sandbox.run_exec import _counts_011, _counts_json
 
 PLANS = Path(__file__).resolve().parents[1] / "fixtures" / "plans"
 

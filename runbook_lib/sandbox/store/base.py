@@ -115,6 +115,21 @@ CREATE TABLE IF NOT EXISTS plans (
     changes INTEGER NOT NULL DEFAULT 0, destructions INTEGER NOT NULL DEFAULT 0,
     imports INTEGER NOT NULL DEFAULT 0, log TEXT, json_output BLOB, json_download_token TEXT NOT NULL,
     log_token TEXT NOT NULL, status_timestamps TEXT NOT NULL);
+-- a run's apply (applies.mdx): created with its run; `confirmed_by` is who confirmed it (run.mdx `confirmed-by`)
+CREATE TABLE IF NOT EXISTS applies (
+    id TEXT PRIMARY KEY, run_id TEXT UNIQUE NOT NULL, status TEXT NOT NULL,
+    additions INTEGER NOT NULL DEFAULT 0, changes INTEGER NOT NULL DEFAULT 0,
+    destructions INTEGER NOT NULL DEFAULT 0, imports INTEGER NOT NULL DEFAULT 0, log TEXT,
+    log_token TEXT NOT NULL, confirmed_by TEXT, status_timestamps TEXT NOT NULL);
+-- a run's comments (comments.mdx) and its events (go-tfe `run_event.go`): each comment is one `commented` event
+CREATE TABLE IF NOT EXISTS comments (
+    id TEXT PRIMARY KEY, run_id TEXT NOT NULL, body TEXT NOT NULL, created_by TEXT, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS run_events (
+    id TEXT PRIMARY KEY, run_id TEXT NOT NULL, action TEXT NOT NULL, description TEXT, actor_id TEXT,
+    comment_id TEXT, created_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS run_events_run ON run_events (run_id, created_at);
+-- the redacted JSON plan the cloud backend renders (plan JSON + provider schemas), per plan
+CREATE TABLE IF NOT EXISTS plan_redacted (plan_id TEXT PRIMARY KEY, body BLOB NOT NULL);
 -- archivist-style capability URLs: the token in the URL is the authorisation (no bearer needed)
 CREATE TABLE IF NOT EXISTS blobs (
     token TEXT PRIMARY KEY, kind TEXT NOT NULL, owner_id TEXT NOT NULL, direction TEXT NOT NULL);
@@ -147,7 +162,7 @@ _DATA_TABLES = ("legacy_orgs", "legacy_members", "environments", "legacy_states"
                 "legacy_config_versions", "legacy_runs", "organizations", "projects", "agent_pools", "org_members",
                 "oauth_clients",
                 "oauth_tokens", "workspaces", "state_versions", "vars", "configuration_versions", "runs",
-                "plans", "blobs", "request_log", "run_jobs")
+                "plans", "applies", "plan_redacted", "blobs", "request_log", "run_jobs", "comments", "run_events")
 
 
 _VIA_WORKSPACE = "JOIN workspaces w ON w.id = x.workspace_id"
@@ -164,6 +179,9 @@ _OWNED_THROUGH = {
     "configuration_versions": (_VIA_WORKSPACE, "w.org", "id"),
     "runs": (_VIA_WORKSPACE, "w.org", "id"),
     "plans": ("JOIN runs r ON r.id = x.run_id JOIN workspaces w ON w.id = r.workspace_id", "w.org", "id"),
+    "applies": ("JOIN runs r ON r.id = x.run_id JOIN workspaces w ON w.id = r.workspace_id", "w.org", "id"),
+    "comments": ("JOIN runs r ON r.id = x.run_id JOIN workspaces w ON w.id = r.workspace_id", "w.org", "id"),
+    "run_events": ("JOIN runs r ON r.id = x.run_id JOIN workspaces w ON w.id = r.workspace_id", "w.org", "id"),
 }
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from typing import Any
 
 from runbook_lib.sandbox import errors
-from runbook_lib.sandbox.store.base import (new_id, now_iso, row_by_id, StoreBase, _valid_ws_name, visible_row)
+from runbook_lib.sandbox.store.base import new_id, now_iso, StoreBase, _valid_ws_name, visible_row
 
 
 # Tables that name their organization in an `org` column (a rename follows them).
@@ -55,6 +56,10 @@ class OrganizationStore(StoreBase):
             UnprocessableError: invalid or taken new name.
         """
         new_name = fields.get("name")
+        fields = dict(fields)
+        kept = fields.pop("settings", None)
+        if kept:  # kept beside the row (settings added after the table)
+            self.set_meta(f"org-settings:{org['external_id']}", json.dumps({**self.org_settings(org), **kept}))
         with self.tx():
             if new_name and new_name != org["name"]:
                 if not _valid_ws_name(new_name, 40):
@@ -66,6 +71,16 @@ class OrganizationStore(StoreBase):
             self._update("organizations", "name", org["name"], fields)
         return self._one("SELECT * FROM organizations WHERE name = ?",  # type: ignore[return-value]
                          (new_name or org["name"],))
+
+    def org_settings(self, org: dict[str, Any]) -> dict[str, Any]:
+        """The kept settings: `allow-force-delete-workspaces` (organizations.mdx: "Whether workspace administrators
+        can delete workspaces with resources under management. If false, only organization owners may"),
+        `cost-estimation-enabled`; both false by default."""
+        kept = json.loads(self.find_meta(f"org-settings:{org['external_id']}", "{}") or "{}")
+        return {"allow-force-delete-workspaces": False, "cost-estimation-enabled": False, **kept}
+
+    def org_allows_force_delete(self, org: dict[str, Any]) -> bool:
+        return bool(self.org_settings(org)["allow-force-delete-workspaces"])
 
     def delete_organization(self, name: str) -> None:
         """Delete an organization and everything in it (organizations.mdx: deleting an organization
@@ -80,10 +95,16 @@ class OrganizationStore(StoreBase):
                 self._x(f"DELETE FROM {table} WHERE org = ?", (name,))
             self._x("DELETE FROM organizations WHERE name = ?", (name,))
 
-    find_project = row_by_id("projects",
-                             "A project without access checks (the caller already checked its organization)")
+    def find_project(self, project_id: str) -> dict[str, Any] | None:
+        """A project without access checks (the caller already checked its organization), with its
+        `description`, or None."""
+        row = self._one("SELECT * FROM projects WHERE id = ?", (project_id,))
+        return self._with_description(row) if row else None
 
-    def create_project(self, org: str, name: Any) -> dict[str, Any]:
+    def _with_description(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {**row, "description": self.find_meta(f"project-description:{row['id']}")}
+
+    def create_project(self, org: str, name: Any, description: str | None = None) -> dict[str, Any]:
         """Create a project in an organization.
 
         Raises:
@@ -101,10 +122,13 @@ class OrganizationStore(StoreBase):
         row = {"id": new_id("prj-"), "org": org, "name": name, "created_at": now_iso()}
         with self.tx():
             self._insert("projects", row)
-        return row
+            if description:  # projects.mdx `description` (a column the table predates, kept beside it)
+                self.set_meta(f"project-description:{row['id']}", description)
+        return self._with_description(row)
 
     def list_projects(self, org: str) -> list[dict[str, Any]]:
-        return self._q("SELECT * FROM projects WHERE org = ? ORDER BY name", (org,))
+        return [self._with_description(r) for r in self._q("SELECT * FROM projects WHERE org = ? ORDER BY name",
+                                                           (org,))]
 
     def delete_project(self, project: dict[str, Any], workspace_count: int) -> None:
         """Delete an empty project.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from runbook_lib.sandbox import errors
@@ -81,6 +82,14 @@ RUN_TRANSITIONS: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in {
 # lock the workspace"). A saved plan ends the run's hold until it is confirmed.
 _RELEASES_LOCK = FINAL_STATUSES | {"planned_and_saved"}
 
+# An apply's status follows its run (applies.mdx "Apply States"): `pending` until the run is confirmed,
+# `queued` until terraform starts, `running`, then `finished`; a run that ends before its apply started
+# leaves it `unreachable`, one that ends during it `errored` or `canceled`.
+_APPLY_STATUS = {"confirmed": "queued", "queuing_apply": "queued", "apply_queued": "queued",
+                 "pre_apply_running": "queued", "pre_apply_completed": "queued", "applying": "running",
+                 "applied": "finished"}
+APPLY_FINAL = frozenset(("finished", "errored", "canceled", "unreachable"))
+
 
 class RunStore(StoreBase):
     """Configuration versions, runs, plans, and the run worker's job table."""
@@ -106,6 +115,8 @@ class RunStore(StoreBase):
                                    "direction": "upload"})
         return row
 
+    configuration_version_by_id = row_by_id("configuration_versions", "A configuration version without access checks")
+
     get_configuration_version = visible_row("configuration_versions", "A configuration version of a workspace")
 
     def list_configuration_versions(self, ws_id: str) -> list[dict[str, Any]]:
@@ -119,9 +130,27 @@ class RunStore(StoreBase):
         return self._one("SELECT * FROM configuration_versions WHERE workspace_id = ? AND provisional = 0 "
                          "ORDER BY created_at DESC, rowid DESC LIMIT 1", (ws_id,))
 
-    def upload_configuration(self, cv_id: str, tarball: bytes) -> None:
-        """Store an uploaded configuration tarball; the version becomes `uploaded`."""
-        self._update("configuration_versions", "id", cv_id, {"tarball": tarball, "status": "uploaded"})
+    def upload_configuration(self, cv_id: str, tarball: bytes, *, queue: bool = False) -> None:
+        """Store an uploaded configuration tarball; the version becomes `uploaded`.
+
+        With `queue` (an upload through the version's upload URL), a version created with `auto-queue-runs`
+        queues a run (configuration-versions.mdx: "When true, runs are queued automatically when the
+        configuration version is uploaded"; the default), plan-only when the version is speculative. The VCS
+        ingress queues its own runs (vcs.py) and does not ask.
+        """
+        with self.tx():
+            self._update("configuration_versions", "id", cv_id, {"tarball": tarball, "status": "uploaded"})
+            cv = self.configuration_version_by_id(cv_id)
+            ws = self.workspace_by_id(cv["workspace_id"]) if cv else None
+            if queue and cv is not None and ws is not None and cv["auto_queue_runs"]:
+                self.create_run(ws, None, cv_id=cv_id, message="Triggered via API", plan_only=bool(cv["speculative"]),
+                                options={"terraform-version": ws["terraform_version"]})
+
+    def first_run_of_configuration(self, cv_id: str) -> dict[str, Any] | None:
+        """The first run that used a configuration version ("the run created by the configuration",
+        configuration-versions.mdx), or None."""
+        return self._one("SELECT * FROM runs WHERE configuration_version_id = ? ORDER BY created_at, rowid LIMIT 1",
+                         (cv_id,))
 
     def create_run(self, ws: dict[str, Any], user: dict[str, Any] | None, *, cv_id: str | None, message: str,
                    is_destroy: bool = False, plan_only: bool = False, auto_apply: bool | None = None,
@@ -135,6 +164,12 @@ class RunStore(StoreBase):
         A run in a locked workspace stays pending (queued), as in real TFE.
         """
         stamp = now_iso()
+        # the agent pool the run is for, when its workspace runs on agents (run.mdx `filter[agent_pool_names]`:
+        # "runs that use one of the agent pools"); the sandbox's run worker stands in for the pool's agents
+        full = self.workspace_by_id(ws["id"])
+        pool = self.workspace_agent_pool(full) if full else None  # type: ignore[attr-defined]
+        if pool:
+            options = {**(options or {}), "agent-pool-id": pool}
         stamps = {status_timestamp_key(status): stamp}
         if status == "pending":
             # A new run may be planned as soon as the workspace lets it (go-tfe RunStatusTimestamps
@@ -150,13 +185,22 @@ class RunStore(StoreBase):
                 "changes": 0, "destructions": 0, "imports": 0, "log": None, "json_output": None,
                 "json_download_token": secrets.token_urlsafe(24), "log_token": secrets.token_urlsafe(24),
                 "status_timestamps": json.dumps({"queued-at": stamp})}
+        apply = {"id": "apply-" + run["id"].removeprefix("run-"), "run_id": run["id"], "status": "pending",
+                 "log": None, "log_token": secrets.token_urlsafe(24), "confirmed_by": None,
+                 "status_timestamps": "{}"}
         with self.tx():
             self._insert("runs", run)
             self._insert("plans", plan)
+            self._insert("applies", apply)
+            self._insert("blobs", {"token": apply["log_token"], "kind": "apply-log", "owner_id": apply["id"],
+                                   "direction": "download"})
             self._insert("blobs", {"token": plan["json_download_token"], "kind": "plan-json", "owner_id": plan["id"],
                                    "direction": "download"})
             self._insert("blobs", {"token": plan["log_token"], "kind": "plan-log", "owner_id": plan["id"],
                                    "direction": "download"})
+            # the run's first event (Terraform `internal/cloud/backend_run_warning_test.go` lists a run's
+            # events as `created` ... `queued`)
+            self.record_run_event(run["id"], "created", run["created_by"])
             if status == "pending":
                 self._pending_run_events.append(("tfe", run["id"]))
         return run
@@ -172,6 +216,17 @@ class RunStore(StoreBase):
             return self._q(f"SELECT * FROM runs WHERE workspace_id = ? AND status IN ({marks}) "
                            "ORDER BY created_at DESC, rowid DESC", (ws_id, *statuses))
         return self._q("SELECT * FROM runs WHERE workspace_id = ? ORDER BY created_at DESC, rowid DESC", (ws_id,))
+
+    def run_agent_pool_name(self, run: dict[str, Any]) -> str | None:
+        """The name of the agent pool a run was created for, or None (not an agent-mode run, or the pool is gone)."""
+        pool_id = json.loads(run["options"] or "{}").get("agent-pool-id")
+        row = self._one("SELECT name FROM agent_pools WHERE id = ?", (pool_id,)) if pool_id else None
+        return row["name"] if row else None
+
+    def list_org_runs(self, org: str) -> list[dict[str, Any]]:
+        """Every run of the organization's workspaces, newest first."""
+        return self._q("SELECT r.* FROM runs r JOIN workspaces w ON w.id = r.workspace_id WHERE w.org = ? "
+                       "ORDER BY r.created_at DESC, r.rowid DESC", (org,))
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         """Change a run's other columns (configuration version, has_changes); statuses go through
@@ -222,7 +277,48 @@ class RunStore(StoreBase):
             fields.update(status=status, status_timestamps=json.dumps(stamps))
             self._update("runs", "id", run_id, fields)
             self._hold_workspace_lock(run, status)
+            self._follow_with_apply(run_id, status)
             return self.run_by_id(run_id)  # type: ignore[return-value]
+
+    def _follow_with_apply(self, run_id: str, status: str) -> None:
+        apply = self.apply_for_run(run_id)
+        if apply is None or apply["status"] in APPLY_FINAL:
+            return
+        new = _APPLY_STATUS.get(status)
+        if new is None and status in FINAL_STATUSES:
+            new = ("unreachable" if apply["status"] == "pending" else
+                   "canceled" if status in ("canceled", "force_canceled") else "errored")
+        if new and new != apply["status"]:
+            self.update_apply(apply["id"], new)
+
+    def apply_for_run(self, run_id: str) -> dict[str, Any] | None:
+        """The apply of a run, or None (runs stored before applies were modelled have none)."""
+        return self._one("SELECT * FROM applies WHERE run_id = ?", (run_id,))
+
+    get_apply = visible_row("applies", "An apply of a run")
+
+    apply_by_id = row_by_id("applies", "An apply without access checks")
+
+    def update_apply(self, apply_id: str, status: str | None = None, **fields: Any) -> None:
+        """Change an apply: status (stamped `<status>-at`), counts, log, confirmed_by."""
+        with self.tx():
+            apply = self.apply_by_id(apply_id)
+            if apply is None:
+                raise errors.NotFoundError()
+            if status:
+                stamps = json.loads(apply["status_timestamps"])
+                stamps[{"running": "started-at", "finished": "finished-at"}.get(status, f"{status}-at")] = now_iso()
+                fields.update(status=status, status_timestamps=json.dumps(stamps))
+            self._update("applies", "id", apply_id, fields)
+
+    def set_redacted_plan(self, plan_id: str, body: bytes) -> None:
+        """Keep a plan's redacted JSON (plan JSON with provider schemas; run worker)."""
+        self._x("INSERT OR REPLACE INTO plan_redacted (plan_id, body) VALUES (?, ?)", (plan_id, body))
+
+    def redacted_plan(self, plan_id: str) -> bytes | None:
+        """A plan's redacted JSON, or None (Terraform 0.11 plans and unfinished ones have none)."""
+        row = self._one("SELECT body FROM plan_redacted WHERE plan_id = ?", (plan_id,))
+        return bytes(row["body"]) if row else None
 
     def _hold_workspace_lock(self, run: dict[str, Any], status: str) -> None:
         ws = self._one("SELECT id, locked, locked_by_run FROM workspaces WHERE id = ?", (run["workspace_id"],))
@@ -261,6 +357,52 @@ class RunStore(StoreBase):
         """The uploaded tarball of a configuration version (run worker), or None."""
         row = self._one("SELECT tarball FROM configuration_versions WHERE id = ?", (cv_id,))
         return row["tarball"] if row else None
+
+    def note_cancel_requested(self, run_id: str, cool_off_s: float) -> None:
+        """Remember when a run's force-cancel becomes available (`cool_off_s` after its cancel)."""
+        stamp = datetime.now(timezone.utc) + timedelta(seconds=cool_off_s)
+        self.set_meta(f"force-cancel-at:{run_id}", stamp.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z")
+
+    def force_cancel_available_at(self, run_id: str) -> str | None:
+        """When a canceled run's force-cancel became available, or None (never canceled)."""
+        return self.find_meta(f"force-cancel-at:{run_id}")
+
+    # --- comments and run events (comments.mdx; go-tfe `comment.go`, `run_event.go`) ------------------
+
+    def record_run_event(self, run_id: str, action: str, actor_id: str | None, *, comment_id: str | None = None,
+                         description: str | None = None) -> dict[str, Any]:
+        """Append an event to a run's history."""
+        return self._insert("run_events", {"id": new_id("re-"), "run_id": run_id, "action": action,
+                                           "description": description, "actor_id": actor_id,
+                                           "comment_id": comment_id, "created_at": now_iso()})
+
+    def add_comment(self, run_id: str, body: str, user: dict[str, Any] | None) -> dict[str, Any]:
+        """Comment on a run: the comment and its `commented` event (go-tfe `run_event_integration_test.go`
+        finds a comment's event by that action, with the commenter as its actor)."""
+        actor = user["id"] if user else None
+        with self.tx():
+            row = self._insert("comments", {"id": new_id("wsc-"), "run_id": run_id, "body": body,
+                                            "created_by": actor, "created_at": now_iso()})
+            self.record_run_event(run_id, "commented", actor, comment_id=row["id"])
+        return row
+
+    get_comment = visible_row("comments", "A comment on a run")
+
+    get_run_event = visible_row("run_events", "An event of a run")
+
+    def list_comments(self, run_id: str) -> list[dict[str, Any]]:
+        """A run's comments, oldest first."""
+        return self._q("SELECT * FROM comments WHERE run_id = ? ORDER BY created_at, rowid", (run_id,))
+
+    def comment_event(self, comment_id: str) -> dict[str, Any] | None:
+        """The event a comment made, or None."""
+        return self._one("SELECT * FROM run_events WHERE comment_id = ?", (comment_id,))
+
+    comment_by_id = row_by_id("comments", "A comment without access checks (compound documents)")
+
+    def list_run_events(self, run_id: str) -> list[dict[str, Any]]:
+        """A run's events, oldest first."""
+        return self._q("SELECT * FROM run_events WHERE run_id = ? ORDER BY created_at, rowid", (run_id,))
 
     # --- run worker: look-ups without access checks, and the job table ------------------------
 

@@ -91,6 +91,10 @@ class StateStore(StoreBase):
         self.import_history_due(ws_id)  # type: ignore[attr-defined] # a native import's history (store.migration)
         return self._q("SELECT * FROM state_versions WHERE workspace_id = ? ORDER BY seq DESC", (ws_id,))
 
+    def list_state_versions_of_run(self, run_id: str) -> list[dict[str, Any]]:
+        """The state versions a run's apply wrote (applies.mdx `relationships.state-versions`)."""
+        return self._q("SELECT id FROM state_versions WHERE run_id = ? ORDER BY seq", (run_id,))
+
     def get_state_version(self, sv_id: str, user: dict[str, Any]) -> dict[str, Any]:
         """A state version of a workspace the user can see.
 

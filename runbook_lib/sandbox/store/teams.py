@@ -23,12 +23,41 @@ from __future__ import annotations
 
 from typing import Any
 
-from runbook_lib.sandbox import errors
+import json
+
+from runbook_lib.sandbox import access, errors
 from runbook_lib.sandbox.store.base import StoreBase, _valid_ws_name, new_id, now_iso
 
 LEGACY_ACCESS = ("read", "write", "admin")
-#: Access levels the sandbox grants (today's team-access.mdx also has `custom`, not served here).
-ACCESS_LEVELS = ("read", "plan", "write", "admin")
+#: Access levels of team access (team-access.mdx `access`): the fixed sets and `custom`.
+ACCESS_LEVELS = access.ACCESS_LEVELS
+#: A team's organization access flags (teams.mdx "Organization Access"; go-tfe `team.go`
+#: OrganizationAccess): each false unless granted.
+ORGANIZATION_ACCESS = ("manage-policies", "manage-policy-overrides", "manage-workspaces", "manage-vcs-settings",
+                       "manage-providers", "manage-modules", "manage-run-tasks", "manage-projects",
+                       "read-workspaces", "read-projects", "manage-membership", "manage-teams",
+                       "manage-organization-access", "access-secret-teams", "manage-agent-pools")
+
+
+def check_team_attributes(attrs: dict[str, Any]) -> None:
+    """Refuse team attributes the sandbox cannot keep as asked (422 naming the attribute)."""
+    org_access = attrs.get("organization-access")
+    if org_access is not None:
+        if not isinstance(org_access, dict) or not all(isinstance(v, bool) for v in org_access.values()):
+            raise errors.UnprocessableError("organization-access must map permissions to true or false",
+                                            pointer="/data/attributes/organization-access")
+        unknown = sorted(set(org_access) - set(ORGANIZATION_ACCESS))
+        if unknown:
+            raise errors.UnprocessableError(f"organization-access has unknown permissions {', '.join(unknown)}",
+                                            pointer="/data/attributes/organization-access")
+    if "visibility" in attrs and attrs["visibility"] not in ("secret", "organization"):
+        raise errors.UnprocessableError("visibility must be secret or organization",
+                                        pointer="/data/attributes/visibility")
+    if "sso-team-id" in attrs and attrs["sso-team-id"] is not None and not isinstance(attrs["sso-team-id"], str):
+        raise errors.UnprocessableError("sso-team-id must be a string", pointer="/data/attributes/sso-team-id")
+    if "allow-member-token-management" in attrs and not isinstance(attrs["allow-member-token-management"], bool):
+        raise errors.UnprocessableError("allow-member-token-management must be true or false",
+                                        pointer="/data/attributes/allow-member-token-management")
 OWNERS = "owners"
 
 #: A team's API token acts as a service account of the team (team-tokens.mdx: team tokens act as the team,
@@ -183,10 +212,123 @@ class TeamStore(StoreBase):
         return self._one("SELECT * FROM teams WHERE id = ?", (team_id,))
 
     def team_sees_workspace(self, team: dict[str, Any], ws_id: str) -> bool:
-        return self._one("SELECT 1 FROM team_workspaces WHERE team_id = ? AND workspace_id = ?",
-                         (team["id"], ws_id)) is not None
+        return self._team_grant(team, ws_id) is not None
 
-    def create_team_token(self, team_id: str, user: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    def _team_grant(self, team: dict[str, Any], ws_id: str) -> access.Grant | None:
+        """What a team may do on a workspace: its team access (fixed level or custom permissions) joined with
+        its organization access (`manage-workspaces`: admin everywhere; `read-workspaces`: read); None when
+        it has neither (the workspace is not visible to it)."""
+        grant = None
+        row = self._one("SELECT * FROM team_workspaces WHERE team_id = ? AND workspace_id = ?", (team["id"], ws_id))
+        if row is not None:
+            grant = self.access_grant(row)
+        org_access = self.team_settings(team)["organization-access"]
+        for flag, level in (("manage-workspaces", "admin"), ("read-workspaces", "read")):
+            if org_access.get(flag):
+                grant = access.FIXED[level] if grant is None else grant.union(access.FIXED[level])
+        return grant
+
+    def access_grant(self, row: dict[str, Any]) -> access.Grant:
+        """The permissions a team-workspaces row stands for (a fixed level, or its custom permissions)."""
+        if row["access"] == "custom":
+            return access.custom_grant(json.loads(self.find_meta(f"tws-custom:{row['id']}", "{}") or "{}"))
+        return access.FIXED[row["access"]]
+
+    def workspace_grant(self, user: dict[str, Any], ws_id: str) -> access.Grant:
+        """What the caller may do on a workspace it can see: everything for a person (the sandbox's users are
+        owners or members acting as owners did in 2018), its team's grant for a team token."""
+        team = self.token_team(user)
+        if team is None:
+            return access.EVERYTHING
+        return self._team_grant(team, ws_id) or access.Grant()
+
+    def require(self, user: dict[str, Any], ws: dict[str, Any], action: str) -> None:
+        """Refuse an action the caller's grant on the workspace does not allow (`access.NEEDS`).
+
+        Raises:
+            NotFoundError: not allowed (the API pages: "not found, or user unauthorized to perform action").
+            ForbiddenError: a force delete that is not allowed (workspaces.mdx "Force Delete a workspace").
+        """
+        flag = access.NEEDS[action]
+        if self.workspace_grant(user, ws["id"]).can()[flag]:
+            return
+        if action == "force-delete":
+            raise errors.ForbiddenError("Not authorized to perform a force delete on the workspace "
+                                        "(needs admin access)")
+        raise errors.NotFoundError()
+
+    def run_permissions(self, user: dict[str, Any], ws_id: str) -> dict[str, bool]:
+        """A run's `permissions` for the caller."""
+        return self.workspace_grant(user, ws_id).run_can()
+
+    def require_org_workspace_creation(self, org: str, user: dict[str, Any]) -> None:
+        """A team token creates workspaces only with `manage-workspaces` organization access
+        (permissions.mdx "Manage all workspaces"); 404 otherwise (workspaces.mdx "Create a Workspace":
+        "Organization not found or user unauthorized to perform action")."""
+        team = self.token_team(user)
+        if team is not None and not self.team_settings(team)["organization-access"].get("manage-workspaces"):
+            raise errors.NotFoundError()
+
+    # --- team settings (teams.mdx "Create a Team", "Update a Team") -----------------------------------
+
+    def team_settings(self, team: dict[str, Any]) -> dict[str, Any]:
+        """A team's kept attributes: `organization-access` (every flag, false unless granted; all true for
+        the owners team), `visibility`, `sso-team-id`, `allow-member-token-management`."""
+        owners = team["name"] == OWNERS
+        kept = json.loads(self.find_meta(f"team-settings:{team['id']}", "{}") or "{}")
+        org_access = {flag: owners for flag in ORGANIZATION_ACCESS}
+        org_access.update(kept.get("organization-access") or {})
+        return {"organization-access": org_access, "visibility": kept.get("visibility", "secret"),
+                "sso-team-id": kept.get("sso-team-id"),
+                "allow-member-token-management": kept.get("allow-member-token-management", True)}
+
+    def update_team(self, team_id: str, attrs: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
+        """Change a team's name and kept attributes (owners only; the owners team keeps its name and access).
+
+        Raises:
+            UnprocessableError: an invalid or taken name, an unknown organization-access flag, a bad value.
+        """
+        team = self.get_team(team_id, user)
+        self._require_owner(team["org"], user)
+        check_team_attributes(attrs)
+        if team["name"] == OWNERS and ({"name", "organization-access"} & set(attrs)):
+            raise errors.UnprocessableError("the owners team's name and organization access cannot change",
+                                            pointer="/data/attributes")
+        with self.tx():
+            name = attrs.get("name")
+            if name is not None and name != team["name"]:
+                if not isinstance(name, str) or not _valid_ws_name(name):
+                    raise errors.UnprocessableError("Name is invalid: only letters, numbers, -, and _ are allowed",
+                                                    pointer="/data/attributes/name")
+                if name.lower() == OWNERS or self._one("SELECT 1 FROM teams WHERE org = ? AND lower(name) = lower(?) "
+                                                       "AND id != ?", (team["org"], name, team_id)):
+                    raise errors.UnprocessableError("Name has already been taken", pointer="/data/attributes/name")
+                self._update("teams", "id", team_id, {"name": name})
+            self.keep_team_settings(team_id, attrs)
+        return self.get_team(team_id, user)
+
+    def keep_team_settings(self, team_id: str, attrs: dict[str, Any]) -> None:
+        """Store the kept attributes of a create or update request (checked by `check_team_attributes`)."""
+        kept = json.loads(self.find_meta(f"team-settings:{team_id}", "{}") or "{}")
+        if "organization-access" in attrs:
+            kept["organization-access"] = {**(kept.get("organization-access") or {}), **attrs["organization-access"]}
+        for key in ("visibility", "sso-team-id", "allow-member-token-management"):
+            if key in attrs:
+                kept[key] = attrs[key]
+        self.set_meta(f"team-settings:{team_id}", json.dumps(kept))
+
+    def authenticate(self, value: str) -> dict[str, Any] | None:
+        """The token's user, or None; a team token past its `expired-at` authenticates no more
+        (team-tokens.mdx "Generate a new team token": `expired-at`)."""
+        user = super().authenticate(value)  # type: ignore[misc]
+        if user is not None and user["username"].startswith(TEAM_USER_PREFIX):
+            expiry = self.find_meta(f"token-expired-at:{user['token_id']}")
+            if expiry and expiry <= now_iso():
+                return None
+        return user
+
+    def create_team_token(self, team_id: str, user: dict[str, Any],
+                          expired_at: str | None = None) -> tuple[dict[str, Any], str]:
         """Issue the team's token, replacing any previous one; owners only (teams are theirs to manage).
 
         Returns:
@@ -203,6 +345,9 @@ class TeamStore(StoreBase):
             self._x("INSERT OR IGNORE INTO org_members (org, user_id, role) VALUES (?, ?, ?)",
                     (team["org"], account["id"], TEAM_TOKEN_ROLE))
             value = self.create_token(account["id"], f"team token of {team['name']}")
+            row = self.get_team_token(team_id, user)
+            if expired_at:
+                self.set_meta(f"token-expired-at:{row['id']}", expired_at)
         return self.get_team_token(team_id, user), value
 
     def get_team_token(self, team_id: str, user: dict[str, Any]) -> dict[str, Any]:
@@ -216,7 +361,7 @@ class TeamStore(StoreBase):
                         "WHERE u.username = ?", (TEAM_USER_PREFIX + team["id"],))
         if row is None:
             raise errors.NotFoundError()
-        return {**row, "team_id": team["id"]}
+        return {**row, "team_id": team["id"], "expired_at": self.find_meta(f"token-expired-at:{row['id']}")}
 
     def delete_team_token(self, team_id: str, user: dict[str, Any]) -> None:
         """Revoke the team's token (404 when it has none)."""
@@ -282,20 +427,33 @@ class TeamStore(StoreBase):
 
     # --- team access (team-workspaces) -------------------------------------------------------------
 
-    def _check_access(self, access: Any) -> str:
-        if access not in ACCESS_LEVELS:
+    def _check_access(self, level: Any, attrs: dict[str, Any] | None = None) -> str:
+        if level not in ACCESS_LEVELS:
             raise errors.UnprocessableError(f"Access is not included in the list ({', '.join(ACCESS_LEVELS)})",
                                             pointer="/data/attributes/access")
-        return access
+        problem = access.check_custom(attrs or {}, level)
+        if problem:
+            raise errors.UnprocessableError(problem, pointer="/data/attributes")
+        return level
 
-    def create_team_access(self, team_id: str, ws_id: str, access: Any, user: dict[str, Any]) -> dict[str, Any]:
+    def _keep_custom(self, access_id: str, level: str, attrs: dict[str, Any]) -> None:
+        key = f"tws-custom:{access_id}"
+        if level != "custom":
+            self._x("DELETE FROM meta WHERE key = ?", (key,))
+            return
+        kept = json.loads(self.find_meta(key, "{}") or "{}")
+        kept.update({k: attrs[k] for k in access.CUSTOM_KEYS if k in attrs})
+        self.set_meta(key, json.dumps(kept))
+
+    def create_team_access(self, team_id: str, ws_id: str, level: Any, user: dict[str, Any],
+                           attrs: dict[str, Any] | None = None) -> dict[str, Any]:
         """Give a team `access` on a workspace of the same organization.
 
         Raises:
             NotFoundError: team or workspace missing or foreign.
             UnprocessableError: invalid access, another organization's team, or the team has access already.
         """
-        access = self._check_access(access)
+        level = self._check_access(level, attrs)
         team = self.get_team(team_id, user)
         ws = self._visible("workspaces", ws_id, user)
         self._require_owner(ws["org"], user)
@@ -304,8 +462,11 @@ class TeamStore(StoreBase):
                                             pointer="/data/relationships/team")
         if self._one("SELECT 1 FROM team_workspaces WHERE team_id = ? AND workspace_id = ?", (team_id, ws_id)):
             raise errors.UnprocessableError("Team has already been taken", pointer="/data/relationships/team")
-        return self._insert("team_workspaces", {"id": new_id("tws-"), "team_id": team_id, "workspace_id": ws_id,
-                                                "access": access, "created_at": now_iso()})
+        with self.tx():
+            row = self._insert("team_workspaces", {"id": new_id("tws-"), "team_id": team_id, "workspace_id": ws_id,
+                                                   "access": level, "created_at": now_iso()})
+            self._keep_custom(row["id"], level, attrs or {})
+        return row
 
     def list_team_access(self, ws_id: str, user: dict[str, Any]) -> list[dict[str, Any]]:
         """Every team's access to a workspace (oldest first)."""
@@ -325,13 +486,16 @@ class TeamStore(StoreBase):
             raise errors.NotFoundError()
         return row
 
-    def update_team_access(self, access_id: str, access: Any, user: dict[str, Any]) -> dict[str, Any]:
-        """Change a team's access level on a workspace."""
-        access = self._check_access(access)
+    def update_team_access(self, access_id: str, level: Any, user: dict[str, Any],
+                           attrs: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Change a team's access level (or its custom permissions) on a workspace."""
         row = self.get_team_access(access_id, user)
+        level = self._check_access(row["access"] if level is None else level, attrs)
         self._require_owner(self._visible("workspaces", row["workspace_id"], user)["org"], user)
-        self._update("team_workspaces", "id", access_id, {"access": access})
-        return {**row, "access": access}
+        with self.tx():
+            self._update("team_workspaces", "id", access_id, {"access": level})
+            self._keep_custom(access_id, level, attrs or {})
+        return {**row, "access": level}
 
     def delete_team_access(self, access_id: str, user: dict[str, Any]) -> None:
         """Remove a team's access to a workspace."""

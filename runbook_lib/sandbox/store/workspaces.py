@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from datetime import datetime, timezone
 from typing import Any
 
 from runbook_lib.sandbox import errors
-from runbook_lib.sandbox.store.base import (_b, _check_ws_name, new_id, now_iso, parse_state, StoreBase)
+from runbook_lib.sandbox.store.base import (FINAL_RUN_STATUSES, _b, _check_ws_name, new_id, now_iso, parse_state,
+                                            StoreBase)
 
 
 def count_managed_resources(state: bytes | None) -> int:
@@ -54,6 +57,45 @@ class WorkspaceStore(StoreBase):
         self.set_meta(f"ws-settings:{ws_id}", json.dumps({**self.workspace_settings(ws_id), **given}))
         return True
 
+    def queue_scheduled_destroys(self) -> list[str]:
+        """Queue the destroy run of every workspace whose `auto-destroy-at` has come, and unset that time once the
+        run has ended (workspaces.mdx `auto-destroy-at`: "Timestamp when the next scheduled destroy run will
+        occur"; settings/deletion.mdx: auto-destroy runs do not wait for approval, and "After HCP Terraform performs
+        an auto-destroy run, it unsets the `auto-destroy-at` field"). Called by the run worker on each poll.
+
+        Returns:
+            The ids of the runs queued now.
+        """
+        queued = []
+        now = datetime.now(timezone.utc)
+        for row in self._q("SELECT key, value FROM meta WHERE key LIKE 'ws-settings:%'"):
+            ws_id = row["key"].split(":", 1)[1]
+            due = json.loads(row["value"] or "{}").get("auto-destroy-at")
+            if not due:
+                continue
+            marker = f"ws-auto-destroy-run:{ws_id}"
+            with self.tx():
+                fired = self.find_meta(marker)  # "<run id> <the time it was queued for>"
+                if fired:
+                    run_id, _, fired_for = fired.partition(" ")
+                    run = self._one("SELECT status FROM runs WHERE id = ?", (run_id,))
+                    if run is None or run["status"] in FINAL_RUN_STATUSES:
+                        if fired_for == due:  # not rescheduled meanwhile
+                            self._store_settings(ws_id, {"auto-destroy-at": None})
+                        self._x("DELETE FROM meta WHERE key = ?", (marker,))
+                    continue
+                ws = self._one("SELECT * FROM workspaces WHERE id = ?", (ws_id,))
+                if ws is None or datetime.fromisoformat(due.replace("Z", "+00:00")) > now:
+                    continue
+                cv = self.current_configuration_version(ws_id)  # type: ignore[attr-defined]
+                run = self.create_run(ws, None, cv_id=cv["id"] if cv else None,  # type: ignore[attr-defined]
+                                      message="Triggered by the workspace's scheduled destroy (auto-destroy-at)",
+                                      is_destroy=True, auto_apply=True,
+                                      options={"terraform-version": ws["terraform_version"]})
+                self.set_meta(marker, f"{run['id']} {due}")
+                queued.append(run["id"])
+        return queued
+
     def setting_overwrites(self, ws_id: str) -> dict[str, bool]:
         """The workspace's `setting-overwrites` flags (true: its own value; false: the organization's)."""
         return {**OWN_SETTINGS, **json.loads(self.find_meta(f"ws-overwrites:{ws_id}", "{}") or "{}")}
@@ -66,6 +108,46 @@ class WorkspaceStore(StoreBase):
             return ws["execution_mode"]
         org = self._one("SELECT default_execution_mode FROM organizations WHERE name = ?", (ws["org"],))
         return org["default_execution_mode"] if org else ws["execution_mode"]
+
+    def workspace_agent_pool(self, ws: dict[str, Any]) -> str | None:
+        """The agent pool a workspace's runs use: its own, or its organization's `default-agent-pool` while it
+        inherits (`setting-overwrites.agent-pool` false); None unless its execution mode is `agent`
+        (workspaces.mdx `agent-pool-id`, `setting-overwrites`)."""
+        if self.effective_execution_mode(ws) != "agent":
+            return None
+        if self.setting_overwrites(ws["id"])["agent-pool"]:
+            return self.find_meta(f"ws-agent-pool:{ws['id']}")
+        org = self._one("SELECT default_agent_pool_id FROM organizations WHERE name = ?", (ws["org"],))
+        return org["default_agent_pool_id"] if org else None
+
+    def _keep_agent_pool(self, ws_id: str, attrs: dict[str, Any]) -> None:
+        """Store a create's or update's `agent-pool-id` (workspaces.mdx: "Required when `execution-mode` is set
+        to `agent`. The ID of the agent pool belonging to the workspace's organization. This value must not be
+        specified if `execution-mode` is set to `remote` or `local`"); a workspace leaving agent mode drops it.
+
+        Raises:
+            UnprocessableError: a pool without agent mode, another organization's pool, or agent mode without one.
+        """
+        ws = self.workspace_by_id(ws_id)  # type: ignore[attr-defined]
+        key = f"ws-agent-pool:{ws_id}"
+        agent = self.effective_execution_mode(ws) == "agent"
+        pool_id = attrs.get("agent-pool-id")
+        pointer = "/data/attributes/agent-pool-id"
+        if pool_id is not None:
+            if not agent:
+                raise errors.UnprocessableError("agent-pool-id can only be set when execution-mode is agent",
+                                                pointer=pointer)
+            if not self._one("SELECT 1 FROM agent_pools WHERE id = ? AND org = ?", (pool_id, ws["org"])):
+                raise errors.UnprocessableError(f"agent-pool-id {pool_id!r} is no agent pool of this organization",
+                                                pointer=pointer)
+            self.set_meta(key, pool_id)
+            flags = self.setting_overwrites(ws_id)
+            if not flags["agent-pool"] and "agent-pool" not in (attrs.get("setting-overwrites") or {}):
+                self.set_meta(f"ws-overwrites:{ws_id}", json.dumps({**flags, "agent-pool": True}))
+        elif not agent or "agent-pool-id" in attrs:
+            self._x("DELETE FROM meta WHERE key = ?", (key,))
+        if agent and self.workspace_agent_pool(ws) is None:
+            raise errors.UnprocessableError("Agent pool must be set when execution mode is agent", pointer=pointer)
 
     def _resolve_overwrites(self, org: str, attrs: dict[str, Any],
                             current: dict[str, bool] | None) -> tuple[dict[str, bool], str | None]:
@@ -127,6 +209,7 @@ class WorkspaceStore(StoreBase):
             created = self._insert("workspaces", row)
             self._store_settings(row["id"], attrs)
             self.set_meta(f"ws-overwrites:{row['id']}", json.dumps(overwrites))
+            self._keep_agent_pool(row["id"], attrs)
             if attrs.get("project"):  # a project id the API checked belongs to the organization
                 self.set_meta(f"ws-project:{row['id']}", attrs["project"])
             if attrs.get("migration-environment"):  # the host's own import (store/migration.py)
@@ -277,6 +360,8 @@ class WorkspaceStore(StoreBase):
         if fields:
             fields["updated_at"] = now_iso()
             self._update("workspaces", "id", ws["id"], fields)
+        if {"execution-mode", "setting-overwrites", "agent-pool-id"} & set(attrs):
+            self._keep_agent_pool(ws["id"], attrs)
         return self._one("SELECT * FROM workspaces WHERE id = ?", (ws["id"],))  # type: ignore[return-value]
 
     def delete_workspace(self, ws_id: str) -> None:
@@ -285,10 +370,12 @@ class WorkspaceStore(StoreBase):
             run_ids = [r["id"] for r in self._q("SELECT id FROM runs WHERE workspace_id = ?", (ws_id,))]
             for run_id in run_ids:
                 self._x("DELETE FROM plans WHERE run_id = ?", (run_id,))
+                self._x("DELETE FROM applies WHERE run_id = ?", (run_id,))
             for table in ("runs", "state_versions", "vars", "configuration_versions"):
                 self._x(f"DELETE FROM {table} WHERE workspace_id = ?", (ws_id,))
             self._x("DELETE FROM workspaces WHERE id = ?", (ws_id,))
-            for key in (f"ws-settings:{ws_id}", f"ws-overwrites:{ws_id}", f"ws-project:{ws_id}"):
+            for key in (f"ws-settings:{ws_id}", f"ws-overwrites:{ws_id}", f"ws-project:{ws_id}",
+                        f"ws-agent-pool:{ws_id}", f"ws-auto-destroy-run:{ws_id}"):
                 self._x("DELETE FROM meta WHERE key = ?", (key,))
 
     def managed_resources(self, ws_id: str) -> int:
@@ -300,7 +387,8 @@ class WorkspaceStore(StoreBase):
         """Delete a workspace only if it manages no resources (workspaces.mdx "Safe Delete a workspace").
 
         Raises:
-            ConflictError: its current state still manages resources (nothing deleted).
+            ConflictError: the workspace is locked, or its current state still manages resources (nothing
+                deleted).
         """
         with self.tx():
             managed = self.managed_resources(ws_id)
@@ -308,6 +396,14 @@ class WorkspaceStore(StoreBase):
                 raise errors.ConflictError(f"Workspace is not safe to delete because it is managing resources "
                                            f"({managed} in its current state). Destroy them first, or force "
                                            f"delete with DELETE /api/v2/workspaces/{ws_id}.")
+            # (resources first: which of the two a real host names for a locked workspace managing
+            # resources is not documented; the resources are what the operator must act on)
+            ws = self.workspace_by_id(ws_id)  # type: ignore[attr-defined]
+            if ws is not None and ws["locked"]:
+                # go-tfe `errors.go` ErrWorkspaceLockedCannotDelete, matched on "locked" in the 409's text
+                # (`tfe.go` checkResponseCode); `workspace_integration_test.go` SafeDelete "when workspace is locked"
+                raise errors.ConflictError("Workspace is currently locked. Workspace must be unlocked before it can "
+                                           "be safely deleted")
             self.delete_workspace(ws_id)
 
     def lock_workspace(self, ws: dict[str, Any], user: dict[str, Any], reason: str) -> dict[str, Any]:
@@ -391,11 +487,14 @@ class WorkspaceStore(StoreBase):
                                             pointer="/data/attributes/category")
         if self._one("SELECT 1 FROM vars WHERE workspace_id = ? AND key = ? AND category = ?", (ws_id, key, category)):
             raise errors.UnprocessableError("Key has already been taken", pointer="/data/attributes/key")
-        return self._insert("vars", {"id": new_id("var-"), "workspace_id": ws_id, "key": key,
-                                     "value": "" if attrs.get("value") is None else str(attrs["value"]),
-                                     "description": attrs.get("description"), "category": category,
-                                     "hcl": _b(attrs.get("hcl")), "sensitive": _b(attrs.get("sensitive")),
-                                     "created_at": now_iso()})
+        with self.tx():
+            row = self._insert("vars", {"id": new_id("var-"), "workspace_id": ws_id, "key": key,
+                                        "value": "" if attrs.get("value") is None else str(attrs["value"]),
+                                        "description": attrs.get("description"), "category": category,
+                                        "hcl": _b(attrs.get("hcl")), "sensitive": _b(attrs.get("sensitive")),
+                                        "created_at": now_iso()})
+            self._new_var_version(row["id"])
+        return row
 
     def update_var(self, var: dict[str, Any], attrs: dict[str, Any]) -> dict[str, Any]:
         """Update a variable; a sensitive variable cannot be made non-sensitive (as in real TFE).
@@ -429,10 +528,28 @@ class WorkspaceStore(StoreBase):
                 fields[attr] = attrs[attr]
         if "hcl" in attrs:
             fields["hcl"] = _b(attrs["hcl"])
-        self._update("vars", "id", var["id"], fields)
+        with self.tx():
+            self._update("vars", "id", var["id"], fields)
+            self._new_var_version(var["id"])
         return self.get_var(var["workspace_id"], var["id"])
+
+    def _new_var_version(self, var_id: str) -> None:
+        """Issue a variable a new `version-id`: on create and on every update, even one that changes no value
+        (workspace-variables.mdx sample responses; go-tfe `variable_integration_test.go` Update asserts a new one
+        after each update)."""
+        self.set_meta(f"var-version:{var_id}", new_id("", 20))
+
+    def var_version(self, var: dict[str, Any]) -> str:
+        """A variable's `version-id` (one issued before versions were kept: derived from its content)."""
+        kept = self.find_meta(f"var-version:{var['id']}")
+        if kept:
+            return kept
+        content = json.dumps([var[k] for k in ("key", "value", "description", "category", "hcl", "sensitive")])
+        return hashlib.sha256(content.encode()).hexdigest()[:20]
 
     def delete_var(self, var_id: str) -> None:
         """Delete a variable."""
-        self._x("DELETE FROM vars WHERE id = ?", (var_id,))
+        with self.tx():
+            self._x("DELETE FROM vars WHERE id = ?", (var_id,))
+            self._x("DELETE FROM meta WHERE key = ?", (f"var-version:{var_id}",))
 
