@@ -36,7 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from runbook_lib import audit
+from runbook_lib import audit, summary
 from runbook_lib.audit import INDEX, MANIFEST
 from runbook_lib.errors import AuditError
 from runbook_lib.secrets import SecretFinding, all_tokens_in_use, scan_bytes
@@ -176,7 +176,7 @@ def archive(batch_dir: str | Path, *, include_state: bool = False, extra_tokens:
     """Pack a batch into `<batch>.tar.gz` beside it, with `<batch>.tar.gz.sha256` (see the module's docstring).
 
     A manifest older than the batch's files or ledger (an interrupted or killed batch) is first rewritten
-    from the ledger (`audit.refresh_manifest`); the reason is kept in it and in the result. The INDEX is
+    from the ledger (`summary.refresh_manifest`); the reason is kept in it and in the result. The INDEX is
     written from the manifest. The archive is verified before it is kept.
 
     Args:
@@ -233,7 +233,7 @@ def _pack(batch_dir: Path, target: Path, partial: Path, include_state: bool, ext
     reasons = audit.stale_reasons(batch_dir)
     refreshed = None
     if reasons:
-        audit.refresh_manifest(batch_dir, reasons)
+        summary.refresh_manifest(batch_dir, reasons)
         refreshed = "; ".join(reasons)
     if edits or (previous and _manifest(batch_dir).get("edited_after_run") != previous):
         _record_edits(batch_dir, edits, previous)

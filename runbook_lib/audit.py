@@ -339,14 +339,6 @@ def write_manifest(batch_dir: str | Path, *, parameters: Mapping[str, Any], outc
     return atomic_write(batch_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
-def write_summary_html(batch_dir: str | Path, matrix: Mapping[str, Mapping[str, str]], steps: Iterable[str],
-                       title: str = "Migration batch") -> Path:
-    """The bare status matrix page; moved to `runbook_lib.summary` (a batch's page: `write_batch_evidence`)."""
-    from runbook_lib.summary import write_summary_html as write
-
-    return write(batch_dir, matrix, steps, title)
-
-
 def outcomes_from_ledger(ledger_path: str | Path) -> dict[str, dict[str, str]]:
     """environment -> step -> latest status, from a batch's ledger (confirmations left out)."""
     from runbook_lib.ledger import Ledger
@@ -407,68 +399,3 @@ def stale_reasons(batch_dir: str | Path) -> list[str]:
             more = f" and {len(names) - 3} more" if len(names) > 3 else ""
             reasons.append(f"{', '.join(names[:3])}{more} {label} the manifest was written")
     return reasons
-
-
-def refresh_manifest(batch_dir: str | Path, reasons: list[str]) -> Path:
-    """Rewrite a stale manifest from the ledger and the files as they are now.
-
-    Parameters, start time and batch facts are kept from the old manifest when there is one; outcomes
-    come from the ledger; ``refreshed`` records why.
-
-    Raises:
-        AuditError: neither a manifest nor a ledger: not a batch folder.
-    """
-    batch_dir = Path(batch_dir)
-    ledger = batch_dir / "ledger.sqlite"
-    try:
-        old = json.loads((batch_dir / MANIFEST).read_text(encoding="utf-8"))
-        old = old if isinstance(old, dict) else {}
-    except (OSError, ValueError):
-        old = {}
-    if not ledger.is_file() and not old:
-        raise AuditError(f"{batch_dir} has no {MANIFEST} and no ledger.sqlite; archive a batch folder written by "
-                         f"`tfe-runbook run` (runs/<batch>).")
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    note = f"rewritten by `tfe-runbook archive` at {now} from the ledger: {'; '.join(reasons)}"
-    parameters = old.get("parameters") if isinstance(old.get("parameters"), dict) else {}
-    outcomes = outcomes_from_ledger(ledger) if ledger.is_file() else old.get("outcomes") or {}
-    started, finished = str(old.get("started_at") or ""), str(old.get("finished_at") or "")
-    mode, steps = old.get("mode") or parameters.get("mode"), old.get("steps") or parameters.get("steps")
-    if ledger.is_file() and isinstance(mode, str) and isinstance(steps, list):
-        # The auditor's facts and the page drawn from them are recomputed from the ledger too, so the
-        # refreshed manifest and summary.html never show the evidence of the interrupted moment.
-        from runbook_lib import summary
-
-        known = old.get("environments") if isinstance(old.get("environments"), dict) else {}
-        workspaces = {env: ((data.get("evidence") or {}).get("workspace") or {}).get("name")
-                      for env, data in known.items() if isinstance(data, dict)}
-        target = summary.write_batch_evidence(batch_dir, ledger_path=ledger, steps=steps, mode=mode,
-                                              workspaces=workspaces, parameters=parameters, outcomes=outcomes,
-                                              started_at=started, finished_at=finished, refreshed=note)
-    else:
-        target = write_manifest(batch_dir, parameters=parameters, outcomes=outcomes, started_at=started,
-                                finished_at=finished, refreshed=note)
-    _keep_who_ran_it(batch_dir, old)
-    return target
-
-
-#: What the manifest says of who ran the batch and with what: a rewrite by `archive` keeps it as the batch wrote it.
-WHO_RAN_IT = ("runbook", "operator", "host", "python")
-
-
-def _keep_who_ran_it(batch_dir: Path, old: Mapping[str, Any]) -> None:
-    """Put back who ran the batch (operator, host, runbook version and commit) after a rewrite by `archive`,
-    recording who rewrote it in `refreshed_by`; summary.html is drawn again when it shows them."""
-    kept = {key: old[key] for key in WHO_RAN_IT if key in old}
-    manifest = json.loads((batch_dir / MANIFEST).read_text(encoding="utf-8"))
-    if not kept or all(manifest.get(key) == value for key, value in kept.items()):
-        return
-    manifest["refreshed_by"] = {key: manifest.get(key) for key in WHO_RAN_IT}
-    manifest.update(kept)
-    if isinstance(manifest.get("steps"), list) and manifest.get("mode"):
-        from runbook_lib import summary
-
-        page = atomic_write(batch_dir / summary.SUMMARY, summary.render(manifest))
-        manifest["files"][summary.SUMMARY] = {"sha256": sha256_file(page), "size": page.stat().st_size,
-                                              "state_backup": False}
-    atomic_write(batch_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")

@@ -97,6 +97,10 @@ def create(ctx: StepContext, attributes: dict[str, Any], vcs_repo: dict[str, Any
         StepError: the host refused the import (nothing was created).
     """
     attrs = {**attributes, "migration-environment": f"{ctx.row.legacy_org}/{ctx.row.legacy_env}"}
+    # Linked with `queue-all-runs` the host would ingest the branch head and queue a run at once (workspaces.mdx),
+    # and that run would hold the workspace's lock before step 2 locks it: created without it, step 2 locks first
+    # and then turns it on, which queues nothing.
+    attrs.pop("queue-all-runs", None)
     if vcs_repo:
         attrs["vcs-repo"] = vcs_repo
     try:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import ast
 import json
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -290,7 +290,7 @@ def write_batch_evidence(batch_dir: str | Path, *, ledger_path: str | Path, step
     """Write the batch's `manifest.json` with its facts, then `summary.html` rendered from that manifest.
 
     Both are written whole or not at all (`audit.atomic_write`); `refreshed` says why `archive` rewrote
-    them after the batch (see `audit.refresh_manifest`).
+    them after the batch (see `refresh_manifest`).
 
     The summary's own checksum is then set in the manifest (the page shows no checksums, so rendering
     it again from the final manifest gives the same bytes).
@@ -510,3 +510,70 @@ def render(manifest: Mapping[str, Any]) -> str:
         legend=[(label, BAR_COLOURS[label]) for label in LEGEND[mode == "plan"]],
         parameters=_parameters(manifest), sections=sections, refreshed=manifest.get("refreshed"),
         edited=_edited(manifest)) + "\n"
+
+
+# --- a manifest rewritten after the batch (`tfe-runbook archive` finds it stale) ------------------------------
+
+def refresh_manifest(batch_dir: str | Path, reasons: list[str]) -> Path:
+    """Rewrite a stale manifest from the ledger and the files as they are now (`tfe-runbook archive`).
+
+    Parameters, start time and batch facts are kept from the old manifest when there is one; outcomes
+    come from the ledger; ``refreshed`` records why.
+
+    Raises:
+        AuditError: neither a manifest nor a ledger: not a batch folder.
+    """
+    from runbook_lib import audit
+
+    batch_dir = Path(batch_dir)
+    ledger = batch_dir / "ledger.sqlite"
+    try:
+        old = json.loads((batch_dir / audit.MANIFEST).read_text(encoding="utf-8"))
+        old = old if isinstance(old, dict) else {}
+    except (OSError, ValueError):
+        old = {}
+    if not ledger.is_file() and not old:
+        raise audit.AuditError(f"{batch_dir} has no {audit.MANIFEST} and no ledger.sqlite; archive a batch folder written by "
+                         f"`tfe-runbook run` (runs/<batch>).")
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    note = f"rewritten by `tfe-runbook archive` at {now} from the ledger: {'; '.join(reasons)}"
+    parameters = old.get("parameters") if isinstance(old.get("parameters"), dict) else {}
+    outcomes = audit.outcomes_from_ledger(ledger) if ledger.is_file() else old.get("outcomes") or {}
+    started, finished = str(old.get("started_at") or ""), str(old.get("finished_at") or "")
+    mode, steps = old.get("mode") or parameters.get("mode"), old.get("steps") or parameters.get("steps")
+    if ledger.is_file() and isinstance(mode, str) and isinstance(steps, list):
+        # The auditor's facts and the page drawn from them are recomputed from the ledger too, so the
+        # refreshed manifest and summary.html never show the evidence of the interrupted moment.
+        known = old.get("environments") if isinstance(old.get("environments"), dict) else {}
+        workspaces = {env: ((data.get("evidence") or {}).get("workspace") or {}).get("name")
+                      for env, data in known.items() if isinstance(data, dict)}
+        target = write_batch_evidence(batch_dir, ledger_path=ledger, steps=steps, mode=mode,
+                                              workspaces=workspaces, parameters=parameters, outcomes=outcomes,
+                                              started_at=started, finished_at=finished, refreshed=note)
+    else:
+        target = audit.write_manifest(batch_dir, parameters=parameters, outcomes=outcomes, started_at=started,
+                                finished_at=finished, refreshed=note)
+    _keep_who_ran_it(batch_dir, old)
+    return target
+
+
+#: What the manifest says of who ran the batch and with what: a rewrite by `archive` keeps it as the batch wrote it.
+WHO_RAN_IT = ("runbook", "operator", "host", "python")
+
+
+def _keep_who_ran_it(batch_dir: Path, old: Mapping[str, Any]) -> None:
+    """Put back who ran the batch (operator, host, runbook version and commit) after a rewrite by `archive`,
+    recording who rewrote it in `refreshed_by`; summary.html is drawn again when it shows them."""
+    from runbook_lib import audit
+
+    kept = {key: old[key] for key in WHO_RAN_IT if key in old}
+    manifest = json.loads((batch_dir / audit.MANIFEST).read_text(encoding="utf-8"))
+    if not kept or all(manifest.get(key) == value for key, value in kept.items()):
+        return
+    manifest["refreshed_by"] = {key: manifest.get(key) for key in WHO_RAN_IT}
+    manifest.update(kept)
+    if isinstance(manifest.get("steps"), list) and manifest.get("mode"):
+        page = audit.atomic_write(batch_dir / SUMMARY, render(manifest))
+        manifest["files"][SUMMARY] = {"sha256": audit.sha256_file(page), "size": page.stat().st_size,
+                                              "state_backup": False}
+    audit.atomic_write(batch_dir / audit.MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")

@@ -9,7 +9,7 @@ from typing import Any
 import nbformat
 import pytest
 
-from runbook_lib import audit
+from runbook_lib import audit, summary
 from runbook_lib.errors import AuditError
 
 TOKEN = "AbCdEf123456.atlasv1.ZyXwVuTsRqPoNmLkJiHgFeDcBa0987654321"
@@ -26,7 +26,7 @@ def batch(tmp_path):
     state = env / "state" / "legacy-serial-3.tfstate"
     state.write_bytes(b'{"version": 3, "serial": 3, "lineage": "x", "modules": []}')
     os.chmod(state, 0o600)
-    audit.write_summary_html(root, {"acme-legacy/web": {"00": "passed", "01": "failed"}}, ["00", "01"])
+    summary.write_summary_html(root, {"acme-legacy/web": {"00": "passed", "01": "failed"}}, ["00", "01"])
     audit.write_manifest(root, parameters={"mode": "apply", "tfe_token_var": "TFE_TOKEN"},
                          outcomes={"acme-legacy/web": {"00": "passed"}}, started_at="s", finished_at="f")
     return root
