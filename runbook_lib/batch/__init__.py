@@ -21,7 +21,7 @@ from runbook_lib.batch.execution import HTML_NICENESS, KERNEL_MODES, TRANSIENT_E
 from runbook_lib.batch.jobs import (AUTO_CUT_OVERS, AUTO_KERNEL_MB, AUTO_KERNELS_PER_CORE,
                                     AUTO_REQUESTS_PER_CUT_OVER_S, AUTO_REQUESTS_PER_ENV_S, JobsChoice, choose_jobs,
                                     host_rate_limit)
-from runbook_lib.batch.locks import acquire_locks, lock_path, lock_root
+from runbook_lib.batch.locks import EnvironmentLocks, acquire_locks, host_identity, lock_root, normalized_address
 from runbook_lib.batch.parameters import (BATCH_SET_PARAMETERS, check_batch_name, check_parameters, coerce_parameter,
                                           declared_parameter_types, declared_parameters, names_a_variable,
                                           select_steps)
@@ -33,8 +33,8 @@ __all__ = [
     "AUTO_CUT_OVERS", "AUTO_KERNEL_MB", "AUTO_KERNELS_PER_CORE", "AUTO_REQUESTS_PER_CUT_OVER_S",
     "AUTO_REQUESTS_PER_ENV_S", "BATCH_SET_PARAMETERS", "CUT_OVER", "DELETE", "GATED_ACTIONS", "HTML_NICENESS",
     "KERNEL_MODES", "MIGRATE", "NOTEBOOKS_DIR", "PHASE_ENDS", "STEPS", "TRANSIENT_ERRORS", "BatchResult",
-    "BatchRunner", "HtmlCopies", "JobsChoice", "StepOutcome", "acquire_locks", "check_batch_name",
+    "BatchRunner", "EnvironmentLocks", "HtmlCopies", "JobsChoice", "StepOutcome", "acquire_locks", "check_batch_name",
     "check_parameters", "choose_jobs", "coerce_parameter", "confirmation_for", "declared_parameter_types",
-    "declared_parameters", "host_rate_limit", "lock_path", "lock_root", "names_a_variable", "phase_of",
+    "declared_parameters", "host_identity", "host_rate_limit", "lock_root", "names_a_variable", "normalized_address", "phase_of",
     "read_confirm_file", "select_steps", "write_evidence",
 ]

@@ -62,6 +62,7 @@ class HtmlCopies:
                 # (while cut-overs wait for their runs); `drain` still waits for every copy.
                 self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                                                  initializer=os.nice, initargs=(HTML_NICENESS,))
+                self._start_deaf_to_ctrl_c()
             except (OSError, ImportError):  # no process support here: a thread does the same work
                 self._pool = None
         if self._pool is None:
@@ -70,6 +71,18 @@ class HtmlCopies:
         self._pending: dict[Path, Future] = {}
         self._lock = threading.Lock()
         self._failures: list[BaseException] = []
+
+    def _start_deaf_to_ctrl_c(self) -> None:
+        """Start the worker process now, with SIGINT blocked: a Ctrl-C in the terminal reaches every process of
+        its group, and the batch alone answers it (a blocked signal mask outlives the exec of the new
+        interpreter; a Ctrl-C meanwhile reaches this process once it is unblocked)."""
+        import signal
+
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            self._pool.submit(os.getpid).result()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
     def submit(self, notebook: Path) -> None:
         self._slots.acquire()

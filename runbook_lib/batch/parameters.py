@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from runbook_lib import catalog
 from runbook_lib.errors import RunbookError
@@ -174,4 +174,24 @@ def check_parameters(given: Mapping[str, Any], declared: Mapping[str, Mapping[st
                                f"'_', not starting with a digit), like TFE_TOKEN.")
         kind = next((d[name] for d in declared.values() if name in d), None)
         typed[name] = coerce_parameter(name, value, kind)
+    check_step_options(typed, declared)
     return typed
+
+
+def check_step_options(parameters: Mapping[str, Any], steps: Iterable[str]) -> None:
+    """Each selected step's options as its notebook would build them (`catalog.StepOptions.build`), so a value
+    outside a step's choices (``migration_path=clii``) is refused before any notebook runs, not when that step
+    is reached after the earlier ones ran.
+
+    Raises:
+        RunbookError: the step's own sentence (which option, its allowed values), naming the flag.
+    """
+    from runbook_lib.errors import ConfigError
+
+    for step in steps:
+        options = catalog.options_of(step)
+        given = {name: value for name, value in parameters.items() if name in options.names()}
+        try:
+            options.build(step, given)
+        except ConfigError as exc:
+            raise RunbookError(f"--param refused before any notebook ran: {exc}") from exc

@@ -1,7 +1,18 @@
-"""What a batch reports: each step's outcome in this run, and the evidence written at its end (manifest, summary)."""
+"""What a batch reports: each step's outcome in this run, the exit status, and the evidence written at its end.
+
+Outcomes (`StepOutcome.status`): ``passed``; ``skipped`` (passed in an earlier run, with its notebook);
+``failed`` (a failure, a refusal, a step abandoned by a second Ctrl-C); ``waiting`` (the step needs the
+operator to act, in the legacy UI: its instruction is in `error`; not a failure); ``blocked`` (not run: an
+earlier step of the environment did not pass, waits, or the batch was interrupted).
+
+The exit status of `tfe-runbook run` (`BatchResult.exit_code`): 0 when every step passed or was skipped; 1
+when a step failed; 3 when nothing failed but a step waits for the operator (act as its instruction says,
+then run the same command again); 130 when the batch was interrupted.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -9,14 +20,18 @@ from typing import Any, Mapping, Sequence
 from runbook_lib import catalog, summary
 from runbook_lib.ledger import Ledger
 
+EXIT_OK, EXIT_FAILED, EXIT_WAITING, EXIT_INTERRUPTED = 0, 1, 3, 130
+#: The order final counts are given in.
+STATUS_ORDER = ("passed", "skipped", "failed", "waiting", "blocked")
+
 
 @dataclass
 class StepOutcome:
-    """What happened to one step of one environment in this batch run."""
+    """What happened to one step of one environment in this batch run (statuses: see the module)."""
 
     environment: str
     step: str
-    status: str  # passed, failed, skipped (already verified), blocked (predecessor failed)
+    status: str
     seconds: float = 0.0
     notebook: str | None = None
     error: str | None = None
@@ -29,10 +44,31 @@ class BatchResult:
     outcomes: list[StepOutcome] = field(default_factory=list)
     started_at: str = ""
     finished_at: str = ""
+    interrupted: bool = False
 
     @property
     def ok(self) -> bool:
         return all(o.status in ("passed", "skipped") for o in self.outcomes)
+
+    @property
+    def waiting(self) -> list[StepOutcome]:
+        return [o for o in self.outcomes if o.status == "waiting"]
+
+    def counts(self) -> dict[str, int]:
+        counted = Counter(o.status for o in self.outcomes)
+        return {status: counted[status] for status in (*STATUS_ORDER, *sorted(set(counted) - set(STATUS_ORDER)))
+                if counted[status]}
+
+    @property
+    def exit_code(self) -> int:
+        """See the module: interrupted 130, a failure 1, waiting for the operator 3, else 0."""
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        if any(o.status == "failed" for o in self.outcomes):
+            return EXIT_FAILED
+        if self.waiting:
+            return EXIT_WAITING
+        return EXIT_OK if self.ok else EXIT_FAILED
 
     def frame(self):
         import pandas as pd
@@ -47,6 +83,15 @@ class BatchResult:
         return table
 
 
+def parameters_of_every_run(runs: Sequence[Mapping[str, Any]], current: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest's parameters: those of every run of the batch (a later run's value of a name wins; each
+    run's own are in the manifest's ``runs``), then the current run's."""
+    merged: dict[str, Any] = {}
+    for run in runs:
+        merged.update(run.get("parameters") or {})
+    merged.update(current)
+    return merged
+
 
 def write_evidence(batch_dir: Path, ledger: Ledger, *, mode: str, workspaces: Mapping[str, str],
                    parameters: Mapping[str, Any], started_at: str, finished_at: str,
@@ -56,6 +101,7 @@ def write_evidence(batch_dir: Path, ledger: Ledger, *, mode: str, workspaces: Ma
     Args:
         workspaces: each environment's workspace (`<org>/<workspace>`).
         parameters: what the manifest records as the batch's parameters.
+        started_at: when the batch's first run started.
     """
     matrix: dict[str, dict[str, str]] = {}
     for run in ledger.history():
