@@ -214,8 +214,7 @@ class WarmKernel:
             client.start_channels()
             try:
                 client.wait_for_ready(timeout=STARTUP_TIMEOUT)
-                reply = client.execute_interactive(_START_CODE, silent=True, store_history=False,
-                                                   timeout=STARTUP_TIMEOUT, output_hook=lambda msg: None)
+                reply = _reply_while_alive(client, self.km, _START_CODE, STARTUP_TIMEOUT)
             finally:
                 client.stop_channels()
             _check_reply(reply, "start")
@@ -250,6 +249,31 @@ class WarmKernel:
             self.km = None
             if self._socket_dir:
                 shutil.rmtree(self._socket_dir, ignore_errors=True)
+
+
+def _reply_while_alive(client: Any, km: Any, code: str, timeout: float) -> Any:
+    """Run `code` silently and return its reply; a kernel that dies meanwhile (stopped by a second Ctrl-C) is
+    noticed within a second, not after `timeout`.
+
+    Raises:
+        KernelFaultError: the kernel died, or did not answer within `timeout` seconds.
+    """
+    import queue
+    import time
+
+    msg_id = client.execute(code, silent=True, store_history=False)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            msg = client.get_shell_msg(timeout=1.0)
+        except queue.Empty:
+            if not km.is_alive():
+                raise KernelFaultError("the warm kernel died while it started") from None
+            if time.monotonic() >= deadline:
+                raise KernelFaultError(f"the warm kernel did not finish its start within {timeout:g} s") from None
+            continue
+        if (msg.get("parent_header") or {}).get("msg_id") == msg_id:
+            return msg
 
 
 def _check_reply(reply: Any, what: str) -> None:

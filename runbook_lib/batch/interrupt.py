@@ -15,6 +15,7 @@ never lands in the middle of the batch's own bookkeeping.
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
@@ -114,4 +115,6 @@ class Interruption:
         """In the batch's loop: act on an abandon (stop the kernels, once)."""
         if self.abandoned.is_set() and not self._killed:
             self._killed = True
+            # nbclient logs each dead kernel as an error; the abandon line has said why already.
+            logging.getLogger("papermill").setLevel(logging.CRITICAL)
             kernels.kill_kernels()
