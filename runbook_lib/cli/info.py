@@ -1,8 +1,10 @@
 """`tfe-runbook doctor`: what this installation can run, and whether it can reach both hosts with its tokens.
 
-It checks the installation (python, terraform generations, the null provider, the step notebooks), names
-the runbook's environment variables that are set (never a value), asks each configured host whose token it
-has (one request each, `runbook_lib.accounts`) and reads the CA bundle.
+It checks the installation (python, the step notebooks; terraform generations and the null provider, which
+only the `cli` migration path and the sandbox need), names the runbook's environment variables that are set
+(never a value), asks each configured host whose token it has (one request each, `runbook_lib.accounts`)
+and reads the CA bundle. Its exit status is 1 when something every migration needs fails (the notebooks, the
+CA bundle, a configured host or its token), else 0; a missing optional part is shown, marked MISSING.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ def _doctor(args: argparse.Namespace) -> int:
         try:
             path = find()
             rows.append((label, path if label == "null provider" else f"{terraform.version(path)}  {path}", True))
-        except TerraformError as exc:
-            rows.append((label, f"MISSING: {exc}", False))
+        except TerraformError as exc:  # optional: the cli migration path and the sandbox
+            rows.append((label, f"MISSING (only the cli migration path and the sandbox need it): {exc}", True))
     missing = installation.missing_notebooks()
     rows.append(("notebooks", f"MISSING {', '.join(missing)} in {installation.NOTEBOOKS_DIR}" if missing else
                  f"{len(catalog.STEPS)} in {installation.NOTEBOOKS_DIR} (tfe-runbook notebooks DIR "
@@ -53,6 +55,10 @@ def _doctor(args: argparse.Namespace) -> int:
         for which, check in (("tfe", lambda: accounts.check_tfe(settings)),
                              ("legacy", lambda: accounts.check_legacy(settings, tfe_user or args.legacy_org))):
             label = "TFE host" if which == "tfe" else "legacy host"
+            variable = "TFE_ADDRESS" if which == "tfe" else "ATLAS_ADDRESS"
+            if not (settings.tfe_address if which == "tfe" else settings.legacy_address).strip():
+                rows.append((label, f"not configured: set {variable} to check it", True))
+                continue
             if which == "legacy" and not (tfe_user or args.legacy_org):
                 rows.append((label, "not asked: the TFE token names no user to read there; give --legacy-org", True))
                 continue
