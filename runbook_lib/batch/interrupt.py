@@ -64,8 +64,10 @@ class Interruption:
     @contextmanager
     def installed(self) -> Iterator["Interruption"]:
         """Handle SIGINT this way while the batch runs (only possible in the main thread; elsewhere Ctrl-C keeps
-        Python's KeyboardInterrupt, which the batch treats as a first Ctrl-C)."""
-        if threading.current_thread() is not threading.main_thread():
+        Python's KeyboardInterrupt, which the batch treats as a first Ctrl-C). A process started with SIGINT
+        ignored keeps ignoring it."""
+        if (threading.current_thread() is not threading.main_thread()
+                or signal.getsignal(signal.SIGINT) is signal.SIG_IGN):  # started with Ctrl-C ignored (nohup, &)
             yield self
             return
         previous = signal.signal(signal.SIGINT, self._handle)
