@@ -48,10 +48,10 @@ from runbook_lib import audit, catalog, kernels
 from runbook_lib.batch.confirmations import ConfirmFile, check_confirmations, confirmation_for, load_confirm_file
 from runbook_lib.batch.execution import (KERNEL_MODES, TRANSIENT_ERRORS, HtmlCopies, Interrupted, error_text,
                                          error_type, keep_earlier_attempt, private_kernel_manager)
+from runbook_lib.batch.interrupt import ABANDONED, BatchInterrupted, Interruption
 from runbook_lib.batch.jobs import JobsChoice, choose_jobs, host_rate_limit
 from runbook_lib.batch.locks import EnvironmentLocks, acquire_locks
 from runbook_lib.batch.parameters import check_batch_name, check_parameters, declared_parameter_types
-from runbook_lib.batch.interrupt import ABANDONED, BatchInterrupted, Interruption
 from runbook_lib.batch.report import BatchResult, StepOutcome, parameters_of_every_run, write_evidence
 from runbook_lib.batch.resume import RERUN, SKIP, ResumePoint
 from runbook_lib.errors import LedgerError, RunbookError
@@ -243,7 +243,7 @@ class BatchRunner:
             except KeyboardInterrupt:  # Ctrl-C outside the main thread's handler: the same as a first Ctrl-C
                 self._interruption.stop()
                 self._stop_workers(pool, futures)
-                outcomes_by_env = self._outcomes_of(futures)
+                outcomes_by_env = self._never_started(self._outcomes_of(futures))
             for row in self.rows:
                 result.outcomes.extend(outcomes_by_env.get(row.legacy_slug, []))
             result.interrupted = self._stopping.is_set()
@@ -353,10 +353,15 @@ class BatchRunner:
                 if phase == MIGRATE:
                     resume.refresh(slug)  # step 0 has just said whose state it reads
                 plan.finish(slug, phase)
-        for slug in rows:  # steps never started because the batch was interrupted
-            done = {o.step for o in outcomes_by_env[slug]}
-            outcomes_by_env[slug].extend(StepOutcome(slug, step, "blocked", error="the batch was interrupted")
-                                         for step in self.steps if step not in done)
+        return self._never_started(outcomes_by_env)
+
+    def _never_started(self, outcomes_by_env: dict[str, list[StepOutcome]]) -> dict[str, list[StepOutcome]]:
+        """Add the steps an interrupted batch never started, as blocked."""
+        for row in self.rows:
+            done = {o.step for o in outcomes_by_env.setdefault(row.legacy_slug, [])}
+            outcomes_by_env[row.legacy_slug].extend(
+                StepOutcome(row.legacy_slug, step, "blocked", error="the batch was interrupted")
+                for step in self.steps if step not in done)
         return outcomes_by_env
 
     def _close_execution(self) -> None:
