@@ -171,9 +171,20 @@ class BatchRunner:
         if self.accounts is None:
             from runbook_lib import accounts
 
-            self.accounts = [] if not self.check_hosts_first else accounts.check_hosts(
+            self.accounts = [] if not self.check_hosts_first or self._nothing_to_run() else accounts.check_hosts(
                 accounts.settings_for(self.parameters), legacy_name=self.rows[0].legacy_org if self.rows else "")
         return self.accounts
+
+    def _nothing_to_run(self) -> bool:
+        """Whether a resumed apply batch would only skip (every step passed, with its notebook): then no host is
+        asked anything. Read without writing; an unreadable or older ledger means there is work."""
+        if self.mode != "apply" or not self.ledger_path.is_file():
+            return False
+        try:
+            resume = ResumePoint(Ledger.open_readonly(self.ledger_path), self.batch_dir, self.mode)
+        except LedgerError:
+            return False
+        return all(resume.decide(row.legacy_slug, step) == SKIP for row in self.rows for step in self.steps)
 
     def resolve_jobs(self) -> JobsChoice:
         """For `jobs="auto"`: the TFE host's rate limit (from the host check, else one ping) and this machine
