@@ -33,10 +33,8 @@ import platform
 import socket
 import tempfile
 import threading
-from datetime import datetime, timezone
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 from runbook_lib import __version__, git
 from runbook_lib.catalog import RUN

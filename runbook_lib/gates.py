@@ -55,7 +55,7 @@ class Decision:
 
 
 def phrase(action: str, target: str) -> str:
-    """The exact text that confirms `action` on `target` (e.g. "delete acme-legacy/web-prod")."""
+    """The exact text that confirms `action` on `target` (e.g. "delete acme-legacy/web.prod")."""
     return f"{action} {target}"
 
 
@@ -64,7 +64,7 @@ def check(action: str, target: str, confirm: str | None, *, operator: str | None
 
     Args:
         action: one of ACTIONS.
-        target: what it acts on, e.g. "acme-legacy/web-prod".
+        target: what it acts on, e.g. "acme-legacy/web.prod".
         confirm: the operator's confirmation text (the notebook's `confirm` parameter).
         operator: who confirms (default: the OS user running the kernel).
 

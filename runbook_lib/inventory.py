@@ -31,7 +31,7 @@ from runbook_lib import teams
 from runbook_lib.errors import ApiError, ConfigError, NotFoundError
 from runbook_lib.evidence import join_slugs
 from runbook_lib.legacy import NO_STATE, NOT_FOUND, STATE, LegacyClient, configuration_variables
-from runbook_lib.mapping import FACT_COLUMNS, UNKNOWN, MappingRow, problems, workspace_name_for
+from runbook_lib.mapping import FACT_COLUMNS, UNKNOWN, MappingRow, problems
 from runbook_lib.settings import Settings
 from runbook_lib.tfe import TfeClient
 

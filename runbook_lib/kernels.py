@@ -17,6 +17,14 @@ Isolation between notebooks (each guaranteed before a notebook starts, by `WarmK
   only process-wide state kept on purpose is the rate-limit bucket per host (`http.shared_bucket`): the
   host's limit is per token, not per notebook.
 
+Progress: a line a step keeps updated in place while it waits (a display with a ``display_id``, as
+`display.LiveStatus` shows a run's status) reaches the batch as it is sent: both engines' clients hand its
+text to the `progress` callback they are given (`ProgressRelay`), so the CLI can show a run's status changes
+during a long wait.
+
+Abandoning: every kernel the batch starts is known (`live_kernel_groups`), so a second Ctrl-C can stop the
+running steps at once (`kill_kernels`: their process groups, terraform and git included).
+
 Faults: a kernel that died, or does not answer the reset within `RESET_TIMEOUT` seconds, is a
 `KernelFaultError`; a kernel that dies inside a cell is nbclient's `DeadKernelError`; a cell that
 outlives the step's timeout is nbclient's `CellTimeoutError`. After any of these the batch throws the
@@ -33,10 +41,12 @@ import sys
 import tempfile
 import threading
 import warnings
-from typing import Any
+import weakref
+from typing import Any, Callable
 
-#: The papermill engine name of a warm kernel's execution.
+#: The papermill engine names of a warm kernel's execution and of a fresh kernel's (papermill's own, relaying progress).
 WARM_ENGINE = "tfe-runbook-warm"
+FRESH_ENGINE = "tfe-runbook-fresh"
 #: Error types (`_error_type` names) that mean the kernel failed, not the step: the step is retried.
 KERNEL_FAULTS = ("DeadKernelError", "KernelFaultError")
 #: Seconds a kept kernel may take to answer the reset before a notebook; longer means it hangs.
@@ -106,6 +116,39 @@ _RESET_CODE = "__import__('runbook_lib.kernels', fromlist=['_'])._kernel_reset()
 
 
 # --- run in the batch ------------------------------------------------------------------------------------
+_LIVE: "weakref.WeakSet[Any]" = weakref.WeakSet()  # the managers of the kernels this process started
+_LIVE_LOCK = threading.RLock()  # re-entrant: `kill_kernels` may run while this thread is inside a start
+
+
+def live_kernel_groups() -> list[int]:
+    """The process groups of the kernels this process started and has not shut down (each kernel leads its own
+    session, so the group holds the kernel and what it started: terraform, git)."""
+    with _LIVE_LOCK:
+        managers = list(_LIVE)
+    groups = []
+    for km in managers:
+        provisioner = getattr(km, "provisioner", None)
+        group = getattr(provisioner, "pgid", None) or getattr(provisioner, "pid", None)
+        if group and km.has_kernel:
+            groups.append(int(group))
+    return groups
+
+
+def kill_kernels() -> int:
+    """Stop every kernel this process started, at once (SIGKILL to its process group); returns how many. The
+    notebooks running in them end with a dead kernel, which their batch records."""
+    import signal
+
+    killed = 0
+    for group in live_kernel_groups():
+        try:
+            os.killpg(group, signal.SIGKILL)
+            killed += 1
+        except (ProcessLookupError, PermissionError):
+            continue  # ended meanwhile
+    return killed
+
+
 def private_kernel_manager_class(socket_dir: str, *, asynchronous: bool,
                                  extra_env: dict[str, str] | None = None) -> type:
     """A kernel manager whose kernel talks over unix sockets in `socket_dir` (mode 0700) instead of TCP.
@@ -128,6 +171,11 @@ def private_kernel_manager_class(socket_dir: str, *, asynchronous: bool,
             if extra_env:
                 kw["env"] = {**(kw.get("env") or os.environ), **extra_env}
             return await super()._async_pre_start_kernel(**kw)
+
+        async def _async_post_start_kernel(self, **kw: Any) -> None:
+            with _LIVE_LOCK:
+                _LIVE.add(self)
+            await super()._async_post_start_kernel(**kw)
 
     return PrivateKernelManager
 
@@ -166,8 +214,7 @@ class WarmKernel:
             client.start_channels()
             try:
                 client.wait_for_ready(timeout=STARTUP_TIMEOUT)
-                reply = client.execute_interactive(_START_CODE, silent=True, store_history=False,
-                                                   timeout=STARTUP_TIMEOUT, output_hook=lambda msg: None)
+                reply = _reply_while_alive(client, self.km, _START_CODE, STARTUP_TIMEOUT)
             finally:
                 client.stop_channels()
             _check_reply(reply, "start")
@@ -202,6 +249,31 @@ class WarmKernel:
             self.km = None
             if self._socket_dir:
                 shutil.rmtree(self._socket_dir, ignore_errors=True)
+
+
+def _reply_while_alive(client: Any, km: Any, code: str, timeout: float) -> Any:
+    """Run `code` silently and return its reply; a kernel that dies meanwhile (stopped by a second Ctrl-C) is
+    noticed within a second, not after `timeout`.
+
+    Raises:
+        KernelFaultError: the kernel died, or did not answer within `timeout` seconds.
+    """
+    import queue
+    import time
+
+    msg_id = client.execute(code, silent=True, store_history=False)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            msg = client.get_shell_msg(timeout=1.0)
+        except queue.Empty:
+            if not km.is_alive():
+                raise KernelFaultError("the warm kernel died while it started") from None
+            if time.monotonic() >= deadline:
+                raise KernelFaultError(f"the warm kernel did not finish its start within {timeout:g} s") from None
+            continue
+        if (msg.get("parent_header") or {}).get("msg_id") == msg_id:
+            return msg
 
 
 def _check_reply(reply: Any, what: str) -> None:
@@ -283,7 +355,7 @@ _registered = False
 
 
 def register_engine() -> None:
-    """Register `WarmEngine` with papermill (once; the kernel side of this module never needs papermill)."""
+    """Register the warm and fresh engines with papermill (once; the kernel side of this module never needs papermill)."""
     global _registered
     with _REGISTER_LOCK:
         if not _registered:
@@ -299,8 +371,40 @@ def _define_engine() -> None:
     from jupyter_core.utils import run_sync
     from nbclient.exceptions import DeadKernelError
     from papermill.clientwrap import PapermillNotebookClient
-    from papermill.engines import Engine, NotebookExecutionManager, papermill_engines
+    from papermill.engines import Engine, NBClientEngine, NotebookExecutionManager, papermill_engines
     from papermill.utils import merge_kwargs, remove_args
+
+    class ProgressRelay(PapermillNotebookClient):
+        """papermill's client that hands each live progress line (a display updated in place) to `relay`."""
+
+        relay: Callable[[str], None] | None = None
+
+        def process_message(self, msg: dict[str, Any], cell: Any, cell_index: int) -> Any:
+            content = msg.get("content") or {}
+            if (self.relay is not None and msg.get("msg_type") in ("display_data", "update_display_data")
+                    and (content.get("transient") or {}).get("display_id")):
+                text = (content.get("data") or {}).get("text/plain")
+                if text:
+                    self.relay(str(text))
+            return super().process_message(msg, cell, cell_index)
+
+    class FreshEngine(NBClientEngine):
+        """papermill's own engine (a kernel per notebook), with the progress relay."""
+
+        @classmethod
+        def execute_managed_notebook(cls, nb_man: Any, kernel_name: str, log_output: bool = False,
+                                     stdout_file: Any = None, stderr_file: Any = None, start_timeout: int = 60,
+                                     execution_timeout: int | None = None, progress: Any = None,
+                                     **kwargs: Any) -> Any:
+            kwargs = remove_args(["input_path"], **kwargs)
+            final = merge_kwargs(remove_args(["timeout", "startup_timeout"], **kwargs),
+                                 timeout=execution_timeout if execution_timeout else kwargs.get("timeout"),
+                                 startup_timeout=start_timeout,
+                                 kernel_name=kernel_name, log=logging_logger(), log_output=log_output,
+                                 stdout_file=stdout_file, stderr_file=stderr_file)
+            client = ProgressRelay(nb_man, **final)
+            client.relay = progress
+            return client.execute()
 
     class SparseSavingManager(NotebookExecutionManager):
         """papermill's execution manager, writing the notebook at its start and end and in between at most
@@ -323,7 +427,7 @@ def _define_engine() -> None:
             self.final = True
             super().notebook_complete(**kwargs)
 
-    class WarmNotebookClient(PapermillNotebookClient):
+    class WarmNotebookClient(ProgressRelay):
         """papermill's client, run in a kept kernel: prepare it, run the cells, close only the client."""
 
         def __init__(self, nb_man: Any, warm_kernel: WarmKernel, **kw: Any) -> None:
@@ -414,7 +518,7 @@ def _define_engine() -> None:
         def execute_managed_notebook(cls, nb_man: Any, kernel_name: str, log_output: bool = False,
                                      stdout_file: Any = None, stderr_file: Any = None, start_timeout: int = 60,
                                      execution_timeout: int | None = None, warm_kernel: WarmKernel | None = None,
-                                     **kwargs: Any) -> Any:
+                                     progress: Any = None, **kwargs: Any) -> Any:
             if warm_kernel is None:
                 raise KernelFaultError("the warm engine needs warm_kernel=WarmKernel(...)")
             kwargs = remove_args(["input_path", "timeout", "startup_timeout", "kernel_manager_class",
@@ -422,9 +526,12 @@ def _define_engine() -> None:
             final = merge_kwargs(kwargs, timeout=execution_timeout, startup_timeout=start_timeout,
                                  kernel_name=kernel_name, log=logging_logger(), log_output=log_output,
                                  stdout_file=stdout_file, stderr_file=stderr_file)
-            return WarmNotebookClient(nb_man, warm_kernel, **final).execute()
+            client = WarmNotebookClient(nb_man, warm_kernel, **final)
+            client.relay = progress
+            return client.execute()
 
     papermill_engines.register(WARM_ENGINE, WarmEngine)
+    papermill_engines.register(FRESH_ENGINE, FreshEngine)
 
 
 def logging_logger() -> Any:

@@ -13,6 +13,15 @@ step's own run; `catalog.CONFIRM`, an operator's confirmation; `catalog.RECOVER`
 Ledgers written before that column existed put the action into the step name (``05_commit_and_verify/
 recover``); opening one moves it into the column, once (``PRAGMA user_version`` says the ledger's format,
 and the move runs in one exclusive transaction, so two kernels opening it together migrate it once).
+
+A step that needs the operator to act (in the legacy UI) ends ``waiting``: not passed, not failed; the
+instruction is in its evidence (``instruction``) or its error text, and running the step again checks whether
+the operator acted.
+
+Besides the step runs, a batch records each of its runs (`batch_runs`: when, with which parameters, by
+whom, the accounts behind the tokens, the confirm file's checksum, how it ended) and the latest progress
+line of each running step (`step_progress`), which `tfe-runbook status` reads from another terminal through
+`Ledger.open_readonly`, a connection that never writes.
 """
 
 from __future__ import annotations
@@ -33,6 +42,8 @@ from runbook_lib.errors import LedgerError
 from runbook_lib.secrets import scan_bytes, tokens_in_use
 
 STATUSES = ("running", "passed", "failed", "refused", "skipped", "waiting")
+#: Statuses a step run may end with.
+FINAL_STATUSES = tuple(status for status in STATUSES if status != "running")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS step_runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -53,10 +64,28 @@ CREATE TABLE IF NOT EXISTS step_runs (
     host TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS step_runs_env_step ON step_runs (environment, step, id);
+CREATE TABLE IF NOT EXISTS batch_runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    batch_id TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    ended TEXT,
+    facts TEXT NOT NULL DEFAULT '{}',
+    operator TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS step_progress (
+    environment TEXT NOT NULL,
+    step TEXT NOT NULL,
+    line TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (environment, step)
+);
 """
 #: The ledger's format (``PRAGMA user_version``): 0 put a confirmation or recovery into the step name
-#: (``<step>/confirm``), 1 has the ``action`` column.
-FORMAT = 1
+#: (``<step>/confirm``), 1 has the ``action`` column, 2 the ``batch_runs`` and ``step_progress`` tables.
+FORMAT = 2
 
 
 def _is_folder_problem(exc: sqlite3.Error) -> bool:
@@ -125,6 +154,7 @@ class Ledger:
     def __init__(self, path: str | Path, batch_id: str = "interactive") -> None:
         self.path = Path(path)
         self.batch_id = batch_id
+        self.readonly = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if not self.path.exists():
@@ -144,6 +174,32 @@ class Ledger:
                 raise LedgerError(self._folder_problem(str(exc))) from exc
             raise LedgerError(f"the ledger {self.path} cannot be opened ({exc}); "
                               f"move it aside and resume from the audit trail.") from exc
+
+    @classmethod
+    def open_readonly(cls, path: str | Path) -> "Ledger":
+        """A ledger opened for reading only, by another process while a batch writes it (`tfe-runbook status`):
+        nothing is created, migrated or written, and every connection is read-only (``mode=ro``).
+
+        Raises:
+            LedgerError: no ledger there, or one of a format this runbook does not read without migrating.
+        """
+        ledger = cls.__new__(cls)
+        ledger.path, ledger.batch_id, ledger.readonly = Path(path), "", True
+        if not ledger.path.is_file():
+            raise LedgerError(f"{ledger.path} does not exist; give a batch folder written by `tfe-runbook run` "
+                              f"(runs/<batch>).")
+        try:
+            db = ledger._connect()
+            try:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot read the ledger {ledger.path}: {exc}") from exc
+        if version < FORMAT:
+            raise LedgerError(f"the ledger {ledger.path} is of an older format ({version}); run the batch again (or "
+                              f"`tfe-runbook archive`) once to bring it up to date, then ask again.")
+        return ledger
 
     @staticmethod
     def _prepare(db: sqlite3.Connection) -> None:
@@ -180,6 +236,11 @@ class Ledger:
                 f"full; make it writable, free space or choose another --out, then run the same command again.")
 
     def _connect(self) -> sqlite3.Connection:
+        if getattr(self, "readonly", False):
+            # A reader beside a running batch: WAL lets it read while the batch writes, and it never writes.
+            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            return db
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             db.execute("PRAGMA busy_timeout=30000")
@@ -191,6 +252,8 @@ class Ledger:
         return db
 
     def _write(self, sql: str, params: tuple) -> int:
+        if self.readonly:
+            raise LedgerError(f"the ledger {self.path} was opened for reading only.")
         try:
             db = self._connect()
             try:
@@ -235,8 +298,8 @@ class Ledger:
         Raises:
             LedgerError: unknown status, unknown row, or evidence/error containing a token.
         """
-        if status not in STATUSES or status == "running":
-            raise LedgerError(f"unknown final status {status!r}; use one of passed, failed, refused, skipped, waiting.")
+        if status not in FINAL_STATUSES:
+            raise LedgerError(f"unknown final status {status!r}; use one of {', '.join(FINAL_STATUSES)}.")
         if error and scan_bytes(error.encode(), "error", tokens_in_use()):
             raise LedgerError("refusing to record an error text that contains a token.")
         row = self.get(row_id)
@@ -305,6 +368,66 @@ class Ledger:
         row = self.latest(environment, step, mode)
         return row if row is not None and row.status == "passed" else None
 
+    def latest_runs(self, mode: str | None = None) -> dict[tuple[str, str], StepRun]:
+        """Every environment's and step's latest run (action `RUN`, in `mode` when given), in one read: what a
+        batch consults for thousands of environments at its start."""
+        where = "WHERE action=? " + ("AND mode=? " if mode else "") + "ORDER BY id"
+        latest: dict[tuple[str, str], StepRun] = {}
+        for row in self._select(where, (RUN, mode) if mode else (RUN,)):
+            latest[(row.environment, row.step)] = row
+        return latest
+
+    # --- the batch's own runs and progress ----------------------------------------------------------------
+
+    def begin_batch_run(self, facts: dict[str, Any]) -> int:
+        """Record that a run of the batch starts (`facts`: parameters, accounts, confirm file...); returns its id.
+
+        Raises:
+            LedgerError: the facts contain a token.
+        """
+        return self._write("INSERT INTO batch_runs (batch_id, started_at, facts, operator, host, pid) "
+                           "VALUES (?, ?, ?, ?, ?, ?)",
+                           (self.batch_id, _now(), self._checked_json(facts), getpass.getuser(), socket.gethostname(),
+                            os.getpid()))
+
+    def end_batch_run(self, run_id: int, ended: str, facts: dict[str, Any]) -> None:
+        """Record how a run of the batch ended (``completed`` or ``interrupted``) and its final facts."""
+        self._write("UPDATE batch_runs SET finished_at=?, ended=?, facts=? WHERE id=?",
+                    (_now(), ended, self._checked_json(facts), run_id))
+
+    def batch_runs(self) -> list[dict[str, Any]]:
+        """Every run of the batch, oldest first: id, started_at, finished_at (None: still running, or killed),
+        ended, operator, host, pid and its facts."""
+        try:
+            db = self._connect()
+            try:
+                rows = db.execute("SELECT * FROM batch_runs ORDER BY id").fetchall()
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot read the ledger {self.path}: {exc}") from exc
+        return [dict(dict(row), facts=json.loads(row["facts"] or "{}")) for row in rows]
+
+    def set_progress(self, environment: str, step: str, line: str) -> None:
+        """Keep a running step's latest progress line (a run's status, a wait), for `tfe-runbook status`."""
+        if scan_bytes(line.encode(), "progress", tokens_in_use()):
+            return  # a progress line is a convenience: one that would carry a token is not kept
+        self._write("INSERT INTO step_progress (environment, step, line, at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (environment, step) DO UPDATE SET line=excluded.line, at=excluded.at",
+                    (environment, step, line, _now()))
+
+    def progress(self) -> dict[tuple[str, str], tuple[str, str]]:
+        """(environment, step) -> (latest progress line, when)."""
+        try:
+            db = self._connect()
+            try:
+                return {(r["environment"], r["step"]): (r["line"], r["at"])
+                        for r in db.execute("SELECT * FROM step_progress")}
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot read the ledger {self.path}: {exc}") from exc
+
     def frame(self, environment: str | None = None):
         """The history as a pandas DataFrame (evidence as JSON text), for notebooks and summaries."""
         import pandas as pd
@@ -313,3 +436,23 @@ class Ledger:
         columns = list(StepRun.__dataclass_fields__)
         return pd.DataFrame(rows, columns=columns)
 
+
+
+def batch_run_facts(path: str | Path) -> dict[str, Any]:
+    """What a batch's manifest records of its runs, from its ledger (so `archive` rebuilds it the same way).
+
+    Returns:
+        ``runs``: every run of the batch, oldest first (when, by whom, how it ended, and its facts: parameters,
+        steps, accounts, confirm file); ``who``: the accounts behind the tokens in each run, and the git author
+        of each environment's step 5 commit (from step 5's evidence).
+    """
+    ledger = Ledger(path)
+    runs = [{key: run[key] for key in ("started_at", "finished_at", "ended", "operator", "host")} | run["facts"]
+            for run in ledger.batch_runs()]
+    authors = {}
+    for row in ledger.history():
+        author = row.evidence.get("commit_author") if row.action == RUN and row.status == "passed" else None
+        if author:
+            authors[row.environment] = author
+    accounts = [run.get("accounts") for run in runs if run.get("accounts")]
+    return {"runs": runs, "who": {"accounts": accounts[-1] if accounts else [], "commit_authors": authors}}

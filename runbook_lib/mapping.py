@@ -401,6 +401,9 @@ def read_csv(path_or_text: str | Path) -> list[MappingRow]:
         reader = csv.DictReader(io.StringIO(text))
         header = [h.strip() for h in (reader.fieldnames or [])]
         missing = [c for c in NAME_COLUMNS if c not in header]
+        if missing and set(NAME_COLUMNS) <= {f.strip().strip('"') for f in text.partition("\n")[0].split(";")}:
+            raise MappingError("the mapping CSV is separated by semicolons (a spreadsheet's regional CSV setting), "
+                               "not commas; save it as comma-separated CSV UTF-8 and run again.")
         if missing:
             raise MappingError(f"the mapping CSV lacks the column(s) {', '.join(missing)}; "
                                f"its header must be: {','.join(CSV_COLUMNS)}.")

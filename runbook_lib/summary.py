@@ -301,7 +301,10 @@ def write_batch_evidence(batch_dir: str | Path, *, ledger_path: str | Path, step
     from runbook_lib.audit import MANIFEST, atomic_write, sha256_file, write_manifest
 
     batch_dir = Path(batch_dir)
+    from runbook_lib.ledger import batch_run_facts
+
     facts = batch_facts(batch_dir, ledger_path=ledger_path, steps=steps, mode=mode, workspaces=workspaces)
+    facts.update(batch_run_facts(ledger_path))  # every run of the batch, and who (accounts, commit authors)
     target = write_manifest(batch_dir, parameters=parameters, outcomes=outcomes, started_at=started_at,
                             finished_at=finished_at, refreshed=refreshed, facts=facts)
     manifest = json.loads(target.read_text(encoding="utf-8"))

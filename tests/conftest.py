@@ -6,6 +6,7 @@ tests/sandbox    clients, steps and real terraform/git against a running sandbox
 tests/notebooks  notebooks under nbval and papermill against a seeded sandbox
 tests/browser    JupyterLab in headless Chromium
 tests/conformance  HashiCorp's go-tfe integration tests against a fresh sandbox (../shared harness)
+tests/install    `pip install .` into a fresh venv, then the installed CLI against a sandbox; slow
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 
 pytest_plugins = ["sandbox_fixtures"]
 
-TIERS = {"unit", "terraform", "sandbox", "notebooks", "browser", "conformance"}
+TIERS = {"unit", "terraform", "sandbox", "notebooks", "browser", "conformance", "install"}
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 

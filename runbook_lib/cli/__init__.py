@@ -17,6 +17,7 @@ from runbook_lib.errors import RunbookError
 COMMAND_MODULES = [
     "runbook_lib.cli.demo",
     "runbook_lib.cli.info",
+    "runbook_lib.cli.notebooks",
     "runbook_lib.cli.batch",
     "runbook_lib.cli.evidence",
     "runbook_lib.cli.backend",

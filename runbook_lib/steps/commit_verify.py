@@ -341,7 +341,8 @@ def _commit_and_push(ctx: StepContext, source: Source) -> dict[str, Any]:
             # one that changed this working directory (in a monorepo, others push to the same branch after it).
             sha = git.run(["log", "-1", "--format=%H", "--", source.working_directory or "."], co.path).strip()
             record.update(commit=sha, adopted=True, diff="",
-                          pushed_at=git.run(["log", "-1", "--format=%cI", sha], co.path).strip())
+                          pushed_at=git.run(["log", "-1", "--format=%cI", sha], co.path).strip(),
+                          author=git.run(["log", "-1", "--format=%an <%ae>", sha], co.path).strip())
             return record
         if branch != co.branch:
             git.run(["checkout", "--quiet", "-B", branch], co.path)
@@ -349,7 +350,8 @@ def _commit_and_push(ctx: StepContext, source: Source) -> dict[str, Any]:
         pushed_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         # the sha that landed: rebased when another environment of the repository pushed since the clone
         sha = git.push(co.path, branch)
-        record.update(commit=sha, adopted=False, diff=str(co.diff), pushed_at=pushed_at)
+        record.update(commit=sha, adopted=False, diff=str(co.diff), pushed_at=pushed_at,
+                      author=git.run(["log", "-1", "--format=%an <%ae>", sha], co.path).strip())
         # The push starts the workspace's run: what was read of the new host is not the present any more. (The
         # legacy environment was unlinked in step 4; whether it reacted anyway is read afresh by verify.)
         ctx.forget_reads("tfe")
@@ -472,6 +474,7 @@ def verify(ctx: StepContext) -> StepResult:
     evidence: dict[str, Any] = {"workspace_id": ws.id, "commit": record["commit"], "branch": record["branch"],
                                 "repo": record["repo"], "backend_target": record["backend_target"],
                                 "pushed_at": record["pushed_at"], "terraform_version": version,
+                                "commit_author": record.get("author"),  # who: the git author of the commit
                                 "still_reads_legacy": record["remote_state"]["still_reads_legacy"]}
     run = locate_run(ctx.tfe, ws.id, record["commit"], record.get(RUN_ID))
     if run is None:

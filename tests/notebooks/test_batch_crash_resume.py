@@ -49,6 +49,11 @@ def test_sigkill_mid_batch_then_resume(tmp_path, rehearsal, seeded_sandbox):
         assert len(keys) == len(set(keys)), f"{env}: duplicated variables {keys}"
         for step in ("00_preflight_inventory", "01_create_organization", "02_create_workspaces", "03_migrate_state"):
             assert ledger.passed(f"acme-legacy/{env}", step), (env, step)
-    # every step that passed before the kill was skipped on resume, not run again
-    passes = [(r.environment, r.step) for r in ledger.history() if r.status == "passed"]
-    assert len(passes) == len(set(passes))
+    # every step that passed before the kill was skipped on resume, not run again; the one exception is a step
+    # whose kernel outlived the killed batch for a moment and recorded PASS without the batch writing its
+    # notebook: it runs again for its evidence (every passed step has its notebook in the trail)
+    passes = [r for r in ledger.history() if r.status == "passed"]
+    proven = [(r.environment, r.step) for r in passes if r.notebook_path]
+    assert len(proven) == len(set(proven)) == len(ENVS) * 4, [(r.environment, r.step, r.notebook_path) for r in passes]
+    orphaned = [r for r in passes if not r.notebook_path]
+    assert len(orphaned) <= 2, orphaned  # at most the steps running at the kill (--jobs 2)

@@ -12,10 +12,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from filelock import FileLock
-
 from runbook_lib import audit
-from runbook_lib.batch import BatchRunner, lock_path, select_steps
+from runbook_lib.batch import BatchRunner, acquire_locks, select_steps
 from runbook_lib.errors import LedgerError, RunbookError
 from runbook_lib.ledger import Ledger
 from runbook_lib.mapping import MappingRow
@@ -130,8 +128,7 @@ def test_crash_before_verdict_is_recorded_as_failure(setup):
 
 def test_second_batch_on_same_environment_refused(setup):
     notebooks, control, rows, out = setup
-    held = FileLock(str(lock_path("acme-legacy/a")))  # held by a batch with another --out
-    held.acquire()
+    held = acquire_locks(["acme-legacy/a"])  # held by a batch with another --out
     try:
         with pytest.raises(LedgerError, match="another batch is working on acme-legacy/a"):
             _runner(setup).run()

@@ -6,6 +6,9 @@ from __future__ import annotations
 import os
 import stat
 
+import pytest
+
+from runbook_lib.accounts import HostCheckError
 from runbook_lib.batch import STEPS, BatchRunner
 from runbook_lib.mapping import propose
 
@@ -15,8 +18,15 @@ def test_token_with_line_break_is_named_not_shown_and_evidence_is_private(tmp_pa
     first, second = token[:14], token[14:]
     monkeypatch.setenv("TFE_TOKEN", f"{first}\n{second}")
     monkeypatch.setenv("TFE_RUNBOOK_LOCK_DIR", str(tmp_path / "locks"))
-    result = BatchRunner(propose("acme-legacy", ["dns-prod"], "acme"), STEPS[:1], mode="plan", out=tmp_path / "runs",
-                         batch_id="b", parameters={}).run()
+    rows = propose("acme-legacy", ["dns-prod"], "acme")
+    # The batch's own host check refuses it first, in one sentence naming the variable, before anything is written.
+    with pytest.raises(HostCheckError, match="TFE_TOKEN contains a control character") as caught:
+        BatchRunner(rows, STEPS[:1], mode="plan", out=tmp_path / "runs", batch_id="b", parameters={}).run()
+    assert first not in str(caught.value) and second not in str(caught.value)
+    assert not (tmp_path / "runs").exists()
+    # Without it (a notebook run by hand makes the same refusal), the step refuses in the notebook.
+    result = BatchRunner(rows, STEPS[:1], mode="plan", out=tmp_path / "runs", batch_id="b", parameters={},
+                         check_hosts=False).run()
     assert result.outcomes[0].status == "failed"
     batch = result.batch_dir
     notebook = (batch / "acme-legacy__dns-prod" / "00_preflight_inventory.ipynb").read_text()

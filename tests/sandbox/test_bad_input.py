@@ -686,12 +686,9 @@ def c_mapping_not_utf8(k):
 
 @bad_input("environment locked from another --out", LedgerError, r"whatever its --out")
 def c_lock_held_from_another_out(k):
-    from filelock import FileLock
+    from runbook_lib.batch import acquire_locks
 
-    from runbook_lib.batch import lock_path
-
-    held = FileLock(str(lock_path("acme-legacy/network-prod")))
-    held.acquire()
+    held = acquire_locks(["acme-legacy/network-prod"])
     k.cleanup = held.release
     return lambda: k.batch(steps=STEPS[:1], out="another-out").run()
 

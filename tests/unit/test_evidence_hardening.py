@@ -4,7 +4,6 @@ archives of interrupted batches that verify, and verify's own refusals."""
 from __future__ import annotations
 
 import errno
-import fcntl
 import io
 import json
 import os
@@ -19,7 +18,7 @@ import nbformat
 import pytest
 
 from runbook_lib import audit, mapping
-from runbook_lib.batch import STEPS, BatchRunner, StepOutcome, lock_path
+from runbook_lib.batch import STEPS, BatchRunner, StepOutcome, acquire_locks
 from runbook_lib.cli import main as cli_main
 from runbook_lib.errors import AuditError, LedgerError
 from runbook_lib.ledger import Ledger
@@ -51,7 +50,8 @@ class FakeStepRunner(BatchRunner):
 
 
 def fake(tmp_path: Path, out: str = "runs", batch_id: str = "b", **kw) -> FakeStepRunner:
-    runner = FakeStepRunner(ROWS, STEPS[:2], mode="apply", out=tmp_path / out, batch_id=batch_id, **kw)
+    runner = FakeStepRunner(ROWS, STEPS[:2], mode="apply", out=tmp_path / out, batch_id=batch_id, check_hosts=False,
+                            **kw)
     runner.entered = threading.Event()
     runner.ran = []
     return runner
@@ -100,20 +100,18 @@ def test_lock_holds_across_output_folders(tmp_path):
     fake(tmp_path, out="runs-b").run()  # released once the first batch ended
 
 
-def _held(path: Path) -> bool:
-    with open(path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
+def _held(environment: str) -> bool:
+    try:
+        acquire_locks([environment]).release()
+    except LedgerError:
+        return True
+    return False
 
 
 def test_lock_is_released_only_when_the_work_stopped_even_after_a_second_ctrl_c(tmp_path, capsys):
     runner = fake(tmp_path)
     runner.gate = threading.Event()
-    lock = lock_path("acme-legacy/web")
+    lock = "acme-legacy/web"
     seen: list[bool] = []
 
     def ctrl_c() -> None:  # a real SIGINT to the main thread, as a terminal sends it
