@@ -43,7 +43,7 @@ from runbook_lib.errors import StepError
 from runbook_lib.jsonapi import Resource
 from runbook_lib.legacy import NOT_FOUND, configuration_variables, not_visible
 from runbook_lib.mapping import UNKNOWN, secret_variable
-from runbook_lib.results import WAITS_FOR_EARLIER_STEP, StepResult
+from runbook_lib.results import StepResult
 from runbook_lib.steps import plan_frame, refusals
 from runbook_lib.steps.organization import vcs_token_id
 
@@ -226,9 +226,9 @@ def plan(ctx: StepContext) -> pd.DataFrame:
     """What apply would do for the workspace, its lock, its VCS link and its variables."""
     missing = ctx.facts_missing(*_operator_facts(ctx))
     if missing:
-        # The operator's part, not a conflict: a plan batch before the mapping is filled in says what apply waits for.
-        return plan_frame([{"object": "mapping", "name": ctx.row.legacy_slug, "action": "none",
-                            "detail": f"{missing} ({WAITS_FOR_EARLIER_STEP})"}])
+        # Only the operator can fill these in: apply would refuse, and the plan says so (no later step fixes it).
+        return plan_frame([{"object": "mapping", "name": ctx.row.legacy_slug, "action": "refuse",
+                            "detail": missing}])
     try:
         read = _read(ctx)
     except StepError as exc:

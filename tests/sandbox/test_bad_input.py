@@ -589,8 +589,8 @@ def c_token_with_line_separator(k):
 
 @bad_input("token with an emoji", ConfigError, r"ATLAS_TOKEN contains a character that is not ASCII")
 def c_token_with_emoji(k):
-    return lambda: k.legacy(ATLAS_TOKEN=k.env["ATLAS_TOKEN"] + "\U0001F511").get_environment("acme-legacy",
-                                                                                              "network-prod")
+    return lambda: k.legacy(ATLAS_TOKEN=k.env["ATLAS_TOKEN"] + "\U0001F511").read_state("acme-legacy",
+                                                                                         "network-prod")
 
 
 @bad_input("http:// against the https host", TransportError,
@@ -605,8 +605,8 @@ def c_http_against_https(k):
 def c_https_against_http(k):
     url, _, stop = _recording_server(lambda handler: None)
     k.cleanup = stop
-    return lambda: k.legacy(ATLAS_ADDRESS=url.replace("http://", "https://")).get_environment("acme-legacy",
-                                                                                               "network-prod")
+    return lambda: k.legacy(ATLAS_ADDRESS=url.replace("http://", "https://")).read_state("acme-legacy",
+                                                                                          "network-prod")
 
 
 @bad_input("wrong port", TransportError, r"connection was refused, so nothing listens on that port; .*the port in "

@@ -7,8 +7,8 @@ a commit adds a resource (its run's plan has changes and waits for confirmation,
 the push's run) and a later commit takes it away again. Step 5 must discard the first, wait for the second while it plans, and prove the cut-over only
 with the run of its own push.
 
-Uses steps 1-5 in apply mode as `test_steps_4_6.py` does (step 4 included: the legacy side's link is removed
-there; when step 4 becomes an operator action in the legacy UI, `_step4` changes with it).
+Uses steps 1-5 in apply mode as `test_steps_4_6.py` does (step 4 included: the operator unlinks the legacy
+environment in the sandbox's legacy UI, then the step records the baseline).
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from sandbox_helpers import Api
 from test_steps_4_6 import LEGACY_ORG, NEW_ORG, _ctx, _migrate, _step4
 from vcs_helpers import Checkout
 
+from runbook_lib.rehearsal import LegacyUi
 from runbook_lib.sandbox import Sandbox
 from runbook_lib.steps import commit_verify
-from sandbox_fixtures import sandbox_in_environ
+from sandbox_fixtures import sandbox_in_environ, write_operator_mapping
 
 ENV = "web.prod"
 WORKSPACE = "web-prod"
@@ -36,8 +37,10 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
 
 
 @pytest.fixture(scope="module")
-def audit(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("runs")
+def audit(tmp_path_factory: pytest.TempPathFactory, sandbox: Sandbox) -> Path:
+    root = tmp_path_factory.mktemp("runs")
+    write_operator_mapping(sandbox, root, [ENV])  # the facts the operator read off the legacy UI
+    return root
 
 
 def _runs(api: Api, ws_id: str) -> list[dict]:
@@ -62,7 +65,7 @@ def test_step_5_discards_the_linked_heads_waiting_run_and_proves_with_its_own(sa
     assert ws["attributes"]["locked"] is True
     [linked] = _runs(api, ws["id"])
     assert linked["status"] == "pending" and linked["commit"]
-    _step4(sandbox, audit, ENV)  # the legacy environment no longer runs on pushes
+    _step4(sandbox, audit, ENV, LegacyUi.for_sandbox(sandbox))  # unlinked in the UI: no more runs on pushes
 
     repo = Checkout(sandbox, f"{LEGACY_ORG}/web", tmp_path / "web")
     repo.write("extra.tf", 'resource "null_resource" "extra" {}\n')
