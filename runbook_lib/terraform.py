@@ -104,6 +104,31 @@ def generation(version: str | None) -> int:
     return 0 if version_tuple(version) < SECOND_GENERATION else 1
 
 
+#: From this release on, `terraform init` refuses a state whose provider addresses are unqualified ("Invalid
+#: legacy provider address ... You must complete the Terraform 0.13 upgrade process before upgrading to later
+#: versions": hashicorp/terraform command/init.go since v0.14.0). States written before 0.13 hold such addresses.
+REFUSES_LEGACY_PROVIDERS = (0, 14)
+QUALIFIED_PROVIDERS = (0, 13)
+
+
+def cannot_read_state(target: str | None, state_format: int | None, written_by: str | None) -> str | None:
+    """Why Terraform `target` cannot plan on a state as it is, or None when nothing says it cannot.
+
+    A state written before 0.13 (format 3, or a header below 0.13) names providers without their registry
+    namespace; 0.14 and later refuse it at `terraform init` until the 0.13 upgrade (its `terraform state
+    replace-provider`) has run on that state. A header without a version says nothing, so nothing is refused.
+    """
+    if not target or version_tuple(target) < REFUSES_LEGACY_PROVIDERS:
+        return None
+    old = (state_format == 3) or (written_by is not None and version_tuple(written_by) < QUALIFIED_PROVIDERS)
+    if not old:
+        return None
+    writer = f"Terraform {written_by}" if written_by else "a Terraform before 0.12"
+    return (f"Terraform {target} cannot read this state as it is: it was written by {writer} (state format "
+            f"{state_format}), whose unqualified provider addresses Terraform 0.14 and later refuse at init "
+            f"(\"Invalid legacy provider address\") until the Terraform 0.13 upgrade has run on it")
+
+
 def terraform_for_version(version: str) -> str:
     """The bundled terraform for a workspace's `terraform-version`: 0.11.11 for generation 0, else 1.x."""
     return terraform_011() if generation(version) == 0 else terraform_1x()

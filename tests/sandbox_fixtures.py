@@ -129,6 +129,67 @@ def make_1x_ready(sandbox: Sandbox, env: str, legacy_org: str = "acme-legacy") -
         time.sleep(0.5)
 
 
+def upgraded_state(body: bytes) -> bytes:
+    """A 0.11 state after the upgrade an operator runs before using it with Terraform 1.x, at the next serial.
+
+    Terraform 0.14 and later refuse a state written before 0.13 ("Invalid legacy provider address"); the 0.13
+    upgrade qualifies its provider addresses. No 0.12/0.13 binary is here, so the bundled 1.x does that part
+    in a scratch folder: `terraform state replace-provider registry.terraform.io/-/X
+    registry.terraform.io/hashicorp/X` for each provider, after dropping the data sources (1.x cannot decode
+    0.11's flatmap of their dynamic attributes; every plan reads them again).
+    """
+    import json
+    import re
+    import tempfile
+    from pathlib import Path
+
+    from runbook_lib import terraform
+
+    doc = json.loads(body)
+    assert doc["version"] == 3, "only a 0.11 state needs this upgrade"
+    providers = set()
+    for module in doc["modules"]:
+        module["resources"] = {k: v for k, v in (module.get("resources") or {}).items() if not k.startswith("data.")}
+        for resource in module["resources"].values():
+            found = re.search(r"(?:^|\.)provider\.([A-Za-z0-9_-]+)", resource.get("provider") or "")
+            if found:
+                providers.add(found.group(1))
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "terraform.tfstate"
+        path.write_text(json.dumps(doc))
+        for name in sorted(providers):
+            terraform.run(terraform.terraform_1x(), ["state", "replace-provider", "-auto-approve", "-no-color",
+                                                     f"registry.terraform.io/-/{name}",
+                                                     f"registry.terraform.io/hashicorp/{name}"], cwd=scratch)
+        upgraded = json.loads(path.read_text())
+    upgraded["serial"] = doc["serial"] + 1  # the next write of the same lineage
+    return json.dumps(upgraded, indent=2).encode()
+
+
+def upgrade_legacy_state(sandbox: Sandbox, env: str, legacy_org: str = "acme-legacy") -> dict:
+    """`upgraded_state` done on the legacy side before the migration, through the documented state API: GET,
+    then PUT with its Content-MD5, as the atlas backend of Terraform 0.13/0.14 wrote it (the last versions that
+    had that backend: terraform's CHANGELOG for v0.15.0). Returns the new state's header."""
+    import base64
+    import hashlib
+    import json
+
+    import requests
+
+    url = f"{sandbox.env['ATLAS_ADDRESS']}/api/v1/terraform/state/{legacy_org}/{env}"
+    session = requests.Session()
+    session.verify = sandbox.ca_file or True
+    session.headers["X-Atlas-Token"] = sandbox.operator_token
+    got = session.get(url, timeout=30)
+    assert got.status_code == 200, got.text
+    body = upgraded_state(got.content)
+    put = session.put(url, data=body, timeout=30, headers={
+        "Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode(), "Content-Type": "application/json"})
+    assert put.status_code == 200, put.text
+    doc = json.loads(body)
+    return {k: doc[k] for k in ("version", "terraform_version", "serial", "lineage")}
+
+
 def operator_mapping_rows(sandbox: Sandbox, names, new_org: str = "acme") -> list:
     """Mapping rows for seeded environments, as notebook 00's survey and then the operator write them: what the
     legacy host shows (the Terraform version from the state, repository and branch from the latest configuration

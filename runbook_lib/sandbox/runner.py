@@ -256,6 +256,18 @@ class Runner(RunFlows):
             self.store.set_run_job(run_id, state="done")  # discarded, canceled or deleted meanwhile
             return None
         ws_id = run["workspace_id"]
+        if run["plan_only"] and job["state"] == "queued":
+            # "Speculative plans are plan-only runs ... They can begin at any time without waiting for other
+            # runs, since they don't affect real infrastructure" (terraform-website 6a3873a83,
+            # content/source/docs/cloud/run/index.html.md): no queue, no lock, their own slot.
+            if self.store.workspace_by_id(ws_id) is None:
+                self.store.set_run_job(run_id, state="done")
+                return None
+            self.store.transition_run(run_id, "planning")
+            plan = self.store.plan_for_run(run_id)
+            if plan:
+                self.store.update_plan(plan["id"], "running")
+            return Task("plan", "tfe", run_id, "speculative:" + run_id)
         if ws_id in held or self._busy(ws_id):
             return None
         held.add(ws_id)  # one decision per workspace per pass keeps its runs in order

@@ -41,11 +41,12 @@ from runbook_lib import native, teams
 from runbook_lib.context import StepContext
 from runbook_lib.errors import StepError
 from runbook_lib.jsonapi import Resource
-from runbook_lib.legacy import NOT_FOUND, configuration_variables, not_visible
+from runbook_lib.legacy import NOT_FOUND, STATE, configuration_variables, not_visible
 from runbook_lib.mapping import UNKNOWN, secret_variable
 from runbook_lib.results import StepResult
 from runbook_lib.steps import plan_frame, refusals
 from runbook_lib.steps.organization import vcs_token_id
+from runbook_lib.terraform import REFUSES_LEGACY_PROVIDERS, cannot_read_state, version_tuple
 
 EMPTY_SENSITIVE_MARK = "[tfe-runbook: sensitive value not carried over - enter it]"
 COMPARED = ("terraform-version", "working-directory", "auto-apply", "execution-mode")
@@ -123,6 +124,18 @@ def legacy_view(ctx: StepContext) -> LegacyView:
     if not facts["terraform_version"]:
         raise StepError(f"step 2 refused, nothing changed: neither the mapping nor the legacy state says which "
                         f"Terraform version {row.legacy_slug} runs; write it into the mapping's terraform_version.")
+    target = ctx.options.terraform_version or facts["terraform_version"]
+    if version_tuple(target) >= REFUSES_LEGACY_PROVIDERS:
+        # The workspace's Terraform must read the state step 3 carries over byte for byte: one more read, only
+        # for a version that may not (a legacy estate migrates at the version that wrote its states).
+        read = read or ctx.legacy.read_state(row.legacy_org, row.legacy_env)
+        state = read.state if read.found == STATE else None
+        why = state and cannot_read_state(target, state.version, state.terraform_version)
+        if why:
+            raise StepError(f"step 2 refused, nothing changed: {why}. Migrate {row.legacy_slug} at "
+                            f"{state.terraform_version or 'the version that wrote it'} (the mapping's "
+                            f"terraform_version, no terraform_version option) and upgrade the workspace after the "
+                            f"migration, or upgrade the state on the legacy side first")
     if row.vcs_repo.strip() == UNKNOWN and not facts["vcs_repo"]:
         raise StepError(f"step 2 refused, nothing changed: {ctx.facts_missing('vcs_repo')}.")
     vcs = None

@@ -21,7 +21,7 @@ from runbook_lib.mapping import propose
 from runbook_lib.sandbox import Sandbox
 from runbook_lib.rehearsal import LegacyUi, batch_parameters, operator_rows, run_with_operator
 from runbook_lib.settings import Settings
-from sandbox_fixtures import make_1x_ready, sandbox_in_environ
+from sandbox_fixtures import make_1x_ready, sandbox_in_environ, upgrade_legacy_state
 
 LEGACY_ORG = "acme-legacy"
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
@@ -82,6 +82,7 @@ def test_batch_00_06_both_terraform_generations(tmp_path, own_sandbox):
 
     # Terraform 1.x workspace, cloud block (the configuration made 1.x-ready first).
     make_1x_ready(own_sandbox, "network-prod")
+    upgrade_legacy_state(own_sandbox, "network-prod")  # the 0.13 upgrade, before 1.x can read the state
     runs = run_with_operator(own_sandbox, _runner(tmp_path, own_sandbox, ["network-prod"], "gen1x",
                                                   backend_target="cloud", terraform_version="1.15.5"),
                              tmp_path / "gen1x.confirm")

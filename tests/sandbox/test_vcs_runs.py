@@ -14,6 +14,7 @@ from typing import Iterator
 
 import pytest
 import requests
+from sandbox_fixtures import upgraded_state
 from sandbox_helpers import Api
 from vcs_helpers import (Checkout, legacy_runs, legacy_state, new_org_with_vcs, upload_state, vcs_workspace,
                          wait_legacy_run, wait_run, workspace_runs)
@@ -248,8 +249,8 @@ def test_unlinked_legacy_environment_gets_no_run(sandbox: Sandbox, tmp_path: Pat
     assert done["status"] == "planned_and_finished", done["plan_log"]
 
 
-def test_1x_workspace_plans_a_migrated_011_state_and_honours_its_working_directory(sandbox: Sandbox,
-                                                                                    tmp_path: Path):
+def test_1x_workspace_refuses_a_011_state_plans_the_upgraded_one_and_honours_its_working_directory(
+        sandbox: Sandbox, tmp_path: Path):
     api, legacy = Api(sandbox), Api(sandbox, legacy=True)
     LegacyUi.for_sandbox(sandbox).unlink("acme-legacy", "network-prod")  # step 4: its 0.11 cannot read 1.x syntax
     org, token_id = new_org_with_vcs(api)
@@ -267,6 +268,15 @@ def test_1x_workspace_plans_a_migrated_011_state_and_honours_its_working_directo
                                           f'    organization = "{org}"\n\n    workspaces {{\n'
                                           f'      name = "network-prod"\n    }}\n  }}\n}}\n')
     repo.push("Terraform 1.x and the cloud block")
+    # Terraform 1.x refuses the state as 0.11 wrote it, at init, as on TFE: nothing upgrades it behind the operator
+    refused = wait_run(api, workspace_runs(api, ws["id"])[0]["id"])
+    assert refused["attributes"]["status"] == "errored"
+    assert "Invalid legacy provider address" in _plan_log(api, _plan(api, refused))
+    # the operator's 0.13 upgrade of the state (a new state version), then a change inside network/prod
+    upgrade = upgraded_state(state)
+    upload_state(api, ws["id"], upgrade)
+    repo.write("network/prod/NOTES.md", "state upgraded for Terraform 1.x\n")
+    repo.push("Notes after the state upgrade")
     run = wait_run(api, workspace_runs(api, ws["id"])[0]["id"])
     plan = _plan(api, run)
     assert run["attributes"]["status"] == "planned_and_finished", _plan_log(api, plan)
@@ -278,14 +288,14 @@ def test_1x_workspace_plans_a_migrated_011_state_and_honours_its_working_directo
     plan_json = requests.get(redirect.headers["Location"], timeout=30).json()
     actions = {rc["address"]: rc["change"]["actions"] for rc in plan_json["resource_changes"]}
     assert actions == {"null_resource.vpc": ["no-op"], **{f"null_resource.subnet[{i}]": ["no-op"] for i in range(3)}}
-    # the stored state version is untouched by the plan (still the 0.11 one)
+    # the stored state version is untouched by the plan (still the upgraded one)
     current = api.get(f"/api/v2/workspaces/{ws['id']}/current-state-version").json()["data"]["attributes"]
-    assert current["terraform-version"] == "0.11.11"
+    assert current["serial"] == json.loads(upgrade)["serial"]
 
     # a push outside network/prod starts nothing
     repo.write("database/prod/NOTES.md", "maintenance window on Sunday\n")
     _, output = repo.push("Database notes")
-    assert "started 0 run(s)" in output and len(workspace_runs(api, ws["id"])) == 1
+    assert "started 0 run(s)" in output and len(workspace_runs(api, ws["id"])) == 2
 
     # a change inside it is planned by 1.x with the right counts
     repo.write("network/prod/marker.tf", 'resource "terraform_data" "marker" {\n  input = var.environment\n}\n')

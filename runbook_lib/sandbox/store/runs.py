@@ -276,7 +276,8 @@ class RunStore(StoreBase):
             stamps[status_timestamp_key(status)] = now_iso()
             fields.update(status=status, status_timestamps=json.dumps(stamps))
             self._update("runs", "id", run_id, fields)
-            self._hold_workspace_lock(run, status)
+            if not run["plan_only"]:  # a speculative plan never holds the workspace (below, and runner.py)
+                self._hold_workspace_lock(run, status)
             self._follow_with_apply(run_id, status)
             return self.run_by_id(run_id)  # type: ignore[return-value]
 
