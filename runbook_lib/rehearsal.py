@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+from urllib.parse import urlsplit
 
 NEW_ORG = "acme"
 OPERATOR_EMAIL = "operator@acme.example"
@@ -63,10 +64,14 @@ class LegacyUi:
         # bundle names the system CAs would refuse the sandbox's certificate. The sandbox is local: no proxies either.
         self.http.trust_env = False
         self.http.verify = ca_file or True
-        answer = self.http.post(f"{self.address}/login", data={"username": username, "password": password,
-                                                               "next": "/"}, allow_redirects=False, timeout=30)
+        self._credentials = {"username": username, "password": password, "next": "/"}
+        self._sign_in()
+
+    def _sign_in(self) -> None:
+        answer = self.http.post(f"{self.address}/login", data=self._credentials, allow_redirects=False, timeout=30)
         if answer.status_code != 303:
-            raise RuntimeError(f"signing in to the legacy UI as {username} failed ({answer.status_code})")
+            raise RuntimeError(f"signing in to the legacy UI as {self._credentials['username']} failed "
+                               f"({answer.status_code})")
 
     @classmethod
     def for_sandbox(cls, sandbox: Any) -> "LegacyUi":
@@ -74,9 +79,19 @@ class LegacyUi:
         return cls(sandbox.legacy_address, "operator", sandbox.operator_token, sandbox.ca_file)
 
     def page(self, org: str, env: str, page: str) -> str:
-        """The HTML of an environment's page (settings, integrations, variables, changes/runs)."""
-        answer = self.http.get(self._url(org, env, page), timeout=30)
-        answer.raise_for_status()
+        """The HTML of an environment's page (settings, integrations, variables, changes/runs).
+
+        A session the host forgot (it restarted) sends the browser to the sign-in page: sign in again, once.
+        """
+        for attempt in (1, 2):
+            answer = self.http.get(self._url(org, env, page), allow_redirects=False, timeout=30)
+            if answer.is_redirect and urlsplit(answer.headers.get("Location", "")).path == "/login" and attempt == 1:
+                self._sign_in()
+                continue
+            answer.raise_for_status()
+            if answer.is_redirect:
+                raise RuntimeError(f"the {page} page of {org}/{env} redirects to {answer.headers.get('Location')}")
+            break
         return answer.text
 
     def _url(self, org: str, env: str, page: str) -> str:
@@ -87,7 +102,7 @@ class LegacyUi:
     def _submit(self, org: str, env: str, page: str, action: str, **fields: str) -> str:
         """Open `page`, take its form's authenticity token, post `action`; returns the flash message."""
         import re
-        from urllib.parse import parse_qs, urlsplit
+        from urllib.parse import parse_qs
 
         found = re.search(r"name='authenticity_token' value='([^']+)'", self.page(org, env, page))
         if not found:
@@ -272,6 +287,8 @@ class OperatorAlongside:
             raise RuntimeError(f"the operator alongside the batch failed: {self.error}") from self.error
 
     def _watch(self) -> None:
+        import requests
+
         from runbook_lib.audit import env_dirname
 
         try:
@@ -280,7 +297,10 @@ class OperatorAlongside:
             while waiting and not self._stop.wait(self.poll):
                 for slug, row in list(waiting.items()):
                     if (self.batch_dir / env_dirname(slug) / "state" / "final.json").is_file():
-                        ui.delete(row.legacy_org, row.legacy_env)
+                        try:
+                            ui.delete(row.legacy_org, row.legacy_env)
+                        except requests.ConnectionError:
+                            continue  # the host is away for a moment (a restart): a person tries again
                         self.deleted.append(slug)
                         del waiting[slug]
         except Exception as exc:  # noqa: BLE001 - kept and raised by __exit__ in the caller's thread

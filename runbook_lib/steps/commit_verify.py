@@ -223,14 +223,14 @@ def migrated_remote_state_sources(ctx: StepContext, root: Path) -> list[tuple[st
 def diff(ctx: StepContext) -> DiffText:
     """The backend change step 5 commits, as a unified diff (empty when the branch already has it).
 
-    Raises:
-        StepError: nothing is linked to a repository; HclError: the rewrite is refused.
+    No repository yet (the workspace not created, the mapping's `?`) or a refused rewrite: a comment saying so
+    replaces the diff, and the plan table says what apply would do about it.
     """
     ws = ctx.tfe.find_workspace(ctx.row.new_org, ctx.row.workspace)
     source = repository(ctx, ws)
     if source is None:
-        raise StepError(f"neither {ctx.row.workspace_slug} nor the mapping's {ctx.row.legacy_slug} names a repository: "
-                        f"there is no configuration to commit to.")
+        return DiffText(f"# no diff: neither {ctx.row.workspace_slug} nor the mapping's {ctx.row.legacy_slug} names a "
+                        f"repository yet")
     try:
         with checkout(ctx, source) as co:
             return co.diff
@@ -286,8 +286,12 @@ def plan(ctx: StepContext) -> pd.DataFrame:
     rows = _prerequisites(ctx, ws)
     source = repository(ctx, ws)
     if source is None:
-        rows.append({"object": "repository", "name": "-", "action": "refuse",
-                     "detail": "neither the workspace nor the mapping names a repository"})
+        if ws is None:  # step 2 links it (from the mapping, or the legacy host's configuration where it says '?')
+            rows.append({"object": "repository", "name": "-", "action": "none",
+                         "detail": "the workspace's VCS link names it once step 02 has run (apply refuses until then)"})
+        else:
+            rows.append({"object": "repository", "name": "-", "action": "refuse",
+                         "detail": "neither the workspace nor the mapping names a repository"})
         return plan_frame(rows)
     record = push_record(ctx)
     try:

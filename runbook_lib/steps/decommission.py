@@ -85,6 +85,8 @@ def readers_problem(ctx: StepContext) -> str | None:
     readers, unreadable = [], []
     slug = ctx.row.legacy_slug
     for env in sorted({run.environment for run in ctx.ledger.history()} - {slug}):
+        if env.endswith("/" + catalog.ALL_ENVIRONMENTS):
+            continue  # step 0's survey of the whole organization: not an environment, it reads no state
         try:
             inventory = ctx.ledger.latest(env, StateReaders.STEP)
             # not inventoried here, or its inventory still running (it records nothing until it ends): no say

@@ -17,7 +17,7 @@ import pytest
 
 from runbook_lib.batch import STEPS, BatchRunner
 from runbook_lib.ledger import Ledger
-from runbook_lib.mapping import propose
+from runbook_lib.mapping import propose, write_csv
 from runbook_lib.rehearsal import operator_rows
 from runbook_lib.settings import Settings
 from runbook_lib.state import TerraformState
@@ -27,6 +27,11 @@ WRITES = ("POST", "PUT", "PATCH", "DELETE")
 
 
 def test_nbval_default_parameters_change_nothing(notebooks_copy, rehearsal, seeded_sandbox):
+    # The operator's part of the mapping (what the legacy UI shows), written where the notebooks read it; the
+    # survey of notebook 00 merges what the host shows into it and keeps these facts.
+    mapping_csv = notebooks_copy / "runs" / "interactive" / "mapping.csv"
+    mapping_csv.parent.mkdir(parents=True)
+    write_csv(operator_rows(seeded_sandbox, propose("acme-legacy", ["network-prod"], "acme")), mapping_csv)
     mark = seeded_sandbox.log_mark()
     paths = [str(notebooks_copy / f"{step}.ipynb") for step in STEPS]  # every notebook, 00-06
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
@@ -50,9 +55,21 @@ def _tfe() -> TfeClient:
 
 @pytest.mark.parametrize("path, envs, version", [
     ("api", ["network-prod", "web.prod"], ""),          # Terraform 0.11 workspaces, state uploaded by API
-    ("api", ["app-prod"], "1.15.5"),                    # a Terraform 1.x workspace receiving a 0.11 state
     ("cli", ["dns-prod", "monitoring-prod"], ""),       # the guide's own 3.a-3.e with Terraform 0.11.11
 ])
+def test_a_1x_workspace_for_a_011_state_is_refused_before_anything_is_created(tmp_path, rehearsal, seeded_sandbox):
+    # Terraform 0.14+ refuse a state written before 0.13 at init (the sandbox runs real terraform on the
+    # stored bytes, as TFE does): step 2 says so in the batch, and no workspace is created.
+    org = f"mig-{uuid.uuid4().hex[:8]}"
+    rows = operator_rows(seeded_sandbox, propose("acme-legacy", ["app-prod"], org))
+    result = BatchRunner(rows, STEPS[:3], mode="apply", out=tmp_path / "runs", batch_id="tf1", jobs=1,
+                         parameters={**rehearsal, "terraform_version": "1.15.5"}).run()
+    assert result.matrix() == {"acme-legacy/app-prod": {STEPS[0]: "passed", STEPS[1]: "passed", STEPS[2]: "failed"}}
+    [failed] = [o for o in result.outcomes if o.status == "failed"]
+    assert "Terraform 1.15.5 cannot read this state" in failed.error and "0.13 upgrade" in failed.error
+    assert list(_tfe().list_workspaces(org)) == []
+
+
 def test_apply_batch_then_rerun_changes_nothing(tmp_path, rehearsal, seeded_sandbox, path, envs, version):
     org = f"mig-{uuid.uuid4().hex[:8]}"
     result = _batch(tmp_path, rehearsal, envs, org, "first", seeded_sandbox, migration_path=path, terraform_version=version,
