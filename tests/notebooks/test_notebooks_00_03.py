@@ -53,10 +53,6 @@ def _tfe() -> TfeClient:
     return TfeClient(Settings.from_env(), read_only=True)
 
 
-@pytest.mark.parametrize("path, envs, version", [
-    ("api", ["network-prod", "web.prod"], ""),          # Terraform 0.11 workspaces, state uploaded by API
-    ("cli", ["dns-prod", "monitoring-prod"], ""),       # the guide's own 3.a-3.e with Terraform 0.11.11
-])
 def test_a_1x_workspace_for_a_011_state_is_refused_before_anything_is_created(tmp_path, rehearsal, seeded_sandbox):
     # Terraform 0.14+ refuse a state written before 0.13 at init (the sandbox runs real terraform on the
     # stored bytes, as TFE does): step 2 says so in the batch, and no workspace is created.
@@ -70,6 +66,10 @@ def test_a_1x_workspace_for_a_011_state_is_refused_before_anything_is_created(tm
     assert list(_tfe().list_workspaces(org)) == []
 
 
+@pytest.mark.parametrize("path, envs, version", [
+    ("api", ["network-prod", "web.prod"], ""),          # Terraform 0.11 workspaces, state uploaded by API
+    ("cli", ["dns-prod", "monitoring-prod"], ""),       # the guide's own 3.a-3.e with Terraform 0.11.11
+])
 def test_apply_batch_then_rerun_changes_nothing(tmp_path, rehearsal, seeded_sandbox, path, envs, version):
     org = f"mig-{uuid.uuid4().hex[:8]}"
     result = _batch(tmp_path, rehearsal, envs, org, "first", seeded_sandbox, migration_path=path, terraform_version=version,

@@ -158,3 +158,24 @@ def test_comments_and_run_events_and_the_force_cancel_cool_off(fresh_sandbox: Sa
     assert api.get(f"/api/v2/runs/{run['id']}/run-events?include=target").status_code == 400
     outsider = Api(fresh_sandbox, fresh_sandbox.outsider_token)
     assert outsider.get(f"/api/v2/comments/{comment['id']}").status_code == 404
+
+
+def test_a_speculative_plan_starts_while_a_run_awaits_confirmation_and_takes_no_lock(fresh_sandbox: Sandbox):
+    # Speculative plans "can begin at any time without waiting for other runs" (terraform-website 6a3873a83,
+    # content/source/docs/cloud/run/index.html.md); a normal run queued behind the paused one waits.
+    import time
+
+    api, ws = _setup(fresh_sandbox)
+    paused = _run(api, ws["id"])
+    fresh_sandbox.store.transition_run(paused["id"], "planning")
+    fresh_sandbox.store.transition_run(paused["id"], "planned")  # awaits confirmation, holding the queue
+    queued = _run(api, ws["id"])
+    speculative = _run(api, ws["id"], **{"plan-only": True})
+    fresh_sandbox.run_settings(paused=False)
+    deadline = time.monotonic() + 30
+    while _status(api, speculative["id"]) == "pending":
+        assert time.monotonic() < deadline, "the speculative plan never started"
+        time.sleep(0.1)
+    assert _status(api, paused["id"]) == "planned" and _status(api, queued["id"]) == "pending"
+    locked_by = api.get(f"/api/v2/workspaces/{ws['id']}").json()["data"]["relationships"]["locked-by"]["data"]
+    assert locked_by == {"id": paused["id"], "type": "runs"}  # still the paused run's; the plan took none

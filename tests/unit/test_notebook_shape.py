@@ -66,6 +66,15 @@ def test_committed_clean(nb):
         assert cell.outputs == [] and cell.execution_count is None
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_cell_has_an_id(path):
+    # nbformat 4.5 requires them (a missing one is a warning today, "a hard error in future nbformat versions")
+    import json
+
+    cells = json.loads(path.read_text())["cells"]
+    assert all(cell.get("id") for cell in cells) and len({c["id"] for c in cells}) == len(cells)
+
+
 def test_papermill_reads_every_parameter(nb, tmp_path):
     from runbook_lib.batch import declared_parameters
 
