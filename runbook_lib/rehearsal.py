@@ -287,6 +287,8 @@ class OperatorAlongside:
             raise RuntimeError(f"the operator alongside the batch failed: {self.error}") from self.error
 
     def _watch(self) -> None:
+        import time
+
         import requests
 
         from runbook_lib.audit import env_dirname
@@ -294,13 +296,20 @@ class OperatorAlongside:
         try:
             ui = LegacyUi.for_sandbox(self.sandbox)
             waiting = {row.legacy_slug: row for row in self.rows}
+            failing_since: float | None = None
             while waiting and not self._stop.wait(self.poll):
                 for slug, row in list(waiting.items()):
                     if (self.batch_dir / env_dirname(slug) / "state" / "final.json").is_file():
                         try:
                             ui.delete(row.legacy_org, row.legacy_env)
-                        except requests.ConnectionError:
-                            continue  # the host is away for a moment (a restart): a person tries again
+                        except (requests.RequestException, RuntimeError):
+                            # The host is away or failing for a moment (a restart): a person tries again, for
+                            # a while, then gives up.
+                            failing_since = failing_since or time.monotonic()
+                            if time.monotonic() - failing_since > 120:
+                                raise
+                            continue
+                        failing_since = None
                         self.deleted.append(slug)
                         del waiting[slug]
         except Exception as exc:  # noqa: BLE001 - kept and raised by __exit__ in the caller's thread

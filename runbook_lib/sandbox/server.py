@@ -111,6 +111,11 @@ class _HTTPServer(ThreadingHTTPServer):
                     # A client that does not trust the CA (or probes with plain HTTP) ends here.
                     log.debug("TLS handshake with %s failed: %s", client_address, exc)
                     return
+                # Wrapping detaches the socket's descriptor from `raw`: a restart must shut the TLS socket down,
+                # or this keep-alive connection would go on being served by a stopped server.
+                with self._open_lock:
+                    self._open.discard(raw)
+                    self._open.add(request)
             super().finish_request(request, client_address)
         except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as exc:
             # A client that hangs up a keep-alive connection (go-tfe's HTTP client does when it is done)
@@ -119,6 +124,7 @@ class _HTTPServer(ThreadingHTTPServer):
         finally:
             with self._open_lock:
                 self._open.discard(raw)
+                self._open.discard(request)
 
     def close_open_connections(self) -> None:
         """Shut keep-alive connections down, as a restarted server would (clients see a reset)."""
