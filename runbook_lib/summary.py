@@ -147,6 +147,7 @@ def environment_evidence(runs: Mapping[str, Any], workspace: str | None) -> dict
         after = five.get("legacy_after_push") or {}
         base = after.get("baseline") or {}
         facts["verifying_run"] = {"run_id": five.get("run_id"), "commit": five.get("commit"),
+                                  "commit_author": five.get("commit_author"),
                                   "run_commit": five.get("run_commit"), "plan": plan,
                                   "no_changes": five.get("has_changes") is False,
                                   # the proof of step 4's unlink: the legacy host as step 4 left it
@@ -455,6 +456,27 @@ def _when(manifest: Mapping[str, Any]) -> dict[str, Any]:
             "resumed": bool(first and started and first < started)}
 
 
+def _accounts(manifest: Mapping[str, Any]) -> list[str]:
+    """Who the hosts say the tokens are (`who.accounts`, asked once per run of the batch), one line per host."""
+    lines = []
+    for account in (manifest.get("who") or {}).get("accounts") or []:
+        var, name = account.get("token_var"), account.get("account")
+        if account.get("which") == "tfe":
+            whose = (f"user {name}" + (f" ({account['email']})" if account.get("email") else "")) if name else \
+                "a team or organization token (the host names no user)"
+            lines.append(f"TFE host {account.get('address')}: ${var} is {whose}")
+        else:
+            lines.append(f"legacy host {account.get('address')}: ${var} accepted (the legacy API does not say whose "
+                         f"token it is)")
+    return lines
+
+
+def _runs(manifest: Mapping[str, Any]) -> list[str]:
+    """Every run of the batch (`runs`), oldest first: when, by whom, how it ended."""
+    return [f"{run.get('started_at')} to {run.get('finished_at') or '?'} by {run.get('operator')} on "
+            f"{run.get('host')}: {run.get('ended')}" for run in manifest.get("runs") or []]
+
+
 def _parameters(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Each step's effective parameters as rows: name, value(s), given by the batch or the default."""
     rows = []
@@ -508,7 +530,8 @@ def render(manifest: Mapping[str, Any]) -> str:
     return render_template(
         "summary.html.j2", title=f"Migration batch {manifest.get('batch')}", mode=mode,
         batch=manifest.get("batch"), verdict=_verdict(manifest), operator=manifest.get("operator"),
-        host=manifest.get("host"), runbook=runbook, python=manifest.get("python"), when=_when(manifest), day=day,
+        host=manifest.get("host"), accounts=_accounts(manifest), runs=_runs(manifest), runbook=runbook,
+        python=manifest.get("python"), when=_when(manifest), day=day,
         steps=[_short_step(s) for s in steps], matrix=matrix, timeline=_timeline(manifest),
         legend=[(label, BAR_COLOURS[label]) for label in LEGEND[mode == "plan"]],
         parameters=_parameters(manifest), sections=sections, refreshed=manifest.get("refreshed"),

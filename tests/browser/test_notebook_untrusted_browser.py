@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -40,7 +41,7 @@ ENV = "network-prod"
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 VENV_BIN = Path(sys.executable).parent
 #: The verdict banners' backgrounds (display.COLOURS) as a browser computes them.
-PASS_BACKGROUND, PLAN_BACKGROUND = "rgb(232, 245, 233)", "rgb(227, 242, 253)"
+PASS_BACKGROUND, PLAN_BACKGROUND, ATTENTION_BACKGROUND = "rgb(232, 245, 233)", "rgb(227, 242, 253)", "rgb(255, 248, 225)"
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +51,10 @@ def executed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Pat
 
     out = tmp_path_factory.mktemp("untrusted")
     with sandbox_in_environ(out / "sandbox", seed=1) as sandbox:
-        plant(sandbox, sandbox.legacy_org, ENV)
-        result = BatchRunner(propose(sandbox.legacy_org, [ENV], NEW_ORG), list(STEPS[:3]), mode="plan",
+        planted = plant(sandbox, sandbox.legacy_org, ENV)
+        # the operator's facts (working directory, variables, teams), hostile too, as the mapping carries them
+        rows = [replace(row, **planted.mapping_columns) for row in propose(sandbox.legacy_org, [ENV], NEW_ORG)]
+        result = BatchRunner(rows, list(STEPS[:3]), mode="plan",
                              out=out / "runs", batch_id="untrusted", jobs=1,
                              parameters=batch_parameters(sandbox.env)).run()
         env_dir = result.batch_dir / audit.env_dirname(f"{sandbox.legacy_org}/{ENV}")
@@ -157,7 +160,8 @@ def test_executed_notebooks_read_correctly_untrusted_and_trusted_and_run_no_plan
                     assert injected == [], (prefix, name)
                     # the verdict banner keeps its colours (inline styles survive the sanitizer)
                     banner = page.locator(".runbook-verdict").last
-                    expected = PLAN_BACKGROUND if name == "step02" else PASS_BACKGROUND
+                    # (a first survey is amber: every environment waits for the facts only the operator knows)
+                    expected = {"step02": PLAN_BACKGROUND, "survey": ATTENTION_BACKGROUND}.get(name, PASS_BACKGROUND)
                     assert banner.evaluate("e => getComputedStyle(e).backgroundColor") == expected, (prefix, name)
                     assert banner.evaluate("e => getComputedStyle(e).borderLeftWidth") == "6px", (prefix, name)
                     # tables wrap by words and fit the window: no output scrolls sideways

@@ -159,7 +159,7 @@ def test_summary_page_is_the_manifest_and_its_evidence_is_the_ledger(demo, tmp_p
                 assert f"\u201cdelete {env}\u201d by {decision['operator']} via {decision['via']}" in text
                 assert f"deleted at {six_run.finished_at}" in text
                 assert six_run.evidence["final_backup"]["sha256"] in text
-                assert "unlinked from" in text
+                assert "unlinked in the legacy UI from" in text and "baseline: configuration version" in text
                 for step, fact in manifest["environments"][env]["steps"].items():
                     assert fact["duration_s"] == round(ledger.latest(env, step, "apply").duration_s, 2)
                 # the backups' checksum file matches the backups themselves

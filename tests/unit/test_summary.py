@@ -151,6 +151,27 @@ def test_when_covers_every_run_of_a_resumed_batch_and_steps_have_absolute_times(
     assert start in _cell_of(page, "03 migrate state")  # the step's own start (and end) in its cell
 
 
+def test_who_the_accounts_every_run_and_the_commits_author(tmp_path):
+    batch, ledger, digest = _batch(tmp_path)
+    row = ledger.record(ENV, "05_commit_and_verify", "apply", "passed", evidence={
+        "run_id": "run-9", "commit": "c0ffee", "run_commit": "c0ffee", "has_changes": False,
+        "plan": {"add": 0, "change": 0, "destroy": 0}, "commit_author": "Ann Operator <ann@acme.example>"})
+    ledger.attach_notebook(row, f"{audit.env_dirname(ENV)}/05_commit_and_verify.ipynb", "0" * 64)
+    facts = summary.batch_facts(batch, ledger_path=batch / "ledger.sqlite", steps=STEPS, mode="apply")
+    page = summary.render({"batch": "b-1", **facts, "who": {"accounts": [
+        {"which": "tfe", "address": "https://tfe.example", "token_var": "TFE_TOKEN", "account": "ann",
+         "email": "ann@acme.example"},
+        {"which": "legacy", "address": "https://atlas.example", "token_var": "ATLAS_TOKEN", "account": "ann"}]},
+        "runs": [{"started_at": "T1", "finished_at": "T2", "operator": "ann", "host": "h", "ended": "interrupted"},
+                 {"started_at": "T3", "finished_at": "T4", "operator": "bob", "host": "h", "ended": "completed"}]})
+    text = " ".join(shown_text(page).split())
+    assert "TFE host https://tfe.example: $TFE_TOKEN is user ann (ann@acme.example)" in text
+    assert "legacy host https://atlas.example: $ATLAS_TOKEN accepted (the legacy API does not say whose" in text
+    assert "T1 to T2 by ann on h: interrupted" in text and "T3 to T4 by bob on h: completed" in text
+    assert "of commit c0ffee by Ann Operator <ann@acme.example>" in text  # escaped, shown as text
+    assert "<ann@acme.example>" not in page
+
+
 @pytest.mark.parametrize("span", [0.4, 1.0, 3.0, 7.5, 15.0, 44.0, 61.0, 150.0, 900.0, 4000.0, 20000.0, 200000.0])
 def test_the_timeline_axis_never_repeats_a_label(span):
     ticks = summary.axis_ticks(span)
