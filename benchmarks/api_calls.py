@@ -1,7 +1,8 @@
 """Benchmark (not a test): API requests per environment for notebooks 00-06 in apply mode.
 
-Targets (issue 10): at most 40 requests per environment for steps 0-6, run polling counted apart, and
-at most 10 polls per awaited run.
+Targets: at most 40 requests per environment for steps 0-6, run polling counted apart (shown in all and to
+the TFE host alone: its rate limit is the estate's bound; the legacy host documents none), and at most 10
+polls per awaited run.
 
 A sandbox seeded with `--environments` environments (6: every special case: a period in a name, a
 lock, a legacy run in progress, a remote-state reader, sensitive variables) runs the batch with
@@ -54,7 +55,7 @@ def classify(step: str, env: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     from urllib.parse import quote
 
     own_state = f"/api/v1/terraform/state/{env.split('/')[0]}/{quote(env.split('/', 1)[1], safe='')}"
-    counts = {"work": 0, "polls": 0, "run_polls": 0, "answers_429": 0, "run_worker": 0, "hosted": 0}
+    counts = {"work": 0, "polls": 0, "run_polls": 0, "answers_429": 0, "run_worker": 0, "hosted": 0, "tfe_work": 0}
     for row in rows:
         path = row["path"]
         if row["status"] == 429:
@@ -69,6 +70,8 @@ def classify(step: str, env: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
             counts["run_polls"] += any(p.match(path) for p in _RUN_POLL)
         else:
             counts["work"] += 1
+            # the new TFE's requests (its rate limit bounds an estate); the rest go to the legacy host
+            counts["tfe_work"] += not path.startswith("/api/v1/")
     return counts
 
 
@@ -114,29 +117,35 @@ def main(argv: list[str] | None = None) -> int:
     envs = {}
     for env, steps in per.items():
         total = {k: sum(s[k] for s in steps.values()) for k in ("work", "polls", "run_polls", "answers_429",
-                                                                 "run_worker", "hosted")}
+                                                                 "run_worker", "hosted", "tfe_work")}
         envs[env] = {"per_step": steps, "total": total,
                      "polls_per_awaited_run": steps.get(STEP_5, {}).get("run_polls", 0)}
     max_work = max(e["total"]["work"] for e in envs.values())
     mean_work = round(sum(e["total"]["work"] for e in envs.values()) / len(envs), 1)
     max_polls = max(e["polls_per_awaited_run"] for e in envs.values())
+    max_tfe = max(e["total"]["tfe_work"] for e in envs.values())
+    mean_tfe = round(sum(e["total"]["tfe_work"] for e in envs.values()) / len(envs), 1)
     targets = {"requests per environment, steps 0-6, polling apart (max)": target(max_work, CALLS_TARGET),
+               "of them to the TFE host (max)": target(max_tfe, CALLS_TARGET),
                "polls per awaited run (max)": target(max_polls, POLLS_TARGET),
                "failed steps": target(len(failures), 0)}
     step_max = {step: max(e["per_step"].get(step, {}).get("work", 0) for e in envs.values()) for step in STEPS}
     results = {"settings": {"environments": args.environments, "jobs": 1, "mode": "apply"},
                "figures": {"max_requests_per_environment": max_work, "mean_requests_per_environment": mean_work,
+                           "max_tfe_requests_per_environment": max_tfe,
+                           "mean_tfe_requests_per_environment": mean_tfe,
                            "max_hosted_transfers_per_environment": max(e["total"]["hosted"] for e in envs.values()),
                            "max_polls_per_awaited_run": max_polls,
                            "max_requests_per_step": step_max},
                "targets": targets, "environments": envs, "failures": failures, "load": quiet,
                "requests_by_step": paths}
     path = write_results("api_calls", results)
-    print_table([(env, e["total"]["work"], *(e["per_step"].get(s, {}).get("work", "-") for s in STEPS),
+    print_table([(env, e["total"]["work"], e["total"]["tfe_work"],
+                  *(e["per_step"].get(s, {}).get("work", "-") for s in STEPS),
                   e["polls_per_awaited_run"], e["total"]["polls"], e["total"]["hosted"], e["total"]["answers_429"])
                  for env, e in envs.items()],
-                ("environment", "total", *(s[:2] for s in STEPS), "run polls", "all polls", "hosted", "429s"))
-    print(f"\nmean requests per environment: {mean_work}")
+                ("environment", "total", "tfe", *(s[:2] for s in STEPS), "run polls", "all polls", "hosted", "429s"))
+    print(f"\nmean requests per environment: {mean_work} ({mean_tfe} to the TFE host)")
     report_targets(targets, path)
     return 0 if not failures else 1
 

@@ -219,10 +219,11 @@ class LegacyClient(ApiClient):
             raise
         return True
 
-    def list_states(self, organization: str) -> Iterator[dict[str, Any]]:
+    def list_states(self, organization: str, *, fresh: bool = False) -> Iterator[dict[str, Any]]:
         """Yield the organization's state entries (``updated_at``, ``environment{username,name}``).  [documented]
 
-        The documented list has no page count: a page shorter than 20 entries is the last.
+        The documented list has no page count: a page shorter than 20 entries is the last. A lookup: a step
+        may reuse a page it has just read (`fresh` reads it again).
         """
         from runbook_lib.paging import PageGuard  # a host that never sends a short page is stopped by the guard
 
@@ -230,16 +231,18 @@ class LegacyClient(ApiClient):
         page = 1
         while True:
             guard.page()
-            doc = self._json("GET", "/terraform/state", params={"username": organization, "page": page})
+            doc = self._json("GET", "/terraform/state", params={"username": organization, "page": page},
+                             reuse=True, fresh=fresh)
             states = guard.items(doc.get("states") or [])
             yield from states
             if len(states) < STATE_LIST_PAGE_SIZE:
                 return
             page += 1
 
-    def environments_with_state(self, organization: str) -> list[str]:
+    def environments_with_state(self, organization: str, *, fresh: bool = False) -> list[str]:
         """The names of the organization's environments that have a state (the states list), sorted."""
-        return sorted({(entry.get("environment") or {}).get("name") for entry in self.list_states(organization)
+        return sorted({(entry.get("environment") or {}).get("name")
+                       for entry in self.list_states(organization, fresh=fresh)
                        if (entry.get("environment") or {}).get("username") == organization} - {None, ""})
 
     # -- configurations (documented: configurations.html.md) -------------------------------------------------
@@ -291,8 +294,9 @@ class LegacyClient(ApiClient):
         """
         return self._json("POST", f"/environments/{_slug(organization, environment)}/plan", {"destroy": destroy})
 
-    def get_user(self, username: str) -> dict[str, Any]:
-        """GET a user or an organization (users.html.md: "Users are both users and organizations").
+    def get_user(self, username: str, *, fresh: bool = False) -> dict[str, Any]:
+        """GET a user or an organization (users.html.md: "Users are both users and organizations"); a lookup
+        a step may reuse (`fresh` reads it again).
 
         Returns:
             The user object itself (``username``, ``avatar_url``, ``profile_html``, ...; not wrapped).
@@ -300,7 +304,7 @@ class LegacyClient(ApiClient):
         Raises:
             NotFoundError: missing, or not visible to this token.
         """
-        return self._json("GET", f"/user/{quote(username, safe='')}")
+        return self._json("GET", f"/user/{quote(username, safe='')}", reuse=True, fresh=fresh)
 
 
 def configuration_variables(cv: dict[str, Any] | None) -> list[dict[str, Any]]:

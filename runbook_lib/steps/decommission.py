@@ -271,8 +271,11 @@ def final_backup(ctx: StepContext) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def deletion_proof(ctx: StepContext) -> dict[str, Any]:
-    """Read the three signals of a deletion from the legacy host, afresh (see the module docstring).
+def deletion_proof(ctx: StepContext, *, fresh: bool = True) -> dict[str, Any]:
+    """Read the three signals of a deletion from the legacy host (see the module docstring).
+
+    While the state still answers, the deletion has not happened: the list and the user are not read. `fresh`
+    False lets a verify reuse what its apply has just read (the same step, seconds before); polls read afresh.
 
     Returns:
         {"state": what the state read found, "listed": still in the states list (None: the list answered 404),
@@ -281,26 +284,27 @@ def deletion_proof(ctx: StepContext) -> dict[str, Any]:
         backup listed it or step 3 passed), "still_there" (the state still answers) and "unproven" (what is
         missing).
     """
-    read = ctx.legacy.read_state(ctx.row.legacy_org, ctx.row.legacy_env, fresh=True)
+    read = ctx.legacy.read_state(ctx.row.legacy_org, ctx.row.legacy_env, fresh=fresh)
+    record = final_backup(ctx) or {}
+    if read.found != NOT_FOUND:
+        return {"state": read.found, "listed": None, "others": None, "organization_visible": None,
+                "listed_before": record.get("listed_before"), "still_there": True, "proven": False,
+                "unproven": [f"the legacy host still serves its state ({read.found})"]}
     try:
-        names: list[str] | None = ctx.legacy.environments_with_state(ctx.row.legacy_org)
+        names: list[str] | None = ctx.legacy.environments_with_state(ctx.row.legacy_org, fresh=fresh)
     except NotFoundError:
         names = None  # the list itself answers 404: the organization is not visible to the token
     try:
-        ctx.legacy.get_user(ctx.row.legacy_org)
+        ctx.legacy.get_user(ctx.row.legacy_org, fresh=fresh)
         visible = True
     except NotFoundError:
         visible = False
-    record = final_backup(ctx) or {}
     others = len([n for n in names or [] if n != ctx.row.legacy_env])
     listed_before = bool(record.get("was_listed")) and int(record.get("listed_before") or 0) > 0
     facts: dict[str, Any] = {"state": read.found, "listed": None if names is None else ctx.row.legacy_env in names,
                              "others": others, "organization_visible": visible,
                              "listed_before": record.get("listed_before")}
     unproven = []
-    if read.found != NOT_FOUND:
-        facts["still_there"] = True
-        unproven.append(f"the legacy host still serves its state ({read.found})")
     if names is None:
         unproven.append(f"the organization's states list answers 404, so it cannot show that {ctx.row.legacy_env} "
                         f"left it")
@@ -342,6 +346,10 @@ def apply(ctx: StepContext) -> pd.DataFrame:
         A table of what the legacy host answers now.
     """
     facts = deletion_proof(ctx)
+    if facts.get("still_there"):
+        return pd.DataFrame([{"object": "state read", "name": ctx.row.legacy_slug,
+                              "result": f"{facts['state']}: it still exists (the list and the organization are read "
+                                        f"once it answers 404)"}], columns=["object", "name", "result"])
     rows = [{"object": "state read", "name": ctx.row.legacy_slug, "result": facts["state"]},
             {"object": "states list", "name": ctx.row.legacy_org,
              "result": ("404: not visible" if facts["listed"] is None else "still lists it" if facts["listed"]
@@ -356,7 +364,7 @@ def verify(ctx: StepContext) -> StepResult:
     decision = recorded_decision(ctx.ledger, ctx.row.legacy_slug, ctx.step, after_row=ctx.started_row_id)
     run = step5_evidence(ctx)
     record = final_backup(ctx)
-    facts = deletion_proof(ctx)
+    facts = deletion_proof(ctx, fresh=False)  # what apply has just read, when it ran in this step
     if facts.get("still_there") and decision is not None and ctx.options.wait_for_deletion:
         facts = _wait_for_deletion(ctx, facts)
     evidence: dict[str, Any] = {

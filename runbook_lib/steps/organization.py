@@ -153,5 +153,17 @@ def verify(ctx: StepContext) -> StepResult:
     except StepError as exc:
         return StepResult(False, str(exc))
     return StepResult(True, f"organization {org.id} with VCS token {token_id}",
-                      {"organization": org.id, "oauth_token_id": token_id,
+                      {"organization": org.id, "oauth_token_id": token_id, "vcs_http_url": ctx.options.vcs_http_url,
                        "operations": entitlements.get("operations")})
+
+
+def recorded_vcs_token_id(ctx: StepContext) -> str | None:
+    """The VCS token step 1 proved for this environment's organization (its evidence in this ledger), when it
+    chose it by the same `vcs_http_url`; None otherwise (then `vcs_token_id` asks the host). Linking with it is
+    its check: the host refuses a token that is gone, and nothing else is changed by that refusal."""
+    passed = ctx.ledger.passed(ctx.row.legacy_slug, catalog.CREATE_ORGANIZATION, "apply")
+    evidence = passed.evidence if passed else {}
+    if (evidence.get("oauth_token_id") and "vcs_http_url" in evidence
+            and evidence["vcs_http_url"] == ctx.options.vcs_http_url):
+        return str(evidence["oauth_token_id"])
+    return None

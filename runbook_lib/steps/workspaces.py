@@ -39,13 +39,13 @@ import pandas as pd
 
 from runbook_lib import native, teams
 from runbook_lib.context import StepContext
-from runbook_lib.errors import StepError
+from runbook_lib.errors import NotFoundError, StepError, ValidationError
 from runbook_lib.jsonapi import Resource
 from runbook_lib.legacy import NOT_FOUND, STATE, configuration_variables, not_visible
 from runbook_lib.mapping import UNKNOWN, secret_variable
 from runbook_lib.results import StepResult
 from runbook_lib.steps import plan_frame, refusals
-from runbook_lib.steps.organization import vcs_token_id
+from runbook_lib.steps.organization import recorded_vcs_token_id, vcs_token_id
 from runbook_lib.terraform import REFUSES_LEGACY_PROVIDERS, cannot_read_state, version_tuple
 
 EMPTY_SENSITIVE_MARK = "[tfe-runbook: sensitive value not carried over - enter it]"
@@ -294,12 +294,14 @@ def _plan_rows(ctx: StepContext, view: LegacyView, ws: Resource | None, ws_vars:
     return plan_frame(rows)
 
 
-def _vcs_repo(ctx: StepContext, view: LegacyView) -> dict[str, Any] | None:
-    """The workspace's `vcs-repo` mirroring the environment's link (None when it has none)."""
+def _vcs_repo(ctx: StepContext, view: LegacyView, *, recorded: bool = False) -> dict[str, Any] | None:
+    """The workspace's `vcs-repo` mirroring the environment's link (None when it has none); with `recorded`,
+    the VCS token step 1 proved (its evidence) rather than one more read of the organization's connections."""
     vcs = view.vcs or {}
     if not vcs:
         return None
-    repo = {"identifier": vcs["repo"], "oauth-token-id": vcs_token_id(ctx)}
+    token = (recorded and recorded_vcs_token_id(ctx)) or vcs_token_id(ctx)
+    repo = {"identifier": vcs["repo"], "oauth-token-id": token}
     if vcs.get("branch"):
         repo["branch"] = vcs["branch"]
     return repo
@@ -338,7 +340,14 @@ def apply(ctx: StepContext) -> pd.DataFrame:
         done.append({"object": "lock", "name": ws.id, "result": "locked"})
     vcs = view.vcs or {}
     if vcs and (ws.get("vcs-repo") or {}).get("identifier") != vcs.get("repo"):
-        ws = ctx.tfe.update_workspace(ws.id, {"vcs-repo": _vcs_repo(ctx, view), "queue-all-runs": True})
+        try:
+            ws = ctx.tfe.update_workspace(ws.id, {"vcs-repo": _vcs_repo(ctx, view, recorded=True),
+                                                  "queue-all-runs": True})
+        except (NotFoundError, ValidationError):
+            if not recorded_vcs_token_id(ctx):
+                raise
+            # the token step 1 recorded is gone (the connection was remade since): the host names the current one
+            ws = ctx.tfe.update_workspace(ws.id, {"vcs-repo": _vcs_repo(ctx, view), "queue-all-runs": True})
         done.append({"object": "vcs link", "name": vcs["repo"], "result": "linked"})
     if vcs and not ws.get("queue-all-runs"):
         ws = ctx.tfe.update_workspace(ws.id, {"queue-all-runs": True})
