@@ -4,8 +4,8 @@ New API (`/api/v2`, bearer token), as TFE answers them:
 - `POST /runs/:id/actions/apply` {"comment"}: 202; only a run paused for confirmation (`planned`,
   `cost_estimated`, `policy_checked`, `post_plan_completed`, `planned_and_saved`); 409 "transition not
   allowed" otherwise. The run goes `confirmed`, then the run worker applies it (`applying` -> `applied`).
-- `POST /runs/:id/actions/discard`: 202; only a run paused for confirmation or a policy override
-  (run.mdx "Discard a Run"); 409 otherwise, a pending or planning run included (cancel those).
+- `POST /runs/:id/actions/discard`: 202; a run paused for confirmation or a policy override, or still
+  `pending` in the queue (run.html.md "Discard a Run"); 409 otherwise, a planning run included (cancel it).
 - `POST /runs/:id/actions/cancel`: 202; a queued, planning or applying run -> `canceled` (run.mdx "Cancel
   a Run"; a terraform command already running finishes; its result is dropped); 409 for a paused or
   finished run.
@@ -79,8 +79,8 @@ def apply_run(req: Request, run_id: str) -> Response:
 
 
 def discard_run(req: Request, run_id: str) -> Response:
-    """`POST /api/v2/runs/:id/actions/discard`: only a run paused for confirmation or a policy override
-    becomes `discarded` (run.mdx "Discard a Run"); 202, or 409 for any other status."""
+    """`POST /api/v2/runs/:id/actions/discard`: a run paused for confirmation or a policy override, or one
+    still pending in the queue, becomes `discarded` (store/runs.py DISCARDABLE_STATUSES); 202, or 409."""
     return _stop(req, run_id, DISCARDABLE_STATUSES, "discarded")
 
 

@@ -66,7 +66,8 @@ from runbook_lib.steps.legacy_vcs import recorded_baseline
 from runbook_lib.steps.push_record import PUSH_RECORD, RUN_ID, push_record, write_push_record  # noqa: F401
 from runbook_lib.steps.recovery import recover, recovery, recovery_plan  # noqa: F401
 from runbook_lib.steps.run_plan import log_tail, read_plan
-from runbook_lib.steps.runs import DONE_STATUSES, FAILED_STATUSES, locate_run, lock_holder, run_commit, wait_for_run
+from runbook_lib.steps.runs import (DONE_STATUSES, FAILED_STATUSES, discard_queued_before_push, locate_run, lock_holder,
+                                   run_commit, wait_for_run)
 
 TARGETS = catalog.BACKEND_TARGETS
 #: How long recovery waits for a just-discarded or canceled run to give the workspace's lock back.
@@ -397,6 +398,8 @@ def apply(ctx: StepContext) -> pd.DataFrame:
         done.append({"object": "workspace lock", "name": ws.id,
                      "result": f"held by run {holder[1]}, not by this runbook: the run releases it when it ends"})
     elif holder is not None:
+        for run_id in discard_queued_before_push(ctx.tfe, ws.id, record["commit"]):
+            done.append({"object": "queued run", "name": run_id, "result": "discarded (queued before the push)"})
         try:
             ctx.tfe.unlock_workspace(ws.id)
             done.append({"object": "workspace lock", "name": ws.id, "result": "unlocked"})

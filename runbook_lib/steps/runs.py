@@ -22,11 +22,12 @@ DONE_STATUSES = FINAL_RUN_STATUSES | WAITING_STATUSES | frozenset({"policy_soft_
 #: Final statuses that prove nothing about the plan: step 5 fails on them, naming what happened.
 FAILED_STATUSES = {"errored": "errored", "canceled": "was canceled", "force_canceled": "was force-canceled",
                    "discarded": "was discarded", "policy_soft_failed": "failed a Sentinel policy (soft-mandatory)"}
-#: Paused runs: recovery discards them (run.mdx: only a run paused for confirmation or a policy override
-#: can be discarded).
-DISCARDABLE_STATUSES = WAITING_STATUSES
-#: Runs still queued or working: recovery cancels them (run.mdx "Cancel a Run"; discard answers 409).
-CANCELABLE_STATUSES = frozenset({"pending", "fetching", "fetching_completed", "pre_plan_running", "pre_plan_completed",
+#: Paused or still queued runs: discarded ("runs that are paused waiting for confirmation or priority. This
+#: includes runs in the "pending," "needs confirmation," "policy checked," and "policy override" states":
+#: run.mdx "Discard a Run").
+DISCARDABLE_STATUSES = WAITING_STATUSES | frozenset({"pending"})
+#: Runs working: recovery cancels them (run.mdx "Cancel a Run": a run "currently planning or applying").
+CANCELABLE_STATUSES = frozenset({"fetching", "fetching_completed", "pre_plan_running", "pre_plan_completed",
                                  "queuing", "plan_queued", "planning", "cost_estimating", "policy_checking",
                                  "post_plan_running", "confirmed", "queuing_apply", "apply_queued",
                                  "pre_apply_running", "pre_apply_completed", "applying"})
@@ -112,6 +113,30 @@ def current_run_or_clear(tfe: Any, workspace_id: str, commit: str, discarded: se
         except ConflictError:
             pass  # it moved on meanwhile (applied by someone, or already discarded): the next read shows it
     return None
+
+
+def discard_queued_before_push(tfe: Any, workspace_id: str, commit: str,
+                               progress: Callable[[str], None] = print) -> list[str]:
+    """Discard the runs of other commits queued in the workspace while it is still locked, before step 5
+    unlocks it; returns their ids (one runs-list read, one discard each).
+
+    The run of the branch head that linking queued (`current_run_or_clear`) waits behind step 2's lock; left
+    there it goes first after the unlock and holds a run slot of the host for a whole plan that proves
+    nothing. Queued, it can be discarded (run.mdx "Discard a Run": "pending" runs). A run of the pushed
+    commit is never touched.
+    """
+    discarded = []
+    for run, sha in tfe.queued_runs(workspace_id):
+        if sha == commit:
+            continue
+        try:
+            tfe.discard_run(run.id, comment=f"tfe-runbook step 5: a run of {str(sha)[:12]} queued before the push "
+                                            f"of {commit[:12]}; only the push's run proves the cut-over")
+        except ConflictError:
+            continue  # it started or ended meanwhile: the wait handles a run that holds the queue
+        discarded.append(run.id)
+        progress(f"discarded queued run {run.id} of commit {str(sha)[:12]}: it was queued before the push")
+    return discarded
 
 
 def locate_run(tfe: Any, workspace_id: str, commit: str, run_id: str | None = None) -> Resource | None:

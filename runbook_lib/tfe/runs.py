@@ -53,6 +53,23 @@ class RunsApi(TfeBase):
             ingress = self.ingress_attributes(cv_id)
         return run, (ingress.get("commit-sha") if ingress is not None else None)
 
+    def queued_runs(self, workspace_id: str) -> list[tuple[Resource, str | None]]:
+        """The workspace's runs still queued (`pending`), newest first, each with the commit it plans, in one
+        runs-list read (``filter[status]=pending``, ``include=configuration_version.ingress_attributes``: run.mdx
+        "List Runs in a Workspace"); the sha is None for a run of an uploaded configuration."""
+        out = []
+        for run in self._list(f"/workspaces/{_seg(workspace_id)}/runs",
+                              {"filter[status]": "pending", "include": "configuration_version.ingress_attributes"}):
+            included = {(r.type, r.id): r for r in run.included}
+            cv_id = run.rel("configuration-version")
+            cv = included.get(("configuration-versions", cv_id)) if cv_id else None
+            ingress_id = cv.rel("ingress-attributes") if cv is not None else None
+            ingress = included.get(("ingress-attributes", ingress_id)) if ingress_id else None
+            if ingress is None and cv_id and (cv is None or ingress_id):
+                ingress = self.ingress_attributes(cv_id)  # a host that left the include out
+            out.append((run, ingress.get("commit-sha") if ingress is not None else None))
+        return out
+
     def get_run(self, run_id: str) -> Resource:
         """GET a run (status, has-changes, relationships plan/apply/configuration-version)."""
         return self._get(f"/runs/{_seg(run_id)}")

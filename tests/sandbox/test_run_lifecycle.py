@@ -35,15 +35,18 @@ def _status(api: Api, run_id: str) -> str:
     return api.get(f"/api/v2/runs/{run_id}").json()["data"]["attributes"]["status"]
 
 
-def test_discard_only_on_a_paused_run_and_cancel_only_on_a_working_one(fresh_sandbox: Sandbox):
+def test_discard_only_on_a_paused_or_queued_run_and_cancel_only_on_a_working_one(fresh_sandbox: Sandbox):
     api, ws = _setup(fresh_sandbox)
     store = fresh_sandbox.store
+    # run.html.md "Discard a Run": runs "paused waiting for confirmation or priority", "pending" included.
+    queued = _run(api, ws["id"])
+    assert api.get(f"/api/v2/runs/{queued['id']}").json()["data"]["attributes"]["actions"]["is-discardable"] is True
+    assert api.post(f"/api/v2/runs/{queued['id']}/actions/discard").status_code == 202
+    assert _status(api, queued["id"]) == "discarded"
     pending = _run(api, ws["id"])
-    # run.mdx "Discard a Run": only a run paused for confirmation or a policy override.
-    refused = api.post(f"/api/v2/runs/{pending['id']}/actions/discard")
-    assert refused.status_code == 409 and "pending run cannot become discarded" in refused.text
     store.transition_run(pending["id"], "planning")
-    assert api.post(f"/api/v2/runs/{pending['id']}/actions/discard").status_code == 409
+    refused = api.post(f"/api/v2/runs/{pending['id']}/actions/discard")
+    assert refused.status_code == 409 and "planning run cannot become discarded" in refused.text
     # run.mdx "Cancel a Run": a planning run is interrupted.
     assert api.post(f"/api/v2/runs/{pending['id']}/actions/cancel").status_code == 202
     assert _status(api, pending["id"]) == "canceled"

@@ -47,7 +47,7 @@ def test_every_status_is_either_awaited_or_an_end():
     # Recovery: discard only what is paused; cancel what still works.
     assert DISCARDABLE_STATUSES.isdisjoint(CANCELABLE_STATUSES)
     assert "planning" in CANCELABLE_STATUSES and "planning" not in DISCARDABLE_STATUSES
-    assert {"planned", "policy_override"} <= DISCARDABLE_STATUSES
+    assert {"planned", "policy_override", "pending"} <= DISCARDABLE_STATUSES  # a queued run is discarded
 
 
 class FakeTfe:

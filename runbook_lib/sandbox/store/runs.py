@@ -25,10 +25,12 @@ RUN_STATUSES = (
 FINAL_STATUSES = frozenset(("applied", "planned_and_finished", "discarded", "errored", "canceled", "force_canceled",
                             "policy_soft_failed"))
 
-# Paused for a person: confirmation, a policy override or a post-plan task decision. Only these can be
-# discarded (run.mdx "Discard a Run": "only possible when the run is paused waiting for confirmation or
-# a policy override"); a saved plan waits for its apply the same way.
-DISCARDABLE_STATUSES = frozenset(("planned", "cost_estimated", "policy_checked", "policy_override",
+# Paused for a person (confirmation, a policy override, a post-plan task decision; a saved plan waits for its
+# apply the same way) or queued: only these can be discarded. "The discard action can be used to skip any
+# remaining work on runs that are paused waiting for confirmation or priority. This includes runs in the
+# "pending," "needs confirmation," "policy checked," and "policy override" states" (terraform-website
+# 6a3873a83, content/source/docs/cloud/api/run.html.md "Discard a Run"). A planning run cannot be (cancel it).
+DISCARDABLE_STATUSES = frozenset(("pending", "planned", "cost_estimated", "policy_checked", "policy_override",
                                   "post_plan_awaiting_decision", "post_plan_completed", "planned_and_saved"))
 
 # Paused for confirmation: `actions/apply` moves these on (run.mdx "Apply a Run").
