@@ -17,6 +17,8 @@ Classified apart from the "work" requests:
 - 429 answers (the rate limiter's refusals, retried by the transport);
 - requests the sandbox's own run worker makes (its terraform reading another environment's state
   through `terraform_remote_state`): not the runbook's;
+- the batch's account check (`GET /api/v2/account/details`, the legacy user of the token), once per batch
+  before its first step, whose log it would otherwise join;
 - transfers of hosted objects (`/_archivist/...`: the state upload and its download, the plan's JSON):
   signed links to the object store, not API calls under the API's rate limit. They are counted and
   shown in their own column ("hosted"), not hidden.
@@ -55,10 +57,14 @@ def classify(step: str, env: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     from urllib.parse import quote
 
     own_state = f"/api/v1/terraform/state/{env.split('/')[0]}/{quote(env.split('/', 1)[1], safe='')}"
-    counts = {"work": 0, "polls": 0, "run_polls": 0, "answers_429": 0, "run_worker": 0, "hosted": 0, "tfe_work": 0}
+    counts = {"work": 0, "polls": 0, "run_polls": 0, "answers_429": 0, "run_worker": 0, "hosted": 0, "tfe_work": 0,
+              "batch": 0}
     for row in rows:
         path = row["path"]
-        if row["status"] == 429:
+        if path == "/api/v2/account/details" or (path.startswith("/api/v1/user/")
+                                                  and path != f"/api/v1/user/{env.split('/')[0]}"):
+            counts["batch"] += 1  # the batch's one account check per host, before its first step
+        elif row["status"] == 429:
             counts["answers_429"] += 1
         elif path.startswith("/_archivist/"):
             counts["hosted"] += 1
@@ -117,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     envs = {}
     for env, steps in per.items():
         total = {k: sum(s[k] for s in steps.values()) for k in ("work", "polls", "run_polls", "answers_429",
-                                                                 "run_worker", "hosted", "tfe_work")}
+                                                                 "run_worker", "hosted", "tfe_work", "batch")}
         envs[env] = {"per_step": steps, "total": total,
                      "polls_per_awaited_run": steps.get(STEP_5, {}).get("run_polls", 0)}
     max_work = max(e["total"]["work"] for e in envs.values())
