@@ -161,11 +161,15 @@ class Schedule:
             yield from (self.environments[i] for i in self._waiting[phase])
 
     def ready(self, limit: int | None = None) -> list[tuple[str, int]]:
-        """Up to `limit` (environment, phase) pairs that may start now, within each phase's cap: later
-        phases first (a cut-over mostly waits for the host's run, so it takes a slot before another
-        migration), then in mapping order."""
+        """Up to `limit` (environment, phase) pairs that may start now, within each phase's cap, in mapping
+        order within a phase. Cut-overs first: each mostly waits for the host's run, and the host's run slots
+        are what bound a batch, so a free slot goes to a cut-over before anything else. Then deletions, then
+        migrations (an environment is finished before another starts). Deletions after cut-overs matters at
+        scale: until every environment has migrated, nobody knows who reads whose state, so deletions
+        become ready together when the last migration ends (60 of 100 at once in a measured estate);
+        taking slots ahead of cut-overs, they left half of the host's run slots idle for 30 s."""
         found: list[tuple[str, int]] = []
-        for phase in reversed(self.phases):
+        for phase in sorted(self.phases, key=lambda p: (p != CUT_OVER, -p)):
             room = self.caps.get(phase, len(self.environments)) - self._running[phase]
             if room <= 0 or (limit is not None and len(found) >= limit):
                 continue

@@ -18,19 +18,20 @@ AUTO_REQUESTS_PER_ENV_S = 2.7
 #: kernel and few requests (steps 4 and 5 ask ~22 in ~30 s, polls included: `AUTO_REQUESTS_PER_CUT_OVER_S`;
 #: they are given at most half the request budget).
 #: A TFE executes 10 runs at once by default (TFE_CAPACITY_CONCURRENCY), and a cut-over holds its slot about
-#: 1.4x as long as its run holds one of the host's (step 4, the push and finding the run before it, reading
-#: the plan back after it: ~8 s around a 20 s plan, measured), so 14 in flight keep the host's 10 run slots
-#: busy; the few runs beyond its capacity wait in its queue. Without slots of their own, cut-overs waiting
-#: for runs fill every slot and the migrations behind them wait.
-AUTO_CUT_OVERS = 14
+#: 1.6x as long as its run holds one of the host's (step 4, discarding what was queued before the push, the
+#: push and finding its run, reading the plan and the legacy side back after it: 32 s around a 20 s plan,
+#: measured at 100 environments), so 16 in flight keep the host's 10 run slots busy (14 kept 8.3 of them
+#: busy on average); the few runs beyond its capacity wait in its queue. Without slots of their own,
+#: cut-overs waiting for runs fill every slot and the migrations behind them wait.
+AUTO_CUT_OVERS = 16
 AUTO_REQUESTS_PER_CUT_OVER_S = 0.8
 #: A warm kernel with pandas and the step modules: resident memory budgeted per environment in flight.
 AUTO_KERNEL_MB = 250
 #: Kernels per core: they wait on the network far more than they compute (waiting holds no CPU). An
-#: environment costs ~2.8 CPU-seconds in ~50 s of steps (batch process, kernel, HTML copy: measured at 100
-#: environments), so 12 in flight on a core keep it well under full; 24 on two cores let 10 migrate while
-#: 14 cut over.
-AUTO_KERNELS_PER_CORE = 12
+#: environment costs ~2.2 CPU-seconds in ~50 s of steps (batch process, kernel, HTML copy: measured at 100
+#: environments), so 13 in flight on a core keep it well under full; 26 on two cores let 10 migrate while
+#: 16 cut over.
+AUTO_KERNELS_PER_CORE = 13
 
 
 @dataclass

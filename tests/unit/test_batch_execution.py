@@ -110,13 +110,13 @@ def test_read_reuse_is_scoped_to_one_step_context_and_the_rate_budget_is_not(tmp
 
 def test_jobs_auto_follows_the_host_rate_limit_and_the_machine():
     roomy = dict(cores=2, available_mb=16000)
-    # 27/s budget at 2.7 requests/s per migrating environment, and 14 cut-overs (a TFE's default run capacity
+    # 27/s budget at 2.7 requests/s per migrating environment, and 16 cut-overs (a TFE's default run capacity
     # of 10, and the time a cut-over spends outside its run)
     wide = batch.choose_jobs(100, 30.0, cores=4, available_mb=16000)
-    assert (wide.jobs, wide.by_rate, wide.migrating, wide.cut_overs) == (24, 10, 10, 14)
-    assert "at most 10 of them migrating and 14 cutting over" in wide.describe()
-    assert batch.choose_jobs(100, 30.0, cores=1, available_mb=16000).jobs == 12  # then the CPU bound (12 kernels per core)
-    assert batch.choose_jobs(100, 30.0, **roomy).cut_overs == 14
+    assert (wide.jobs, wide.by_rate, wide.migrating, wide.cut_overs) == (26, 10, 10, 16)
+    assert "at most 10 of them migrating and 16 cutting over" in wide.describe()
+    assert batch.choose_jobs(100, 30.0, cores=1, available_mb=16000).jobs == 13  # then the CPU bound (13 kernels per core)
+    assert batch.choose_jobs(100, 30.0, **roomy).cut_overs == 16
     few = batch.choose_jobs(4, 30.0, **roomy)
     assert (few.jobs, few.cut_overs) == (4, 4)  # never more than the environments
     assert batch.choose_jobs(100, 30.0, cores=2, available_mb=1000).jobs == 2  # memory: 250 MB per kernel

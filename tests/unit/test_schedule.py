@@ -57,7 +57,7 @@ def test_a_deletion_waits_for_every_reader_cut_over_and_for_readers_not_yet_know
     assert plan.ready() == [("o/a", MIGRATE)]
     _run(plan, ("o/a", MIGRATE))
     # a reads b: c may go, b waits until a is cut over
-    assert plan.ready() == [("o/c", DELETE), ("o/a", CUT_OVER)]
+    assert plan.ready() == [("o/a", CUT_OVER), ("o/c", DELETE)]
     _run(plan, ("o/a", CUT_OVER))
     assert set(plan.ready()) == {("o/a", DELETE), ("o/b", DELETE), ("o/c", DELETE)}
 
@@ -71,11 +71,21 @@ def test_later_phases_first_and_at_most_the_free_slots():
     assert ("o/a", CUT_OVER) not in plan.ready() and plan.running() == 1
 
 
+def test_cut_overs_take_free_slots_before_deletions():
+    envs = [f"o/{i}" for i in range(6)]
+    plan = Schedule(envs, [MIGRATE, CUT_OVER, DELETE], reads=lambda e: frozenset(), caps={CUT_OVER: 2})
+    _run(plan, *[(e, MIGRATE) for e in envs])
+    _run(plan, *[(e, CUT_OVER) for e in envs[:2]])
+    # two deletions and four cut-overs are ready (two within the cap): the cut-overs come first
+    assert plan.ready() == [("o/2", CUT_OVER), ("o/3", CUT_OVER), ("o/0", DELETE), ("o/1", DELETE)]
+    assert plan.ready(limit=2) == [("o/2", CUT_OVER), ("o/3", CUT_OVER)]
+
+
 def test_a_resumed_batch_without_the_migrate_phase_uses_the_ledger_or_waits_for_everyone():
     known = _schedule({"o/a": set(), "o/b": set(), "o/c": set()}, phases=[CUT_OVER, DELETE])
     assert known.ready() == [(e, CUT_OVER) for e in ENVS]
     _run(known, ("o/a", CUT_OVER))
-    assert known.ready()[0] == ("o/a", DELETE)  # nobody reads a
+    assert ("o/a", DELETE) in known.ready()  # nobody reads a
     unknown = _schedule({}, phases=[CUT_OVER, DELETE])
     _run(unknown, ("o/a", CUT_OVER), ("o/b", CUT_OVER))
     assert unknown.ready() == [("o/c", CUT_OVER)]
