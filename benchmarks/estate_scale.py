@@ -7,7 +7,8 @@ default), and each token may send `--rate-limit` requests a second (default 30, 
 limit). The sandbox is served from a child process.
 
 Reported: the wall time; the bound `max(N * requests_per_env / rate_limit, ceil(N / capacity) *
-run_seconds)` with `requests_per_env` measured from the sandbox's request log; their ratio (target
+run_seconds)` with `requests_per_env` the /api/v2 requests (the ones the limit counts) measured from the
+sandbox's request log, all hosts' requests beside it; their ratio (target
 <= 1.5x, goal 1.2x); beside it, what that bound leaves out: the runs lists' own 30 requests per
 minute (`runs_list_bound_s`, from the measured runs-list reads); the longest streak of consecutive 429 answers (target: never two in a row); the
 peak resident memory of the batch process and all its kernels together (sampled every 0.5 s); the CPU
@@ -152,13 +153,17 @@ def main(argv: list[str] | None = None) -> int:
     failures = [f"{o.environment} {o.step}: {o.error}" for o in result.outcomes if o.status not in ("passed", "skipped")]
     n = len(rows)
     requests_per_env = len(log) / n
-    rate_bound = n * requests_per_env / args.rate_limit
+    # Only /api/v2 answers to the token's 30/s (the legacy host and hosted object transfers do not), so only
+    # those requests bound the estate; the rest are reported beside them.
+    limited_per_env = sum(1 for r in log if r["path"].startswith("/api/v2/")) / n
+    rate_bound = n * limited_per_env / args.rate_limit
     run_bound = math.ceil(n / args.capacity) * args.run_seconds
     bound = max(rate_bound, run_bound)
     runs_lists = sum(1 for r in log if r["method"] == "GET" and r["path"].rstrip("/").endswith("/runs")
                      and r["path"].startswith(("/api/v2/workspaces/", "/api/v2/organizations/")))
     figures = {"environments": n, "wall_s": round(wall, 1), "requests": len(log),
-               "requests_per_env": round(requests_per_env, 1), "rate_bound_s": round(rate_bound, 1),
+               "requests_per_env": round(requests_per_env, 1),
+               "rate_limited_requests_per_env": round(limited_per_env, 1), "rate_bound_s": round(rate_bound, 1),
                "run_bound_s": round(run_bound, 1), "bound_s": round(bound, 1), "runs_list_requests": runs_lists,
                "runs_list_bound_s": round(runs_lists / (RUNS_LIST_LIMIT_PER_MINUTE / 60.0), 1), "wall_over_bound": round(wall / bound, 2),
                "answers_429": sum(1 for r in log if r["status"] == 429), "longest_429_streak": longest_429_streak(log),
