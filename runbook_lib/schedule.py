@@ -164,8 +164,8 @@ class Schedule:
         """Up to `limit` (environment, phase) pairs that may start now, within each phase's cap, in mapping
         order within a phase. Cut-overs first: each mostly waits for the host's run, and the host's run slots
         are what bound a batch, so a free slot goes to a cut-over before anything else. Then deletions, then
-        migrations (an environment is finished before another starts). Deletions after cut-overs matters at
-        scale: until every environment has migrated, nobody knows who reads whose state, so deletions
+        migrations (an environment is finished before another starts). Putting deletions after cut-overs
+        matters at scale: until every environment has migrated, nobody knows who reads whose state, so deletions
         become ready together when the last migration ends (60 of 100 at once in a measured estate);
         taking slots ahead of cut-overs, they left half of the host's run slots idle for 30 s."""
         found: list[tuple[str, int]] = []

@@ -28,7 +28,7 @@ AUTO_REQUESTS_PER_CUT_OVER_S = 0.8
 #: A warm kernel with pandas and the step modules: resident memory budgeted per environment in flight.
 AUTO_KERNEL_MB = 250
 #: Kernels per core: they wait on the network far more than they compute (waiting holds no CPU). An
-#: environment costs ~2.2 CPU-seconds in ~50 s of steps (batch process, kernel, HTML copy: measured at 100
+#: environment costs ~2.8 CPU-seconds in ~50 s of steps (batch process, kernel, HTML copy: measured at 100
 #: environments), so 13 in flight on a core keep it well under full; 26 on two cores let 10 migrate while
 #: 16 cut over.
 AUTO_KERNELS_PER_CORE = 13

@@ -246,8 +246,9 @@ def _peak_rss_mb(args: list[str]) -> tuple[int, int, str]:
     err = child.stderr.read().decode()
     child.wait()
     with os.fdopen(read_end, "rb") as report:
-        kilobytes = int(report.read() or 0)
-    return child.returncode, kilobytes // 1024, err
+        reported = report.read()
+    assert reported, f"the command ended without reporting its peak memory: {err}"
+    return child.returncode, int(reported) // 1024, err
 
 
 @pytest.mark.parametrize("member, words", [
