@@ -30,7 +30,6 @@ import pytest
 from runbook_lib import audit, summary
 from runbook_lib.catalog import STEPS
 from runbook_lib.cli import main
-from runbook_lib.errors import AuditError
 from runbook_lib.ledger import Ledger
 
 ENV = "acme-legacy/web"
