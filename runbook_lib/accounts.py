@@ -103,7 +103,7 @@ def check_legacy(settings: Settings, name: str) -> HostAccount:
         try:
             try:
                 user = client.get_user(name)
-                found = str((user.get("user") if isinstance(user.get("user"), dict) else user).get("username") or name)
+                found = str(user.get("username") or name)  # the user object itself (users.html.md)
                 detail = (f"accepts ${settings.legacy_token_var} (user {found} read; the legacy API does not say "
                           f"whose token it is)")
             except NotFoundError:  # the token was accepted (a refused one is 401), but no such user there
