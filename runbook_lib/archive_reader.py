@@ -163,15 +163,21 @@ def _listing(archive_path: Path, manifest: Any) -> Mapping[str, Any]:
     return listed
 
 
+def _place(archive_path: Path, member: tarfile.TarInfo) -> tuple[str, str]:
+    """A safe member's top folder and its path inside it; refuses an unsafe member or one outside any folder."""
+    _check_member(archive_path, member)
+    top, sep, rel = member.name.partition("/")
+    if not sep or not rel:
+        raise _malformed(archive_path, f"{member.name} is not inside the batch's folder")
+    return top, rel
+
+
 def _members(archive_path: Path, name: str, tar: tarfile.TarFile, capped: _Capped) -> list[VerifyProblem]:
     members: Iterator[tarfile.TarInfo] = iter(tar)
     first = next(members, None)
     if first is None:
         raise _malformed(archive_path, "it is empty")
-    _check_member(archive_path, first)
-    top, sep, rel = first.name.partition("/")
-    if not sep or not rel:
-        raise _malformed(archive_path, f"{first.name} is not inside the batch's folder")
+    top, rel = _place(archive_path, first)
     if rel != MANIFEST:
         raise _malformed(archive_path, f"it holds no {top}/{MANIFEST} as its first member (`archive` writes it "
                                        f"first)")
@@ -191,10 +197,7 @@ def _members(archive_path: Path, name: str, tar: tarfile.TarFile, capped: _Cappe
                                                      f"{manifest.get('batch')!r}); {top}.tar.gz was expected"))
     seen: dict[str, str] = {}
     for member in members:
-        _check_member(archive_path, member)
-        head, sep, rel = member.name.partition("/")
-        if not sep or not rel:
-            raise _malformed(archive_path, f"{member.name} is not inside the batch's folder")
+        head, rel = _place(archive_path, member)
         if head != top:
             raise _malformed(archive_path, f"it holds 2 top folders or more ({top}, {head}), one batch folder was "
                                            f"expected")
