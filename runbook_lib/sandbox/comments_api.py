@@ -21,7 +21,7 @@ from typing import Any
 
 from runbook_lib.sandbox import documents, errors
 from runbook_lib.sandbox.tfe_api import _rel, _user, _ws_of
-from runbook_lib.sandbox.wire import Request, Response, jsonapi_response, paginate, parse_resource
+from runbook_lib.sandbox.wire import Request, Response, includes, jsonapi_response, paginate, parse_resource
 
 #: `?include=` on run events (go-tfe `run_event.go` RunEventIncludeOpt).
 RUN_EVENT_INCLUDES = ("actor", "comment")
@@ -76,20 +76,16 @@ def show_comment(req: Request, comment_id: str) -> Response:
 
 
 def _events_document(req: Request, data: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    includes = [i for i in (req.query.get("include") or "").split(",") if i]
-    unknown = [i for i in includes if i not in RUN_EVENT_INCLUDES]
-    if unknown:
-        raise errors.BadRequestError(f"Invalid include parameter: {', '.join(unknown)} (run events include "
-                                     f"{', '.join(RUN_EVENT_INCLUDES)})")
+    asked = includes(req, RUN_EVENT_INCLUDES, f"run events include {', '.join(RUN_EVENT_INCLUDES)}")
     doc: dict[str, Any] = {"data": data}
-    if includes:
+    if asked:
         out: dict[tuple[str, str], dict[str, Any]] = {}
         for row in rows:
-            if "actor" in includes and row["actor_id"]:
+            if "actor" in asked and row["actor_id"]:
                 user = req.store.find_user_by_id(row["actor_id"])
                 if user is not None:
                     out[("users", user["id"])] = documents.render(req, "users", user)
-            if "comment" in includes and row["comment_id"]:
+            if "comment" in asked and row["comment_id"]:
                 comment = req.store.comment_by_id(row["comment_id"])
                 if comment is not None:
                     out[("comments", comment["id"])] = comment_doc(req, comment)

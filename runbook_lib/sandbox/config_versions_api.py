@@ -8,7 +8,7 @@ from typing import Any
 
 from runbook_lib.sandbox import documents, errors
 from runbook_lib.sandbox.tfe_api import _archivist, _rel, _user, _ws
-from runbook_lib.sandbox.wire import Request, Response, check_bool, jsonapi_response, paginate, parse_resource
+from runbook_lib.sandbox.wire import Request, Response, includes, check_bool, jsonapi_response, paginate, parse_resource
 
 
 # --- configuration versions -------------------------------------------------------------------------------
@@ -52,18 +52,14 @@ CV_INCLUDES = ("ingress_attributes", "run")
 
 
 def _cv_document(req: Request, data: Any, cvs: list[dict[str, Any]]) -> dict[str, Any]:
-    includes = [i for i in (req.query.get("include") or "").split(",") if i]
-    unknown = [i for i in includes if i not in CV_INCLUDES]
-    if unknown:
-        raise errors.BadRequestError(f"Invalid include parameter: {', '.join(unknown)} (configuration versions "
-                                     f"include {', '.join(CV_INCLUDES)})")
+    asked = includes(req, CV_INCLUDES, f"configuration versions include {', '.join(CV_INCLUDES)}")
     doc: dict[str, Any] = {"data": data}
-    if includes:
+    if asked:
         included = []
         for cv in cvs:
-            if "ingress_attributes" in includes and cv["ingress"]:
+            if "ingress_attributes" in asked and cv["ingress"]:
                 included.append(documents.render(req, "ingress-attributes", cv))
-            run = req.store.first_run_of_configuration(cv["id"]) if "run" in includes else None
+            run = req.store.first_run_of_configuration(cv["id"]) if "run" in asked else None
             if run is not None:
                 included.append(documents.render(req, "runs", run))
         doc["included"] = included

@@ -6,7 +6,7 @@ from typing import Any
 
 from runbook_lib.sandbox import documents, errors
 from runbook_lib.sandbox.tfe_api import EXECUTION_MODES, OAUTH_PROVIDERS, _rel, _user
-from runbook_lib.sandbox.wire import (Request, Response, check_bool, check_str, jsonapi_response, paginate,
+from runbook_lib.sandbox.wire import (Request, Response, includes, check_bool, check_str, jsonapi_response, paginate,
                                      parse_resource, relationship_id)
 
 
@@ -72,18 +72,14 @@ ORGANIZATION_INCLUDES = ("entitlement_set", "default-project", "default_project"
 
 
 def _org_document(req: Request, data: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    includes = [i for i in (req.query.get("include") or "").split(",") if i]
-    unknown = [i for i in includes if i not in ORGANIZATION_INCLUDES]
-    if unknown:
-        raise errors.BadRequestError(f"Invalid include parameter: {', '.join(unknown)} (organizations include "
-                                     f"{', '.join(ORGANIZATION_INCLUDES)})")
+    asked = includes(req, ORGANIZATION_INCLUDES, f"organizations include {', '.join(ORGANIZATION_INCLUDES)}")
     doc: dict[str, Any] = {"data": data}
-    if includes:
+    if asked:
         included = []
         for row in rows:
-            if "entitlement_set" in includes:
+            if "entitlement_set" in asked:
                 included.append(_entitlements_doc(row))
-            if {"default-project", "default_project"} & set(includes) and row["default_project_id"]:
+            if {"default-project", "default_project"} & set(asked) and row["default_project_id"]:
                 project = req.store.find_project(row["default_project_id"])
                 if project:
                     included.append(_project_doc(project))
@@ -300,15 +296,12 @@ def show_agent_pool(req: Request, pool_id: str) -> Response:
     """`GET /api/v2/agent-pools/:id` (`?include=workspaces`: the workspaces whose runs use it, agents.mdx
     "Available Related Resources")."""
     pool = req.store.get_agent_pool(pool_id, _user(req))
-    includes = [i for i in (req.query.get("include") or "").split(",") if i]
-    if any(i != "workspaces" for i in includes):
-        raise errors.BadRequestError(f"Invalid include parameter: {', '.join(i for i in includes if i != 'workspaces')}"
-                                     " (agent pools include workspaces)")
+    asked = includes(req, ("workspaces",), "agent pools include workspaces")
     using = [w for w in req.store.list_workspaces(pool["org"]) if req.store.workspace_agent_pool(w) == pool["id"]]
     doc = _agent_pool_doc(pool)
     doc["relationships"]["workspaces"] = {"data": [{"id": w["id"], "type": "workspaces"} for w in using]}
     answer: dict[str, Any] = {"data": doc}
-    if includes:
+    if asked:
         answer["included"] = [documents.render(req, "workspaces", w) for w in using]
     return jsonapi_response(answer)
 
@@ -385,15 +378,11 @@ OAUTH_CLIENT_INCLUDES = ("oauth_tokens", "projects")
 
 
 def _oauth_document(req: Request, data: Any, clients: list[dict[str, Any]]) -> dict[str, Any]:
-    includes = [i for i in (req.query.get("include") or "").split(",") if i]
-    unknown = [i for i in includes if i not in OAUTH_CLIENT_INCLUDES]
-    if unknown:
-        raise errors.BadRequestError(f"Invalid include parameter: {', '.join(unknown)} (OAuth clients include "
-                                     f"{', '.join(OAUTH_CLIENT_INCLUDES)})")
+    asked = includes(req, OAUTH_CLIENT_INCLUDES, f"OAuth clients include {', '.join(OAUTH_CLIENT_INCLUDES)}")
     doc: dict[str, Any] = {"data": data}
-    if includes:
+    if asked:
         doc["included"] = [_oauth_token_doc(t) for c in clients for t in req.store.list_oauth_tokens(c["id"])] \
-            if "oauth_tokens" in includes else []
+            if "oauth_tokens" in asked else []
     return doc
 
 

@@ -12,7 +12,7 @@ from runbook_lib.sandbox.store.base import parse_state
 from runbook_lib.sandbox.store.runs import APPLY_FINAL
 from runbook_lib.sandbox.store.workspaces import count_managed_resources
 from runbook_lib.sandbox.tfe_api import _archivist, _rel, _user, _ws, _ws_of
-from runbook_lib.sandbox.wire import Request, Response, check_bool, check_str, jsonapi_response, paginate, parse_resource, relationship_id
+from runbook_lib.sandbox.wire import Request, Response, includes, check_bool, check_str, jsonapi_response, paginate, parse_resource, relationship_id
 
 
 # --- state versions ---------------------------------------------------------------------------------------
@@ -132,12 +132,7 @@ STATE_VERSION_INCLUDES = ("created_by", "run", "run.created_by", "run.configurat
 
 
 def _sv_includes(req: Request) -> list[str]:
-    includes = [i for i in (req.query.get("include") or "").split(",") if i]
-    unknown = [i for i in includes if i not in STATE_VERSION_INCLUDES]
-    if unknown:
-        raise errors.BadRequestError(f"Invalid include parameter: {', '.join(unknown)} (state versions include "
-                                     f"{', '.join(STATE_VERSION_INCLUDES)})")
-    return includes
+    return includes(req, STATE_VERSION_INCLUDES, f"state versions include {', '.join(STATE_VERSION_INCLUDES)}")
 
 
 def _sv_document(req: Request, data: Any, svs: list[dict[str, Any]]) -> dict[str, Any]:

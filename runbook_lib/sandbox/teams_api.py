@@ -22,7 +22,8 @@ from typing import Any
 
 from runbook_lib.sandbox import errors
 from runbook_lib.sandbox.tfe_api import _rel, _user, _user_doc
-from runbook_lib.sandbox.wire import Request, Response, jsonapi_response, paginate, parse_resource, relationship_id
+from runbook_lib.sandbox.wire import (Request, Response, includes, jsonapi_response, paginate, parse_resource,
+                                      relationship_id)
 from runbook_lib.sandbox.store.teams import OWNERS, check_team_attributes
 
 _ISO = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
@@ -47,12 +48,9 @@ def _team_doc(req: Request, team: dict[str, Any], users: list[dict[str, Any]]) -
 
 def _with_included(req: Request, docs: list[dict[str, Any]], users: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """`include=users` adds every member's user record once; any other include is a 400."""
-    include = [i for i in (req.query.get("include") or "").split(",") if i]
-    unknown = [i for i in include if i != "users"]
-    if unknown:
-        # `organization-memberships` (teams.mdx) is not modelled: the sandbox keeps no membership records
-        raise errors.BadRequestError(f"Invalid include parameter: {', '.join(unknown)} (the sandbox includes users "
-                                     "only: it keeps no organization membership records)")
+    # `organization-memberships` (teams.mdx) is not modelled: the sandbox keeps no membership records
+    include = includes(req, ("users",), "the sandbox includes users only: it keeps no organization membership "
+                                        "records")
     return {"included": [_user_doc(u) for u in users.values()]} if include else {}
 
 

@@ -14,7 +14,7 @@ from runbook_lib.sandbox.plans_api import run_terraform_version
 from runbook_lib.sandbox.store.runs import (CANCELABLE_STATUSES, CONFIRMABLE_STATUSES, DISCARDABLE_STATUSES,
                                             FINAL_STATUSES as FINAL_RUN_STATUSES)
 from runbook_lib.sandbox.tfe_api import _rel, _user, _ws, _ws_of
-from runbook_lib.sandbox.wire import (Request, Response, check_bool, check_str, jsonapi_response, paginate,
+from runbook_lib.sandbox.wire import (Request, Response, includes, check_bool, check_str, jsonapi_response, paginate,
                                      parse_resource, relationship_id)
 
 
@@ -76,11 +76,7 @@ def run_doc(req: Request, run: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_includes(req: Request) -> list[str]:
-    includes = [i for i in (req.query.get("include") or "").split(",") if i]
-    unknown = [i for i in includes if i not in RUN_INCLUDES]
-    if unknown:
-        raise errors.BadRequestError(f"Invalid include parameter: {', '.join(unknown)}")
-    return includes
+    return includes(req, RUN_INCLUDES)
 
 
 def _included(req: Request, runs: list[dict[str, Any]], includes: list[str]) -> list[dict[str, Any]]:

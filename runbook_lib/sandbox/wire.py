@@ -135,6 +135,17 @@ def parse_resource(req: Request, expected_type: str | tuple[str, ...] | None, *,
     return attrs, rels
 
 
+def includes(req: Request, allowed: tuple[str, ...] | dict[str, Any], served: str = "") -> list[str]:
+    """The `?include=` names asked for (JSON:API 1.0 "Inclusion of Related Resources"), in their order; a 400
+    naming each one the route does not serve, with `served` (what it includes, or why not) beside them."""
+    asked = [i for i in (req.query.get("include") or "").split(",") if i]
+    unknown = [i for i in asked if i not in allowed]
+    if unknown:
+        beside = f" ({served})" if served else ""
+        raise errors.BadRequestError(f"Invalid include parameter: {', '.join(unknown)}{beside}")
+    return asked
+
+
 def relationship_id(rels: dict, name: str, expected_type: str | None = None) -> str | None:
     """The id of a to-one relationship in a request document, or None when absent.
 

@@ -10,7 +10,7 @@ from typing import Any
 from runbook_lib.sandbox import documents, errors, vcs
 from runbook_lib.sandbox.states_api import workspace_outputs
 from runbook_lib.sandbox.tfe_api import EXECUTION_MODES, _ALL_PERMISSIONS, _rel, _user, _ws
-from runbook_lib.sandbox.wire import (Request, Response, check_bool, check_str, jsonapi_response, paginate,
+from runbook_lib.sandbox.wire import (Request, Response, includes, check_bool, check_str, jsonapi_response, paginate,
                                      parse_resource, relationship_id)
 
 
@@ -286,12 +286,7 @@ WORKSPACE_INCLUDES = {"current-state-version": _include_state, "organization": _
 
 
 def _includes(req: Request) -> list[str]:
-    includes = [i for i in (req.query.get("include") or "").split(",") if i]
-    unknown = [i for i in includes if i not in WORKSPACE_INCLUDES]
-    if unknown:
-        raise errors.BadRequestError(f"Invalid include parameter: {', '.join(unknown)} (the sandbox serves "
-                                     f"{', '.join(WORKSPACE_INCLUDES)})")
-    return includes
+    return includes(req, WORKSPACE_INCLUDES, f"the sandbox serves {', '.join(WORKSPACE_INCLUDES)}")
 
 
 def _included(req: Request, rows: list[dict[str, Any]], includes: list[str]) -> list[dict[str, Any]]:
