@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -113,15 +114,22 @@ def jupyterlab(tmp_path: Path, migrated) -> Iterator[tuple[str, Path]]:
     root.mkdir()
     for name in ("04_disable_legacy_vcs.ipynb", "06_delete_legacy_environment.ipynb"):
         _notebook_for(root, runs, name)
-    token = secrets.token_hex(16)
-    port = free_port()
-    env = {**os.environ, **environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "jcfg"),
-           "JUPYTER_RUNTIME_DIR": str(tmp_path / "jrt"), "IPYTHONDIR": str(tmp_path / "ipy")}
-    log = (tmp_path / "jupyterlab.log").open("w")
+    with jupyterlab_server(root, tmp_path, environ) as (port, token):
+        yield f"http://127.0.0.1:{port}/lab/tree/{{}}?token={token}", runs, sandbox
+
+
+@contextmanager
+def jupyterlab_server(root: Path, state: Path, environ: dict[str, str] | None = None) -> Iterator[tuple[int, str]]:
+    """JupyterLab on 127.0.0.1 serving `root`, its configuration and data under `state`, with `environ` added to
+    this process's environment for its kernels; yields (port, token)."""
+    token, port = secrets.token_hex(16), free_port()
+    env = {**os.environ, **(environ or {}), "JUPYTER_CONFIG_DIR": str(state / "jcfg"), "JUPYTER_DATA_DIR": str(state / "jdata"),
+           "JUPYTER_RUNTIME_DIR": str(state / "jrt"), "IPYTHONDIR": str(state / "ipy")}
+    log = (state / "jupyterlab.log").open("w")
     proc = subprocess.Popen([str(VENV_BIN / "jupyter"), "lab", "--no-browser", f"--ServerApp.token={token}",
                              "--ServerApp.ip=127.0.0.1", f"--port={port}", f"--ServerApp.root_dir={root}",
-                             f"--LabApp.workspaces_dir={tmp_path / 'jws'}",
-                             "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+                             f"--LabApp.workspaces_dir={state / 'jws'}", "--LabApp.news_url=",
+                             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
                              # CI containers run as root; JupyterLab refuses that unless told
                              *(["--allow-root"] if os.geteuid() == 0 else [])],
                             cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -133,9 +141,9 @@ def jupyterlab(tmp_path: Path, migrated) -> Iterator[tuple[str, Path]]:
                     break
             except requests.ConnectionError:
                 pass
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "jupyterlab.log").read_text()[-2000:]
+            assert proc.poll() is None and time.monotonic() < deadline, (state / "jupyterlab.log").read_text()[-2000:]
             time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}/lab/tree/{{}}?token={token}", runs, sandbox
+        yield port, token
     finally:
         proc.terminate()
         try:

@@ -13,12 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import shutil
-import subprocess
-import sys
-import time
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
@@ -26,20 +21,17 @@ from typing import Iterator
 import nbformat
 from nbformat.sign import NotebookNotary
 import pytest
-import requests
 from hostile_markup import BRANCH, LINEAGE, plant
 from sandbox_fixtures import sandbox_in_environ
-from test_gate_browser import CHROMIUM_ARGS, _chromium
+from test_gate_browser import CHROMIUM_ARGS, _chromium, jupyterlab_server
 
 from runbook_lib import audit
 from runbook_lib.batch import STEPS, BatchRunner
 from runbook_lib.mapping import propose
 from runbook_lib.rehearsal import NEW_ORG, batch_parameters
-from runbook_lib.sandbox.control import free_port
 
 ENV = "network-prod"
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
-VENV_BIN = Path(sys.executable).parent
 #: The verdict banners' backgrounds (display.COLOURS) as a browser computes them.
 PASS_BACKGROUND, PLAN_BACKGROUND, ATTENTION_BACKGROUND = "rgb(232, 245, 233)", "rgb(227, 242, 253)", "rgb(255, 248, 225)"
 
@@ -63,39 +55,6 @@ def executed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Pat
                                    parameters={"legacy_org": sandbox.legacy_org, "legacy_env": "", "new_org": NEW_ORG,
                                                "audit_root": str(out / "survey"), "interactive": False})
         yield {"step00": env_dir / f"{STEPS[0]}.ipynb", "step02": env_dir / f"{STEPS[2]}.ipynb", "survey": survey}
-
-
-@contextmanager
-def _jupyterlab(root: Path, state: Path) -> Iterator[tuple[int, str]]:
-    """JupyterLab on 127.0.0.1 serving `root`, its configuration and data under `state`; yields (port, token)."""
-    token, port = secrets.token_hex(16), free_port()
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(state / "jcfg"), "JUPYTER_DATA_DIR": str(state / "jdata"),
-           "JUPYTER_RUNTIME_DIR": str(state / "jrt"), "IPYTHONDIR": str(state / "ipy")}
-    log = (state / "jupyterlab.log").open("w")
-    proc = subprocess.Popen([str(VENV_BIN / "jupyter"), "lab", "--no-browser", f"--ServerApp.token={token}",
-                             "--ServerApp.ip=127.0.0.1", f"--port={port}", f"--ServerApp.root_dir={root}",
-                             f"--LabApp.workspaces_dir={state / 'jws'}", "--LabApp.news_url=",
-                             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-                             *(["--allow-root"] if os.geteuid() == 0 else [])],
-                            cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/api/status", params={"token": token}, timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, (state / "jupyterlab.log").read_text()[-2000:]
-            time.sleep(0.3)
-        yield port, token
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def _open(page, url: str) -> None:
@@ -136,7 +95,7 @@ def test_executed_notebooks_read_correctly_untrusted_and_trusted_and_run_no_plan
     for name in executed:
         assert not notary.check_signature(nbformat.read(root / f"{name}.ipynb", 4))
     dialogs: list[str] = []
-    with _jupyterlab(root, state) as (port, token), sync_playwright() as pw:
+    with jupyterlab_server(root, state) as (port, token), sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         try:
             for name in ("step00", "step02", "survey"):
